@@ -1,0 +1,1 @@
+"""The episode: controllers, guards, the VLM client, tracing and cost accounting."""

@@ -1,0 +1,1 @@
+"""Benchmarks on RefCOCO-M and generated scenes, reports, and the refseg CLI."""

@@ -1,0 +1,51 @@
+"""Cache values as bytes: an npz of arrays plus JSON metadata, framed with a checksum.
+
+Never pickle: ``np.load(allow_pickle=False)`` refuses object arrays, and JSON cannot carry
+code, so a cache directory copied from elsewhere cannot run anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"RSC1"
+_META = "__meta__"
+
+
+class CorruptEntry(ValueError):
+    """A cache value failed its checksum or could not be decoded."""
+
+
+def encode(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """Frame ``arrays`` and ``meta`` as ``MAGIC + sha256(payload) + payload``."""
+    if _META in arrays:
+        raise ValueError(f"array name {_META!r} is reserved")
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; cache values must be plain arrays")
+    buf = io.BytesIO()
+    meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    np.savez(buf, **{_META: meta_bytes}, **{k: np.asarray(v) for k, v in arrays.items()})
+    payload = buf.getvalue()
+    return MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def decode(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Inverse of :func:`encode`; raises :class:`CorruptEntry` on any damage."""
+    if not isinstance(blob, bytes) or len(blob) < len(MAGIC) + 32 or not blob.startswith(MAGIC):
+        raise CorruptEntry("not a refseg cache value")
+    digest, payload = blob[len(MAGIC) : len(MAGIC) + 32], blob[len(MAGIC) + 32 :]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CorruptEntry("checksum mismatch (truncated or modified entry)")
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop(_META).tobytes().decode())
+    except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        raise CorruptEntry(f"undecodable entry: {exc}") from None
+    return arrays, meta

@@ -1,0 +1,1 @@
+"""Offline toolset: a classical region proposer and an attribute ranker; no weights needed."""

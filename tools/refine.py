@@ -1,0 +1,89 @@
+"""``refine_query``: rewrite the referring expression when the ranking is unsure.
+
+Two backends behind one tool (the agent and the loop see the same interface):
+
+- ``rules`` (default, no network): :func:`tools.refine_rules.refine_with_rules`.
+- ``vlm``: :func:`tools.refine_vlm.refine_with_vlm`, using ``ToolSettings.vlm``.
+
+Select with ``ToolSettings.options["refine_query"]["refiner"]`` (the CLI's ``--refiner``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import Field
+
+from cache.keys import canonical_json
+from tools.base import StrictParams, Tool, ToolSettings, Workspace
+from tools.errors import ConfigError
+from tools.types import Refinement
+
+REFINERS = ("rules", "vlm")
+
+
+class RefineParams(StrictParams):
+    hint: str | None = Field(
+        default=None,
+        description="Optional guidance for the rewrite, e.g. 'the object is on the left'.",
+        max_length=500,
+    )
+
+
+class RefineQuery(Tool):
+    name = "refine_query"
+    description = (
+        "Rewrite the current referring expression into a clearer query for the ranker "
+        "(head noun, colour, position), using the image and the current top candidates."
+    )
+    version = "1"
+    role = "refine"
+    Params = RefineParams
+    Output = Refinement
+
+    def __init__(self, settings: ToolSettings | None = None):
+        super().__init__(settings)
+        self.refiner: str = self.settings.options.get(self.name, {}).get("refiner", "rules")
+        if self.refiner not in REFINERS:
+            raise ConfigError(f"unknown refiner {self.refiner!r}; choose one of {', '.join(REFINERS)}")
+        if self.refiner == "vlm" and self.settings.vlm is None:
+            raise ConfigError(
+                "--refiner vlm needs a VLM: set SILICONFLOW_API_KEY (or REFSEG_VLM_API_KEY) "
+                "or pass --vlm-base-url; use --refiner rules to run without one"
+            )
+
+    def fingerprint(self) -> str:
+        if self.refiner == "vlm":
+            return f"vlm:{getattr(self.settings.vlm, 'model', 'unknown')}"
+        from tools.refine_rules import RULES_VERSION
+
+        return f"rules:{RULES_VERSION}"
+
+    def key_inputs(self, ws: Workspace, params: Any) -> dict[str, str]:
+        # The rewrite depends on the episode's text state and current candidates too.
+        state: dict[str, Any] = {"expression": ws.expression, "history": ws.history}
+        if ws.ranking is not None:
+            state["top"] = [int(i) for i in ws.ranking.order[:3]]
+        inputs = {
+            "image": ws.image.digest,
+            "text": hashlib.sha256(canonical_json(state).encode()).hexdigest(),
+        }
+        if ws.proposals is not None:
+            inputs["proposals"] = ws.proposals.digest
+        return inputs
+
+    async def __call__(self, ws: Workspace, params: Any) -> Refinement:
+        if self.refiner == "vlm":
+            from tools.refine_vlm import refine_with_vlm
+
+            assert self.settings.vlm is not None  # checked in __init__
+            return await refine_with_vlm(self.settings.vlm, ws, params.hint)
+        from tools.refine_rules import refine_with_rules
+
+        return refine_with_rules(ws, params.hint)
+
+    def apply(self, ws: Workspace, output: Any) -> None:
+        if isinstance(output, Refinement) and output.query.strip():
+            ws.query = output.query.strip()
+            ws.history.append(ws.query)

@@ -1,0 +1,141 @@
+"""Tool registry: built-in tools plus plugins from the ``refseg.tools`` entry-point group.
+
+A plugin package declares, in its ``pyproject.toml``::
+
+    [project.entry-points."refseg.tools"]
+    my_tool = "my_pkg.my_module:MyTool"
+
+where ``MyTool`` is a :class:`tools.base.Tool` subclass (or any callable taking
+:class:`tools.base.ToolSettings` and returning a tool). Tools are imported and built lazily,
+so listing tools never loads a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from tools.base import Tool, ToolFactory, ToolSettings
+from tools.errors import ConfigError
+
+ENTRY_POINT_GROUP = "refseg.tools"
+
+BUILTIN_TOOLS: dict[str, str] = {
+    "sam_propose": "tools.sam_propose:SamPropose",
+    "clip_rank": "tools.clip_rank:ClipRank",
+    "refine_query": "tools.refine:RefineQuery",
+}
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    target: str
+    origin: str  # "builtin", "plugin" or "registered"
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class ToolRegistry:
+    """Names to tool factories; builds each tool once per registry."""
+
+    def __init__(self, settings: ToolSettings | None = None, *, plugins: bool = True):
+        self.settings = settings or ToolSettings()
+        self._specs: dict[str, ToolSpec] = {
+            name: ToolSpec(name, target, "builtin") for name, target in BUILTIN_TOOLS.items()
+        }
+        self._factories: dict[str, ToolFactory] = {}
+        self._tools: dict[str, Tool] = {}
+        if plugins:
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name not in self._specs:
+                    self._specs[ep.name] = ToolSpec(ep.name, ep.value, "plugin")
+
+    def register(self, name: str, factory: ToolFactory) -> None:
+        """Add (or replace) a tool programmatically."""
+        self._specs[name] = ToolSpec(name, f"<{getattr(factory, '__name__', factory)!s}>", "registered")
+        self._factories[name] = factory
+        self._tools.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def spec(self, name: str) -> ToolSpec:
+        if name not in self._specs:
+            raise ConfigError(
+                f"unknown tool {name!r}; known tools: {', '.join(self.names())} "
+                f"(plugins register through the {ENTRY_POINT_GROUP!r} entry-point group)"
+            )
+        return self._specs[name]
+
+    def factory(self, name: str) -> ToolFactory:
+        spec = self.spec(name)
+        if name in self._factories:
+            return self._factories[name]
+        try:
+            factory = _resolve(spec.target)
+        except Exception as exc:  # a broken plugin must not take the others down
+            raise ConfigError(f"tool {name!r} ({spec.target}) failed to import: {exc}") from exc
+        if not callable(factory):
+            raise ConfigError(f"tool {name!r} ({spec.target}) is not a Tool class or factory")
+        self._factories[name] = factory
+        return factory
+
+    def tool_class(self, name: str) -> type[Tool]:
+        """The tool's class without building it (for schemas and roles)."""
+        factory = self.factory(name)
+        if isinstance(factory, type) and issubclass(factory, Tool):
+            return factory
+        return type(self.get(name))
+
+    def get(self, name: str) -> Tool:
+        """The tool instance (built on first use)."""
+        if name not in self._tools:
+            tool = self.factory(name)(self.settings)
+            if not isinstance(tool, Tool):
+                raise ConfigError(f"tool {name!r} factory returned {type(tool).__name__}, not a Tool")
+            if tool.name != name:
+                raise ConfigError(f"tool registered as {name!r} calls itself {tool.name!r}")
+            self._tools[name] = tool
+        return self._tools[name]
+
+    def describe(self) -> list[dict[str, str]]:
+        rows = []
+        for name in self.names():
+            spec = self._specs[name]
+            try:
+                cls = self.tool_class(name)
+                rows.append(
+                    {
+                        "name": name,
+                        "role": cls.role,
+                        "version": cls.version,
+                        "origin": spec.origin,
+                        "description": cls.description,
+                    }
+                )
+            except ConfigError as exc:
+                rows.append(
+                    {
+                        "name": name,
+                        "role": "?",
+                        "version": "?",
+                        "origin": spec.origin,
+                        "description": f"unavailable: {exc}",
+                    }
+                )
+        return rows
+
+    def close(self) -> None:
+        for tool in self._tools.values():
+            tool.close()
+        self._tools.clear()

@@ -1,0 +1,289 @@
+"""Core value types shared by every tool, controller and the cache.
+
+Every output a tool can return round-trips through ``to_record`` / ``from_record``:
+a dict of numpy arrays plus a JSON-able dict. That is what the cache stores (as npz and
+JSON bytes, never pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+Meta = dict[str, Any]
+
+
+def digest_array(array: np.ndarray) -> str:
+    """sha256 over dtype, shape and bytes: equal arrays give equal digests."""
+    h = hashlib.sha256()
+    h.update(str(array.dtype).encode())
+    h.update(str(array.shape).encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """An RGB image: ``pixels`` is ``(H, W, 3) uint8``; ``digest`` anchors cache keys."""
+
+    pixels: np.ndarray
+    digest: str
+
+    @classmethod
+    def from_array(cls, pixels: np.ndarray) -> Image:
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(f"Image needs (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
+        pixels = np.ascontiguousarray(pixels)
+        pixels.setflags(write=False)
+        return cls(pixels=pixels, digest=digest_array(pixels))
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return self.height, self.width
+
+
+class ToolOutput(Protocol):
+    """What a tool returns: serialisable without pickle and summarisable for traces."""
+
+    def to_record(self) -> tuple[Arrays, Meta]: ...
+
+    @classmethod
+    def from_record(cls, arrays: Arrays, meta: Meta) -> Self: ...
+
+    def summary(self) -> Meta: ...
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """XYXY boxes ``(N, 4) float32`` (inclusive pixel extents) of ``(N, H, W)`` masks; empty -> 0."""
+    n = masks.shape[0]
+    boxes = np.zeros((n, 4), dtype=np.float32)
+    for i in range(n):
+        ys = np.flatnonzero(masks[i].any(axis=1))
+        xs = np.flatnonzero(masks[i].any(axis=0))
+        if ys.size:
+            boxes[i] = (xs[0], ys[0], xs[-1], ys[-1])
+    return boxes
+
+
+@dataclass(eq=False)
+class Proposals:
+    """Candidate masks for one image.
+
+    Attributes:
+        masks: ``(N, H, W) bool`` at the image's working resolution.
+        boxes: ``(N, 4) float32`` XYXY.
+        scores: ``(N,) float32`` proposer quality (SAM's predicted IoU).
+        stability: ``(N,) float32`` SAM stability score (1.0 where not applicable).
+        areas: ``(N,) int64`` mask areas in pixels.
+        source: name of the tool that made them.
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    stability: np.ndarray
+    areas: np.ndarray
+    source: str = ""
+    _digest: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_masks(
+        cls,
+        masks: np.ndarray,
+        scores: np.ndarray | None = None,
+        stability: np.ndarray | None = None,
+        source: str = "",
+    ) -> Proposals:
+        masks = np.asarray(masks, dtype=bool)
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be (N, H, W), got {masks.shape}")
+        n = masks.shape[0]
+        ones = np.ones(n, dtype=np.float32)
+        return cls(
+            masks=masks,
+            boxes=boxes_from_masks(masks),
+            scores=ones if scores is None else np.asarray(scores, dtype=np.float32),
+            stability=ones.copy() if stability is None else np.asarray(stability, np.float32),
+            areas=masks.reshape(n, -1).sum(axis=1).astype(np.int64),
+            source=source,
+        )
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def digest(self) -> str:
+        """Content digest of the masks: the cache anchor of anything computed from them."""
+        if self._digest is None:
+            self._digest = digest_array(np.packbits(self.masks, axis=-1))
+        return self._digest
+
+    def to_record(self) -> tuple[Arrays, Meta]:
+        return (
+            {
+                "masks": np.packbits(self.masks, axis=-1),
+                "boxes": self.boxes,
+                "scores": self.scores,
+                "stability": self.stability,
+                "areas": self.areas,
+            },
+            {"source": self.source, "shape": list(self.masks.shape)},
+        )
+
+    @classmethod
+    def from_record(cls, arrays: Arrays, meta: Meta) -> Proposals:
+        n, h, w = meta["shape"]
+        masks = np.unpackbits(arrays["masks"], axis=-1, count=w).astype(bool).reshape(n, h, w)
+        return cls(
+            masks=masks,
+            boxes=arrays["boxes"],
+            scores=arrays["scores"],
+            stability=arrays["stability"],
+            areas=arrays["areas"],
+            source=meta["source"],
+        )
+
+    def summary(self) -> Meta:
+        top = np.argsort(-self.scores)[:3]
+        return {
+            "n_proposals": len(self),
+            "top_scores": [round(float(self.scores[i]), 4) for i in top],
+        }
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = scores.astype(np.float64) / max(temperature, 1e-8)
+    z -= z.max(initial=0.0) if z.size else 0.0
+    e = np.exp(z)
+    return (e / e.sum()).astype(np.float32) if e.size else e.astype(np.float32)
+
+
+@dataclass(eq=False)
+class Ranking:
+    """Scores of every proposal against one query.
+
+    Attributes:
+        scores: ``(N,) float32`` raw similarity (CLIP cosine, or the ranker's own score).
+        probs: ``(N,) float32`` ``softmax(scores / temperature)``.
+        query: the text the proposals were ranked against.
+        temperature: softmax temperature.
+        proposals_digest: digest of the proposals this ranking refers to.
+    """
+
+    scores: np.ndarray
+    probs: np.ndarray
+    query: str
+    temperature: float
+    proposals_digest: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_scores(
+        cls,
+        scores: np.ndarray,
+        query: str,
+        temperature: float,
+        proposals_digest: str = "",
+        source: str = "",
+    ) -> Ranking:
+        scores = np.asarray(scores, dtype=np.float32)
+        return cls(scores, softmax(scores, temperature), query, temperature, proposals_digest, source)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def order(self) -> np.ndarray:
+        """Proposal indices, best first (stable for ties)."""
+        return np.argsort(-self.probs, kind="stable")
+
+    @property
+    def top(self) -> int:
+        """Index of the best proposal; -1 when there are none."""
+        return int(self.order[0]) if len(self) else -1
+
+    @property
+    def conf(self) -> float:
+        """Top-1 probability."""
+        return float(self.probs.max()) if len(self) else 0.0
+
+    @property
+    def gap(self) -> float:
+        """Top-1 minus top-2 probability (top-1 alone when there is one proposal)."""
+        if len(self) == 0:
+            return 0.0
+        p = np.sort(self.probs)[::-1]
+        return float(p[0] - (p[1] if len(p) > 1 else 0.0))
+
+    def to_record(self) -> tuple[Arrays, Meta]:
+        return (
+            {"scores": self.scores, "probs": self.probs},
+            {
+                "query": self.query,
+                "temperature": self.temperature,
+                "proposals_digest": self.proposals_digest,
+                "source": self.source,
+            },
+        )
+
+    @classmethod
+    def from_record(cls, arrays: Arrays, meta: Meta) -> Ranking:
+        return cls(
+            arrays["scores"],
+            arrays["probs"],
+            meta["query"],
+            float(meta["temperature"]),
+            meta.get("proposals_digest", ""),
+            meta.get("source", ""),
+        )
+
+    def summary(self) -> Meta:
+        order = self.order[:3]
+        return {
+            "query": self.query,
+            "top3": [[int(i), round(float(self.probs[i]), 4)] for i in order],
+            "conf": round(self.conf, 4),
+            "gap": round(self.gap, 4),
+        }
+
+
+@dataclass
+class Refinement:
+    """A rewritten query and why."""
+
+    query: str
+    rationale: str = ""
+    source: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+
+    def to_record(self) -> tuple[Arrays, Meta]:
+        return {}, {
+            "query": self.query,
+            "rationale": self.rationale,
+            "source": self.source,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "usd": self.usd,
+        }
+
+    @classmethod
+    def from_record(cls, arrays: Arrays, meta: Meta) -> Refinement:
+        return cls(**meta)
+
+    def summary(self) -> Meta:
+        return {"query": self.query, "rationale": self.rationale[:200]}
