@@ -1,0 +1,127 @@
+"""structlog tracing: one JSON line per tool call, VLM call and guard decision.
+
+Each run gets its own :class:`Tracer` (no global structlog configuration, so several runs
+in one process, e.g. tests, never mix their files). Secrets are redacted by key name,
+by known secret values (the API keys in the environment) and by shape (``sk-...``,
+``Bearer ...``) before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+SECRET_ENV_VARS = ("SILICONFLOW_API_KEY", "REFSEG_VLM_API_KEY", "OPENAI_API_KEY")
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(
+    r"^(api[_-]?key|x-api-key|authorization|proxy-authorization|password|secret|"
+    r"access[_-]?token|bearer|cookie|set-cookie)$",
+    re.IGNORECASE,
+)
+_SECRET_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+)")
+_extra_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Redact this exact value wherever it would be written (e.g. a key passed by flag)."""
+    if value and len(value) >= 4:
+        _extra_secrets.add(value)
+
+
+def _known_secrets() -> list[str]:
+    values = {os.environ.get(name, "") for name in SECRET_ENV_VARS} | _extra_secrets
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    for secret in _known_secrets():
+        text = text.replace(secret, REDACTED)
+    return _SECRET_SHAPES.sub(REDACTED, text)
+
+
+def redact(value: Any) -> Any:
+    """Recursively redact secrets from dicts, lists and strings."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.match(k) else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+def _redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return redact(event_dict)  # type: ignore[no-any-return]
+
+
+def _add_time(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict.setdefault("ts", round(time.time(), 3))
+    return event_dict
+
+
+class _LockedWriter:
+    """A line writer shared by worker threads: one lock, flush per line."""
+
+    def __init__(self, fh: IO[str]):
+        self._fh = fh
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._fh.write(message + "\n")
+            self._fh.flush()
+
+    log = debug = info = warning = error = msg
+
+
+class _NullWriter:
+    def msg(self, message: str) -> None:
+        pass
+
+    log = debug = info = warning = error = msg
+
+
+class Tracer:
+    """Writes trace events for one run to ``path`` (JSON lines), or nowhere when ``None``."""
+
+    def __init__(self, path: str | Path | None = None, run_id: str = "run"):
+        self.path = Path(path) if path is not None else None
+        self.run_id = run_id
+        self._fh: IO[str] | None = None
+        writer: Any = _NullWriter()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
+            writer = _LockedWriter(self._fh)
+        self._root = structlog.wrap_logger(
+            writer,
+            processors=[_add_time, _redact_processor, structlog.processors.JSONRenderer()],
+            context_class=dict,
+        ).bind(run_id=run_id)
+
+    def bind(self, **context: Any) -> Any:
+        """A logger carrying ``context`` (sample id, ...) on every event."""
+        return self._root.bind(**context)
+
+    def event(self, event: str, **fields: Any) -> None:
+        self._root.info(event, **fields)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> Tracer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
