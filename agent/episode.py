@@ -68,8 +68,12 @@ class EpisodeConfig:
 
 @dataclass
 class EpisodeResult:
-    """What an episode produced. ``mask`` is ``(H, W) bool`` at the input's original size
-    (``None`` when nothing was chosen)."""
+    """What an episode produced.
+
+    ``mask`` is ``(H, W) bool`` at the input's original size (``None`` when nothing was
+    chosen); ``candidate_masks`` are the top-3 candidates' masks at that size, best first,
+    matching ``candidates``.
+    """
 
     sample_id: str
     expression: str
@@ -89,6 +93,7 @@ class EpisodeResult:
     image_size: tuple[int, int] = (0, 0)
     turns: int = 0
     notes: list[str] = field(default_factory=list)
+    candidate_masks: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from agent.costs import CostBook
 from agent.episode import EpisodeConfig, EpisodeResult
 from agent.invoke import CallContext, Invoker
-from agent.tracing import Tracer, redact_text
+from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from cache.store import ToolCache
 from tools.errors import CheckpointError, ConfigError, DownloadError, InputError, ToolError
 from tools.images import clean_expression, resize_mask, working_copy
@@ -124,6 +124,7 @@ class Session:
                 original_size=image.size,
             )
             episode = Episode(self, ws, sample_id)
+            CURRENT_LOG.set(episode.log)
             episode.log.info("episode_start", expression=text, controller=self.config.controller,
                              image_size=list(image.size))
             await self.controller(episode)
@@ -164,6 +165,7 @@ class Session:
         scale_y = ws.original_size[0] / ws.image.height
         scale_x = ws.original_size[1] / ws.image.width
         for i in ranking.order[:3]:
+            result.candidate_masks.append(resize_mask(ws.proposals.masks[int(i)], ws.original_size))
             box = ws.proposals.boxes[int(i)] * np.array([scale_x, scale_y, scale_x, scale_y])
             result.candidates.append(
                 {"index": int(i), "prob": round(float(ranking.probs[i]), 6),

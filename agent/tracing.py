@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,15 @@ _SECRET_KEY = re.compile(
 )
 _SECRET_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+)")
 _extra_secrets: set[str] = set()
+# The running episode's bound logger: VLM calls made deep inside a tool land in its trace.
+CURRENT_LOG: ContextVar[Any | None] = ContextVar("refseg_current_log", default=None)
+
+
+def log_vlm_call(info: dict[str, Any]) -> None:
+    """``on_call`` hook of the VLM client: one ``vlm_call`` event in the current episode."""
+    log = CURRENT_LOG.get()
+    if log is not None:
+        log.info("vlm_call", **info)
 
 
 def register_secret(value: str | None) -> None:

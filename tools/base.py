@@ -22,7 +22,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
 
-from tools.types import Image, Proposals, Ranking, ToolOutput
+from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
 Role = Literal["propose", "rank", "refine", "other"]
 WeightsMode = Literal["pretrained", "random"]
@@ -147,6 +147,9 @@ class Tool(ABC):
             ws.ranking = output
             if ws.best_ranking is None or output.conf > ws.best_ranking.conf:
                 ws.best_ranking = output
+        elif isinstance(output, Refinement) and output.query.strip():
+            ws.query = output.query.strip()
+            ws.history.append(ws.query)
 
     @abstractmethod
     async def __call__(self, ws: Workspace, params: Any) -> ToolOutput:

@@ -82,8 +82,3 @@ class RefineQuery(Tool):
         from tools.refine_rules import refine_with_rules
 
         return refine_with_rules(ws, params.hint)
-
-    def apply(self, ws: Workspace, output: Any) -> None:
-        if isinstance(output, Refinement) and output.query.strip():
-            ws.query = output.query.strip()
-            ws.history.append(ws.query)
