@@ -113,7 +113,7 @@ def build_vlm(args: argparse.Namespace) -> Any:
         if v is not None
     }
     config = VLMConfig.from_env(base_url=args.vlm_base_url, model=args.vlm_model, **overrides)
-    reason = config.unavailable_reason()
+    reason = config.vlm_unavailable_reason()
     if reason:
         raise ConfigError(f"--controller {args.controller} needs a VLM: {reason}")
     register_secret(config.api_key)

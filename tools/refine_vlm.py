@@ -1,0 +1,222 @@
+"""The VLM refiner: ask a vision-language model for a clearer query for the ranker.
+
+The model sees the image, an overlay of the current top-3 candidates (outlined in red,
+green and blue, numbered 1-3), the original expression, the current query and earlier
+queries, and answers ``{"query": ..., "rationale": ...}``. Replies are parsed leniently:
+code fences, JSON inside prose, and plain text (first line) all work.
+
+``tools`` never imports ``agent``: the client is any :class:`tools.base.ChatClient`, and
+reply fields (``content``, ``tokens_in``, ``tokens_out``, ``usd``, ``model``) are read by
+attribute. Transport failures (``VLMError``) propagate; the controller falls back.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
+
+from tools.base import ChatClient, Workspace
+from tools.errors import InputError, ToolError
+from tools.types import Refinement
+
+MAX_QUERY_CHARS = 300
+TOP_K = 3
+COLOURS = ((255, 40, 40), (40, 220, 40), (40, 110, 255))  # 1 red, 2 green, 3 blue
+COLOUR_NAMES = ("red", "green", "blue")
+
+SYSTEM_PROMPT = (
+    "You help a referring-segmentation system. Candidate object masks are ranked by CLIP "
+    "against a short text query; when the ranking is unsure, you rewrite the query so that "
+    "CLIP picks the object the ORIGINAL expression refers to. Never change which object is "
+    "meant. Prefer a short, concrete phrase (at most 12 words): the object's category, colour, "
+    "distinctive parts, and its position if it helps. "
+    'Reply with JSON only: {"query": "...", "rationale": "..."}.'
+)
+
+
+def image_data_url(pixels: np.ndarray, max_side: int = 768, quality: int = 85) -> str:
+    """A ``data:image/jpeg;base64,...`` URL of an RGB (or grey) image, longest side <= max_side.
+
+    Raises:
+        InputError: not an ``(H, W, 3)`` or ``(H, W)`` uint8 array.
+    """
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise InputError(
+            f"image_data_url needs (H, W, 3) or (H, W) uint8 pixels, got {arr.shape} {arr.dtype}"
+        )
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError("image_data_url: the image has no pixels")
+    img = PILImage.fromarray(arr).convert("RGB")
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | None]]:
+    """``(proposal index, probability or None)`` of the best ``k`` candidates, best first."""
+    props = ws.proposals
+    if props is None or len(props) == 0:
+        return []
+    ranking = ws.ranking
+    if ranking is not None and len(ranking) == len(props):
+        return [(int(i), float(ranking.probs[i])) for i in ranking.order[:k]]
+    order = np.argsort(-props.scores, kind="stable")[:k]  # no usable ranking: proposer score
+    return [(int(i), None) for i in order]
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(r):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def candidate_overlay(ws: Workspace, k: int = TOP_K) -> np.ndarray | None:
+    """The image with the top-``k`` masks outlined in distinct colours and numbered 1..k."""
+    top = top_candidates(ws, k)
+    if not top or ws.proposals is None:
+        return None
+    pixels = ws.image.pixels
+    h, w = pixels.shape[:2]
+    thickness = max(1, round(max(h, w) / 300))
+    out = pixels.copy()
+    # Draw the worst first so the best candidate's outline stays on top.
+    for rank in reversed(range(len(top))):
+        mask = ws.proposals.masks[top[rank][0]]
+        if mask.shape != (h, w):
+            continue
+        edge = mask & ~_erode(mask)
+        out[_dilate(edge, thickness - 1)] = COLOURS[rank]
+    img = PILImage.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(12, round(max(h, w) / 25)))
+    for rank, (idx, _) in enumerate(top):
+        x0, y0 = (float(v) for v in ws.proposals.boxes[idx][:2])
+        label = str(rank + 1)
+        pad = 2
+        left, top_, right, bottom = draw.textbbox((x0, y0), label, font=font)
+        if top_ - (bottom - top_) - 3 * pad >= 0:  # room above the box: do not hide the object
+            y0 -= bottom - top_ + 2 * pad
+            left, top_, right, bottom = draw.textbbox((x0, y0), label, font=font)
+        draw.rectangle((left - pad, top_ - pad, right + pad, bottom + pad), fill=COLOURS[rank])
+        draw.text((x0, y0), label, fill=(255, 255, 255), font=font)
+    return np.asarray(img)
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    # Pixels on the image border count as edge.
+    inner[0, :] = inner[-1, :] = False
+    inner[:, 0] = inner[:, -1] = False
+    return inner
+
+
+def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
+    """The chat messages of one refinement request."""
+    content: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image_data_url(ws.image.pixels)}}
+    ]
+    lines = [
+        f"Original expression: {ws.expression}",
+        f"Current query: {ws.query}",
+    ]
+    earlier = [q for q in ws.history[:-1] if q != ws.query]
+    if earlier:
+        lines.append("Earlier queries: " + " | ".join(earlier[-5:]))
+    overlay = candidate_overlay(ws)
+    if overlay is not None:
+        content.append({"type": "image_url", "image_url": {"url": image_data_url(overlay)}})
+        described = []
+        for rank, (_, prob) in enumerate(top_candidates(ws)):
+            p = "" if prob is None else f", p={prob:.2f}"
+            described.append(f"{rank + 1} ({COLOUR_NAMES[rank]}{p})")
+        lines.append(
+            "The second image outlines the current top candidates, best first: "
+            + ", ".join(described)
+            + ". If the best one is not the referred object, describe the referred object so it "
+            "can be told apart from the others."
+        )
+    if hint:
+        lines.append(f"Hint: {hint}")
+    lines.append('Reply with JSON only: {"query": "...", "rationale": "..."}')
+    content.append({"type": "text", "text": "\n".join(lines)})
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
+_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_PREFIX = re.compile(r"^(?:new\s+|refined\s+|better\s+)?(?:query|expression)\s*[:=-]\s*", re.IGNORECASE)
+
+
+def parse_refinement(text: str) -> tuple[str, str]:
+    """``(query, rationale)`` from a reply: JSON (fenced or inside prose) or plain text.
+
+    Raises:
+        ToolError: the reply holds no usable query.
+    """
+    text = (text or "").strip()
+    fenced = _FENCE.search(text)
+    body = fenced.group(1).strip() if fenced else text
+    for candidate in (body, *(m.group(0) for m in [_OBJECT.search(body)] if m)):
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            query = value.get("query")
+            if isinstance(query, str) and query.strip():
+                rationale = value.get("rationale", "")
+                return _clean(query), rationale if isinstance(rationale, str) else str(rationale)
+            raise ToolError('the VLM reply is JSON without a non-empty "query" string; reply again')
+    first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
+    query = _clean(_PREFIX.sub("", first.lstrip("-*# ").strip()))
+    if not query:
+        raise ToolError("the VLM returned an empty reply; no refined query")
+    return query, ""
+
+
+def _clean(query: str) -> str:
+    query = " ".join(query.split()).strip("\"'` ")
+    return query[:MAX_QUERY_CHARS].strip()
+
+
+async def refine_with_vlm(client: ChatClient, ws: Workspace, hint: str | None) -> Refinement:
+    """Ask the VLM for a better query for ``ws``.
+
+    Raises:
+        ToolError: the reply has no usable query (empty, or only tool calls).
+        VLMError: the VLM could not be reached (from the client).
+    """
+    reply = await client.complete(build_messages(ws, hint), temperature=0.2, max_tokens=200)
+    content = getattr(reply, "content", "") or ""
+    if not content.strip() and getattr(reply, "tool_calls", None):
+        raise ToolError("the VLM answered with tool calls instead of a refined query")
+    query, rationale = parse_refinement(content)
+    model = getattr(reply, "model", "") or getattr(client, "model", "")
+    return Refinement(
+        query=query,
+        rationale=rationale,
+        source=f"vlm:{model}" if model else "vlm",
+        tokens_in=int(getattr(reply, "tokens_in", 0) or 0),
+        tokens_out=int(getattr(reply, "tokens_out", 0) or 0),
+        usd=float(getattr(reply, "usd", 0.0) or 0.0),
+    )
