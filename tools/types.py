@@ -117,7 +117,7 @@ class Proposals:
             boxes=boxes_from_masks(masks),
             scores=ones if scores is None else np.asarray(scores, dtype=np.float32),
             stability=ones.copy() if stability is None else np.asarray(stability, np.float32),
-            areas=masks.reshape(n, -1).sum(axis=1).astype(np.int64),
+            areas=masks.sum(axis=(1, 2), dtype=np.int64),
             source=source,
         )
 
