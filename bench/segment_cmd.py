@@ -24,7 +24,7 @@ from agent.tracing import Tracer
 from bench.options import Runtime, add_episode_options, build_runtime, describe_config
 from bench.render import overlay, save_mask_png, side_by_side
 from tools.errors import InputError
-from tools.images import load_image
+from tools.images import clean_expression, load_image
 from tools.types import Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -86,6 +86,7 @@ def write_result(out: Path, image: Image, result: EpisodeResult, rt: Runtime) ->
 
 def cmd_segment(args: argparse.Namespace) -> int:
     images, expression = split_inputs(args.inputs)
+    expression = clean_expression(expression)  # refuse an empty one before loading models
     compare = args.compare if args.compare is not None else len(images) > 1
     rt = build_runtime(args)
     try:
