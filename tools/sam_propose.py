@@ -1,0 +1,376 @@
+"""``sam_propose``: text-free candidate masks from segment-anything.
+
+The automatic mask generator's algorithm (point grid, multimask decoding, predicted-IoU
+and stability filters, box NMS, optional small-region clean-up), rebuilt around one change:
+the image embedding is computed once per image digest and kept in a small LRU, so calls
+with other knobs (a denser grid, lower thresholds) re-run only the cheap mask decoder.
+
+Memory stays bounded for large images: candidates are upscaled in chunks, filtered as
+they come, and kept bit-packed until NMS has picked the survivors.
+
+The default grid is 16x16 (the official default is 32x32): on CPU the decoder and the
+full-resolution upscaling scale with the number of points, and 16x16 already yields a few
+dozen distinct masks per image after NMS. Pass ``points_per_side=32`` for the official
+behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, ValidationError
+from segment_anything.modeling import Sam
+from segment_anything.utils.amg import (
+    batch_iterator,
+    batched_mask_to_box,
+    build_all_layer_point_grids,
+    calculate_stability_score,
+)
+from segment_anything.utils.transforms import ResizeLongestSide
+from torchvision.ops.boxes import batched_nms
+
+from checkpoints.registry import cached_sha256
+from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.errors import CheckpointError, ToolError
+from tools.sam_loading import (
+    SamConfig,
+    coerce_config,
+    load_sam,
+    missing_checkpoint_message,
+    resolve_sam_checkpoint,
+    state_dict_digest,
+)
+from tools.types import Image, Proposals
+
+# Float elements per upscaling chunk (~128 MB): bounds memory whatever the image size.
+CHUNK_ELEMENTS = 32 * 1024 * 1024
+DEFAULT_EMBEDDING_CACHE = 8
+
+
+class SamProposeParams(StrictParams):
+    """Knobs of SAM's automatic mask generator (names and meaning as in segment-anything)."""
+
+    points_per_side: int = Field(
+        default=16, ge=1, le=64, description="Grid of points_per_side^2 point prompts (official default 32)."
+    )
+    points_per_batch: int = Field(
+        default=64, ge=1, le=1024, description="Points decoded per batch (speed/memory only)."
+    )
+    pred_iou_thresh: float = Field(
+        default=0.88,
+        ge=0.0,
+        le=1.0,
+        description="Keep masks whose predicted IoU exceeds this (0: no filter).",
+    )
+    stability_score_thresh: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="Keep masks at least this stable (0: no filter)."
+    )
+    stability_score_offset: float = Field(
+        default=1.0, gt=0.0, le=10.0, description="Logit offset used for the stability score."
+    )
+    box_nms_thresh: float = Field(
+        default=0.7, gt=0.0, le=1.0, description="Box IoU above which duplicates are suppressed."
+    )
+    min_mask_region_area: int = Field(
+        default=0, ge=0, description="Fill holes and drop islands smaller than this many pixels (0: off)."
+    )
+    min_area: int = Field(default=0, ge=0, description="Drop masks with fewer pixels than this.")
+    max_proposals: int = Field(
+        default=64, ge=1, le=1000, description="Keep at most this many masks, best predicted IoU first."
+    )
+
+
+@dataclass
+class _Embedding:
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+@dataclass
+class _Candidates:
+    """Candidates that passed the per-batch filters, on CPU, masks bit-packed along W."""
+
+    packed: list[np.ndarray]
+    boxes: list[torch.Tensor]
+    scores: list[torch.Tensor]
+    stability: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.scores)
+
+
+def empty_proposals(size: tuple[int, int], source: str = "sam_propose") -> Proposals:
+    """A valid proposal set with no masks: ``(0, H, W)``."""
+    h, w = size
+    return Proposals(
+        masks=np.zeros((0, h, w), dtype=bool),
+        boxes=np.zeros((0, 4), dtype=np.float32),
+        scores=np.zeros(0, dtype=np.float32),
+        stability=np.zeros(0, dtype=np.float32),
+        areas=np.zeros(0, dtype=np.int64),
+        source=source,
+    )
+
+
+def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple[np.ndarray, bool]:
+    """segment-anything's ``remove_small_regions`` (8-connected) on scipy instead of OpenCV."""
+    try:
+        from scipy import ndimage
+    except ImportError:  # pragma: no cover - scipy ships with the environment
+        raise ToolError("min_mask_region_area needs scipy (pip install scipy); set it to 0") from None
+    holes = mode == "holes"
+    working = np.logical_xor(mask, holes)
+    regions, n_labels = ndimage.label(working, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(regions.ravel(), minlength=n_labels + 1)[1:]
+    small = [i + 1 for i, s in enumerate(sizes) if s < area_thresh]
+    if not small:
+        return mask, False
+    fill = [0, *small]
+    if not holes:
+        fill = [i for i in range(n_labels + 1) if i not in fill] or [int(np.argmax(sizes)) + 1]
+    return np.isin(regions, fill), True
+
+
+class SamPropose(Tool):
+    """Candidate masks for the whole image from SAM's automatic mask generator.
+
+    Args:
+        settings: weights, model type, checkpoint, device, seed. Options under
+            ``settings.options["sam_propose"]``: ``config`` (a :class:`SamConfig`, a dict,
+            or ``"tiny"``: build that architecture instead of ``sam_model_type``) and
+            ``embedding_cache`` (embeddings kept, default 8).
+        model: an already built SAM to use as is (tests, notebooks).
+        config: like the ``config`` option.
+
+    Attributes:
+        encodes: image-encoder runs so far (one per distinct image while it stays cached).
+        decode_batches: mask-decoder batches run so far.
+    """
+
+    name = "sam_propose"
+    description = (
+        "Propose candidate object masks for the whole image with Segment Anything "
+        "(a grid of point prompts, filtered by predicted IoU and stability, duplicates removed). "
+        "Call again with a denser grid (points_per_side) or lower thresholds if the target "
+        "object is not among the candidates."
+    )
+    version = "1"
+    role = "propose"
+    Params = SamProposeParams
+    Output = Proposals
+
+    def __init__(
+        self,
+        settings: ToolSettings | None = None,
+        *,
+        model: Sam | None = None,
+        config: SamConfig | dict[str, Any] | str | None = None,
+    ):
+        super().__init__(settings)
+        options = self.settings.options.get(self.name, {})
+        self.config = coerce_config(config if config is not None else options.get("config"))
+        self.cache_size = max(1, int(options.get("embedding_cache", DEFAULT_EMBEDDING_CACHE)))
+        self._model = model
+        self._injected = model is not None
+        self._fingerprint: str | None = None
+        self._embeddings: OrderedDict[str, _Embedding] = OrderedDict()
+        self._lock = threading.RLock()
+        self.encodes = 0
+        self.decode_batches = 0
+
+    # -- identity -------------------------------------------------------------------------
+
+    def _label(self) -> str:
+        if self.config is not None:
+            return f"config-{self.config.digest()}"
+        return self.settings.sam_model_type
+
+    def fingerprint(self) -> str:
+        """``random:<type>:seed<n>``, ``<type>:sha256:<file hash>`` or ``module:<hash>``.
+
+        Raises:
+            CheckpointError: pretrained weights whose checkpoint file is missing.
+        """
+        if self._fingerprint is None:
+            if self._injected:
+                assert self._model is not None
+                self._fingerprint = f"module:{state_dict_digest(self._model)}"
+            elif self.settings.weights == "random":
+                self._fingerprint = f"random:{self._label()}:seed{self.settings.seed}"
+            else:
+                path = resolve_sam_checkpoint(self.settings)
+                if not path.is_file():
+                    raise CheckpointError(missing_checkpoint_message(path, self.settings.sam_model_type))
+                self._fingerprint = f"{self._label()}:sha256:{cached_sha256(path)}"
+        return self._fingerprint
+
+    def key_args(self, params: Any) -> dict[str, Any]:
+        # The batch size changes speed and memory, not the masks.
+        args = params.model_dump(mode="json")
+        args.pop("points_per_batch", None)
+        return args
+
+    # -- model and embeddings -------------------------------------------------------------
+
+    @property
+    def model(self) -> Sam:
+        """The SAM model, built (and its checkpoint loaded) on first use."""
+        with self._lock:
+            if self._model is None:
+                self._model = load_sam(self.settings, self.config)
+            return self._model
+
+    def load(self) -> None:
+        """Build the model now (fail fast on a missing or corrupt checkpoint)."""
+        _ = self.model
+
+    def _embedding(self, image: Image) -> _Embedding:
+        cached = self._embeddings.get(image.digest)
+        if cached is not None:
+            self._embeddings.move_to_end(image.digest)
+            return cached
+        model = self.model
+        transform = ResizeLongestSide(model.image_encoder.img_size)
+        resized = transform.apply_image(image.pixels)
+        x = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).contiguous()[None]
+        features = model.image_encoder(model.preprocess(x))
+        self.encodes += 1
+        emb = _Embedding(features, (int(x.shape[-2]), int(x.shape[-1])), image.size)
+        self._embeddings[image.digest] = emb
+        while len(self._embeddings) > self.cache_size:
+            self._embeddings.popitem(last=False)
+        return emb
+
+    # -- the algorithm --------------------------------------------------------------------
+
+    def _decode(self, emb: _Embedding, coords: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res mask logits ``(3B, h, w)`` and predicted IoU ``(3B,)`` for B points."""
+        model = self.model
+        points = torch.as_tensor(coords, dtype=torch.float, device=model.device)[:, None, :]
+        labels = torch.ones(points.shape[0], 1, dtype=torch.int, device=model.device)
+        sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        low_res, iou = model.mask_decoder(
+            image_embeddings=emb.features,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+        self.decode_batches += 1
+        return low_res.flatten(0, 1), iou.flatten(0, 1)
+
+    def _filter_batch(
+        self, emb: _Embedding, low_res: torch.Tensor, iou: torch.Tensor, p: SamProposeParams, out: _Candidates
+    ) -> None:
+        model = self.model
+        if p.pred_iou_thresh > 0.0:
+            keep = iou > p.pred_iou_thresh
+            low_res, iou = low_res[keep], iou[keep]
+        h, w = emb.original_size
+        side = model.image_encoder.img_size
+        chunk = max(1, CHUNK_ELEMENTS // (side * side + h * w))
+        for start in range(0, len(iou), chunk):
+            logits = model.postprocess_masks(
+                low_res[start : start + chunk, None], emb.input_size, emb.original_size
+            )[:, 0]
+            scores = iou[start : start + chunk]
+            stability = calculate_stability_score(logits, model.mask_threshold, p.stability_score_offset)
+            if p.stability_score_thresh > 0.0:
+                keep = stability >= p.stability_score_thresh
+                logits, scores, stability = logits[keep], scores[keep], stability[keep]
+            masks = logits > model.mask_threshold
+            del logits
+            # Empty masks are never useful candidates, whatever min_area says.
+            keep = masks.flatten(1).sum(1) >= max(1, p.min_area)
+            masks, scores, stability = masks[keep], scores[keep], stability[keep]
+            if len(scores) == 0:
+                continue
+            out.boxes.append(batched_mask_to_box(masks).float().cpu())
+            out.scores.append(scores.float().cpu())
+            out.stability.append(stability.float().cpu())
+            out.packed.append(np.packbits(masks.cpu().numpy(), axis=-1))
+
+    def propose_sync(self, image: Image, params: SamProposeParams | None = None) -> Proposals:
+        """Blocking version of the tool (runs on the calling thread)."""
+        p = params or SamProposeParams()
+        with self._lock, torch.inference_mode():
+            emb = self._embedding(image)
+            h, w = image.size
+            grid = build_all_layer_point_grids(p.points_per_side, 0, 1)[0]
+            points = grid * np.array([[w, h]], dtype=np.float64)
+            transform = ResizeLongestSide(self.model.image_encoder.img_size)
+            coords = transform.apply_coords(points, (h, w))
+            found = _Candidates([], [], [], [])
+            for (batch,) in batch_iterator(p.points_per_batch, coords):
+                low_res, iou = self._decode(emb, batch)
+                self._filter_batch(emb, low_res, iou, p, found)
+            return self._select(found, p, (h, w))
+
+    def _select(self, found: _Candidates, p: SamProposeParams, size: tuple[int, int]) -> Proposals:
+        if len(found) == 0:
+            return empty_proposals(size, self.name)
+        h, w = size
+        boxes = torch.cat(found.boxes)
+        scores = torch.cat(found.scores)
+        stability = torch.cat(found.stability)
+        packed = np.concatenate(found.packed)
+        keep = batched_nms(boxes, scores, torch.zeros(len(boxes)), iou_threshold=p.box_nms_thresh)
+        keep_np = keep.numpy()
+        masks = np.unpackbits(packed[keep_np], axis=-1, count=w).astype(bool)
+        scores_np = scores[keep].numpy().astype(np.float32)
+        stability_np = stability[keep].numpy().astype(np.float32)
+        if p.min_mask_region_area > 0:
+            masks, scores_np, stability_np = self._clean_regions(
+                masks, scores_np, stability_np, p.min_mask_region_area, p.box_nms_thresh
+            )
+        areas = masks.reshape(len(masks), -1).sum(axis=1).astype(np.int64)
+        ok = areas >= max(1, p.min_area)
+        order = np.argsort(-scores_np[ok], kind="stable")[: p.max_proposals]
+        masks = masks[ok][order]
+        boxes_out = batched_mask_to_box(torch.from_numpy(masks)).numpy().astype(np.float32)
+        return Proposals(
+            masks=masks.reshape(len(order), h, w),
+            boxes=boxes_out.reshape(len(order), 4),
+            scores=scores_np[ok][order],
+            stability=stability_np[ok][order],
+            areas=areas[ok][order],
+            source=self.name,
+        )
+
+    @staticmethod
+    def _clean_regions(
+        masks: np.ndarray, scores: np.ndarray, stability: np.ndarray, min_region: int, nms: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fill small holes, drop small islands, then NMS again preferring unchanged masks."""
+        cleaned, unchanged = [], []
+        for mask in masks:
+            mask, changed_holes = remove_small_regions(mask, min_region, "holes")
+            mask, changed_islands = remove_small_regions(mask, min_region, "islands")
+            cleaned.append(mask)
+            unchanged.append(float(not (changed_holes or changed_islands)))
+        stack = np.stack(cleaned)
+        boxes = batched_mask_to_box(torch.from_numpy(stack)).float()
+        keep = batched_nms(boxes, torch.tensor(unchanged), torch.zeros(len(boxes)), iou_threshold=nms)
+        idx = np.sort(keep.numpy())
+        return stack[idx], scores[idx], stability[idx]
+
+    async def __call__(self, ws: Workspace, params: Any = None) -> Proposals:
+        if not isinstance(params, SamProposeParams):
+            try:
+                params = SamProposeParams.model_validate(params or {})
+            except ValidationError as exc:
+                raise ToolError(f"invalid arguments for {self.name}: {exc.errors()[0]['msg']}") from None
+        return await run_on_device(self.settings.device, self.propose_sync, ws.image, params)
+
+    def close(self) -> None:
+        with self._lock:
+            self._embeddings.clear()
+            if not self._injected:
+                self._model = None
+                self._fingerprint = None
