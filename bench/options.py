@@ -146,6 +146,13 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
         if proposer != "sam_propose":
             raise ConfigError("--points-per-side applies to sam_propose only")
         propose_args["points_per_side"] = args.points_per_side
+    notes: list[str] = []
+    if args.weights == "random" and proposer == "sam_propose":
+        # Random weights predict meaningless IoU/stability: SAM's quality filters would drop
+        # every mask. Keep them all (NMS and the proposal cap still apply).
+        propose_args.setdefault("pred_iou_thresh", 0.0)
+        propose_args.setdefault("stability_score_thresh", 0.0)
+        notes.append("random weights: SAM quality thresholds disabled")
     if args.clip_mode is not None:
         if ranker != "clip_rank":
             raise ConfigError("--clip-mode applies to clip_rank only")
@@ -168,7 +175,7 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     for name in (proposer, ranker, config.refiner):
         registry.spec(name)
     cache = None if args.no_cache else ToolCache(args.cache_dir or os.environ.get(CACHE_ENV_VAR) or None)
-    return Runtime(settings, config, registry, cache, vlm)
+    return Runtime(settings, config, registry, cache, vlm, notes)
 
 
 def describe_config(rt: Runtime) -> dict[str, Any]:

@@ -1,0 +1,144 @@
+"""``refseg bench cases RUN_A RUN_B``: where B beats A, where it loses, where nothing changed.
+
+Examples are paired by ``example_id``. ``improved`` are the ``k`` largest IoU gains of B
+over A (above ``eps``), ``degraded`` the ``k`` largest losses, ``unchanged`` ``k`` pairs
+within ``eps`` spread over the IoU range. Each category becomes one gallery PNG (rows:
+image, ground truth, prediction A, prediction B, with the sentence and both IoUs); the
+images are reloaded through the data set spec stored in the runs' ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import Example, load_dataset_spec
+from bench.perturb import perturb_image
+from bench.render import overlay
+from bench.rle import decode_rle
+from bench.samples import CONFIG, read_json, read_samples
+from tools.errors import InputError
+
+CATEGORIES = ("improved", "degraded", "unchanged")
+
+
+def pick_cases(
+    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], k: int = 6, eps: float = 0.01
+) -> dict[str, list[dict[str, Any]]]:
+    """Pairs by category: ``{"improved": [{"example_id", "iou_a", "iou_b", "diff"}, ...], ...}``."""
+    if k < 1:
+        raise InputError("--k must be >= 1")
+    common = sorted(set(a) & set(b), key=lambda e: (b[e].get("index", 0), e))
+    pairs: list[dict[str, Any]] = [
+        {
+            "example_id": e,
+            "iou_a": float(a[e]["iou"]),
+            "iou_b": float(b[e]["iou"]),
+            "diff": float(b[e]["iou"]) - float(a[e]["iou"]),
+        }
+        for e in common
+    ]
+    improved = sorted((p for p in pairs if p["diff"] > eps), key=lambda p: -p["diff"])[:k]
+    degraded = sorted((p for p in pairs if p["diff"] < -eps), key=lambda p: p["diff"])[:k]
+    same = sorted((p for p in pairs if abs(p["diff"]) <= eps), key=lambda p: p["iou_a"])
+    if len(same) > k:  # spread over the IoU range, not just the k worst
+        same = [same[int(i)] for i in np.linspace(0, len(same) - 1, k).round().astype(int)]
+    return {"improved": improved, "degraded": degraded, "unchanged": same}
+
+
+def _examples_of(run_dir: Path) -> tuple[dict[str, Example], str]:
+    config = read_json(run_dir / CONFIG)
+    if config is None:
+        raise InputError(f"{run_dir}: not a run folder (no {CONFIG})")
+    data = config["results"]["data"]
+    examples = load_dataset_spec(
+        data["dataset"],
+        data.get("n"),
+        data.get("per_image", "all"),
+        data.get("seed_subset"),
+        split=data.get("split", "validation"),
+    )
+    return {ex.example_id: ex for ex in examples}, data.get("perturb", "clean")
+
+
+def _mask(rec: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+    return decode_rle(rec["mask"]) if rec.get("mask") else np.zeros(size, dtype=bool)
+
+
+def render_gallery(rows: list[dict[str, Any]], path: Path, names: tuple[str, str], title: str) -> Path:
+    """One PNG: a row per case with image, ground truth, prediction A and prediction B."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.0 * max(1, len(rows))), dpi=90)
+    FigureCanvasAgg(fig)
+    fig.suptitle(title)
+    for i, row in enumerate(rows):
+        panels = [
+            (row["pixels"], "\n".join(textwrap.wrap(f'"{row["sentence"]}"', 40))),
+            (np.asarray(overlay(row["pixels"], row["gt"])), "ground truth"),
+            (np.asarray(overlay(row["pixels"], row["mask_a"])), f"{names[0]}: IoU {row['iou_a']:.3f}"),
+            (np.asarray(overlay(row["pixels"], row["mask_b"])), f"{names[1]}: IoU {row['iou_b']:.3f}"),
+        ]
+        for j, (img, label) in enumerate(panels):
+            ax = fig.add_subplot(max(1, len(rows)), 4, 4 * i + j + 1)
+            ax.imshow(img)
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def write_cases(
+    run_a: str | Path, run_b: str | Path, out_dir: str | Path, *, k: int = 6, eps: float = 0.01
+) -> dict[str, list[dict[str, Any]]]:
+    """Pick cases, render ``out_dir/{improved,degraded,unchanged}.png`` and ``cases.json``."""
+    dir_a, dir_b, out = Path(run_a), Path(run_b), Path(out_dir)
+    recs_a, _ = read_samples(dir_a)
+    recs_b, _ = read_samples(dir_b)
+    if not recs_a or not recs_b:
+        raise InputError(f"no finished examples in {dir_a if not recs_a else dir_b}; run it first")
+    picked = pick_cases(recs_a, recs_b, k, eps)
+    if not any(picked.values()):
+        raise InputError(f"{dir_a} and {dir_b} share no example ids; compare runs over the same data")
+    examples, perturb_a = _examples_of(dir_a)
+    if any(p["example_id"] not in examples for rows in picked.values() for p in rows):
+        more, _ = _examples_of(dir_b)
+        examples = {**more, **examples}
+    out.mkdir(parents=True, exist_ok=True)
+    names = (dir_a.name or "A", dir_b.name or "B")
+    for category in CATEGORIES:
+        rows = []
+        for p in picked[category]:
+            ex = examples.get(p["example_id"])
+            if ex is None or ex.error is not None:
+                continue
+            try:
+                image = perturb_image(ex.load_image(), perturb_a)
+            except InputError:
+                continue  # an unreadable image cannot be shown
+            size = image.size
+            rows.append(
+                {
+                    **p,
+                    "sentence": ex.sentence,
+                    "pixels": image.pixels,
+                    "gt": ex.gt_mask(),
+                    "mask_a": _mask(recs_a[p["example_id"]], size),
+                    "mask_b": _mask(recs_b[p["example_id"]], size),
+                }
+            )
+        if rows:
+            render_gallery(
+                rows,
+                out / f"{category}.png",
+                names,
+                f"{category}: {names[1]} vs {names[0]} (image as {names[0]} saw it: {perturb_a})",
+            )
+    (out / "cases.json").write_text(json.dumps(picked, indent=2), encoding="utf-8")
+    return picked

@@ -1,0 +1,162 @@
+"""The run folder's files: ``samples.jsonl`` (one line per finished example), ``config.json``.
+
+``samples.jsonl`` is append-only. Each line is written with one ``write`` + flush + fsync,
+so a kill can only tear the *last* line; :func:`read_samples` with ``repair=True`` cuts a
+torn tail off (the runner then redoes that example). A later line for the same
+``example_id`` supersedes earlier ones (``--retry-failed`` appends, never rewrites).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tools.errors import ConfigError
+
+SAMPLES = "samples.jsonl"
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+IOUS = "ious.npy"
+TRACE = "trace.jsonl"
+INVOCATIONS = "invocations.jsonl"
+
+
+def _truncate_torn_tail(path: Path) -> int:
+    """Cut everything after the last newline; returns the number of bytes removed."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as fh:
+        # Walk back in blocks to the last b"\n" (the tail is at most one line long).
+        pos, block = size, 1 << 16
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        if keep < size:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return size - keep
+
+
+def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str, dict[str, Any]], int]:
+    """The last record per ``example_id`` in ``run_dir/samples.jsonl``.
+
+    Args:
+        run_dir: the run folder.
+        repair: truncate a torn last line (a writer killed mid-line) from the file.
+
+    Returns:
+        ``(records by example_id, number of torn or unreadable lines skipped)``.
+    """
+    path = Path(run_dir) / SAMPLES
+    if not path.exists():
+        return {}, 0
+    skipped = 0
+    if repair and _truncate_torn_tail(path):
+        skipped += 1
+    records: dict[str, dict[str, Any]] = {}
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                skipped += 1  # torn tail (only seen when not repairing)
+                continue
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError:
+                skipped += 1
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("example_id"), str):
+                records[rec["example_id"]] = rec
+            else:
+                skipped += 1
+    return records, skipped
+
+
+class SampleWriter:
+    """Appends one JSON line per call: a single ``write`` of the whole line, flush, fsync."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / SAMPLES
+        # Unbuffered, O_APPEND: the line goes to the kernel in one write call.
+        self._fh = self.path.open("ab", buffering=0)
+
+    def write(self, record: dict[str, Any]) -> None:
+        data = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:  # a regular file takes it all at once; loop only for the pathological case
+            n = self._fh.write(view)
+            view = view[n or 0 :]
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); remove it or pick a new --out") from None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n", encoding="utf-8"
+    )
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable ``key: old -> new`` lines for every setting that differs."""
+    a = flatten(json.loads(json.dumps(old, default=_json_default)))
+    b = flatten(json.loads(json.dumps(new, default=_json_default)))
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            lines.append(f"{key}: {_short(a.get(key))} -> {_short(b.get(key))}")
+    return lines
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=_json_default)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

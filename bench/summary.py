@@ -1,0 +1,134 @@
+"""``summary.json`` of a run: metrics, counts, stop reasons, costs and timing, from its files."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agent.costs import CostBook
+from bench.metrics import summarize
+
+
+def run_label(config: dict[str, Any]) -> dict[str, Any]:
+    """The few settings that tell runs apart in tables (from ``config.json``)."""
+    res = config.get("results", {})
+    ep = res.get("episode", {})
+    data = res.get("data", {})
+    refiner = res.get("settings", {}).get("options", {}).get("refine_query", {}).get("refiner")
+    return {
+        "controller": ep.get("controller"),
+        "max_iter": ep.get("max_iter") if ep.get("controller") != "oneshot" else 0,
+        "refiner": refiner if ep.get("controller") != "oneshot" else None,
+        "proposer": ep.get("proposer"),
+        "ranker": ep.get("ranker"),
+        "weights": res.get("settings", {}).get("weights"),
+        "perturb": data.get("perturb", "clean"),
+        "dataset": data.get("dataset"),
+        "n": data.get("n"),
+        "per_image": data.get("per_image"),
+    }
+
+
+def _cost_table(book: CostBook, images: int, examples: int) -> dict[str, Any]:
+    tools: dict[str, Any] = {}
+    for name, cost in sorted(book.tools.items()):
+        row = cost.as_dict()
+        row["cache_hit_rate"] = round(cost.cache_hits / cost.calls, 4) if cost.calls else None
+        row["per_image"] = {
+            k: (round(row[k] / images, 6) if images else None)
+            for k in ("calls", "seconds", "tokens_in", "tokens_out", "usd")
+        }
+        row["calls_per_example"] = round(cost.calls / examples, 4) if examples else None
+        tools[name] = row
+    total = book.total().as_dict()
+    total["per_image"] = {
+        k: (round(total[k] / images, 6) if images else None)
+        for k in ("calls", "seconds", "tokens_in", "tokens_out", "usd")
+    }
+    return {"tools": tools, "total": total}
+
+
+def build_summary(
+    records: dict[str, dict[str, Any]],
+    order: Sequence[str],
+    invocations: Sequence[dict[str, Any]],
+    config: dict[str, Any],
+    *,
+    expected: int | None = None,
+    bootstrap: int = 2000,
+) -> dict[str, Any]:
+    """Everything ``summary.json`` holds.
+
+    Args:
+        records: last record per example_id (from ``samples.jsonl``).
+        order: example ids in example order; metrics use the recorded ones in this order.
+        invocations: the lines of ``invocations.jsonl``.
+        config: ``config.json``.
+        expected: number of examples the run should have.
+        bootstrap: resamples for the confidence intervals (0 = none).
+    """
+    recs = [records[e] for e in order if e in records]
+    ious = [float(r["iou"]) for r in recs]
+    metrics = summarize(
+        ious,
+        [int(r["inter"]) for r in recs],
+        [int(r["union"]) for r in recs],
+        [int(r["gt_area"]) for r in recs],
+        B=bootstrap if recs else 0,
+    )
+    failed = [r for r in recs if r.get("failed")]
+    images = len({r["image_id"] for r in recs})
+    book = CostBook()
+    for r in recs:
+        book.merge(CostBook.from_dict(r.get("costs") or {}))
+    proposer = next((i.get("proposer") for i in reversed(invocations) if i.get("proposer")), None)
+    computations = sum(int(i.get("computed", {}).get(proposer, 0)) for i in invocations)
+    images_run = sum(int(i.get("images_run", 0)) for i in invocations)
+    last = invocations[-1] if invocations else {}
+    last_wall = float(last.get("wall_s", 0.0))
+    last_ex = int(last.get("examples_run", 0))
+    last_images = int(last.get("images_run", 0))
+    peaks = [i["peak_cuda_memory_bytes"] for i in invocations if i.get("peak_cuda_memory_bytes") is not None]
+    n_expected = expected if expected is not None else len(order)
+    return {
+        "label": run_label(config),
+        "complete": len(recs) == n_expected,
+        "metrics": metrics,
+        "counts": {
+            "expected": n_expected,
+            "examples": len(recs),
+            "missing": n_expected - len(recs),
+            "ok": len(recs) - len(failed),
+            "failed": len(failed),
+            "images": images,
+        },
+        "stop_reasons": dict(sorted(Counter(r.get("stop_reason", "error") for r in recs).items())),
+        "iterations_mean": float(np.mean([r.get("iterations", 0) for r in recs])) if recs else None,
+        "episode_seconds_mean": float(np.mean([r.get("seconds", 0.0) for r in recs])) if recs else None,
+        "failures": [{"example_id": r["example_id"], "error": r.get("error")} for r in failed[:20]],
+        "costs": _cost_table(book, images, len(recs)),
+        "propose": {
+            "tool": proposer,
+            "computations": computations,
+            "images_run": images_run,
+            "per_image": round(computations / images_run, 4) if images_run else None,
+            "last_invocation_per_image": (
+                round(int(last.get("computed", {}).get(proposer, 0)) / last_images, 4)
+                if last_images
+                else None
+            ),
+        },
+        "timing": {
+            "wall_s": round(last_wall, 3),
+            "wall_s_total": round(sum(float(i.get("wall_s", 0.0)) for i in invocations), 3),
+            "examples_run": last_ex,
+            "examples_per_s": round(last_ex / last_wall, 3) if last_wall > 0 else None,
+            "seconds_per_image": round(last_wall / last_images, 4) if last_images else None,
+            "concurrency": last.get("concurrency"),
+            "invocations": len(invocations),
+        },
+        "peak_cuda_memory_bytes": max(peaks) if peaks else None,
+    }

@@ -1,0 +1,128 @@
+"""Reports, terminal tables, and case galleries over real (offline-toolset) runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_runner import run, synthetic
+
+from bench.cases import pick_cases
+from bench.cli import main
+from bench.report import load_run, load_runs, md_table, print_table, text_table, write_report
+from bench.runner import DataSpec
+from tools.errors import InputError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("runs")
+    examples = synthetic(2)
+    run(base / "oneshot", base / "cache", examples, "--controller", "oneshot", bootstrap=100)
+    run(base / "loop", base / "cache", examples, "--controller", "loop", "--max-iter", "2", bootstrap=100)
+    run(
+        base / "oneshot_blur9",
+        base / "cache",
+        examples,
+        "--controller",
+        "oneshot",
+        spec=DataSpec("synthetic", n=2, perturb="blur9"),
+    )
+    return base / "oneshot", base / "loop"
+
+
+def test_report_of_several_runs_side_by_side(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = two_runs
+    runs = load_runs([a, b, a.parent / "oneshot_blur9"])
+    path = write_report(tmp_path / "rep", runs, title="T", notes=["a note"])
+    text = path.read_text()
+    assert text.startswith("# T") and "- a note" in text
+    for heading in (
+        "## Accuracy",
+        "## Reliability",
+        "## Size buckets",
+        "## Cost per tool",
+        "## Time and memory",
+    ):
+        assert heading in text
+    miou = runs[1].summary["metrics"]["miou"]
+    assert f"| loop | loop(rules) x2 | clean | {len(runs[1].ious)} | 0 | {miou:.3f} |" in text
+    assert "| oneshot | " in text and "blur9" in text
+    figs = {p.name for p in (tmp_path / "rep" / "figures").iterdir()}
+    assert figs == {"iou_hist.png", "miou_vs_iter.png", "reliability.png", "size_buckets.png", "cost.png"}
+    for name in figs:
+        assert (tmp_path / "rep" / "figures" / name).read_bytes().startswith(PNG)
+        assert f"(figures/{name})" in text
+
+
+def test_single_run_report_has_no_comparison_figures(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    path = write_report(tmp_path / "one", load_runs([two_runs[0]]))
+    figs = {p.name for p in (tmp_path / "one" / "figures").iterdir()}
+    assert "reliability.png" not in figs and "miou_vs_iter.png" not in figs
+    assert "## Reliability" not in path.read_text()
+
+
+def test_load_run_recomputes_a_missing_summary(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    a = two_runs[0]
+    before = json.loads((a / "summary.json").read_text())
+    (a / "summary.json").unlink()
+    again = load_run(a)
+    assert again.summary["metrics"]["miou"] == pytest.approx(before["metrics"]["miou"])
+    assert (a / "summary.json").exists()
+    with pytest.raises(InputError, match="not a run folder"):
+        load_run(tmp_path)
+
+
+def test_tables_align_and_escape(capsys: pytest.CaptureFixture[str], two_runs: tuple[Path, Path]) -> None:
+    table = text_table(["a", "long header"], [["xxxxx", "1"], ["y", "22"]]).splitlines()
+    assert table[0] == "a      long header"
+    assert table[2] == "xxxxx  1          "
+    assert md_table(["h"], [["a|b"]]).splitlines()[2] == "| a\\|b |"
+    print_table(load_runs(list(two_runs)))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["run", "method", "perturb"]
+    assert out[2].startswith("oneshot ") and out[3].startswith("loop ")
+
+
+def test_cli_report(two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "report", str(two_runs[0]), str(two_runs[1]), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.md").exists()
+    assert "report:" in capsys.readouterr().out
+
+
+def test_pick_cases_by_iou_difference() -> None:
+    a = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.1, 0.9, 0.5, 0.5, 0.0, 1.0])}
+    b = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.8, 0.2, 0.5, 0.95, 0.0, 1.0])}
+    b["only_b"] = {"iou": 1.0, "index": 9}
+    picked = pick_cases(a, b, k=2, eps=0.01)
+    assert [p["example_id"] for p in picked["improved"]] == ["e0", "e3"]
+    assert [p["example_id"] for p in picked["degraded"]] == ["e1"]
+    assert [p["example_id"] for p in picked["unchanged"]] == ["e4", "e5"]  # spread: lowest and highest
+    assert picked["improved"][0]["diff"] == pytest.approx(0.7)
+
+
+def test_case_galleries(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = two_runs
+    assert main(["bench", "cases", str(a), str(b), "--out", str(tmp_path / "cases"), "--k", "3"]) == 0
+    picked = json.loads((tmp_path / "cases" / "cases.json").read_text())
+    assert set(picked) == {"improved", "degraded", "unchanged"}
+    assert picked["improved"], "the loop should fix some one-shot mistakes on generated scenes"
+    for category, rows in picked.items():
+        assert len(rows) <= 3
+        png = tmp_path / "cases" / f"{category}.png"
+        assert png.exists() == bool(rows)
+        if rows:
+            assert png.read_bytes().startswith(PNG)
+    ious_b = {
+        k: v
+        for k, v in zip(
+            [json.loads(line)["example_id"] for line in (b / "samples.jsonl").read_text().splitlines()],
+            [json.loads(line)["iou"] for line in (b / "samples.jsonl").read_text().splitlines()],
+            strict=True,
+        )
+    }
+    assert all(np.isclose(r["iou_b"], ious_b[r["example_id"]]) for r in picked["improved"])
