@@ -1,0 +1,251 @@
+"""``clip_rank``: rank the proposals against the query with open_clip.
+
+All candidates of an image go through the vision tower in one batched forward (chunked
+only for very many candidates). Image-side embeddings are cached in memory per
+(image digest, proposals digest, visual prompt mode), so re-ranking after a query
+rewrite costs one text forward; text embeddings are cached per (query, template).
+Score = cosine similarity; probabilities = ``softmax(score / temperature)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
+from tools.errors import ConfigError, ToolError
+from tools.types import Image, Proposals, Ranking
+from tools.visual_prompts import PromptMode, PromptStyle, prompt_batch
+
+IMAGE_CHUNK = 64  # candidates per vision forward; bounds peak memory, not the count of calls
+IMAGE_CACHE_SIZE = 32
+TEXT_CACHE_SIZE = 1024
+
+
+class ClipRankParams(StrictParams):
+    query: str | None = Field(
+        default=None,
+        description="Text to rank the candidates against; default: the current query.",
+        max_length=1000,
+    )
+    mode: PromptMode = Field(
+        default="crop",
+        description=(
+            "How each candidate is shown to CLIP: crop (its box with some context), "
+            "blur or grey (the full image, blurred or greyed outside the mask), "
+            "outline (the full image with a red contour around the mask)."
+        ),
+    )
+    temperature: float = Field(
+        default=0.01, gt=0.0, le=10.0, description="Softmax temperature over cosine scores."
+    )
+    prompt_template: str = Field(
+        default="a photo of {}",
+        description="Text template; {} is replaced by the query.",
+        max_length=200,
+    )
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _one_slot(cls, value: str) -> str:
+        if value.count("{}") != 1:
+            raise ValueError('prompt_template needs exactly one "{}" where the query goes')
+        return value
+
+
+class _LRU(OrderedDict[Any, torch.Tensor]):
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def get_hit(self, key: Any) -> torch.Tensor | None:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return None
+
+    def put(self, key: Any, value: torch.Tensor) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+
+
+class ClipRank(Tool):
+    """Rank proposals with open_clip (``ToolSettings.clip_model`` / ``clip_pretrained``).
+
+    Attributes:
+        image_forwards: batched vision-tower forwards run so far.
+        text_forwards: text-tower forwards run so far.
+        crops_encoded: visual prompts encoded so far.
+    """
+
+    name = "clip_rank"
+    description = (
+        "Score every candidate mask against a text query with CLIP and return the "
+        "ranking: per-candidate probability, conf (top-1 probability) and gap (top-1 minus top-2)."
+    )
+    version = "1"
+    role = "rank"
+    Params = ClipRankParams
+    Output = Ranking
+
+    def __init__(self, settings: ToolSettings | None = None):
+        super().__init__(settings)
+        opts = self.settings.options.get(self.name, {})
+        try:
+            self.style = PromptStyle(**opts.get("style", {}))
+        except TypeError as exc:
+            raise ConfigError(
+                f"clip_rank style options: {exc}; known: margin, grey, blur_sigma, "
+                "outline_width, outline_color"
+            ) from None
+        self.cache_dir: str | None = opts.get("cache_dir")
+        self.image_forwards = 0
+        self.text_forwards = 0
+        self.crops_encoded = 0
+        self._bundle: ClipBundle | None = None
+        self._fingerprint: str | None = None
+        self._lock = threading.Lock()  # model build and caches; forwards are already serialised
+        self._image_cache = _LRU(IMAGE_CACHE_SIZE)
+        self._text_cache = _LRU(TEXT_CACHE_SIZE)
+
+    # -- identity and cache keys -------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            s = self.settings
+            self._fingerprint = clip_fingerprint(s.clip_model, s.clip_pretrained, s.weights, s.seed)
+        return self._fingerprint
+
+    def resolve_query(self, ws: Workspace, params: Any) -> str:
+        """The text actually ranked against: ``params.query`` or the workspace's query."""
+        query = (params.query if params.query is not None else ws.query) or ""
+        query = " ".join(query.split())
+        if not query:
+            raise ToolError("the query is empty; pass a short description of the object")
+        return query
+
+    def key_inputs(self, ws: Workspace, params: Any) -> dict[str, str]:
+        # The query used (explicit or the workspace's) is an input; so are the proposals.
+        inputs = {"image": ws.image.digest, "query": self.resolve_query(ws, params)}
+        if ws.proposals is not None:
+            inputs["proposals"] = ws.proposals.digest
+        return inputs
+
+    def key_args(self, params: Any) -> dict[str, Any]:
+        args = params.model_dump(mode="json")
+        args.pop("query", None)  # covered by key_inputs, resolved
+        if self.style != PromptStyle():  # settings-level prompt knobs change the output too
+            args["style"] = asdict(self.style)
+        return args
+
+    # -- model -------------------------------------------------------------------------
+
+    def bundle(self) -> ClipBundle:
+        """The loaded model (built on first use; blocking)."""
+        with self._lock:
+            if self._bundle is None:
+                s = self.settings
+                self._bundle = load_clip(
+                    s.clip_model,
+                    s.clip_pretrained,
+                    weights=s.weights,
+                    seed=s.seed,
+                    device=s.device,
+                    cache_dir=self.cache_dir,
+                )
+            return self._bundle
+
+    def close(self) -> None:
+        with self._lock:
+            self._bundle = None
+            self._image_cache.clear()
+            self._text_cache.clear()
+
+    # -- embeddings (blocking; run on the device thread) --------------------------------
+
+    def image_embeddings(self, image: Image, proposals: Proposals, mode: PromptMode) -> torch.Tensor:
+        """``(N, D)`` unit-norm embeddings of the proposals' visual prompts (cached)."""
+        key = (image.digest, proposals.digest, mode)
+        with self._lock:
+            hit = self._image_cache.get_hit(key)
+        if hit is not None:
+            return hit
+        b = self.bundle()
+        device = next(b.model.parameters()).device
+        n = len(proposals)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, n, IMAGE_CHUNK):
+                sl = slice(start, min(n, start + IMAGE_CHUNK))
+                batch = prompt_batch(
+                    image.pixels,
+                    proposals.masks[sl],
+                    proposals.boxes[sl],
+                    mode,
+                    size=b.image_size,
+                    mean=b.mean,
+                    std=b.std,
+                    style=self.style,
+                    device=device,
+                )
+                parts.append(b.model.encode_image(batch, normalize=True).float())
+                self.image_forwards += 1
+                self.crops_encoded += batch.shape[0]
+        emb = torch.cat(parts)
+        with self._lock:
+            self._image_cache.put(key, emb)
+        return emb
+
+    def text_embedding(self, text: str) -> torch.Tensor:
+        """``(D,)`` unit-norm embedding of ``text`` (cached)."""
+        with self._lock:
+            hit = self._text_cache.get_hit(text)
+        if hit is not None:
+            return hit
+        b = self.bundle()
+        device = next(b.model.parameters()).device
+        with torch.inference_mode():
+            tokens = b.tokenizer([text]).to(device)
+            emb = b.model.encode_text(tokens, normalize=True).float()[0]
+        self.text_forwards += 1
+        with self._lock:
+            self._text_cache.put(text, emb)
+        return emb
+
+    def scores(self, image: Image, proposals: Proposals, mode: PromptMode, text: str) -> np.ndarray:
+        """Cosine similarity of every proposal's prompt with ``text``: ``(N,) float32``."""
+        img = self.image_embeddings(image, proposals, mode)
+        txt = self.text_embedding(text)
+        with torch.inference_mode():
+            return (img @ txt).cpu().numpy().astype(np.float32)
+
+    # -- the tool ----------------------------------------------------------------------
+
+    async def __call__(self, ws: Workspace, params: Any) -> Ranking:
+        proposals = ws.require_proposals()
+        if proposals.masks.shape[1:] != ws.image.size:
+            raise ToolError(
+                f"the proposals are {proposals.masks.shape[2]}x{proposals.masks.shape[1]} but the "
+                f"image is {ws.image.width}x{ws.image.height}; propose again on this image"
+            )
+        query = self.resolve_query(ws, params)
+        text = params.prompt_template.replace("{}", query)
+        scores = await run_on_device(
+            self.settings.device, self.scores, ws.image, proposals, params.mode, text
+        )
+        return Ranking.from_scores(
+            scores,
+            query=query,
+            temperature=params.temperature,
+            proposals_digest=proposals.digest,
+            source=self.name,
+        )
