@@ -107,8 +107,11 @@ class Invoker:
             key = None
             if tool.cacheable:
                 key = make_key(
-                    tool.name, tool.version, tool.fingerprint(),
-                    tool.key_inputs(ws, params), tool.key_args(params),
+                    tool.name,
+                    tool.version,
+                    tool.fingerprint(),
+                    tool.key_inputs(ws, params),
+                    tool.key_args(params),
                 )
             output = await self._run(tool, ws, params, key)
             cache_hit = output[1]
@@ -117,8 +120,13 @@ class Invoker:
             seconds = time.perf_counter() - start
             ctx.costs.record(name, seconds=seconds, error=True)
             ctx.log.info(
-                "tool_call", tool=name, step=ctx.step, args=params_json, seconds=round(seconds, 4),
-                cache_hit=False, error=redact_text(f"{type(exc).__name__}: {exc}"),
+                "tool_call",
+                tool=name,
+                step=ctx.step,
+                args=params_json,
+                seconds=round(seconds, 4),
+                cache_hit=False,
+                error=redact_text(f"{type(exc).__name__}: {exc}"),
             )
             raise
         tool.apply(ws, result)
@@ -132,8 +140,13 @@ class Invoker:
             usd=0.0 if cache_hit else float(getattr(result, "usd", 0.0)),
         )
         ctx.log.info(
-            "tool_call", tool=name, step=ctx.step, args=params_json, seconds=round(seconds, 4),
-            cache_hit=cache_hit, result=result.summary(),
+            "tool_call",
+            tool=name,
+            step=ctx.step,
+            args=params_json,
+            seconds=round(seconds, 4),
+            cache_hit=cache_hit,
+            result=result.summary(),
         )
         return result
 

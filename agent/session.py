@@ -20,11 +20,11 @@ from agent.episode import EpisodeConfig, EpisodeResult
 from agent.invoke import CallContext, Invoker
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from cache.store import ToolCache
+from tools.base import Workspace
 from tools.errors import CheckpointError, ConfigError, DownloadError, InputError, ToolError
 from tools.images import clean_expression, resize_mask, working_copy
 from tools.registry import ToolRegistry
 from tools.types import Image, Ranking
-from tools.base import Workspace
 
 Controller = Callable[["Episode"], Awaitable[None]]
 # Problems that would fail every example alike: stop the run instead of recording failures.
@@ -71,8 +71,13 @@ class Episode:
         """Log and return whether the ranking is sure enough to stop."""
         passed = self.config.passes_guard(ranking.conf, ranking.gap)
         self.log.info(
-            "guard", step=self.step, conf=round(ranking.conf, 4), gap=round(ranking.gap, 4),
-            tau_conf=self.config.tau_conf, tau_gap=self.config.tau_gap, passed=passed,
+            "guard",
+            step=self.step,
+            conf=round(ranking.conf, 4),
+            gap=round(ranking.gap, 4),
+            tau_conf=self.config.tau_conf,
+            tau_gap=self.config.tau_gap,
+            passed=passed,
         )
         return passed
 
@@ -113,8 +118,12 @@ class Session:
     async def run(self, image: Image, expression: str, sample_id: str = "0") -> EpisodeResult:
         """Run one episode. Never raises for per-example problems (see module docstring)."""
         start = time.perf_counter()
-        result = EpisodeResult(sample_id=sample_id, expression=expression,
-                               controller=self.config.controller, image_size=image.size)
+        result = EpisodeResult(
+            sample_id=sample_id,
+            expression=expression,
+            controller=self.config.controller,
+            image_size=image.size,
+        )
         episode: Episode | None = None
         try:
             text = clean_expression(expression)
@@ -125,8 +134,12 @@ class Session:
             )
             episode = Episode(self, ws, sample_id)
             CURRENT_LOG.set(episode.log)
-            episode.log.info("episode_start", expression=text, controller=self.config.controller,
-                             image_size=list(image.size))
+            episode.log.info(
+                "episode_start",
+                expression=text,
+                controller=self.config.controller,
+                image_size=list(image.size),
+            )
             await self.controller(episode)
         except RUN_LEVEL_ERRORS:
             raise
@@ -168,6 +181,10 @@ class Session:
             result.candidate_masks.append(resize_mask(ws.proposals.masks[int(i)], ws.original_size))
             box = ws.proposals.boxes[int(i)] * np.array([scale_x, scale_y, scale_x, scale_y])
             result.candidates.append(
-                {"index": int(i), "prob": round(float(ranking.probs[i]), 6),
-                 "score": round(float(ranking.scores[i]), 6), "box_xyxy": [round(float(v), 1) for v in box]}
+                {
+                    "index": int(i),
+                    "prob": round(float(ranking.probs[i]), 6),
+                    "score": round(float(ranking.scores[i]), 6),
+                    "box_xyxy": [round(float(v), 1) for v in box],
+                }
             )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from contextvars import ContextVar
 import threading
 import time
+from collections.abc import MutableMapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,11 +70,11 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return redact(event_dict)  # type: ignore[no-any-return]
+def _redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    return redact(dict(event_dict))  # type: ignore[no-any-return]
 
 
-def _add_time(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_time(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event_dict.setdefault("ts", round(time.time(), 3))
     return event_dict
 

@@ -15,7 +15,6 @@ The API key never appears in a repr, an exception message or an ``on_call`` even
 from __future__ import annotations
 
 import asyncio
-
 import email.utils
 import logging
 import math

@@ -21,8 +21,9 @@ from tools.errors import RefsegError
 def _cache_parser(sub: Any) -> None:
     p = sub.add_parser("cache", help="show or clear the tool-output cache")
     p.add_argument("action", choices=["stats", "clear"])
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help=f"default: ${CACHE_ENV_VAR} or {default_cache_dir()}")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help=f"default: ${CACHE_ENV_VAR} or {default_cache_dir()}"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_cache)
 
@@ -39,9 +40,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
     else:
         total = stats["hits"] + stats["misses"]
         rate = f"{stats['hits'] / total:.1%}" if total else "n/a"
-        print(f"cache {stats['directory']}: {stats['entries']} entries, "
-              f"{stats['size_bytes'] / 2**20:.1f} MiB, hits {stats['hits']} / misses {stats['misses']} "
-              f"(hit rate {rate})")
+        print(
+            f"cache {stats['directory']}: {stats['entries']} entries, "
+            f"{stats['size_bytes'] / 2**20:.1f} MiB, hits {stats['hits']} / misses {stats['misses']} "
+            f"(hit rate {rate})"
+        )
     return 0
 
 
@@ -133,8 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"refseg: error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("refseg: interrupted (a bench run resumes when started again with the same --out)",
-              file=sys.stderr)
+        print(
+            "refseg: interrupted (a bench run resumes when started again with the same --out)",
+            file=sys.stderr,
+        )
         return 130
     return code
 

@@ -38,48 +38,77 @@ def _default_device() -> str:
 def add_episode_options(parser: argparse.ArgumentParser) -> None:
     """Model, controller, guard, VLM and cache options."""
     m = parser.add_argument_group("models")
-    m.add_argument("--weights", choices=["pretrained", "random"], default="pretrained",
-                   help="'random': same architectures, random weights (offline smoke runs and timing only)")
-    m.add_argument("--toolset", choices=sorted(TOOLSETS), default="models",
-                   help="'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)")
+    m.add_argument(
+        "--weights",
+        choices=["pretrained", "random"],
+        default="pretrained",
+        help="'random': same architectures, random weights (offline smoke runs and timing only)",
+    )
+    m.add_argument(
+        "--toolset",
+        choices=sorted(TOOLSETS),
+        default="models",
+        help="'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)",
+    )
     m.add_argument("--proposer", help="propose tool name (overrides --toolset)")
     m.add_argument("--ranker", help="rank tool name (overrides --toolset)")
     m.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    m.add_argument("--checkpoint-dir", type=Path, default=None,
-                   help="weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)")
+    m.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)",
+    )
     m.add_argument("--sam-model", default="vit_b", help="SAM type: vit_b, vit_l or vit_h")
     m.add_argument("--sam-checkpoint", type=Path, default=None, help="explicit SAM checkpoint file")
     m.add_argument("--points-per-side", type=int, default=None, help="SAM point grid size")
     m.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name")
     m.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag or a local file")
-    m.add_argument("--clip-mode", choices=["crop", "blur", "grey", "outline"], default=None,
-                   help="visual prompt for CLIP (default: crop)")
+    m.add_argument(
+        "--clip-mode",
+        choices=["crop", "blur", "grey", "outline"],
+        default=None,
+        help="visual prompt for CLIP (default: crop)",
+    )
     m.add_argument("--max-side", type=int, default=2048, help="longest image side the models see")
     m.add_argument("--seed", type=int, default=0, help="seed of random weights")
 
     c = parser.add_argument_group("controller")
     c.add_argument("--controller", choices=CONTROLLERS, default="loop")
-    c.add_argument("--refiner", choices=["rules", "vlm"], default="rules",
-                   help="how the loop rewrites the query ('rules' needs no VLM)")
+    c.add_argument(
+        "--refiner",
+        choices=["rules", "vlm"],
+        default="rules",
+        help="how the loop rewrites the query ('rules' needs no VLM)",
+    )
     c.add_argument("--max-iter", type=int, default=3, help="most refine-and-rerank rounds")
     c.add_argument("--tau-conf", type=float, default=0.5, help="guard: top-1 probability needed to stop")
     c.add_argument("--tau-gap", type=float, default=0.2, help="guard: top-1 minus top-2 needed to stop")
-    c.add_argument("--pick", choices=["best", "last"], default="best",
-                   help="final ranking: most confident seen, or the last")
+    c.add_argument(
+        "--pick",
+        choices=["best", "last"],
+        default="best",
+        help="final ranking: most confident seen, or the last",
+    )
     c.add_argument("--max-turns", type=int, default=8, help="agent: most VLM turns per episode")
     c.add_argument("--budget-tokens", type=int, default=60_000, help="agent: tokens per episode")
     c.add_argument("--budget-usd", type=float, default=0.05, help="agent: USD per episode")
 
     v = parser.add_argument_group("VLM (OpenAI-compatible)")
-    v.add_argument("--vlm-base-url", default=None,
-                   help="endpoint (default: SiliconFlow); a local server needs no key")
+    v.add_argument(
+        "--vlm-base-url", default=None, help="endpoint (default: SiliconFlow); a local server needs no key"
+    )
     v.add_argument("--vlm-model", default=None, help="default: Qwen/Qwen2.5-VL-72B-Instruct")
     v.add_argument("--vlm-timeout", type=float, default=None, help="seconds per VLM call")
     v.add_argument("--vlm-max-retries", type=int, default=None, help="retries on 429/5xx/timeouts")
 
     k = parser.add_argument_group("cache")
-    k.add_argument("--cache-dir", type=Path, default=None,
-                   help=f"tool-output cache (default: ${CACHE_ENV_VAR} or {default_cache_dir()})")
+    k.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help=f"tool-output cache (default: ${CACHE_ENV_VAR} or {default_cache_dir()})",
+    )
     k.add_argument("--no-cache", action="store_true", help="do not read or write the disk cache")
 
 
@@ -186,11 +215,16 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
         vlm = {"base_url": str(getattr(rt.vlm, "base_url", "")), "model": getattr(rt.vlm, "model", "")}
     return {
         "settings": {
-            "weights": s.weights, "device": s.device, "checkpoint_dir": str(s.checkpoint_dir),
+            "weights": s.weights,
+            "device": s.device,
+            "checkpoint_dir": str(s.checkpoint_dir),
             "sam_model_type": s.sam_model_type,
             "sam_checkpoint": str(s.sam_checkpoint) if s.sam_checkpoint else None,
-            "clip_model": s.clip_model, "clip_pretrained": s.clip_pretrained, "seed": s.seed,
-            "max_side": s.max_side, "options": s.options,
+            "clip_model": s.clip_model,
+            "clip_pretrained": s.clip_pretrained,
+            "seed": s.seed,
+            "max_side": s.max_side,
+            "options": s.options,
         },
         "episode": {k: v for k, v in rt.config.__dict__.items()},
         "vlm": vlm,

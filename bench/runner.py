@@ -52,7 +52,7 @@ from bench.samples import (
     read_samples,
     write_json,
 )
-from bench.summary import build_summary
+from bench.summary import build_summary, trace_faults
 from tools.errors import ConfigError, RefsegError
 from tools.types import Image
 
@@ -393,7 +393,10 @@ def write_outputs(
     else:
         order = [r["example_id"] for r in sorted(records.values(), key=lambda r: r.get("index", 0))]
     expected = int(config.get("results", {}).get("examples", {}).get("count", len(order)))
-    summary = build_summary(records, order, invocations, config, expected=expected, bootstrap=bootstrap)
+    summary = build_summary(
+        records, order, invocations, config, expected=expected, bootstrap=bootstrap,
+        traced_faults=trace_faults(run_dir / TRACE),
+    )
     ious = np.array([records[eid]["iou"] for eid in order if eid in records], dtype=np.float64)
     np.save(run_dir / IOUS, ious)
     write_json(run_dir / SUMMARY, summary)

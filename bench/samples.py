@@ -4,12 +4,18 @@
 so a kill can only tear the *last* line; :func:`read_samples` with ``repair=True`` cuts a
 torn tail off (the runner then redoes that example). A later line for the same
 ``example_id`` supersedes earlier ones (``--retry-failed`` appends, never rewrites).
+
+Fault injection (``bench.chaos`` and the kill-and-resume tests): with
+``REFSEG_FAULT_KILL_AT_LINE=N`` in the environment, the writer's ``N``-th line of this
+process is written only half, synced, and the process then SIGKILLs itself, exactly as a
+kill in the middle of a write would leave the file. Unset (the normal case) it costs nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ SUMMARY = "summary.json"
 IOUS = "ious.npy"
 TRACE = "trace.jsonl"
 INVOCATIONS = "invocations.jsonl"
+KILL_AT_LINE_ENV = "REFSEG_FAULT_KILL_AT_LINE"
 
 
 def _truncate_torn_tail(path: Path) -> int:
@@ -90,9 +97,17 @@ class SampleWriter:
         self.path = Path(run_dir) / SAMPLES
         # Unbuffered, O_APPEND: the line goes to the kernel in one write call.
         self._fh = self.path.open("ab", buffering=0)
+        self._written = 0
+        kill_at = os.environ.get(KILL_AT_LINE_ENV, "")
+        self._kill_at = int(kill_at) if kill_at.strip().isdigit() else 0
 
     def write(self, record: dict[str, Any]) -> None:
         data = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        self._written += 1
+        if self._written == self._kill_at:  # injected fault: die in the middle of this line
+            self._fh.write(data[: len(data) // 2])
+            os.fsync(self._fh.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
         view = memoryview(data)
         while view:  # a regular file takes it all at once; loop only for the pathological case
             n = self._fh.write(view)

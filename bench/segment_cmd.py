@@ -36,11 +36,19 @@ def add_segment_parser(sub: Any) -> None:
         help="segment the object an expression refers to, in one or more images",
         description="refseg segment IMAGE [IMAGE ...] EXPRESSION  (IMAGE may be a folder)",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE... EXPRESSION",
-                   help="image files or folders, then the referring expression")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE... EXPRESSION",
+        help="image files or folders, then the referring expression",
+    )
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
-    p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run one-shot and write side-by-side overlays (default: on for several images)")
+    p.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run one-shot and write side-by-side overlays (default: on for several images)",
+    )
     add_episode_options(p)
     p.set_defaults(func=cmd_segment)
 
@@ -95,8 +103,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         rt.close()
 
 
-async def _segment_all(args: argparse.Namespace, rt: Runtime, images: list[Path], expression: str,
-                       compare: bool) -> int:
+async def _segment_all(
+    args: argparse.Namespace, rt: Runtime, images: list[Path], expression: str, compare: bool
+) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -130,18 +139,28 @@ async def _segment_all(args: argparse.Namespace, rt: Runtime, images: list[Path]
             if len(panels) > 1:
                 from PIL import Image as PILImage
 
-                side_by_side([PILImage.open(p) for p in panels]).save(panels[0].parent.parent / "side_by_side.png")
+                side_by_side([PILImage.open(p) for p in panels]).save(
+                    panels[0].parent.parent / "side_by_side.png"
+                )
     if rt.settings.weights == "random":
-        print("note: random weights: masks are meaningless; use this for smoke runs and timing only",
-              file=sys.stderr)
+        print(
+            "note: random weights: masks are meaningless; use this for smoke runs and timing only",
+            file=sys.stderr,
+        )
     return 1 if failures else 0
 
 
 def _print_summary(path: Path, result: EpisodeResult, target: Path) -> None:
     cost = result.costs.as_dict()
-    timing = ", ".join(f"{k} {v['seconds']:.2f}s{' (cached)' if v['cache_hits'] else ''}" for k, v in cost.items())
-    status = f"error: {result.error}" if result.error else (
-        f"candidate {result.chosen} conf={result.conf:.3f} gap={result.gap:.3f}"
+    timing = ", ".join(
+        f"{k} {v['seconds']:.2f}s{' (cached)' if v['cache_hits'] else ''}" for k, v in cost.items()
     )
-    print(f"{path.name} [{result.controller}] {status}; stop={result.stop_reason} "
-          f"iterations={result.iterations}; {timing} -> {target}")
+    status = (
+        f"error: {result.error}"
+        if result.error
+        else (f"candidate {result.chosen} conf={result.conf:.3f} gap={result.gap:.3f}")
+    )
+    print(
+        f"{path.name} [{result.controller}] {status}; stop={result.stop_reason} "
+        f"iterations={result.iterations}; {timing} -> {target}"
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,55 @@ def _cost_table(book: CostBook, images: int, examples: int) -> dict[str, Any]:
     return {"tools": tools, "total": total}
 
 
+def trace_faults(path: Path) -> dict[str, Any]:
+    """Faults a run's ``trace.jsonl`` saw, over all its invocations (killed ones included).
+
+    Returns:
+        ``vlm_attempt_errors`` (failed VLM attempts, retried or not), ``vlm_retries``,
+        ``vlm_errors_by_status`` (HTTP status, or ``"none"`` for timeouts, resets and bad
+        bodies), ``rejected_tool_calls`` (unknown tools, bad arguments sent back to the model)
+        and ``odd_finish_reasons`` (VLM turns ending other than ``stop``/``tool_calls``).
+    """
+    out: dict[str, Any] = {
+        "vlm_attempt_errors": 0,
+        "vlm_retries": 0,
+        "vlm_errors_by_status": Counter(),
+        "rejected_tool_calls": 0,
+        "odd_finish_reasons": 0,
+    }
+    if path.exists():
+        with path.open("rb") as fh:
+            for raw in fh:
+                if b'"vlm_call"' not in raw and b'"rejected"' not in raw and b'"turn"' not in raw:
+                    continue  # most lines are tool calls and guards: skip the JSON parse
+                try:
+                    ev = json.loads(raw)
+                except ValueError:
+                    continue  # a line torn by a kill
+                kind = ev.get("event") if isinstance(ev, dict) else None
+                if kind == "vlm_call" and ev.get("error"):
+                    out["vlm_attempt_errors"] += 1
+                    out["vlm_errors_by_status"][str(ev.get("status") or "none")] += 1
+                    out["vlm_retries"] += ev.get("retry_in_s") is not None
+                elif kind == "tool_call" and ev.get("rejected"):
+                    out["rejected_tool_calls"] += 1
+                elif kind == "turn" and ev.get("finish_reason") not in ("stop", "tool_calls"):
+                    out["odd_finish_reasons"] += 1
+    out["vlm_errors_by_status"] = dict(sorted(out["vlm_errors_by_status"].items()))
+    return out
+
+
+def _faults(recs: Sequence[dict[str, Any]], book: CostBook, traced: dict[str, Any] | None) -> dict[str, Any]:
+    vlm = book.tools.get("vlm")
+    return {
+        "failed_examples": sum(1 for r in recs if r.get("failed")),
+        "fallbacks": sum(1 for r in recs if r.get("stop_reason") == "fallback"),
+        "vlm_failed_calls": vlm.errors if vlm is not None else 0,
+        "tool_errors": sum(c.errors for name, c in book.tools.items() if name != "vlm"),
+        **(traced or {}),
+    }
+
+
 def build_summary(
     records: dict[str, dict[str, Any]],
     order: Sequence[str],
@@ -59,6 +110,7 @@ def build_summary(
     *,
     expected: int | None = None,
     bootstrap: int = 2000,
+    traced_faults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``summary.json`` holds.
 
@@ -69,6 +121,7 @@ def build_summary(
         config: ``config.json``.
         expected: number of examples the run should have.
         bootstrap: resamples for the confidence intervals (0 = none).
+        traced_faults: :func:`trace_faults` of the run, merged into ``faults``.
     """
     recs = [records[e] for e in order if e in records]
     ious = [float(r["iou"]) for r in recs]
@@ -108,6 +161,7 @@ def build_summary(
         "stop_reasons": dict(sorted(Counter(r.get("stop_reason", "error") for r in recs).items())),
         "iterations_mean": float(np.mean([r.get("iterations", 0) for r in recs])) if recs else None,
         "episode_seconds_mean": float(np.mean([r.get("seconds", 0.0) for r in recs])) if recs else None,
+        "faults": _faults(recs, book, traced_faults),
         "failures": [{"example_id": r["example_id"], "error": r.get("error")} for r in failed[:20]],
         "costs": _cost_table(book, images, len(recs)),
         "propose": {

@@ -30,7 +30,8 @@ def encode(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
             raise TypeError(f"array {name!r} has dtype object; cache values must be plain arrays")
     buf = io.BytesIO()
     meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    np.savez(buf, **{_META: meta_bytes}, **{k: np.asarray(v) for k, v in arrays.items()})
+    members: dict[str, Any] = {_META: meta_bytes, **{k: np.asarray(v) for k, v in arrays.items()}}
+    np.savez(buf, **members)
     payload = buf.getvalue()
     return MAGIC + hashlib.sha256(payload).digest() + payload
 

@@ -7,6 +7,7 @@ so a tampered cache database can at worst yield a miss, never run code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +113,8 @@ class ToolCache:
         self._cache.set(key, blob, retry=True)
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(UnsafeEntry):
             self._cache.delete(key, retry=True)
-        except UnsafeEntry:
-            pass
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache

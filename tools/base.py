@@ -174,7 +174,7 @@ class Tool(ABC):
             },
         }
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most tools hold nothing
         """Release models; tools without state need nothing."""
 
 

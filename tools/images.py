@@ -54,7 +54,7 @@ def decode_image(data: bytes, name: str = "image") -> Image:
             old_limit = PILImage.MAX_IMAGE_PIXELS
             PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
             try:
-                img = PILImage.open(io.BytesIO(data))
+                img: PILImage.Image = PILImage.open(io.BytesIO(data))
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise InputError(

@@ -49,8 +49,11 @@ class WordRank(Tool):
     WORDS = ("top", "middle", "bottom")
 
     def key_inputs(self, ws: Workspace, params: Any) -> dict[str, str]:
-        return {"image": ws.image.digest, "proposals": ws.require_proposals().digest,
-                "query": params.query or ws.query}
+        return {
+            "image": ws.image.digest,
+            "proposals": ws.require_proposals().digest,
+            "query": params.query or ws.query,
+        }
 
     async def __call__(self, ws: Workspace, params: Any) -> Ranking:
         props = ws.require_proposals()

@@ -84,8 +84,10 @@ def test_concurrent_expressions_of_one_image_propose_once(image: Image) -> None:
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             for word in ("top", "middle", "bottom", "top one"):
+
                 async def one(w: str = word) -> None:
                     results[w] = await session.run(image, w, w)
+
                 tg.start_soon(one)
 
     anyio.run(main)

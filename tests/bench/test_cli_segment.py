@@ -49,8 +49,9 @@ def test_second_run_is_served_from_the_cache(scene_png: tuple[Path, str, np.ndar
     assert first["region_propose"]["cache_hits"] == 0 and second["region_propose"]["cache_hits"] == 1
 
 
-def test_folder_gives_side_by_side_one_shot_and_loop(scene_png: tuple[Path, str, np.ndarray],
-                                                     tmp_path: Path) -> None:
+def test_folder_gives_side_by_side_one_shot_and_loop(
+    scene_png: tuple[Path, str, np.ndarray], tmp_path: Path
+) -> None:
     path, expression, _ = scene_png
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -59,7 +60,9 @@ def test_folder_gives_side_by_side_one_shot_and_loop(scene_png: tuple[Path, str,
     out = tmp_path / "out"
     assert main(["segment", str(folder), expression, *OFFLINE, "--out", str(out)]) == 0
     for stem in ("a", "b"):
-        assert (out / stem / "oneshot" / "mask.png").exists() and (out / stem / "loop" / "result.json").exists()
+        assert (out / stem / "oneshot" / "mask.png").exists() and (
+            out / stem / "loop" / "result.json"
+        ).exists()
         assert (out / stem / "side_by_side.png").exists()
 
 
@@ -74,7 +77,7 @@ def test_unusual_image_modes_work(mode: str, tmp_path: Path) -> None:
     path = tmp_path / "img.png"
     img.save(path)
     assert main(["segment", str(path), "the red circle", *OFFLINE, "--out", str(tmp_path / "o")]) == 0
-    assert (np.asarray(PILImage.open(tmp_path / "o" / "mask.png")).shape == scene.image.shape[:2])
+    assert np.asarray(PILImage.open(tmp_path / "o" / "mask.png")).shape == scene.image.shape[:2]
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -90,15 +93,17 @@ def test_corrupt_image_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "cannot decode" in one_line_error(capsys)
 
 
-def test_empty_expression_is_refused(scene_png: tuple[Path, str, np.ndarray], tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_expression_is_refused(
+    scene_png: tuple[Path, str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _, _ = scene_png
     assert main(["segment", str(path), "   ", *OFFLINE, "--out", str(tmp_path / "o")]) == 2
     assert "expression is empty" in one_line_error(capsys)
 
 
-def test_missing_expression_and_missing_file(scene_png: tuple[Path, str, np.ndarray], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_expression_and_missing_file(
+    scene_png: tuple[Path, str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _, _ = scene_png
     assert main(["segment", str(path), *OFFLINE]) == 2
     assert "expression" in one_line_error(capsys)
@@ -106,8 +111,9 @@ def test_missing_expression_and_missing_file(scene_png: tuple[Path, str, np.ndar
     assert "no such file" in one_line_error(capsys)
 
 
-def test_unknown_tool_and_controller(scene_png: tuple[Path, str, np.ndarray], tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_tool_and_controller(
+    scene_png: tuple[Path, str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _, _ = scene_png
     assert main(["segment", str(path), "dog", "--proposer", "nope", "--out", str(tmp_path / "o")]) == 2
     assert "unknown tool 'nope'" in one_line_error(capsys)
@@ -117,19 +123,45 @@ def test_unknown_tool_and_controller(scene_png: tuple[Path, str, np.ndarray], tm
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_missing_sam_checkpoint_names_path_and_command(scene_png: tuple[Path, str, np.ndarray], tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_sam_checkpoint_names_path_and_command(
+    scene_png: tuple[Path, str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _, _ = scene_png
-    code = main(["segment", str(path), "dog", "--controller", "oneshot", "--checkpoint-dir", str(tmp_path / "ck"),
-                 "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "segment",
+            str(path),
+            "dog",
+            "--controller",
+            "oneshot",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = one_line_error(capsys)
     assert code == 3 and "sam_vit_b_01ec64.pth" in err and "refseg weights download" in err
 
 
-def test_agent_without_vlm_explains_in_one_line(scene_png: tuple[Path, str, np.ndarray], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_agent_without_vlm_explains_in_one_line(
+    scene_png: tuple[Path, str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _, _ = scene_png
-    code = main(["segment", str(path), "dog", "--toolset", "offline", "--controller", "agent",
-                 "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "segment",
+            str(path),
+            "dog",
+            "--toolset",
+            "offline",
+            "--controller",
+            "agent",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = one_line_error(capsys)
-    assert code == 2 and "SILICONFLOW_API_KEY" in err and "--vlm-base-url" in err and len(err.splitlines()) == 1
+    assert (
+        code == 2 and "SILICONFLOW_API_KEY" in err and "--vlm-base-url" in err and len(err.splitlines()) == 1
+    )

@@ -11,7 +11,10 @@ from cache.codec import CorruptEntry
 
 
 def test_codec_round_trip_keeps_arrays_and_meta() -> None:
-    arrays = {"masks": np.arange(12, dtype=np.uint8).reshape(3, 4), "scores": np.array([0.5, 0.25], np.float32)}
+    arrays = {
+        "masks": np.arange(12, dtype=np.uint8).reshape(3, 4),
+        "scores": np.array([0.5, 0.25], np.float32),
+    }
     got_arrays, got_meta = decode(encode(arrays, {"source": "x", "shape": [3, 4]}))
     assert got_meta == {"source": "x", "shape": [3, 4]}
     np.testing.assert_array_equal(got_arrays["masks"], arrays["masks"])
@@ -40,8 +43,13 @@ def test_keys_change_with_every_component_and_not_with_key_order() -> None:
     base = dict(tool="t", version="1", fingerprint="fp", inputs={"image": "abc"}, args={"a": 1, "b": 0.5})
     key = make_key(**base)
     assert make_key(**{**base, "args": {"b": 0.5, "a": 1}}) == key
-    for field, value in [("tool", "u"), ("version", "2"), ("fingerprint", "fp2"),
-                         ("inputs", {"image": "abd"}), ("args", {"a": 2, "b": 0.5})]:
+    for field, value in [
+        ("tool", "u"),
+        ("version", "2"),
+        ("fingerprint", "fp2"),
+        ("inputs", {"image": "abd"}),
+        ("args", {"a": 2, "b": 0.5}),
+    ]:
         assert make_key(**{**base, field: value}) != key, field
     assert canonical_json({"x": 0.1 + 0.2}) == canonical_json({"x": 0.3})
 
@@ -50,7 +58,7 @@ def test_store_hit_miss_and_stats(tmp_path: Path) -> None:
     with ToolCache(tmp_path) as cache:
         assert cache.get("k") is None
         cache.set("k", {"a": np.arange(3)}, {"m": 1})
-        arrays, meta = cache.get("k")  # type: ignore[misc]
+        arrays, _meta = cache.get("k")  # type: ignore[misc]
         np.testing.assert_array_equal(arrays["a"], np.arange(3))
         stats = cache.stats()
         assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
@@ -72,9 +80,7 @@ def test_pickled_rows_are_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     with ToolCache(tmp_path / "c") as cache:
         cache.set("k", {"a": np.ones(2)}, {})
-    payload = (
-        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
-    )
+    payload = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
     db = sqlite3.connect(tmp_path / "c" / "cache.db")
     db.execute("UPDATE Cache SET mode = 4, value = ? WHERE key = 'k'", (payload,))
     db.commit()
@@ -93,8 +99,9 @@ def test_two_processes_share_one_directory(tmp_path: Path) -> None:
         "c = ToolCache(sys.argv[1]);"
         "[c.set(f'k{i}', {'a': np.full(8, i)}, {'i': i}) for i in range(int(sys.argv[2]), int(sys.argv[3]))]"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(a), str(a + 20)])
-             for a in (0, 20)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(a), str(a + 20)]) for a in (0, 20)
+    ]
     assert all(p.wait(timeout=60) == 0 for p in procs)
     with ToolCache(tmp_path) as cache:
         for i in range(40):

@@ -102,7 +102,7 @@ def test_huge_image_downscales_for_models_and_masks_map_back() -> None:
 
 def test_decompression_bomb_is_refused() -> None:
     img = PILImage.new("1", (20000, 20000))  # 400 MP, tiny on disk
-    with pytest.raises(InputError, match="pixel limit|too large"):
+    with pytest.raises(InputError, match=r"pixel limit|too large"):
         decode_image(encode(img, "PNG"))
 
 
