@@ -43,7 +43,6 @@ async def run_loop(ep: Episode) -> None:
         if ep.iterations >= cfg.max_iter:
             ep.stop_reason = "max_iter"
             return
-        ep.iterations += 1
         before = ep.ws.query
         try:
             await ep.call(cfg.refiner, {})
@@ -57,4 +56,5 @@ async def run_loop(ep: Episode) -> None:
             ep.log.info("refine_stalled", step=ep.step, query=before)
             ep.stop_reason = "max_iter"
             return
+        ep.iterations += 1  # a round counts once it produced a new query to rank
         await ep.call(cfg.ranker, dict(cfg.rank_args))

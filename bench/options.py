@@ -177,11 +177,13 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
         propose_args["points_per_side"] = args.points_per_side
     notes: list[str] = []
     if args.weights == "random" and proposer == "sam_propose":
-        # Random weights predict meaningless IoU/stability: SAM's quality filters would drop
-        # every mask. Keep them all (NMS and the proposal cap still apply).
+        # Random weights predict meaningless IoU/stability and near-identical masks: SAM's
+        # filters and NMS would leave one candidate or none. Keep up to max_proposals so a
+        # smoke run ranks a realistic number of candidates.
         propose_args.setdefault("pred_iou_thresh", 0.0)
         propose_args.setdefault("stability_score_thresh", 0.0)
-        notes.append("random weights: SAM quality thresholds disabled")
+        propose_args.setdefault("box_nms_thresh", 1.0)
+        notes.append("random weights: SAM quality thresholds and NMS disabled")
     if args.clip_mode is not None:
         if ranker != "clip_rank":
             raise ConfigError("--clip-mode applies to clip_rank only")

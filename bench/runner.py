@@ -359,6 +359,10 @@ async def run_bench(
         bar.close()
         writer.close()
         tracer.close()
+        aclose = getattr(rt.vlm, "aclose", None)
+        if aclose is not None:  # the SDK's connection pool belongs to this event loop
+            with anyio.CancelScope(shield=True):
+                await aclose()
 
     wall = time.perf_counter() - t0
     invocation = {

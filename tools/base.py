@@ -147,7 +147,7 @@ class Tool(ABC):
             ws.ranking = output
             if ws.best_ranking is None or output.conf > ws.best_ranking.conf:
                 ws.best_ranking = output
-        elif isinstance(output, Refinement) and output.query.strip():
+        elif isinstance(output, Refinement) and output.query.strip() not in ("", ws.query):
             ws.query = output.query.strip()
             ws.history.append(ws.query)
 

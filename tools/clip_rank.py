@@ -78,6 +78,15 @@ class _LRU(OrderedDict[Any, torch.Tensor]):
             self.popitem(last=False)
 
 
+def apply_template(template: str, query: str) -> str:
+    """Put the query in the template, unless the query already starts like the template
+    (a refiner may write "a photo of a red car" itself)."""
+    prefix = template.split("{}")[0].strip().lower()
+    if prefix and query.lower().startswith(prefix):
+        return query
+    return template.replace("{}", query)
+
+
 class ClipRank(Tool):
     """Rank proposals with open_clip (``ToolSettings.clip_model`` / ``clip_pretrained``).
 
@@ -238,7 +247,7 @@ class ClipRank(Tool):
                 f"image is {ws.image.width}x{ws.image.height}; propose again on this image"
             )
         query = self.resolve_query(ws, params)
-        text = params.prompt_template.replace("{}", query)
+        text = apply_template(params.prompt_template, query)
         scores = await run_on_device(
             self.settings.device, self.scores, ws.image, proposals, params.mode, text
         )

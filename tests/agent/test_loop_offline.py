@@ -76,7 +76,10 @@ def test_loop_refines_unsure_episodes_into_canonical_words(paraphrased) -> None:
     assert all(len(r.queries) == r.iterations + 1 for r in refined)
     assert all(r.stop_reason in ("guard", "max_iter") for r in results)
     assert sum(r.stop_reason == "guard" for r in refined) >= 0.7 * len(refined)
-    assert all(r.costs.calls("refine_query") == r.iterations for r in results)
+    # Every refine call is a round, except one that returned no new query (it ends the loop).
+    for r in results:
+        stalled = r.costs.calls("refine_query") - r.iterations
+        assert stalled in (0, 1) and (stalled == 0 or r.stop_reason == "max_iter")
     sample = next(r for r in refined if "crimson" in r.expression or "azure" in r.expression)
     assert ("red" if "crimson" in sample.expression else "blue") in sample.queries[1]
 

@@ -135,3 +135,9 @@ def test_trace_has_one_event_per_tool_call_and_guard(image: Image, tmp_path: Pat
     calls = [e for e in events if e["event"] == "tool_call"]
     assert [c["tool"] for c in calls] == ["stripes_propose", "word_rank", "synonym_refine", "word_rank"]
     assert calls[1]["result"]["conf"] < calls[3]["result"]["conf"]
+
+
+def test_unchanged_refinement_is_not_a_new_query(image: Image) -> None:
+    session = Session(make_registry(), EpisodeConfig(controller="loop", max_iter=3, **CFG))
+    result = run(session, image, "a stripe")
+    assert result.queries == ["a stripe"] and result.stop_reason == "max_iter"

@@ -255,3 +255,11 @@ def test_registry_builds_clip_rank_lazily():
     image = Image.from_array(np.zeros((8, 8, 3), np.uint8))
     ws = Workspace(image=image, expression="x")
     assert tool.key_inputs(ws, ClipRankParams()) == {"image": image.digest, "query": "x"}
+
+
+def test_template_is_not_applied_twice() -> None:
+    from tools.clip_rank import apply_template
+
+    assert apply_template("a photo of {}", "red car") == "a photo of red car"
+    assert apply_template("a photo of {}", "A photo of a red car") == "A photo of a red car"
+    assert apply_template("{}", "red car") == "red car"
