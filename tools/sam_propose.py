@@ -105,19 +105,6 @@ class _Candidates:
         return sum(len(s) for s in self.scores)
 
 
-def empty_proposals(size: tuple[int, int], source: str = "sam_propose") -> Proposals:
-    """A valid proposal set with no masks: ``(0, H, W)``."""
-    h, w = size
-    return Proposals(
-        masks=np.zeros((0, h, w), dtype=bool),
-        boxes=np.zeros((0, 4), dtype=np.float32),
-        scores=np.zeros(0, dtype=np.float32),
-        stability=np.zeros(0, dtype=np.float32),
-        areas=np.zeros(0, dtype=np.int64),
-        source=source,
-    )
-
-
 def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple[np.ndarray, bool]:
     """segment-anything's ``remove_small_regions`` (8-connected) on scipy instead of OpenCV."""
     try:
@@ -314,7 +301,7 @@ class SamPropose(Tool):
 
     def _select(self, found: _Candidates, p: SamProposeParams, size: tuple[int, int]) -> Proposals:
         if len(found) == 0:
-            return empty_proposals(size, self.name)
+            return Proposals.empty(size, self.name)
         h, w = size
         boxes = torch.cat(found.boxes)
         scores = torch.cat(found.scores)

@@ -121,6 +121,11 @@ class Proposals:
             source=source,
         )
 
+    @classmethod
+    def empty(cls, size: tuple[int, int], source: str = "") -> Proposals:
+        """A valid proposal set with no masks: ``(0, H, W)``."""
+        return cls.from_masks(np.zeros((0, *size), dtype=bool), source=source)
+
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 

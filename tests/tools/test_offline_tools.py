@@ -13,7 +13,7 @@ from tools.base import Workspace
 from tools.errors import ConfigError, ToolError
 from tools.images import load_image, working_copy
 from tools.offline.attribute_rank import AttributeRank, parse_query
-from tools.offline.region_propose import RegionPropose, empty_proposals
+from tools.offline.region_propose import RegionPropose
 from tools.offline.scenes import COLORS, generate_scene, generate_scenes
 from tools.registry import ToolRegistry
 from tools.types import Image, Proposals
@@ -282,7 +282,7 @@ def test_ranker_without_proposals_is_a_tool_error(scenes) -> None:
 
 def test_ranker_with_zero_proposals_returns_empty_ranking(scenes) -> None:
     ws = workspace(scenes[0])
-    ws.proposals = empty_proposals(240, 320)
+    ws.proposals = Proposals.empty((240, 320))
     ranking = call(AttributeRank(), ws, query="the red circle")
     assert len(ranking) == 0 and ranking.top == -1
 
