@@ -11,6 +11,7 @@ from PIL import ImageDraw
 
 CANDIDATE_COLOURS = [(255, 64, 64), (64, 160, 255), (255, 200, 0), (160, 80, 255), (0, 200, 120)]
 FILL = np.array([0, 220, 90], dtype=np.float32)
+CHOSEN_EDGE = (255, 0, 255)  # magenta: readable on the tint and on any shape colour
 
 
 def mask_edges(mask: np.ndarray, width: int = 2) -> np.ndarray:
@@ -47,9 +48,10 @@ def overlay(
         title: text drawn in the top-left corner.
     """
     out = pixels.astype(np.float32)
+    line = max(2, round(max(pixels.shape[:2]) / 400))
     if mask is not None and mask.any():
         out[mask] = 0.55 * out[mask] + 0.45 * FILL
-    line = max(2, round(max(pixels.shape[:2]) / 400))
+        out[mask_edges(mask, line)] = CHOSEN_EDGE
     labels = []
     for i, (cand, label) in enumerate(candidates):
         colour = CANDIDATE_COLOURS[i % len(CANDIDATE_COLOURS)]
