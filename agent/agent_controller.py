@@ -423,8 +423,32 @@ class AgentRun:
         )
         return reply
 
+    async def _warm_start(self) -> None:
+        """Propose and rank before any VLM turn: a sure ranking ends the episode for free;
+        otherwise the model starts from the ranked candidates (payload and overlay)."""
+        ep, cfg = self.ep, self.cfg
+        await ep.call(cfg.proposer, dict(cfg.propose_args))
+        ep.ws.require_proposals()
+        ranking = await ep.call(cfg.ranker, dict(cfg.rank_args))
+        self.rank_calls += 1
+        if ep.guard(ranking):
+            raise _Stop("guard")
+        payload = json.dumps(self._payload(cfg.ranker, ranking))
+        self.messages.append(
+            {
+                "role": "user",
+                "content": f"{cfg.proposer} and {cfg.ranker} already ran on this image and "
+                f"expression: {payload}",
+            }
+        )
+        overlay = self._overlay(ranking)
+        if overlay is not None:
+            self._add_overlay(overlay)
+
     async def _loop(self) -> None:
         self._opening()
+        if self.cfg.agent_warm_start:
+            await self._warm_start()
         while True:
             self._check_limits()
             reply = await self._turn()

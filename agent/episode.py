@@ -28,6 +28,9 @@ class EpisodeConfig:
         pick: ``best`` keeps the most confident ranking seen; ``last`` the final one.
         propose_args, rank_args: fixed arguments for the proposer and ranker.
         max_turns: most VLM turns in ``agent``.
+        agent_warm_start: ``agent`` proposes and ranks before the first VLM turn, so a
+            ranking that passes the guard ends the episode without any VLM call, and the
+            VLM starts from the ranked candidates otherwise.
         budget_tokens, budget_usd: per-episode VLM budget in ``agent``.
     """
 
@@ -42,6 +45,7 @@ class EpisodeConfig:
     propose_args: dict[str, Any] = field(default_factory=dict)
     rank_args: dict[str, Any] = field(default_factory=dict)
     max_turns: int = 8
+    agent_warm_start: bool = True
     budget_tokens: int = 60_000
     budget_usd: float = 0.05
 

@@ -91,6 +91,12 @@ def add_episode_options(parser: argparse.ArgumentParser) -> None:
         help="final ranking: most confident seen, or the last",
     )
     c.add_argument("--max-turns", type=int, default=8, help="agent: most VLM turns per episode")
+    c.add_argument(
+        "--agent-warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="agent: propose and rank before the first VLM turn (a sure ranking needs no VLM)",
+    )
     c.add_argument("--budget-tokens", type=int, default=60_000, help="agent: tokens per episode")
     c.add_argument("--budget-usd", type=float, default=0.05, help="agent: USD per episode")
 
@@ -199,6 +205,7 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
         propose_args=propose_args,
         rank_args=rank_args,
         max_turns=args.max_turns,
+        agent_warm_start=args.agent_warm_start,
         budget_tokens=args.budget_tokens,
         budget_usd=args.budget_usd,
     )

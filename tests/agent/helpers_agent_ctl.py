@@ -49,7 +49,8 @@ def make_session(
     registry = ToolRegistry(ToolSettings(vlm=client))  # the offline tools need no weights
     for name, factory in (extra_tools or {}).items():
         registry.register(name, factory)
-    names = {"proposer": PROPOSER, "ranker": RANKER, "refiner": REFINER}
+    # Scripted conversations start from a blank slate unless a test asks for the warm start.
+    names = {"proposer": PROPOSER, "ranker": RANKER, "refiner": REFINER, "agent_warm_start": False}
     cfg = EpisodeConfig(controller="agent", **{**names, **config})
     return Session(registry, cfg, tracer=Tracer(trace, run_id="test-run"))
 

@@ -88,6 +88,28 @@ def test_guard_pass_ends_the_episode_without_another_vlm_request(tmp_path: Path)
     assert len(guards) == 1 and guards[0]["passed"] is True
 
 
+def test_warm_start_sure_ranking_costs_no_vlm_call(tmp_path: Path) -> None:
+    _, image = scene_image(0)
+    with ScriptedServer([ToolCalls.of(("submit", {"index": 0}))]) as srv:
+        session = make_session(make_client(srv), tmp_path / "t.jsonl", agent_warm_start=True)
+        result = run_episode(session, image, SURE)
+    assert result.stop_reason == "guard" and result.turns == 0 and len(srv.requests) == 0
+    assert "vlm" not in result.costs.tools and result.costs.calls(RANKER) == 1
+
+
+def test_warm_start_unsure_ranking_opens_with_the_ranked_candidates(tmp_path: Path) -> None:
+    scene, image = scene_image(0)
+    target = next(o for o in scene.objects if (o.color, o.shape) == ("red", "square"))
+    want = best_index(image, target.mask)
+    with ScriptedServer([ToolCalls.of(("submit", {"index": want}))]) as srv:
+        session = make_session(make_client(srv), tmp_path / "t.jsonl", agent_warm_start=True)
+        result = run_episode(session, image, UNSURE)
+    assert result.stop_reason == "agent_submit" and result.turns == 1 and result.chosen == want
+    first = srv.requests[0]
+    assert any('"top"' in t and RANKER in t for t in first.text_parts())
+    assert len(first.image_urls()) == 2  # the image and the overlay of the ranked candidates
+
+
 def test_max_turns_with_endless_tool_calls_stops_with_max_iter() -> None:
     _, image = scene_image(0)
     with ScriptedServer([ToolCalls.of((PROPOSER, {}))], policy=endless_tool_calls(RANKER, {})) as srv:
