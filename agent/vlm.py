@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -496,7 +497,12 @@ class VLMClient:
             log.exception("VLM on_call hook failed")
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        text = text.replace(self._secret, "***") if self._secret else text
+        # A server echoing the request's Authorization header: drop the whole credential.
+        return _BEARER.sub("[REDACTED]", text)
+
+
+_BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
 
 
 class _BadResponse(Exception):

@@ -109,6 +109,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from agent.trace_view import add_trace_parser
     from bench.bench_cli import add_bench_parsers
+    from bench.chaos import add_chaos_parser
     from bench.segment_cmd import add_segment_parser
 
     parser = argparse.ArgumentParser(
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_segment_parser(sub)
     add_bench_parsers(sub)
+    add_chaos_parser(sub)
     add_trace_parser(sub)
     _weights_parser(sub)
     _cache_parser(sub)

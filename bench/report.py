@@ -58,7 +58,11 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
     summary = read_json(path / SUMMARY)
     if summary is None or bootstrap is not None:
         summary = write_outputs(path, bootstrap=2000 if bootstrap is None else bootstrap)
-    ious = np.load(path / IOUS) if (path / IOUS).exists() else np.zeros(0)
+    try:
+        ious = np.load(path / IOUS, allow_pickle=False) if (path / IOUS).exists() else np.zeros(0)
+    except (ValueError, OSError):  # damaged, or a pickle (never loaded): rebuild from samples.jsonl
+        summary = write_outputs(path, bootstrap=2000 if bootstrap is None else bootstrap)
+        ious = np.load(path / IOUS, allow_pickle=False)
     return RunView(name or path.name, path, summary, ious)
 
 

@@ -397,9 +397,9 @@ def write_outputs(
     else:
         order = [r["example_id"] for r in sorted(records.values(), key=lambda r: r.get("index", 0))]
     expected = int(config.get("results", {}).get("examples", {}).get("count", len(order)))
+    faults = trace_faults(run_dir / TRACE)
     summary = build_summary(
-        records, order, invocations, config, expected=expected, bootstrap=bootstrap,
-        traced_faults=trace_faults(run_dir / TRACE),
+        records, order, invocations, config, expected=expected, bootstrap=bootstrap, traced_faults=faults
     )
     ious = np.array([records[eid]["iou"] for eid in order if eid in records], dtype=np.float64)
     np.save(run_dir / IOUS, ious)
