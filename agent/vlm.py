@@ -22,6 +22,7 @@ import os
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -288,7 +289,10 @@ class VLMClient:
         self._secret = config.api_key or ""
         # The SDK's connection pool belongs to the event loop it first ran on, and a bench
         # suite runs several loops in turn: keep one SDK client per running loop.
-        self._clients: dict[int, openai.AsyncOpenAI] = {}
+        # Keyed weakly by the loop object itself: an id() can be reused by a later loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
         self.calls = 0
         self.attempts = 0
         self.failures = 0
@@ -306,10 +310,10 @@ class VLMClient:
 
     @property
     def _client(self) -> openai.AsyncOpenAI:
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop_id] = openai.AsyncOpenAI(
+            client = self._clients[loop] = openai.AsyncOpenAI(
                 api_key=self.config.api_key,
                 base_url=self.config.base_url,
                 timeout=self.config.timeout_s,
@@ -322,7 +326,7 @@ class VLMClient:
         return self.config.base_url
 
     async def aclose(self) -> None:
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
+        client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.close()
 
