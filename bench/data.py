@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +253,12 @@ def _check_schema(features: Mapping[str, Any], source: str) -> None:
 def _header_size(data: bytes) -> tuple[int, int] | None:
     """``(H, W)`` of encoded image bytes after EXIF rotation, from the header only."""
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
+        # Only the header is read, so PIL's decompression-bomb warning is a false alarm here;
+        # tools.images.decode_image enforces the real pixel limit when the image is decoded.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            img = PILImage.open(io.BytesIO(data))
+        with img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
     except Exception:  # unreadable: load_image() reports it for each example
