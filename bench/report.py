@@ -46,6 +46,13 @@ class RunView:
         return f"{lab.get('controller')}({lab.get('refiner')}) x{lab.get('max_iter')}"
 
 
+RANDOM_WEIGHTS_WARNING = "random weights (--weights random): figures for smoke tests and timing only"
+
+
+def random_weight_runs(runs: Sequence[RunView]) -> list[str]:
+    return [r.name for r in runs if r.label.get("weights") == "random"]
+
+
 def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | None = None) -> RunView:
     """Read a run folder (recomputing ``summary.json`` when absent or with a new ``bootstrap``)."""
     from bench.runner import write_outputs
@@ -237,6 +244,8 @@ def print_table(runs: Sequence[RunView], file: IO[str] | None = None) -> None:
     """The headline table (without CI and stop-reason columns) on the terminal."""
     headers, rows = metric_table(runs)
     keep = [i for i, h in enumerate(headers) if h not in ("mIoU 95% CI", "stop reasons")]
+    if random_weight_runs(runs):
+        print(f"note: {RANDOM_WEIGHTS_WARNING}", file=file or sys.stdout)
     print(
         text_table([headers[i] for i in keep], [[row[i] for i in keep] for row in rows]),
         file=file or sys.stdout,
@@ -398,6 +407,9 @@ def render_markdown(
     base: Path | None = None,
 ) -> str:
     parts = [f"# {title}", ""]
+    randomised = random_weight_runs(runs)
+    if randomised:
+        parts += [f"> **{RANDOM_WEIGHTS_WARNING}** ({', '.join(randomised)})", ""]
     parts += [f"- {n}" for n in notes]
     if notes:
         parts.append("")

@@ -126,3 +126,17 @@ def test_case_galleries(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
         )
     }
     assert all(np.isclose(r["iou_b"], ious_b[r["example_id"]]) for r in picked["improved"])
+
+
+def test_random_weight_runs_say_so(tmp_path: Path) -> None:
+    import io
+
+    from bench.report import render_markdown
+
+    run(tmp_path / "r", None, synthetic(1))
+    view = load_run(tmp_path / "r")
+    assert "random weights" not in render_markdown([view], "t")
+    view.summary["label"]["weights"] = "random"
+    buf = io.StringIO()
+    print_table([view], file=buf)
+    assert "random weights" in buf.getvalue() and "random weights" in render_markdown([view], "t")
