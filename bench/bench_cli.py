@@ -12,10 +12,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.options import add_episode_options, build_runtime
 from bench.perturb import PERTURBATIONS
+
+if TYPE_CHECKING:
+    from bench.runner import DataSpec, RunOptions
 
 _BENCH_SUB: dict[int, Any] = {}
 
@@ -62,6 +65,29 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--limit", type=int, default=None, help="run at most this many new examples now; run again to resume"
     )
+
+
+def data_spec(args: argparse.Namespace, perturb: str = "clean") -> DataSpec:
+    """The options of :func:`add_data_options` as a :class:`bench.runner.DataSpec`."""
+    from bench.runner import DataSpec
+
+    return DataSpec(args.dataset, args.split, args.n, args.per_image, args.seed_subset, perturb)
+
+
+def run_options(args: argparse.Namespace, **overrides: Any) -> RunOptions:
+    """The options of :func:`add_run_options` as :class:`bench.runner.RunOptions`."""
+    from bench.runner import RunOptions
+
+    fields = ("concurrency", "retry_failed", "bootstrap", "quiet", "limit")
+    return RunOptions(**{**{f: getattr(args, f) for f in fields}, **overrides})
+
+
+def print_unfinished(missing: int, failed: int, failed_note: str) -> None:
+    """Tell (on stderr) what a resume would do: examples not run yet, failed ones."""
+    if missing:
+        print(f"{missing} example(s) not run yet: run the same command again to resume", file=sys.stderr)
+    if failed:
+        print(f"{failed} example(s) failed {failed_note}", file=sys.stderr)
 
 
 def bench_subparsers(subparsers: Any) -> Any:
@@ -133,50 +159,25 @@ def add_bench_parsers(subparsers: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.data import load_dataset_spec
     from bench.report import print_summary
-    from bench.runner import DataSpec, RunOptions, run_bench_sync
+    from bench.runner import run_bench_sync
 
-    spec = DataSpec(
-        dataset=args.dataset,
-        split=args.split,
-        n=args.n,
-        per_image=args.per_image,
-        seed_subset=args.seed_subset,
-        perturb=args.perturb,
-    )
-    examples = load_dataset_spec(args.dataset, args.n, args.per_image, args.seed_subset, split=args.split)
+    spec = data_spec(args, args.perturb)
+    examples = spec.load()
     rt = build_runtime(args)
     try:
-        result = run_bench_sync(
-            rt,
-            examples,
-            args.out,
-            spec,
-            RunOptions(
-                concurrency=args.concurrency,
-                retry_failed=args.retry_failed,
-                bootstrap=args.bootstrap,
-                quiet=args.quiet,
-                limit=args.limit,
-            ),
-        )
+        result = run_bench_sync(rt, examples, args.out, spec, run_options(args))
     finally:
         rt.close()
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print_summary(args.out.name or str(args.out), result.summary)
     print(f"ran {result.ran} example(s), skipped {result.skipped} already done; files in {args.out}")
-    if result.missing:
-        print(
-            f"{result.missing} example(s) not run yet: run the same command again to resume", file=sys.stderr
-        )
-    if result.failed:
-        print(
-            f"{result.failed} example(s) failed (see {args.out / 'samples.jsonl'}; "
-            "--retry-failed redoes them)",
-            file=sys.stderr,
-        )
+    print_unfinished(
+        result.missing,
+        result.failed,
+        f"(see {args.out / 'samples.jsonl'}; --retry-failed redoes them)",
+    )
     return result.exit_code
 
 

@@ -175,22 +175,19 @@ def run_in_process(argv: Sequence[str], *, fast_backoff: bool = True) -> tuple[i
     dominate the scorecard's time. Returns ``(exit code, example ids, damaged cache entries
     found)``.
     """
+    from bench.bench_cli import data_spec, run_options
     from bench.cli import build_parser
-    from bench.data import load_dataset_spec
     from bench.options import build_runtime
-    from bench.runner import DataSpec, RunOptions, run_bench_sync
+    from bench.runner import run_bench_sync
 
     args = build_parser().parse_args(list(argv))
-    spec = DataSpec(args.dataset, args.split, args.n, args.per_image, args.seed_subset, args.perturb)
-    examples = load_dataset_spec(args.dataset, args.n, args.per_image, args.seed_subset, split=args.split)
+    spec = data_spec(args, args.perturb)
+    examples = spec.load()
     rt = build_runtime(args)
     if rt.vlm is not None and fast_backoff:
         rt.vlm.config = rt.vlm.config.with_(backoff_base_s=BACKOFF_S[0], backoff_max_s=BACKOFF_S[1])
     try:
-        opts = RunOptions(
-            concurrency=args.concurrency, bootstrap=args.bootstrap, quiet=True, limit=args.limit
-        )
-        result = run_bench_sync(rt, examples, args.out, spec, opts)
+        result = run_bench_sync(rt, examples, args.out, spec, run_options(args, quiet=True))
         corrupt = rt.cache.corrupt if rt.cache is not None else 0
     finally:
         rt.close()

@@ -1,7 +1,8 @@
 """The ``refseg`` command line: segment, bench, trace, weights, cache, tools.
 
 Every command returns an exit code. Errors the project raises on purpose
-(:class:`tools.errors.RefsegError`) are printed as one line, never a traceback.
+(:class:`tools.errors.RefsegError`) and file-system errors (``OSError``: a bad ``--out``, no
+permission, a full disk) are printed as one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -132,11 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = int(args.func(args))
-    except RefsegError as exc:
+    except (RefsegError, OSError) as exc:  # OSError: --out names a file, no permission, disk full
         from agent.tracing import redact_text
 
         print(f"refseg: error: {redact_text(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return exc.exit_code if isinstance(exc, RefsegError) else 2
     except KeyboardInterrupt:
         print(
             "refseg: interrupted (a bench run resumes when started again with the same --out)",

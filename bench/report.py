@@ -54,7 +54,8 @@ def random_weight_runs(runs: Sequence[RunView]) -> list[str]:
 
 
 def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | None = None) -> RunView:
-    """Read a run folder (recomputing ``summary.json`` when absent or with a new ``bootstrap``)."""
+    """Read a run folder (recomputing ``summary.json`` when absent, older than ``samples.jsonl``
+    (an interrupted invocation), or with a new ``bootstrap``)."""
     from bench.runner import write_outputs
 
     path = Path(run_dir)
@@ -63,7 +64,8 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
             f"{path}: not a run folder (no {SAMPLES}); run `refseg bench run --out {path}` first"
         )
     summary = read_json(path / SUMMARY)
-    if summary is None or bootstrap is not None:
+    stale = summary is not None and (path / SAMPLES).stat().st_mtime_ns > (path / SUMMARY).stat().st_mtime_ns
+    if summary is None or stale or bootstrap is not None:
         summary = write_outputs(path, bootstrap=2000 if bootstrap is None else bootstrap)
     try:
         ious = np.load(path / IOUS, allow_pickle=False) if (path / IOUS).exists() else np.zeros(0)

@@ -35,7 +35,7 @@ import numpy as np
 
 from agent.session import Session
 from agent.tracing import Tracer
-from bench.data import Example, group_by_image
+from bench.data import Example, group_by_image, load_dataset_spec
 from bench.metrics import intersection_union, size_bucket
 from bench.options import Runtime, describe_config
 from bench.perturb import PERTURBATIONS, perturb_image
@@ -67,6 +67,10 @@ class DataSpec:
     per_image: str = "all"
     seed_subset: int | None = None
     perturb: str = "clean"
+
+    def load(self) -> list[Example]:
+        """The examples it selects (the perturbation applies later, per decoded image)."""
+        return load_dataset_spec(self.dataset, self.n, self.per_image, self.seed_subset, split=self.split)
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,26 @@ def result_config(rt: Runtime, spec: DataSpec, examples: Sequence[Example]) -> d
     )
 
 
-def check_config(run_dir: Path, results: dict[str, Any], run_info: dict[str, Any]) -> None:
-    """Write ``config.json`` on the first run; on resume, refuse a different configuration."""
+def check_config(
+    run_dir: Path, results: dict[str, Any], run_info: dict[str, Any], *, recorded: bool = True
+) -> bool:
+    """Write ``config.json`` on the first run; on resume, refuse a different configuration.
+
+    Args:
+        recorded: the run folder holds at least one example's record. Without one (e.g. the
+            first invocation stopped on a missing checkpoint) a new configuration replaces
+            the old one: there is no result it could contradict.
+
+    Returns:
+        True when a different configuration was replaced.
+    """
     path = run_dir / CONFIG
     old = read_json(path)
     if old is not None and "results" in old:
         diffs = config_differences(old["results"], results)
+        if diffs and not recorded:
+            write_json(path, {"results": results, "run": run_info})
+            return True
         if diffs:
             raise ConfigError(
                 f"{run_dir} holds a run with a different configuration ("
@@ -151,8 +169,9 @@ def check_config(run_dir: Path, results: dict[str, Any], run_info: dict[str, Any
                 + ("; ..." if len(diffs) > 6 else "")
                 + "); resume it with the same options or pick a new --out"
             )
-        return
+        return False
     write_json(path, {"results": results, "run": run_info})
+    return False
 
 
 def _load_image(ex: Example, perturbation: str) -> Image | str:
@@ -278,7 +297,8 @@ async def run_bench(
     """Run (or resume) a benchmark in ``run_dir``; returns what this invocation did.
 
     Raises:
-        ConfigError: ``run_dir`` holds a run with a different configuration, or bad options.
+        ConfigError: ``run_dir`` holds a run with a different configuration, another
+            invocation is running in it, or bad options.
         RefsegError: a run-level problem (missing checkpoint, ...) stopped the run; the lines
             already written stay, and running again resumes.
     """
@@ -291,13 +311,28 @@ async def run_bench(
         raise ConfigError("the data set has duplicate example ids; the runner cannot resume it")
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
+    writer = SampleWriter(out)  # locks the run folder: one invocation at a time
+    try:
+        return await _run_locked(rt, examples, out, spec, opts, writer)
+    finally:
+        writer.close()
+
+
+async def _run_locked(
+    rt: Runtime,
+    examples: Sequence[Example],
+    out: Path,
+    spec: DataSpec,
+    opts: RunOptions,
+    writer: SampleWriter,
+) -> BenchResult:
     started = time.time()
-    results_cfg = result_config(rt, spec, examples)
-    check_config(
-        out, results_cfg, {"created": started, "concurrency": opts.concurrency, "device": rt.settings.device}
-    )
     done, torn = read_samples(out, repair=True)
     notes = [f"cut off {torn} torn or unreadable line(s) of samples.jsonl; redoing them"] if torn else []
+    results_cfg = result_config(rt, spec, examples)
+    run_info = {"created": started, "concurrency": opts.concurrency, "device": rt.settings.device}
+    if check_config(out, results_cfg, run_info, recorded=bool(done)):
+        notes.append("no example was recorded yet: config.json now holds this configuration")
     todo = [
         (i, ex)
         for i, ex in enumerate(examples)
@@ -312,7 +347,6 @@ async def run_bench(
     run_id = uuid.uuid4().hex[:12]
     tracer = Tracer(out / TRACE, run_id=run_id)
     session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=run_id)
-    writer = SampleWriter(out)
     limiter = anyio.CapacityLimiter(opts.concurrency)
     send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=opts.concurrency * 2)
     bar = _progress(skipped + len(todo), skipped, opts.quiet)
@@ -357,7 +391,6 @@ async def run_bench(
         raise
     finally:
         bar.close()
-        writer.close()
         tracer.close()
         aclose = getattr(rt.vlm, "aclose", None)
         if aclose is not None:  # the SDK's connection pool belongs to this event loop

@@ -13,6 +13,7 @@ kill in the middle of a write would leave the file. Unset (the normal case) it c
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -91,12 +92,28 @@ def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str
 
 
 class SampleWriter:
-    """Appends one JSON line per call: a single ``write`` of the whole line, flush, fsync."""
+    """Appends one JSON line per call: a single ``write`` of the whole line, flush, fsync.
+
+    The writer holds an exclusive lock on the file until :meth:`close` (the kernel drops it
+    when the process dies), so two invocations on one run folder cannot both run (and
+    record) the same examples.
+
+    Raises:
+        ConfigError: another process is writing to this run folder.
+    """
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / SAMPLES
         # Unbuffered, O_APPEND: the line goes to the kernel in one write call.
         self._fh = self.path.open("ab", buffering=0)
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.close()
+            raise ConfigError(
+                f"{self.path.parent} is in use by another refseg bench run; "
+                "wait for it to finish or pick a new --out"
+            ) from None
         self._written = 0
         kill_at = os.environ.get(KILL_AT_LINE_ENV, "")
         self._kill_at = int(kill_at) if kill_at.strip().isdigit() else 0

@@ -29,7 +29,8 @@ from typing import Any
 import anyio
 import numpy as np
 
-from bench.data import Example, load_dataset_spec
+from bench.bench_cli import data_spec, print_unfinished, run_options
+from bench.data import Example
 from bench.options import Runtime, build_runtime
 from bench.perturb import PERTURBATIONS
 from bench.report import RunView, print_table, write_report
@@ -234,39 +235,23 @@ def run_suite_from_args(args: argparse.Namespace) -> int:
     args = argparse.Namespace(
         **{**vars(args), "refiner": refiner, "controller": "loop", "max_iter": max(max_iters)}
     )
-    examples = load_dataset_spec(args.dataset, args.n, args.per_image, args.seed_subset, split=args.split)
-    data = DataSpec(
-        dataset=args.dataset,
-        split=args.split,
-        n=args.n,
-        per_image=args.per_image,
-        seed_subset=args.seed_subset,
-    )
-    opts = RunOptions(
-        concurrency=args.concurrency,
-        retry_failed=args.retry_failed,
-        bootstrap=args.bootstrap,
-        quiet=args.quiet,
-        limit=args.limit,
-    )
+    data = data_spec(args)
+    examples = data.load()
     rt = build_runtime(args)
     try:
-        result = anyio.run(partial(run_suite, rt, examples, args.out, data, plan, opts, refiner_note=note))
+        result = anyio.run(
+            partial(run_suite, rt, examples, args.out, data, plan, run_options(args), refiner_note=note)
+        )
     finally:
         rt.close()
     print(note)
     print_table(result.runs)
     print(f"suite: {len(result.runs)} runs in {result.wall_s:.1f} s; report {result.report}")
-    if result.missing:
-        print(
-            f"{result.missing} example(s) not run yet: run the same command again to resume", file=sys.stderr
-        )
-    if result.failed:
-        # Per-example failures (e.g. no proposals in a heavily perturbed image) are results of
-        # the system under test: they are in the table; only an unfinished suite exits 1.
-        print(
-            f"{result.failed} example(s) failed across the runs, counted as IoU 0 "
-            "(see each run's summary.json; --retry-failed redoes them)",
-            file=sys.stderr,
-        )
+    print_unfinished(
+        result.missing,
+        result.failed,
+        "across the runs, counted as IoU 0 (see each run's summary.json; --retry-failed redoes them)",
+    )
+    # Per-example failures (e.g. no proposals in a heavily perturbed image) are results of
+    # the system under test: they are in the table; only an unfinished suite exits 1.
     return 0 if result.missing == 0 else 1

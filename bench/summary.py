@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from agent.costs import CostBook
-from bench.metrics import summarize
+from bench.metrics import bucket_miou, summarize
 
 
 def run_label(config: dict[str, Any]) -> dict[str, Any]:
@@ -126,12 +126,12 @@ def build_summary(
     recs = [records[e] for e in order if e in records]
     ious = [float(r["iou"]) for r in recs]
     metrics = summarize(
-        ious,
-        [int(r["inter"]) for r in recs],
-        [int(r["union"]) for r in recs],
-        [int(r["gt_area"]) for r in recs],
-        B=bootstrap if recs else 0,
+        ious, [int(r["inter"]) for r in recs], [int(r["union"]) for r in recs], B=bootstrap if recs else 0
     )
+    # Size buckets only for examples whose ground-truth area is known (a corrupt mask has none:
+    # it counts as IoU 0 above, but is no "small" object).
+    sized = [r for r in recs if r.get("bucket") is not None]
+    metrics["buckets"] = bucket_miou([float(r["iou"]) for r in sized], [int(r["gt_area"]) for r in sized])
     failed = [r for r in recs if r.get("failed")]
     images = len({r["image_id"] for r in recs})
     book = CostBook()
