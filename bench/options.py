@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from agent.episode import CONTROLLERS, EpisodeConfig
 from cache.store import ENV_VAR as CACHE_ENV_VAR
@@ -216,12 +217,22 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     return Runtime(settings, config, registry, cache, vlm, notes)
 
 
+def public_url(url: str) -> str:
+    """The URL without credentials or query (``https://user:key@host/v1?key=..`` -> ``https://host/v1``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def describe_config(rt: Runtime) -> dict[str, Any]:
     """The run's configuration as JSON (no secrets: the VLM is described by URL and model)."""
     s = rt.settings
     vlm = None
     if rt.vlm is not None:
-        vlm = {"base_url": str(getattr(rt.vlm, "base_url", "")), "model": getattr(rt.vlm, "model", "")}
+        base_url = public_url(str(getattr(rt.vlm, "base_url", "")))
+        vlm = {"base_url": base_url, "model": getattr(rt.vlm, "model", "")}
     return {
         "settings": {
             "weights": s.weights,

@@ -91,6 +91,14 @@ class RunOptions:
     quiet: bool = False
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError("--limit must be 0 or more (the number of new examples to run now)")
+        if self.bootstrap < 0:
+            raise ConfigError("--bootstrap must be 0 (off) or a number of resamples")
+
 
 @dataclass
 class BenchResult:
@@ -327,6 +335,7 @@ async def _run_locked(
     writer: SampleWriter,
 ) -> BenchResult:
     started = time.time()
+    reset_peak_cuda_memory(rt.settings.device)
     done, torn = read_samples(out, repair=True)
     notes = [f"cut off {torn} torn or unreadable line(s) of samples.jsonl; redoing them"] if torn else []
     results_cfg = result_config(rt, spec, examples)
@@ -453,14 +462,26 @@ def read_invocations(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def reset_peak_cuda_memory(device: str) -> None:
+    """Start this invocation's peak from zero (a suite runs several in one process)."""
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats(device)
+        except Exception:  # no CUDA runtime: nothing to reset
+            pass
+
+
 def peak_cuda_memory(device: str) -> int | None:
-    """``torch.cuda.max_memory_allocated()`` on a CUDA device, else ``None``."""
+    """``torch.cuda.max_memory_allocated(device)`` on a CUDA device, else ``None``."""
     if not device.startswith("cuda"):
         return None
     try:
         import torch
 
-        return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+        return int(torch.cuda.max_memory_allocated(device)) if torch.cuda.is_available() else None
     except Exception:  # no CUDA runtime: nothing to report
         return None
 
