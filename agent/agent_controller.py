@@ -26,7 +26,7 @@ from PIL import ImageDraw, ImageFilter
 from pydantic import Field, ValidationError
 
 from agent.invoke import format_validation_error
-from agent.vlm import image_data_url
+from agent.vlm import ToolCall, image_data_url
 from tools.base import StrictParams
 from tools.errors import ConfigError, ToolError, VLMError
 from tools.types import Proposals, Ranking, Refinement
@@ -308,23 +308,20 @@ class AgentRun:
         )
         return json.dumps({"error": message})
 
-    async def _execute(self, name: str, raw: str) -> tuple[str, dict[str, Any] | None]:
+    async def _execute(self, call: ToolCall) -> tuple[str, dict[str, Any] | None]:
         """Run one requested call; returns the tool message content and an overlay (or None).
 
         Raises:
             _Stop: a submit or a ranking that passes the guard ends the episode.
         """
-        ep = self.ep
+        ep, name, raw = self.ep, call.name, call.arguments
         if name != SUBMIT and name not in self.tool_names:
             known = ", ".join([*self.tool_names, SUBMIT])
             return self._reject(name, raw, f"unknown tool {name!r}; available: {known}"), None
         try:
-            text = raw.strip() or "{}"
-            args = json.loads(text)
-            if not isinstance(args, dict):
-                raise ValueError(f"expected a JSON object, got {type(args).__name__}")
+            args = call.parse_arguments()
         except ValueError as exc:
-            return self._reject(name, raw, f"arguments of {name!r} are not valid JSON ({exc})"), None
+            return self._reject(name, raw, str(exc)), None
         if name == SUBMIT:
             return self._submit(args), None
         before = ep.ws.proposals.digest if ep.ws.proposals is not None else None
@@ -461,7 +458,7 @@ class AgentRun:
                 continue
             overlay = None
             for call in reply.tool_calls:
-                content, image = await self._execute(call.name, call.arguments)
+                content, image = await self._execute(call)
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
                 overlay = image or overlay
             if overlay is not None:

@@ -171,6 +171,15 @@ class Session:
             result.stop_reason = ep.stop_reason
         if ranking is None or ws.proposals is None or len(ranking) == 0:
             return
+        if len(ranking) != len(ws.proposals):
+            # A ranker that does not score every proposal (a plugin bug): its indices cannot
+            # be trusted, and indexing the masks with them must not take the run down.
+            result.error = result.error or (
+                f"{ranking.source or 'the ranker'} scored {len(ranking)} candidates but there "
+                f"are {len(ws.proposals)} proposals; no mask chosen"
+            )
+            result.stop_reason = "error"
+            return
         result.chosen = ranking.top
         result.conf, result.gap = ranking.conf, ranking.gap
         mask = ws.proposals.masks[result.chosen]

@@ -445,7 +445,7 @@ class VLMClient:
     def _classify(self, exc: Exception) -> _Failure:
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            detail = _one_line(getattr(exc, "message", "") or str(exc))
+            detail = self._line(getattr(exc, "message", "") or str(exc))
             retryable = status in RETRYABLE_STATUS or status >= 500
             retry_after = _retry_after(exc.response.headers) if retryable else None
             return _Failure(f"HTTP {status}: {detail}", retryable, status, retry_after)
@@ -453,11 +453,11 @@ class VLMClient:
             return _Failure(f"timed out after {self.config.timeout_s:g} s", True)
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
-            detail = f": {_one_line(str(cause))}" if cause and str(cause) else ""
+            detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
             return _Failure(f"connection error{detail}", True)
         if isinstance(exc, _BadResponse | ValueError | openai.APIResponseValidationError):
-            return _Failure(f"malformed response: {_one_line(str(exc))}", True)
-        return _Failure(f"{type(exc).__name__}: {_one_line(str(exc))}", False)  # other SDK errors
+            return _Failure(f"malformed response: {self._line(str(exc))}", True)
+        return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors
 
     def _delay(self, failure: _Failure, attempt: int) -> float:
         cfg = self.config
@@ -499,6 +499,10 @@ class VLMClient:
             self.on_call(event)
         except Exception:  # a broken tracer must not fail the call; it is logged, not hidden
             log.exception("VLM on_call hook failed")
+
+    def _line(self, text: str) -> str:
+        # Redact before _one_line cuts the text: a key cut in half would no longer match.
+        return _one_line(self._redact(text))
 
     def _redact(self, text: str) -> str:
         text = text.replace(self._secret, "***") if self._secret else text

@@ -11,7 +11,9 @@ Torch work runs off the event loop via :func:`run_on_device`.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,22 +180,25 @@ class Tool(ABC):
         """Release models; tools without state need nothing."""
 
 
-_limiters: dict[tuple[int, str], anyio.CapacityLimiter] = {}
+# Keyed weakly by the loop object (as agent.vlm keys its SDK clients): an id() can be
+# reused by a later loop, and a bench suite runs loop after loop in one process.
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, anyio.CapacityLimiter]] = (
+    weakref.WeakKeyDictionary()
+)
+_no_loop_limiters: dict[str, anyio.CapacityLimiter] = {}
 
 
 def device_limiter(device: str) -> anyio.CapacityLimiter:
     """One worker thread per torch device per event loop: models are not re-entrant and
     two big forwards on 2 CPU cores only slow each other down."""
-    import asyncio
-
     try:
-        loop_id = id(asyncio.get_running_loop())
+        per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
     except RuntimeError:
-        loop_id = 0
-    key = (loop_id, device.split(":")[0] if device.startswith("cpu") else device)
-    if key not in _limiters:
-        _limiters[key] = anyio.CapacityLimiter(1)
-    return _limiters[key]
+        per_loop = _no_loop_limiters
+    key = device.split(":")[0] if device.startswith("cpu") else device
+    if key not in per_loop:
+        per_loop[key] = anyio.CapacityLimiter(1)
+    return per_loop[key]
 
 
 async def run_on_device(device: str, fn: Callable[..., T], *args: Any) -> T:

@@ -12,7 +12,6 @@ instead of sitting through huggingface_hub's retries (about 45 s per missing fil
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -26,6 +25,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from checkpoints.registry import cached_sha256
 from tools.errors import CheckpointError, ConfigError, DownloadError
 
 TINY_CLIP_NAME = "refseg-tiny-clip"
@@ -331,22 +331,18 @@ def load_clip(
     )
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, streamed."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def clip_fingerprint(model: str, pretrained: str, weights: str = "pretrained", seed: int = 0) -> str:
     """Identity of CLIP weights for cache keys.
 
-    ``random:{model}:seed{seed}`` for random weights, the file's sha256 for a checkpoint
-    file, ``{model}:{tag}`` for a tag (tags name immutable published weights).
+    ``random:{model}:seed{seed}`` for random weights, ``{model}:sha256:{hash}`` for a
+    checkpoint file (the model name counts too: one file loads into ``ViT-B-16`` and
+    ``ViT-B-16-quickgelu`` with different outputs), ``{model}:{tag}`` for a tag (tags name
+    immutable published weights). File hashes are cached per process.
     """
     if weights == "random":
         return f"random:{model}:seed{seed}"
     if looks_like_path(pretrained):
         if not os.path.isfile(pretrained):
             raise CheckpointError(f"CLIP checkpoint {pretrained}: no such file")
-        return file_sha256(pretrained)
+        return f"{model}:sha256:{cached_sha256(pretrained)}"
     return f"{model}:{pretrained}"

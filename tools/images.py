@@ -8,6 +8,7 @@ applied; huge images are accepted up to ``MAX_PIXELS`` and downscaled for the mo
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tools.types import Image
 MAX_PIXELS = 300_000_000  # a 10000x10000 photo is fine; a decompression bomb is not
 DEFAULT_MAX_SIDE = 2048
 MAX_EXPRESSION_CHARS = 1000
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 def _to_rgb_array(img: PILImage.Image) -> np.ndarray:
@@ -49,22 +51,24 @@ def decode_image(data: bytes, name: str = "image") -> Image:
     if not data:
         raise InputError(f"{name}: the file is empty (0 bytes); pass a JPEG or PNG image")
     try:
-        with warnings.catch_warnings():
+        # PIL's pixel limit and the warnings filters are process-wide and the bench decodes
+        # in worker threads: swap them under a lock, only around open() (the header read,
+        # where PIL checks the limit), so threads neither undo each other's swap nor leave
+        # the raised limit behind.
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             old_limit = PILImage.MAX_IMAGE_PIXELS
             PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
             try:
                 img: PILImage.Image = PILImage.open(io.BytesIO(data))
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise InputError(
-                        f"{name}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit; downscale it first"
-                    )
-                img.load()
             finally:
                 PILImage.MAX_IMAGE_PIXELS = old_limit
-            img = ImageOps.exif_transpose(img) or img
-            arr = _to_rgb_array(img)
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise InputError(f"{name}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit; downscale it first")
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        arr = _to_rgb_array(img)
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -2,18 +2,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
 import pytest
-from helpers_fake_tools import StripesPropose, make_registry
+from helpers_fake_tools import StripesPropose, WordRank, make_registry
 
 from agent.episode import EpisodeConfig
 from agent.session import Session
 from agent.tracing import Tracer
 from cache import ToolCache
+from tools.base import Workspace
 from tools.errors import ConfigError
-from tools.types import Image
+from tools.types import Image, Ranking
 
 CFG = dict(proposer="stripes_propose", ranker="word_rank", refiner="synonym_refine")
 
@@ -100,6 +102,25 @@ def test_empty_expression_is_a_failed_example_not_a_crash(image: Image, text: st
     session = Session(make_registry(), EpisodeConfig(controller="oneshot", **CFG))
     result = run(session, image, text)
     assert not result.ok and "empty" in (result.error or "") and result.stop_reason == "error"
+
+
+class ShortRank(WordRank):
+    """A broken ranker plugin: scores one candidate more than there are proposals."""
+
+    name = "short_rank"
+
+    async def __call__(self, ws: Workspace, params: Any) -> Ranking:
+        scores = np.array([0.0] * len(ws.require_proposals()) + [5.0], np.float32)
+        return Ranking.from_scores(scores, ws.query, params.temperature, "", self.name)
+
+
+def test_ranking_that_does_not_index_the_proposals_is_a_failed_example(image: Image) -> None:
+    registry = make_registry()
+    registry.register("short_rank", ShortRank)
+    session = Session(registry, EpisodeConfig(controller="oneshot", **{**CFG, "ranker": "short_rank"}))
+    result = run(session, image, "the top stripe")
+    assert not result.ok and result.stop_reason == "error" and result.mask is None
+    assert "scored 4 candidates but there are 3 proposals" in (result.error or "")
 
 
 def test_unknown_tool_fails_at_session_start() -> None:

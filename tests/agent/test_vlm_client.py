@@ -180,6 +180,18 @@ def test_non_retryable_4xx_fails_at_once_and_secret_never_leaks() -> None:
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
+def test_secret_cut_by_the_one_line_limit_still_never_leaks() -> None:
+    # Find where the body lands in the one-line detail, then pad the body so the key
+    # straddles the 300-character cut: even its first characters must not get through.
+    with ScriptedServer([Status(401, "MARK")]) as srv, pytest.raises(VLMCallError) as probe:
+        run(make_client(srv), MESSAGES)
+    detail = str(probe.value).split("HTTP 401: ", 1)[1]
+    pad = "x" * (300 - 3 - 10 - detail.index("MARK"))  # unredacted, 10 key characters fit
+    with ScriptedServer([Status(401, pad + SECRET)]) as srv, pytest.raises(VLMCallError) as info:
+        run(make_client(srv), MESSAGES)
+    assert SECRET[:8] not in str(info.value) and "***" in str(info.value)
+
+
 def test_secret_absent_from_retry_events_and_config_repr() -> None:
     events: list[dict[str, Any]] = []
     with ScriptedServer([Reset(), Slow(2.0), Status(429, retry_after=0), Text("ok")]) as srv:

@@ -152,8 +152,16 @@ def test_local_checkpoint_file_round_trip(tmp_path: Path):
     ws = workspace()
     assert np.allclose(rank(from_file, ws).scores, rank(from_seed, ws).scores, atol=1e-6)
     assert from_file.bundle().checkpoint_path == str(path)
-    assert from_file.fingerprint() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert from_file.fingerprint() == f"{name}:sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
     assert clip_fingerprint("ViT-B-16", "openai") == "ViT-B-16:openai"
+
+
+def test_checkpoint_file_fingerprint_names_the_model(tmp_path: Path):
+    # One file loads into ViT-B-16 (GELU) and ViT-B-16-quickgelu with different outputs:
+    # the cache must not hand one's rankings to the other.
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"same bytes")
+    assert clip_fingerprint("ViT-B-16", str(path)) != clip_fingerprint("ViT-B-16-quickgelu", str(path))
 
 
 def test_checkpoint_of_another_model_or_corrupt_file_is_a_checkpoint_error(tmp_path: Path):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,25 @@ def test_decompression_bomb_is_refused() -> None:
     img = PILImage.new("1", (20000, 20000))  # 400 MP, tiny on disk
     with pytest.raises(InputError, match=r"pixel limit|too large"):
         decode_image(encode(img, "PNG"))
+
+
+def test_concurrent_decodes_restore_the_pil_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bench decodes in worker threads; PIL's limit is process-wide. A slow open()
+    # makes the threads overlap where the limit is swapped.
+    real_open, before = PILImage.open, PILImage.MAX_IMAGE_PIXELS
+
+    def slow_open(*args: object, **kw: object) -> PILImage.Image:
+        time.sleep(0.05)
+        return real_open(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PILImage, "open", slow_open)
+    data = encode(PILImage.new("RGB", (8, 6)), "PNG")
+    threads = [threading.Thread(target=decode_image, args=(data,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert before == PILImage.MAX_IMAGE_PIXELS
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\t\n", "\x00\x07"])
