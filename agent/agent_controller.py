@@ -190,8 +190,8 @@ class AgentRun:
             try:
                 if registry.tool_class(name).role == "other":
                     names.append(name)
-            except ConfigError:
-                skipped.append(name)  # a broken plugin the episode does not need
+            except Exception:  # a broken optional plugin must not cost the episode
+                skipped.append(name)
         self.tool_names = names
         self.extra_tools = names[len(core) :]
         self.schemas = [registry.tool_class(n).function_schema() for n in names] + [submit_schema()]

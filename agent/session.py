@@ -125,6 +125,7 @@ class Session:
             image_size=image.size,
         )
         episode: Episode | None = None
+        log_token = None
         try:
             text = clean_expression(expression)
             ws = Workspace(
@@ -133,7 +134,7 @@ class Session:
                 original_size=image.size,
             )
             episode = Episode(self, ws, sample_id)
-            CURRENT_LOG.set(episode.log)
+            log_token = CURRENT_LOG.set(episode.log)
             episode.log.info(
                 "episode_start",
                 expression=text,
@@ -147,6 +148,9 @@ class Session:
             result.error = redact_text(str(exc))
         except Exception as exc:  # one broken example must not end a benchmark
             result.error = redact_text(f"{type(exc).__name__}: {exc}")
+        finally:
+            if log_token is not None:  # later VLM calls in this task are not this episode's
+                CURRENT_LOG.reset(log_token)
         if episode is not None:
             self._finish(episode, result)
         result.seconds = time.perf_counter() - start

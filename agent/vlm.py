@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import anyio
 import openai
@@ -56,6 +57,14 @@ BASE_URL_ENV = "REFSEG_VLM_BASE_URL"
 MODEL_ENV = "REFSEG_VLM_MODEL"
 LOCAL_DUMMY_KEY = "sk-local-no-key"  # the SDK insists on a key; local servers ignore it
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def is_siliconflow(url: str) -> bool:
+    """Whether ``url`` is SiliconFlow's API (the only host SILICONFLOW_API_KEY is sent to)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("siliconflow.cn", "siliconflow.com") or host.endswith(
+        (".siliconflow.cn", ".siliconflow.com")
+    )
 
 
 @dataclass(frozen=True)
@@ -141,14 +150,16 @@ class VLMConfig:
     ) -> VLMConfig:
         """Build from arguments, then environment, then defaults (arguments win).
 
-        Key: ``api_key``, else ``SILICONFLOW_API_KEY``, else ``REFSEG_VLM_API_KEY``.
+        Key: ``api_key``, else ``REFSEG_VLM_API_KEY``; ``SILICONFLOW_API_KEY`` is used (first)
+        only when the endpoint is SiliconFlow's, so that key never goes to another host.
         Base URL: ``base_url``, else ``REFSEG_VLM_BASE_URL``, else SiliconFlow. Model:
         ``model``, else ``REFSEG_VLM_MODEL``, else Qwen2.5-VL-72B. With a user-chosen base URL
         and no key a dummy key is used (local servers need none). Never raises for a missing
         key: check :meth:`vlm_unavailable_reason`.
         """
-        key = api_key or next((os.environ[v] for v in KEY_ENV_VARS if os.environ.get(v)), None)
         url = base_url or os.environ.get(BASE_URL_ENV) or None
+        key_vars = KEY_ENV_VARS if is_siliconflow(url or DEFAULT_BASE_URL) else ("REFSEG_VLM_API_KEY",)
+        key = api_key or next((os.environ[v] for v in key_vars if os.environ.get(v)), None)
         if url and not key:
             key = LOCAL_DUMMY_KEY
         return cls(
@@ -164,8 +175,8 @@ class VLMConfig:
         if self.api_key:
             return None
         return (
-            f"VLM off: no API key for {self.base_url}; set SILICONFLOW_API_KEY or "
-            "REFSEG_VLM_API_KEY, or pass --vlm-base-url for a local OpenAI-compatible server"
+            f"VLM off: no API key for {self.base_url}; set SILICONFLOW_API_KEY (SiliconFlow) or "
+            "REFSEG_VLM_API_KEY (any endpoint), or pass --vlm-base-url for a local OpenAI-compatible server"
         )
 
     def with_(self, **changes: Any) -> VLMConfig:

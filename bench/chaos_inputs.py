@@ -307,7 +307,8 @@ def secrets_row(workdir: Path, seed: int = 0) -> RowResult:
     run_dir, cache = workdir / "secret-run", workdir / "secret-cache"
     out, err = io.StringIO(), io.StringIO()
     old = {k: os.environ.get(k) for k in ("SILICONFLOW_API_KEY", "REFSEG_VLM_API_KEY")}
-    os.environ["SILICONFLOW_API_KEY"] = key
+    os.environ["SILICONFLOW_API_KEY"] = key  # must not be sent to this (non-SiliconFlow) host ...
+    os.environ["REFSEG_VLM_API_KEY"] = key  # ... this one is, and must still never be written
     try:
         with ScriptedServer(policy=policy, max_requests=100_000, max_lifetime_s=600) as srv:
             argv = bench_args(

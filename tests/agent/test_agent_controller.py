@@ -266,3 +266,20 @@ def test_no_candidates_at_all_ends_recorded_not_lost(tmp_path: Path) -> None:
     assert result.error is not None and "no candidate masks" in result.error
     stop = [e for e in events(tmp_path / "t.jsonl") if e["event"] == "agent_stop"]
     assert stop[0]["reason"] == "fallback" and "ToolError" in stop[0]["detail"]
+
+
+def test_a_broken_optional_plugin_does_not_cost_the_episode(tmp_path: Path) -> None:
+    from tools.errors import CheckpointError
+
+    def broken_plugin(_settings: object) -> object:
+        raise CheckpointError("plugin weights missing")
+
+    _, image = scene_image(0)
+    with ScriptedServer([ToolCalls.of((PROPOSER, {})), ToolCalls.of((RANKER, {}))]) as srv:
+        session = make_session(make_client(srv), tmp_path / "t.jsonl", extra_tools={"broken": broken_plugin})
+        result = run_episode(session, image, SURE)
+    assert result.ok and result.stop_reason == "guard"
+    offered = {t["function"]["name"] for t in srv.requests[0].json["tools"]}
+    assert "broken" not in offered
+    tools_event = next(e for e in events(tmp_path / "t.jsonl") if e["event"] == "agent_tools")
+    assert tools_event["skipped"] == ["broken"]

@@ -162,3 +162,15 @@ def test_unchanged_refinement_is_not_a_new_query(image: Image) -> None:
     session = Session(make_registry(), EpisodeConfig(controller="loop", max_iter=3, **CFG))
     result = run(session, image, "a stripe")
     assert result.queries == ["a stripe"] and result.stop_reason == "max_iter"
+
+
+def test_episode_log_context_is_reset_after_the_episode(image: Image) -> None:
+    from agent.tracing import CURRENT_LOG
+
+    session = Session(make_registry(), EpisodeConfig(controller="oneshot", **CFG))
+
+    async def main() -> object:
+        await session.run(image, "top", "s")
+        return CURRENT_LOG.get()
+
+    assert anyio.run(main) is None

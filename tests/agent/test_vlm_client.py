@@ -299,3 +299,15 @@ def test_server_policy_is_bounded_and_unscripted_requests_are_counted() -> None:
     with ScriptedServer() as srv, pytest.raises(VLMCallError, match="no reply scripted"):
         run(make_client(srv, max_retries=0), MESSAGES)
     assert srv.unscripted == 1
+
+
+def test_siliconflow_key_only_goes_to_siliconflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.vlm import VLMConfig
+
+    monkeypatch.setenv("SILICONFLOW_API_KEY", "sk-siliconflow-only-123")
+    assert VLMConfig.from_env().api_key == "sk-siliconflow-only-123"  # the default endpoint
+    other = VLMConfig.from_env(base_url="https://api.example.com/v1")
+    assert other.api_key != "sk-siliconflow-only-123" and other.vlm_unavailable_reason() is None
+    monkeypatch.setenv("REFSEG_VLM_API_KEY", "sk-generic-456")
+    assert VLMConfig.from_env(base_url="https://api.example.com/v1").api_key == "sk-generic-456"
+    assert VLMConfig.from_env(base_url="https://api.siliconflow.cn/v1").api_key == "sk-siliconflow-only-123"
