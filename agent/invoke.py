@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from agent.costs import CostBook
@@ -52,29 +53,36 @@ class Invoker:
     def __init__(self, registry: ToolRegistry, cache: ToolCache | None = None):
         self.registry = registry
         self.cache = cache
-        self._memory: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._memory: OrderedDict[str, Any] = OrderedDict()
         self._inflight: dict[str, anyio.Event] = {}
         self.computed: dict[str, int] = {}
 
-    def _memory_get(self, key: str) -> tuple[Any, Any] | None:
+    def _memory_get(self, key: str) -> Any | None:
         hit = self._memory.get(key)
         if hit is not None:
             self._memory.move_to_end(key)
         return hit
 
-    def _memory_put(self, key: str, record: tuple[Any, Any]) -> None:
-        self._memory[key] = record
+    def _memory_put(self, key: str, output: Any) -> None:
+        # Outputs are shared by every episode that hits them: freeze their arrays so an
+        # in-place write anywhere fails loudly instead of corrupting other episodes.
+        for value in vars(output).values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        self._memory[key] = output
         self._memory.move_to_end(key)
         while len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
 
     def _lookup(self, tool: Tool, key: str) -> Any | None:
-        record = self._memory_get(key)
-        if record is None and self.cache is not None:
+        """The output from memory (decoded once), else from the disk cache, else ``None``."""
+        output = self._memory_get(key)
+        if output is None and self.cache is not None:
             record = self.cache.get(key)
             if record is not None:
-                self._memory_put(key, record)
-        return None if record is None else tool.Output.from_record(*record)
+                output = tool.Output.from_record(*record)
+                self._memory_put(key, output)
+        return output
 
     def validate(self, tool: Tool, args: dict[str, Any] | BaseModel | None) -> BaseModel:
         if isinstance(args, tool.Params):
@@ -164,10 +172,9 @@ class Invoker:
         done = self._inflight[key] = anyio.Event()
         try:
             output = await tool(ws, params)
-            record = output.to_record()
-            self._memory_put(key, record)
             if self.cache is not None:
-                self.cache.set(key, *record)
+                self.cache.set(key, *output.to_record())
+            self._memory_put(key, output)
             self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
             return output, False
         finally:

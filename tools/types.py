@@ -145,7 +145,7 @@ class Proposals:
                 "stability": self.stability,
                 "areas": self.areas,
             },
-            {"source": self.source, "shape": list(self.masks.shape)},
+            {"source": self.source, "shape": list(self.masks.shape), "digest": self.digest},
         )
 
     @classmethod
@@ -159,6 +159,7 @@ class Proposals:
             stability=arrays["stability"],
             areas=arrays["areas"],
             source=meta["source"],
+            _digest=meta.get("digest"),  # checksummed with the record: no need to re-hash
         )
 
     def summary(self) -> Meta:
