@@ -107,8 +107,21 @@ class Invoker:
         """
         tool = self.registry.get(name)
         start = time.perf_counter()
-        cache_hit = False
         params_json: Any = args.model_dump(mode="json") if isinstance(args, BaseModel) else args
+
+        def trace(cache_hit: bool, **outcome: Any) -> float:
+            seconds = time.perf_counter() - start
+            ctx.log.info(
+                "tool_call",
+                tool=name,
+                step=ctx.step,
+                args=params_json,
+                seconds=round(seconds, 4),
+                cache_hit=cache_hit,
+                **outcome,
+            )
+            return seconds
+
         try:
             params = self.validate(tool, args)
             params_json = params.model_dump(mode="json")
@@ -121,24 +134,14 @@ class Invoker:
                     tool.key_inputs(ws, params),
                     tool.key_args(params),
                 )
-            output = await self._run(tool, ws, params, key)
-            cache_hit = output[1]
-            result = output[0]
+            result, cache_hit = await self._run(tool, ws, params, key)
         except Exception as exc:
-            seconds = time.perf_counter() - start
+            seconds = trace(False, error=redact_text(f"{type(exc).__name__}: {exc}"))
             ctx.costs.record(name, seconds=seconds, error=True)
-            ctx.log.info(
-                "tool_call",
-                tool=name,
-                step=ctx.step,
-                args=params_json,
-                seconds=round(seconds, 4),
-                cache_hit=False,
-                error=redact_text(f"{type(exc).__name__}: {exc}"),
-            )
             raise
         tool.apply(ws, result)
-        seconds = time.perf_counter() - start
+        seconds = trace(cache_hit, result=result.summary())
+        # A cache hit spent no tokens or money this time.
         ctx.costs.record(
             name,
             seconds=seconds,
@@ -146,15 +149,6 @@ class Invoker:
             tokens_in=0 if cache_hit else int(getattr(result, "tokens_in", 0)),
             tokens_out=0 if cache_hit else int(getattr(result, "tokens_out", 0)),
             usd=0.0 if cache_hit else float(getattr(result, "usd", 0.0)),
-        )
-        ctx.log.info(
-            "tool_call",
-            tool=name,
-            step=ctx.step,
-            args=params_json,
-            seconds=round(seconds, 4),
-            cache_hit=cache_hit,
-            result=result.summary(),
         )
         return result
 
