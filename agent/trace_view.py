@@ -12,10 +12,7 @@ VLM calls are logged by the client hook before the event that caused them, so pe
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,33 +330,3 @@ def render_trace(path: str | Path, sample: str | None = None, as_json: bool = Fa
     if skipped:
         blocks.append(f"({skipped} unreadable line(s) skipped, e.g. a torn last line)")
     return "\n\n".join(blocks)
-
-
-def _trace_command(args: argparse.Namespace) -> int:
-    from tools.errors import RefsegError
-
-    try:
-        text = render_trace(args.path, sample=args.sample, as_json=args.json)
-    except RefsegError as exc:
-        print(f"refseg trace: {exc}", file=sys.stderr)
-        return exc.exit_code
-    with contextlib.suppress(BrokenPipeError):  # `refseg trace ... | head`
-        print(text)
-    return 0
-
-
-def add_trace_parser(subparsers: Any) -> None:
-    """Register ``refseg trace PATH [--sample ID] [--json]``.
-
-    The parser's ``func`` default is a function taking the parsed namespace and returning
-    the exit code.
-    """
-    p = subparsers.add_parser(
-        "trace",
-        help="show a run's trace as a tree (turns, tool calls, guards, VLM calls, final choice)",
-        description="Render the episodes of a trace.jsonl as a readable tree.",
-    )
-    p.add_argument("path", help="a trace.jsonl, or a run folder holding one")
-    p.add_argument("--sample", default=None, help="show only this sample id")
-    p.add_argument("--json", action="store_true", help="print the selected events grouped as JSON")
-    p.set_defaults(func=_trace_command)

@@ -5,10 +5,8 @@ so a kill can only tear the *last* line; :func:`read_samples` with ``repair=True
 torn tail off (the runner then redoes that example). A later line for the same
 ``example_id`` supersedes earlier ones (``--retry-failed`` appends, never rewrites).
 
-Fault injection (``bench.chaos`` and the kill-and-resume tests): with
-``REFSEG_FAULT_KILL_AT_LINE=N`` in the environment, the writer's ``N``-th line of this
-process is written only half, synced, and the process then SIGKILLs itself, exactly as a
-kill in the middle of a write would leave the file. Unset (the normal case) it costs nothing.
+Fault injection (the chaos scorecard's kill-and-resume row) passes a ``before_write`` hook
+to :class:`SampleWriter`; the product itself has none.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,9 @@ SUMMARY = "summary.json"
 IOUS = "ious.npy"
 TRACE = "trace.jsonl"
 INVOCATIONS = "invocations.jsonl"
-KILL_AT_LINE_ENV = "REFSEG_FAULT_KILL_AT_LINE"
+# Called with (line number in this invocation, the line's bytes, the open file) before a line
+# is written; the chaos scorecard uses it to die in the middle of a line.
+WriteHook = Callable[[int, bytes, object], None]
 
 
 def _truncate_torn_tail(path: Path) -> int:
@@ -98,11 +98,15 @@ class SampleWriter:
     when the process dies), so two invocations on one run folder cannot both run (and
     record) the same examples.
 
+    Args:
+        run_dir: the run folder.
+        before_write: fault-injection hook (see :data:`WriteHook`); ``None`` in the product.
+
     Raises:
         ConfigError: another process is writing to this run folder.
     """
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, before_write: WriteHook | None = None):
         self.path = Path(run_dir) / SAMPLES
         # Unbuffered, O_APPEND: the line goes to the kernel in one write call.
         self._fh = self.path.open("ab", buffering=0)
@@ -115,16 +119,13 @@ class SampleWriter:
                 "wait for it to finish or pick a new --out"
             ) from None
         self._written = 0
-        kill_at = os.environ.get(KILL_AT_LINE_ENV, "")
-        self._kill_at = int(kill_at) if kill_at.strip().isdigit() else 0
+        self._before_write = before_write
 
     def write(self, record: dict[str, Any]) -> None:
         data = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
         self._written += 1
-        if self._written == self._kill_at:  # injected fault: die in the middle of this line
-            self._fh.write(data[: len(data) // 2])
-            os.fsync(self._fh.fileno())
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self._before_write is not None:
+            self._before_write(self._written, data, self._fh)
         view = memoryview(data)
         while view:  # a regular file takes it all at once; loop only for the pathological case
             n = self._fh.write(view)

@@ -102,6 +102,56 @@ def _faults(recs: Sequence[dict[str, Any]], book: CostBook, traced: dict[str, An
     }
 
 
+def _propose_stats(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Propose computations per image run, over all invocations and in the last one."""
+    proposer = next((i.get("proposer") for i in reversed(invocations) if i.get("proposer")), None)
+    computations = sum(int(i.get("computed", {}).get(proposer, 0)) for i in invocations)
+    images_run = sum(int(i.get("images_run", 0)) for i in invocations)
+    last = invocations[-1] if invocations else {}
+    last_images = int(last.get("images_run", 0))
+    return {
+        "tool": proposer,
+        "computations": computations,
+        "images_run": images_run,
+        "per_image": round(computations / images_run, 4) if images_run else None,
+        "last_invocation_per_image": (
+            round(int(last.get("computed", {}).get(proposer, 0)) / last_images, 4) if last_images else None
+        ),
+    }
+
+
+def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time and throughput of the last invocation, wall time of all of them."""
+    last = invocations[-1] if invocations else {}
+    last_wall = float(last.get("wall_s", 0.0))
+    last_ex = int(last.get("examples_run", 0))
+    last_images = int(last.get("images_run", 0))
+    return {
+        "wall_s": round(last_wall, 3),
+        "wall_s_total": round(sum(float(i.get("wall_s", 0.0)) for i in invocations), 3),
+        "examples_run": last_ex,
+        "examples_per_s": round(last_ex / last_wall, 3) if last_wall > 0 else None,
+        "seconds_per_image": round(last_wall / last_images, 4) if last_images else None,
+        "concurrency": last.get("concurrency"),
+        "invocations": len(invocations),
+    }
+
+
+def _metrics(recs: Sequence[dict[str, Any]], bootstrap: int) -> dict[str, Any]:
+    """mIoU, cIoU, Pr@k, CIs and size buckets over the records (failed ones count IoU 0)."""
+    metrics = summarize(
+        [float(r["iou"]) for r in recs],
+        [int(r["inter"]) for r in recs],
+        [int(r["union"]) for r in recs],
+        B=bootstrap if recs else 0,
+    )
+    # Size buckets only for examples whose ground-truth area is known (a corrupt mask has none:
+    # it counts as IoU 0 above, but is no "small" object).
+    sized = [r for r in recs if r.get("bucket") is not None]
+    metrics["buckets"] = bucket_miou([float(r["iou"]) for r in sized], [int(r["gt_area"]) for r in sized])
+    return metrics
+
+
 def build_summary(
     records: dict[str, dict[str, Any]],
     order: Sequence[str],
@@ -124,32 +174,17 @@ def build_summary(
         traced_faults: :func:`trace_faults` of the run, merged into ``faults``.
     """
     recs = [records[e] for e in order if e in records]
-    ious = [float(r["iou"]) for r in recs]
-    metrics = summarize(
-        ious, [int(r["inter"]) for r in recs], [int(r["union"]) for r in recs], B=bootstrap if recs else 0
-    )
-    # Size buckets only for examples whose ground-truth area is known (a corrupt mask has none:
-    # it counts as IoU 0 above, but is no "small" object).
-    sized = [r for r in recs if r.get("bucket") is not None]
-    metrics["buckets"] = bucket_miou([float(r["iou"]) for r in sized], [int(r["gt_area"]) for r in sized])
     failed = [r for r in recs if r.get("failed")]
     images = len({r["image_id"] for r in recs})
     book = CostBook()
     for r in recs:
         book.merge(CostBook.from_dict(r.get("costs") or {}))
-    proposer = next((i.get("proposer") for i in reversed(invocations) if i.get("proposer")), None)
-    computations = sum(int(i.get("computed", {}).get(proposer, 0)) for i in invocations)
-    images_run = sum(int(i.get("images_run", 0)) for i in invocations)
-    last = invocations[-1] if invocations else {}
-    last_wall = float(last.get("wall_s", 0.0))
-    last_ex = int(last.get("examples_run", 0))
-    last_images = int(last.get("images_run", 0))
     peaks = [i["peak_cuda_memory_bytes"] for i in invocations if i.get("peak_cuda_memory_bytes") is not None]
     n_expected = expected if expected is not None else len(order)
     return {
         "label": run_label(config),
         "complete": len(recs) == n_expected,
-        "metrics": metrics,
+        "metrics": _metrics(recs, bootstrap),
         "counts": {
             "expected": n_expected,
             "examples": len(recs),
@@ -164,25 +199,7 @@ def build_summary(
         "faults": _faults(recs, book, traced_faults),
         "failures": [{"example_id": r["example_id"], "error": r.get("error")} for r in failed[:20]],
         "costs": _cost_table(book, images, len(recs)),
-        "propose": {
-            "tool": proposer,
-            "computations": computations,
-            "images_run": images_run,
-            "per_image": round(computations / images_run, 4) if images_run else None,
-            "last_invocation_per_image": (
-                round(int(last.get("computed", {}).get(proposer, 0)) / last_images, 4)
-                if last_images
-                else None
-            ),
-        },
-        "timing": {
-            "wall_s": round(last_wall, 3),
-            "wall_s_total": round(sum(float(i.get("wall_s", 0.0)) for i in invocations), 3),
-            "examples_run": last_ex,
-            "examples_per_s": round(last_ex / last_wall, 3) if last_wall > 0 else None,
-            "seconds_per_image": round(last_wall / last_images, 4) if last_images else None,
-            "concurrency": last.get("concurrency"),
-            "invocations": len(invocations),
-        },
+        "propose": _propose_stats(invocations),
+        "timing": _timing(invocations),
         "peak_cuda_memory_bytes": max(peaks) if peaks else None,
     }

@@ -1,7 +1,7 @@
-"""The scripted OpenAI-compatible test server; it lives in :mod:`bench.chaos_server` (re-exported)."""
+"""The scripted OpenAI-compatible test server; it lives in :mod:`bench.chaos.server` (re-exported)."""
 
-from bench.chaos_server import *  # noqa: F403
-from bench.chaos_server import (
+from bench.chaos.server import *  # noqa: F403
+from bench.chaos.server import (
     MAX_SLEEP_S,
     Call,
     EmptyChoices,

@@ -11,8 +11,8 @@ from helpers_runner import run, synthetic
 
 from bench.cases import pick_cases
 from bench.cli import main
+from bench.options import DataSpec
 from bench.report import load_run, load_runs, md_table, print_table, text_table, write_report
-from bench.runner import DataSpec
 from tools.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -22,14 +22,13 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("runs")
     examples = synthetic(2)
-    run(base / "oneshot", base / "cache", examples, "--controller", "oneshot", bootstrap=100)
-    run(base / "loop", base / "cache", examples, "--controller", "loop", "--max-iter", "2", bootstrap=100)
+    run(base / "oneshot", base / "cache", examples, episode={"controller": "oneshot"}, bootstrap=100)
+    run(base / "loop", base / "cache", examples, episode={"controller": "loop", "max_iter": 2}, bootstrap=100)
     run(
         base / "oneshot_blur9",
         base / "cache",
         examples,
-        "--controller",
-        "oneshot",
+        episode={"controller": "oneshot"},
         spec=DataSpec("synthetic", n=2, perturb="blur9"),
     )
     return base / "oneshot", base / "loop"

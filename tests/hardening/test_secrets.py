@@ -7,8 +7,8 @@ import pytest
 from helpers_chaos import chaos_row
 
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
-from bench.chaos_inputs import PLANTED_KEY, files_with
-from bench.chaos_server import ScriptedServer, Status
+from bench.chaos.secrets import PLANTED_KEY, files_with
+from bench.chaos.server import ScriptedServer, Status
 
 
 def test_no_file_of_the_run_or_cache_shows_the_key() -> None:
