@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.episode import CONTROLLERS, EpisodeConfig
+from agent.controllers import CONTROLLERS
+from agent.episode import EpisodeConfig
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import ToolCache, default_cache_dir
 from tools.base import ToolSettings, default_checkpoint_dir

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 from tqdm import tqdm
 
+from cache.errors import DownloadError
 from checkpoints.registry import CheckpointInfo, cached_sha256, lookup
-from tools.errors import DownloadError
 
 CHUNK_SIZE = 1024 * 1024
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
