@@ -1,26 +1,47 @@
-"""Episode configuration and result types."""
+"""One episode: its configuration, its running state, its result, and the controller protocol.
+
+A controller (``oneshot``, ``loop``, ``agent``; see :data:`agent.controllers.CONTROLLERS`)
+is an async callable that drives an :class:`Episode`: it calls tools through
+:meth:`Episode.call` (the single invocation path) and sets ``episode.stop_reason``. The
+session derives the chosen candidate from the workspace's rankings afterwards, so every
+controller ends the same way.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from agent.costs import CostBook
+from agent.invoke import CallContext, Invoker
+from tools.base import Workspace
 from tools.errors import ConfigError
+from tools.registry import ToolRegistry
+from tools.types import Ranking
 
-CONTROLLERS = ("oneshot", "loop", "agent")
-StopReason = Literal["guard", "max_iter", "agent_submit", "fallback", "error", "oneshot"]
+
+class StopReason(StrEnum):
+    """Why an episode ended. A ``str``: JSON, traces and reports show the plain value."""
+
+    GUARD = "guard"  # the ranking passed tau_conf / tau_gap
+    MAX_ITER = "max_iter"  # out of rounds, turns or budget, or the refiner had nothing new
+    AGENT_SUBMIT = "agent_submit"  # the VLM submitted a candidate
+    FALLBACK = "fallback"  # the VLM or the refiner failed: best candidate so far
+    ERROR = "error"  # the example failed (recorded with its error)
+    ONESHOT = "oneshot"  # propose, rank, top-1
 
 
 @dataclass(frozen=True)
 class EpisodeConfig:
-    """How an episode runs.
+    """How an episode runs; its defaults are the controllers' defaults.
 
     Attributes:
-        controller: ``oneshot`` (propose, rank, top-1), ``loop`` (refine while unsure) or
-            ``agent`` (the VLM drives the tools through function calling).
+        controller: a name in :data:`agent.controllers.CONTROLLERS`: ``oneshot`` (propose,
+            rank, top-1), ``loop`` (refine while unsure) or ``agent`` (the VLM drives the
+            tools through function calling). Checked when a session is built.
         proposer, ranker, refiner: tool names from the registry.
         max_iter: most refine-and-rerank rounds in ``loop`` (0 makes it one-shot).
         tau_conf: the guard needs top-1 probability >= tau_conf ...
@@ -50,10 +71,6 @@ class EpisodeConfig:
     budget_usd: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.controller not in CONTROLLERS:
-            raise ConfigError(
-                f"unknown controller {self.controller!r}; choose one of {', '.join(CONTROLLERS)}"
-            )
         if self.max_iter < 0:
             raise ConfigError("--max-iter must be >= 0")
         for name in ("tau_conf", "tau_gap"):
@@ -87,7 +104,7 @@ class EpisodeResult:
     conf: float = 0.0
     gap: float = 0.0
     iterations: int = 0
-    stop_reason: str = "error"
+    stop_reason: StopReason = StopReason.ERROR
     queries: list[str] = field(default_factory=list)
     costs: CostBook = field(default_factory=CostBook)
     error: str | None = None
@@ -114,7 +131,7 @@ class EpisodeResult:
             "gap": round(self.gap, 6),
             "iterations": self.iterations,
             "turns": self.turns,
-            "stop_reason": self.stop_reason,
+            "stop_reason": str(self.stop_reason),
             "queries": self.queries,
             "n_proposals": self.n_proposals,
             "candidates": self.candidates,
@@ -125,3 +142,76 @@ class EpisodeResult:
             "error": self.error,
             "notes": self.notes,
         }
+
+
+class Episode:
+    """The mutable state of one running episode, handed to the controller.
+
+    Args:
+        ws: the workspace (image, expression, proposals, rankings, queries).
+        sample_id: identifies the example in traces and results.
+        config: controller, tools and guards.
+        invoker: runs tools (validate, memoize, trace, account).
+        registry: the tools on offer (their classes, schemas and settings).
+        log: the logger bound to this episode (events carry its sample id).
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        sample_id: str,
+        *,
+        config: EpisodeConfig,
+        invoker: Invoker,
+        registry: ToolRegistry,
+        log: Any,
+    ):
+        self.ws = ws
+        self.sample_id = sample_id
+        self.config = config
+        self.invoker = invoker
+        self.registry = registry
+        self.log = log
+        self.costs = CostBook()
+        self.step = 0
+        self.iterations = 0
+        self.turns = 0
+        self.stop_reason = StopReason.ERROR
+        self.notes: list[str] = []
+
+    def _context(self) -> CallContext:
+        return CallContext(costs=self.costs, log=self.log, step=self.step)
+
+    async def call(self, tool: str, args: dict[str, Any] | None = None) -> Any:
+        """Call a tool through the invoker (cache, trace, cost); its output is applied to ``ws``."""
+        self.step += 1
+        return await self.invoker.call(tool, self.ws, args, self._context())
+
+    def reject(self, tool: str, args: Any, message: str) -> None:
+        """Trace a call that was refused before reaching the invoker (unknown tool, bad JSON)."""
+        self.invoker.trace_rejected(tool, args, message, self._context())
+
+    def guard(self, ranking: Ranking) -> bool:
+        """Log and return whether the ranking is sure enough to stop."""
+        passed = self.config.passes_guard(ranking.conf, ranking.gap)
+        self.log.info(
+            "guard",
+            step=self.step,
+            conf=round(ranking.conf, 4),
+            gap=round(ranking.gap, 4),
+            tau_conf=self.config.tau_conf,
+            tau_gap=self.config.tau_gap,
+            passed=passed,
+        )
+        return passed
+
+    def final_ranking(self) -> Ranking | None:
+        if self.config.pick == "best" and self.ws.best_ranking is not None:
+            return self.ws.best_ranking
+        return self.ws.ranking
+
+
+class Controller(Protocol):
+    """Drives one episode to a stop reason (see :data:`agent.controllers.CONTROLLERS`)."""
+
+    async def __call__(self, episode: Episode, /) -> None: ...

@@ -10,7 +10,6 @@ output, applies it to the workspace, and writes one trace event and one cost rec
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +20,9 @@ from pydantic import BaseModel, ValidationError
 from agent.costs import CostBook
 from agent.tracing import redact_text
 from cache.keys import make_key
+from cache.lru import LRU
 from cache.store import ToolCache
-from tools.base import Tool, Workspace
+from tools.base import Tool, Workspace, validation_problems
 from tools.errors import ToolError
 from tools.registry import ToolRegistry
 
@@ -31,10 +31,7 @@ MEMORY_ENTRIES = 64
 
 def format_validation_error(tool: str, exc: ValidationError) -> str:
     """A short, model-readable description of what was wrong with the arguments."""
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        problems.append(f"{where}: {err['msg']}")
+    problems = (f"{where or '(arguments)'}: {what}" for where, what in validation_problems(exc))
     return f"invalid arguments for {tool}: " + "; ".join(problems)
 
 
@@ -47,42 +44,78 @@ class CallContext:
     step: int = 0
 
 
+def trace_tool_call(
+    ctx: CallContext, tool: str, args: Any, *, seconds: float, cache_hit: bool, **outcome: Any
+) -> None:
+    """Write a ``tool_call`` trace event: the one place that writes it.
+
+    ``outcome`` is ``result`` (the output's summary) or ``error``, plus ``rejected=True`` for
+    a call refused before it reached the tool.
+    """
+    ctx.log.info(
+        "tool_call",
+        tool=tool,
+        step=ctx.step,
+        args=args,
+        seconds=round(seconds, 4),
+        cache_hit=cache_hit,
+        **outcome,
+    )
+
+
+def cache_key(tool: Tool, ws: Workspace, params: BaseModel) -> str | None:
+    """The output's cache key: tool, version, weights, input digests, arguments (None when
+    the tool is not cacheable)."""
+    if not tool.cacheable:
+        return None
+    return make_key(
+        tool.name, tool.version, tool.fingerprint(), tool.key_inputs(ws, params), tool.key_args(params)
+    )
+
+
+def book_call(costs: CostBook, name: str, output: Any, seconds: float, cache_hit: bool) -> None:
+    """One cost record; a cache hit spent no tokens or money this time."""
+    costs.record(
+        name,
+        seconds=seconds,
+        cache_hit=cache_hit,
+        tokens_in=0 if cache_hit else int(getattr(output, "tokens_in", 0)),
+        tokens_out=0 if cache_hit else int(getattr(output, "tokens_out", 0)),
+        usd=0.0 if cache_hit else float(getattr(output, "usd", 0.0)),
+    )
+
+
 class Invoker:
     """Runs tools from a registry through the cache, the tracer and the cost book."""
 
     def __init__(self, registry: ToolRegistry, cache: ToolCache | None = None):
         self.registry = registry
         self.cache = cache
-        self._memory: OrderedDict[str, Any] = OrderedDict()
+        self._memory: LRU[str, Any] = LRU(MEMORY_ENTRIES)
         self._inflight: dict[str, anyio.Event] = {}
         self.computed: dict[str, int] = {}
 
-    def _memory_get(self, key: str) -> Any | None:
-        hit = self._memory.get(key)
-        if hit is not None:
-            self._memory.move_to_end(key)
-        return hit
-
-    def _memory_put(self, key: str, output: Any) -> None:
+    def _remember(self, key: str, output: Any) -> None:
         # Outputs are shared by every episode that hits them: freeze their arrays so an
         # in-place write anywhere fails loudly instead of corrupting other episodes.
         for value in vars(output).values():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-        self._memory[key] = output
-        self._memory.move_to_end(key)
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
+        self._memory.put(key, output)
 
     def _lookup(self, tool: Tool, key: str) -> Any | None:
         """The output from memory (decoded once), else from the disk cache, else ``None``."""
-        output = self._memory_get(key)
+        output = self._memory.get(key)
         if output is None and self.cache is not None:
             record = self.cache.get(key)
             if record is not None:
                 output = tool.Output.from_record(*record)
-                self._memory_put(key, output)
+                self._remember(key, output)
         return output
+
+    def trace_rejected(self, tool: str, args: Any, message: str, ctx: CallContext) -> None:
+        """Trace a call refused before validation (unknown tool, unparseable arguments)."""
+        trace_tool_call(ctx, tool, args, seconds=0.0, cache_hit=False, error=message, rejected=True)
 
     def validate(self, tool: Tool, args: dict[str, Any] | BaseModel | None) -> BaseModel:
         if isinstance(args, tool.Params):
@@ -111,45 +144,20 @@ class Invoker:
 
         def trace(cache_hit: bool, **outcome: Any) -> float:
             seconds = time.perf_counter() - start
-            ctx.log.info(
-                "tool_call",
-                tool=name,
-                step=ctx.step,
-                args=params_json,
-                seconds=round(seconds, 4),
-                cache_hit=cache_hit,
-                **outcome,
-            )
+            trace_tool_call(ctx, name, params_json, seconds=seconds, cache_hit=cache_hit, **outcome)
             return seconds
 
         try:
             params = self.validate(tool, args)
             params_json = params.model_dump(mode="json")
-            key = None
-            if tool.cacheable:
-                key = make_key(
-                    tool.name,
-                    tool.version,
-                    tool.fingerprint(),
-                    tool.key_inputs(ws, params),
-                    tool.key_args(params),
-                )
-            result, cache_hit = await self._run(tool, ws, params, key)
+            result, cache_hit = await self._run(tool, ws, params, cache_key(tool, ws, params))
         except Exception as exc:
             seconds = trace(False, error=redact_text(f"{type(exc).__name__}: {exc}"))
             ctx.costs.record(name, seconds=seconds, error=True)
             raise
         tool.apply(ws, result)
         seconds = trace(cache_hit, result=result.summary())
-        # A cache hit spent no tokens or money this time.
-        ctx.costs.record(
-            name,
-            seconds=seconds,
-            cache_hit=cache_hit,
-            tokens_in=0 if cache_hit else int(getattr(result, "tokens_in", 0)),
-            tokens_out=0 if cache_hit else int(getattr(result, "tokens_out", 0)),
-            usd=0.0 if cache_hit else float(getattr(result, "usd", 0.0)),
-        )
+        book_call(ctx.costs, name, result, seconds, cache_hit)
         return result
 
     async def _run(self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None) -> tuple[Any, bool]:
@@ -168,7 +176,7 @@ class Invoker:
             output = await tool(ws, params)
             if self.cache is not None:
                 self.cache.set(key, *output.to_record())
-            self._memory_put(key, output)
+            self._remember(key, output)
             self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
             return output, False
         finally:

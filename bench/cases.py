@@ -18,10 +18,10 @@ import numpy as np
 
 from bench.data import Example, load_dataset_spec
 from bench.perturb import perturb_image
-from bench.render import overlay
 from bench.rle import decode_rle
 from bench.samples import CONFIG, read_json, read_samples
 from tools.errors import InputError
+from tools.render import overlay
 
 CATEGORIES = ("improved", "degraded", "unchanged")
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from agent.episode import EpisodeConfig
 from bench.perturb import PERTURBATIONS
 from tools.errors import ConfigError
+from tools.refine import RefineOptions
 
 TOOLSETS: Mapping[str, tuple[str, str]] = {
     # name: (proposer, ranker)
@@ -164,9 +165,9 @@ class EpisodeOptions:
 
     @property
     def refiner(self) -> str:
-        """The refiner the loop uses (``--refiner``, else ``--tool-option``, else rules)."""
+        """The refiner the loop uses (``--refiner``, else ``--tool-option``, else the tool's default)."""
         chosen = self.models.refiner or self.models.tool_options.get("refine_query", {}).get("refiner")
-        return str(chosen or "rules")
+        return str(chosen or RefineOptions().refiner)
 
     @property
     def needs_vlm(self) -> bool:

@@ -132,6 +132,7 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     registry = ToolRegistry(settings)
     for name in (config.proposer, config.ranker, config.refiner, *settings.options):
         registry.spec(name)  # unknown tool names (also in --tool-option) fail now
+    registry.check_options(settings.options)  # and bad option values, in one line
     cache = ToolCache(options.cache.directory) if options.cache.enabled else None
     return Runtime(settings, config, registry, cache, vlm, notes)
 

@@ -21,10 +21,10 @@ from agent.episode import EpisodeResult
 from agent.session import Session
 from agent.tracing import Tracer
 from bench.options import SegmentOptions
-from bench.render import overlay, save_mask_png, side_by_side  # MERGE: tools.render
 from bench.runtime import Runtime, build_runtime, describe_config
 from tools.errors import InputError
 from tools.images import clean_expression, load_image
+from tools.render import overlay, save_mask_png, side_by_side
 from tools.types import Image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})

@@ -5,6 +5,12 @@ A tool is a small object with a ``name``, a ``description``, a pydantic ``Params
 round-trips through the cache, a ``version`` (bump it when outputs change), a ``role``
 (``propose``, ``rank``, ``refine`` or ``other``) and ``async __call__(workspace, params)``.
 
+A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
+them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
+``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``.
+
+The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
+controllers use them). Tools get parameters the invoker already validated.
 Recoverable problems raise :class:`tools.errors.ToolError`; its message is shown to the VLM.
 Torch work runs off the event loop via :func:`run_on_device`.
 """
@@ -22,13 +28,15 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tools.errors import ConfigError, ToolError
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
 Role = Literal["propose", "rank", "refine", "other"]
 WeightsMode = Literal["pretrained", "random"]
 T = TypeVar("T")
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class ChatClient(Protocol):
@@ -58,7 +66,8 @@ class ToolSettings:
         seed: seed of random weights.
         max_side: longest image side the models see (bigger images are downscaled).
         vlm: the VLM client, when one is configured.
-        options: per-tool extra options by tool name (plugins read theirs from here).
+        options: per-tool options by tool name; a tool reads its own, validated against
+            its ``Options`` model, with :meth:`Tool.read_options`.
     """
 
     weights: WeightsMode = "pretrained"
@@ -79,7 +88,10 @@ class Workspace:
     """What tools see of an episode: the image, the expression and what is known so far.
 
     ``image`` is the working copy (downscaled when huge); ``original_size`` is ``(H, W)``
-    of the input, which final masks are mapped back to.
+    of the input, which final masks are mapped back to. Read the fields freely; change
+    them only through the methods below, which keep them consistent (a ranking always
+    indexes the current proposals, ``history`` lists every query in use, ``best_ranking``
+    is the most confident ranking of the current proposals).
     """
 
     image: Image
@@ -100,19 +112,77 @@ class Workspace:
             self.original_size = self.image.size
 
     def require_proposals(self) -> Proposals:
-        from tools.errors import ToolError
-
         if self.proposals is None:
             raise ToolError("no proposals yet: call the propose tool first")
         if len(self.proposals) == 0:
             raise ToolError("the proposer found no candidate masks in this image")
         return self.proposals
 
+    def set_proposals(self, proposals: Proposals) -> bool:
+        """Make ``proposals`` the candidates; returns whether they are new ones.
+
+        New candidates (another digest) drop the rankings: their indices pointed into
+        the old candidates.
+        """
+        changed = self.proposals is not None and self.proposals.digest != proposals.digest
+        if changed:
+            self.clear_rankings()
+        self.proposals = proposals
+        return changed
+
+    def set_ranking(self, ranking: Ranking) -> None:
+        """Make ``ranking`` the current one; it is the best too when it is the most confident."""
+        self.ranking = ranking
+        if self.best_ranking is None or ranking.conf > self.best_ranking.conf:
+            self.best_ranking = ranking
+
+    def submit(self, ranking: Ranking) -> None:
+        """A final choice: ``ranking`` becomes both the current and the best ranking."""
+        self.ranking = self.best_ranking = ranking
+
+    def clear_rankings(self) -> None:
+        self.ranking = self.best_ranking = None
+
+    def set_query(self, query: str) -> bool:
+        """Use ``query`` from now on (recorded in ``history``); returns whether it changed.
+
+        An empty query, or the current one, changes nothing.
+        """
+        text = query.strip()
+        if text in ("", self.query):
+            return False
+        self.query = text
+        self.history.append(text)
+        return True
+
 
 class StrictParams(BaseModel):
-    """Base of tool parameter models: unknown arguments are an error, not silently ignored."""
+    """Base of tool parameter (and options) models: unknown keys are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(where, what)`` for each problem pydantic found; ``where`` is the dotted key, ``""``
+    when the value as a whole is wrong."""
+    return [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+
+
+def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
+    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``.
+
+    Raises:
+        ConfigError: one line naming the tool and each bad key, e.g.
+            ``tool refine_query: option refiner: Input should be 'rules' or 'vlm'``.
+    """
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"option {where}: {what}" if where else f"options: {what}"
+            for where, what in validation_problems(exc)
+        )
+        raise ConfigError(f"tool {tool}: {problems}") from None
 
 
 class Tool(ABC):
@@ -125,9 +195,30 @@ class Tool(ABC):
     Params: ClassVar[type[BaseModel]] = StrictParams
     Output: ClassVar[type[Any]]
     cacheable: ClassVar[bool] = True
+    # The tool's settings (a StrictParams model, defaults in it), read from
+    # ``ToolSettings.options[name]`` (the CLI's ``--tool-option NAME.KEY=VALUE``).
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, settings: ToolSettings | None = None):
         self.settings = settings or ToolSettings()
+
+    @classmethod
+    def check_options(cls, settings: ToolSettings) -> None:
+        """Validate this tool's options without building it.
+
+        Raises:
+            ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
+        """
+        if cls.Options is not None:
+            parse_tool_options(cls.name, cls.Options, settings.options.get(cls.name))
+
+    def read_options(self, model: type[OptionsT]) -> OptionsT:
+        """This tool's validated options; ``model`` is its ``Options`` class.
+
+        Raises:
+            ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
+        """
+        return parse_tool_options(self.name, model, self.settings.options.get(self.name))
 
     def fingerprint(self) -> str:
         """Identity of the weights behind this tool (part of every cache key)."""
@@ -144,14 +235,11 @@ class Tool(ABC):
     def apply(self, ws: Workspace, output: Any) -> None:
         """Record the output in the workspace (proposals, ranking, query) after a call."""
         if isinstance(output, Proposals):
-            ws.proposals = output
+            ws.set_proposals(output)
         elif isinstance(output, Ranking):
-            ws.ranking = output
-            if ws.best_ranking is None or output.conf > ws.best_ranking.conf:
-                ws.best_ranking = output
-        elif isinstance(output, Refinement) and output.query.strip() not in ("", ws.query):
-            ws.query = output.query.strip()
-            ws.history.append(ws.query)
+            ws.set_ranking(output)
+        elif isinstance(output, Refinement):
+            ws.set_query(output.query)
 
     @abstractmethod
     async def __call__(self, ws: Workspace, params: Any) -> ToolOutput:

@@ -5,13 +5,14 @@ Two backends behind one tool (the agent and the loop see the same interface):
 - ``rules`` (default, no network): :func:`tools.refine_rules.refine_with_rules`.
 - ``vlm``: :func:`tools.refine_vlm.refine_with_vlm`, using ``ToolSettings.vlm``.
 
-Select with ``ToolSettings.options["refine_query"]["refiner"]`` (the CLI's ``--refiner``).
+Select with the ``refiner`` option (:class:`RefineOptions`): the CLI's ``--refiner``, or
+``--tool-option refine_query.refiner=vlm``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,7 +21,13 @@ from tools.base import StrictParams, Tool, ToolSettings, Workspace
 from tools.errors import ConfigError
 from tools.types import Refinement
 
-REFINERS = ("rules", "vlm")
+
+class RefineOptions(StrictParams):
+    """Settings of ``refine_query`` (``ToolSettings.options["refine_query"]``)."""
+
+    refiner: Literal["rules", "vlm"] = Field(
+        default="rules", description="rules: no network; vlm: the VLM rewrites the query."
+    )
 
 
 class RefineParams(StrictParams):
@@ -41,12 +48,11 @@ class RefineQuery(Tool):
     role = "refine"
     Params = RefineParams
     Output = Refinement
+    Options = RefineOptions
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
-        self.refiner: str = self.settings.options.get(self.name, {}).get("refiner", "rules")
-        if self.refiner not in REFINERS:
-            raise ConfigError(f"unknown refiner {self.refiner!r}; choose one of {', '.join(REFINERS)}")
+        self.refiner = self.read_options(RefineOptions).refiner
         if self.refiner == "vlm" and self.settings.vlm is None:
             raise ConfigError(
                 "--refiner vlm needs a VLM: set SILICONFLOW_API_KEY (or REFSEG_VLM_API_KEY) "
@@ -73,7 +79,7 @@ class RefineQuery(Tool):
             inputs["proposals"] = ws.proposals.digest
         return inputs
 
-    async def __call__(self, ws: Workspace, params: Any) -> Refinement:
+    async def __call__(self, ws: Workspace, params: RefineParams) -> Refinement:
         if self.refiner == "vlm":
             from tools.refine_vlm import refine_with_vlm
 

@@ -1,9 +1,10 @@
 """The VLM refiner: ask a vision-language model for a clearer query for the ranker.
 
-The model sees the image, an overlay of the current top-3 candidates (outlined in red,
-green and blue, numbered 1-3), the original expression, the current query and earlier
-queries, and answers ``{"query": ..., "rationale": ...}``. Replies are parsed leniently:
-code fences, JSON inside prose, and plain text (first line) all work.
+The model sees the image, an overlay of the current top-3 candidates (outlined in the
+colours of :data:`tools.render.PALETTE` and numbered 1-3; the prompt names each colour), the
+original expression, the current query and earlier queries, and answers
+``{"query": ..., "rationale": ...}``. Replies are parsed leniently: code fences, JSON inside
+prose, and plain text (first line) all work.
 
 ``tools`` never imports ``agent``: the client is any :class:`tools.base.ChatClient`, and
 reply fields (``content``, ``tokens_in``, ``tokens_out``, ``usd``, ``model``) are read by
@@ -12,24 +13,19 @@ attribute. Transport failures (``VLMError``) propagate; the controller falls bac
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import re
 from typing import Any
 
 import numpy as np
-from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFont
 
 from tools.base import ChatClient, Workspace
-from tools.errors import InputError, ToolError
+from tools.errors import ToolError
+from tools.render import image_data_url, outline_candidates, palette_colour
 from tools.types import Refinement
 
 MAX_QUERY_CHARS = 300
 TOP_K = 3
-COLOURS = ((255, 40, 40), (40, 220, 40), (40, 110, 255))  # 1 red, 2 green, 3 blue
-COLOUR_NAMES = ("red", "green", "blue")
 
 SYSTEM_PROMPT = (
     "You help a referring-segmentation system. Candidate object masks are ranked by CLIP "
@@ -39,27 +35,6 @@ SYSTEM_PROMPT = (
     "distinctive parts, and its position if it helps. "
     'Reply with JSON only: {"query": "...", "rationale": "..."}.'
 )
-
-
-def image_data_url(pixels: np.ndarray, max_side: int = 768, quality: int = 85) -> str:
-    """A ``data:image/jpeg;base64,...`` URL of an RGB (or grey) image, longest side <= max_side.
-
-    Raises:
-        InputError: not an ``(H, W, 3)`` or ``(H, W)`` uint8 array.
-    """
-    arr = np.asarray(pixels)
-    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise InputError(
-            f"image_data_url needs (H, W, 3) or (H, W) uint8 pixels, got {arr.shape} {arr.dtype}"
-        )
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError("image_data_url: the image has no pixels")
-    img = PILImage.fromarray(arr).convert("RGB")
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | None]]:
@@ -74,60 +49,13 @@ def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | Non
     return [(int(i), None) for i in order]
 
 
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    out = mask.copy()
-    for _ in range(r):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out
-
-
 def candidate_overlay(ws: Workspace, k: int = TOP_K) -> np.ndarray | None:
-    """The image with the top-``k`` masks outlined in distinct colours and numbered 1..k."""
+    """The image with the top-``k`` masks outlined in palette colours and numbered 1..k."""
     top = top_candidates(ws, k)
     if not top or ws.proposals is None:
         return None
-    pixels = ws.image.pixels
-    h, w = pixels.shape[:2]
-    thickness = max(1, round(max(h, w) / 300))
-    out = pixels.copy()
-    # Draw the worst first so the best candidate's outline stays on top.
-    for rank in reversed(range(len(top))):
-        mask = ws.proposals.masks[top[rank][0]]
-        if mask.shape != (h, w):
-            continue
-        edge = mask & ~_erode(mask)
-        out[_dilate(edge, thickness - 1)] = COLOURS[rank]
-    img = PILImage.fromarray(out)
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(12, round(max(h, w) / 25)))
-    for rank, (idx, _) in enumerate(top):
-        x0, y0 = (float(v) for v in ws.proposals.boxes[idx][:2])
-        label = str(rank + 1)
-        pad = 2
-        left, top_, right, bottom = draw.textbbox((x0, y0), label, font=font)
-        if top_ - (bottom - top_) - 3 * pad >= 0:  # room above the box: do not hide the object
-            y0 -= bottom - top_ + 2 * pad
-            left, top_, right, bottom = draw.textbbox((x0, y0), label, font=font)
-        draw.rectangle((left - pad, top_ - pad, right + pad, bottom + pad), fill=COLOURS[rank])
-        draw.text((x0, y0), label, fill=(255, 255, 255), font=font)
-    return np.asarray(img)
-
-
-def _erode(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    # Pixels on the image border count as edge.
-    inner[0, :] = inner[-1, :] = False
-    inner[:, 0] = inner[:, -1] = False
-    return inner
+    masks = [ws.proposals.masks[idx] for idx, _ in top]
+    return outline_candidates(ws.image.pixels, masks, [str(rank + 1) for rank in range(len(top))])
 
 
 def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
@@ -148,7 +76,7 @@ def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
         described = []
         for rank, (_, prob) in enumerate(top_candidates(ws)):
             p = "" if prob is None else f", p={prob:.2f}"
-            described.append(f"{rank + 1} ({COLOUR_NAMES[rank]}{p})")
+            described.append(f"{rank + 1} ({palette_colour(rank).name}{p})")
         lines.append(
             "The second image outlines the current top candidates, best first: "
             + ", ".join(described)

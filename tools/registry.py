@@ -13,6 +13,7 @@ so listing tools never loads a model.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -107,6 +108,18 @@ class ToolRegistry:
                 raise ConfigError(f"tool registered as {name!r} calls itself {tool.name!r}")
             self._tools[name] = tool
         return self._tools[name]
+
+    def check_options(self, names: Iterable[str]) -> None:
+        """Validate the options of the named tools against their ``Options`` models, without
+        building them (a tool made by a plain factory checks its own when it is built).
+
+        Raises:
+            ConfigError: an unknown tool name, or a bad option value or key.
+        """
+        for name in names:
+            factory = self.factory(name)
+            if isinstance(factory, type) and issubclass(factory, Tool):
+                factory.check_options(self.settings)
 
     def describe(self) -> list[dict[str, str]]:
         rows = []

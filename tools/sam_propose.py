@@ -17,7 +17,6 @@ behaviour.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from segment_anything.utils.amg import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
+from cache.lru import LRU
 from checkpoints.registry import cached_sha256
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import CheckpointError, ToolError
@@ -166,7 +166,7 @@ class SamPropose(Tool):
         self._model = model
         self._injected = model is not None
         self._fingerprint: str | None = None
-        self._embeddings: OrderedDict[str, _Embedding] = OrderedDict()
+        self._embeddings: LRU[str, _Embedding] = LRU(self.cache_size)
         self._lock = threading.RLock()
         self.encodes = 0
         self.decode_batches = 0
@@ -220,7 +220,6 @@ class SamPropose(Tool):
     def _embedding(self, image: Image) -> _Embedding:
         cached = self._embeddings.get(image.digest)
         if cached is not None:
-            self._embeddings.move_to_end(image.digest)
             return cached
         model = self.model
         transform = ResizeLongestSide(model.image_encoder.img_size)
@@ -229,9 +228,7 @@ class SamPropose(Tool):
         features = model.image_encoder(model.preprocess(x))
         self.encodes += 1
         emb = _Embedding(features, (int(x.shape[-2]), int(x.shape[-1])), image.size)
-        self._embeddings[image.digest] = emb
-        while len(self._embeddings) > self.cache_size:
-            self._embeddings.popitem(last=False)
+        self._embeddings.put(image.digest, emb)
         return emb
 
     # -- the algorithm --------------------------------------------------------------------

@@ -7,12 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from agent.episode import StopReason
 from bench.samples import SAMPLES
 
-STOP_REASONS = frozenset(get_args(StopReason))
+STOP_REASONS = frozenset(reason.value for reason in StopReason)
 
 
 @dataclass

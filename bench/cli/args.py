@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.episode import CONTROLLERS, EpisodeConfig
+from agent.controllers import CONTROLLERS
+from agent.episode import EpisodeConfig
 from bench.options import (
     CLIP_MODES,
     TOOLSETS,

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (until conftest does it)
 
@@ -36,9 +32,8 @@ from agent.vlm import (
     VLMCallError,
     VLMClient,
     VLMConfig,
-    image_data_url,
 )
-from tools.errors import ConfigError, InputError, VLMError
+from tools.errors import ConfigError, VLMError
 
 SECRET = "sk-test-SECRET-123"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -263,21 +258,6 @@ def test_from_env_key_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         VLMConfig.from_env(base_url="localhost:8000/v1")
     with pytest.raises(ConfigError, match="max_retries"):
         VLMConfig(max_retries=-1)
-
-
-def test_image_data_url_downscales_jpeg() -> None:
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, (300, 1000, 3), dtype=np.uint8)
-    url = image_data_url(pixels, max_side=256, quality=70)
-    assert url.startswith("data:image/jpeg;base64,")
-    img = PILImage.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    assert img.format == "JPEG" and max(img.size) == 256 and img.size[0] > img.size[1]
-    small = image_data_url(np.zeros((10, 20, 3), np.uint8))
-    assert PILImage.open(io.BytesIO(base64.b64decode(small.split(",", 1)[1]))).size == (20, 10)
-    with pytest.raises(InputError):
-        image_data_url(np.zeros((10, 10, 4), np.uint8))
-    with pytest.raises(InputError):
-        image_data_url(np.zeros((10, 10, 3), np.float32))
 
 
 def test_server_policy_is_bounded_and_unscripted_requests_are_counted() -> None:

@@ -109,3 +109,12 @@ def test_unknown_tool_in_tool_option_is_one_line(tmp_path: Path, capsys: pytest.
     code = main([*RUN, "--out", str(tmp_path / "r"), "--tool-option", "no_such_tool.k=1"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown tool 'no_such_tool'" in err and "Traceback" not in err
+
+
+def test_bad_tool_option_value_is_one_line_before_any_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([*RUN, "--out", str(tmp_path / "r"), "--tool-option", "refine_query.refiner=magic"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "refine_query" in err and "refiner" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "samples.jsonl").exists()

@@ -23,11 +23,11 @@ from tools.base import ToolSettings, Workspace
 from tools.errors import ToolError
 from tools.refine import RefineParams, RefineQuery
 from tools.refine_vlm import (
-    COLOURS,
     candidate_overlay,
     parse_refinement,
     refine_with_vlm,
 )
+from tools.render import palette_colour
 from tools.types import Image, Proposals, Ranking
 
 H, W = 60, 90
@@ -127,8 +127,8 @@ def test_overlay_outlines_top3_in_distinct_colours() -> None:
     overlay = candidate_overlay(ws)
     assert overlay is not None and overlay.shape == (H, W, 3)
     # Rank 1 = blue square (index 1): its outline is colour 0; the red square is rank 2.
-    assert tuple(overlay[49, 65]) == COLOURS[0]  # bottom edge of proposal 1
-    assert tuple(overlay[29, 15]) == COLOURS[1]  # bottom edge of proposal 0
+    assert tuple(overlay[49, 65]) == palette_colour(0).rgb  # bottom edge of proposal 1
+    assert tuple(overlay[29, 15]) == palette_colour(1).rgb  # bottom edge of proposal 0
     assert tuple(overlay[35, 65]) == tuple(ws.image.pixels[35, 65])  # interiors untouched
     ws.proposals = None
     assert candidate_overlay(ws) is None

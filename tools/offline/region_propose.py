@@ -13,7 +13,6 @@ Registered through the ``refseg.tools`` entry-point group, like any third-party 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import anyio.to_thread
 import numpy as np
@@ -294,8 +293,7 @@ class RegionPropose(Tool):
     def fingerprint(self) -> str:
         return "none"
 
-    async def __call__(self, ws: Workspace, params: Any) -> Proposals:
-        p = params if isinstance(params, RegionParams) else RegionParams.model_validate(params or {})
+    async def __call__(self, ws: Workspace, params: RegionParams) -> Proposals:
         self.computes += 1
-        masks, scores = await anyio.to_thread.run_sync(propose_regions, ws.image.pixels, p)
+        masks, scores = await anyio.to_thread.run_sync(propose_regions, ws.image.pixels, params)
         return Proposals.from_masks(masks, scores=scores, source=self.name)

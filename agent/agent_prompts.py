@@ -1,0 +1,143 @@
+"""What the ``agent`` controller shows the VLM: the prompt, the images and the tool answers.
+
+The model sees the expression and the image (longest side :data:`IMAGE_SIDE`, boxes in its
+pixels); after each ranking, a smaller picture with the top candidates outlined and
+labelled by index (drawn by :func:`tools.render.outline_candidates`); and each tool's output
+as compact JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agent.episode import EpisodeConfig
+from agent.submit import SUBMIT
+from tools.base import Workspace
+from tools.images import downscale
+from tools.render import image_data_url, outline_candidates
+from tools.types import Proposals, Ranking, Refinement
+
+IMAGE_SIDE = 768  # longest side of the image the model sees (boxes are in its pixels)
+OVERLAY_SIDE = 448  # candidate overlays are smaller: they only need to show outlines
+OVERLAY_TOP_K = 4
+RESULT_TOP_K = 5
+JPEG_QUALITY = 85
+NUDGE = (
+    "Call a tool or submit: reply with a function call (for example the ranker, or "
+    f"{SUBMIT} with the index of the candidate that matches the expression)."
+)
+
+SYSTEM_PROMPT = """\
+You segment the single object that a referring expression describes in an image.
+You cannot draw masks yourself; you work through tools:
+- {proposer}: proposes candidate masks for the whole image. Call it first.
+- {ranker}: scores every candidate against the current query and returns the top \
+candidates (index, probability, box), with conf (top-1 probability) and gap (top-1 minus \
+top-2). A picture with the top candidates outlined and numbered by index follows.
+- {refiner}: rewrites the query (head noun, colour, position) when the ranking is unsure; \
+rank again afterwards.{others}
+- {submit}: your final answer, the index of the candidate that matches the expression.
+When the ranker is confident enough the system stops on its own. Otherwise look at the \
+outlined candidates: submit the right index if you see it, or refine and rank again. \
+Boxes are [x0, y0, x1, y1] in pixels of the image you were shown. Always answer with a \
+function call; be brief."""
+
+
+def encode_jpeg(pixels: np.ndarray, max_side: int) -> tuple[str, tuple[int, int]]:
+    """A JPEG data URL of ``pixels`` downscaled to ``max_side``; returns it and ``(W, H)``."""
+    small = downscale(pixels, max_side)
+    # Scaled here, so the size the boxes refer to is known exactly.
+    url = image_data_url(small, max_side=max(small.shape[:2]), quality=JPEG_QUALITY)
+    return url, (int(small.shape[1]), int(small.shape[0]))
+
+
+def opening_messages(
+    cfg: EpisodeConfig,
+    others: list[tuple[str, str]],
+    expression: str,
+    image_url: str,
+    image_size: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """The system prompt and the first user message (expression and image).
+
+    Args:
+        others: ``(name, description)`` of the extra tools on offer.
+        image_size: ``(W, H)`` of the image as the model sees it.
+    """
+    system = SYSTEM_PROMPT.format(
+        proposer=cfg.proposer,
+        ranker=cfg.ranker,
+        refiner=cfg.refiner,
+        submit=SUBMIT,
+        others="".join(f"\n- {name}: {description}" for name, description in others),
+    )
+    w, h = image_size
+    text = f'Referring expression: "{expression}"\nImage: {w}x{h} pixels.'
+    return [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": image_url}},
+            ],
+        },
+    ]
+
+
+def ranking_payload(ranking: Ranking, props: Proposals | None, scale: float) -> dict[str, Any]:
+    """The top candidates (index, probability, box in the shown image's pixels), conf and gap."""
+    top = []
+    for i in ranking.order[:RESULT_TOP_K]:
+        entry: dict[str, Any] = {"index": int(i), "prob": round(float(ranking.probs[i]), 4)}
+        if props is not None and int(i) < len(props):
+            entry["box"] = [round(float(v) * scale) for v in props.boxes[int(i)]]
+        top.append(entry)
+    return {
+        "query": ranking.query,
+        "n": len(ranking),
+        "top": top,
+        "conf": round(ranking.conf, 4),
+        "gap": round(ranking.gap, 4),
+        "guard": "not passed: not sure enough to stop",
+    }
+
+
+def tool_payload(output: Any, ws: Workspace, ranker: str, scale: float) -> dict[str, Any]:
+    """The compact JSON the model gets back for one tool output.
+
+    Args:
+        scale: shown image width over the workspace image width (boxes are rescaled).
+    """
+    if isinstance(output, Proposals):
+        if len(output) == 0:
+            return {"n_proposals": 0, "next": "no candidate masks: try other proposer arguments"}
+        return {"n_proposals": len(output), "next": f"call {ranker}"}
+    if isinstance(output, Ranking):
+        return ranking_payload(output, ws.proposals, scale)
+    if isinstance(output, Refinement):
+        return {"query": output.query, "rationale": output.rationale[:200], "next": f"call {ranker}"}
+    summary = getattr(output, "summary", None)
+    return summary() if callable(summary) else {"result": str(output)[:500]}
+
+
+def overlay_candidates(ws: Workspace, ranking: Ranking) -> tuple[int, ...]:
+    """The candidates worth outlining for ``ranking`` (none when the picture would add nothing)."""
+    props = ws.proposals
+    if props is None or len(ranking) < 2 or len(ranking) != len(props):
+        return ()
+    return tuple(int(i) for i in ranking.order[:OVERLAY_TOP_K])
+
+
+def overlay_message(pixels: np.ndarray, masks: np.ndarray, top: tuple[int, ...]) -> dict[str, Any]:
+    """A small user image message with the ``top`` candidates outlined and labelled by index."""
+    chosen = [masks[i] for i in top]
+    picture = outline_candidates(pixels, chosen, [str(i) for i in top], max_side=OVERLAY_SIDE)
+    url, _ = encode_jpeg(picture, OVERLAY_SIDE)
+    text = "Top candidates outlined, labelled by index: " + ", ".join(map(str, top))
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}],
+    }
