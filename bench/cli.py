@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.trace_view import add_trace_parser
     from bench.bench_cli import add_bench_parsers
     from bench.chaos import add_chaos_parser
+    from bench.cli_view import add_view_parser
     from bench.segment_cmd import add_segment_parser
 
     parser = argparse.ArgumentParser(
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_parser(sub)
     _cache_parser(sub)
     _tools_parser(sub)
+    add_view_parser(sub)
     return parser
 
 
