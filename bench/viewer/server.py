@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 
 from bench.viewer.app import Viewer, create_app
 from bench.viewer.options import ViewerOptions
-from bench.viewer.runs import RunFolder
+from bench.viewer.runs import RunFolder, ViewerError
 
 
 def preload(viewer: Viewer) -> threading.Thread:
@@ -23,15 +24,35 @@ def preload(viewer: Viewer) -> threading.Thread:
     return thread
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise a one-line :class:`ViewerError` when ``host:port`` cannot be listened on.
+
+    Checked before uvicorn starts, which would only log the failure and exit.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ViewerError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port or --host"
+            ) from None
+
+
 def serve(options: ViewerOptions) -> None:
     """Serve the runs of ``options`` at ``http://HOST:PORT/`` until interrupted.
 
     Raises:
-        ViewerError: a folder cannot be shown (see :func:`bench.viewer.app.create_app`).
+        ViewerError: a folder cannot be shown (see :func:`bench.viewer.app.create_app`), or
+            the port is taken.
     """
     import uvicorn  # only the server needs it; the app and its tests do not
 
     app = create_app(options)
+    check_port(options.host, options.port)
     if options.preload:
         preload(app.state.viewer)
     host = f"[{options.host}]" if ":" in options.host else options.host

@@ -44,6 +44,16 @@ def test_refseg_view_serves_until_interrupted(made_runs: dict[str, Path]) -> Non
     assert f"http://127.0.0.1:{port}/" in err and "Traceback" not in err
 
 
+def test_a_taken_port_is_one_line(made_runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["view", str(made_runs["loop"]), "--port", str(port), "--no-preload"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
