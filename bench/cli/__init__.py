@@ -20,14 +20,14 @@ from tools.errors import RefsegError
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``refseg`` parser with every command."""
-    from bench.cli import bench, cache, segment, tools, trace, weights
+    from bench.cli import bench, cache, segment, tools, trace, view, weights
 
     parser = argparse.ArgumentParser(
         prog="refseg",
         description="Closed-loop referring segmentation: SAM proposes, CLIP ranks, a VLM refines.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (segment, bench, trace, weights, cache, tools):
+    for module in (segment, bench, trace, weights, cache, tools, view):
         module.add_parser(sub)
     return parser
 
