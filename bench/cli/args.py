@@ -243,9 +243,12 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, "data", DATA_FLAGS)
 
 
-def data_spec(ns: argparse.Namespace, perturb: str = "clean") -> DataSpec:
-    """The data flags as a :class:`bench.options.DataSpec`."""
-    return DataSpec(**given(ns, DATA_FLAGS), perturb=perturb)
+def data_spec(ns: argparse.Namespace) -> DataSpec:
+    """The data flags (and ``--perturb`` where the command has it) as a :class:`bench.options.DataSpec`."""
+    fields = given(ns, DATA_FLAGS)
+    if getattr(ns, "perturb", None) is not None:
+        fields["perturb"] = ns.perturb
+    return DataSpec(**fields)
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:

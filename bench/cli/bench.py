@@ -49,7 +49,7 @@ def _add_run(sub: Any) -> None:
     add_data_flags(run)
     run.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
     run.add_argument(
-        "--perturb", choices=PERTURBATIONS, default="clean", help="image perturbation (robustness runs)"
+        "--perturb", choices=PERTURBATIONS, default=None, help="image perturbation (robustness runs)"
     )
     add_run_flags(run)
     add_episode_flags(run)
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = BenchOptions(
         out=args.out,
         episode=episode_options(args),
-        data=data_spec(args, args.perturb),
+        data=data_spec(args),
         run=run_options(args),
     )
     result = run_bench_sync(options)

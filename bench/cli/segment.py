@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
         metavar="IMAGE... EXPRESSION",
         help="image files or folders, then the referring expression",
     )
-    p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: ./out)")
     p.add_argument(
         "--compare",
         action=argparse.BooleanOptionalAction,
@@ -48,12 +48,13 @@ def split_inputs(inputs: list[str]) -> tuple[list[Path], str]:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     images, expression = split_inputs(args.inputs)
+    out = {"out": args.out} if args.out is not None else {}
     options = SegmentOptions(
         images=tuple(images),
         expression=expression,
-        out=args.out,
         episode=episode_options(args),
         compare=args.compare,
+        **out,
     )
     report = segment_images(options, on_result=_print_result)
     for path, reason in report.skipped:
