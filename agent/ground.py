@@ -18,6 +18,7 @@ in the original image); the call is booked under ``vlm`` like the agent's turns.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -42,6 +43,8 @@ all in {coords}. If nothing in the image matches, answer {{"box": null}}."""
 BOX_KEYS = ("box", "bbox", "bbox_2d")
 POINT_KEYS = ("points", "point", "point_2d")
 MAX_ANSWER_TOKENS = 200
+_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_CORNERS = re.compile(rf"\({_NUMBER},{_NUMBER}\)\s*,?\s*\({_NUMBER},{_NUMBER}\)")
 
 
 class _Fallback(Exception):
@@ -71,9 +74,10 @@ def _first(value: dict[str, Any], keys: tuple[str, ...]) -> Any:
 def parse_ground_answer(text: str | None) -> dict[str, Any] | None:
     """The prompt tool's arguments from the VLM's answer; ``None`` when it found no object.
 
-    Takes ``{"box": [...], "points": [[x, y]], "labels": [...]}``, Qwen's
-    ``[{"bbox_2d": [...], "label": ...}]`` and ``point_2d`` forms, and a bare
-    ``[x0, y0, x1, y1]``, fenced or inside prose. The numbers are checked by the prompt tool.
+    Takes ``{"box": [...], "points": [[x, y]], "labels": [...]}``, Qwen2.5-VL's
+    ``[{"bbox_2d": [...], "label": ...}]`` and ``point_2d`` forms, a bare ``[x0, y0, x1, y1]``
+    (fenced or inside prose), and Qwen2-VL's ``(x0,y0),(x1,y1)``. The numbers are checked by
+    the prompt tool.
 
     Raises:
         ToolError: the answer holds neither a box nor points.
@@ -96,6 +100,9 @@ def parse_ground_answer(text: str | None) -> dict[str, Any] | None:
             if value.get("labels") is not None:
                 args["labels"] = value["labels"]
         return args
+    corners = _CORNERS.search(text or "")
+    if corners:
+        return {"box": [float(v) for v in corners.groups()]}
     raise ToolError(f"the VLM's answer has no box: {(text or '')[:120]!r}")
 
 

@@ -4,6 +4,7 @@ scripted OpenAI-compatible server over real HTTP."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -56,6 +57,7 @@ def ground(script: list[Spec], trace: Path | None = None, **cfg: Any) -> tuple[A
     return result, srv
 
 
+@functools.cache
 def oneshot_mask() -> np.ndarray:
     _, image, expression = scene()
     result = run_episode(ground_session(None, max_iter=0), image, expression)
@@ -90,6 +92,8 @@ def test_qwen_style_answers_are_understood() -> None:
     assert result.stop_reason == "grounded" and iou(result.mask, ms.target.mask) > 0.95
     assert parse_ground_answer("The box is [1, 2, 3, 4].") == {"box": [1, 2, 3, 4]}
     assert parse_ground_answer('{"point_2d": [5, 6]}') == {"points": [[5, 6]]}
+    qwen2 = "<|object_ref_start|>ball<|object_ref_end|><|box_start|>(120,45),(398, 610)<|box_end|>"
+    assert parse_ground_answer(qwen2) == {"box": [120.0, 45.0, 398.0, 610.0]}
     assert parse_ground_answer('{"box": [1,2,3,4], "points": [[2,3]], "labels": [1]}') == {
         "box": [1, 2, 3, 4], "points": [[2, 3]], "labels": [1],
     }  # fmt: skip
