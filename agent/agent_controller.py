@@ -1,9 +1,11 @@
 """The ``agent`` controller: the VLM drives the tools through function calling.
 
 The model sees the expression and the image, and the episode's proposer, ranker and refiner
-(plus every registry tool of role ``other``) as OpenAI function schemas generated from the
-tools' pydantic parameters, and a ``submit`` function. Every tool call goes through
-``Episode.call`` (cache, trace, cost), and each answer is a compact JSON tool message.
+(plus the proposer's prompt tool when it has one, and every registry tool of role ``other``)
+as OpenAI function schemas generated from the tools' pydantic parameters, and a ``submit``
+function. A prompt tool's masks join the candidates (the model ranks, then submits them).
+Every tool call goes through ``Episode.call`` (cache, trace, cost), and each answer is a
+compact JSON tool message.
 
 The guards still hold: a ranking that passes ``tau_conf``/``tau_gap`` ends the episode at
 once, with no further VLM turn (that is what makes the agent cheap when CLIP is sure).
@@ -23,15 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.agent_prompts import (
-    IMAGE_SIDE,
     NUDGE,
-    encode_jpeg,
     opening_messages,
     overlay_candidates,
     overlay_message,
+    prompt_payload,
     tool_payload,
 )
 from agent.episode import Episode, EpisodeConfig, StopReason
+from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
 from agent.loop import propose_and_rank
 from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
@@ -53,10 +55,11 @@ class _Stop(Exception):
 def offered_tools(registry: ToolRegistry, cfg: EpisodeConfig) -> tuple[list[str], list[str]]:
     """The tools the model may call, and the optional ones skipped because they are broken.
 
-    The episode's proposer, ranker and refiner come first, then every other registry tool
-    of role ``other``.
+    The episode's proposer, ranker and refiner come first, then the proposer's prompt tool
+    (when it has one), then every other registry tool of role ``other``.
     """
-    names = list(dict.fromkeys([cfg.proposer, cfg.ranker, cfg.refiner]))
+    prompt = prompt_tool_name(registry, cfg.proposer)
+    names = list(dict.fromkeys([cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else [])]))
     skipped: list[str] = []
     for name in registry.names():
         if name in names or name == SUBMIT:
@@ -77,6 +80,7 @@ class AgentRun:
         self.client = client
         self.cfg = ep.config
         self.tool_names, skipped = offered_tools(ep.registry, self.cfg)
+        self.prompt_tool = prompt_tool_name(ep.registry, self.cfg.proposer)
         self.schemas = [ep.registry.tool_class(n).function_schema() for n in self.tool_names]
         self.schemas.append(submit_schema())
         self.defaults = {
@@ -89,20 +93,20 @@ class AgentRun:
         self.overlay_at: int | None = None  # message index of the latest overlay
         self.last_overlay: tuple[int, ...] = ()
         ep.log.info("agent_tools", step=ep.step, tools=[*self.tool_names, SUBMIT], skipped=skipped)
-        self.image_url, self.image_size = encode_jpeg(ep.ws.image.pixels, IMAGE_SIDE)
+        self.image_url = show_image(ep)
 
     # -- conversation ------------------------------------------------------------------
 
     def _opening(self) -> None:
-        core = {self.cfg.proposer, self.cfg.ranker, self.cfg.refiner}
+        core = {self.cfg.proposer, self.cfg.ranker, self.cfg.refiner, self.prompt_tool}
         others = [(n, self.ep.registry.tool_class(n).description) for n in self.tool_names if n not in core]
+        ws = self.ep.ws
         self.messages = opening_messages(
-            self.cfg, others, self.ep.ws.expression, self.image_url, self.image_size
+            self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool
         )
 
     def _payload(self, output: Any) -> str:
-        scale = self.image_size[0] / self.ep.ws.image.width
-        return json.dumps(tool_payload(output, self.ep.ws, self.cfg.ranker, scale))
+        return json.dumps(tool_payload(output, self.ep.ws, self.cfg.ranker))
 
     def _overlay(self, ranking: Ranking) -> dict[str, Any] | None:
         """A small user image message outlining the top candidates (None when it adds nothing)."""
@@ -150,10 +154,14 @@ class AgentRun:
             output = await self.ep.call(name, {**self.defaults.get(name, {}), **args})
         except (ToolError, VLMError) as exc:
             return json.dumps({"error": str(exc)}), None
-        if isinstance(output, Proposals) and before is not None and output.digest != before:
+        if ws.proposals is not None and before is not None and ws.proposals.digest != before:
             self.last_overlay = ()  # new candidates (the workspace dropped the old rankings)
         if isinstance(output, Ranking):
             return self._ranked(output)
+        if name == self.prompt_tool and isinstance(output, Proposals):
+            added = added_indices(self.ep, output)
+            log_prompt(self.ep, name, args, added)
+            return json.dumps(prompt_payload(output, added, ws, self.cfg.ranker)), None
         return self._payload(output), None
 
     def _ranked(self, ranking: Ranking) -> tuple[str, dict[str, Any] | None]:
@@ -351,8 +359,9 @@ def vlm_client(ep: Episode) -> Any:
     client = ep.registry.settings.vlm
     if client is None:
         raise ConfigError(
-            "--controller agent needs a VLM: set SILICONFLOW_API_KEY (or REFSEG_VLM_API_KEY) or "
-            "pass --vlm-base-url for a local OpenAI-compatible server; or use --controller loop"
+            f"--controller {ep.config.controller} needs a VLM: set SILICONFLOW_API_KEY (or "
+            "REFSEG_VLM_API_KEY) or pass --vlm-base-url for a local OpenAI-compatible server; "
+            "or use --controller loop"
         )
     return client
 

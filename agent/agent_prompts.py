@@ -1,9 +1,9 @@
 """What the ``agent`` controller shows the VLM: the prompt, the images and the tool answers.
 
-The model sees the expression and the image (longest side :data:`IMAGE_SIDE`, boxes in its
-pixels); after each ranking, a smaller picture with the top candidates outlined and
-labelled by index (drawn by :func:`tools.render.outline_candidates`); and each tool's output
-as compact JSON.
+The model sees the expression and the image (longest side :data:`IMAGE_SIDE`; boxes and
+points in its pixels, or 0-1000 normalised: :class:`tools.coords.View`); after each
+ranking, a smaller picture with the top candidates outlined and labelled by index (drawn by
+:func:`tools.render.outline_candidates`); and each tool's output as compact JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from agent.episode import EpisodeConfig
 from agent.submit import SUBMIT
 from tools.base import Workspace
+from tools.coords import View
 from tools.images import downscale
 from tools.render import image_data_url, outline_candidates
 from tools.types import Proposals, Ranking, Refinement
@@ -37,12 +38,15 @@ You cannot draw masks yourself; you work through tools:
 candidates (index, probability, box), with conf (top-1 probability) and gap (top-1 minus \
 top-2). A picture with the top candidates outlined and numbered by index follows.
 - {refiner}: rewrites the query (head noun, colour, position) when the ranking is unsure; \
-rank again afterwards.{others}
+rank again afterwards.{prompt}{others}
 - {submit}: your final answer, the index of the candidate that matches the expression.
 When the ranker is confident enough the system stops on its own. Otherwise look at the \
 outlined candidates: submit the right index if you see it, or refine and rank again. \
-Boxes are [x0, y0, x1, y1] in pixels of the image you were shown. Always answer with a \
-function call; be brief."""
+Boxes are [x0, y0, x1, y1] (top-left and bottom-right corners) and points [x, y], in \
+{coords}. Always answer with a function call; be brief."""
+PROMPT_LINE = """
+- {name}: when no candidate is the object, give the object's box (and/or points on it) to \
+draw its mask; it becomes a new candidate: rank again, then submit its index."""
 
 
 def encode_jpeg(pixels: np.ndarray, max_side: int) -> tuple[str, tuple[int, int]]:
@@ -58,22 +62,26 @@ def opening_messages(
     others: list[tuple[str, str]],
     expression: str,
     image_url: str,
-    image_size: tuple[int, int],
+    view: View,
+    prompt_tool: str | None = None,
 ) -> list[dict[str, Any]]:
     """The system prompt and the first user message (expression and image).
 
     Args:
         others: ``(name, description)`` of the extra tools on offer.
-        image_size: ``(W, H)`` of the image as the model sees it.
+        view: the image as the model sees it, and the coordinate units.
+        prompt_tool: the proposer's prompt tool, when it is on offer.
     """
     system = SYSTEM_PROMPT.format(
         proposer=cfg.proposer,
         ranker=cfg.ranker,
         refiner=cfg.refiner,
         submit=SUBMIT,
+        prompt=PROMPT_LINE.format(name=prompt_tool) if prompt_tool else "",
         others="".join(f"\n- {name}: {description}" for name, description in others),
+        coords=view.describe(),
     )
-    w, h = image_size
+    w, h = view.frame.wh
     text = f'Referring expression: "{expression}"\nImage: {w}x{h} pixels.'
     return [
         {"role": "system", "content": system},
@@ -87,13 +95,25 @@ def opening_messages(
     ]
 
 
-def ranking_payload(ranking: Ranking, props: Proposals | None, scale: float) -> dict[str, Any]:
-    """The top candidates (index, probability, box in the shown image's pixels), conf and gap."""
+def shown_box(ws: Workspace, index: int) -> list[int]:
+    """Proposal ``index``'s box in the coordinates of the picture the model was shown."""
+    assert ws.proposals is not None
+    x0, y0, x1, y1 = (float(v) for v in ws.proposals.boxes[index])
+    tight = [x0, y0, x1 + 1, y1 + 1]  # inclusive pixel extents -> continuous corners
+    return [round(float(v)) for v in ws.shown_view().box_from(tight, ws.working_frame)]
+
+
+def ranking_payload(ranking: Ranking, ws: Workspace) -> dict[str, Any]:
+    """The top candidates (index, probability, box in the shown image's coordinates, origin
+    when candidates come from several tools), conf and gap."""
+    props = ws.proposals
     top = []
     for i in ranking.order[:RESULT_TOP_K]:
         entry: dict[str, Any] = {"index": int(i), "prob": round(float(ranking.probs[i]), 4)}
         if props is not None and int(i) < len(props):
-            entry["box"] = [round(float(v) * scale) for v in props.boxes[int(i)]]
+            entry["box"] = shown_box(ws, int(i))
+            if props.mixed_origins:
+                entry["origin"] = str(props.origins[int(i)])
         top.append(entry)
     return {
         "query": ranking.query,
@@ -105,18 +125,24 @@ def ranking_payload(ranking: Ranking, props: Proposals | None, scale: float) -> 
     }
 
 
-def tool_payload(output: Any, ws: Workspace, ranker: str, scale: float) -> dict[str, Any]:
-    """The compact JSON the model gets back for one tool output.
+def prompt_payload(output: Proposals, added: list[int], ws: Workspace, ranker: str) -> dict[str, Any]:
+    """What the model gets back from a prompt tool: the new candidates' indices and boxes."""
+    return {
+        "added": [{"index": i, "box": shown_box(ws, i), "origin": str(output.origins[0])} for i in added],
+        "n_proposals": len(ws.proposals) if ws.proposals is not None else 0,
+        "next": f"call {ranker} to score the candidates, then {SUBMIT} the index that is the object",
+    }
 
-    Args:
-        scale: shown image width over the workspace image width (boxes are rescaled).
-    """
+
+def tool_payload(output: Any, ws: Workspace, ranker: str) -> dict[str, Any]:
+    """The compact JSON the model gets back for one tool output (boxes in the shown
+    image's coordinates)."""
     if isinstance(output, Proposals):
         if len(output) == 0:
             return {"n_proposals": 0, "next": "no candidate masks: try other proposer arguments"}
         return {"n_proposals": len(output), "next": f"call {ranker}"}
     if isinstance(output, Ranking):
-        return ranking_payload(output, ws.proposals, scale)
+        return ranking_payload(output, ws)
     if isinstance(output, Refinement):
         return {"query": output.query, "rationale": output.rationale[:200], "next": f"call {ranker}"}
     summary = getattr(output, "summary", None)

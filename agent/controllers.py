@@ -12,11 +12,12 @@ from types import MappingProxyType
 
 from agent.agent_controller import run_agent
 from agent.episode import Controller
+from agent.ground import run_ground
 from agent.loop import run_loop, run_oneshot
 from tools.errors import ConfigError
 
 CONTROLLERS: Mapping[str, Controller] = MappingProxyType(
-    {"oneshot": run_oneshot, "loop": run_loop, "agent": run_agent}
+    {"oneshot": run_oneshot, "loop": run_loop, "ground": run_ground, "agent": run_agent}
 )
 
 

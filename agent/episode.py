@@ -1,6 +1,6 @@
 """One episode: its configuration, its running state, its result, and the controller protocol.
 
-A controller (``oneshot``, ``loop``, ``agent``; see :data:`agent.controllers.CONTROLLERS`)
+A controller (``oneshot``, ``loop``, ``ground``, ``agent``; see :data:`agent.controllers.CONTROLLERS`)
 is an async callable that drives an :class:`Episode`: it calls tools through
 :meth:`Episode.call` (the single invocation path) and sets ``episode.stop_reason``. The
 session derives the chosen candidate from the workspace's rankings afterwards, so every
@@ -18,6 +18,7 @@ import numpy as np
 from agent.costs import CostBook
 from agent.invoke import CallContext, Invoker
 from tools.base import Workspace
+from tools.coords import UNITS, Units
 from tools.errors import ConfigError
 from tools.registry import ToolRegistry
 from tools.types import Ranking
@@ -29,6 +30,7 @@ class StopReason(StrEnum):
     GUARD = "guard"  # the ranking passed tau_conf / tau_gap
     MAX_ITER = "max_iter"  # out of rounds, turns or budget, or the refiner had nothing new
     AGENT_SUBMIT = "agent_submit"  # the VLM submitted a candidate
+    GROUNDED = "grounded"  # the VLM's box was drawn and the drawn mask chosen (ground)
     FALLBACK = "fallback"  # the VLM or the refiner failed: best candidate so far
     ERROR = "error"  # the example failed (recorded with its error)
     ONESHOT = "oneshot"  # propose, rank, top-1
@@ -40,10 +42,13 @@ class EpisodeConfig:
 
     Attributes:
         controller: a name in :data:`agent.controllers.CONTROLLERS`: ``oneshot`` (propose,
-            rank, top-1), ``loop`` (refine while unsure) or ``agent`` (the VLM drives the
-            tools through function calling). Checked when a session is built.
+            rank, top-1), ``loop`` (refine while unsure), ``ground`` (when unsure, the VLM
+            gives the object's box and the proposer's prompt tool draws it) or ``agent``
+            (the VLM drives the tools through function calling). Checked when a session is
+            built.
         proposer, ranker, refiner: tool names from the registry.
-        max_iter: most refine-and-rerank rounds in ``loop`` (0 makes it one-shot).
+        max_iter: most refine-and-rerank rounds in ``loop`` (0 makes it one-shot); ``ground``
+            grounds once when it is at least 1.
         tau_conf: the guard needs top-1 probability >= tau_conf ...
         tau_gap: ... and top-1 minus top-2 probability >= tau_gap.
         pick: ``best`` keeps the most confident ranking seen; ``last`` the final one.
@@ -52,7 +57,9 @@ class EpisodeConfig:
         agent_warm_start: ``agent`` proposes and ranks before the first VLM turn, so a
             ranking that passes the guard ends the episode without any VLM call, and the
             VLM starts from the ranked candidates otherwise.
-        budget_tokens, budget_usd: per-episode VLM budget in ``agent``.
+        budget_tokens, budget_usd: per-episode VLM budget in ``agent`` and ``ground``.
+        vlm_coords: how the VLM gives coordinates: ``pixels`` of the image it was shown
+            (Qwen2.5-VL) or ``norm1000``, 0-1000 normalised (Qwen2-VL and others).
     """
 
     controller: str = "loop"
@@ -69,6 +76,7 @@ class EpisodeConfig:
     agent_warm_start: bool = True
     budget_tokens: int = 60_000
     budget_usd: float = 0.05
+    vlm_coords: Units = "pixels"
 
     def __post_init__(self) -> None:
         if self.max_iter < 0:
@@ -81,6 +89,8 @@ class EpisodeConfig:
             raise ConfigError("--pick must be 'best' or 'last'")
         if self.max_turns < 1:
             raise ConfigError("--max-turns must be >= 1")
+        if self.vlm_coords not in UNITS:
+            raise ConfigError(f"--vlm-coords must be one of {', '.join(UNITS)}, got {self.vlm_coords!r}")
 
     def passes_guard(self, conf: float, gap: float) -> bool:
         """The ranking is sure enough to stop."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 import uuid
 
-import numpy as np
-
 from agent.controllers import get_controller
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
+from agent.grounding import prompt_tool_name, require_prompt_tool
 from agent.invoke import Invoker
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from cache.store import ToolCache
 from tools.base import Workspace
+from tools.coords import map_box
 from tools.errors import CheckpointError, ConfigError, DownloadError, InputError, ToolError
 from tools.images import clean_expression, resize_mask, working_copy
 from tools.registry import ToolRegistry
@@ -55,7 +55,11 @@ class Session:
         # Unknown controller or tool names and bad tool options fail now, not per example.
         self.controller = get_controller(self.config.controller)
         cfg = self.config
-        registry.check_options(dict.fromkeys((cfg.proposer, cfg.ranker, cfg.refiner)))
+        if cfg.controller == "ground":  # it cannot run without one: say so before any example
+            require_prompt_tool(registry, cfg.proposer, cfg.controller)
+        prompt = prompt_tool_name(registry, cfg.proposer)
+        names = (cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else []))
+        registry.check_options(dict.fromkeys(names))
 
     async def run(self, image: Image, expression: str, sample_id: str = "0") -> EpisodeResult:
         """Run one episode. Never raises for per-example problems (see module docstring)."""
@@ -151,16 +155,15 @@ def _choose(ws: Workspace, proposals: Proposals, ranking: Ranking, result: Episo
     result.chosen = ranking.top
     result.conf, result.gap = ranking.conf, ranking.gap
     result.mask = resize_mask(proposals.masks[result.chosen], ws.original_size)
-    scale_y = ws.original_size[0] / ws.image.height
-    scale_x = ws.original_size[1] / ws.image.width
     for i in ranking.order[:3]:
         result.candidate_masks.append(resize_mask(proposals.masks[int(i)], ws.original_size))
-        box = proposals.boxes[int(i)] * np.array([scale_x, scale_y, scale_x, scale_y])
+        box = map_box(proposals.boxes[int(i)], ws.working_frame, ws.original_frame)
         result.candidates.append(
             {
                 "index": int(i),
                 "prob": round(float(ranking.probs[i]), 6),
                 "score": round(float(ranking.scores[i]), 6),
                 "box_xyxy": [round(float(v), 1) for v in box],
+                "origin": str(proposals.origins[int(i)]),
             }
         )

@@ -45,14 +45,15 @@ class SubmittedRanking(Ranking):
     chosen: int = -1
 
     @classmethod
-    def of(cls, base: Ranking, chosen: int) -> SubmittedRanking:
+    def of(cls, base: Ranking, chosen: int, by: str = SUBMIT) -> SubmittedRanking:
+        """``base`` with candidate ``chosen`` on top; ``by`` names who chose (the source prefix)."""
         out = cls(
             base.scores,
             base.probs,
             base.query,
             base.temperature,
             base.proposals_digest,
-            source=f"{SUBMIT}:{base.source}",
+            source=f"{by}:{base.source}",
         )
         out.chosen = chosen
         return out

@@ -6,8 +6,9 @@ line (a run killed mid-write) or any unparseable line is skipped and counted, an
 this viewer does not know are shown with their fields instead of being dropped.
 
 VLM calls are logged by the client hook before the event that caused them, so pending
-``vlm_call`` events are attached to the next ``turn`` (the agent's own calls) or the next
-``tool_call`` (a VLM-backed tool such as the VLM refiner).
+``vlm_call`` events are attached to the next ``turn`` (the agent's own calls), the next
+``ground`` (the ground controller's question) or the next ``tool_call`` (a VLM-backed tool
+such as the VLM refiner).
 """
 
 from __future__ import annotations
@@ -179,7 +180,39 @@ def _other_label(ev: dict[str, Any]) -> str:
         return f"refine stalled: query unchanged ({rest.get('query')!r})"
     if name == "agent_tools":
         return f"tools offered: {', '.join(rest.get('tools') or [])}"
+    if name == "prompt":
+        return _prompt_label(rest)
+    if name == "ground_choice":
+        verdict = "confirmed: chosen" if rest.get("confirmed") else "not confirmed: ranker's choice kept"
+        return (
+            f"ground choice: drawn #{rest.get('drawn')} agreement {_num(rest.get('agreement'))} "
+            f"{verdict} (ranker top #{rest.get('ranker_top')})"
+        )
     return f"{name} {_compact(rest)}"
+
+
+def _size(value: Any) -> str:
+    return "x".join(str(v) for v in value) if isinstance(value, list) else "?"
+
+
+def _prompt_label(ev: dict[str, Any]) -> str:
+    """A drawn prompt with its box and points in both frames."""
+    view = f"VLM view {_size(ev.get('view_size'))} {ev.get('units')}"
+    image = f"image {_size(ev.get('image_size'))}"
+    parts = []
+    if "box_view" in ev:
+        parts.append(f"box {ev['box_view']} ({view}) = {ev.get('box_image')} ({image})")
+    if "points_view" in ev:
+        points = f"points {ev['points_view']} labels {ev.get('labels')}"
+        parts.append(f"{points} ({view}) = {ev.get('points_image')} ({image})")
+    return f"prompt {ev.get('tool')}: {'; '.join(parts)} -> candidate(s) {ev.get('added')}"
+
+
+def _ground_label(ev: dict[str, Any]) -> str:
+    if ev.get("error"):
+        return f"ground: VLM asked for the box: {ev['error']}"
+    found = "found" if ev.get("found") else "found nothing"
+    return f"ground: VLM asked for the box ({found}): {_compact(ev.get('answer', ''), 120)}"
 
 
 def _costs_nodes(costs: dict[str, Any]) -> list[_Node]:
@@ -214,8 +247,11 @@ def _end_node(ev: dict[str, Any]) -> _Node:
     if queries:
         node.children.append(_Node("queries: " + " -> ".join(repr(q) for q in queries)))
     for cand in ev.get("candidates") or []:
+        origin = f" from {cand['origin']}" if cand.get("origin") else ""
         node.children.append(
-            _Node(f"candidate #{cand.get('index')} prob {cand.get('prob')} box {cand.get('box_xyxy')}")
+            _Node(
+                f"candidate #{cand.get('index')} prob {cand.get('prob')} box {cand.get('box_xyxy')}{origin}"
+            )
         )
     for note in ev.get("notes") or []:
         node.children.append(_Node(f"note: {note}"))
@@ -253,8 +289,9 @@ def episode_tree(ep: EpisodeTrace) -> _Node:
             pending.clear()
             root.children.append(level)
             continue
-        if name == "tool_call":
-            node = _Node(_tool_label(ev), [_Node(_vlm_label(v)) for v in pending])
+        if name in ("tool_call", "ground"):
+            label = _tool_label(ev) if name == "tool_call" else _ground_label(ev)
+            node = _Node(label, [_Node(_vlm_label(v)) for v in pending])
             pending.clear()
             level.children.append(node)
             continue

@@ -25,6 +25,7 @@ TOOLSETS: Mapping[str, tuple[str, str]] = {
     "offline": ("region_propose", "attribute_rank"),
 }
 CLIP_MODES = ("crop", "blur", "grey", "outline")
+VLM_CONTROLLERS = ("agent", "ground")  # controllers that call the VLM themselves
 Refiner = Literal["rules", "vlm"]
 
 
@@ -172,15 +173,15 @@ class EpisodeOptions:
     @property
     def needs_vlm(self) -> bool:
         """The controller or the refiner calls the VLM."""
-        return self.episode.controller == "agent" or (
+        return self.episode.controller in VLM_CONTROLLERS or (
             self.episode.controller == "loop" and self.refiner == "vlm"
         )
 
     @property
     def vlm_flag(self) -> str:
         """The option that asked for a VLM, as the user wrote it (for error messages)."""
-        if self.episode.controller == "agent":
-            return "--controller agent"
+        if self.episode.controller in VLM_CONTROLLERS:
+            return f"--controller {self.episode.controller}"
         return "--refiner vlm"
 
 

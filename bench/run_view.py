@@ -32,8 +32,8 @@ class RunView:
         lab = self.label
         if lab.get("controller") == "oneshot":
             return "oneshot"
-        if lab.get("controller") == "agent":
-            return "agent"
+        if lab.get("controller") in ("agent", "ground"):
+            return str(lab.get("controller"))  # neither uses the refiner's rounds
         return f"{lab.get('controller')}({lab.get('refiner')}) x{lab.get('max_iter')}"
 
 

@@ -3,7 +3,9 @@
 Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
 
 - ``main``: ``oneshot``; ``loop_iter1``, ``loop_iter2``, ``loop_iter3`` (the loop refines with
-  the VLM when one is configured, else with the rules refiner; the report says which).
+  the VLM when one is configured, else with the rules refiner; the report says which); with
+  the VLM also ``ground`` (when unsure, the VLM gives the object's box and the proposer's
+  prompt tool draws it).
 - ``ablation``: ``loop_novlm``: the loop with the rules refiner (no VLM), at the largest
   max_iter. Without a VLM it equals ``loop_iter3``; the report says so.
 - ``reliability``: ``oneshot`` and ``loop_iter3`` on clean images plus ``*_noise10``,
@@ -75,6 +77,8 @@ def plan_suite(
         add(SubRun("oneshot", "main", "oneshot", 0, refiner))
         for k in sorted(set(max_iters)):
             add(SubRun(f"loop_iter{k}", "main", "loop", k, refiner))
+        if refiner == "vlm":  # grounding needs the VLM that the vlm refiner has
+            add(SubRun("ground", "main", "ground", 1, refiner))
     if "ablation" in experiments:
         add(SubRun("loop_novlm", "ablation", "loop", top, "rules"))
     if "reliability" in experiments:

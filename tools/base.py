@@ -3,7 +3,11 @@
 A tool is a small object with a ``name``, a ``description``, a pydantic ``Params`` model
 (its JSON schema is what a VLM sees; it is never written by hand), an ``Output`` type that
 round-trips through the cache, a ``version`` (bump it when outputs change), a ``role``
-(``propose``, ``rank``, ``refine`` or ``other``) and ``async __call__(workspace, params)``.
+(``propose``, ``rank``, ``refine``, ``prompt`` or ``other``) and
+``async __call__(workspace, params)``. A proposer that can draw a mask from a box or points
+names its prompt tool in ``prompt_tool``; a tool that works on another tool's state (the
+SAM prompt tool reuses ``sam_propose``'s image embeddings) lists it in ``needs`` and gets the
+instances through :meth:`Tool.use_tools`.
 
 A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
 them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
@@ -30,10 +34,11 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tools.coords import Frame, View
 from tools.errors import ConfigError, ToolError
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
-Role = Literal["propose", "rank", "refine", "other"]
+Role = Literal["propose", "rank", "refine", "prompt", "other"]
 WeightsMode = Literal["pretrained", "random"]
 T = TypeVar("T")
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -91,7 +96,8 @@ class Workspace:
     of the input, which final masks are mapped back to. Read the fields freely; change
     them only through the methods below, which keep them consistent (a ranking always
     indexes the current proposals, ``history`` lists every query in use, ``best_ranking``
-    is the most confident ranking of the current proposals).
+    is the most confident ranking of the current proposals). ``view`` is the picture a VLM
+    was shown, when a controller showed one: prompt tools read coordinates in it.
     """
 
     image: Image
@@ -102,6 +108,7 @@ class Workspace:
     ranking: Ranking | None = None
     best_ranking: Ranking | None = None
     history: list[str] = field(default_factory=list)
+    view: View | None = None
 
     def __post_init__(self) -> None:
         if not self.query:
@@ -129,6 +136,39 @@ class Workspace:
             self.clear_rankings()
         self.proposals = proposals
         return changed
+
+    def add_proposals(self, extra: Proposals) -> bool:
+        """Append ``extra`` to the candidates (masks already among them are not added twice);
+        returns whether any was new.
+
+        New candidates drop the rankings: their probabilities were spread over the old
+        candidates only, so neither the current nor the best ranking describes the new set.
+        """
+        current = self.require_proposals()
+        merged = current.append(extra)
+        if merged is current:
+            return False
+        self.clear_rankings()
+        self.proposals = merged
+        return True
+
+    @property
+    def working_frame(self) -> Frame:
+        """The frame of ``image`` (masks and proposal boxes are in its pixels)."""
+        return Frame.from_hw(self.image.size, "working")
+
+    @property
+    def original_frame(self) -> Frame:
+        """The frame of the input image (final masks are mapped back to it)."""
+        return Frame.from_hw(self.original_size, "original")
+
+    def shown_view(self) -> View:
+        """The picture the VLM was shown, or the working image in pixels when none was shown."""
+        return self.view if self.view is not None else View(self.working_frame)
+
+    def set_view(self, view: View) -> None:
+        """Record the picture a controller shows the VLM (prompt coordinates refer to it)."""
+        self.view = view
 
     def set_ranking(self, ranking: Ranking) -> None:
         """Make ``ranking`` the current one; it is the best too when it is the most confident."""
@@ -195,6 +235,10 @@ class Tool(ABC):
     Params: ClassVar[type[BaseModel]] = StrictParams
     Output: ClassVar[type[Any]]
     cacheable: ClassVar[bool] = True
+    # A proposer's prompt tool (a box or points -> a mask), offered to the VLM with it.
+    prompt_tool: ClassVar[str | None] = None
+    # Tools whose instances this one uses (handed over by the registry, see use_tools).
+    needs: ClassVar[tuple[str, ...]] = ()
     # The tool's settings (a StrictParams model, defaults in it), read from
     # ``ToolSettings.options[name]`` (the CLI's ``--tool-option NAME.KEY=VALUE``).
     Options: ClassVar[type[BaseModel] | None] = None
@@ -219,6 +263,10 @@ class Tool(ABC):
             ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
         """
         return parse_tool_options(self.name, model, self.settings.options.get(self.name))
+
+    def use_tools(self, tools: dict[str, Tool]) -> None:  # noqa: B027 - optional hook
+        """Receive the instances named in ``needs`` (the registry calls this once, after
+        building the tool)."""
 
     def fingerprint(self) -> str:
         """Identity of the weights behind this tool (part of every cache key)."""

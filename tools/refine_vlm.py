@@ -13,7 +13,6 @@ attribute. Transport failures (``VLMError``) propagate; the controller falls bac
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from tools.base import ChatClient, Workspace
 from tools.errors import ToolError
+from tools.json_reply import json_values, reply_body
 from tools.render import image_data_url, outline_candidates, palette_colour
 from tools.types import Refinement
 
@@ -90,8 +90,6 @@ def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 
 
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
-_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _PREFIX = re.compile(r"^(?:new\s+|refined\s+|better\s+)?(?:query|expression)\s*[:=-]\s*", re.IGNORECASE)
 
 
@@ -101,14 +99,8 @@ def parse_refinement(text: str) -> tuple[str, str]:
     Raises:
         ToolError: the reply holds no usable query.
     """
-    text = (text or "").strip()
-    fenced = _FENCE.search(text)
-    body = fenced.group(1).strip() if fenced else text
-    for candidate in (body, *(m.group(0) for m in [_OBJECT.search(body)] if m)):
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
+    body = reply_body(text)
+    for value in json_values(body):
         if isinstance(value, dict):
             query = value.get("query")
             if isinstance(query, str) and query.strip():

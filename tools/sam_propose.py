@@ -151,6 +151,7 @@ class SamPropose(Tool):
     role = "propose"
     Params = SamProposeParams
     Output = Proposals
+    prompt_tool = "sam_prompt"
 
     def __init__(
         self,
@@ -216,6 +217,13 @@ class SamPropose(Tool):
     def load(self) -> None:
         """Build the model now (fail fast on a missing or corrupt checkpoint)."""
         _ = self.model
+
+    def embedding(self, image: Image) -> _Embedding:
+        """The image embedding (``features``, ``input_size``, ``original_size``), computed once
+        per image while it stays cached and counted in ``encodes``; what ``sam_prompt`` decodes
+        its prompts on."""
+        with self._lock, torch.inference_mode():
+            return self._embedding(image)
 
     def _embedding(self, image: Image) -> _Embedding:
         cached = self._embeddings.get(image.digest)

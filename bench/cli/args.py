@@ -30,6 +30,7 @@ from bench.options import (
 )
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
+from tools.coords import UNITS
 
 
 def default(cls: type, name: str) -> Any:
@@ -132,8 +133,17 @@ CONTROLLER_FLAGS = _flags(
             "help": "agent: propose and rank before the first VLM turn (a sure ranking needs no VLM)",
         },
     ),
-    ("--budget-tokens", "budget_tokens", {"type": int, "help": "agent: tokens per episode"}),
-    ("--budget-usd", "budget_usd", {"type": float, "help": "agent: USD per episode"}),
+    ("--budget-tokens", "budget_tokens", {"type": int, "help": "agent, ground: VLM tokens per episode"}),
+    ("--budget-usd", "budget_usd", {"type": float, "help": "agent, ground: VLM USD per episode"}),
+    (
+        "--vlm-coords",
+        "vlm_coords",
+        {
+            "choices": list(UNITS),
+            "help": "agent, ground: how the VLM gives boxes and points: pixels of the image it was "
+            "shown (Qwen2.5-VL) or norm1000, 0-1000 normalised (Qwen2-VL and others)",
+        },
+    ),
 )
 VLM_FLAGS = _flags(
     ("--vlm-base-url", "base_url", {"help": "endpoint (default: SiliconFlow); a local server needs no key"}),

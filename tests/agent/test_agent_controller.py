@@ -60,7 +60,8 @@ def test_propose_rank_submit_chooses_the_submitted_candidate(tmp_path: Path) -> 
     assert 0.0 < result.conf < 0.5
     first = srv.requests[0].json
     offered = {t["function"]["name"] for t in first["tools"]}
-    assert offered == {PROPOSER, RANKER, "refine_query", "submit"}  # not sam_propose / clip_rank
+    # The proposer's prompt twin joins them; not sam_propose / sam_prompt / clip_rank.
+    assert offered == {PROPOSER, RANKER, "refine_query", "region_prompt", "submit"}
     assert len(srv.requests[0].image_urls()) == 1
     assert json.loads(tool_messages(srv.requests[1])[0]["content"])["n_proposals"] > 0
     ranked = json.loads(tool_messages(srv.requests[2])[-1]["content"])

@@ -132,14 +132,15 @@ def test_unknown_tool_fails_at_session_start() -> None:
 def test_bad_config_values_are_rejected() -> None:
     # The controller name is checked against the one registry when the session is built,
     # before any example runs.
-    with pytest.raises(ConfigError, match="unknown controller 'magic'; choose one of oneshot, loop, agent"):
+    known = "oneshot, loop, ground, agent"
+    with pytest.raises(ConfigError, match=f"unknown controller 'magic'; choose one of {known}"):
         Session(make_registry(), EpisodeConfig(controller="magic", **CFG))
     with pytest.raises(ConfigError, match="tau-conf"):
         EpisodeConfig(tau_conf=1.5)
 
 
 def test_controllers_registry_names_every_controller() -> None:
-    assert list(CONTROLLERS) == ["oneshot", "loop", "agent"]
+    assert list(CONTROLLERS) == ["oneshot", "loop", "ground", "agent"]
     assert get_controller("loop") is CONTROLLERS["loop"]
 
 

@@ -20,6 +20,7 @@ def test_plan_covers_the_original_table() -> None:
         "loop_iter1",
         "loop_iter2",
         "loop_iter3",
+        "ground",
         "loop_novlm",
         "oneshot_noise10",
         "loop_iter3_noise10",
@@ -29,6 +30,9 @@ def test_plan_covers_the_original_table() -> None:
     by = {s.name: s for s in plan}
     assert by["loop_novlm"].refiner == "rules" and by["loop_iter2"].refiner == "vlm"
     assert by["loop_iter3_blur9"].perturb == "blur9" and by["loop_iter3_blur9"].max_iter == 3
+    assert by["ground"].controller == "ground" and by["ground"].refiner == "vlm"
+    no_vlm = [s.name for s in plan_suite(["main"], [1], [], "rules")]
+    assert no_vlm == ["oneshot", "loop_iter1"]  # grounding needs a VLM
     only_rel = [s.name for s in plan_suite(["reliability"], [1, 2], ["blur5"], "rules")]
     assert only_rel == ["oneshot", "loop_iter2", "oneshot_blur5", "loop_iter2_blur5"]  # clean ones included
     with pytest.raises(ConfigError, match="unknown experiment"):
@@ -142,7 +146,8 @@ def test_suite_with_a_vlm_refines_with_it_and_ablates_without(tmp_path: Path) ->
     summary = json.loads((out / "summary.json").read_text())
     assert summary["notes"][0].startswith("refiner: vlm")
     runs = summary["runs"]
-    assert list(runs) == ["oneshot", "loop_iter1", "loop_novlm"]
+    assert list(runs) == ["oneshot", "loop_iter1", "ground", "loop_novlm"]
+    assert runs["ground"]["costs"]["tools"]["vlm"]["calls"] > 0  # it asked the VLM for a box
     assert runs["loop_iter1"]["label"]["refiner"] == "vlm"
     assert runs["loop_novlm"]["label"]["refiner"] == "rules"
     vlm_refines = runs["loop_iter1"]["costs"]["tools"]["refine_query"]

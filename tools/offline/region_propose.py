@@ -285,6 +285,7 @@ class RegionPropose(Tool):
     role = "propose"
     Params = RegionParams
     Output = Proposals
+    prompt_tool = "region_prompt"
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
