@@ -172,7 +172,10 @@ class RayEngine:
         views: list[dict[str, Any]] = []
 
         async def describe(slot: _Slot) -> None:
-            views.append(await self._call(slot.actor.describe.remote(base)))
+            try:
+                views.append(await self._call(slot.actor.describe.remote(base)))
+            except self._ray.exceptions.RayActorError as exc:
+                raise RefsegError(f"a Ray worker died while building its tools: {one_line(exc)}") from None
 
         async with anyio.create_task_group() as tg:
             for slot in self._slots:

@@ -5,15 +5,18 @@ One local cluster and one 2-worker engine serve the session (``ray_pool`` in tes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
 import pytest
 from helpers_ray import RAY2, last_invocation, run_on, trace_events
-from helpers_runner import id_counts, synthetic
+from helpers_runner import id_counts, sample_lines, synthetic
 
 from agent.episode import EpisodeConfig
 from bench.data import load_dataset_spec
@@ -90,6 +93,23 @@ def test_a_killed_worker_s_groups_are_redone_elsewhere_none_lost_or_twice(
     assert events == trace_events(tmp_path / "local")  # the dead worker's partial traces never came
     inv = last_invocation(tmp_path / "ray")
     assert inv["worker_deaths"] == 1 and inv["groups_redone"] >= 1 and inv["workers"] == 2
+
+
+def test_an_image_that_kills_every_worker_is_recorded_failed_and_the_run_goes_on(
+    tmp_path: Path, ray_pool: RayEngine
+) -> None:
+    examples = synthetic(2)
+    poison = examples[0].image_id  # decoding this image ends the worker's process, every time
+    deadly = SimpleNamespace(load=functools.partial(os._exit, 3))
+    examples = [replace(ex, image_ref=deadly) if ex.image_id == poison else ex for ex in examples]
+    run_on(tmp_path / "ray", examples, engine=ray_pool)
+    records = {r["example_id"]: r for r in sample_lines(tmp_path / "ray")}
+    assert len(records) == len(examples) and set(id_counts(tmp_path / "ray").values()) == {1}
+    died = [r for r in records.values() if r["image_id"] == poison]
+    assert died and all(r["failed"] and "died 3 times" in r["error"] and r["gt_area"] > 0 for r in died)
+    assert not any(r["failed"] for r in records.values() if r["image_id"] != poison)
+    inv = last_invocation(tmp_path / "ray")
+    assert inv["worker_deaths"] == 3 and inv["groups_redone"] == 2
 
 
 def test_a_worker_without_its_checkpoint_stops_the_run_with_the_local_error(

@@ -81,6 +81,17 @@ def test_workers_and_their_resources_follow_the_cluster() -> None:
     assert split(5, 2) == [3, 2] and split(4, 4) == [1, 1, 1, 1] and split(1, 2) == [1, 0]
 
 
+@pytest.mark.usefixtures("ray_cluster")
+def test_bench_run_on_ray_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = ["bench", "run", "--dataset", "synthetic", "--toolset", "offline", "--n", "1", "--out", str(out),
+            "--quiet", "--bootstrap", "0", "--no-cache", "--engine", "ray", "--workers", "2"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and (summary["timing"]["engine"], summary["timing"]["workers"]) == ("ray", 2)
+    assert f"ran {len(synthetic(1))} example(s)" in capsys.readouterr().out
+
+
 def _peak_in_flight(times: list[float], seconds: float) -> int:
     """Most requests that arrived within ``seconds`` of one another: a bound on those in flight
     at once when each takes at least ``seconds`` (a slot cannot start two in that window)."""
