@@ -191,25 +191,29 @@ def _progress(total: int, initial: int, quiet: bool) -> Any:
     )
 
 
-async def _write_records(engine: Engine, job: EngineJob, writer: SampleWriter, bar: Any) -> _Written:
+async def _write_records(
+    engine: Engine, job: EngineJob, writer: SampleWriter, bar: Any
+) -> tuple[dict[str, int], EngineStats | None]:
     """Run ``job`` on ``engine``; its records become ``samples.jsonl`` lines here, written by
     one task in the order the examples finish, whichever engine produced them."""
     send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=job.concurrency * 2)
-    written = _Written()
+    counters = {"written": 0, "failed": 0}
+    stats: EngineStats | None = None
 
     async def write_loop() -> None:
         async with receive:
             async for rec in receive:
                 await anyio.to_thread.run_sync(writer.write, rec)  # fsync off the event loop
-                written.written += 1
-                written.failed += int(rec["failed"])
+                counters["written"] += 1
+                counters["failed"] += int(rec["failed"])
                 bar.update(1)
-                if written.failed:
-                    bar.set_postfix(failed=written.failed, refresh=False)
+                if counters["failed"]:
+                    bar.set_postfix(failed=counters["failed"], refresh=False)
 
     async def produce() -> None:
-        async with send:
-            written.stats = await engine.run(job, send)
+        nonlocal stats
+        async with send:  # closed when the engine is done: the writer drains and stops
+            stats = await engine.run(job, send)
 
     try:
         async with anyio.create_task_group() as outer:
@@ -217,14 +221,7 @@ async def _write_records(engine: Engine, job: EngineJob, writer: SampleWriter, b
             outer.start_soon(produce)
     except BaseExceptionGroup as group_exc:
         raise first_error(group_exc) from None
-    return written
-
-
-@dataclass
-class _Written:
-    written: int = 0
-    failed: int = 0
-    stats: EngineStats | None = None
+    return counters, stats
 
 
 async def _run_locked(
@@ -244,7 +241,7 @@ async def _run_locked(
     bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
     t0 = time.perf_counter()
     try:
-        done = await _write_records(engine, job, writer, bar)
+        counters, stats = await _write_records(engine, job, writer, bar)
     finally:
         bar.close()
         tracer.close()
@@ -252,26 +249,25 @@ async def _run_locked(
         if aclose is not None:  # the SDK's connection pool belongs to this event loop
             with anyio.CancelScope(shield=True):
                 await aclose()
-    stats = done.stats or EngineStats(engine.name, workers=0)
     append_invocation(
         out,
         {
             "run_id": run_id,
             "started": started,
             "wall_s": round(time.perf_counter() - t0, 4),
-            "examples_run": done.written,
+            "examples_run": counters["written"],
             "concurrency": opts.concurrency,
             "skipped": plan.skipped,
             "proposer": rt.config.proposer,
-            **stats.invocation_fields(),
+            **(stats or EngineStats(engine.name, workers=0)).invocation_fields(),
         },
     )
     summary = write_outputs(out, examples, bootstrap=opts.bootstrap)
     return BenchResult(
         out,
         summary,
-        ran=done.written,
+        ran=counters["written"],
         skipped=plan.skipped,
-        failed_now=done.failed,
+        failed_now=counters["failed"],
         notes=plan.notes,
     )
