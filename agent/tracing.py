@@ -12,7 +12,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
@@ -101,18 +102,65 @@ class _NullWriter:
     log = debug = info = warning = error = msg
 
 
-class Tracer:
-    """Writes trace events for one run to ``path`` (JSON lines), or nowhere when ``None``."""
+# The list the running example's trace lines go to (see collect_lines).
+_COLLECTED: ContextVar[list[str] | None] = ContextVar("refseg_trace_lines", default=None)
 
-    def __init__(self, path: str | Path | None = None, run_id: str = "run"):
+
+class CollectingSink:
+    """A :class:`Tracer` sink that keeps the rendered lines in memory instead of a file.
+
+    Each line goes to the list of the :func:`collect_lines` block it was written in (so
+    concurrent examples keep their lines apart); a line written outside any block waits in
+    :meth:`take_loose`. A Ray worker returns an example's lines with its record and the
+    driver appends them to ``trace.jsonl``, so that file has one writer.
+    """
+
+    def __init__(self) -> None:
+        self._loose: list[str] = []
+
+    def msg(self, message: str) -> None:
+        target = _COLLECTED.get()
+        (self._loose if target is None else target).append(message)
+
+    log = debug = info = warning = error = msg
+
+    def take_loose(self) -> list[str]:
+        """The lines written outside any :func:`collect_lines` block so far (then forgotten)."""
+        lines, self._loose = self._loose, []
+        return lines
+
+
+@contextmanager
+def collect_lines() -> Iterator[list[str]]:
+    """Within this block (and tasks started from it) a :class:`CollectingSink` appends the
+    current context's trace lines to the yielded list."""
+    lines: list[str] = []
+    token = _COLLECTED.set(lines)
+    try:
+        yield lines
+    finally:
+        _COLLECTED.reset(token)
+
+
+class Tracer:
+    """Writes trace events for one run to ``path`` (JSON lines), to ``sink``, or nowhere.
+
+    Args:
+        path: the trace file (appended to).
+        run_id: carried by every event.
+        sink: where rendered lines go instead of a file (e.g. a :class:`CollectingSink`).
+    """
+
+    def __init__(self, path: str | Path | None = None, run_id: str = "run", *, sink: Any | None = None):
         self.path = Path(path) if path is not None else None
         self.run_id = run_id
         self._fh: IO[str] | None = None
-        writer: Any = _NullWriter()
+        writer: Any = sink if sink is not None else _NullWriter()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("a", encoding="utf-8")
             writer = _LockedWriter(self._fh)
+        self._writer = writer
         self._root = structlog.wrap_logger(
             writer,
             processors=[_add_time, _redact_processor, structlog.processors.JSONRenderer()],
@@ -125,6 +173,11 @@ class Tracer:
 
     def event(self, event: str, **fields: Any) -> None:
         self._root.info(event, **fields)
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Append lines rendered elsewhere (a Ray worker's), redacted again on the way."""
+        for line in lines:
+            self._writer.msg(redact_text(line))
 
     def close(self) -> None:
         if self._fh is not None:

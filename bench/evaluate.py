@@ -55,6 +55,19 @@ def base_record(index: int, ex: Example) -> dict[str, Any]:
     }
 
 
+def failed_record(index: int, ex: Example, error: str | None = None) -> dict[str, Any]:
+    """:func:`base_record` with the ground truth's area filled in when it can be read (a miss
+    still counts the ground truth in cIoU), and ``error``."""
+    rec = base_record(index, ex)
+    try:  # the area from the RLE runs
+        rec["gt_area"] = rec["union"] = ex.gt_area()
+        rec["bucket"] = size_bucket(rec["gt_area"])
+    except Exception:  # a corrupt mask: evaluating the example records why
+        pass
+    rec["error"] = error
+    return rec
+
+
 def _checked(ex: Example, image: Image | str) -> tuple[Image, np.ndarray]:
     """The image and its ground-truth mask, or raise: a broken example (mask, image, sentence)."""
     if ex.error is not None:
@@ -73,12 +86,7 @@ def _checked(ex: Example, image: Image | str) -> tuple[Image, np.ndarray]:
 async def evaluate_example(session: Session, index: int, ex: Example, image: Image | str) -> dict[str, Any]:
     """Run one example; per-example problems become a failed record, run-level ones raise."""
     start = time.perf_counter()
-    rec = base_record(index, ex)
-    try:  # the area from the RLE runs: a miss still counts the ground truth in cIoU
-        rec["gt_area"] = rec["union"] = ex.gt_area()
-        rec["bucket"] = size_bucket(rec["gt_area"])
-    except Exception:  # a corrupt mask: the check below records why
-        pass
+    rec = failed_record(index, ex)
     try:
         checked, gt = _checked(ex, image)
     except Exception as exc:  # broken example: record, go on

@@ -8,14 +8,14 @@ Images and masks stay encoded until an example asks for them. A problem with one
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from bench.rle import decode_rle, rle_area
-from tools.errors import ConfigError, DatasetError, InputError
-from tools.images import clean_expression
+from tools.errors import ConfigError, DatasetError, InputError, RefsegError
+from tools.images import clean_expression, decode_image
 from tools.types import Image
 
 PER_IMAGE = ("all", "first")
@@ -95,6 +95,46 @@ class Example:
         if isinstance(self.mask_ref, np.ndarray):
             return int(np.count_nonzero(self.mask_ref))
         return rle_area(self.mask_ref)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedImage:
+    """An image as its encoded file bytes: no handle on a data set table, so it pickles small
+    and decodes on any machine (what a Ray worker receives)."""
+
+    data: bytes
+    name: str
+
+    def load(self) -> Image:
+        return decode_image(self.data, name=self.name)
+
+
+@dataclass(frozen=True, eq=False)
+class UnreadableImage:
+    """An image whose bytes could not be read: loading raises the error the reader gave."""
+
+    error: str
+
+    def load(self) -> Image:
+        raise InputError(self.error)
+
+
+def self_contained(ex: Example) -> Example:
+    """``ex`` with its image as bytes (or pixels) instead of a reference into a data set table.
+
+    An image that cannot be read becomes an :class:`UnreadableImage` carrying the error text
+    the local engine would record, so either engine records the same failure.
+    """
+    raw = getattr(ex.image_ref, "raw", None)
+    if raw is None:  # pixels in memory (generated scenes), or an already encoded image
+        return ex
+    try:
+        source: ImageSource = EncodedImage(bytes(raw()), str(getattr(ex.image_ref, "name", ex.image_id)))
+    except RefsegError as exc:
+        source = UnreadableImage(str(exc))
+    except Exception as exc:  # the reader's own bug on one odd row: that row fails, not the run
+        source = UnreadableImage(f"{type(exc).__name__}: {exc}")
+    return replace(ex, image_ref=source)
 
 
 def group_by_image(examples: list[Example]) -> list[tuple[str, list[Example]]]:

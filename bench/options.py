@@ -218,16 +218,63 @@ class DataSpec:
         return load_dataset_spec(self.dataset, self.n, self.per_image, self.seed_subset, split=self.split)
 
 
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which engine runs the episodes; none of these change per-example results.
+
+    Attributes:
+        name: ``local`` (one process, an anyio task group) or ``ray`` (a pool of Ray actors;
+            the driver still writes the run folder alone).
+        ray_address: a running Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``);
+            ``None`` starts a local cluster for the run and shuts it down afterwards.
+        workers: Ray actors (``None``: one per GPU when the cluster has GPUs and the device is
+            not cpu, else one per CPU; never more than ``--concurrency``).
+        gpus_per_worker: GPUs each actor reserves (``None``: 1 when the cluster has a GPU for
+            every worker and the device is not cpu, else 0 and the workers run on the CPU).
+        cpus_per_worker: CPUs each actor reserves (``None``: 1).
+    """
+
+    name: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
+        ray_only = {
+            "--ray-address": self.ray_address,
+            "--workers": self.workers,
+            "--gpus-per-worker": self.gpus_per_worker,
+            "--cpus-per-worker": self.cpus_per_worker,
+        }
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if self.name != "ray" and given:
+            raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise ConfigError("--gpus-per-worker must be 0 or more (fractions share a GPU)")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise ConfigError("--cpus-per-worker must be more than 0")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run goes; none of these change per-example results.
 
     Attributes:
-        concurrency: examples in flight at once.
+        concurrency: examples in flight at once (with ``--engine ray``: in the whole cluster,
+            shared among the workers, so the VLM sees at most this many calls at once).
         retry_failed: redo examples whose last record failed.
         bootstrap: resamples for the confidence intervals (0 = none).
         quiet: no progress bar.
         limit: run at most this many new examples in this invocation (then stop; resumable).
+        engine: which engine runs the episodes.
     """
 
     concurrency: int = 4
@@ -235,10 +282,17 @@ class RunOptions:
     bootstrap: int = 2000
     quiet: bool = False
     limit: int | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
+        workers = self.engine.workers
+        if workers is not None and workers > self.concurrency:
+            raise ConfigError(
+                f"--workers {workers} needs --concurrency {workers} or more: the examples in "
+                "flight are shared among the workers"
+            )
         if self.limit is not None and self.limit < 0:
             raise ConfigError("--limit must be 0 or more (the number of new examples to run now)")
         if self.bootstrap < 0:

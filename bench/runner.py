@@ -2,9 +2,11 @@
 
 Examples are grouped by image: each image is decoded (and perturbed) once, its expressions
 run concurrently, and the invoker's de-duplication of identical in-flight calls makes them
-share one propose computation. At most ``concurrency`` examples are in flight (an anyio
-``CapacityLimiter``). Each finished example becomes one line of ``RUN_DIR/samples.jsonl``,
-written by a single writer task; running the same ``RUN_DIR`` again skips what is there.
+share one propose computation. At most ``concurrency`` examples are in flight. An engine
+(:mod:`bench.engines`: ``local`` in this process, or ``ray`` on a pool of actors) runs the
+episodes; each finished example becomes one line of ``RUN_DIR/samples.jsonl``, written here by
+a single writer task whichever engine ran it; running the same ``RUN_DIR`` again skips what
+is there.
 
 Run folder::
 
@@ -30,16 +32,15 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from agent.session import Session
 from agent.tracing import Tracer
-from bench.data import Example, group_by_image
-from bench.evaluate import evaluate_example, load_example_image
+from bench.data import Example
+from bench.engines.base import Engine, EngineJob, EngineStats, first_error
+from bench.engines.choose import open_engine
 from bench.options import BenchOptions, DataSpec, RunOptions
 from bench.run_folder import append_invocation, check_config, result_config, write_outputs
 from bench.runtime import Runtime, build_runtime
 from bench.samples import TRACE, SampleWriter, WriteHook, read_samples
-from tools.errors import ConfigError, RefsegError
-from tools.types import Image
+from tools.errors import ConfigError
 
 
 @dataclass
@@ -102,8 +103,13 @@ async def run_examples(
     options: RunOptions | None = None,
     *,
     before_write: WriteHook | None = None,
+    engine: Engine | None = None,
 ) -> BenchResult:
     """Run (or resume) ``examples`` with an already built runtime (the suite shares one).
+
+    Args:
+        engine: runs the episodes (the suite shares one; ``None``: the one ``options.engine``
+            names, opened and closed for this call).
 
     Raises:
         ConfigError: ``run_dir`` holds a run with a different configuration, another
@@ -116,10 +122,15 @@ async def run_examples(
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = SampleWriter(out, before_write)  # locks the run folder: one invocation at a time
+    own = engine is None
+    chosen = open_engine(opts.engine) if engine is None else engine
     try:
-        return await _run_locked(rt, examples, out, spec, opts, writer)
+        return await _run_locked(rt, examples, out, spec, opts, writer, chosen)
     finally:
         writer.close()
+        if own:
+            with anyio.CancelScope(shield=True):
+                await chosen.aclose()
 
 
 def run_examples_sync(
@@ -147,7 +158,12 @@ def _plan(
 ) -> _Plan:
     done, torn = read_samples(out, repair=True)
     notes = [f"cut off {torn} torn or unreadable line(s) of samples.jsonl; redoing them"] if torn else []
-    run_info = {"created": started, "concurrency": opts.concurrency, "device": rt.settings.device}
+    run_info = {
+        "created": started,
+        "concurrency": opts.concurrency,
+        "device": rt.settings.device,
+        "engine": opts.engine.name,
+    }
     if check_config(out, result_config(rt, spec, examples), run_info, recorded=bool(done)):
         notes.append("no example was recorded yet: config.json now holds this configuration")
     todo = [
@@ -175,29 +191,14 @@ def _progress(total: int, initial: int, quiet: bool) -> Any:
     )
 
 
-def _leaf_errors(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaf_errors(sub)]
-    return [exc]
-
-
-def _first_error(group_exc: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
-    """The error to report for a failed task group: a RefsegError first, else the only one."""
-    leaves = _leaf_errors(group_exc)
-    first = next((e for e in leaves if isinstance(e, RefsegError)), None)
-    if first is not None:
-        return first
-    return leaves[0] if len(leaves) == 1 else group_exc
-
-
-async def _run_local(
-    session: Session, plan: _Plan, spec: DataSpec, opts: RunOptions, writer: SampleWriter, bar: Any
-) -> dict[str, int]:
-    """The local engine: images decoded in turn, their examples run concurrently."""
-    index_of = {ex.example_id: i for i, ex in plan.todo}
-    limiter = anyio.CapacityLimiter(opts.concurrency)
-    send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=opts.concurrency * 2)
-    counters = {"written": 0, "failed": 0, "images": 0}
+async def _write_records(
+    engine: Engine, job: EngineJob, writer: SampleWriter, bar: Any
+) -> tuple[dict[str, int], EngineStats | None]:
+    """Run ``job`` on ``engine``; its records become ``samples.jsonl`` lines here, written by
+    one task in the order the examples finish, whichever engine produced them."""
+    send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=job.concurrency * 2)
+    counters = {"written": 0, "failed": 0}
+    stats: EngineStats | None = None
 
     async def write_loop() -> None:
         async with receive:
@@ -209,27 +210,18 @@ async def _run_local(
                 if counters["failed"]:
                     bar.set_postfix(failed=counters["failed"], refresh=False)
 
-    async def one(ex: Example, image: Image | str, token: object) -> None:
-        try:
-            await send.send(await evaluate_example(session, index_of[ex.example_id], ex, image))
-        finally:
-            limiter.release_on_behalf_of(token)
+    async def produce() -> None:
+        nonlocal stats
+        async with send:  # closed when the engine is done: the writer drains and stops
+            stats = await engine.run(job, send)
 
     try:
         async with anyio.create_task_group() as outer:
             outer.start_soon(write_loop)
-            async with send, anyio.create_task_group() as tg:
-                for _image_id, group in group_by_image([ex for _, ex in plan.todo]):
-                    counters["images"] += 1
-                    # Decoding runs in a thread while the previous image's examples run.
-                    image = await anyio.to_thread.run_sync(load_example_image, group[0], spec.perturb)
-                    for ex in group:
-                        token = object()
-                        await limiter.acquire_on_behalf_of(token)
-                        tg.start_soon(one, ex, image, token)
+            outer.start_soon(produce)
     except BaseExceptionGroup as group_exc:
-        raise _first_error(group_exc) from None
-    return counters
+        raise first_error(group_exc) from None
+    return counters, stats
 
 
 async def _run_locked(
@@ -239,17 +231,17 @@ async def _run_locked(
     spec: DataSpec,
     opts: RunOptions,
     writer: SampleWriter,
+    engine: Engine,
 ) -> BenchResult:
     started = time.time()
-    reset_peak_cuda_memory(rt.settings.device)
     plan = _plan(rt, examples, out, spec, opts, started)
     run_id = uuid.uuid4().hex[:12]
     tracer = Tracer(out / TRACE, run_id=run_id)
-    session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=run_id)
+    job = EngineJob(rt, plan.todo, spec.perturb, run_id, tracer, opts.concurrency)
     bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
     t0 = time.perf_counter()
     try:
-        counters = await _run_local(session, plan, spec, opts, writer, bar)
+        counters, stats = await _write_records(engine, job, writer, bar)
     finally:
         bar.close()
         tracer.close()
@@ -264,12 +256,10 @@ async def _run_locked(
             "started": started,
             "wall_s": round(time.perf_counter() - t0, 4),
             "examples_run": counters["written"],
-            "images_run": counters["images"],
             "concurrency": opts.concurrency,
             "skipped": plan.skipped,
-            "computed": dict(session.invoker.computed),
             "proposer": rt.config.proposer,
-            "peak_cuda_memory_bytes": peak_cuda_memory(rt.settings.device),
+            **(stats or EngineStats(engine.name, workers=0)).invocation_fields(),
         },
     )
     summary = write_outputs(out, examples, bootstrap=opts.bootstrap)
@@ -281,27 +271,3 @@ async def _run_locked(
         failed_now=counters["failed"],
         notes=plan.notes,
     )
-
-
-def reset_peak_cuda_memory(device: str) -> None:
-    """Start this invocation's peak from zero (a suite runs several in one process)."""
-    if device.startswith("cuda"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats(device)
-        except Exception:  # no CUDA runtime: nothing to reset
-            pass
-
-
-def peak_cuda_memory(device: str) -> int | None:
-    """``torch.cuda.max_memory_allocated(device)`` on a CUDA device, else ``None``."""
-    if not device.startswith("cuda"):
-        return None
-    try:
-        import torch
-
-        return int(torch.cuda.max_memory_allocated(device)) if torch.cuda.is_available() else None
-    except Exception:  # no CUDA runtime: nothing to report
-        return None

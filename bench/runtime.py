@@ -36,7 +36,11 @@ def default_device() -> str:
 
 @dataclass
 class Runtime:
-    """What episodes run with: tool settings, episode configuration, tools, cache and VLM."""
+    """What episodes run with: tool settings, episode configuration, tools, cache and VLM.
+
+    ``options`` are the options it was built from (:func:`build_runtime`): a Ray worker
+    builds its own runtime from them, so they must describe this runtime exactly.
+    """
 
     settings: ToolSettings
     config: EpisodeConfig
@@ -44,6 +48,7 @@ class Runtime:
     cache: ToolCache | None
     vlm: Any | None = None
     notes: list[str] = field(default_factory=list)
+    options: EpisodeOptions | None = None
 
     def close(self) -> None:
         self.registry.close()
@@ -134,7 +139,7 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
         registry.spec(name)  # unknown tool names (also in --tool-option) fail now
     registry.check_options(settings.options)  # and bad option values, in one line
     cache = ToolCache(options.cache.directory) if options.cache.enabled else None
-    return Runtime(settings, config, registry, cache, vlm, notes)
+    return Runtime(settings, config, registry, cache, vlm, notes, options)
 
 
 def public_url(url: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from bench.engines.choose import open_engine
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
 from bench.report import RunView, write_report
@@ -103,7 +104,8 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
         if base.settings.options.get("refine_query", {}).get("refiner") == sub.refiner:
             cache[sub.refiner] = base
         else:
-            options = {**base.settings.options, "refine_query": {"refiner": sub.refiner}}
+            refine = {**base.settings.options.get("refine_query", {}), "refiner": sub.refiner}
+            options = {**base.settings.options, "refine_query": refine}
             settings = dataclasses.replace(
                 base.settings, options=options, vlm=base.vlm if sub.refiner == "vlm" else None
             )
@@ -116,7 +118,17 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
             )
     rt = cache[sub.refiner]
     config = dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter)
-    return dataclasses.replace(rt, config=config)
+    built_from = None if base.options is None else sub_options(base.options, sub)
+    return dataclasses.replace(rt, config=config, options=built_from)
+
+
+def sub_options(options: EpisodeOptions, sub: SubRun) -> EpisodeOptions:
+    """The options that build a sub-run's runtime on its own (what a Ray worker builds)."""
+    return dataclasses.replace(
+        options,
+        models=dataclasses.replace(options.models, refiner=sub.refiner),  # type: ignore[arg-type]
+        episode=dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter),
+    )
 
 
 @dataclass
@@ -191,13 +203,18 @@ async def _run_plan(
     start = time.perf_counter()
     runtimes: dict[str, Runtime] = {}
     views: list[RunView] = []
-    for i, sub in enumerate(plan, 1):
-        if echo is not None:
-            echo(f"[{i}/{len(plan)}] {sub.name}")
-        rt = variant(base, sub, runtimes)
-        spec = dataclasses.replace(options.data, perturb=sub.perturb)
-        result = await run_examples(rt, examples, out / sub.name, spec, options.run)
-        views.append(RunView(sub.name, out / sub.name, result.summary, np.load(out / sub.name / IOUS)))
+    engine = open_engine(options.run.engine)  # one Ray cluster and worker pool for every sub-run
+    try:
+        for i, sub in enumerate(plan, 1):
+            if echo is not None:
+                echo(f"[{i}/{len(plan)}] {sub.name}")
+            rt = variant(base, sub, runtimes)
+            spec = dataclasses.replace(options.data, perturb=sub.perturb)
+            result = await run_examples(rt, examples, out / sub.name, spec, options.run, engine=engine)
+            views.append(RunView(sub.name, out / sub.name, result.summary, np.load(out / sub.name / IOUS)))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await engine.aclose()
     wall = time.perf_counter() - start
     notes = _notes(base, options, plan, refiner_note, wall)
     report = write_report(out, views, title="refseg bench suite", notes=notes)

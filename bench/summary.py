@@ -133,6 +133,8 @@ def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "examples_per_s": round(last_ex / last_wall, 3) if last_wall > 0 else None,
         "seconds_per_image": round(last_wall / last_images, 4) if last_images else None,
         "concurrency": last.get("concurrency"),
+        "engine": last.get("engine", "local"),  # lines from before engines existed: local
+        "workers": last.get("workers", 1),
         "invocations": len(invocations),
     }
 

@@ -24,6 +24,7 @@ from bench.options import (
     BenchOptions,
     CacheOptions,
     DataSpec,
+    EngineOptions,
     EpisodeOptions,
     ModelOptions,
     RunOptions,
@@ -49,6 +50,7 @@ class OfflineRun:
         vlm: VLM endpoint fields (:class:`VLMOptions` fields); retries back off briefly.
         bootstrap: bootstrap resamples.
         concurrency: examples in flight.
+        engine: engine fields (:class:`EngineOptions` fields; empty: the local engine).
     """
 
     run_dir: Path
@@ -59,6 +61,7 @@ class OfflineRun:
     vlm: dict[str, Any] = field(default_factory=dict)
     bootstrap: int = 0
     concurrency: int = 8
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def options(self) -> BenchOptions:
         """The run as :class:`bench.options.BenchOptions`."""
@@ -72,7 +75,12 @@ class OfflineRun:
                 cache=CacheOptions(directory=self.cache_dir, enabled=self.cache_dir is not None),
             ),
             data=DataSpec(dataset=self.dataset, n=self.n),
-            run=RunOptions(concurrency=self.concurrency, bootstrap=self.bootstrap, quiet=True),
+            run=RunOptions(
+                concurrency=self.concurrency,
+                bootstrap=self.bootstrap,
+                quiet=True,
+                engine=EngineOptions(**self.engine),
+            ),
         )
 
     def to_json(self) -> str:

@@ -19,9 +19,11 @@ from agent.controllers import CONTROLLERS
 from agent.episode import EpisodeConfig
 from bench.options import (
     CLIP_MODES,
+    ENGINES,
     TOOLSETS,
     CacheOptions,
     DataSpec,
+    EngineOptions,
     EpisodeOptions,
     ModelOptions,
     RunOptions,
@@ -182,7 +184,11 @@ RUN_FLAGS = _flags(
     (
         "--concurrency",
         "concurrency",
-        {"type": int, "help": f"examples in flight (default {default(RunOptions, 'concurrency')})"},
+        {
+            "type": int,
+            "help": "examples in flight, all Ray workers together "
+            f"(default {default(RunOptions, 'concurrency')})",
+        },
     ),
     (
         "--retry-failed",
@@ -205,6 +211,34 @@ RUN_FLAGS = _flags(
         "limit",
         {"type": int, "help": "run at most this many new examples now; run again to resume"},
     ),
+)
+
+ENGINE_FLAGS = _flags(
+    (
+        "--engine",
+        "name",
+        {
+            "choices": list(ENGINES),
+            "help": "local: this process; ray: a pool of Ray actors "
+            f"(default {default(EngineOptions, 'name')})",
+        },
+    ),
+    (
+        "--ray-address",
+        "ray_address",
+        {"help": "a running Ray cluster (e.g. auto); default: start a local one for the run"},
+    ),
+    (
+        "--workers",
+        "workers",
+        {"type": int, "help": "Ray actors (default: one per GPU, else one per CPU; at most --concurrency)"},
+    ),
+    (
+        "--gpus-per-worker",
+        "gpus_per_worker",
+        {"type": float, "help": "GPUs per Ray actor (default: 1 when there is one per worker, else 0)"},
+    ),
+    ("--cpus-per-worker", "cpus_per_worker", {"type": float, "help": "CPUs per Ray actor (default 1)"}),
 )
 
 
@@ -262,13 +296,14 @@ def data_spec(ns: argparse.Namespace) -> DataSpec:
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """How the run goes (none of these change results)."""
+    """How the run goes, and which engine runs it (none of these change results)."""
     add_flags(parser, "run", RUN_FLAGS)
+    add_flags(parser, "engine", ENGINE_FLAGS)
 
 
 def run_options(ns: argparse.Namespace) -> RunOptions:
-    """The run flags as :class:`bench.options.RunOptions`."""
-    return RunOptions(**given(ns, RUN_FLAGS))
+    """The run and engine flags as :class:`bench.options.RunOptions`."""
+    return RunOptions(**given(ns, RUN_FLAGS), engine=EngineOptions(**given(ns, ENGINE_FLAGS)))
 
 
 def print_unfinished(missing: int, failed: int, failed_note: str) -> None:
