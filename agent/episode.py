@@ -53,6 +53,14 @@ class EpisodeConfig:
             ranking that passes the guard ends the episode without any VLM call, and the
             VLM starts from the ranked candidates otherwise.
         budget_tokens, budget_usd: per-episode VLM budget in ``agent``.
+        max_tool_calls: most tool calls the VLM may have run in one ``agent`` episode (the
+            agent needs about ten: propose, a few ranks and refinements, submit); later ones
+            are answered with an error. ``submit`` is always run.
+        max_calls_per_reply: most tool calls run from one VLM reply; the rest are answered
+            with an error.
+        episode_timeout_s: wall-clock seconds an episode may take (``None``: no limit); past
+            it, the episode falls back to the best candidate so far (stop reason
+            ``fallback``, with a note).
     """
 
     controller: str = "loop"
@@ -69,6 +77,9 @@ class EpisodeConfig:
     agent_warm_start: bool = True
     budget_tokens: int = 60_000
     budget_usd: float = 0.05
+    max_tool_calls: int = 24
+    max_calls_per_reply: int = 6
+    episode_timeout_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.max_iter < 0:
@@ -81,6 +92,10 @@ class EpisodeConfig:
             raise ConfigError("--pick must be 'best' or 'last'")
         if self.max_turns < 1:
             raise ConfigError("--max-turns must be >= 1")
+        if self.max_tool_calls < 1 or self.max_calls_per_reply < 1:
+            raise ConfigError("--max-tool-calls and --max-calls-per-reply must be >= 1")
+        if self.episode_timeout_s is not None and not self.episode_timeout_s > 0:
+            raise ConfigError(f"--episode-timeout must be > 0 seconds, got {self.episode_timeout_s}")
 
     def passes_guard(self, conf: float, gap: float) -> bool:
         """The ranking is sure enough to stop."""

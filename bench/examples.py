@@ -97,6 +97,18 @@ class Example:
         return rle_area(self.mask_ref)
 
 
+class ExampleSet(list[Example]):
+    """Examples, and what the loader could not turn into examples (never dropped silently).
+
+    ``dropped`` counts by kind, e.g. ``{"rows_without_samples": 2,
+    "samples_without_sentences": 1}``; the runner reports it and ``summary.json`` counts it.
+    """
+
+    def __init__(self, examples: Any = (), dropped: Mapping[str, int] | None = None):
+        super().__init__(examples)
+        self.dropped: dict[str, int] = dict(dropped or {})
+
+
 def group_by_image(examples: list[Example]) -> list[tuple[str, list[Example]]]:
     """Examples grouped by ``image_id``, groups in order of first appearance."""
     groups: dict[str, list[Example]] = {}

@@ -10,7 +10,8 @@ Run folder::
 
     config.json        what defines the results (checked on resume)
     samples.jsonl      one JSON line per example (last line per example_id wins)
-    invocations.jsonl  one line per invocation: wall time, examples run, propose computations
+    invocations.jsonl  a start line and an end line per invocation: wall time, examples run,
+                       propose computations, cache health (a start alone: it was killed)
     summary.json       metrics, counts, costs, timing (rewritten at the end of each invocation)
     ious.npy           per-example IoU in example order (failed examples count 0)
     trace.jsonl        tool-call trace events
@@ -35,9 +36,16 @@ from agent.tracing import Tracer
 from bench.data import Example, group_by_image
 from bench.evaluate import evaluate_example, load_example_image
 from bench.options import BenchOptions, DataSpec, RunOptions
-from bench.run_folder import append_invocation, check_config, result_config, write_outputs
+from bench.run_folder import (
+    append_invocation,
+    check_config,
+    config_digest,
+    result_config,
+    start_invocation,
+    write_outputs,
+)
 from bench.runtime import Runtime, build_runtime
-from bench.samples import TRACE, SampleWriter, WriteHook, read_samples
+from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
 from tools.errors import ConfigError, RefsegError
 from tools.types import Image
 
@@ -140,15 +148,19 @@ class _Plan:
     todo: list[tuple[int, Example]]
     skipped: int
     notes: list[str]
+    digest: str = ""
 
 
 def _plan(
     rt: Runtime, examples: Sequence[Example], out: Path, spec: DataSpec, opts: RunOptions, started: float
 ) -> _Plan:
-    done, torn = read_samples(out, repair=True)
-    notes = [f"cut off {torn} torn or unreadable line(s) of samples.jsonl; redoing them"] if torn else []
+    scan = scan_samples(out, repair=True)
+    done = scan.records
+    notes = scan.notes() + dropped_notes(examples)
     run_info = {"created": started, "concurrency": opts.concurrency, "device": rt.settings.device}
-    if check_config(out, result_config(rt, spec, examples), run_info, recorded=bool(done)):
+    results = result_config(rt, spec, examples)
+    digests = [rec.get("config_digest") for rec in done.values()]
+    if check_config(out, results, run_info, recorded=bool(done), digests=digests):
         notes.append("no example was recorded yet: config.json now holds this configuration")
     todo = [
         (i, ex)
@@ -158,7 +170,16 @@ def _plan(
     skipped = len(examples) - len(todo)
     if opts.limit is not None:
         todo = todo[: max(0, opts.limit)]
-    return _Plan(todo, skipped, notes)
+    return _Plan(todo, skipped, notes, config_digest(results))
+
+
+def dropped_notes(examples: Sequence[Example]) -> list[str]:
+    """What the loader could not turn into examples (rows without samples, ...), in words."""
+    dropped = {k: v for k, v in (getattr(examples, "dropped", None) or {}).items() if v}
+    if not dropped:
+        return []
+    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in dropped.items())
+    return [f"the data set has {counts}: they hold no example to evaluate (counted in summary.json)"]
 
 
 def _progress(total: int, initial: int, quiet: bool) -> Any:
@@ -182,11 +203,13 @@ def _leaf_errors(exc: BaseException) -> list[BaseException]:
 
 
 def _first_error(group_exc: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
-    """The error to report for a failed task group: a RefsegError first, else the only one."""
+    """The error to report for a failed task group: a RefsegError first (e.g. a result line
+    that could not be written), then Ctrl-C, then a file-system error, else the only one."""
     leaves = _leaf_errors(group_exc)
-    first = next((e for e in leaves if isinstance(e, RefsegError)), None)
-    if first is not None:
-        return first
+    for kind in (RefsegError, KeyboardInterrupt, OSError):
+        first = next((e for e in leaves if isinstance(e, kind)), None)
+        if first is not None:
+            return first
     return leaves[0] if len(leaves) == 1 else group_exc
 
 
@@ -243,7 +266,9 @@ async def _run_locked(
     started = time.time()
     reset_peak_cuda_memory(rt.settings.device)
     plan = _plan(rt, examples, out, spec, opts, started)
+    writer.stamp = {"config_digest": plan.digest}
     run_id = uuid.uuid4().hex[:12]
+    start_invocation(out, {"run_id": run_id, "started": started, "examples_todo": len(plan.todo)})
     tracer = Tracer(out / TRACE, run_id=run_id)
     session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=run_id)
     bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
@@ -270,8 +295,11 @@ async def _run_locked(
             "computed": dict(session.invoker.computed),
             "proposer": rt.config.proposer,
             "peak_cuda_memory_bytes": peak_cuda_memory(rt.settings.device),
+            "cache": rt.cache.health() if rt.cache is not None else None,
+            "trace_error": tracer.error,
         },
     )
+    plan.notes += [problem for problem in (_cache_problem(rt), tracer.error) if problem]
     summary = write_outputs(out, examples, bootstrap=opts.bootstrap)
     return BenchResult(
         out,
@@ -281,6 +309,12 @@ async def _run_locked(
         failed_now=counters["failed"],
         notes=plan.notes,
     )
+
+
+def _cache_problem(rt: Runtime) -> str | None:
+    if rt.cache is None or rt.cache.degraded is None:
+        return None
+    return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"
 
 
 def reset_peak_cuda_memory(device: str) -> None:
