@@ -26,8 +26,8 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _SECRET_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-~+/=]+)", re.IGNORECASE)
-# "Basic <base64 of user:password>": a token with a digit, +, / or = (or a long one), so that
-# prose such as "basic shapes" stays readable.
+# "Basic <base64 of user:password>": a token with a digit, +, /, = or a capital after its first
+# letter (or a long one), so that prose such as "Basic shapes" stays readable.
 _BASIC = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{6,}={0,2})")
 # Anything that looks like scheme://...: up to whitespace, a quote or an angle bracket, and
 # not ending in punctuation (the full stop after a URL in a sentence).
@@ -94,7 +94,9 @@ def redact_text(text: str) -> str:
 
 def _basic(match: re.Match[str]) -> str:
     token = match.group(1)
-    looks_encoded = len(token) >= 16 or any(c in token for c in "0123456789+/=")
+    looks_encoded = (
+        len(token) >= 16 or any(c in token for c in "0123456789+/=") or token[1:] != token[1:].lower()
+    )
     return REDACTED if looks_encoded else match.group(0)
 
 

@@ -95,8 +95,10 @@ class VLMReply:
     model: str = ""
 
     def assistant_message(self) -> dict[str, Any]:
-        """The reply as an assistant message to append to the conversation."""
-        msg: dict[str, Any] = {"role": "assistant", "content": self.content or None}
+        """The reply as an assistant message to append to the conversation (its text cut at
+        :data:`MAX_ARGUMENT_CHARS`: a runaway reply is not sent back whole)."""
+        content = shorten(self.content, MAX_ARGUMENT_CHARS) if self.content else None
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
         if self.tool_calls:
             msg["tool_calls"] = [c.to_message() for c in self.tool_calls]
         return msg

@@ -88,7 +88,7 @@ def check_config(
     *,
     recorded: bool = True,
     digests: Collection[str | None] = (),
-) -> bool:
+) -> str | None:
     """Write ``config.json`` on the first run; on resume, refuse a different configuration.
 
     Args:
@@ -101,7 +101,7 @@ def check_config(
             when every line carries this configuration's digest.
 
     Returns:
-        True when a different configuration was replaced.
+        A note when ``config.json`` was replaced or rewritten (else ``None``).
 
     Raises:
         ConfigError: the run folder holds results of another configuration, or results no
@@ -121,7 +121,7 @@ def check_config(
         diffs = config_differences(old["results"], results)
         if diffs and not recorded:
             write_json(path, {"results": results, "run": run_info})
-            return True
+            return "no example was recorded yet: config.json now holds this configuration"
         if diffs:
             raise ConfigError(
                 f"{run_dir} holds a run with a different configuration ("
@@ -130,7 +130,7 @@ def check_config(
                 + "); resume it with the same options or pick a new --out"
             )
         _check_line_digests(run_dir, digest, digests)
-        return False
+        return None
     _check_line_digests(run_dir, digest, digests)
     if recorded and not vouched:
         raise ConfigError(
@@ -138,7 +138,12 @@ def check_config(
             "digest: which configuration made them cannot be told; pick a new --out"
         )
     write_json(path, {"results": results, "run": run_info})
-    return False
+    if recorded:
+        return (
+            "config.json was missing or unreadable: rewritten, since every result line carries "
+            "this configuration's digest"
+        )
+    return None
 
 
 def _check_line_digests(run_dir: Path, digest: str, digests: Collection[str | None]) -> None:

@@ -160,8 +160,9 @@ def _plan(
     run_info = {"created": started, "concurrency": opts.concurrency, "device": rt.settings.device}
     results = result_config(rt, spec, examples)
     digests = [rec.get("config_digest") for rec in done.values()]
-    if check_config(out, results, run_info, recorded=bool(done), digests=digests):
-        notes.append("no example was recorded yet: config.json now holds this configuration")
+    note = check_config(out, results, run_info, recorded=bool(done), digests=digests)
+    if note:
+        notes.append(note)
     todo = [
         (i, ex)
         for i, ex in enumerate(examples)

@@ -38,7 +38,7 @@ LOCK_TIMEOUT_S = 0.5  # the rows' cache lock timeout: a lock costs half a second
 BOMB_BYTES = 2**30
 
 
-def _fill_up(cache_dir: Path) -> None:
+def fill_up_cache(cache_dir: Path) -> None:
     """A cache whose database cannot grow by more than a couple of pages (SQLite's own
     ``max_page_count``, kept in the folder's settings and applied to every connection)."""
     diskcache.Cache(str(cache_dir), disk=SafeDisk).close()
@@ -123,7 +123,7 @@ def unusable_cache_row(workdir: Path, seed: int = 0) -> RowResult:
     row = RowResult("cache unwritable / locked")
     t0 = time.perf_counter()
     full = workdir / "full-cache"
-    _fill_up(full)
+    fill_up_cache(full)
     _degraded_run(row, OfflineRun(workdir / "full-run", full, n=1, episode=LOOP))
     locked = workdir / "busy-cache"
     diskcache.Cache(str(locked), disk=SafeDisk).close()

@@ -146,7 +146,7 @@ def _segment_with(url: str, workdir: Path) -> Path:
 def credentials_url_row(workdir: Path, seed: int = 0) -> RowResult:
     """``--vlm-base-url http://user:pass@host/v1?api_key=SECRET``: requests reach
     ``/v1/chat/completions?api_key=SECRET``; a server echoing the URL and the Basic header leaks
-    nothing into the run folder, ``result.json``, the trace, the report or the trace view."""
+    nothing into the run folder, ``result.json``, the trace, the summary or the trace view."""
     row = RowResult("credentials in base URL")
     t0 = time.perf_counter()
     run_dir = workdir / "url-run"
@@ -157,7 +157,8 @@ def credentials_url_row(workdir: Path, seed: int = 0) -> RowResult:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             outcome = run_offline(agent_run(run_dir, None, url, n=1))
             in_bench = served["echoed"]
-            show_run(run_dir)
+            print_summary(run_dir.name, load_runs([run_dir])[0].summary)  # the report: the secrets row's
+            print(render_trace(run_dir))
             segment = _segment_with(url, workdir)
             print(render_trace(segment))
         paths = {r.path for r in srv.requests}
