@@ -206,7 +206,9 @@ def _leaf_errors(exc: BaseException) -> list[BaseException]:
 def _first_error(group_exc: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
     """The error to report for a failed task group: a RefsegError first (e.g. a result line
     that could not be written), then Ctrl-C, then a file-system error, else the only one."""
-    leaves = _leaf_errors(group_exc)
+    # A stream closed under a task is a consequence (the writer died), never the cause.
+    consequences = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    leaves = [e for e in _leaf_errors(group_exc) if not isinstance(e, consequences)] or [group_exc]
     for kind in (RefsegError, KeyboardInterrupt, OSError):
         first = next((e for e in leaves if isinstance(e, kind)), None)
         if first is not None:
