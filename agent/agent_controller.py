@@ -9,7 +9,9 @@ compact JSON tool message.
 
 The guards still hold: a ranking that passes ``tau_conf``/``tau_gap`` ends the episode at
 once, with no further VLM turn (that is what makes the agent cheap when CLIP is sure).
-``max_turns`` and the token/USD budget end it with ``max_iter``. Unknown tools, bad JSON,
+``max_turns`` and the token/USD budget end it with ``max_iter``; at most
+``max_calls_per_reply`` calls of one reply and ``max_tool_calls`` calls per episode are run,
+the others are answered with a short error. Unknown tools, bad JSON,
 schema-invalid arguments and ``ToolError`` go back to the model as errors. When the VLM
 fails (``VLMError``) or answers twice without a tool call, the episode falls back to the
 best CLIP candidate, proposing and ranking directly if needed. Every path records a stop
@@ -35,12 +37,14 @@ from agent.agent_prompts import (
 from agent.episode import Episode, EpisodeConfig, StopReason
 from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
-from agent.loop import propose_and_rank
+from agent.loop import ensure_ranking, propose_and_rank
 from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
-from agent.vlm_reply import ToolCall, VLMReply
+from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
 from tools.types import Proposals, Ranking
+
+MAX_ERROR_CHARS = 1_000  # an error sent back to the model: enough to act on, never its input whole
 
 
 class _Stop(Exception):
@@ -90,6 +94,7 @@ class AgentRun:
         self.messages: list[dict[str, Any]] = []
         self.nudged = False
         self.rank_calls = 0
+        self.tool_calls = 0  # calls the VLM asked for that reached a tool
         self.overlay_at: int | None = None  # message index of the latest overlay
         self.last_overlay: tuple[int, ...] = ()
         ep.log.info("agent_tools", step=ep.step, tools=[*self.tool_names, SUBMIT], skipped=skipped)
@@ -126,8 +131,8 @@ class AgentRun:
     # -- tools -------------------------------------------------------------------------
 
     def _reject(self, name: str, args: Any, message: str) -> str:
-        self.ep.reject(name, args, message)
-        return json.dumps({"error": message})
+        self.ep.reject(name, args, message)  # the tracer bounds what it writes
+        return json.dumps({"error": shorten(message, MAX_ERROR_CHARS)})
 
     async def _execute(self, call: ToolCall) -> tuple[str, dict[str, Any] | None]:
         """Run one requested call; returns the tool message content and an overlay (or None).
@@ -138,14 +143,24 @@ class AgentRun:
         name, raw = call.name, call.arguments
         if name != SUBMIT and name not in self.tool_names:
             known = ", ".join([*self.tool_names, SUBMIT])
-            return self._reject(name, raw, f"unknown tool {name!r}; available: {known}"), None
+            return self._reject(name, raw, f"unknown tool {call.short_name!r}; available: {known}"), None
         try:
             args = call.parse_arguments()
         except ValueError as exc:
             return self._reject(name, raw, str(exc)), None
         if name == SUBMIT:
             return self._submit(args), None
+        self.tool_calls += 1
         return await self._run_tool(name, args)
+
+    def _refusal(self, index: int, call: ToolCall) -> str | None:
+        """Why this call of a reply is not run (a cap), or None when it may run."""
+        cfg = self.cfg
+        if index >= cfg.max_calls_per_reply:
+            return f"not run: at most {cfg.max_calls_per_reply} tool calls of one reply are run"
+        if call.name != SUBMIT and self.tool_calls >= cfg.max_tool_calls:
+            return f"not run: the episode's {cfg.max_tool_calls} tool calls are used up; call {SUBMIT}"
+        return None
 
     async def _run_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         ws = self.ep.ws
@@ -153,7 +168,7 @@ class AgentRun:
         try:
             output = await self.ep.call(name, {**self.defaults.get(name, {}), **args})
         except (ToolError, VLMError) as exc:
-            return json.dumps({"error": str(exc)}), None
+            return json.dumps({"error": shorten(str(exc), MAX_ERROR_CHARS)}), None
         if ws.proposals is not None and before is not None and ws.proposals.digest != before:
             self.last_overlay = ()  # new candidates (the workspace dropped the old rankings)
         if isinstance(output, Ranking):
@@ -281,11 +296,17 @@ class AgentRun:
             self.nudged = True
             self.messages.append({"role": "user", "content": NUDGE})
             return
-        overlay = None
-        for call in reply.tool_calls:
-            content, image = await self._execute(call)
+        overlay, refused = None, 0
+        for index, call in enumerate(reply.tool_calls):
+            refusal = self._refusal(index, call)
+            if refusal is None:
+                content, image = await self._execute(call)
+            else:  # every call of the reply needs an answer; this one is a short error
+                content, image, refused = json.dumps({"error": refusal}), None, refused + 1
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
             overlay = image or overlay
+        if refused:
+            self.ep.log.info("tool_call_limit", step=self.ep.step, turn=self.ep.turns, refused=refused)
         if overlay is not None:
             self._add_overlay(overlay)
 
@@ -301,15 +322,8 @@ class AgentRun:
 
     async def _ensure_ranking(self) -> None:
         """Propose and rank directly when the conversation ended without a usable ranking."""
-        ws, cfg = self.ep.ws, self.cfg
-        ranking, props = ws.ranking, ws.proposals
-        if ranking is not None and props is not None and len(ranking) == len(props) > 0:
-            return
-        if ws.proposals is None:
-            await self.ep.call(cfg.proposer, dict(cfg.propose_args))
-        ws.require_proposals()
-        await self.ep.call(cfg.ranker, dict(cfg.rank_args))
-        self.ep.notes.append("no usable ranking from the agent: proposed and ranked directly")
+        if await ensure_ranking(self.ep):
+            self.ep.notes.append("no usable ranking from the agent: proposed and ranked directly")
 
     async def _converse(self) -> None:
         """The conversation until a stop; then a usable ranking when it ended without one."""

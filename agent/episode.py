@@ -60,6 +60,14 @@ class EpisodeConfig:
         budget_tokens, budget_usd: per-episode VLM budget in ``agent`` and ``ground``.
         vlm_coords: how the VLM gives coordinates: ``pixels`` of the image it was shown
             (Qwen2.5-VL) or ``norm1000``, 0-1000 normalised (Qwen2-VL and others).
+        max_tool_calls: most tool calls the VLM may have run in one ``agent`` episode (the
+            agent needs about ten: propose, a few ranks and refinements, submit); later ones
+            are answered with an error. ``submit`` is always run.
+        max_calls_per_reply: most tool calls run from one VLM reply; the rest are answered
+            with an error.
+        episode_timeout_s: wall-clock seconds an episode may take (``None``: no limit); past
+            it, the episode falls back to the best candidate so far (stop reason
+            ``fallback``, with a note).
     """
 
     controller: str = "loop"
@@ -77,6 +85,9 @@ class EpisodeConfig:
     budget_tokens: int = 60_000
     budget_usd: float = 0.05
     vlm_coords: Units = "pixels"
+    max_tool_calls: int = 24
+    max_calls_per_reply: int = 6
+    episode_timeout_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.max_iter < 0:
@@ -91,6 +102,10 @@ class EpisodeConfig:
             raise ConfigError("--max-turns must be >= 1")
         if self.vlm_coords not in UNITS:
             raise ConfigError(f"--vlm-coords must be one of {', '.join(UNITS)}, got {self.vlm_coords!r}")
+        if self.max_tool_calls < 1 or self.max_calls_per_reply < 1:
+            raise ConfigError("--max-tool-calls and --max-calls-per-reply must be >= 1")
+        if self.episode_timeout_s is not None and not self.episode_timeout_s > 0:
+            raise ConfigError(f"--episode-timeout must be > 0 seconds, got {self.episode_timeout_s}")
 
     def passes_guard(self, conf: float, gap: float) -> bool:
         """The ranking is sure enough to stop."""

@@ -85,6 +85,17 @@ def book_call(costs: CostBook, name: str, output: Any, seconds: float, cache_hit
     )
 
 
+def decode_output(tool: Tool, record: tuple[dict[str, np.ndarray], dict[str, Any]]) -> Any | None:
+    """``tool.Output.from_record(*record)``, or ``None`` when the record is not one of its
+    outputs (whatever ``from_record`` raises on a foreign layout, or a value of another type)."""
+    try:
+        output = tool.Output.from_record(*record)
+    except Exception:  # a record of another layout: KeyError, ValueError, TypeError, ...
+        return None
+    output_type = tool.Output
+    return output if not isinstance(output_type, type) or isinstance(output, output_type) else None
+
+
 class Invoker:
     """Runs tools from a registry through the cache, the tracer and the cost book."""
 
@@ -104,13 +115,20 @@ class Invoker:
         self._memory.put(key, output)
 
     def _lookup(self, tool: Tool, key: str) -> Any | None:
-        """The output from memory (decoded once), else from the disk cache, else ``None``."""
+        """The output from memory (decoded once), else from the disk cache, else ``None``.
+
+        A disk entry that does not decode to the tool's output type (another layout, a
+        foreign writer, inconsistent arrays) is a miss: it is dropped and recomputed.
+        """
         output = self._memory.get(key)
         if output is None and self.cache is not None:
             record = self.cache.get(key)
             if record is not None:
-                output = tool.Output.from_record(*record)
-                self._remember(key, output)
+                output = decode_output(tool, record)
+                if output is None:
+                    self.cache.discard(key)
+                else:
+                    self._remember(key, output)
         return output
 
     def trace_rejected(self, tool: str, args: Any, message: str, ctx: CallContext) -> None:

@@ -20,6 +20,20 @@ async def propose_and_rank(ep: Episode) -> Ranking:
     return ranking
 
 
+async def ensure_ranking(ep: Episode) -> bool:
+    """Propose and rank directly (no VLM) when the workspace holds no usable ranking; returns
+    True when it had to (the episode ended early: a fallback, a limit, a deadline)."""
+    ws, cfg = ep.ws, ep.config
+    ranking, props = ws.ranking, ws.proposals
+    if ranking is not None and props is not None and len(ranking) == len(props) > 0:
+        return False
+    if ws.proposals is None:
+        await ep.call(cfg.proposer, dict(cfg.propose_args))
+    ws.require_proposals()
+    await ep.call(cfg.ranker, dict(cfg.rank_args))
+    return True
+
+
 async def run_oneshot(ep: Episode) -> None:
     """Propose, rank, take top-1."""
     await propose_and_rank(ep)

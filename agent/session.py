@@ -11,10 +11,14 @@ from __future__ import annotations
 import time
 import uuid
 
+import anyio
+import numpy as np
+
 from agent.controllers import get_controller
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
 from agent.grounding import prompt_tool_name, require_prompt_tool
 from agent.invoke import Invoker
+from agent.loop import ensure_ranking
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from cache.store import ToolCache
 from tools.base import Workspace
@@ -75,7 +79,7 @@ class Session:
         try:
             episode = self._open(image, expression, sample_id)
             log_token = CURRENT_LOG.set(episode.log)
-            await self.controller(episode)
+            await self._drive(episode)
         except RUN_LEVEL_ERRORS:
             raise
         except (InputError, ToolError) as exc:
@@ -91,6 +95,19 @@ class Session:
         log = episode.log if episode is not None else self.tracer.bind(sample_id=sample_id)
         log.info("episode_end", **{k: v for k, v in result.to_json().items() if k != "expression"})
         return result
+
+    async def _drive(self, ep: Episode) -> None:
+        """The controller, under the episode's deadline; past it, fall back to the best
+        candidate so far (proposing and ranking directly, without the VLM, if there is none)."""
+        timeout = self.config.episode_timeout_s
+        with anyio.move_on_after(timeout) as scope:
+            await self.controller(ep)
+        if not scope.cancelled_caught:
+            return
+        ep.stop_reason = StopReason.FALLBACK
+        ep.notes.append(f"episode timed out after {timeout:g} s: fell back to the best candidate so far")
+        ep.log.info("episode_timeout", step=ep.step, timeout_s=timeout, turns=ep.turns)
+        await ensure_ranking(ep)
 
     def _open(self, image: Image, expression: str, sample_id: str) -> Episode:
         """The episode's workspace and state, announced in the trace.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.redaction import redact
 from tools.errors import InputError
 
 TRACE_FILE = "trace.jsonl"
@@ -355,6 +356,7 @@ def render_trace(path: str | Path, sample: str | None = None, as_json: bool = Fa
     """
     file = resolve_trace_path(path)
     events, skipped = read_events(file)
+    events = [redact(e) for e in events]  # a trace written before a secret was known as one
     chosen = select_episodes(group_episodes(events), sample, str(file))
     if as_json:
         payload = {

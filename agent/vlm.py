@@ -7,9 +7,15 @@ test server) needs only a base URL.
 The SDK's own retries are off (``max_retries=0``): :class:`VLMClient` retries itself so
 every attempt reaches the ``on_call`` hook (one trace event per attempt) and
 ``Retry-After`` is honoured exactly. Retried: 408, 409, 429, 5xx, timeouts, connection
-errors and unparseable response bodies. Any other 4xx fails at once.
+errors and unparseable response bodies. Any other 4xx fails at once, and so does a 200 whose
+body is not JSON (an HTML page: the base URL points at a web site, not an API).
 
-The API key never appears in a repr, an exception message or an ``on_call`` event.
+A query string in the base URL (``...?api_key=K``) is sent as request parameters, so the
+request goes to ``.../chat/completions?api_key=K``; user information (``user:pass@``) is sent
+as Basic credentials by the HTTP client.
+
+The API key never appears in a repr, an exception message or an ``on_call`` event, and
+neither do credentials in the base URL or a ``Basic`` header a server echoes back.
 """
 
 from __future__ import annotations
@@ -29,8 +35,16 @@ from typing import Any, cast
 import anyio
 import openai
 
+from agent.redaction import redact_text, url_secrets
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
-from agent.vlm_reply import BadResponse, ToolCall, VLMCallError, VLMReply, parse_response
+from agent.vlm_reply import (
+    BadResponse,
+    NotJSONReply,
+    ToolCall,
+    VLMCallError,
+    VLMReply,
+    parse_response,
+)
 from tools.errors import VLMError
 
 # The client's public surface; configuration and reply types live in agent.vlm_config and
@@ -87,7 +101,9 @@ class VLMClient:
             raise VLMError(reason)
         self.config = config
         self.on_call = on_call
-        self._secret = config.api_key or ""
+        # The key and any credentials inside the base URL (user, password, query values).
+        secrets = [config.api_key or "", *url_secrets(config.base_url)]
+        self._secrets = sorted((v for v in secrets if v), key=len, reverse=True)
         # The SDK's connection pool belongs to the event loop it first ran on, and a bench
         # suite runs several loops in turn: keep one SDK client per running loop.
         # Keyed weakly by the loop object itself: an id() can be reused by a later loop.
@@ -114,9 +130,11 @@ class VLMClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            base_url, query = self.config.request_url()
             client = self._clients[loop] = openai.AsyncOpenAI(
                 api_key=self.config.api_key,
-                base_url=self.config.base_url,
+                base_url=base_url,
+                default_query=query or None,
                 timeout=self.config.timeout_s,
                 max_retries=0,
             )
@@ -201,9 +219,12 @@ class VLMClient:
         t0 = time.monotonic()
         try:
             with anyio.fail_after(cfg.timeout_s + 1.0):  # the SDK timeout is per read
-                response = await self._client.chat.completions.create(
+                raw = await self._client.chat.completions.with_raw_response.create(
                     model=cfg.model, messages=cast(Any, messages), timeout=cfg.timeout_s, **kw
                 )
+                response = raw.parse()
+            if isinstance(response, str):  # the SDK hands back the text of a non-JSON body
+                raise NotJSONReply(str(raw.headers.get("content-type") or "no content type"))
             return self._reply(response, time.monotonic() - t0, attempt), None
         except (openai.OpenAIError, ValueError, TimeoutError, BadResponse) as exc:
             return None, self._classify(exc)  # anything else is a bug: let it surface
@@ -211,7 +232,7 @@ class VLMClient:
     def _give_up(self, last: _Failure, attempts: int) -> VLMCallError:
         """The one-line error for a call that failed ``attempts`` times, last with ``last``."""
         self.failures += 1
-        where = f"{self.config.model} at {self.config.base_url}"
+        where = f"{self.config.model} at {self.config.shown_url}"
         if last.retryable:
             msg = f"VLM call failed after {attempts} attempt(s) ({where}): {last.message}"
         else:
@@ -240,6 +261,8 @@ class VLMClient:
             cause = exc.__cause__ or exc.__context__
             detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
             return _Failure(f"connection error{detail}", True)
+        if isinstance(exc, NotJSONReply):  # a web page, not an API: asking again will not help
+            return _Failure(f"{exc}; check --vlm-base-url (it should end in /v1)", False)
         if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
             return _Failure(f"malformed response: {self._line(str(exc))}", True)
         return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors
@@ -290,9 +313,10 @@ class VLMClient:
         return _one_line(self._redact(text))
 
     def _redact(self, text: str) -> str:
-        text = text.replace(self._secret, "***") if self._secret else text
-        # A server echoing the request's Authorization header: drop the whole credential.
-        return _BEARER.sub("[REDACTED]", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        # A server echoing the request's Authorization header (Bearer or Basic) or the URL.
+        return redact_text(_BEARER.sub("[REDACTED]", text))
 
 
 _BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)

@@ -2,7 +2,8 @@
 
 The key comes from ``SILICONFLOW_API_KEY`` (sent to SiliconFlow only) or
 ``REFSEG_VLM_API_KEY``; a local server (vLLM, llama.cpp, the test server) needs only a base
-URL. The key never appears in a repr.
+URL. The key never appears in a repr, and neither do credentials inside the base URL (user
+information, query values): :attr:`VLMConfig.shown_url` is what messages show.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from agent.redaction import redact_url
 from tools.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
@@ -93,12 +95,31 @@ class VLMConfig:
         if self.max_retries < 0:
             raise ConfigError(f"VLM max_retries must be >= 0, got {self.max_retries}")
         if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"VLM base URL must start with http:// or https://, got {self.base_url!r}")
+            raise ConfigError(
+                f"VLM base URL must start with http:// or https://, got {redact_url(self.base_url)!r}"
+            )
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as messages show it: user information and query values redacted."""
+        return redact_url(self.base_url)
+
+    def request_url(self) -> tuple[str, dict[str, str]]:
+        """The base URL without its query, and the query as parameters.
+
+        The SDK joins paths onto the base URL's text, so ``/v1?key=K`` would become
+        ``/v1/?key=Kchat/completions``; the query goes with every request as parameters
+        instead (``/v1/chat/completions?key=K``). User information stays in the URL: the
+        HTTP client sends it as Basic credentials.
+        """
+        parts = urlsplit(self.base_url)
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
+        return base, dict(parse_qsl(parts.query, keep_blank_values=True))
 
     def __repr__(self) -> str:
         key = "None" if not self.api_key else "'***'"
         return (
-            f"VLMConfig(base_url={self.base_url!r}, model={self.model!r}, api_key={key}, "
+            f"VLMConfig(base_url={self.shown_url!r}, model={self.model!r}, api_key={key}, "
             f"timeout_s={self.timeout_s}, max_retries={self.max_retries})"
         )
 
@@ -139,7 +160,7 @@ class VLMConfig:
         if self.api_key:
             return None
         return (
-            f"VLM off: no API key for {self.base_url}; set SILICONFLOW_API_KEY (SiliconFlow) or "
+            f"VLM off: no API key for {self.shown_url}; set SILICONFLOW_API_KEY (SiliconFlow) or "
             "REFSEG_VLM_API_KEY (any endpoint), or pass --vlm-base-url for a local OpenAI-compatible server"
         )
 

@@ -9,36 +9,63 @@ from typing import Any
 from agent.vlm_config import VLMConfig, price_usd
 from tools.errors import VLMError
 
+MAX_ARGUMENT_CHARS = 8_000  # a tool call's arguments; the agent's tools need a few hundred
+MAX_NAME_CHARS = 64  # OpenAI's own limit on function names
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with a marker giving its length."""
+    return text if len(text) <= limit else f"{text[:limit]}…[truncated: {len(text)} chars]"
+
 
 @dataclass(frozen=True)
 class ToolCall:
-    """One function call the model asked for; ``arguments`` is the raw JSON string."""
+    """One function call the model asked for; ``arguments`` is the raw JSON string (a server
+    that sent a JSON object instead has it re-encoded)."""
 
     id: str
     name: str
     arguments: str
 
+    @property
+    def short_name(self) -> str:
+        """The name, cut to a length fit for messages and traces."""
+        return shorten(self.name, MAX_NAME_CHARS)
+
     def parse_arguments(self) -> dict[str, Any]:
         """The arguments as a dict.
 
         Raises:
-            ValueError: not a JSON object; the message is fit to send back to the model.
+            ValueError: not a JSON object, or longer than :data:`MAX_ARGUMENT_CHARS`; the
+                message is fit to send back to the model.
         """
+        if len(self.arguments) > MAX_ARGUMENT_CHARS:
+            raise ValueError(
+                f"arguments of {self.short_name!r} are {len(self.arguments)} characters long; "
+                f"at most {MAX_ARGUMENT_CHARS} are accepted"
+            )
         text = self.arguments.strip() or "{}"
         try:
             value = json.loads(text)
         except ValueError as exc:
-            raise ValueError(f"arguments of {self.name!r} are not valid JSON ({exc})") from None
+            raise ValueError(f"arguments of {self.short_name!r} are not valid JSON ({exc})") from None
         if not isinstance(value, dict):
-            raise ValueError(f"arguments of {self.name!r} must be a JSON object, got {type(value).__name__}")
+            raise ValueError(
+                f"arguments of {self.short_name!r} must be a JSON object, got {type(value).__name__}"
+            )
         return value
 
     def to_message(self) -> dict[str, Any]:
-        """The ``tool_calls`` entry of an assistant message."""
+        """The ``tool_calls`` entry of an assistant message, as it is sent back to the model:
+        an over-long name or arguments are cut (they were refused; echoing them whole would
+        only grow every later request)."""
+        arguments = self.arguments
+        if len(arguments) > MAX_ARGUMENT_CHARS:
+            arguments = json.dumps({"truncated": f"{len(arguments)} characters"})
         return {
             "id": self.id,
             "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
+            "function": {"name": self.short_name, "arguments": arguments},
         }
 
 
@@ -68,8 +95,10 @@ class VLMReply:
     model: str = ""
 
     def assistant_message(self) -> dict[str, Any]:
-        """The reply as an assistant message to append to the conversation."""
-        msg: dict[str, Any] = {"role": "assistant", "content": self.content or None}
+        """The reply as an assistant message to append to the conversation (its text cut at
+        :data:`MAX_ARGUMENT_CHARS`: a runaway reply is not sent back whole)."""
+        content = shorten(self.content, MAX_ARGUMENT_CHARS) if self.content else None
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
         if self.tool_calls:
             msg["tool_calls"] = [c.to_message() for c in self.tool_calls]
         return msg
@@ -89,6 +118,13 @@ class VLMCallError(VLMError):
 
 class BadResponse(Exception):
     """A 200 response the client cannot use (no choices)."""
+
+
+class NotJSONReply(BadResponse):
+    """A 200 response whose body is not JSON (an HTML page, plain text): not an API at all."""
+
+    def __init__(self, content_type: str):
+        super().__init__(f"not an OpenAI-compatible JSON reply ({content_type.split(';')[0].strip()})")
 
 
 def parse_response(
@@ -132,5 +168,7 @@ def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
         args = getattr(fn, "arguments", None)
         if args is None:
             args = getattr(fn, "input", "")
-        calls.append(ToolCall(id=tc.id or f"call_{i}", name=name, arguments=str(args or "")))
+        if isinstance(args, dict | list):  # some servers send the arguments as a JSON object
+            args = json.dumps(args)
+        calls.append(ToolCall(id=tc.id or f"call_{i}", name=str(name), arguments=str(args or "")))
     return tuple(calls)

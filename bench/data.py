@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.examples import ArrayImage, Example, check_selection, group_by_image, parse_bbox, sentence_problem
+from bench.examples import (
+    ArrayImage,
+    Example,
+    ExampleSet,
+    check_selection,
+    group_by_image,
+    parse_bbox,
+    sentence_problem,
+)
 from bench.refcocom import HUB_DATASET, load_refcocom
 from tools.types import Image
 
@@ -18,6 +26,7 @@ __all__ = [
     "DEFAULT_SYNTHETIC_N",
     "HUB_DATASET",
     "Example",
+    "ExampleSet",
     "group_by_image",
     "load_dataset_spec",
     "load_refcocom",
@@ -25,7 +34,7 @@ __all__ = [
 ]
 
 
-def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: str = "all") -> list[Example]:
+def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: str = "all") -> ExampleSet:
     """Examples from generated scenes: one per (scene, object, expression), exact masks.
 
     Args:
@@ -36,7 +45,7 @@ def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: st
     check_selection(n, per_image)
     from tools.offline.scenes import generate_scenes
 
-    out: list[Example] = []
+    out = ExampleSet()
     for scene in generate_scenes(n, seed):
         image_ref = ArrayImage(Image.from_array(np.asarray(scene.image, dtype=np.uint8)))
         image_id = str(scene.scene_id)
@@ -81,7 +90,8 @@ def load_dataset_spec(
     *,
     split: str = "validation",
     cache_dir: str | None = None,
-) -> list[Example]:
+    allow_outside_paths: bool = False,
+) -> ExampleSet:
     """Load from a spec: ``synthetic``, a local parquet file/folder, or a hub data set name.
 
     For ``synthetic``, ``n`` is the number of scenes (default 20) and ``seed`` the generator
@@ -91,4 +101,12 @@ def load_dataset_spec(
         return load_synthetic(
             DEFAULT_SYNTHETIC_N if n is None else n, 0 if seed is None else seed, per_image=per_image
         )
-    return load_refcocom(spec, split, n=n, per_image=per_image, seed=seed, cache_dir=cache_dir)
+    return load_refcocom(
+        spec,
+        split,
+        n=n,
+        per_image=per_image,
+        seed=seed,
+        cache_dir=cache_dir,
+        allow_outside_paths=allow_outside_paths,
+    )

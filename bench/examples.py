@@ -135,6 +135,16 @@ def self_contained(ex: Example) -> Example:
     except Exception as exc:  # the reader's own bug on one odd row: that row fails, not the run
         source = UnreadableImage(f"{type(exc).__name__}: {exc}")
     return replace(ex, image_ref=source)
+class ExampleSet(list[Example]):
+    """Examples, and what the loader could not turn into examples (never dropped silently).
+
+    ``dropped`` counts by kind, e.g. ``{"rows_without_samples": 2,
+    "samples_without_sentences": 1}``; the runner reports it and ``summary.json`` counts it.
+    """
+
+    def __init__(self, examples: Any = (), dropped: Mapping[str, int] | None = None):
+        super().__init__(examples)
+        self.dropped: dict[str, int] = dict(dropped or {})
 
 
 def group_by_image(examples: list[Example]) -> list[tuple[str, list[Example]]]:

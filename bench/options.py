@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from agent.episode import EpisodeConfig
 from bench.perturb import PERTURBATIONS
+from cache.store import LOCK_TIMEOUT_S
 from tools.errors import ConfigError
 from tools.refine import RefineOptions
 
@@ -145,10 +146,13 @@ class CacheOptions:
     Attributes:
         directory: ``None``: ``$REFSEG_CACHE_DIR``, else ``~/.cache/refseg-loop``.
         enabled: ``False`` reads and writes no disk cache (``--no-cache``).
+        timeout_s: longest wait for a cache database another process holds locked (then the
+            cache is off for the run, with a warning; see :mod:`cache.store`).
     """
 
     directory: Path | None = None
     enabled: bool = True
+    timeout_s: float = LOCK_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ class DataSpec:
         per_image: ``all`` expressions of an image, or only the ``first``.
         seed_subset: take a random ``n`` images with this seed (``None``: the first ``n``).
         perturb: image perturbation (robustness runs).
+        allow_outside_paths: read a row's image ``path`` even when it leads outside the data
+            set's folder (off: such an example fails with the reason).
     """
 
     dataset: str = "moondream/refcoco-m"
@@ -204,6 +210,7 @@ class DataSpec:
     per_image: str = "all"
     seed_subset: int | None = None
     perturb: str = "clean"
+    allow_outside_paths: bool = False
 
     def __post_init__(self) -> None:
         if self.perturb not in PERTURBATIONS:
@@ -215,7 +222,14 @@ class DataSpec:
         """The examples it selects (the perturbation applies later, per decoded image)."""
         from bench.data import load_dataset_spec
 
-        return load_dataset_spec(self.dataset, self.n, self.per_image, self.seed_subset, split=self.split)
+        return load_dataset_spec(
+            self.dataset,
+            self.n,
+            self.per_image,
+            self.seed_subset,
+            split=self.split,
+            allow_outside_paths=self.allow_outside_paths,
+        )
 
 
 ENGINES = ("local", "ray")

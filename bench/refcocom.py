@@ -20,6 +20,12 @@ decodes nothing but image headers (to check mask sizes).
 A problem with the whole source (missing path, wrong schema) raises :class:`DatasetError`.
 A problem with one row (mask size not the image size, empty sentence, missing mask) keeps
 the example, with ``error`` set, so the runner records it as a failure instead of losing it.
+A row with no samples, or a sample with no sentences, holds no example: it is counted in
+the returned :class:`ExampleSet`'s ``dropped`` (the run reports it), never dropped silently.
+
+A row whose image has no bytes but a ``path`` is read from the data set's own folder (the
+parquet file's folder, or the folder given); a path that leads outside it (``../x.png``,
+``/etc/shadow``, a symbolic link out) fails that example, unless ``allow_outside_paths``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from bench.examples import Example, check_selection, parse_bbox, select_rows, sentence_problem
+from bench.examples import (
+    Example,
+    ExampleSet,
+    check_selection,
+    parse_bbox,
+    select_rows,
+    sentence_problem,
+)
 from tools.errors import DatasetError, InputError
 from tools.images import decode_image
 from tools.types import Image
@@ -49,11 +62,17 @@ _HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
 @dataclass(frozen=True, eq=False)
 class ArrowImage:
-    """Row ``row`` of a datasets table whose ``image`` column is not decoded."""
+    """Row ``row`` of a datasets table whose ``image`` column is not decoded.
+
+    ``root`` is the data set's folder (``None`` for a hub data set): an image ``path`` is read
+    only from inside it, unless ``allow_outside``.
+    """
 
     table: Any  # datasets.Dataset with image cast to Image(decode=False)
     row: int
     name: str
+    root: Path | None = None
+    allow_outside: bool = False
 
     def raw(self) -> bytes:
         """The encoded image bytes (read from ``path`` when the row has no bytes)."""
@@ -64,12 +83,43 @@ class ArrowImage:
         if data:
             return bytes(data)
         path = record.get("path")
-        if path and Path(path).is_file():
-            return Path(path).read_bytes()
-        raise InputError(f"{self.name}: the row has no image bytes and no readable path ({path!r})")
+        if not path:
+            raise InputError(f"{self.name}: the row has no image bytes and no path")
+        file = image_path(str(path), self.root, self.allow_outside, self.name)
+        if not file.is_file():
+            raise InputError(f"{self.name}: the row has no image bytes and no readable path ({path!r})")
+        return file.read_bytes()
 
     def load(self) -> Image:
         return decode_image(self.raw(), name=self.name)
+
+
+OUTSIDE_FLAG = "--allow-image-paths-outside"
+
+
+def image_path(path: str, root: Path | None, allow_outside: bool, name: str) -> Path:
+    """Where a row's image ``path`` points: inside ``root`` (the data set's folder) only.
+
+    Raises:
+        InputError: the path leads outside ``root`` (or there is no local folder), and
+            ``allow_outside`` is off.
+    """
+    candidate = Path(path).expanduser()
+    if root is not None and not candidate.is_absolute():
+        candidate = root / candidate
+    if allow_outside:
+        return candidate
+    if root is None:
+        raise InputError(
+            f"{name}: image path {path!r} of a hub data set is not read; pass {OUTSIDE_FLAG} to read it"
+        )
+    resolved = candidate.resolve()  # follows symbolic links: a link out of the folder is out
+    if not resolved.is_relative_to(root.resolve()):
+        raise InputError(
+            f"{name}: image path {path!r} is outside the data set folder {root}; "
+            f"pass {OUTSIDE_FLAG} to read it"
+        )
+    return resolved
 
 
 def _parquet_files(path: Path, split: str) -> list[str]:
@@ -176,7 +226,8 @@ def load_refcocom(
     per_image: str = "all",
     seed: int | None = None,
     cache_dir: str | None = None,
-) -> list[Example]:
+    allow_outside_paths: bool = False,
+) -> ExampleSet:
     """Load RefCOCO-M examples from the hub, a parquet file, or a folder of parquet shards.
 
     Args:
@@ -186,9 +237,11 @@ def load_refcocom(
         per_image: ``"all"`` expressions, or only the ``"first"`` one per image.
         seed: with ``n``, a random subset of ``n`` images instead of the first ``n``.
         cache_dir: datasets cache folder (default: the datasets library's).
+        allow_outside_paths: read image paths outside the data set's folder too.
 
     Returns:
-        Examples in data set order. Rows with problems are kept with ``error`` set.
+        Examples in data set order. Rows with problems are kept with ``error`` set; rows
+        without samples and samples without sentences are counted in ``dropped``.
 
     Raises:
         DatasetError: the source does not exist, cannot be read, or lacks required fields.
@@ -206,18 +259,24 @@ def load_refcocom(
         raise DatasetError(f"{dataset}: column 'image' is not an image ({exc})") from None
     meta_cols = [c for c in ("image_id", "file_name", "samples") if c in table.features]
     meta = table.select_columns(meta_cols).select(rows)
-    examples: list[Example] = []
+    local = Path(dataset).expanduser()
+    root = (local if local.is_dir() else local.parent) if local.exists() else None
+    examples = ExampleSet(dropped={"rows_without_samples": 0, "samples_without_sentences": 0})
     for row, record in zip(rows, meta, strict=True):
-        examples.extend(_row_examples(record, images, row, per_image, dataset))
+        image_id = str(record["image_id"])
+        image_ref = ArrowImage(images, row, f"image {image_id}", root, allow_outside_paths)
+        found = _row_examples(record, image_ref, per_image, dataset, examples.dropped)
+        examples.extend(found)
     return examples
 
 
 def _row_examples(
-    record: Mapping[str, Any], images: Any, row: int, per_image: str, source: str
+    record: Mapping[str, Any], image_ref: ArrowImage, per_image: str, source: str, dropped: dict[str, int]
 ) -> list[Example]:
     image_id = str(record["image_id"])
-    image_ref = ArrowImage(images, row, f"image {image_id}")
     samples = [s for s in record.get("samples") or [] if s]
+    if not samples:
+        dropped["rows_without_samples"] += 1
     image_size: tuple[int, int] | None = None
     if samples:
         try:
@@ -231,6 +290,8 @@ def _row_examples(
         sentences = sample.get("sentences") or []
         if isinstance(sentences, str):  # a hand-made table with one sentence per sample
             sentences = [sentences]
+        if not sentences:
+            dropped["samples_without_sentences"] += 1
         for index, sentence in enumerate(sentences):
             sample_id = str(sample.get("id"))
             out.append(

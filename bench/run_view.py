@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.samples import IOUS, SAMPLES, SUMMARY, read_json
+from bench.samples import IOUS, SAMPLES, SUMMARY, read_json, scan_samples
 from tools.errors import InputError
 
 
@@ -21,6 +21,7 @@ class RunView:
     run_dir: Path
     summary: dict[str, Any]
     ious: np.ndarray
+    notes: list[str] = field(default_factory=list)  # unreadable lines of samples.jsonl, ...
 
     @property
     def label(self) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
     except (ValueError, OSError):  # damaged, or a pickle (never loaded): rebuild from samples.jsonl
         summary = write_outputs(path, bootstrap=2000 if bootstrap is None else bootstrap)
         ious = np.load(path / IOUS, allow_pickle=False)
-    return RunView(name or path.name, path, summary, ious)
+    return RunView(name or path.name, path, summary, ious, scan_samples(path).notes())
 
 
 def load_runs(dirs: Sequence[str | Path], *, bootstrap: int | None = None) -> list[RunView]:

@@ -37,9 +37,16 @@ from bench.data import Example
 from bench.engines.base import Engine, EngineJob, EngineStats, first_error
 from bench.engines.choose import open_engine
 from bench.options import BenchOptions, DataSpec, RunOptions
-from bench.run_folder import append_invocation, check_config, result_config, write_outputs
+from bench.run_folder import (
+    append_invocation,
+    check_config,
+    config_digest,
+    result_config,
+    start_invocation,
+    write_outputs,
+)
 from bench.runtime import Runtime, build_runtime
-from bench.samples import TRACE, SampleWriter, WriteHook, read_samples
+from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
 from tools.errors import ConfigError
 
 
@@ -151,21 +158,26 @@ class _Plan:
     todo: list[tuple[int, Example]]
     skipped: int
     notes: list[str]
+    digest: str = ""
 
 
 def _plan(
     rt: Runtime, examples: Sequence[Example], out: Path, spec: DataSpec, opts: RunOptions, started: float
 ) -> _Plan:
-    done, torn = read_samples(out, repair=True)
-    notes = [f"cut off {torn} torn or unreadable line(s) of samples.jsonl; redoing them"] if torn else []
+    scan = scan_samples(out, repair=True)
+    done = scan.records
+    notes = scan.notes() + dropped_notes(examples)
     run_info = {
         "created": started,
         "concurrency": opts.concurrency,
         "device": rt.settings.device,
         "engine": opts.engine.name,
     }
-    if check_config(out, result_config(rt, spec, examples), run_info, recorded=bool(done)):
-        notes.append("no example was recorded yet: config.json now holds this configuration")
+    results = result_config(rt, spec, examples)
+    digests = [rec.get("config_digest") for rec in done.values()]
+    note = check_config(out, results, run_info, recorded=bool(done), digests=digests)
+    if note:
+        notes.append(note)
     todo = [
         (i, ex)
         for i, ex in enumerate(examples)
@@ -174,7 +186,16 @@ def _plan(
     skipped = len(examples) - len(todo)
     if opts.limit is not None:
         todo = todo[: max(0, opts.limit)]
-    return _Plan(todo, skipped, notes)
+    return _Plan(todo, skipped, notes, config_digest(results))
+
+
+def dropped_notes(examples: Sequence[Example]) -> list[str]:
+    """What the loader could not turn into examples (rows without samples, ...), in words."""
+    dropped = {k: v for k, v in (getattr(examples, "dropped", None) or {}).items() if v}
+    if not dropped:
+        return []
+    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in dropped.items())
+    return [f"the data set has {counts}: they hold no example to evaluate (counted in summary.json)"]
 
 
 def _progress(total: int, initial: int, quiet: bool) -> Any:
@@ -235,7 +256,9 @@ async def _run_locked(
 ) -> BenchResult:
     started = time.time()
     plan = _plan(rt, examples, out, spec, opts, started)
+    writer.stamp = {"config_digest": plan.digest}
     run_id = uuid.uuid4().hex[:12]
+    start_invocation(out, {"run_id": run_id, "started": started, "examples_todo": len(plan.todo)})
     tracer = Tracer(out / TRACE, run_id=run_id)
     job = EngineJob(rt, plan.todo, spec.perturb, run_id, tracer, opts.concurrency)
     bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
@@ -260,8 +283,11 @@ async def _run_locked(
             "skipped": plan.skipped,
             "proposer": rt.config.proposer,
             **(stats or EngineStats(engine.name, workers=0)).invocation_fields(),
+            "cache": rt.cache.health() if rt.cache is not None else None,
+            "trace_error": tracer.error,
         },
     )
+    plan.notes += [problem for problem in (_cache_problem(rt), tracer.error) if problem]
     summary = write_outputs(out, examples, bootstrap=opts.bootstrap)
     return BenchResult(
         out,
@@ -271,3 +297,9 @@ async def _run_locked(
         failed_now=counters["failed"],
         notes=plan.notes,
     )
+
+
+def _cache_problem(rt: Runtime) -> str | None:
+    if rt.cache is None or rt.cache.degraded is None:
+        return None
+    return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"

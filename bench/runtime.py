@@ -58,6 +58,7 @@ class Runtime:
 
 def build_vlm(options: EpisodeOptions) -> Any:
     """The VLM client, or a one-line ConfigError naming the option that asked for it."""
+    from agent.redaction import url_secrets
     from agent.tracing import log_vlm_call, register_secret
     from agent.vlm import VLMClient, VLMConfig
 
@@ -66,7 +67,8 @@ def build_vlm(options: EpisodeOptions) -> Any:
     reason = config.vlm_unavailable_reason()
     if reason:
         raise ConfigError(f"{options.vlm_flag} needs a VLM: {reason}")
-    register_secret(config.api_key)
+    for secret in (config.api_key, *url_secrets(config.base_url)):
+        register_secret(secret)  # redacted from every trace, log and file from now on
     return VLMClient(config, on_call=log_vlm_call)
 
 
@@ -138,7 +140,11 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     for name in (config.proposer, config.ranker, config.refiner, *settings.options):
         registry.spec(name)  # unknown tool names (also in --tool-option) fail now
     registry.check_options(settings.options)  # and bad option values, in one line
-    cache = ToolCache(options.cache.directory) if options.cache.enabled else None
+    cache = (
+        ToolCache(options.cache.directory, timeout_s=options.cache.timeout_s)
+        if options.cache.enabled
+        else None
+    )
     return Runtime(settings, config, registry, cache, vlm, notes, options)
 
 

@@ -15,10 +15,11 @@ import fcntl
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ConfigError
+from tools.errors import ConfigError, RefsegError
 
 SAMPLES = "samples.jsonl"
 CONFIG = "config.json"
@@ -57,6 +58,65 @@ def _truncate_torn_tail(path: Path) -> int:
         return size - keep
 
 
+@dataclass
+class SamplesScan:
+    """What reading ``samples.jsonl`` found.
+
+    Attributes:
+        records: the last record per ``example_id``.
+        torn: a torn last line (a writer killed mid-line): 1 when one was cut off or seen.
+        bad_lines: line numbers (from 1) of complete lines that are not a record: not UTF-8,
+            not JSON (NULs left by a crash), or not an object with an ``example_id``.
+    """
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    torn: int = 0
+    bad_lines: list[int] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per kind of problem, naming the bad lines (empty when there is none)."""
+        out = []
+        if self.torn:
+            out.append(f"cut off {self.torn} torn line(s) at the end of {SAMPLES}; redoing them")
+        if self.bad_lines:
+            shown = ", ".join(str(n) for n in self.bad_lines[:10])
+            more = f" and {len(self.bad_lines) - 10} more" if len(self.bad_lines) > 10 else ""
+            out.append(
+                f"skipped unreadable line(s) {shown}{more} of {SAMPLES} (not a UTF-8 JSON record); "
+                "an example whose record was there is redone"
+            )
+        return out
+
+
+def scan_samples(run_dir: str | Path, *, repair: bool = False) -> SamplesScan:
+    """Read ``run_dir/samples.jsonl`` line by line; never raises for what a line holds.
+
+    Args:
+        run_dir: the run folder.
+        repair: truncate a torn last line (a writer killed mid-line) from the file.
+    """
+    path = Path(run_dir) / SAMPLES
+    scan = SamplesScan()
+    if not path.exists():
+        return scan
+    if repair and _truncate_torn_tail(path):
+        scan.torn += 1
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                scan.torn += 1  # torn tail (only seen when not repairing)
+                continue
+            try:
+                rec = json.loads(raw)  # bytes: a UnicodeDecodeError is a ValueError too
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict) and isinstance(rec.get("example_id"), str):
+                scan.records[rec["example_id"]] = rec
+            elif raw.strip():
+                scan.bad_lines.append(number)
+    return scan
+
+
 def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str, dict[str, Any]], int]:
     """The last record per ``example_id`` in ``run_dir/samples.jsonl``.
 
@@ -65,30 +125,17 @@ def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str
         repair: truncate a torn last line (a writer killed mid-line) from the file.
 
     Returns:
-        ``(records by example_id, number of torn or unreadable lines skipped)``.
+        ``(records by example_id, number of torn or unreadable lines skipped)``; see
+        :func:`scan_samples` for which lines they were.
     """
-    path = Path(run_dir) / SAMPLES
-    if not path.exists():
-        return {}, 0
-    skipped = 0
-    if repair and _truncate_torn_tail(path):
-        skipped += 1
-    records: dict[str, dict[str, Any]] = {}
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                skipped += 1  # torn tail (only seen when not repairing)
-                continue
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                skipped += 1
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("example_id"), str):
-                records[rec["example_id"]] = rec
-            else:
-                skipped += 1
-    return records, skipped
+    scan = scan_samples(run_dir, repair=repair)
+    return scan.records, scan.torn + len(scan.bad_lines)
+
+
+class ResultsWriteError(RefsegError):
+    """A result line could not be written (a full disk): the run stops; what is written stays."""
+
+    exit_code = 2
 
 
 class SampleWriter:
@@ -96,7 +143,8 @@ class SampleWriter:
 
     The writer holds an exclusive lock on the file until :meth:`close` (the kernel drops it
     when the process dies), so two invocations on one run folder cannot both run (and
-    record) the same examples.
+    record) the same examples. Every line carries the fields of :attr:`stamp` (the runner
+    puts the configuration's digest there, so lines of different configurations never mix).
 
     Args:
         run_dir: the run folder.
@@ -120,17 +168,31 @@ class SampleWriter:
             ) from None
         self._written = 0
         self._before_write = before_write
+        self.stamp: dict[str, Any] = {}
 
     def write(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        """Append ``record`` (with :attr:`stamp`) as one line.
+
+        Raises:
+            ResultsWriteError: the line could not be written (a partial line is cut off and
+                redone by the next invocation).
+        """
+        line = {**record, **self.stamp}
+        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
         self._written += 1
         if self._before_write is not None:
             self._before_write(self._written, data, self._fh)
-        view = memoryview(data)
-        while view:  # a regular file takes it all at once; loop only for the pathological case
-            n = self._fh.write(view)
-            view = view[n or 0 :]
-        os.fsync(self._fh.fileno())
+        try:
+            view = memoryview(data)
+            while view:  # a regular file takes it all at once; loop only for the pathological case
+                n = self._fh.write(view)
+                view = view[n or 0 :]
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise ResultsWriteError(
+                f"cannot write {self.path}: {exc.strerror or exc}; the {self._written - 1} result(s) "
+                "written by this invocation are kept: make room and run the same command again to resume"
+            ) from None
 
     def close(self) -> None:
         self._fh.close()

@@ -104,9 +104,28 @@ def segment_images(
     compare = options.compare if options.compare is not None else len(images) > 1
     rt = build_runtime(options.episode)
     try:
-        return anyio.run(_segment_all, options.out, rt, images, expression, compare, on_result)
+        return anyio.run(_segment_closing, options.out, rt, images, expression, compare, on_result)
     finally:
         rt.close()
+
+
+async def _segment_closing(
+    out: Path,
+    rt: Runtime,
+    images: list[Path],
+    expression: str,
+    compare: bool,
+    on_result: Callable[[SegmentedImage], None] | None,
+) -> SegmentReport:
+    """:func:`_segment_all`, then the VLM client closed on this event loop (its connection
+    pool belongs to the loop; left open, it fails to close once the loop is gone)."""
+    try:
+        return await _segment_all(out, rt, images, expression, compare, on_result)
+    finally:
+        aclose = getattr(rt.vlm, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
 
 
 async def _segment_all(

@@ -53,6 +53,9 @@ def _cost_table(book: CostBook, images: int, examples: int) -> dict[str, Any]:
     return {"tools": tools, "total": total}
 
 
+_FAULT_WORDS = (b'"vlm_call"', b'"rejected"', b'"turn"', b'"tool_call_limit"', b'"episode_timeout"')
+
+
 def trace_faults(path: Path) -> dict[str, Any]:
     """Faults a run's ``trace.jsonl`` saw, over all its invocations (killed ones included).
 
@@ -60,7 +63,9 @@ def trace_faults(path: Path) -> dict[str, Any]:
         ``vlm_attempt_errors`` (failed VLM attempts, retried or not), ``vlm_retries``,
         ``vlm_errors_by_status`` (HTTP status, or ``"none"`` for timeouts, resets and bad
         bodies), ``rejected_tool_calls`` (unknown tools, bad arguments sent back to the model)
-        and ``odd_finish_reasons`` (VLM turns ending other than ``stop``/``tool_calls``).
+        ``odd_finish_reasons`` (VLM turns ending other than ``stop``/``tool_calls``),
+        ``refused_tool_calls`` (calls over a reply's or an episode's cap, answered with an
+        error) and ``episode_timeouts`` (episodes that hit their deadline and fell back).
     """
     out: dict[str, Any] = {
         "vlm_attempt_errors": 0,
@@ -68,11 +73,13 @@ def trace_faults(path: Path) -> dict[str, Any]:
         "vlm_errors_by_status": Counter(),
         "rejected_tool_calls": 0,
         "odd_finish_reasons": 0,
+        "refused_tool_calls": 0,
+        "episode_timeouts": 0,
     }
     if path.exists():
         with path.open("rb") as fh:
             for raw in fh:
-                if b'"vlm_call"' not in raw and b'"rejected"' not in raw and b'"turn"' not in raw:
+                if not any(word in raw for word in _FAULT_WORDS):
                     continue  # most lines are tool calls and guards: skip the JSON parse
                 try:
                     ev = json.loads(raw)
@@ -87,6 +94,10 @@ def trace_faults(path: Path) -> dict[str, Any]:
                     out["rejected_tool_calls"] += 1
                 elif kind == "turn" and ev.get("finish_reason") not in ("stop", "tool_calls"):
                     out["odd_finish_reasons"] += 1
+                elif kind == "tool_call_limit":
+                    out["refused_tool_calls"] += int(ev.get("refused") or 0)
+                elif kind == "episode_timeout":
+                    out["episode_timeouts"] += 1
     out["vlm_errors_by_status"] = dict(sorted(out["vlm_errors_by_status"].items()))
     return out
 
@@ -102,12 +113,30 @@ def _faults(recs: Sequence[dict[str, Any]], book: CostBook, traced: dict[str, An
     }
 
 
+def _last_ended(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The last invocation that finished (killed ones have no totals)."""
+    return next((i for i in reversed(invocations) if i.get("ended", True)), {})
+
+
+def _cache_health(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the tool cache failed in any invocation (it then ran uncached: slower, same
+    results), how often, and the first reason."""
+    health = [i["cache"] for i in invocations if isinstance(i.get("cache"), dict)]
+    reasons = [h["degraded"] for h in health if h.get("degraded")]
+    return {
+        "degraded_invocations": len(reasons),
+        "errors": sum(int(h.get("errors") or 0) for h in health),
+        "corrupt_entries": sum(int(h.get("corrupt") or 0) for h in health),
+        "reason": reasons[0] if reasons else None,
+    }
+
+
 def _propose_stats(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Propose computations per image run, over all invocations and in the last one."""
     proposer = next((i.get("proposer") for i in reversed(invocations) if i.get("proposer")), None)
     computations = sum(int(i.get("computed", {}).get(proposer, 0)) for i in invocations)
     images_run = sum(int(i.get("images_run", 0)) for i in invocations)
-    last = invocations[-1] if invocations else {}
+    last = _last_ended(invocations)
     last_images = int(last.get("images_run", 0))
     return {
         "tool": proposer,
@@ -121,8 +150,9 @@ def _propose_stats(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Wall time and throughput of the last invocation, wall time of all of them."""
-    last = invocations[-1] if invocations else {}
+    """Wall time and throughput of the last finished invocation, wall time of all of them,
+    and how many were killed before they finished."""
+    last = _last_ended(invocations)
     last_wall = float(last.get("wall_s", 0.0))
     last_ex = int(last.get("examples_run", 0))
     last_images = int(last.get("images_run", 0))
@@ -136,6 +166,7 @@ def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "engine": last.get("engine", "local"),  # lines from before engines existed: local
         "workers": last.get("workers", 1),
         "invocations": len(invocations),
+        "killed_invocations": sum(1 for i in invocations if not i.get("ended", True)),
     }
 
 
@@ -195,6 +226,8 @@ def build_summary(
             "failed": len(failed),
             "images": images,
         },
+        # Rows and samples of the data set that held no example (no samples, no sentences).
+        "dropped": dict(config.get("results", {}).get("examples", {}).get("dropped") or {}),
         "stop_reasons": dict(sorted(Counter(r.get("stop_reason", "error") for r in recs).items())),
         "iterations_mean": float(np.mean([r.get("iterations", 0) for r in recs])) if recs else None,
         "episode_seconds_mean": float(np.mean([r.get("seconds", 0.0) for r in recs])) if recs else None,
@@ -202,6 +235,7 @@ def build_summary(
         "failures": [{"example_id": r["example_id"], "error": r.get("error")} for r in failed[:20]],
         "costs": _cost_table(book, images, len(recs)),
         "propose": _propose_stats(invocations),
+        "cache": _cache_health(invocations),
         "timing": _timing(invocations),
         "peak_cuda_memory_bytes": max(peaks) if peaks else None,
     }

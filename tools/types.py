@@ -170,8 +170,14 @@ class Proposals:
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Proposals:
-        n, h, w = meta["shape"]
+        """Inverse of :meth:`to_record`.
+
+        Raises:
+            KeyError, ValueError: the record has another layout (a cache miss to the invoker).
+        """
+        n, h, w = (int(v) for v in meta["shape"])
         masks = np.unpackbits(arrays["masks"], axis=-1, count=w).astype(bool).reshape(n, h, w)
+        _check_lengths(n, arrays, ("boxes", "scores", "stability", "areas"))
         return cls(
             masks=masks,
             boxes=arrays["boxes"],
@@ -239,6 +245,13 @@ class Proposals:
         if self.mixed_origins:
             out["origins"] = self.origin_counts()
         return out
+
+
+def _check_lengths(n: int, arrays: Arrays, names: tuple[str, ...]) -> None:
+    """Each named array has ``n`` rows (a record of another layout fails here, not later)."""
+    for name in names:
+        if arrays[name].ndim < 1 or arrays[name].shape[0] != n:
+            raise ValueError(f"array {name!r} has shape {arrays[name].shape}, expected {n} rows")
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -318,6 +331,8 @@ class Ranking:
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Ranking:
+        """Inverse of :meth:`to_record` (raises KeyError or ValueError on another layout)."""
+        _check_lengths(len(arrays["scores"]), arrays, ("probs",))
         return cls(
             arrays["scores"],
             arrays["probs"],

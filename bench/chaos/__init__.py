@@ -14,10 +14,20 @@ library API and injects one fault per row:
 - a corpus of bad inputs (:mod:`bench.chaos.inputs`);
 - a planted API key that the server echoes back in its errors (:mod:`bench.chaos.secrets`);
 - a cache whose every entry is corrupted between two runs, one entry replaced by a pickle,
-  and two processes sharing one cache folder (:mod:`bench.chaos.cache_rows`).
+  and two processes sharing one cache folder (:mod:`bench.chaos.cache_rows`);
+- the second round (issue 10), one row per case: credentials in the base URL
+  (:mod:`bench.chaos.secrets`); undecodable result lines, a resume with another
+  configuration, a full disk while writing results (:mod:`bench.chaos.run_files`); a full,
+  locked or read-only cache and foreign cache entries (:mod:`bench.chaos.cache_faults`);
+  unbounded VLM work and huge tool arguments or names (:mod:`bench.chaos.agent_limits`);
+  Ctrl-C during start-up (:mod:`bench.chaos.startup`); data-set rows without samples and
+  image paths outside the data set (:mod:`bench.chaos.inputs`); protocol variants
+  (:mod:`bench.chaos.protocol`).
+
+Every row's folder is searched afterwards for the planted secrets (the ``secrets`` column).
 
 :func:`run_scorecard` runs the rows; :func:`format_table` prints them; the command exits 1
-when any row lost or duplicated an example or did not survive.
+when any row lost or duplicated an example, leaked a secret, or did not survive.
 """
 
 from bench.chaos.result import STOP_REASONS, RowResult, account

@@ -121,3 +121,62 @@ def bad_input_row(workdir: Path, seed: int = 0) -> RowResult:
     row.details["outcomes"] = outcomes
     row.seconds = time.perf_counter() - t0
     return row
+
+
+def _dataset_with_paths(workdir: Path) -> tuple[Path, Path]:
+    """A parquet data set (in its own folder) with a row without samples, a sample without
+    sentences, and image paths inside it, relative outside it and absolute outside it.
+    Returns the parquet file and the planted outside image."""
+    from bench.fixtures import write_refcocom_parquet
+    from tools.offline.scenes import generate_scene
+
+    scene = generate_scene(11)
+    img = np.asarray(scene.image, dtype=np.uint8)
+    obj = scene.objects[0]
+    folder, outside = workdir / "dataset", workdir / "outside"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    outside.mkdir(exist_ok=True)
+    PILImage.fromarray(img).save(folder / "images" / "inside.png")
+    planted = outside / "planted.png"
+    PILImage.fromarray(img).save(planted)
+    sample = {"id": 1, "sentences": [obj.expressions[0]], "mask": obj.mask}
+    rows = [
+        _row(1, img, obj.expressions[0], obj.mask),
+        {"image": img, "image_id": 2, "samples": []},
+        {
+            "image": img,
+            "image_id": 3,
+            "samples": [{**sample, "id": 30, "sentences": []}, {**sample, "id": 31}],
+        },
+        {"image": {"path": "images/inside.png"}, "image_id": 4, "samples": [{**sample, "id": 4}]},
+        {"image": {"path": "../outside/planted.png"}, "image_id": 5, "samples": [{**sample, "id": 5}]},
+        {"image": {"path": str(planted)}, "image_id": 6, "samples": [{**sample, "id": 6}]},
+    ]
+    return write_refcocom_parquet(folder / "data.parquet", rows), planted
+
+
+def dataset_rows_row(workdir: Path, seed: int = 0) -> RowResult:
+    """Rows without samples and samples without sentences are counted and reported; image
+    paths out of the data set's folder fail their example unless explicitly allowed."""
+    row = RowResult("dataset rows and paths")
+    t0 = time.perf_counter()
+    path, planted = _dataset_with_paths(workdir)
+    run_dir = workdir / "paths-run"
+    run = OfflineRun(run_dir, None, n=None, dataset=str(path), episode={"controller": "oneshot"})
+    outcome = run_offline(run)
+    recs = account(row, run_dir, outcome.example_ids, outcome.exit_code)
+    dropped = outcome.summary.get("dropped", {})
+    outside = [r for r in recs if r["failed"] and "outside the data set folder" in (r["error"] or "")]
+    row.injected = 4  # a row without samples, a sample without sentences, two paths outside
+    row.detected = sum(dropped.values()) + len(outside)
+    row.check(dropped == {"rows_without_samples": 1, "samples_without_sentences": 1}, f"dropped: {dropped}")
+    row.check(any("rows without samples" in n for n in outcome.notes), f"not reported: {outcome.notes}")
+    row.check({r["image_id"] for r in outside} == {"5", "6"}, "a path outside the folder was read")
+    row.check(all(not r["failed"] for r in recs if r["image_id"] == "4"), "a path inside the folder failed")
+    allowed = OfflineRun(workdir / "paths-allowed", None, n=None, dataset=str(path),
+                         episode={"controller": "oneshot"}, data={"allow_outside_paths": True})  # fmt: skip
+    opened = run_offline(allowed)
+    row.check(opened.exit_code == 0, f"with the flag, {opened.summary['counts']['failed']} example(s) failed")
+    row.details.update(dropped=dropped, planted=str(planted))
+    row.seconds = time.perf_counter() - t0
+    return row

@@ -29,6 +29,7 @@ class RowResult:
         fallback: examples that stopped with ``fallback``.
         failed: examples recorded as failed (with a reason).
         exit_code: the run's exit code (last invocation).
+        secrets: files of the row holding a planted secret (must be 0).
         seconds: wall time of the row.
         problems: every check that did not hold (empty when the row survived).
         run_dir: the run folder, for tests that look deeper.
@@ -44,6 +45,7 @@ class RowResult:
     fallback: int = 0
     failed: int = 0
     exit_code: int = 0
+    secrets: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     run_dir: Path | None = None
@@ -51,7 +53,7 @@ class RowResult:
 
     @property
     def survived(self) -> bool:
-        return not self.problems and self.lost == 0 and self.duplicated == 0
+        return not self.problems and self.lost == 0 and self.duplicated == 0 and self.secrets == 0
 
     def check(self, ok: bool, problem: str) -> None:
         if not ok:

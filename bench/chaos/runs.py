@@ -51,6 +51,9 @@ class OfflineRun:
         bootstrap: bootstrap resamples.
         concurrency: examples in flight.
         engine: engine fields (:class:`EngineOptions` fields; empty: the local engine).
+        limit: run at most this many new examples (``None``: all).
+        cache_timeout_s: the cache's lock timeout (``None``: the default).
+        data: other :class:`DataSpec` fields (e.g. ``allow_outside_paths``).
     """
 
     run_dir: Path
@@ -62,6 +65,9 @@ class OfflineRun:
     bootstrap: int = 0
     concurrency: int = 8
     engine: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    cache_timeout_s: float | None = None
 
     def options(self) -> BenchOptions:
         """The run as :class:`bench.options.BenchOptions`."""
@@ -72,13 +78,18 @@ class OfflineRun:
                 models=ModelOptions(toolset="offline"),
                 episode=EpisodeConfig(**self.episode),
                 vlm=VLMOptions(**vlm),
-                cache=CacheOptions(directory=self.cache_dir, enabled=self.cache_dir is not None),
+                cache=CacheOptions(
+                    directory=self.cache_dir,
+                    enabled=self.cache_dir is not None,
+                    **({} if self.cache_timeout_s is None else {"timeout_s": self.cache_timeout_s}),
+                ),
             ),
-            data=DataSpec(dataset=self.dataset, n=self.n),
+            data=DataSpec(dataset=self.dataset, n=self.n, **self.data),
             run=RunOptions(
                 concurrency=self.concurrency,
                 bootstrap=self.bootstrap,
                 quiet=True,
+                limit=self.limit,
                 engine=EngineOptions(**self.engine),
             ),
         )
@@ -99,11 +110,14 @@ class OfflineRun:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What an in-process run left: exit code, the example ids it should hold, cache damage."""
+    """What an in-process run left: exit code, the example ids it should hold, cache damage,
+    the runner's notes and its summary."""
 
     exit_code: int
     example_ids: list[str]
     corrupt_entries: int
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def run_offline(run: OfflineRun, *, before_write: WriteHook | None = None) -> RunOutcome:
@@ -120,7 +134,8 @@ def run_offline(run: OfflineRun, *, before_write: WriteHook | None = None) -> Ru
         corrupt = rt.cache.corrupt if rt.cache is not None else 0
     finally:
         rt.close()
-    return RunOutcome(result.exit_code, [ex.example_id for ex in examples], corrupt)
+    ids = [ex.example_id for ex in examples]
+    return RunOutcome(result.exit_code, ids, corrupt, list(result.notes), result.summary)
 
 
 def spawn_offline(run: OfflineRun, *, kill_at_line: int = 0) -> subprocess.Popen[bytes]:

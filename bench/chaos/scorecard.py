@@ -1,7 +1,8 @@
 """The scorecard: run the rows, print the table, say whether anything was lost.
 
 A row *survived* when every example was recorded exactly once with a stop reason, the run's
-summary counted the injected faults and the exit code matched the failures.
+summary counted the injected faults, the exit code matched the failures, and no file the row
+left holds a planted secret (the ``secrets`` column).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.chaos.agent_limits import huge_content_row, unbounded_work_row
+from bench.chaos.cache_faults import foreign_entries_row, unusable_cache_row
 from bench.chaos.cache_rows import cache_row, shared_cache_row
-from bench.chaos.inputs import bad_input_row
+from bench.chaos.inputs import bad_input_row, dataset_rows_row
 from bench.chaos.kill import kill_resume_row
+from bench.chaos.protocol import protocol_row
 from bench.chaos.result import RowResult
-from bench.chaos.secrets import secrets_row
+from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_lines_row
+from bench.chaos.secrets import credentials_url_row, secret_files, secrets_row
+from bench.chaos.startup import ctrl_c_row
 from bench.chaos.vlm_rows import VLM_FAULTS, vlm_row
 
 EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
@@ -26,6 +32,18 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "planted API key": secrets_row,
     "corrupt cache entries": cache_row,
     "shared cache, 2 processes": shared_cache_row,
+    # Hardening, round two (issue 10): one row per case, in the issue's order.
+    "credentials in base URL": credentials_url_row,
+    "undecodable result lines": undecodable_lines_row,
+    "cache unwritable / locked": unusable_cache_row,
+    "foreign cache entries": foreign_entries_row,
+    "unbounded VLM work": unbounded_work_row,
+    "huge tool args and names": huge_content_row,
+    "resume with other config": other_config_row,
+    "full disk on results": full_disk_row,
+    "Ctrl-C during start-up": ctrl_c_row,
+    "dataset rows and paths": dataset_rows_row,
+    "protocol variants": protocol_row,
 }
 
 
@@ -52,14 +70,21 @@ def row_names() -> list[str]:
 
 
 def run_row(name: str, workdir: Path, *, seed: int = 0) -> RowResult:
-    """Run one scorecard row by name (see :func:`row_names`) in ``workdir``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    for fault in VLM_FAULTS:
-        if fault.name == name:
-            return vlm_row(fault, workdir)
-    if name in EXTRA_ROWS:
-        return EXTRA_ROWS[name](workdir, seed)
-    raise KeyError(f"unknown scorecard row {name!r}; rows: {', '.join(row_names())}")
+    """Run one scorecard row by name (see :func:`row_names`) in its own folder under
+    ``workdir``; afterwards every file it left is searched for the planted secrets."""
+    folder = workdir / "".join(c if c.isalnum() else "-" for c in name.lower())
+    folder.mkdir(parents=True, exist_ok=True)
+    fault = next((f for f in VLM_FAULTS if f.name == name), None)
+    if fault is not None:
+        row = vlm_row(fault, folder)
+    elif name in EXTRA_ROWS:
+        row = EXTRA_ROWS[name](folder, seed)
+    else:
+        raise KeyError(f"unknown scorecard row {name!r}; rows: {', '.join(row_names())}")
+    leaks = secret_files(folder)
+    row.secrets = len(leaks)
+    row.check(not leaks, f"planted secrets in {'; '.join(leaks[:3])}")
+    return row
 
 
 def _run_rows(
@@ -105,7 +130,8 @@ def run_scorecard(
 
 COLUMNS = (
     ("fault", 27), ("injected", 8), ("detected", 8), ("survived", 8), ("examples", 8),
-    ("lost", 4), ("duplicated", 10), ("fallback", 8), ("failed", 6), ("exit", 4), ("s", 5),
+    ("lost", 4), ("duplicated", 10), ("secrets", 7), ("fallback", 8), ("failed", 6), ("exit", 4),
+    ("s", 5),
 )  # fmt: skip
 
 
@@ -116,7 +142,7 @@ def format_table(rows: Sequence[RowResult]) -> str:
     for r in rows:
         cells = (
             r.fault, r.injected, r.detected, "yes" if r.survived else "NO", r.examples, r.lost,
-            r.duplicated, r.fallback, r.failed, r.exit_code, f"{r.seconds:.1f}",
+            r.duplicated, r.secrets, r.fallback, r.failed, r.exit_code, f"{r.seconds:.1f}",
         )  # fmt: skip
         lines.append(" | ".join(str(c).ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)))
     for r in rows:
@@ -126,10 +152,11 @@ def format_table(rows: Sequence[RowResult]) -> str:
 
 
 def format_totals(rows: Sequence[RowResult], seconds: float) -> str:
-    """The line under the table: rows, survived, lost, duplicated, time."""
+    """The line under the table: rows, survived, lost, duplicated, secrets, time."""
     return (
         f"{len(rows)} row(s), {sum(r.survived for r in rows)} survived, "
-        f"{sum(r.lost for r in rows)} lost, {sum(r.duplicated for r in rows)} duplicated; {seconds:.1f} s"
+        f"{sum(r.lost for r in rows)} lost, {sum(r.duplicated for r in rows)} duplicated, "
+        f"{sum(r.secrets for r in rows)} secrets; {seconds:.1f} s"
     )
 
 

@@ -1,7 +1,13 @@
-"""The planted-key row: a key the server echoes back must appear in no file and no output."""
+"""The secrets rows: a planted key, and credentials inside the base URL, that the server
+echoes back must appear in no file and no output.
+
+Every scorecard row is also scanned for :data:`PLANTED_SECRETS` afterwards (the table's
+``secrets`` column): a secret planted by one row must not surface in any row's files.
+"""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import io
@@ -10,14 +16,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from agent.episode import EpisodeConfig
 from agent.trace_view import render_trace
-from bench.chaos.result import RowResult, account
+from bench.chaos.result import RowResult, account, read_json
 from bench.chaos.runs import run_offline
 from bench.chaos.server import ScriptedServer, Status
 from bench.chaos.vlm_rows import agent_reply, agent_run
+from bench.options import CacheOptions, EpisodeOptions, ModelOptions, SegmentOptions, VLMOptions
 from bench.report import load_runs, print_summary, print_table, write_report
+from bench.segment import segment_images
+from bench.summary import trace_faults
 
 PLANTED_KEY = "sk-chaos-planted-0123456789abcdef"
+URL_USER, URL_PASSWORD, URL_QUERY_SECRET = "chaos-user", "chaos-url-pass-5821", "chaos-query-secret-3309"
+BASIC_TOKEN = base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode()).decode()
+PLANTED_SECRETS = (PLANTED_KEY, URL_PASSWORD, URL_QUERY_SECRET, BASIC_TOKEN)
 
 
 def files_with(root: Path, needles: list[bytes]) -> list[str]:
@@ -85,5 +100,82 @@ def secrets_row(workdir: Path, seed: int = 0) -> RowResult:
     row.check(not leaks, f"key leaked: {'; '.join(leaks[:5])}")
     row.details["leaks"] = leaks
     row.details["output_chars"] = len(out.getvalue()) + len(err.getvalue())
+    row.seconds = time.perf_counter() - t0
+    return row
+
+
+def secret_files(root: Path) -> list[str]:
+    """``path: secret`` for each file under ``root`` holding a planted secret."""
+    return files_with(root, [secret.encode() for secret in PLANTED_SECRETS]) if root.exists() else []
+
+
+def _echo_credentials(url: str) -> Any:
+    """Every third request: a 500 whose message repeats the URL and the Basic credentials."""
+    served = {"n": 0, "echoed": 0}
+
+    def policy(request: dict[str, Any]) -> Any:
+        served["n"] += 1
+        if served["n"] % 3:
+            return agent_reply(request)
+        served["echoed"] += 1
+        return Status(500, f"upstream {url}/chat/completions refused Authorization: Basic {BASIC_TOKEN}")
+
+    return policy, served
+
+
+def _segment_with(url: str, workdir: Path) -> Path:
+    """``refseg segment`` (the library call) of one generated scene with the agent at ``url``."""
+    from PIL import Image as PILImage
+
+    from tools.offline.scenes import generate_scene
+
+    scene = generate_scene(3)
+    image = workdir / "scene.png"
+    PILImage.fromarray(np.asarray(scene.image, dtype=np.uint8)).save(image)
+    out = workdir / "segment"
+    episode = EpisodeOptions(
+        models=ModelOptions(toolset="offline"),
+        episode=EpisodeConfig(controller="agent", tau_conf=1.0, tau_gap=1.0),
+        vlm=VLMOptions(base_url=url, model="chaos-vlm", timeout_s=5.0, max_retries=1, backoff_max_s=0.05),
+        cache=CacheOptions(enabled=False),
+    )
+    segment_images(SegmentOptions((image,), scene.objects[0].expressions[0], out, episode))
+    return out
+
+
+def credentials_url_row(workdir: Path, seed: int = 0) -> RowResult:
+    """``--vlm-base-url http://user:pass@host/v1?api_key=SECRET``: requests reach
+    ``/v1/chat/completions?api_key=SECRET``; a server echoing the URL and the Basic header leaks
+    nothing into the run folder, ``result.json``, the trace, the summary or the trace view."""
+    row = RowResult("credentials in base URL")
+    t0 = time.perf_counter()
+    run_dir = workdir / "url-run"
+    out, err = io.StringIO(), io.StringIO()
+    with ScriptedServer(max_requests=100_000, max_lifetime_s=600) as srv:
+        url = f"http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{srv.port}/v1?api_key={URL_QUERY_SECRET}"
+        srv.policy, served = _echo_credentials(url)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            outcome = run_offline(agent_run(run_dir, None, url, n=1))
+            in_bench = served["echoed"]
+            print_summary(run_dir.name, load_runs([run_dir])[0].summary)  # the report: the secrets row's
+            print(render_trace(run_dir))
+            segment = _segment_with(url, workdir)
+            print(render_trace(segment))
+        paths = {r.path for r in srv.requests}
+    account(row, run_dir, outcome.example_ids, outcome.exit_code)
+    row.injected = served["echoed"]
+    row.detected = int(row.details["summary_faults"].get("vlm_attempt_errors", 0))
+    row.detected += int(trace_faults(segment / "trace.jsonl")["vlm_attempt_errors"])
+    want = f"/v1/chat/completions?api_key={URL_QUERY_SECRET}"
+    row.check(paths == {want}, f"requests went to {sorted(paths)[:3]}, not {want}")
+    row.check(in_bench > 0 and row.injected > in_bench, "the bench run or the segment run got no echo")
+    row.check(row.detected == row.injected, f"{row.detected} of {row.injected} echoed errors counted")
+    result = read_json(segment / "result.json")
+    row.check(result.get("config", {}).get("vlm") is not None, "result.json does not describe the VLM")
+    leaks = secret_files(run_dir) + secret_files(segment)
+    leaks += [f"{name}: {secret}" for name, text in (("stdout", out), ("stderr", err))
+              for secret in PLANTED_SECRETS if secret in text.getvalue()]  # fmt: skip
+    row.check(not leaks, f"credentials leaked: {'; '.join(leaks[:5])}")
+    row.details.update(leaks=leaks, paths=sorted(paths), output_chars=len(out.getvalue()))
     row.seconds = time.perf_counter() - t0
     return row

@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.chaos.replies import (
     MAX_SLEEP_S,
@@ -243,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.monotonic(),
         )
         n, spec = self.scripted._next(request)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not urlsplit(self.path).path.rstrip("/").endswith("/chat/completions"):
             spec = Status(404, f"ScriptedServer serves /v1/chat/completions, not {self.path}")
         try:
             self._answer(spec, n, request)
@@ -304,7 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, data: bytes, headers: dict[str, str], content_length: int | None = None
     ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        if not any(k.lower() == "content-type" for k in headers):
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data) if content_length is None else content_length))
         for key, value in headers.items():
             self.send_header(key, value)

@@ -146,6 +146,21 @@ CONTROLLER_FLAGS = _flags(
             "shown (Qwen2.5-VL) or norm1000, 0-1000 normalised (Qwen2-VL and others)",
         },
     ),
+    (
+        "--max-tool-calls",
+        "max_tool_calls",
+        {"type": int, "help": "agent: most tool calls the VLM may have run per episode"},
+    ),
+    (
+        "--max-calls-per-reply",
+        "max_calls_per_reply",
+        {"type": int, "help": "agent: most tool calls run from one VLM reply"},
+    ),
+    (
+        "--episode-timeout",
+        "episode_timeout_s",
+        {"type": float, "metavar": "SECONDS", "help": "past it an episode falls back to its best candidate"},
+    ),
 )
 VLM_FLAGS = _flags(
     ("--vlm-base-url", "base_url", {"help": "endpoint (default: SiliconFlow); a local server needs no key"}),
@@ -178,6 +193,15 @@ DATA_FLAGS = _flags(
         "--seed-subset",
         "seed_subset",
         {"type": int, "help": "take a random --n images with this seed (default: the first --n)"},
+    ),
+    (
+        "--allow-image-paths-outside",
+        "allow_outside_paths",
+        {
+            "action": "store_true",
+            "help": "read a row's image path even outside the data set's folder (default: such "
+            "an example fails)",
+        },
     ),
 )
 RUN_FLAGS = _flags(

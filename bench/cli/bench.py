@@ -113,6 +113,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import load_runs, print_table, write_report
 
     runs = load_runs(args.runs, bootstrap=args.bootstrap)
+    for run in runs:
+        for note in run.notes:
+            print(f"note: {run.name}: {note}", file=sys.stderr)
     out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("report"))
     path = write_report(out, runs, title=args.title or "refseg bench report")
     print_table(runs)

@@ -9,6 +9,8 @@ afterwards. Resume, reports and the viewer therefore do not care which engine ra
 
 from __future__ import annotations
 
+import anyio
+
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,11 +110,15 @@ def leaf_errors(exc: BaseException) -> list[BaseException]:
 
 
 def first_error(group_exc: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
-    """The error to report for a failed task group: a RefsegError first, else the only one."""
-    leaves = leaf_errors(group_exc)
-    first = next((e for e in leaves if isinstance(e, RefsegError)), None)
-    if first is not None:
-        return first
+    """The error to report for a failed task group: a RefsegError first (e.g. a result line
+    that could not be written), then Ctrl-C, then a file-system error, else the only one."""
+    # A stream closed under a task is a consequence (the writer died), never the cause.
+    consequences = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    leaves = [e for e in leaf_errors(group_exc) if not isinstance(e, consequences)] or [group_exc]
+    for kind in (RefsegError, KeyboardInterrupt, OSError):
+        first = next((e for e in leaves if isinstance(e, kind)), None)
+        if first is not None:
+            return first
     return leaves[0] if len(leaves) == 1 else group_exc
 
 

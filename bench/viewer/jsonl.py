@@ -33,6 +33,8 @@ class FileState:
         return cls(st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+MAX_SKIPPED_SHOWN = 10  # line numbers of unreadable lines kept for the page
+
 # Called with (byte offset of the line, the line without its newline); returns False when
 # the line is unreadable (it is counted in ``skipped``).
 LineSink = Callable[[int, bytes], bool]
@@ -54,7 +56,9 @@ class JsonlTail:
         self._lock = threading.Lock()
         self._state: FileState | None = None
         self.offset = 0  # bytes consumed: always just after a newline
+        self.lines = 0  # complete lines consumed
         self.skipped = 0  # complete lines that were not readable records
+        self.skipped_at: list[int] = []  # their line numbers (from 1), the first few
         self.torn_tail_bytes = 0  # bytes after the last newline (a line being written)
 
     @property
@@ -78,7 +82,8 @@ class JsonlTail:
             return True
 
     def _reset(self) -> None:
-        self.offset = self.skipped = self.torn_tail_bytes = 0
+        self.offset = self.lines = self.skipped = self.torn_tail_bytes = 0
+        self.skipped_at = []
         self._on_reset()
 
     def _read_from(self, start: int, size: int) -> None:
@@ -93,8 +98,11 @@ class JsonlTail:
         while pos < end:
             nl = data.index(b"\n", pos)
             line = data[pos:nl]
+            self.lines += 1
             if line.strip() and not self._on_line(start + pos, line):
                 self.skipped += 1
+                if len(self.skipped_at) < MAX_SKIPPED_SHOWN:
+                    self.skipped_at.append(self.lines)
             pos = nl + 1
         self.offset = start + end
         self.torn_tail_bytes = len(data) - end

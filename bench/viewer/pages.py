@@ -54,6 +54,7 @@ def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
         "expected": expected,
         "complete": expected is not None and recorded >= expected,
         "skipped_lines": run.samples.tail.skipped,
+        "skipped_at": ", ".join(str(n) for n in run.samples.tail.skipped_at),
         "torn_tail": run.samples.tail.torn_tail_bytes > 0,
     }
 
