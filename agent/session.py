@@ -12,7 +12,6 @@ import time
 import uuid
 
 import anyio
-import numpy as np
 
 from agent.controllers import get_controller
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason

@@ -135,6 +135,8 @@ def self_contained(ex: Example) -> Example:
     except Exception as exc:  # the reader's own bug on one odd row: that row fails, not the run
         source = UnreadableImage(f"{type(exc).__name__}: {exc}")
     return replace(ex, image_ref=source)
+
+
 class ExampleSet(list[Example]):
     """Examples, and what the loader could not turn into examples (never dropped silently).
 

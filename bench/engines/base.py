@@ -9,11 +9,10 @@ afterwards. Resume, reports and the viewer therefore do not care which engine ra
 
 from __future__ import annotations
 
-import anyio
-
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from agent.tracing import Tracer
