@@ -38,7 +38,8 @@ from bench.options import BenchOptions, DataSpec, RunOptions
 from bench.run_folder import append_invocation, check_config, result_config, write_outputs
 from bench.runtime import Runtime, build_runtime
 from bench.samples import TRACE, SampleWriter, WriteHook, read_samples
-from tools.errors import ConfigError, RefsegError
+from bench.summary import fallback_problem
+from tools.errors import ConfigError, RefsegError, VLMError
 from tools.types import Image
 
 
@@ -52,6 +53,7 @@ class BenchResult:
     skipped: int
     failed_now: int = 0
     notes: list[str] = field(default_factory=list)
+    max_fallback_rate: float = 1.0
 
     @property
     def failed(self) -> int:
@@ -62,8 +64,17 @@ class BenchResult:
         return int(self.summary["counts"]["missing"])
 
     @property
+    def fallback_problem(self) -> str | None:
+        """One line when more than ``max_fallback_rate`` of the examples that needed the VLM
+        fell back (the numbers would not be a VLM result), else ``None``."""
+        return fallback_problem(self.summary, self.max_fallback_rate)
+
+    @property
     def exit_code(self) -> int:
-        """0 when every example is done and none failed, else 1."""
+        """5 when too many examples fell back, else 0 when every example is done and none
+        failed, else 1."""
+        if self.fallback_problem is not None:
+            return VLMError.exit_code
         return 0 if self.failed == 0 and self.missing == 0 else 1
 
 
@@ -82,11 +93,15 @@ async def run_bench(options: BenchOptions, *, before_write: WriteHook | None = N
     examples = options.data.load()
     rt = build_runtime(options.episode)
     try:
-        return await run_examples(
+        result = await run_examples(
             rt, examples, options.out, options.data, options.run, before_write=before_write
         )
     finally:
         rt.close()
+    from bench.report import write_run_report
+
+    await anyio.to_thread.run_sync(write_run_report, result.run_dir, result.summary, result.notes)
+    return result
 
 
 def run_bench_sync(options: BenchOptions, *, before_write: WriteHook | None = None) -> BenchResult:
@@ -249,6 +264,8 @@ async def _run_locked(
     bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
     t0 = time.perf_counter()
     try:
+        setup_s = await session.setup() if plan.todo else 0.0  # models load here, not in an episode
+        t0 = time.perf_counter()
         counters = await _run_local(session, plan, spec, opts, writer, bar)
     finally:
         bar.close()
@@ -263,6 +280,7 @@ async def _run_locked(
             "run_id": run_id,
             "started": started,
             "wall_s": round(time.perf_counter() - t0, 4),
+            "setup_s": round(setup_s, 4),
             "examples_run": counters["written"],
             "images_run": counters["images"],
             "concurrency": opts.concurrency,
@@ -279,7 +297,8 @@ async def _run_locked(
         ran=counters["written"],
         skipped=plan.skipped,
         failed_now=counters["failed"],
-        notes=plan.notes,
+        notes=[*plan.notes, *rt.notes],
+        max_fallback_rate=opts.max_fallback_rate,
     )
 
 

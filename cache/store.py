@@ -21,6 +21,9 @@ from cache.codec import CorruptEntry, decode, encode
 ENV_VAR = "REFSEG_CACHE_DIR"
 DEFAULT_DIR = Path.home() / ".cache" / "refseg-loop"
 SIZE_LIMIT = 8 * 2**30
+# Key of the JSON meta entry that records what producing a value cost (seconds, tokens, USD),
+# so a hit can report its cold cost; records written before it existed lack it.
+COST_META = "__refseg_cost__"
 
 
 def default_cache_dir() -> Path:

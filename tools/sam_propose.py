@@ -217,6 +217,11 @@ class SamPropose(Tool):
         """Build the model now (fail fast on a missing or corrupt checkpoint)."""
         _ = self.model
 
+    def setup(self) -> None:
+        """Hash the checkpoint (the cache fingerprint) and build the model, before any example."""
+        self.fingerprint()
+        self.load()
+
     def _embedding(self, image: Image) -> _Embedding:
         cached = self._embeddings.get(image.digest)
         if cached is not None:

@@ -72,7 +72,11 @@ class OfflineRun:
                 cache=CacheOptions(directory=self.cache_dir, enabled=self.cache_dir is not None),
             ),
             data=DataSpec(dataset=self.dataset, n=self.n),
-            run=RunOptions(concurrency=self.concurrency, bootstrap=self.bootstrap, quiet=True),
+            # Faults are injected on purpose: the scorecard checks that examples survive
+            # them, not the VLM's health, so any fallback rate is allowed here.
+            run=RunOptions(
+                concurrency=self.concurrency, bootstrap=self.bootstrap, quiet=True, max_fallback_rate=1.0
+            ),
         )
 
     def to_json(self) -> str:
