@@ -104,11 +104,6 @@ class ToolCost:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    @property
-    def cached_label(self) -> str:
-        """``"3 calls: 1 computed, 0 joined, 2 cached"``: how the calls were served."""
-        return f"{self.calls} calls: {self.computed} computed, {self.joined} joined, {self.cache_hits} cached"
-
 
 def _one(
     outcome: Outcome,

@@ -82,7 +82,9 @@ def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
             pts = {0: oneshot.summary["metrics"]["miou"], **pts}
         xs = sorted(pts)
         ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
-    ax.set(xlabel="max_iter (0 = one-shot)", ylabel="mIoU", title="mIoU vs max_iter")
+    shown = sum(len(pts) for pts in series.values()) + (oneshot is not None)
+    left_out = f"; {len(runs) - shown} perturbed or other runs not shown" if len(runs) > shown else ""
+    ax.set(xlabel="max_iter (0 = one-shot)", ylabel="mIoU", title=f"mIoU vs max_iter (clean runs{left_out})")
     ax.set_xticks(sorted({x for s in series.values() for x in s} | ({0} if oneshot else set())))
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -110,7 +112,7 @@ def fig_reliability(runs: Sequence[RunView], path: Path) -> Path | None:
     fig = _figure()
     ax = fig.add_subplot()
     _grouped_bars(ax, headers[1:], {row[0]: [float(v) if v != "—" else 0.0 for v in row[1:]] for row in rows})
-    ax.set(ylabel="mIoU", title="Reliability under perturbations")
+    ax.set(ylabel="mIoU", title="Reliability: methods run under several perturbations")
     return _save(fig, path)
 
 

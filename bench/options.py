@@ -237,7 +237,7 @@ class RunOptions:
 
     Attributes:
         concurrency: examples in flight at once.
-        retry_failed: redo examples whose last record failed.
+        retry_failed: redo examples whose last record failed or fell back (a VLM outage).
         bootstrap: resamples for the confidence intervals (0 = none).
         quiet: no progress bar.
         limit: run at most this many new examples in this invocation (then stop; resumable).

@@ -95,6 +95,11 @@ def print_summary(name: str, summary: dict[str, Any], file: IO[str] | None = Non
             f"({kinds_text(faults.get('fallbacks_by_kind') or {})})",
             file=out,
         )
+    counted = {k: v for k, v in faults.items() if isinstance(v, int) and v and k != "fallbacks"}
+    by_status = faults.get("vlm_errors_by_status") or {}
+    if counted:
+        status = f" (HTTP status: {kinds_text(by_status)})" if by_status else ""
+        print(f"  faults: {kinds_text(counted)}{status}", file=out)
 
 
 def paired_against(
@@ -138,7 +143,7 @@ def render_markdown(
     sections: list[tuple[str, tuple[list[str], list[list[str]]] | None]] = [
         ("Accuracy", metric_table(runs)),
         (
-            "Paired comparison (mIoU difference, bootstrap over images)",
+            "Paired comparison (B - A on the same expressions; 95% CI by bootstrap over images)",
             paired_table(pairs) if pairs else None,
         ),
         ("Reliability (mIoU under perturbations)", reliability_table(runs)),
@@ -151,8 +156,6 @@ def render_markdown(
     for heading, table in sections:
         if table is not None:
             parts += [f"## {heading}", "", md_table(*table), ""]
-    if pairs:
-        parts += [f"- {paired_line(a, b, res)}" for a, b, res in pairs] + [""]
     parts += [*extra]
     if figures:
         parts += ["## Figures", ""]

@@ -168,12 +168,17 @@ def _plan(
     todo = [
         (i, ex)
         for i, ex in enumerate(examples)
-        if ex.example_id not in done or (opts.retry_failed and done[ex.example_id].get("failed"))
+        if ex.example_id not in done or (opts.retry_failed and _redo(done[ex.example_id]))
     ]
     skipped = len(examples) - len(todo)
     if opts.limit is not None:
         todo = todo[: max(0, opts.limit)]
     return _Plan(todo, skipped, notes)
+
+
+def _redo(record: dict[str, Any]) -> bool:
+    """``--retry-failed`` redoes an example that failed, or fell back because the VLM failed."""
+    return bool(record.get("failed")) or record.get("stop_reason") == "fallback"
 
 
 def _progress(total: int, initial: int, quiet: bool) -> Any:

@@ -101,7 +101,7 @@ def fallback_problem(summary: dict[str, Any], max_rate: float) -> str | None:
     return (
         f"{vlm['fallbacks']} of {vlm['needed']} examples that needed the VLM fell back "
         f"({rate:.1%} > --max-fallback-rate {max_rate:g}; {kinds}): these are not VLM results; "
-        "see fallback_reason in samples.jsonl, fix the endpoint and run again with --retry-failed"
+        "see fallback_reason in samples.jsonl; fix the endpoint, then run again with --retry-failed"
     )
 
 

@@ -172,6 +172,16 @@ def kinds_text(by_kind: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in by_kind.items()) or "—"
 
 
+def _with_status(faults: dict[str, Any]) -> str:
+    """``"12 (HTTP 500 10, no status 2)"``: failed VLM attempts and their statuses."""
+    n = int(faults.get("vlm_attempt_errors", 0))
+    if not n:
+        return "0"
+    statuses = faults.get("vlm_errors_by_status") or {}
+    named = {("no status" if k == "none" else f"HTTP {k}"): v for k, v in statuses.items()}
+    return f"{n} ({kinds_text(named)})"
+
+
 def health_table(runs: Sequence[RunView]) -> Table | None:
     """VLM health and faults per run; None when no run asked the VLM or saw a fault."""
     headers = ["run", "needed VLM", "fell back", "rate", "fallbacks by kind", "VLM attempt errors", "failed"]
@@ -185,7 +195,7 @@ def health_table(runs: Sequence[RunView]) -> Table | None:
                 str(vlm.get("fallbacks", 0)),
                 "—" if vlm.get("fallback_rate") is None else f"{vlm['fallback_rate']:.1%}",
                 kinds_text(faults.get("fallbacks_by_kind") or {}),
-                str(faults.get("vlm_attempt_errors", 0)),
+                _with_status(faults),
                 str(faults.get("failed_examples", 0)),
             ]
         )

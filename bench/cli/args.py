@@ -187,7 +187,7 @@ RUN_FLAGS = _flags(
     (
         "--retry-failed",
         "retry_failed",
-        {"action": "store_true", "help": "redo examples that failed last time"},
+        {"action": "store_true", "help": "redo examples that failed or fell back last time"},
     ),
     (
         "--bootstrap",

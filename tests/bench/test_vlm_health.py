@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai_server import ScriptedServer, Status, Text
@@ -46,9 +47,10 @@ def test_fallbacks_say_why_and_fail_the_run_past_the_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "r"
-    with ScriptedServer(policy=lambda _r: Status(500, "overloaded")) as srv:
-        args = [*VLM_LOOP, "--vlm-base-url", srv.base_url, "--vlm-max-retries", "0", "--out", str(out)]
-        assert main(args) == 5
+    server: dict[str, Any] = {"reply": Status(500, "overloaded")}
+    srv = ScriptedServer(policy=lambda _r: server["reply"]).start()
+    args = [*VLM_LOOP, "--vlm-base-url", srv.base_url, "--vlm-max-retries", "0", "--out", str(out)]
+    assert main(args) == 5
     captured = capsys.readouterr()
     recs = lines(out)
     needed = [r for r in recs if r["needed_vlm"]]
@@ -66,6 +68,7 @@ def test_fallbacks_say_why_and_fail_the_run_past_the_limit(
         "by_kind": {"http_500": len(needed)},
     }
     assert f"VLM: {len(needed)} needed it, {len(needed)} fell back (http_500 {len(needed)})" in captured.out
+    assert f"vlm_attempt_errors {len(needed)}" in captured.out and "(HTTP status: 500 " in captured.out
     (err,) = [line for line in captured.err.splitlines() if line.startswith("refseg: error:")]
     assert f"{len(needed)} of {len(needed)} examples that needed the VLM fell back (100.0% >" in err
     assert "--max-fallback-rate 0.05" in err
@@ -73,6 +76,14 @@ def test_fallbacks_say_why_and_fail_the_run_past_the_limit(
     assert "## VLM health and faults" in report and f"http_500 {len(needed)}" in report
     # The same results with a looser limit: the run resumes (nothing to do) and passes.
     assert main([*args, "--max-fallback-rate", "1"]) == 0
+    # Once the endpoint works again, --retry-failed redoes the examples that fell back.
+    server["reply"] = Text('{"query": "the red circle"}')
+    try:
+        assert main([*args, "--retry-failed"]) == 0
+    finally:
+        srv.stop()
+    redone = json.loads((out / "summary.json").read_text())["vlm"]
+    assert redone["needed"] == len(needed) and redone["fallbacks"] == 0
 
 
 def test_an_unknown_model_price_is_one_line_and_the_flags_set_it(
