@@ -31,16 +31,11 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _cycle(ax: Any, n: int) -> None:
-    """Enough distinct colours and line styles for ``n`` runs (every run is drawn)."""
-    from cycler import cycler
+def _line_style(i: int) -> dict[str, Any]:
+    """A distinct colour and dash for the ``i``-th run: 20 colours, then the next dash style."""
     from matplotlib import colormaps
 
-    colours = [colormaps["tab20"](i % 20) for i in range(max(n, 1))]
-    styles = ["-", "--", ":", "-."]
-    ax.set_prop_cycle(
-        cycler(color=colours) + cycler(linestyle=[styles[i // 10 % 4] for i in range(max(n, 1))])
-    )
+    return {"color": colormaps["tab20"](i % 20), "linestyle": ("-", "--", ":", "-.")[i // 20 % 4]}
 
 
 def fig_iou_hist(runs: Sequence[RunView], path: Path) -> Path:
@@ -51,10 +46,9 @@ def iou_hist_figure(runs: Sequence[RunView]) -> Any:
     """IoU histogram of every run (one step line each)."""
     fig = _figure(6.4, 4.0 + 0.1 * max(0, len(runs) - 8))
     ax = fig.add_subplot()
-    _cycle(ax, len(runs))
     bins = np.linspace(0, 1, 21)
-    for r in runs:
-        ax.hist(r.ious, bins=bins, histtype="step", linewidth=1.5, label=r.name)
+    for i, r in enumerate(runs):
+        ax.hist(r.ious, bins=bins, histtype="step", linewidth=1.5, label=r.name, **_line_style(i))
     ax.set(xlabel="IoU", ylabel="expressions", title=f"IoU distribution ({len(runs)} runs)")
     ax.legend(fontsize=6, ncol=2 if len(runs) > 8 else 1)
     return fig
