@@ -34,7 +34,7 @@ from agent.agent_prompts import (
     prompt_payload,
     tool_payload,
 )
-from agent.episode import Episode, EpisodeConfig, StopReason
+from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
 from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
 from agent.loop import ensure_ranking, propose_and_rank
@@ -50,10 +50,11 @@ MAX_ERROR_CHARS = 1_000  # an error sent back to the model: enough to act on, ne
 class _Stop(Exception):
     """Raised inside the loop to end the episode with ``reason`` (and a note for the result)."""
 
-    def __init__(self, reason: StopReason, note: str | None = None):
+    def __init__(self, reason: StopReason, note: str | None = None, kind: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.note = note
+        self.kind = kind  # a fallback's kind (see agent.episode.fallback_kind)
 
 
 def offered_tools(registry: ToolRegistry, cfg: EpisodeConfig) -> tuple[list[str], list[str]]:
@@ -181,7 +182,7 @@ class AgentRun:
 
     def _ranked(self, ranking: Ranking) -> tuple[str, dict[str, Any] | None]:
         ep = self.ep
-        ep.ws.set_query(ranking.query)  # the agent's own wording becomes the current query
+        ep.ws.use_query(ranking.query)  # the agent's own wording becomes the current query
         self.rank_calls += 1
         ep.iterations = max(0, self.rank_calls - 1)  # re-rankings, as in the loop controller
         if ep.guard(ranking):
@@ -241,6 +242,7 @@ class AgentRun:
 
     async def _turn(self) -> VLMReply:
         ep = self.ep
+        ep.needed_vlm = True
         start = time.perf_counter()
         try:
             reply: VLMReply = await self.client.complete(
@@ -248,7 +250,7 @@ class AgentRun:
             )
         except VLMError as exc:
             ep.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
-            raise _Stop(StopReason.FALLBACK, f"agent fell back: {exc}") from None
+            raise _Stop(StopReason.FALLBACK, f"agent fell back: {exc}", fallback_kind(exc)) from None
         ep.turns += 1
         ep.costs.record(
             "vlm",
@@ -292,7 +294,8 @@ class AgentRun:
         """Run the reply's tool calls and append their answers (nudge once when there are none)."""
         if not reply.tool_calls:
             if self.nudged:
-                raise _Stop(StopReason.FALLBACK, "agent fell back: no tool call after a nudge")
+                note = "agent fell back: no tool call after a nudge"
+                raise _Stop(StopReason.FALLBACK, note, "no_tool_call")
             self.nudged = True
             self.messages.append({"role": "user", "content": NUDGE})
             return
@@ -331,9 +334,12 @@ class AgentRun:
         try:
             await self._loop()
         except _Stop as stop:
-            ep.stop_reason = stop.reason
-            if stop.note:
-                ep.notes.append(stop.note)
+            if stop.reason == StopReason.FALLBACK:
+                ep.fall_back(stop.note or "agent fell back", stop.kind or "vlm_error")
+            else:
+                ep.stop_reason = stop.reason
+                if stop.note:
+                    ep.notes.append(stop.note)
         if ep.stop_reason in (StopReason.FALLBACK, StopReason.MAX_ITER):
             await self._ensure_ranking()
 

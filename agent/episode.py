@@ -19,7 +19,7 @@ from agent.costs import CostBook
 from agent.invoke import CallContext, Invoker
 from tools.base import Workspace
 from tools.coords import UNITS, Units
-from tools.errors import ConfigError
+from tools.errors import ConfigError, ToolError
 from tools.registry import ToolRegistry
 from tools.types import Ranking
 
@@ -28,7 +28,8 @@ class StopReason(StrEnum):
     """Why an episode ended. A ``str``: JSON, traces and reports show the plain value."""
 
     GUARD = "guard"  # the ranking passed tau_conf / tau_gap
-    MAX_ITER = "max_iter"  # out of rounds, turns or budget, or the refiner had nothing new
+    MAX_ITER = "max_iter"  # out of rounds, turns or budget
+    REFINER_EXHAUSTED = "refiner_exhausted"  # the refiner had no query that was not tried yet
     AGENT_SUBMIT = "agent_submit"  # the VLM submitted a candidate
     GROUNDED = "grounded"  # the VLM's box was drawn and the drawn mask chosen (ground)
     FALLBACK = "fallback"  # the VLM or the refiner failed: best candidate so far
@@ -118,7 +119,11 @@ class EpisodeResult:
 
     ``mask`` is ``(H, W) bool`` at the input's original size (``None`` when nothing was
     chosen); ``candidate_masks`` are the top-3 candidates' masks at that size, best first,
-    matching ``candidates``.
+    matching ``candidates``. ``needed_vlm``: the episode asked the VLM at least once (an agent
+    turn, or a call of a VLM-backed tool such as ``refine_query`` with ``--refiner vlm``); an
+    episode the guard settled before any VLM call did not need it. ``fallback_reason``: why
+    a ``fallback`` episode fell back (one line), else ``None``; ``fallback_kind`` its class
+    (:func:`fallback_kind`).
     """
 
     sample_id: str
@@ -139,6 +144,9 @@ class EpisodeResult:
     image_size: tuple[int, int] = (0, 0)
     turns: int = 0
     notes: list[str] = field(default_factory=list)
+    needed_vlm: bool = False
+    fallback_reason: str | None = None
+    fallback_kind: str | None = None
     candidate_masks: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
@@ -166,7 +174,20 @@ class EpisodeResult:
             "seconds": round(self.seconds, 4),
             "error": self.error,
             "notes": self.notes,
+            "needed_vlm": self.needed_vlm,
+            "fallback_reason": self.fallback_reason,
+            "fallback_kind": self.fallback_kind,
         }
+
+
+def fallback_kind(exc: BaseException) -> str:
+    """A short class of the failure behind a fallback, for tallies: the VLM client's own
+    (``http_500``, ``timeout``, ``connection``, ``malformed``...), else ``tool_error`` (e.g. a
+    VLM reply without a usable query) or ``vlm_error``."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str) and kind:
+        return kind
+    return "tool_error" if isinstance(exc, ToolError) else "vlm_error"
 
 
 class Episode:
@@ -203,6 +224,9 @@ class Episode:
         self.turns = 0
         self.stop_reason = StopReason.ERROR
         self.notes: list[str] = []
+        self.needed_vlm = False  # a call asked the VLM (see EpisodeResult.needed_vlm)
+        self.fallback_reason: str | None = None
+        self.fallback_kind: str | None = None
 
     def _context(self) -> CallContext:
         return CallContext(costs=self.costs, log=self.log, step=self.step)
@@ -210,7 +234,21 @@ class Episode:
     async def call(self, tool: str, args: dict[str, Any] | None = None) -> Any:
         """Call a tool through the invoker (cache, trace, cost); its output is applied to ``ws``."""
         self.step += 1
+        if self.registry.get(tool).uses_vlm:
+            self.needed_vlm = True
         return await self.invoker.call(tool, self.ws, args, self._context())
+
+    def fall_back(self, reason: str, kind: str) -> None:
+        """End with the best candidate so far because the VLM (or a VLM-backed tool) failed.
+
+        Args:
+            reason: one line, for the result's notes and ``fallback_reason``.
+            kind: a short class of the failure for tallies (see :func:`fallback_kind`).
+        """
+        self.stop_reason = StopReason.FALLBACK
+        self.fallback_reason = reason
+        self.fallback_kind = kind
+        self.notes.append(reason)
 
     def reject(self, tool: str, args: Any, message: str) -> None:
         """Trace a call that was refused before reaching the invoker (unknown tool, bad JSON)."""

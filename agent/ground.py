@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from agent.agent_controller import vlm_client
-from agent.episode import Episode, StopReason
+from agent.episode import Episode, StopReason, fallback_kind
 from agent.grounding import added_indices, log_prompt, require_prompt_tool, show_image
 from agent.loop import propose_and_rank
 from agent.submit import SubmittedRanking
@@ -48,7 +48,12 @@ _CORNERS = re.compile(rf"\({_NUMBER},{_NUMBER}\)\s*,?\s*\({_NUMBER},{_NUMBER}\)"
 
 
 class _Fallback(Exception):
-    """Ends grounding with the best ranking so far and a note."""
+    """Ends grounding with the best ranking so far and a note; ``kind`` classes the failure
+    for the fallback tallies (see :func:`agent.episode.fallback_kind`)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def ground_messages(expression: str, image_url: str, view: View) -> list[dict[str, Any]]:
@@ -124,13 +129,14 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         _Fallback: the VLM failed or its answer has no box.
     """
     client = vlm_client(ep)
+    ep.needed_vlm = True
     messages = ground_messages(ep.ws.expression, show_image(ep), ep.ws.shown_view())
     start = time.perf_counter()
     try:
         reply: VLMReply = await client.complete(messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS)
     except VLMError as exc:
         ep.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
-        raise _Fallback(f"the VLM failed: {exc}") from None
+        raise _Fallback(f"the VLM failed: {exc}", fallback_kind(exc)) from None
     ep.turns += 1
     ep.costs.record(
         "vlm",
@@ -144,7 +150,7 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         args = parse_ground_answer(reply.content)
     except ToolError as exc:
         ep.log.info("ground", step=ep.step, answer=(reply.content or "")[:200], error=str(exc))
-        raise _Fallback(str(exc)) from None
+        raise _Fallback(str(exc), "tool_error") from None
     ep.log.info(
         "ground",
         step=ep.step,
@@ -162,7 +168,7 @@ async def _draw_and_choose(ep: Episode, tool: str, args: dict[str, Any]) -> None
     try:
         output: Proposals = await ep.call(tool, args)
     except ToolError as exc:
-        raise _Fallback(f"{tool} refused the VLM's answer: {exc}") from None
+        raise _Fallback(f"{tool} refused the VLM's answer: {exc}", "tool_error") from None
     ep.iterations = 1
     added = added_indices(ep, output)
     log_prompt(ep, tool, args, added)
@@ -215,5 +221,4 @@ async def run_ground(ep: Episode) -> None:
             return
         await _draw_and_choose(ep, tool, args)
     except _Fallback as exc:
-        ep.notes.append(f"ground fell back to the loop's answer: {exc}")
-        ep.stop_reason = StopReason.FALLBACK
+        ep.fall_back(f"ground fell back to the loop's answer: {exc}", exc.kind)

@@ -4,7 +4,9 @@ Controllers (and the VLM agent) never call a tool directly. :meth:`Invoker.call`
 validates the arguments against the tool's pydantic model, looks the output up in an
 in-memory LRU and then the disk cache, joins an identical call already in flight
 (so concurrent expressions of one image run SAM once), runs the tool, stores the
-output, applies it to the workspace, and writes one trace event and one cost record.
+output with what producing it cost, applies it to the workspace, and writes one trace
+event and one cost record (:mod:`agent.costs`: computed, joined or a cache hit, compute
+seconds, wait seconds, spent and cold cost).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import anyio
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from agent.costs import CostBook
+from agent.costs import ColdCost, CostBook, Outcome
 from agent.tracing import redact_text
 from cache.keys import make_key
 from cache.lru import LRU
-from cache.store import ToolCache
+from cache.store import COST_META, ToolCache
 from tools.base import Tool, Workspace, validation_problems
+from tools.device import compute_clock
 from tools.errors import ToolError
 from tools.registry import ToolRegistry
 
@@ -73,15 +76,47 @@ def cache_key(tool: Tool, ws: Workspace, params: BaseModel) -> str | None:
     )
 
 
-def book_call(costs: CostBook, name: str, output: Any, seconds: float, cache_hit: bool) -> None:
-    """One cost record; a cache hit spent no tokens or money this time."""
+@dataclass
+class _Served:
+    """How one call was served, filled in as it goes (also when it fails)."""
+
+    outcome: Outcome = "refused"
+    compute_s: float = 0.0
+    wait_s: float = 0.0
+    cold: ColdCost | None = None
+    carries_cold: bool = True  # the first use of this output in the run (see Invoker)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An output in the memory layer, with what producing it cost (``None``: unknown)."""
+
+    output: Any
+    cold: ColdCost | None
+
+
+def book_call(costs: CostBook, name: str, output: Any, served: _Served) -> None:
+    """One cost record; only a computed call spent tokens or money this time."""
+    ran = served.outcome == "computed"
     costs.record(
         name,
-        seconds=seconds,
-        cache_hit=cache_hit,
-        tokens_in=0 if cache_hit else int(getattr(output, "tokens_in", 0)),
-        tokens_out=0 if cache_hit else int(getattr(output, "tokens_out", 0)),
-        usd=0.0 if cache_hit else float(getattr(output, "usd", 0.0)),
+        outcome=served.outcome,
+        seconds=served.compute_s,
+        wait_seconds=served.wait_s,
+        tokens_in=int(getattr(output, "tokens_in", 0)) if ran else 0,
+        tokens_out=int(getattr(output, "tokens_out", 0)) if ran else 0,
+        usd=float(getattr(output, "usd", 0.0)) if ran else 0.0,
+        cold=served.cold,
+        carries_cold=served.carries_cold,
+    )
+
+
+def _cold_of(output: Any, seconds: float) -> ColdCost:
+    return ColdCost(
+        seconds,
+        int(getattr(output, "tokens_in", 0)),
+        int(getattr(output, "tokens_out", 0)),
+        float(getattr(output, "usd", 0.0)),
     )
 
 
@@ -97,39 +132,50 @@ def decode_output(tool: Tool, record: tuple[dict[str, np.ndarray], dict[str, Any
 
 
 class Invoker:
-    """Runs tools from a registry through the cache, the tracer and the cost book."""
+    """Runs tools from a registry through the cache, the tracer and the cost book.
+
+    Cold cost: from an empty cache, a run would produce each distinct output once and then
+    reuse it. So the first call of the run (of this invoker) that uses an output books what
+    producing it cost; later hits and joins on it book no cold cost.
+    """
 
     def __init__(self, registry: ToolRegistry, cache: ToolCache | None = None):
         self.registry = registry
         self.cache = cache
-        self._memory: LRU[str, Any] = LRU(MEMORY_ENTRIES)
+        self._memory: LRU[str, _Entry] = LRU(MEMORY_ENTRIES)
         self._inflight: dict[str, anyio.Event] = {}
+        self._cold_booked: set[str] = set()
         self.computed: dict[str, int] = {}
 
-    def _remember(self, key: str, output: Any) -> None:
+    def _remember(self, key: str, output: Any, cold: ColdCost | None) -> None:
         # Outputs are shared by every episode that hits them: freeze their arrays so an
         # in-place write anywhere fails loudly instead of corrupting other episodes.
         for value in vars(output).values():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-        self._memory.put(key, output)
+        self._memory.put(key, _Entry(output, cold))
 
-    def _lookup(self, tool: Tool, key: str) -> Any | None:
-        """The output from memory (decoded once), else from the disk cache, else ``None``.
+    def _lookup(self, tool: Tool, key: str) -> tuple[_Entry | None, Outcome]:
+        """The entry from memory (decoded once), else from the disk cache, else ``None``.
 
         A disk entry that does not decode to the tool's output type (another layout, a
         foreign writer, inconsistent arrays) is a miss: it is dropped and recomputed.
         """
-        output = self._memory.get(key)
-        if output is None and self.cache is not None:
+        entry = self._memory.get(key)
+        if entry is not None:
+            return entry, "memory"
+        if self.cache is not None:
             record = self.cache.get(key)
             if record is not None:
-                output = decode_output(tool, record)
+                arrays, meta = record
+                cold = ColdCost.from_dict(meta.pop(COST_META, None)) if isinstance(meta, dict) else None
+                output = decode_output(tool, (arrays, meta))
                 if output is None:
                     self.cache.discard(key)
                 else:
-                    self._remember(key, output)
-        return output
+                    self._remember(key, output, cold)
+                    return _Entry(output, cold), "disk"
+        return None, "refused"
 
     def trace_rejected(self, tool: str, args: Any, message: str, ctx: CallContext) -> None:
         """Trace a call refused before validation (unknown tool, unparseable arguments)."""
@@ -159,44 +205,79 @@ class Invoker:
         tool = self.registry.get(name)
         start = time.perf_counter()
         params_json: Any = args.model_dump(mode="json") if isinstance(args, BaseModel) else args
+        served = _Served()
 
-        def trace(cache_hit: bool, **outcome: Any) -> float:
+        def trace(**outcome: Any) -> None:
             seconds = time.perf_counter() - start
-            trace_tool_call(ctx, name, params_json, seconds=seconds, cache_hit=cache_hit, **outcome)
-            return seconds
+            hit = served.outcome in ("memory", "disk")
+            trace_tool_call(
+                ctx, name, params_json, seconds=seconds, cache_hit=hit, served=served.outcome, **outcome
+            )
 
         try:
             params = self.validate(tool, args)
             params_json = params.model_dump(mode="json")
-            result, cache_hit = await self._run(tool, ws, params, cache_key(tool, ws, params))
+            result = await self._run(tool, ws, params, cache_key(tool, ws, params), served)
         except Exception as exc:
-            seconds = trace(False, error=redact_text(f"{type(exc).__name__}: {exc}"))
-            ctx.costs.record(name, seconds=seconds, error=True)
+            trace(error=redact_text(f"{type(exc).__name__}: {exc}"))
+            ran = served.outcome == "computed"
+            ctx.costs.record(
+                name,
+                outcome="computed" if ran else "refused",
+                seconds=served.compute_s,
+                wait_seconds=served.wait_s,
+                error=True,
+            )
             raise
         tool.apply(ws, result)
-        seconds = trace(cache_hit, result=result.summary())
-        book_call(ctx.costs, name, result, seconds, cache_hit)
+        trace(result=result.summary())
+        book_call(ctx.costs, name, result, served)
         return result
 
-    async def _run(self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None) -> tuple[Any, bool]:
+    async def _run(
+        self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None, served: _Served
+    ) -> Any:
         if key is None:
-            return await tool(ws, params), False
+            return await self._compute(tool, ws, params, None, served)
+        waited = False
         while True:
-            found = self._lookup(tool, key)
-            if found is not None:
-                return found, True
+            entry, where = self._lookup(tool, key)
+            if entry is not None:
+                served.outcome, served.cold = ("joined" if waited else where), entry.cold
+                served.carries_cold = key not in self._cold_booked
+                self._cold_booked.add(key)
+                return entry.output
             pending = self._inflight.get(key)
             if pending is None:
                 break
+            t0 = time.perf_counter()
             await pending.wait()  # the same call is running for another episode: share it
+            served.wait_s += time.perf_counter() - t0
+            waited = True
         done = self._inflight[key] = anyio.Event()
         try:
-            output = await tool(ws, params)
-            if self.cache is not None:
-                self.cache.set(key, *output.to_record())
-            self._remember(key, output)
-            self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
-            return output, False
+            return await self._compute(tool, ws, params, key, served)
         finally:
             del self._inflight[key]
             done.set()
+
+    async def _compute(
+        self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None, served: _Served
+    ) -> Any:
+        """Run the tool; its compute time leaves out waiting for a device or the event loop."""
+        served.outcome = "computed"
+        t0 = time.perf_counter()
+        with compute_clock() as clock:
+            try:
+                output = await tool(ws, params)
+            finally:
+                served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited)
+        served.cold = _cold_of(output, served.compute_s)
+        if key is not None:
+            if self.cache is not None:
+                arrays, meta = output.to_record()
+                self.cache.set(key, arrays, {**meta, COST_META: served.cold.as_dict()})
+            self._remember(key, output, served.cold)
+            self._cold_booked.add(key)
+        self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
+        return output

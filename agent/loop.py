@@ -6,7 +6,7 @@ single invocation path) and sets ``episode.stop_reason``.
 
 from __future__ import annotations
 
-from agent.episode import Episode, StopReason
+from agent.episode import Episode, StopReason, fallback_kind
 from tools.errors import ToolError, VLMError
 from tools.types import Ranking
 
@@ -41,7 +41,12 @@ async def run_oneshot(ep: Episode) -> None:
 
 
 async def run_loop(ep: Episode) -> None:
-    """Rank; while the guard fails and fewer than ``max_iter`` rounds ran: refine, re-rank."""
+    """Rank; while the guard fails and fewer than ``max_iter`` rounds ran: refine, re-rank.
+
+    A round counts only when the refiner gave a query not tried before (the workspace rejects
+    repeats, compared case-, space- and punctuation-blind); when it has nothing new the
+    episode ends with ``refiner_exhausted``.
+    """
     cfg = ep.config
     ranking = await propose_and_rank(ep)
     while True:
@@ -51,18 +56,17 @@ async def run_loop(ep: Episode) -> None:
         if ep.iterations >= cfg.max_iter:
             ep.stop_reason = StopReason.MAX_ITER
             return
-        before = ep.ws.query
+        tried = len(ep.ws.history)
         try:
-            await ep.call(cfg.refiner, {})
+            refinement = await ep.call(cfg.refiner, {})
         except (ToolError, VLMError) as exc:
             # A refiner outage must not cost the example: keep the best candidate so far.
-            ep.notes.append(f"refiner failed, fell back to the best ranking: {exc}")
-            ep.stop_reason = StopReason.FALLBACK
+            ep.fall_back(f"refiner failed, fell back to the best ranking: {exc}", fallback_kind(exc))
             return
-        if ep.ws.query == before:
-            # The refiner has nothing new to say; re-ranking the same text changes nothing.
-            ep.log.info("refine_stalled", step=ep.step, query=before)
-            ep.stop_reason = StopReason.MAX_ITER
+        if len(ep.ws.history) == tried:
+            # Nothing new: re-ranking an earlier query would only repeat an earlier ranking.
+            ep.log.info("refine_stalled", step=ep.step, query=getattr(refinement, "query", None))
+            ep.stop_reason = StopReason.REFINER_EXHAUSTED
             return
         ep.iterations += 1  # a round counts once it produced a new query to rank
         ranking = await ep.call(cfg.ranker, dict(cfg.rank_args))

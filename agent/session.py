@@ -12,6 +12,7 @@ import time
 import uuid
 
 import anyio
+import anyio.to_thread
 
 from agent.controllers import get_controller
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
@@ -22,13 +23,22 @@ from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from cache.store import ToolCache
 from tools.base import Workspace
 from tools.coords import map_box
-from tools.errors import CheckpointError, ConfigError, DownloadError, InputError, ToolError
+from tools.errors import (
+    CheckpointError,
+    ConfigError,
+    DownloadError,
+    InputError,
+    ToolError,
+    VLMAuthError,
+)
 from tools.images import clean_expression, resize_mask, working_copy
 from tools.registry import ToolRegistry
 from tools.types import Image, Proposals, Ranking
 
-# Problems that would fail every example alike: stop the run instead of recording failures.
-RUN_LEVEL_ERRORS = (ConfigError, CheckpointError, DownloadError)
+# Problems that would fail every example alike: stop the run instead of recording failures
+# (a VLM that rejects the key or has no such model would turn every VLM example into a
+# silent fallback).
+RUN_LEVEL_ERRORS = (ConfigError, CheckpointError, DownloadError, VLMAuthError)
 
 
 class Session:
@@ -63,6 +73,25 @@ class Session:
         prompt = prompt_tool_name(registry, cfg.proposer)
         names = (cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else []))
         registry.check_options(dict.fromkeys(names))
+
+    async def setup(self) -> float:
+        """Build the episode's tools and load their models now; returns the seconds it took.
+
+        A run calls it once before its first example, so the one-time start-up (building
+        tools, hashing checkpoints, loading weights) is booked as run set-up, not as the
+        first episode's cost, and a missing checkpoint stops the run before any example.
+
+        Raises:
+            CheckpointError, ConfigError, ...: the problems every example would hit.
+        """
+        start = time.perf_counter()
+        cfg = self.config
+        for name in dict.fromkeys((cfg.proposer, cfg.ranker, cfg.refiner)):
+            if cfg.controller == "oneshot" and name == cfg.refiner:
+                continue  # one-shot never refines
+            tool = self.registry.get(name)
+            await anyio.to_thread.run_sync(tool.setup)
+        return time.perf_counter() - start
 
     async def run(self, image: Image, expression: str, sample_id: str = "0") -> EpisodeResult:
         """Run one episode. Never raises for per-example problems (see module docstring)."""
@@ -144,6 +173,9 @@ class Session:
         result.iterations = ep.iterations
         result.turns = ep.turns
         result.notes = ep.notes
+        result.needed_vlm = ep.needed_vlm
+        result.fallback_reason = redact_text(ep.fallback_reason) if ep.fallback_reason else None
+        result.fallback_kind = ep.fallback_kind
         result.n_proposals = len(ws.proposals) if ws.proposals is not None else 0
         if self.registry.settings.weights == "random":
             result.notes.append("random weights: outputs are for smoke tests and timing only")

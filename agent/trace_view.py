@@ -149,7 +149,8 @@ def _vlm_label(ev: dict[str, Any]) -> str:
 
 def _tool_label(ev: dict[str, Any]) -> str:
     head = f"tool {ev.get('tool', '?')}({_compact(ev.get('args', {}))})"
-    timing = f"{_num(ev.get('seconds', 0))}s" + (" cache hit" if ev.get("cache_hit") else "")
+    served = " joined an identical call" if ev.get("served") == "joined" else ""
+    timing = f"{_num(ev.get('seconds', 0))}s" + (" cache hit" if ev.get("cache_hit") else served)
     if ev.get("error"):
         what = "REJECTED" if ev.get("rejected") else "ERROR"
         return f"{head}  {timing}  {what}: {ev['error']}"
@@ -221,9 +222,15 @@ def _costs_nodes(costs: dict[str, Any]) -> list[_Node]:
     for tool, c in sorted(costs.items()):
         if not isinstance(c, dict):
             continue
-        parts = [f"{c.get('calls', 0)} call(s)", f"{_num(c.get('seconds', 0))}s"]
-        if c.get("cache_hits"):
+        parts = [f"{c.get('calls', 0)} call(s)", f"{_num(c.get('seconds', 0))}s compute"]
+        if "computed" in c:
+            parts.append(
+                f"{c['computed']} computed, {c.get('joined', 0)} joined, {c.get('cache_hits', 0)} cached"
+            )
+        elif c.get("cache_hits"):
             parts.append(f"{c['cache_hits']} cache hit(s)")
+        if c.get("wait_seconds"):
+            parts.append(f"{_num(c['wait_seconds'])}s waiting on an identical call")
         if c.get("errors"):
             parts.append(f"{c['errors']} error(s)")
         if c.get("tokens_in") or c.get("tokens_out"):

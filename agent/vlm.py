@@ -8,7 +8,9 @@ The SDK's own retries are off (``max_retries=0``): :class:`VLMClient` retries it
 every attempt reaches the ``on_call`` hook (one trace event per attempt) and
 ``Retry-After`` is honoured exactly. Retried: 408, 409, 429, 5xx, timeouts, connection
 errors and unparseable response bodies. Any other 4xx fails at once, and so does a 200 whose
-body is not JSON (an HTML page: the base URL points at a web site, not an API).
+body is not JSON (an HTML page: the base URL points at a web site, not an API). 401, 403 and
+"no such model" (404, or a 400 that says so) raise :class:`tools.errors.VLMAuthError`, which
+stops a run: no call could succeed. Its one line names the endpoint's host and what to fix.
 
 A query string in the base URL (``...?api_key=K``) is sent as request parameters, so the
 request goes to ``.../chat/completions?api_key=K``; user information (``user:pass@``) is sent
@@ -31,6 +33,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import anyio
 import openai
@@ -45,7 +48,7 @@ from agent.vlm_reply import (
     VLMReply,
     parse_response,
 )
-from tools.errors import VLMError
+from tools.errors import VLMAuthError, VLMError
 
 # The client's public surface; configuration and reply types live in agent.vlm_config and
 # agent.vlm_reply.
@@ -73,6 +76,7 @@ class _Failure:
     retryable: bool
     status: int | None = None
     retry_after: float | None = None
+    kind: str = "vlm_error"  # for tallies: http_<status>, timeout, connection, malformed
 
 
 OnCall = Callable[[dict[str, Any]], None]
@@ -229,23 +233,33 @@ class VLMClient:
         except (openai.OpenAIError, ValueError, TimeoutError, BadResponse) as exc:
             return None, self._classify(exc)  # anything else is a bug: let it surface
 
-    def _give_up(self, last: _Failure, attempts: int) -> VLMCallError:
-        """The one-line error for a call that failed ``attempts`` times, last with ``last``."""
+    def _give_up(self, last: _Failure, attempts: int) -> VLMCallError | VLMAuthError:
+        """The one-line error for a call that failed ``attempts`` times, last with ``last``:
+        :class:`VLMAuthError` when no call can succeed (key rejected, no such model)."""
         self.failures += 1
+        fix = _auth_fix(last, self.config.model)
+        if fix is not None:
+            host = _host(self.config.base_url)
+            return VLMAuthError(self._redact(f"VLM at {host} answered HTTP {last.status}: {fix}"))
         where = f"{self.config.model} at {self.config.shown_url}"
         if last.retryable:
             msg = f"VLM call failed after {attempts} attempt(s) ({where}): {last.message}"
         else:
             msg = f"VLM request rejected ({where}): {last.message}"
         return VLMCallError(
-            self._redact(msg), status=last.status, attempts=attempts, retryable=last.retryable
+            self._redact(msg),
+            status=last.status,
+            attempts=attempts,
+            retryable=last.retryable,
+            kind=last.kind,
         )
 
     def _reply(self, response: Any, latency: float, attempt: int) -> VLMReply:
         reply, note = parse_response(response, self.config, latency, attempt)
         if note and self.price_note is None:
+            # Kept, not logged: the bench and segment commands print the same line once at
+            # start-up (VLMConfig.price_note), before any call.
             self.price_note = note
-            log.warning(note)
         return reply
 
     def _classify(self, exc: Exception) -> _Failure:
@@ -254,17 +268,17 @@ class VLMClient:
             detail = self._line(getattr(exc, "message", "") or str(exc))
             retryable = status in RETRYABLE_STATUS or status >= 500
             retry_after = _retry_after(exc.response.headers) if retryable else None
-            return _Failure(f"HTTP {status}: {detail}", retryable, status, retry_after)
+            return _Failure(f"HTTP {status}: {detail}", retryable, status, retry_after, f"http_{status}")
         if isinstance(exc, openai.APITimeoutError | TimeoutError):
-            return _Failure(f"timed out after {self.config.timeout_s:g} s", True)
+            return _Failure(f"timed out after {self.config.timeout_s:g} s", True, kind="timeout")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
-            return _Failure(f"connection error{detail}", True)
+            return _Failure(f"connection error{detail}", True, kind="connection")
         if isinstance(exc, NotJSONReply):  # a web page, not an API: asking again will not help
-            return _Failure(f"{exc}; check --vlm-base-url (it should end in /v1)", False)
+            return _Failure(f"{exc}; check --vlm-base-url (it should end in /v1)", False, kind="not_json")
         if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
-            return _Failure(f"malformed response: {self._line(str(exc))}", True)
+            return _Failure(f"malformed response: {self._line(str(exc))}", True, kind="malformed")
         return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors
 
     def _delay(self, failure: _Failure, attempt: int) -> float:
@@ -320,6 +334,38 @@ class VLMClient:
 
 
 _BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
+_NO_MODEL = re.compile(
+    r"model.*(not (found|exist)|does ?n.t exist|unknown|invalid)|(unknown|invalid) model", re.IGNORECASE
+)
+
+
+def _auth_fix(failure: _Failure, model: str) -> str | None:
+    """What to fix when ``failure`` means no call can succeed (else ``None``): the key is
+    rejected (401), has no access (403), or the endpoint has no such model (404, or a 400 that
+    says so)."""
+    status = failure.status
+    if status == 401:
+        return (
+            "the API key was rejected; set REFSEG_VLM_API_KEY (or SILICONFLOW_API_KEY for "
+            "SiliconFlow) to a valid key"
+        )
+    if status == 403:
+        return (
+            f"the API key has no access to model {model!r}; check the key's permissions or pass --vlm-model"
+        )
+    if status == 404 or (status == 400 and _NO_MODEL.search(failure.message)):
+        return (
+            f"no model {model!r} there (or the URL is wrong); pass --vlm-model with a model the "
+            "endpoint serves, and a --vlm-base-url that ends in /v1"
+        )
+    return None
+
+
+def _host(url: str) -> str:
+    """``host[:port]`` of ``url``: never the user, password, path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -43,10 +43,18 @@ class Price:
 
 # SiliconFlow list price of Qwen2.5-VL-72B-Instruct: CNY 4.13 per million tokens, input and
 # output alike (siliconflow.cn model list; ~= USD 0.58 at 7.1 CNY/USD), USD 0.59 on the
-# international siliconflow.com list. Prices change: override with VLMConfig(prices=...).
+# international siliconflow.com list. Prices change: --vlm-price-in / --vlm-price-out set them.
 DEFAULT_PRICES: Mapping[str, Price] = {
     "Qwen/Qwen2.5-VL-72B-Instruct": Price(0.59, 0.59),
 }
+
+
+def unknown_price_note(model: str) -> str:
+    """The one line for a model without a price: what is wrong and how to set it."""
+    return (
+        f"no price for VLM model {model!r}: its USD cost counts as 0; set it with "
+        "--vlm-price-in and --vlm-price-out (USD per million input / output tokens)"
+    )
 
 
 def price_usd(
@@ -58,7 +66,7 @@ def price_usd(
         folded = {k.casefold(): v for k, v in prices.items()}
         price = folded.get(model.casefold())
     if price is None:
-        return 0.0, f"no price for model {model!r}: its USD cost is counted as 0 (set VLMConfig.prices)"
+        return 0.0, unknown_price_note(model)
     return (tokens_in * price.input_per_m + tokens_out * price.output_per_m) / 1e6, None
 
 
@@ -163,6 +171,14 @@ class VLMConfig:
             f"VLM off: no API key for {self.shown_url}; set SILICONFLOW_API_KEY (SiliconFlow) or "
             "REFSEG_VLM_API_KEY (any endpoint), or pass --vlm-base-url for a local OpenAI-compatible server"
         )
+
+    def price_note(self) -> str | None:
+        """One line when the model has no price (its USD cost would count as 0), else None."""
+        return price_usd(self.model, 0, 0, self.prices)[1]
+
+    def with_price(self, input_per_m: float, output_per_m: float) -> VLMConfig:
+        """A copy that prices this config's model at the given USD per million tokens."""
+        return replace(self, prices={**self.prices, self.model: Price(input_per_m, output_per_m)})
 
     def with_(self, **changes: Any) -> VLMConfig:
         """A copy with some fields changed."""

@@ -105,15 +105,23 @@ class VLMReply:
 
 
 class VLMCallError(VLMError):
-    """A VLM call that failed; ``status`` is the HTTP status when there was one."""
+    """A VLM call that failed; ``status`` is the HTTP status when there was one, ``kind`` a
+    short class of the failure."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, attempts: int = 1, retryable: bool = False
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        retryable: bool = False,
+        kind: str = "vlm_error",
     ):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
         self.retryable = retryable
+        self.kind = kind  # http_<status>, timeout, connection, malformed: for fallback tallies
 
 
 class BadResponse(Exception):

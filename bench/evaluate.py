@@ -52,6 +52,9 @@ def base_record(index: int, ex: Example) -> dict[str, Any]:
         "n_proposals": 0,
         "costs": {},
         "seconds": 0.0,
+        "needed_vlm": False,
+        "fallback_reason": None,
+        "fallback_kind": None,
     }
 
 
@@ -104,6 +107,9 @@ async def evaluate_example(session: Session, index: int, ex: Example, image: Ima
         chosen=result.chosen,
         n_proposals=result.n_proposals,
         costs=result.costs.as_dict(),
+        needed_vlm=result.needed_vlm,
+        fallback_reason=result.fallback_reason,
+        fallback_kind=result.fallback_kind,
     )
     # A fallback (e.g. the VLM failed mid-episode) still answers; only no answer is a failure.
     if result.mask is not None and (result.ok or result.stop_reason == "fallback"):

@@ -124,6 +124,8 @@ class VLMOptions:
 
     ``None`` fields take :class:`agent.vlm.VLMConfig`'s defaults. The backoff fields are for
     tests and the chaos scorecard (retries at once); the CLI does not expose them.
+    ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
+    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
     """
 
     base_url: str | None = None
@@ -132,9 +134,19 @@ class VLMOptions:
     max_retries: int | None = None
     backoff_base_s: float | None = None
     backoff_max_s: float | None = None
+    price_in: float | None = None
+    price_out: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [p for p in (self.price_in, self.price_out) if p is not None]
+        if len(given) == 1:
+            raise ConfigError("give both --vlm-price-in and --vlm-price-out (USD per million tokens)")
+        if any(p < 0 for p in given):
+            raise ConfigError("--vlm-price-in and --vlm-price-out must be >= 0 (USD per million tokens)")
 
     def overrides(self) -> dict[str, Any]:
-        """The fields given, as :class:`agent.vlm.VLMConfig` keyword arguments."""
+        """The fields given, as :class:`agent.vlm.VLMConfig` keyword arguments (except the
+        prices, which need the model's name: see ``VLMConfig.with_price``)."""
         names = ("timeout_s", "max_retries", "backoff_base_s", "backoff_max_s")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
@@ -186,6 +198,8 @@ class EpisodeOptions:
         """The option that asked for a VLM, as the user wrote it (for error messages)."""
         if self.episode.controller in VLM_CONTROLLERS:
             return f"--controller {self.episode.controller}"
+        if self.models.refiner is None and self.refiner == "vlm":
+            return "--tool-option refine_query.refiner=vlm"
         return "--refiner vlm"
 
 
@@ -284,11 +298,15 @@ class RunOptions:
     Attributes:
         concurrency: examples in flight at once (with ``--engine ray``: in the whole cluster,
             shared among the workers, so the VLM sees at most this many calls at once).
-        retry_failed: redo examples whose last record failed.
+        retry_failed: redo examples whose last record failed or fell back (a VLM outage).
         bootstrap: resamples for the confidence intervals (0 = none).
         quiet: no progress bar.
         limit: run at most this many new examples in this invocation (then stop; resumable).
         engine: which engine runs the episodes.
+        max_fallback_rate: the run fails (exit 5) when more than this fraction of the
+            examples that needed the VLM fell back (an example needed the VLM when its
+            episode asked it at least once: a ``--refiner vlm`` rewrite or an agent turn;
+            examples the guard settled first did not). 1 allows any.
     """
 
     concurrency: int = 4
@@ -297,6 +315,7 @@ class RunOptions:
     quiet: bool = False
     limit: int | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
+    max_fallback_rate: float = 0.05
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -311,6 +330,8 @@ class RunOptions:
             raise ConfigError("--limit must be 0 or more (the number of new examples to run now)")
         if self.bootstrap < 0:
             raise ConfigError("--bootstrap must be 0 (off) or a number of resamples")
+        if not 0.0 <= self.max_fallback_rate <= 1.0:
+            raise ConfigError(f"--max-fallback-rate must be between 0 and 1, got {self.max_fallback_rate}")
 
 
 @dataclass(frozen=True)

@@ -8,28 +8,40 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.figures import make_figures
+from bench.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
 from bench.run_view import RANDOM_WEIGHTS_WARNING, RunView, load_run, load_runs, random_weight_runs
+from bench.samples import read_samples
 from bench.tables import (
     bucket_table,
     ci_text,
     cost_table,
     fmt,
+    health_table,
+    kinds_text,
     md_table,
     metric_table,
+    paired_table,
     reliability_table,
+    run_cost_table,
+    served_text,
     text_table,
     timing_table,
 )
+
+Pair = tuple[str, str, dict[str, Any]]
 
 __all__ = [
     "RunView",
     "load_run",
     "load_runs",
     "md_table",
+    "paired_against",
+    "print_pairs",
     "print_summary",
     "print_table",
     "text_table",
     "write_report",
+    "write_run_report",
 ]
 
 
@@ -46,22 +58,66 @@ def print_table(runs: Sequence[RunView], file: IO[str] | None = None) -> None:
 
 
 def print_summary(name: str, summary: dict[str, Any], file: IO[str] | None = None) -> None:
-    """One run's headline numbers in a few lines."""
+    """One run's headline numbers in a few lines: accuracy, time, how each tool's calls were
+    served (computed / joined / cached) and what they cost, VLM health and faults."""
     out = file or sys.stdout
     m, c, t = summary["metrics"], summary["counts"], summary["timing"]
     print(
-        f"{name}: n={c['examples']}/{c['expected']} failed={c['failed']} mIoU={fmt(m.get('miou'))} "
+        f"{name}: {c['examples']}/{c['expected']} expressions on {c.get('images', '?')} images, "
+        f"failed={c['failed']} mIoU={fmt(m.get('miou'))} "
         f"{ci_text(m, 'miou_ci')} cIoU={fmt(m.get('ciou'))} Pr@0.5={fmt(m.get('pr@0.5'))} "
         f"iters={fmt(summary.get('iterations_mean'), 2)}",
         file=out,
     )
     print(
-        f"  {t.get('examples_run')} run in {fmt(t.get('wall_s'), 2)} s "
-        f"({fmt(t.get('examples_per_s'), 1)} ex/s, "
+        f"  {t.get('examples_run')} run in {fmt(t.get('wall_s'), 2)} s after {fmt(t.get('setup_s'), 2)} s "
+        f"set-up ({fmt(t.get('examples_per_s'), 1)} ex/s, "
         f"{fmt(t.get('seconds_per_image'), 3)} s/image); propose per image "
         f"{fmt(summary['propose'].get('last_invocation_per_image'), 2)}",
         file=out,
     )
+    for tool, row in summary["costs"]["tools"].items():
+        tokens = row["tokens_in"] + row["tokens_out"]
+        cold_tokens = row.get("cold_tokens_in", 0) + row.get("cold_tokens_out", 0)
+        spent = (
+            f", {tokens} tokens ${row['usd']:.4f} (cold {cold_tokens} tokens ${row.get('cold_usd', 0):.4f})"
+        )
+        print(
+            f"  {tool}: {served_text(row)} computed/joined/cached; compute {fmt(row['seconds'], 2)} s, "
+            f"wait {fmt(row.get('wait_seconds'), 2)} s, cold {fmt(row.get('cold_seconds'), 2)} s"
+            + (spent if tokens or cold_tokens else ""),
+            file=out,
+        )
+    vlm, faults = summary.get("vlm") or {}, summary.get("faults") or {}
+    if vlm.get("needed") or faults.get("fallbacks"):
+        print(
+            f"  VLM: {vlm.get('needed', 0)} needed it, {vlm.get('fallbacks', 0)} fell back "
+            f"({kinds_text(faults.get('fallbacks_by_kind') or {})})",
+            file=out,
+        )
+    counted = {k: v for k, v in faults.items() if isinstance(v, int) and v and k != "fallbacks"}
+    by_status = faults.get("vlm_errors_by_status") or {}
+    if counted:
+        status = f" (HTTP status: {kinds_text(by_status)})" if by_status else ""
+        print(f"  faults: {kinds_text(counted)}{status}", file=out)
+
+
+def paired_against(
+    runs: Sequence[RunView], base: RunView, *, B: int = 2000, tolerance: float = DEFAULT_TOLERANCE
+) -> list[Pair]:
+    """Each run other than ``base`` compared with it, example by example (cluster bootstrap)."""
+    base_recs, _ = read_samples(base.run_dir)
+    pairs = []
+    for r in runs:
+        if r is not base:
+            recs, _ = read_samples(r.run_dir)
+            pairs.append((base.name, r.name, paired_comparison(base_recs, recs, B=B, tolerance=tolerance)))
+    return pairs
+
+
+def print_pairs(pairs: Sequence[Pair], file: IO[str] | None = None) -> None:
+    for a, b, res in pairs:
+        print(paired_line(a, b, res), file=file or sys.stdout)
 
 
 def render_markdown(
@@ -70,7 +126,10 @@ def render_markdown(
     notes: Sequence[str] = (),
     figures: Sequence[Path] = (),
     base: Path | None = None,
+    pairs: Sequence[Pair] = (),
+    extra: Sequence[str] = (),
 ) -> str:
+    """The report's markdown; ``extra`` are finished sections appended before the figures."""
     parts = [f"# {title}", ""]
     randomised = random_weight_runs(runs)
     if randomised:
@@ -83,14 +142,21 @@ def render_markdown(
         parts += [f"> Incomplete runs (resume them): {', '.join(incomplete)}", ""]
     sections: list[tuple[str, tuple[list[str], list[list[str]]] | None]] = [
         ("Accuracy", metric_table(runs)),
+        (
+            "Paired comparison (B - A on the same expressions; 95% CI by bootstrap over images)",
+            paired_table(pairs) if pairs else None,
+        ),
         ("Reliability (mIoU under perturbations)", reliability_table(runs)),
         ("Size buckets", bucket_table(runs)),
+        ("VLM health and faults", health_table(runs)),
+        ("Cost per run (cold: from an empty cache)", run_cost_table(runs)),
         ("Cost per tool", cost_table(runs)),
         ("Time and memory", timing_table(runs)),
     ]
     for heading, table in sections:
         if table is not None:
             parts += [f"## {heading}", "", md_table(*table), ""]
+    parts += [*extra]
     if figures:
         parts += ["## Figures", ""]
         for f in figures:
@@ -105,11 +171,23 @@ def write_report(
     *,
     title: str = "refseg bench report",
     notes: Sequence[str] = (),
+    pairs: Sequence[Pair] = (),
+    extra: Sequence[str] = (),
 ) -> Path:
     """Write ``out_dir/report.md`` and ``out_dir/figures/*.png``; returns the report path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = make_figures(out, runs)
     path = out / "report.md"
-    path.write_text(render_markdown(runs, title, notes, figures, out), encoding="utf-8")
+    path.write_text(render_markdown(runs, title, notes, figures, out, pairs, extra), encoding="utf-8")
     return path
+
+
+def write_run_report(run_dir: Path, summary: dict[str, Any], notes: Sequence[str] = ()) -> Path:
+    """``bench run``'s ``RUN_DIR/report.md`` and figures, from its files."""
+    import numpy as np
+
+    from bench.samples import IOUS
+
+    view = RunView(run_dir.name or str(run_dir), run_dir, summary, np.load(run_dir / IOUS))
+    return write_report(run_dir, [view], title=f"refseg bench run {view.name}", notes=notes)

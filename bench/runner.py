@@ -47,7 +47,8 @@ from bench.run_folder import (
 )
 from bench.runtime import Runtime, build_runtime
 from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
-from tools.errors import ConfigError
+from bench.summary import fallback_problem
+from tools.errors import ConfigError, VLMError
 
 
 @dataclass
@@ -60,6 +61,7 @@ class BenchResult:
     skipped: int
     failed_now: int = 0
     notes: list[str] = field(default_factory=list)
+    max_fallback_rate: float = 1.0
 
     @property
     def failed(self) -> int:
@@ -70,8 +72,17 @@ class BenchResult:
         return int(self.summary["counts"]["missing"])
 
     @property
+    def fallback_problem(self) -> str | None:
+        """One line when more than ``max_fallback_rate`` of the examples that needed the VLM
+        fell back (the numbers would not be a VLM result), else ``None``."""
+        return fallback_problem(self.summary, self.max_fallback_rate)
+
+    @property
     def exit_code(self) -> int:
-        """0 when every example is done and none failed, else 1."""
+        """5 when too many examples fell back, else 0 when every example is done and none
+        failed, else 1."""
+        if self.fallback_problem is not None:
+            return VLMError.exit_code
         return 0 if self.failed == 0 and self.missing == 0 else 1
 
 
@@ -90,11 +101,15 @@ async def run_bench(options: BenchOptions, *, before_write: WriteHook | None = N
     examples = options.data.load()
     rt = build_runtime(options.episode)
     try:
-        return await run_examples(
+        result = await run_examples(
             rt, examples, options.out, options.data, options.run, before_write=before_write
         )
     finally:
         rt.close()
+    from bench.report import write_run_report
+
+    await anyio.to_thread.run_sync(write_run_report, result.run_dir, result.summary, result.notes)
+    return result
 
 
 def run_bench_sync(options: BenchOptions, *, before_write: WriteHook | None = None) -> BenchResult:
@@ -181,7 +196,7 @@ def _plan(
     todo = [
         (i, ex)
         for i, ex in enumerate(examples)
-        if ex.example_id not in done or (opts.retry_failed and done[ex.example_id].get("failed"))
+        if ex.example_id not in done or (opts.retry_failed and _redo(done[ex.example_id]))
     ]
     skipped = len(examples) - len(todo)
     if opts.limit is not None:
@@ -196,6 +211,11 @@ def dropped_notes(examples: Sequence[Example]) -> list[str]:
         return []
     counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in dropped.items())
     return [f"the data set has {counts}: they hold no example to evaluate (counted in summary.json)"]
+
+
+def _redo(record: dict[str, Any]) -> bool:
+    """``--retry-failed`` redoes an example that failed, or fell back because the VLM failed."""
+    return bool(record.get("failed")) or record.get("stop_reason") == "fallback"
 
 
 def _progress(total: int, initial: int, quiet: bool) -> Any:
@@ -277,7 +297,8 @@ async def _run_locked(
         {
             "run_id": run_id,
             "started": started,
-            "wall_s": round(time.perf_counter() - t0, 4),
+            # Set-up (tools built, models loaded) is booked apart, not as episode time.
+            "wall_s": round(time.perf_counter() - t0 - (stats.setup_s if stats else 0.0), 4),
             "examples_run": counters["written"],
             "concurrency": opts.concurrency,
             "skipped": plan.skipped,
@@ -295,7 +316,8 @@ async def _run_locked(
         ran=counters["written"],
         skipped=plan.skipped,
         failed_now=counters["failed"],
-        notes=plan.notes,
+        notes=[*plan.notes, *rt.notes],
+        max_fallback_rate=opts.max_fallback_rate,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.episode import EpisodeConfig
-from bench.options import EpisodeOptions, ModelOptions
+from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
 from cache.store import ToolCache
 from tools.base import ToolSettings, default_checkpoint_dir
 from tools.errors import ConfigError
@@ -67,6 +67,8 @@ def build_vlm(options: EpisodeOptions) -> Any:
     reason = config.vlm_unavailable_reason()
     if reason:
         raise ConfigError(f"{options.vlm_flag} needs a VLM: {reason}")
+    if vlm.price_in is not None and vlm.price_out is not None:
+        config = config.with_price(vlm.price_in, vlm.price_out)
     for secret in (config.api_key, *url_secrets(config.base_url)):
         register_secret(secret)  # redacted from every trace, log and file from now on
     return VLMClient(config, on_call=log_vlm_call)
@@ -116,9 +118,13 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     proposer, ranker = models.tools
     propose_args, rank_args, notes = _tool_args(models, proposer, ranker)
     vlm = build_vlm(options) if options.needs_vlm else None
+    price_note = vlm.config.price_note() if vlm is not None else None
+    if price_note:
+        notes.append(price_note)
     settings = ToolSettings(
         weights=models.weights,
-        device=models.device or default_device(),
+        # The offline toolset needs no torch: do not import it (seconds) just to pick cpu.
+        device=models.device or ("cpu" if (proposer, ranker) == TOOLSETS["offline"] else default_device()),
         checkpoint_dir=models.checkpoint_dir or default_checkpoint_dir(),
         sam_model_type=models.sam_model,
         sam_checkpoint=models.sam_checkpoint,

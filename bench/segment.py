@@ -46,6 +46,7 @@ class SegmentReport:
     done: list[SegmentedImage] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     random_weights: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -137,7 +138,10 @@ async def _segment_all(
     on_result: Callable[[SegmentedImage], None] | None,
 ) -> SegmentReport:
     out.mkdir(parents=True, exist_ok=True)
-    report = SegmentReport(random_weights=rt.settings.weights == "random")
+    report = SegmentReport(
+        random_weights=rt.settings.weights == "random",
+        notes=[n for n in rt.notes if not n.startswith("random weights")],  # said separately
+    )
     with Tracer(out / "trace.jsonl", run_id=f"segment-{out.name}") as tracer:
         controllers = [rt.config.controller]
         if compare and rt.config.controller != "oneshot":

@@ -13,7 +13,11 @@ Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
 
 Size buckets, bootstrap CIs and the cost table come from these runs. All sub-runs share one
 tool registry (models load once) and the disk cache (an image is proposed once for the
-whole suite; once more per perturbation).
+whole suite; once more per perturbation), so what a sub-run *spent* depends on the order they
+ran in: the report compares their *cold* cost (what each costs from an empty cache). It also
+compares every run with the one-shot run of the same perturbation, example by example
+(bootstrap over images), and draws case galleries of one-shot against the best loop run
+(``DIR/cases/``).
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ from typing import Any
 import anyio
 import numpy as np
 
+from bench.cases import CATEGORIES, totals_line, write_cases
 from bench.engines.choose import open_engine
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
-from bench.report import RunView, write_report
+from bench.report import RunView, paired_against, write_report
 from bench.runner import run_examples
 from bench.runtime import Runtime, build_runtime
 from bench.samples import IOUS, write_json
-from tools.errors import ConfigError
+from bench.summary import fallback_problem
+from tools.errors import ConfigError, InputError
 from tools.registry import ToolRegistry
 
 
@@ -142,6 +148,8 @@ class SuiteResult:
     wall_s: float
     report: Path
     refiner_note: str = ""
+    pairs: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    fallback_problems: list[str] = dataclasses.field(default_factory=list)
 
 
 def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
@@ -161,9 +169,12 @@ def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
 def base_options(options: SuiteOptions, refiner: str) -> EpisodeOptions:
     """The episode options the suite's shared tools are built with (the loop at its deepest)."""
     episode = options.episode
+    models = episode.models
+    if episode.refiner != refiner:  # the suite's own choice (a VLM is configured, or not)
+        models = dataclasses.replace(models, refiner=refiner)  # type: ignore[arg-type]
     return dataclasses.replace(
         episode,
-        models=dataclasses.replace(episode.models, refiner=refiner),  # type: ignore[arg-type]
+        models=models,
         episode=dataclasses.replace(episode.episode, controller="loop", max_iter=max(options.max_iters)),
     )
 
@@ -217,7 +228,13 @@ async def _run_plan(
             await engine.aclose()
     wall = time.perf_counter() - start
     notes = _notes(base, options, plan, refiner_note, wall)
-    report = write_report(out, views, title="refseg bench suite", notes=notes)
+    pairs = _pairs(views, plan, options.run.bootstrap)
+    report = write_report(
+        out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=_galleries(out, views)
+    )
+    problems = [
+        f"{v.name}: {p}" for v in views if (p := fallback_problem(v.summary, options.run.max_fallback_rate))
+    ]
     write_json(
         out / "summary.json",
         {
@@ -235,7 +252,47 @@ async def _run_plan(
         wall,
         report,
         refiner_note,
+        pairs,
+        problems,
     )
+
+
+def _pairs(
+    views: Sequence[RunView], plan: Sequence[SubRun], boot: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every run against the one-shot run of the same perturbation (paired, by images)."""
+    by_name = {v.name: v for v in views}
+    pairs = []
+    for sub in plan:
+        base = next((s for s in plan if s.controller == "oneshot" and s.perturb == sub.perturb), None)
+        if base is not None and base is not sub and base.name in by_name:
+            pairs += paired_against([by_name[sub.name]], by_name[base.name], B=boot)
+    return pairs
+
+
+def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
+    """Case galleries of one-shot against the best clean loop run; the report's section."""
+    oneshot = next((v for v in views if v.name == "oneshot"), None)
+    loops = [
+        v
+        for v in views
+        if v.label.get("controller") == "loop"
+        and v.label.get("perturb", "clean") == "clean"
+        and v.summary["metrics"].get("miou") is not None
+    ]
+    if oneshot is None or not loops:
+        return []
+    best = max(loops, key=lambda v: v.summary["metrics"]["miou"])
+    try:
+        cases = write_cases(oneshot.run_dir, best.run_dir, out / "cases")
+    except InputError as exc:  # nothing to show (e.g. no finished example): say so
+        return ["## Case galleries", "", f"none: {exc}", ""]
+    lines = ["## Case galleries (one-shot vs the best loop run)", ""]
+    lines += [f"{best.name} vs oneshot: {totals_line(cases['totals'], cases, 0.01)}.", ""]
+    for category in CATEGORIES:
+        if (out / "cases" / f"{category}.png").exists():
+            lines += [f"![{category}](cases/{category}.png)", ""]
+    return lines
 
 
 def _notes(
@@ -243,6 +300,11 @@ def _notes(
 ) -> list[str]:
     data = options.data
     notes = [refiner_note] if refiner_note else []
+    notes += base.notes
+    notes.append(
+        "the runs share one disk cache, so what a run spent depends on the order they ran in; "
+        "compare their cold cost (what each costs from an empty cache)"
+    )
     notes.append(
         f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); "
         f"proposer {base.config.proposer}, ranker {base.config.ranker}, weights {base.settings.weights}"

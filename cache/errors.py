@@ -51,5 +51,15 @@ class VLMError(RefsegError):
     exit_code = 5
 
 
+class VLMAuthError(RefsegError):
+    """The VLM endpoint rejects the key (401/403) or has no such model: every VLM call would
+    fail the same way, so a run stops at once instead of falling back on every example.
+
+    Deliberately not a :class:`VLMError`: controllers catch those to fall back per example.
+    """
+
+    exit_code = 6
+
+
 class ToolError(RefsegError):
     """A recoverable tool problem; its message goes back to the VLM as the tool result."""

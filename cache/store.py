@@ -43,6 +43,11 @@ class CacheUnavailable(ConfigError):
     """The cache folder cannot be opened; the message says what to do (``--no-cache``)."""
 
 
+# Key of the JSON meta entry that records what producing a value cost (seconds, tokens, USD),
+# so a hit can report its cold cost; records written before it existed lack it.
+COST_META = "__refseg_cost__"
+
+
 def default_cache_dir() -> Path:
     """``$REFSEG_CACHE_DIR``, else ``~/.cache/refseg-loop``."""
     env = os.environ.get(ENV_VAR)

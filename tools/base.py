@@ -16,31 +16,29 @@ them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]
 The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
 controllers use them). Tools get parameters the invoker already validated.
 Recoverable problems raise :class:`tools.errors.ToolError`; its message is shown to the VLM.
-Torch work runs off the event loop via :func:`run_on_device`.
+Blocking work (torch, heavy numpy) runs off the event loop via :func:`run_on_device`
+(:mod:`tools.device`, re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import weakref
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-import anyio
-import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tools.coords import Frame, View
+from tools.device import device_limiter, run_on_device
 from tools.errors import ConfigError, ToolError
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
 Role = Literal["propose", "rank", "refine", "prompt", "other"]
 WeightsMode = Literal["pretrained", "random"]
-T = TypeVar("T")
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
@@ -183,17 +181,40 @@ class Workspace:
     def clear_rankings(self) -> None:
         self.ranking = self.best_ranking = None
 
-    def set_query(self, query: str) -> bool:
-        """Use ``query`` from now on (recorded in ``history``); returns whether it changed.
+    def tried(self, query: str) -> bool:
+        """Whether ``query`` is already in ``history``, compared by :func:`normalise_query`."""
+        key = normalise_query(query)
+        return any(normalise_query(q) == key for q in self.history)
 
-        An empty query, or the current one, changes nothing.
+    def set_query(self, query: str) -> bool:
+        """Use a rewritten ``query`` from now on (recorded in ``history``); returns whether it
+        is new.
+
+        An empty query, or one already tried (``history``, compared by
+        :func:`normalise_query`: case, whitespace and punctuation do not make a query new),
+        changes nothing: ranking it again would only repeat an earlier ranking.
         """
         text = query.strip()
-        if text in ("", self.query):
+        if not text or self.tried(text):
             return False
         self.query = text
         self.history.append(text)
         return True
+
+    def use_query(self, query: str) -> None:
+        """Make ``query`` current because a ranking used it (the agent may rank an earlier
+        query again); it is recorded in ``history`` only when new."""
+        text = query.strip()
+        if text and not self.set_query(text):
+            self.query = text
+
+
+def normalise_query(query: str) -> str:
+    """The query as compared for repeats: lower case, punctuation dropped, spaces collapsed."""
+    return " ".join(_PUNCTUATION.sub(" ", query.casefold()).split())
+
+
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
 
 
 class StrictParams(BaseModel):
@@ -272,6 +293,16 @@ class Tool(ABC):
         """Identity of the weights behind this tool (part of every cache key)."""
         return "none"
 
+    def setup(self) -> None:  # noqa: B027 - optional hook, most tools load nothing
+        """Load models now (blocking; called once per run before the first example, so that
+        a run's one-time start-up is not charged to its first episode). Tools that load
+        lazily override it."""
+
+    @property
+    def uses_vlm(self) -> bool:
+        """Whether a call asks the VLM (a run counts the examples that needed it)."""
+        return False
+
     def key_inputs(self, ws: Workspace, params: BaseModel) -> dict[str, str]:
         """Digests of the workspace inputs the output depends on (default: the image)."""
         return {"image": ws.image.digest}
@@ -316,30 +347,20 @@ class Tool(ABC):
         """Release models; tools without state need nothing."""
 
 
-# Keyed weakly by the loop object (as agent.vlm keys its SDK clients): an id() can be
-# reused by a later loop, and a bench suite runs loop after loop in one process.
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, anyio.CapacityLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
-_no_loop_limiters: dict[str, anyio.CapacityLimiter] = {}
-
-
-def device_limiter(device: str) -> anyio.CapacityLimiter:
-    """One worker thread per torch device per event loop: models are not re-entrant and
-    two big forwards on 2 CPU cores only slow each other down."""
-    try:
-        per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
-    except RuntimeError:
-        per_loop = _no_loop_limiters
-    key = device.split(":")[0] if device.startswith("cpu") else device
-    if key not in per_loop:
-        per_loop[key] = anyio.CapacityLimiter(1)
-    return per_loop[key]
-
-
-async def run_on_device(device: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking model code in a worker thread under the device's limiter."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=device_limiter(device))
-
-
 ToolFactory = Callable[[ToolSettings], Tool]
+
+# Re-exported: tools import run_on_device from here (it lives in tools.device).
+__all__ = [
+    "ChatClient",
+    "StrictParams",
+    "Tool",
+    "ToolFactory",
+    "ToolSettings",
+    "Workspace",
+    "default_checkpoint_dir",
+    "device_limiter",
+    "normalise_query",
+    "parse_tool_options",
+    "run_on_device",
+    "validation_problems",
+]

@@ -155,6 +155,11 @@ class ClipRank(Tool):
                 )
             return self._bundle
 
+    def setup(self) -> None:
+        """Fingerprint and load the model before any example."""
+        self.fingerprint()
+        self.bundle()
+
     def close(self) -> None:
         with self._lock:
             self._bundle = None

@@ -15,6 +15,7 @@ from cache.errors import (
     InputError,
     RefsegError,
     ToolError,
+    VLMAuthError,
     VLMError,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "InputError",
     "RefsegError",
     "ToolError",
+    "VLMAuthError",
     "VLMError",
 ]

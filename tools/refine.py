@@ -44,7 +44,7 @@ class RefineQuery(Tool):
         "Rewrite the current referring expression into a clearer query for the ranker "
         "(head noun, colour, position), using the image and the current top candidates."
     )
-    version = "1"
+    version = "2"  # 2: never repeats a query (rules: distinct rewrites; VLM: history, one re-ask)
     role = "refine"
     Params = RefineParams
     Output = Refinement
@@ -58,6 +58,10 @@ class RefineQuery(Tool):
                 "--refiner vlm needs a VLM: set SILICONFLOW_API_KEY (or REFSEG_VLM_API_KEY) "
                 "or pass --vlm-base-url; use --refiner rules to run without one"
             )
+
+    @property
+    def uses_vlm(self) -> bool:
+        return self.refiner == "vlm"
 
     def fingerprint(self) -> str:
         if self.refiner == "vlm":

@@ -2,7 +2,7 @@
 
 The model sees the image, an overlay of the current top-3 candidates (outlined in the
 colours of :data:`tools.render.PALETTE` and numbered 1-3; the prompt names each colour), the
-original expression, the current query and earlier queries, and answers
+original expression, the current query and every query already tried, and answers
 ``{"query": ..., "rationale": ...}``. Replies are parsed leniently: code fences, JSON inside
 prose, and plain text (first line) all work.
 
@@ -26,6 +26,7 @@ from tools.types import Refinement
 
 MAX_QUERY_CHARS = 300
 TOP_K = 3
+MAX_HISTORY = 12  # queries listed in the prompt (a loop tries a handful)
 
 SYSTEM_PROMPT = (
     "You help a referring-segmentation system. Candidate object masks are ranked by CLIP "
@@ -66,10 +67,8 @@ def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
     lines = [
         f"Original expression: {ws.expression}",
         f"Current query: {ws.query}",
+        "Queries already tried (do not repeat any of them): " + " | ".join(ws.history[-MAX_HISTORY:]),
     ]
-    earlier = [q for q in ws.history[:-1] if q != ws.query]
-    if earlier:
-        lines.append("Earlier queries: " + " | ".join(earlier[-5:]))
     overlay = candidate_overlay(ws)
     if overlay is not None:
         content.append({"type": "image_url", "image_url": {"url": image_data_url(overlay)}})
@@ -119,24 +118,52 @@ def _clean(query: str) -> str:
     return query[:MAX_QUERY_CHARS].strip()
 
 
+async def _ask(client: ChatClient, messages: list[dict[str, Any]]) -> tuple[Any, str, str]:
+    """One request: the reply, and its ``(query, rationale)``."""
+    reply = await client.complete(messages, temperature=0.2, max_tokens=200)
+    content = getattr(reply, "content", "") or ""
+    if not content.strip() and getattr(reply, "tool_calls", None):
+        raise ToolError("the VLM answered with tool calls instead of a refined query")
+    query, rationale = parse_refinement(content)
+    return reply, query, rationale
+
+
+def _spent(replies: list[Any]) -> dict[str, Any]:
+    return {
+        "tokens_in": sum(int(getattr(r, "tokens_in", 0) or 0) for r in replies),
+        "tokens_out": sum(int(getattr(r, "tokens_out", 0) or 0) for r in replies),
+        "usd": sum(float(getattr(r, "usd", 0.0) or 0.0) for r in replies),
+    }
+
+
 async def refine_with_vlm(client: ChatClient, ws: Workspace, hint: str | None) -> Refinement:
     """Ask the VLM for a better query for ``ws``.
+
+    The prompt lists the queries already tried. A reply that repeats one (compared case-,
+    space- and punctuation-blind) is sent back once, saying so; a second repeat is returned
+    as it is, and the workspace rejects it (the loop then stops with ``refiner_exhausted``).
+    The tokens and USD of both requests are the refinement's.
 
     Raises:
         ToolError: the reply has no usable query (empty, or only tool calls).
         VLMError: the VLM could not be reached (from the client).
     """
-    reply = await client.complete(build_messages(ws, hint), temperature=0.2, max_tokens=200)
-    content = getattr(reply, "content", "") or ""
-    if not content.strip() and getattr(reply, "tool_calls", None):
-        raise ToolError("the VLM answered with tool calls instead of a refined query")
-    query, rationale = parse_refinement(content)
+    messages = build_messages(ws, hint)
+    reply, query, rationale = await _ask(client, messages)
+    replies = [reply]
+    if ws.tried(query):
+        again = [
+            *messages,
+            {"role": "assistant", "content": getattr(reply, "content", "") or query},
+            {
+                "role": "user",
+                "content": f'"{query}" was already tried. Reply with a different query, '
+                'JSON only: {"query": "...", "rationale": "..."}',
+            },
+        ]
+        reply, query, rationale = await _ask(client, again)
+        replies.append(reply)
     model = getattr(reply, "model", "") or getattr(client, "model", "")
     return Refinement(
-        query=query,
-        rationale=rationale,
-        source=f"vlm:{model}" if model else "vlm",
-        tokens_in=int(getattr(reply, "tokens_in", 0) or 0),
-        tokens_out=int(getattr(reply, "tokens_out", 0) or 0),
-        usd=float(getattr(reply, "usd", 0.0) or 0.0),
+        query=query, rationale=rationale, source=f"vlm:{model}" if model else "vlm", **_spent(replies)
     )

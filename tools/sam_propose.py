@@ -225,6 +225,11 @@ class SamPropose(Tool):
         with self._lock, torch.inference_mode():
             return self._embedding(image)
 
+    def setup(self) -> None:
+        """Hash the checkpoint (the cache fingerprint) and build the model, before any example."""
+        self.fingerprint()
+        self.load()
+
     def _embedding(self, image: Image) -> _Embedding:
         cached = self._embeddings.get(image.digest)
         if cached is not None:

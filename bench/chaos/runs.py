@@ -85,12 +85,15 @@ class OfflineRun:
                 ),
             ),
             data=DataSpec(dataset=self.dataset, n=self.n, **self.data),
+            # Faults are injected on purpose: the scorecard checks that examples survive
+            # them, not the VLM's health, so any fallback rate is allowed here.
             run=RunOptions(
                 concurrency=self.concurrency,
                 bootstrap=self.bootstrap,
                 quiet=True,
                 limit=self.limit,
                 engine=EngineOptions(**self.engine),
+                max_fallback_rate=1.0,
             ),
         )
 

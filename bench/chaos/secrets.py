@@ -60,7 +60,8 @@ def secrets_row(workdir: Path, seed: int = 0) -> RowResult:
     t0 = time.perf_counter()
     key = PLANTED_KEY
     echoes = [
-        Status(401, f"Incorrect API key provided: {key}"),
+        # 400, not 401: a 401 (key rejected) stops the whole run by design (VLMAuthError).
+        Status(400, f"Bad request for API key: {key}"),
         Status(500, f"upstream said: Authorization: Bearer {key}"),
         Status(429, f"rate limited for key {key}", retry_after=0.01),
     ]

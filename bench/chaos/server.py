@@ -33,6 +33,7 @@ import collections
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -151,7 +152,7 @@ class ScriptedServer:
         class Handler(_Handler):
             scripted = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -218,6 +219,15 @@ class ScriptedServer:
         with self._lock:
             self.unscripted += 1
         return n, Status(500, "ScriptedServer: no reply scripted for this request")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """No traceback on stderr when a client drops its connection (a run that stops closes
+    its pool with requests in flight); other handler errors still print."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

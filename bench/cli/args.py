@@ -167,6 +167,16 @@ VLM_FLAGS = _flags(
     ("--vlm-model", "model", {"help": "default: Qwen/Qwen2.5-VL-72B-Instruct"}),
     ("--vlm-timeout", "timeout_s", {"type": float, "help": "seconds per VLM call"}),
     ("--vlm-max-retries", "max_retries", {"type": int, "help": "retries on 429/5xx/timeouts"}),
+    (
+        "--vlm-price-in",
+        "price_in",
+        {"type": float, "metavar": "USD", "help": "the model's price per million input tokens"},
+    ),
+    (
+        "--vlm-price-out",
+        "price_out",
+        {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
+    ),
 )
 CACHE_FLAGS = _flags(
     (
@@ -217,7 +227,7 @@ RUN_FLAGS = _flags(
     (
         "--retry-failed",
         "retry_failed",
-        {"action": "store_true", "help": "redo examples that failed last time"},
+        {"action": "store_true", "help": "redo examples that failed or fell back last time"},
     ),
     (
         "--bootstrap",
@@ -234,6 +244,16 @@ RUN_FLAGS = _flags(
         "--limit",
         "limit",
         {"type": int, "help": "run at most this many new examples now; run again to resume"},
+    ),
+    (
+        "--max-fallback-rate",
+        "max_fallback_rate",
+        {
+            "type": float,
+            "metavar": "R",
+            "help": "fail (exit 5) when more than R of the examples that asked the VLM fell back "
+            f"(default {default(RunOptions, 'max_fallback_rate')}; 1 allows any)",
+        },
     ),
 )
 

@@ -8,7 +8,6 @@ them in one line).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from bench.cli.args import (
     run_options,
 )
 from bench.options import BenchOptions
+from bench.paired import DEFAULT_TOLERANCE
 from bench.perturb import PERTURBATIONS
 
 
@@ -73,6 +73,12 @@ def _add_report(sub: Any) -> None:
         metavar="B",
         help="recompute summaries with B bootstrap resamples",
     )
+    report.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"paired comparison: |IoU difference| counted as unchanged (default {DEFAULT_TOLERANCE})",
+    )
     report.set_defaults(func=cmd_report)
 
 
@@ -101,33 +107,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print_summary(args.out.name or str(args.out), result.summary)
     print(f"ran {result.ran} example(s), skipped {result.skipped} already done; files in {args.out}")
+    print(f"report: {args.out / 'report.md'}")
     print_unfinished(
         result.missing,
         result.failed,
         f"(see {args.out / 'samples.jsonl'}; --retry-failed redoes them)",
     )
+    if result.fallback_problem is not None:
+        print(f"refseg: error: {result.fallback_problem}", file=sys.stderr)
     return result.exit_code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import load_runs, print_table, write_report
+    from bench.report import load_runs, paired_against, print_pairs, print_table, write_report
 
     runs = load_runs(args.runs, bootstrap=args.bootstrap)
     for run in runs:
         for note in run.notes:
             print(f"note: {run.name}: {note}", file=sys.stderr)
     out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("report"))
-    path = write_report(out, runs, title=args.title or "refseg bench report")
+    boot = 2000 if args.bootstrap is None else args.bootstrap
+    pairs = paired_against(runs, runs[0], B=boot, tolerance=args.tolerance) if len(runs) > 1 else []
+    path = write_report(out, runs, title=args.title or "refseg bench report", pairs=pairs)
     print_table(runs)
+    print_pairs(pairs)
     print(f"report: {path}")
     return 0
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from bench.cases import write_cases
+    from bench.cases import totals_line, write_cases
 
     out = args.out or args.run_b / "cases"
     picked = write_cases(args.run_a, args.run_b, out, k=args.k, eps=args.eps)
-    print(json.dumps({cat: len(rows) for cat, rows in picked.items()}))
+    print(f"{args.run_b.name} vs {args.run_a.name}: {totals_line(picked['totals'], picked, args.eps)}")
     print(f"galleries: {out}")
     return 0

@@ -57,6 +57,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         **out,
     )
     report = segment_images(options, on_result=_print_result)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
     for path, reason in report.skipped:
         print(f"refseg: skipped {path}: {reason}", file=sys.stderr)
     if report.random_weights:
@@ -69,9 +71,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def _print_result(done: SegmentedImage) -> None:
     result = done.result
-    cost = result.costs.as_dict()
     timing = ", ".join(
-        f"{k} {v['seconds']:.2f}s{' (cached)' if v['cache_hits'] else ''}" for k, v in cost.items()
+        f"{name} {c.seconds:.2f}s ({c.computed} computed, {c.joined} joined, {c.cache_hits} cached)"
+        for name, c in sorted(result.costs.tools.items())
     )
     status = (
         f"error: {result.error}"

@@ -17,7 +17,7 @@ from bench.cli.args import (
     run_options,
 )
 from bench.options import EXPERIMENTS, SuiteOptions
-from tools.errors import ConfigError
+from tools.errors import ConfigError, VLMError
 
 
 def add_parser(sub: Any) -> None:
@@ -52,6 +52,12 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def suite_options(args: argparse.Namespace) -> SuiteOptions:
     """The ``bench suite`` namespace as :class:`bench.options.SuiteOptions`."""
+    for flag, value in (("--controller", args.controller), ("--max-iter", args.max_iter)):
+        if value is not None:  # silently running something else would be worse
+            raise ConfigError(
+                f"bench suite sets {flag} per sub-run (oneshot, loop_iter1..N; see --max-iters); "
+                f"drop {flag}, or use bench run for one configuration"
+            )
     lists: dict[str, Any] = {}
     if args.experiments is not None:
         lists["experiments"] = _csv(args.experiments)
@@ -70,7 +76,7 @@ def suite_options(args: argparse.Namespace) -> SuiteOptions:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from bench.report import print_table
+    from bench.report import print_pairs, print_table
     from bench.suite import run_suite_sync
 
     options = suite_options(args)
@@ -78,12 +84,17 @@ def cmd_suite(args: argparse.Namespace) -> int:
     result = run_suite_sync(options, echo=echo)
     print(result.refiner_note)
     print_table(result.runs)
+    print_pairs([p for p in result.pairs if p[0] == "oneshot"])  # the clean ones; the report has all
     print(f"suite: {len(result.runs)} runs in {result.wall_s:.1f} s; report {result.report}")
     print_unfinished(
         result.missing,
         result.failed,
         "across the runs, counted as IoU 0 (see each run's summary.json; --retry-failed redoes them)",
     )
+    for problem in result.fallback_problems:
+        print(f"refseg: error: {problem}", file=sys.stderr)
+    if result.fallback_problems:
+        return VLMError.exit_code
     # Per-example failures (e.g. no proposals in a heavily perturbed image) are results of
     # the system under test: they are in the table; only an unfinished suite exits 1.
     return 0 if result.missing == 0 else 1

@@ -58,6 +58,9 @@ class EngineStats:
         groups_redone: image groups sent to another worker after theirs died.
         start_s: seconds spent starting the engine in this invocation (a Ray cluster, its
             actors and their runtimes), part of the invocation's wall time.
+        setup_s: seconds spent building the tools and loading their models before the first
+            example (the driver's session; Ray workers count theirs in ``start_s``); not part
+            of the invocation's wall time.
     """
 
     engine: str
@@ -68,6 +71,7 @@ class EngineStats:
     worker_deaths: int = 0
     groups_redone: int = 0
     start_s: float = 0.0
+    setup_s: float = 0.0
 
     def invocation_fields(self) -> dict[str, Any]:
         """The fields of the ``invocations.jsonl`` line this engine fills in."""
@@ -80,6 +84,7 @@ class EngineStats:
             "worker_deaths": self.worker_deaths,
             "groups_redone": self.groups_redone,
             "engine_start_s": round(self.start_s, 4),
+            "setup_s": round(self.setup_s, 4),
         }
 
 

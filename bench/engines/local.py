@@ -34,6 +34,8 @@ class LocalEngine:
         index_of = {ex.example_id: i for i, ex in job.todo}
         limiter = anyio.CapacityLimiter(job.concurrency)
         stats = EngineStats(self.name, workers=1)
+        if job.todo:  # models load here, booked as set-up, not in the first episode
+            stats.setup_s = await session.setup()
 
         async def one(ex: Example, image: Image | str, token: object) -> None:
             try:

@@ -102,10 +102,16 @@ class EpisodeWorker:
     async def describe(self, job: WorkerJob) -> dict[str, Any]:
         """Prepare ``job``'s run and return its :func:`result_view` (the driver compares it).
 
+        Its tools are built and their models loaded here (the engine's start-up), not in the
+        first episode.
+
         Raises:
-            RefsegError: the runtime cannot be built here (unknown tool, bad option, no VLM).
+            RefsegError: the runtime cannot be built here (unknown tool, bad option, no VLM,
+                a missing checkpoint).
         """
-        return result_view(self._runtime(job.options))
+        rt = self._runtime(job.options)
+        await Session(rt.registry, rt.config, rt.cache).setup()
+        return result_view(rt)
 
     async def run_group(self, job: WorkerJob, items: list[tuple[int, Example]]) -> GroupResult:
         """Run one image's examples (``(index, example)`` pairs) concurrently.

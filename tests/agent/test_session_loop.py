@@ -55,10 +55,10 @@ def test_loop_refines_until_sure(image: Image) -> None:
     assert result.costs.calls("word_rank") == 2 and result.costs.calls("stripes_propose") == 1
 
 
-def test_loop_stops_at_max_iter_when_refiner_stalls(image: Image) -> None:
+def test_loop_stops_when_the_refiner_has_nothing_new(image: Image) -> None:
     session = Session(make_registry(), EpisodeConfig(controller="loop", max_iter=2, **CFG))
     result = run(session, image, "some stripe")
-    assert result.stop_reason == "max_iter" and result.ok
+    assert result.stop_reason == "refiner_exhausted" and result.ok
 
 
 def test_refiner_failure_falls_back_to_best_candidate(image: Image) -> None:
@@ -170,7 +170,7 @@ def test_trace_has_one_event_per_tool_call_and_guard(image: Image, tmp_path: Pat
 def test_unchanged_refinement_is_not_a_new_query(image: Image) -> None:
     session = Session(make_registry(), EpisodeConfig(controller="loop", max_iter=3, **CFG))
     result = run(session, image, "a stripe")
-    assert result.queries == ["a stripe"] and result.stop_reason == "max_iter"
+    assert result.queries == ["a stripe"] and result.stop_reason == "refiner_exhausted"
 
 
 def test_episode_log_context_is_reset_after_the_episode(image: Image) -> None:

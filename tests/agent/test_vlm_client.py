@@ -33,7 +33,7 @@ from agent.vlm import (
     VLMClient,
     VLMConfig,
 )
-from tools.errors import ConfigError, VLMError
+from tools.errors import ConfigError, VLMAuthError, VLMError
 
 SECRET = "sk-test-SECRET-123"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -163,12 +163,12 @@ def test_empty_choices_exhausted() -> None:
 def test_non_retryable_4xx_fails_at_once_and_secret_never_leaks() -> None:
     events: list[dict[str, Any]] = []
     # A server that echoes the key in its error body must not leak it through us.
-    with ScriptedServer([Status(401, f"Invalid API key {SECRET}"), Text("never")]) as srv:
+    with ScriptedServer([Status(400, f"Invalid request with key {SECRET}"), Text("never")]) as srv:
         client = make_client(srv, events)
         with pytest.raises(VLMCallError) as info:
             run(client, MESSAGES)
-    assert len(srv.requests) == 1 and info.value.status == 401 and not info.value.retryable
-    assert "HTTP 401" in str(info.value)
+    assert len(srv.requests) == 1 and info.value.status == 400 and not info.value.retryable
+    assert "HTTP 400" in str(info.value) and info.value.kind == "http_400"
     texts = [str(info.value), repr(info.value), json.dumps(events), repr(client), repr(client.config)]
     assert all(SECRET not in t for t in texts)
     assert "***" in str(info.value)
@@ -178,13 +178,33 @@ def test_non_retryable_4xx_fails_at_once_and_secret_never_leaks() -> None:
 def test_secret_cut_by_the_one_line_limit_still_never_leaks() -> None:
     # Find where the body lands in the one-line detail, then pad the body so the key
     # straddles the 300-character cut: even its first characters must not get through.
-    with ScriptedServer([Status(401, "MARK")]) as srv, pytest.raises(VLMCallError) as probe:
+    with ScriptedServer([Status(422, "MARK")]) as srv, pytest.raises(VLMCallError) as probe:
         run(make_client(srv), MESSAGES)
-    detail = str(probe.value).split("HTTP 401: ", 1)[1]
+    detail = str(probe.value).split("HTTP 422: ", 1)[1]
     pad = "x" * (300 - 3 - 10 - detail.index("MARK"))  # unredacted, 10 key characters fit
-    with ScriptedServer([Status(401, pad + SECRET)]) as srv, pytest.raises(VLMCallError) as info:
+    with ScriptedServer([Status(422, pad + SECRET)]) as srv, pytest.raises(VLMCallError) as info:
         run(make_client(srv), MESSAGES)
     assert SECRET[:8] not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (401, f"Invalid API key {SECRET}", "the API key was rejected; set REFSEG_VLM_API_KEY"),
+        (403, "forbidden", "has no access to model"),
+        (404, "The model `nope` does not exist", "no model"),
+        (400, "Model does not exist. Please check it carefully.", "pass --vlm-model"),
+    ],
+)
+def test_a_rejected_key_or_unknown_model_is_a_run_level_error(status: int, body: str, says: str) -> None:
+    with ScriptedServer([Status(status, body), Text("never")]) as srv:
+        with pytest.raises(VLMAuthError) as info:
+            run(make_client(srv), MESSAGES)
+        host = srv.base_url.split("//", 1)[1].split("/", 1)[0]
+    text = str(info.value)
+    assert len(srv.requests) == 1 and not isinstance(info.value, VLMError)  # no retry, no fallback
+    assert text.startswith(f"VLM at {host} answered HTTP {status}: ") and says in text
+    assert SECRET not in text and "\n" not in text and info.value.exit_code == 6
 
 
 def test_secret_absent_from_retry_events_and_config_repr() -> None:

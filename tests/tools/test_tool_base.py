@@ -1,15 +1,25 @@
-"""tools.base: the per-loop device limiter, the workspace's methods, tool options."""
+"""tools.base: the per-loop device limiter and its compute clock, the workspace's methods,
+tool options."""
 
 from __future__ import annotations
 
 import gc
+import time
 
 import anyio
 import numpy as np
 import pytest
 
-from tools import base
-from tools.base import ToolSettings, Workspace, device_limiter, parse_tool_options, run_on_device
+from tools import device
+from tools.base import (
+    ToolSettings,
+    Workspace,
+    device_limiter,
+    normalise_query,
+    parse_tool_options,
+    run_on_device,
+)
+from tools.device import compute_clock
 from tools.errors import ConfigError
 from tools.refine import RefineOptions, RefineQuery
 from tools.registry import ToolRegistry
@@ -27,7 +37,23 @@ def test_one_limiter_per_device_per_loop_and_none_outlives_its_loop() -> None:
         assert anyio.run(use) == (7, True, True)
     gc.collect()
     # A finished loop's limiters go with it (a later loop may even reuse its id()).
-    assert len(base._limiters) == 0
+    assert len(device._limiters) == 0
+
+
+def test_compute_clock_books_the_queue_for_the_device_as_waiting() -> None:
+    async def go() -> tuple[float, float]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_on_device, "cpu", time.sleep, 0.4)  # holds the cpu thread
+            await anyio.sleep(0.05)
+            with compute_clock() as clock:
+                t0 = time.perf_counter()
+                await run_on_device("cpu", time.sleep, 0.1)
+                elapsed = time.perf_counter() - t0
+        return clock.waited, elapsed
+
+    waited, elapsed = anyio.run(go)
+    assert waited >= 0.25  # queued behind the other call
+    assert 0.09 <= elapsed - waited < 0.25  # what is left is the call's own 0.1 s
 
 
 def _workspace() -> Workspace:
@@ -58,6 +84,17 @@ def test_workspace_keeps_the_best_ranking_and_the_query_history() -> None:
     assert ws.history == ["the cat", "the black cat"]
     ws.submit(unsure)
     assert ws.ranking is ws.best_ranking is unsure
+
+
+def test_workspace_rejects_a_repeat_whatever_its_case_spaces_or_punctuation() -> None:
+    ws = _workspace()
+    assert ws.set_query("the black cat")
+    for repeat in ("The Black Cat.", "  the  black cat!", "THE CAT", "the-black cat"):
+        assert not ws.set_query(repeat) and ws.tried(repeat)
+    assert ws.query == "the black cat" and ws.history == ["the cat", "the black cat"]
+    ws.use_query("The cat")  # an agent ranking an earlier query: current again, not recorded twice
+    assert ws.query == "The cat" and ws.history == ["the cat", "the black cat"]
+    assert normalise_query(" A  Red,  square! ") == "a red square"
 
 
 def test_new_proposals_drop_the_rankings_that_indexed_the_old_ones() -> None:

@@ -24,12 +24,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
 from pydantic import Field
 
 from cache.lru import LRU
-from tools.base import StrictParams, Tool, ToolSettings, Workspace
+from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ToolError
 from tools.types import Proposals, Ranking
 
@@ -254,7 +253,7 @@ class AttributeRank(Tool):
         proposals = self._proposals(ws)
         query = self.query_of(ws, params)
         self.computes += 1
-        features = await anyio.to_thread.run_sync(self._measure, ws, proposals)
+        features = await run_on_device(self.settings.device, self._measure, ws, proposals)
         scores = score(features, parse_query(query))
         return Ranking.from_scores(
             scores, query, params.temperature, proposals_digest=proposals.digest, source=self.name

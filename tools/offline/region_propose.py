@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio.to_thread
 import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from tools.base import StrictParams, Tool, ToolSettings, Workspace
+from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.types import Proposals
 
 BIN = 16  # histogram bin width per channel: 16**3 = 4096 bins
@@ -296,5 +295,5 @@ class RegionPropose(Tool):
 
     async def __call__(self, ws: Workspace, params: RegionParams) -> Proposals:
         self.computes += 1
-        masks, scores = await anyio.to_thread.run_sync(propose_regions, ws.image.pixels, params)
+        masks, scores = await run_on_device(self.settings.device, propose_regions, ws.image.pixels, params)
         return Proposals.from_masks(masks, scores=scores, source=self.name)
