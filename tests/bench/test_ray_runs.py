@@ -101,7 +101,8 @@ def _peak_in_flight(times: list[float], seconds: float) -> int:
 
 @pytest.mark.usefixtures("ray_cluster")
 def test_the_vlm_sees_at_most_concurrency_calls_over_all_workers(tmp_path: Path, ray_pool: RayEngine) -> None:
-    reply = Text(json.dumps({"query": "the red square", "rationale": "colour"}))
+    # A rewrite no scene's expression equals: each example asks once (a repeat is asked again).
+    reply = Text(json.dumps({"query": "the refined red square", "rationale": "colour"}))
     with ScriptedServer(policy=lambda _req: Slow(0.15, reply)) as srv:
         options = EpisodeOptions(
             models=ModelOptions(toolset="offline", refiner="vlm"),
