@@ -59,7 +59,8 @@ class Runtime:
 def build_vlm(options: EpisodeOptions) -> Any:
     """The VLM client, or a one-line ConfigError naming the option that asked for it."""
     from agent.redaction import url_secrets
-    from agent.tracing import log_vlm_call, register_secret
+    from agent.tracing import register_secret
+    from agent.transcript import log_vlm_call
     from agent.vlm import VLMClient, VLMConfig
 
     vlm = options.vlm
