@@ -9,6 +9,7 @@ controller ends the same way.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -18,9 +19,10 @@ import numpy as np
 from agent.costs import CostBook
 from agent.invoke import CallContext, Invoker
 from agent.rank_steps import RankStep, RankSteps
+from agent.vlm_reply import VLMReply
 from tools.base import Workspace
 from tools.coords import UNITS, Units
-from tools.errors import ConfigError, ToolError
+from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
 from tools.types import Ranking
 
@@ -244,6 +246,34 @@ class Episode:
         if isinstance(output, Ranking):
             self.rank_steps.capture(self.step, output, self.ws.proposals)
         return output
+
+    async def ask_vlm(self, client: Any, messages: list[dict[str, Any]], **kwargs: Any) -> VLMReply:
+        """One chat call made by the controller itself (not through a tool), its cost booked.
+
+        Args:
+            client: the VLM client (``complete(messages, **kwargs) -> VLMReply``).
+            messages: the chat messages to send.
+            **kwargs: passed to ``complete`` (tools, tool_choice, temperature...).
+
+        Raises:
+            VLMError: the call failed; its seconds are booked as a failed ``vlm`` call.
+        """
+        self.needed_vlm = True
+        start = time.perf_counter()
+        try:
+            reply: VLMReply = await client.complete(messages, **kwargs)
+        except VLMError:
+            self.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
+            raise
+        self.turns += 1
+        self.costs.record(
+            "vlm",
+            seconds=time.perf_counter() - start,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            usd=reply.usd,
+        )
+        return reply
 
     def fall_back(self, reason: str, kind: str) -> None:
         """End with the best candidate so far because the VLM (or a VLM-backed tool) failed.

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
+
 from agent.episode import EpisodeConfig
 from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
 from cache.store import ToolCache
@@ -50,7 +52,19 @@ class Runtime:
     notes: list[str] = field(default_factory=list)
     options: EpisodeOptions | None = None
 
+    async def aclose_vlm(self) -> None:
+        """Close the VLM client's connections, shielded from cancellation.
+
+        The SDK's connection pool belongs to the event loop that used it: close it on that
+        loop, or it fails to close once the loop is gone.
+        """
+        aclose = getattr(self.vlm, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+
     def close(self) -> None:
+        """Close the tools (models, threads) and the cache."""
         self.registry.close()
         if self.cache is not None:
             self.cache.close()

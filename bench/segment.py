@@ -132,10 +132,7 @@ async def _segment_closing(
     try:
         return await _segment_all(out, rt, images, expression, compare, on_result)
     finally:
-        aclose = getattr(rt.vlm, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
-                await aclose()
+        await rt.aclose_vlm()
 
 
 async def _segment_all(

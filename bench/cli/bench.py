@@ -1,8 +1,8 @@
-"""``refseg bench run | suite | report | cases | chaos``.
+"""``refseg bench run | suite | report | cases | chaos | engines | viewer | ground``.
 
-This module creates the ``bench`` command and its subcommands; ``suite`` and ``chaos`` are
-declared in their own modules. Errors the project raises on purpose propagate (the CLI prints
-them in one line).
+This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos`` and the
+benchmark commands are declared in their own modules. Errors the project raises on purpose
+propagate (the CLI prints them in one line).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bench.perturb import PERTURBATIONS
 
 def add_parser(subparsers: Any) -> None:
     """Register ``bench`` and its subcommands on the ``refseg`` subparsers."""
+    from bench.cli.benchmarks import add_parsers as add_benchmark_parsers
     from bench.cli.chaos import add_parser as add_chaos_parser
     from bench.cli.suite import add_parser as add_suite_parser
 
@@ -38,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
     _add_report(sub)
     _add_cases(sub)
     add_chaos_parser(sub)
+    add_benchmark_parsers(sub)
 
 
 def _add_run(sub: Any) -> None:

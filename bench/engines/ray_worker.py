@@ -152,9 +152,7 @@ class EpisodeWorker:
         """Close the VLM connections (they belong to this loop), the tools and the caches."""
         self._run = None
         for rt in self._tools.values():
-            aclose = getattr(rt.vlm, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await rt.aclose_vlm()
             rt.close()
         self._tools.clear()
         self._runtimes.clear()

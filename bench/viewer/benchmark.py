@@ -1,6 +1,6 @@
 """Time to first byte of the viewer's run page on a generated N-example run.
 
-    python -m bench.viewer.benchmark [--n 5000] [--repeat 20]
+    refseg bench viewer [--n 5000] [--repeat 20]
 
 Writes a run folder with ``config.json`` and an N-line ``samples.jsonl`` (RefCOCO-sized
 masks as RLE, per-tool costs, query histories, and the ranking steps a loop run records: one
@@ -23,7 +23,6 @@ the summary; its confidence intervals follow in the background).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import socket
@@ -212,20 +211,21 @@ def measure(folder: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="time to first byte of the viewer's run page")
-    parser.add_argument("--n", type=int, default=5000, help="examples in the generated run (default 5000)")
-    parser.add_argument("--repeat", type=int, default=20, help="requests per warm figure (default 20)")
-    args = parser.parse_args(argv)
+def run_viewer_benchmark(n: int = 5000, repeat: int = 20) -> int:
+    """Print the run page's time to first byte on a generated run, finished and live.
+
+    Args:
+        n: examples in the generated run.
+        repeat: requests per warm figure (their median is printed).
+
+    Returns:
+        0 (it measures; it judges nothing).
+    """
     with tempfile.TemporaryDirectory(prefix="refseg-view-bench-") as tmp:
         for label, summary in (("finished run (summary.json)", True), ("live run (no summary.json)", False)):
-            folder = write_run(Path(tmp) / label.split()[0], args.n, summary=summary)
+            folder = write_run(Path(tmp) / label.split()[0], n, summary=summary)
             size = (folder / SAMPLES).stat().st_size / 2**20
-            figures = measure(folder, args.repeat)
+            figures = measure(folder, repeat)
             shown = "  ".join(f"{k} {1000 * v:.1f} ms" for k, v in figures.items())
-            print(f"run page, {args.n} examples ({size:.1f} MiB samples.jsonl), {label}: first byte {shown}")
+            print(f"run page, {n} examples ({size:.1f} MiB samples.jsonl), {label}: first byte {shown}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,7 @@ target the offline proposer merges with a halo, so one-shot cannot find it.
 Measured here on 4 such scenes (the ranker is unsure on each, so grounding runs): one-shot
 IoU <= 0.82 on every one; ground and agent 1.00 on every one; with boxes jittered by 10% of
 their size ground and agent keep 1.00 (region_prompt takes the region under the box's
-centre that fits the box best). ``python -m bench.ground_table`` prints the whole table.
+centre that fits the box best). ``refseg bench ground`` prints the whole table.
 """
 
 from __future__ import annotations
