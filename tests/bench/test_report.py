@@ -12,7 +12,16 @@ from helpers_runner import run, synthetic
 from bench.cases import pick_cases
 from bench.cli import main
 from bench.options import DataSpec
-from bench.report import RunView, load_run, load_runs, md_table, print_table, text_table, write_report
+from bench.report import (
+    RunView,
+    load_run,
+    load_runs,
+    md_table,
+    print_summary,
+    print_table,
+    text_table,
+    write_report,
+)
 from tools.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -85,6 +94,19 @@ def test_tables_align_and_escape(capsys: pytest.CaptureFixture[str], two_runs: t
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["run", "method", "perturb"]
     assert out[2].startswith("oneshot ") and out[3].startswith("loop ")
+
+
+def test_console_summary_marks_cold_cost_that_leaves_out_unpriced_hits(
+    two_runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = json.loads((two_runs[0] / "summary.json").read_text())
+    tools = summary["costs"]["tools"]
+    tools["region_propose"]["cold_unknown"] = 2  # hits on records an older version wrote
+    tools["attribute_rank"]["cold_unknown"] = 0
+    print_summary("r", summary)
+    lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    assert ", cold ≥" in lines["region_propose"]
+    assert ", cold ≥" not in lines["attribute_rank"] and ", cold " in lines["attribute_rank"]
 
 
 def test_cli_report_with_the_paired_comparison(
