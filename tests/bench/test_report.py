@@ -126,7 +126,7 @@ def test_pick_cases_by_iou_difference() -> None:
     a = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.1, 0.9, 0.5, 0.5, 0.0, 1.0])}
     b = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.8, 0.2, 0.5, 0.95, 0.0, 1.0])}
     b["only_b"] = {"iou": 1.0, "index": 9}
-    picked = pick_cases(a, b, k=2, eps=0.01)
+    picked = pick_cases(a, b, k=2, tolerance=0.01)
     assert [p["example_id"] for p in picked["improved"]] == ["e0", "e3"]
     assert [p["example_id"] for p in picked["degraded"]] == ["e1"]
     assert [p["example_id"] for p in picked["unchanged"]] == ["e4", "e5"]  # spread: lowest and highest
@@ -163,6 +163,9 @@ def test_case_galleries(
         )
     }
     assert all(np.isclose(r["iou_b"], ious_b[r["example_id"]]) for r in picked["improved"])
+    # --tolerance (the name bench report uses) decides what is unchanged: at 1.0 everything is.
+    assert main(["bench", "cases", str(a), str(b), "--out", str(tmp_path / "all"), "--tolerance", "1"]) == 0
+    assert "improved 0 (0 shown), degraded 0 (0 shown), unchanged 34" in capsys.readouterr().out
 
 
 def test_random_weight_runs_say_so(tmp_path: Path) -> None:
