@@ -226,18 +226,11 @@ class AgentRun:
     def _check_limits(self) -> None:
         """Before each VLM turn: turn limit, then the episode's tokens and USD (the agent's own
         turns plus VLM-backed tools such as the VLM refiner)."""
-        cfg, total = self.cfg, self.ep.costs.total()
-        if self.ep.turns >= cfg.max_turns:
-            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={cfg.max_turns} reached")
-        tokens = total.tokens_in + total.tokens_out
-        if tokens >= cfg.budget_tokens:
-            raise _Stop(
-                StopReason.MAX_ITER, f"agent stopped: token budget spent ({tokens} >= {cfg.budget_tokens})"
-            )
-        if total.usd >= cfg.budget_usd:
-            raise _Stop(
-                StopReason.MAX_ITER, f"agent stopped: USD budget spent ({total.usd:.6f} >= {cfg.budget_usd})"
-            )
+        if self.ep.turns >= self.cfg.max_turns:
+            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={self.cfg.max_turns} reached")
+        spent = self.ep.budget_spent()
+        if spent is not None:
+            raise _Stop(StopReason.MAX_ITER, f"agent stopped: {spent}")
 
     async def _turn(self) -> VLMReply:
         ep = self.ep

@@ -287,6 +287,17 @@ class Episode:
         self.fallback_kind = kind
         self.notes.append(reason)
 
+    def budget_spent(self) -> str | None:
+        """Why the episode may not call the VLM again: its tokens or USD (VLM turns and
+        VLM-backed tools together) reached ``budget_tokens`` / ``budget_usd``; ``None``: it may."""
+        total, cfg = self.costs.total(), self.config
+        tokens = total.tokens_in + total.tokens_out
+        if tokens >= cfg.budget_tokens:
+            return f"token budget spent ({tokens} >= {cfg.budget_tokens})"
+        if total.usd >= cfg.budget_usd:
+            return f"USD budget spent ({total.usd:.6f} >= {cfg.budget_usd})"
+        return None
+
     def reject(self, tool: str, args: Any, message: str) -> None:
         """Trace a call that was refused before reaching the invoker (unknown tool, bad JSON)."""
         self.invoker.trace_rejected(tool, args, message, self._context())

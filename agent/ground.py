@@ -109,17 +109,6 @@ def parse_ground_answer(text: str | None) -> dict[str, Any] | None:
     raise ToolError(f"the VLM's answer has no box: {(text or '')[:120]!r}")
 
 
-def _over_budget(ep: Episode) -> str | None:
-    """Why the episode may not call the VLM again (``None``: it may)."""
-    total, cfg = ep.costs.total(), ep.config
-    tokens = total.tokens_in + total.tokens_out
-    if tokens >= cfg.budget_tokens:
-        return f"token budget spent ({tokens} >= {cfg.budget_tokens})"
-    if total.usd >= cfg.budget_usd:
-        return f"USD budget spent ({total.usd:.6f} >= {cfg.budget_usd})"
-    return None
-
-
 async def _ask(ep: Episode) -> dict[str, Any] | None:
     """One chat call for the object's box; its cost is booked and the answer traced.
 
@@ -194,7 +183,7 @@ async def run_ground(ep: Episode) -> None:
     if ep.guard(ranking):
         ep.stop_reason = StopReason.GUARD
         return
-    spent = _over_budget(ep)
+    spent = ep.budget_spent()
     if cfg.max_iter < 1 or spent is not None:
         if spent is not None:
             ep.notes.append(f"ground stopped: {spent}")

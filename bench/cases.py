@@ -1,7 +1,7 @@
 """``refseg bench cases RUN_A RUN_B``: where B beats A, where it loses, where nothing changed.
 
 Examples are paired by ``example_id``. Every pair falls in one category: ``improved`` (IoU
-gain of B over A above ``eps``), ``degraded`` (loss above ``eps``) or ``unchanged``; the
+gain of B over A above ``tolerance``), ``degraded`` (loss above ``tolerance``) or ``unchanged``; the
 totals count them all. The galleries show the ``k`` largest gains, the ``k`` largest losses
 and ``k`` unchanged pairs spread over the IoU range: one PNG per category (rows: image,
 ground truth, prediction A, prediction B, with the sentence, both IoUs and each run's query
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import Example, load_dataset_spec
+from bench.paired import DEFAULT_TOLERANCE
 from bench.perturb import perturb_image
 from bench.rle import decode_rle
 from bench.samples import CONFIG, read_json, read_samples
@@ -29,7 +30,10 @@ CATEGORIES = ("improved", "degraded", "unchanged")
 
 
 def pick_cases(
-    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], k: int = 6, eps: float = 0.01
+    a: dict[str, dict[str, Any]],
+    b: dict[str, dict[str, Any]],
+    k: int = 6,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, list[dict[str, Any]]]:
     """Pairs by category: ``{"improved": [{"example_id", "iou_a", "iou_b", "diff"}, ...], ...}``."""
     if k < 1:
@@ -44,31 +48,33 @@ def pick_cases(
         }
         for e in common
     ]
-    improved = sorted((p for p in pairs if p["diff"] > eps), key=lambda p: -p["diff"])[:k]
-    degraded = sorted((p for p in pairs if p["diff"] < -eps), key=lambda p: p["diff"])[:k]
-    same = sorted((p for p in pairs if abs(p["diff"]) <= eps), key=lambda p: p["iou_a"])
+    improved = sorted((p for p in pairs if p["diff"] > tolerance), key=lambda p: -p["diff"])[:k]
+    degraded = sorted((p for p in pairs if p["diff"] < -tolerance), key=lambda p: p["diff"])[:k]
+    same = sorted((p for p in pairs if abs(p["diff"]) <= tolerance), key=lambda p: p["iou_a"])
     if len(same) > k:  # spread over the IoU range, not just the k worst
         same = [same[int(i)] for i in np.linspace(0, len(same) - 1, k).round().astype(int)]
     return {"improved": improved, "degraded": degraded, "unchanged": same}
 
 
 def case_totals(
-    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], eps: float = 0.01
+    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], tolerance: float = DEFAULT_TOLERANCE
 ) -> dict[str, int]:
     """How many paired examples fall in each category (all of them, not only those shown)."""
     diffs = [float(b[e]["iou"]) - float(a[e]["iou"]) for e in set(a) & set(b)]
     return {
-        "improved": sum(d > eps for d in diffs),
-        "degraded": sum(d < -eps for d in diffs),
-        "unchanged": sum(abs(d) <= eps for d in diffs),
+        "improved": sum(d > tolerance for d in diffs),
+        "degraded": sum(d < -tolerance for d in diffs),
+        "unchanged": sum(abs(d) <= tolerance for d in diffs),
         "paired": len(diffs),
     }
 
 
-def totals_line(totals: dict[str, int], shown: dict[str, list[Any]], eps: float) -> str:
+def totals_line(totals: dict[str, int], shown: dict[str, list[Any]], tolerance: float) -> str:
     """``improved 197 (6 shown), degraded 5 (5 shown), unchanged 490 (6 shown) of 692 ...``."""
     parts = [f"{c} {totals[c]} ({len(shown[c])} shown)" for c in CATEGORIES]
-    return ", ".join(parts) + f" of {totals['paired']} paired expressions (|dIoU| <= {eps:g} is unchanged)"
+    return (
+        ", ".join(parts) + f" of {totals['paired']} paired expressions (|dIoU| <= {tolerance:g} is unchanged)"
+    )
 
 
 def _examples_of(run_dir: Path) -> tuple[dict[str, Example], str]:
@@ -131,7 +137,12 @@ def render_gallery(rows: list[dict[str, Any]], path: Path, names: tuple[str, str
 
 
 def write_cases(
-    run_a: str | Path, run_b: str | Path, out_dir: str | Path, *, k: int = 6, eps: float = 0.01
+    run_a: str | Path,
+    run_b: str | Path,
+    out_dir: str | Path,
+    *,
+    k: int = 6,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, Any]:
     """Pick cases, render ``out_dir/{improved,degraded,unchanged}.png`` and ``cases.json``.
 
@@ -143,7 +154,7 @@ def write_cases(
     recs_b, _ = read_samples(dir_b)
     if not recs_a or not recs_b:
         raise InputError(f"no finished examples in {dir_a if not recs_a else dir_b}; run it first")
-    picked = pick_cases(recs_a, recs_b, k, eps)
+    picked = pick_cases(recs_a, recs_b, k, tolerance)
     if not any(picked.values()):
         raise InputError(f"{dir_a} and {dir_b} share no example ids; compare runs over the same data")
     examples, perturb_a = _examples_of(dir_a)
@@ -182,6 +193,6 @@ def write_cases(
                 names,
                 f"{category}: {names[1]} vs {names[0]} (image as {names[0]} saw it: {perturb_a})",
             )
-    totals = case_totals(recs_a, recs_b, eps)
+    totals = case_totals(recs_a, recs_b, tolerance)
     (out / "cases.json").write_text(json.dumps({**picked, "totals": totals}, indent=2), encoding="utf-8")
     return {**picked, "totals": totals}

@@ -12,6 +12,7 @@ from bench.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
 from bench.run_view import RANDOM_WEIGHTS_WARNING, RunView, load_run, load_runs, random_weight_runs
 from bench.samples import read_samples
 from bench.tables import (
+    at_least,
     bucket_table,
     ci_text,
     cost_table,
@@ -79,12 +80,12 @@ def print_summary(name: str, summary: dict[str, Any], file: IO[str] | None = Non
     for tool, row in summary["costs"]["tools"].items():
         tokens = row["tokens_in"] + row["tokens_out"]
         cold_tokens = row.get("cold_tokens_in", 0) + row.get("cold_tokens_out", 0)
-        spent = (
-            f", {tokens} tokens ${row['usd']:.4f} (cold {cold_tokens} tokens ${row.get('cold_usd', 0):.4f})"
-        )
+        cold_spent = at_least(row, f"{cold_tokens} tokens ${row.get('cold_usd', 0):.4f}")
+        spent = f", {tokens} tokens ${row['usd']:.4f} (cold {cold_spent})"
+        cold_s = at_least(row, fmt(row.get("cold_seconds"), 2))
         print(
             f"  {tool}: {served_text(row)} computed/joined/cached; compute {fmt(row['seconds'], 2)} s, "
-            f"wait {fmt(row.get('wait_seconds'), 2)} s, cold {fmt(row.get('cold_seconds'), 2)} s"
+            f"wait {fmt(row.get('wait_seconds'), 2)} s, cold {cold_s} s"
             + (spent if tokens or cold_tokens else ""),
             file=out,
         )

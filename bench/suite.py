@@ -35,6 +35,7 @@ import numpy as np
 from bench.cases import CATEGORIES, totals_line, write_cases
 from bench.engines.choose import open_engine
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
+from bench.paired import DEFAULT_TOLERANCE
 from bench.perturb import PERTURBATIONS
 from bench.report import RunView, paired_against, write_report
 from bench.runner import run_examples
@@ -288,7 +289,7 @@ def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
     except InputError as exc:  # nothing to show (e.g. no finished example): say so
         return ["## Case galleries", "", f"none: {exc}", ""]
     lines = ["## Case galleries (one-shot vs the best loop run)", ""]
-    lines += [f"{best.name} vs oneshot: {totals_line(cases['totals'], cases, 0.01)}.", ""]
+    lines += [f"{best.name} vs oneshot: {totals_line(cases['totals'], cases, DEFAULT_TOLERANCE)}.", ""]
     for category in CATEGORIES:
         if (out / "cases" / f"{category}.png").exists():
             lines += [f"![{category}](cases/{category}.png)", ""]

@@ -87,7 +87,7 @@ def _tokens(per: dict[str, Any], prefix: str = "") -> float:
     return float((per.get(f"{prefix}tokens_in") or 0) + (per.get(f"{prefix}tokens_out") or 0))
 
 
-def _at_least(row: dict[str, Any], text: str) -> str:
+def at_least(row: dict[str, Any], text: str) -> str:
     """Mark a cold figure that leaves out hits on records without a stored cost."""
     return f"≥{text}" if row.get("cold_unknown") else text
 
@@ -122,11 +122,11 @@ def cost_table(runs: Sequence[RunView]) -> Table:
                     served_text(row),
                     fmt(per["seconds"], 4),
                     fmt(per.get("wait_seconds"), 4),
-                    _at_least(row, fmt(per.get("cold_seconds"), 4)),
+                    at_least(row, fmt(per.get("cold_seconds"), 4)),
                     fmt(_tokens(per), 1),
-                    _at_least(row, fmt(_tokens(per, "cold_"), 1)),
+                    at_least(row, fmt(_tokens(per, "cold_"), 1)),
                     fmt(k.get("usd"), 4),
-                    _at_least(row, fmt(k.get("cold_usd"), 4)),
+                    at_least(row, fmt(k.get("cold_usd"), 4)),
                 ]
             )
     return headers, rows
@@ -157,10 +157,10 @@ def episode_cost_table(costs: dict[str, Any]) -> Table:
                 str(row.get("errors", 0)),
                 fmt(row.get("seconds"), 4),
                 fmt(row.get("wait_seconds"), 4),
-                _at_least(row, fmt(row.get("cold_seconds"), 4)),
+                at_least(row, fmt(row.get("cold_seconds"), 4)),
                 f"{row.get('tokens_in', 0)}/{row.get('tokens_out', 0)}",
                 fmt(row.get("usd"), 6),
-                _at_least(row, fmt(row.get("cold_usd"), 6)),
+                at_least(row, fmt(row.get("cold_usd"), 6)),
             ]
         )
     return headers, rows
@@ -190,11 +190,11 @@ def run_cost_table(runs: Sequence[RunView]) -> Table:
                 r.name,
                 str(c.get("images", "—")),
                 str(c["examples"]),
-                _at_least(total, fmt(per.get("cold_seconds"), 4)),
-                _at_least(total, fmt(_tokens(per, "cold_"), 1)),
-                _at_least(total, fmt(_tokens(k, "cold_"), 0)),
-                _at_least(total, fmt(per.get("cold_usd"), 6)),
-                _at_least(total, fmt(k.get("cold_usd"), 4)),
+                at_least(total, fmt(per.get("cold_seconds"), 4)),
+                at_least(total, fmt(_tokens(per, "cold_"), 1)),
+                at_least(total, fmt(_tokens(k, "cold_"), 0)),
+                at_least(total, fmt(per.get("cold_usd"), 6)),
+                at_least(total, fmt(k.get("cold_usd"), 4)),
                 fmt(per["seconds"], 4),
                 fmt(k.get("usd"), 4),
             ]

@@ -25,6 +25,7 @@ from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_l
 from bench.chaos.secrets import credentials_url_row, secret_files, secrets_row
 from bench.chaos.startup import ctrl_c_row
 from bench.chaos.vlm_rows import VLM_FAULTS, vlm_row
+from tools.errors import ConfigError
 
 EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "SIGKILL + resume": kill_resume_row,
@@ -112,9 +113,18 @@ def run_scorecard(
     Args:
         options: which rows, where, with which seed; where to write JSON.
         echo: called with one line per finished row.
+
+    Raises:
+        ConfigError: a row name that is not in :func:`row_names`, before any row runs.
     """
     opts = options or ChaosOptions()
     names = list(opts.rows) if opts.rows else row_names()
+    unknown = [n for n in names if n not in row_names()]
+    if unknown:
+        raise ConfigError(
+            f"unknown scorecard row(s): {', '.join(map(repr, unknown))}; "
+            "`refseg bench chaos --list` prints the names (quote those with spaces)"
+        )
     if opts.workdir is not None:
         rows = _run_rows(opts.workdir, names, opts.seed, echo)
     else:

@@ -90,7 +90,13 @@ def _add_cases(sub: Any) -> None:
     cases.add_argument("run_b", type=Path, metavar="RUN_B")
     cases.add_argument("--out", type=Path, default=None, help="default: RUN_B/cases")
     cases.add_argument("--k", type=int, default=6, help="examples per category (default 6)")
-    cases.add_argument("--eps", type=float, default=0.01, help="|IoU difference| counted as unchanged")
+    cases.add_argument(
+        "--tolerance",
+        "--eps",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"|IoU difference| counted as unchanged (default {DEFAULT_TOLERANCE}; as in bench report)",
+    )
     cases.set_defaults(func=cmd_cases)
 
 
@@ -141,7 +147,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
     from bench.cases import totals_line, write_cases
 
     out = args.out or args.run_b / "cases"
-    picked = write_cases(args.run_a, args.run_b, out, k=args.k, eps=args.eps)
-    print(f"{args.run_b.name} vs {args.run_a.name}: {totals_line(picked['totals'], picked, args.eps)}")
+    picked = write_cases(args.run_a, args.run_b, out, k=args.k, tolerance=args.tolerance)
+    print(f"{args.run_b.name} vs {args.run_a.name}: {totals_line(picked['totals'], picked, args.tolerance)}")
     print(f"galleries: {out}")
     return 0

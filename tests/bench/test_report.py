@@ -12,7 +12,16 @@ from helpers_runner import run, synthetic
 from bench.cases import pick_cases
 from bench.cli import main
 from bench.options import DataSpec
-from bench.report import RunView, load_run, load_runs, md_table, print_table, text_table, write_report
+from bench.report import (
+    RunView,
+    load_run,
+    load_runs,
+    md_table,
+    print_summary,
+    print_table,
+    text_table,
+    write_report,
+)
 from tools.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -87,6 +96,19 @@ def test_tables_align_and_escape(capsys: pytest.CaptureFixture[str], two_runs: t
     assert out[2].startswith("oneshot ") and out[3].startswith("loop ")
 
 
+def test_console_summary_marks_cold_cost_that_leaves_out_unpriced_hits(
+    two_runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = json.loads((two_runs[0] / "summary.json").read_text())
+    tools = summary["costs"]["tools"]
+    tools["region_propose"]["cold_unknown"] = 2  # hits on records an older version wrote
+    tools["attribute_rank"]["cold_unknown"] = 0
+    print_summary("r", summary)
+    lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    assert ", cold ≥" in lines["region_propose"]
+    assert ", cold ≥" not in lines["attribute_rank"] and ", cold " in lines["attribute_rank"]
+
+
 def test_cli_report_with_the_paired_comparison(
     two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -104,7 +126,7 @@ def test_pick_cases_by_iou_difference() -> None:
     a = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.1, 0.9, 0.5, 0.5, 0.0, 1.0])}
     b = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.8, 0.2, 0.5, 0.95, 0.0, 1.0])}
     b["only_b"] = {"iou": 1.0, "index": 9}
-    picked = pick_cases(a, b, k=2, eps=0.01)
+    picked = pick_cases(a, b, k=2, tolerance=0.01)
     assert [p["example_id"] for p in picked["improved"]] == ["e0", "e3"]
     assert [p["example_id"] for p in picked["degraded"]] == ["e1"]
     assert [p["example_id"] for p in picked["unchanged"]] == ["e4", "e5"]  # spread: lowest and highest
@@ -141,6 +163,9 @@ def test_case_galleries(
         )
     }
     assert all(np.isclose(r["iou_b"], ious_b[r["example_id"]]) for r in picked["improved"])
+    # --tolerance (the name bench report uses) decides what is unchanged: at 1.0 everything is.
+    assert main(["bench", "cases", str(a), str(b), "--out", str(tmp_path / "all"), "--tolerance", "1"]) == 0
+    assert "improved 0 (0 shown), degraded 0 (0 shown), unchanged 34" in capsys.readouterr().out
 
 
 def test_random_weight_runs_say_so(tmp_path: Path) -> None:

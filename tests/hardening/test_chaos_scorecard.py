@@ -52,3 +52,10 @@ def test_module_entry_point_prints_the_table(tmp_path) -> None:  # type: ignore[
 def test_refseg_bench_chaos_is_registered(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["bench", "chaos", "--list"]) == 0
     assert capsys.readouterr().out.split("\n")[: len(row_names())] == row_names()
+
+
+def test_an_unknown_row_is_a_one_line_error_before_any_row_runs(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert main(["bench", "chaos", "--rows", "planted key", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refseg: error: unknown scorecard row(s): 'planted key';") and "\n" not in err
+    assert "--list" in err and not any(tmp_path.iterdir())  # nothing ran
