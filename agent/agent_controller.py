@@ -230,7 +230,7 @@ class AgentRun:
             raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={self.cfg.max_turns} reached")
         spent = self.ep.budget_spent()
         if spent is not None:
-            raise _Stop(StopReason.MAX_ITER, f"agent stopped: {spent}")
+            raise _Stop(StopReason.BUDGET, f"agent stopped: {spent}")
 
     async def _turn(self) -> VLMReply:
         ep = self.ep
@@ -319,7 +319,7 @@ class AgentRun:
                 ep.stop_reason = stop.reason
                 if stop.note:
                     ep.notes.append(stop.note)
-        if ep.stop_reason in (StopReason.FALLBACK, StopReason.MAX_ITER):
+        if ep.stop_reason in (StopReason.FALLBACK, StopReason.MAX_ITER, StopReason.BUDGET):
             await self._ensure_ranking()
 
     async def run(self) -> None:

@@ -31,7 +31,9 @@ class StopReason(StrEnum):
     """Why an episode ended. A ``str``: JSON, traces and reports show the plain value."""
 
     GUARD = "guard"  # the ranking passed tau_conf / tau_gap
-    MAX_ITER = "max_iter"  # out of rounds, turns or budget
+    MAX_ITER = "max_iter"  # out of rounds or turns
+    BUDGET = "budget"  # the episode's token or USD budget was spent (agent, ground)
+    NOT_FOUND = "not_found"  # ground: the VLM answered that no such object is in the image
     REFINER_EXHAUSTED = "refiner_exhausted"  # the refiner had no query that was not tried yet
     AGENT_SUBMIT = "agent_submit"  # the VLM submitted a candidate
     GROUNDED = "grounded"  # the VLM's box was drawn and the drawn mask chosen (ground)

@@ -187,13 +187,13 @@ async def run_ground(ep: Episode) -> None:
     if cfg.max_iter < 1 or spent is not None:
         if spent is not None:
             ep.notes.append(f"ground stopped: {spent}")
-        ep.stop_reason = StopReason.MAX_ITER
+        ep.stop_reason = StopReason.BUDGET if spent is not None else StopReason.MAX_ITER
         return
     try:
         args = await _ask(ep)
         if args is None:
             ep.notes.append("ground: the VLM found no such object; kept the ranker's choice")
-            ep.stop_reason = StopReason.MAX_ITER
+            ep.stop_reason = StopReason.NOT_FOUND
             return
         await _draw_and_choose(ep, tool, args)
     except _Fallback as exc:

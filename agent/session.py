@@ -207,6 +207,12 @@ def _choose(ws: Workspace, proposals: Proposals, ranking: Ranking, result: Episo
         return
     result.chosen = ranking.top
     result.conf, result.gap = ranking.conf, ranking.gap
+    if len(ranking) > 1 and float(ranking.scores.max() - ranking.scores.min()) == 0.0:
+        # e.g. a ranker that knows no word of the query: the "choice" is the first index.
+        result.notes.append(
+            f"{ranking.source or 'the ranker'} gave all {len(ranking)} candidates the same "
+            f"score for {ranking.query!r}: the choice is arbitrary"
+        )
     result.mask = resize_mask(proposals.masks[result.chosen], ws.original_size)
     for i in ranking.order[:3]:
         result.candidate_masks.append(resize_mask(proposals.masks[int(i)], ws.original_size))

@@ -165,7 +165,9 @@ def _shown(ev: dict[str, Any]) -> str:
 def _tool_label(ev: dict[str, Any]) -> str:
     head = f"tool {ev.get('tool', '?')}({_compact(ev.get('args', {}))})"
     served = " joined an identical call" if ev.get("served") == "joined" else ""
-    timing = f"{_num(ev.get('seconds', 0))}s" + (" cache hit" if ev.get("cache_hit") else served)
+    # The event's seconds are the call's wall time (validation, cache, queueing, compute); the
+    # cost summary's seconds are compute only, so the label says which this is.
+    timing = f"{_num(ev.get('seconds', 0))}s wall" + (" cache hit" if ev.get("cache_hit") else served)
     if ev.get("error"):
         what = "REJECTED" if ev.get("rejected") else "ERROR"
         return f"{head}  {timing}  {what}: {ev['error']}"

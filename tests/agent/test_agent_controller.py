@@ -216,7 +216,7 @@ def test_budget_stops_the_episode(budget: dict, turns: int, why: str) -> None:
     # Each reply: 150 tokens in, 30 out; priced 1 and 2 USD per million -> 0.00021 USD.
     with ScriptedServer([ToolCalls.of((PROPOSER, {}))], policy=endless_tool_calls(RANKER, {})) as srv:
         result = run_episode(make_session(make_client(srv), **budget), image, UNSURE)
-    assert result.stop_reason == "max_iter"
+    assert result.stop_reason == "budget"
     assert len(srv.requests) == turns and result.turns == turns
     assert any(why in n for n in result.notes)
     assert result.chosen >= 0  # ranked directly when the budget ran out before any ranking

@@ -72,7 +72,7 @@ def oneshot_mask() -> np.ndarray:
         ([Text("I think it is the round one.")], "fallback", "the VLM's answer has no box"),
         ([Text('{"box": [120, 90, 60, 40]}')], "fallback", "refused the VLM's answer: box .* is inverted"),
         ([Text('{"box": ["a", 1, 2, 3]}')], "fallback", "box.0: Input should be a valid number"),
-        ([Text('{"box": null}')], "max_iter", "the VLM found no such object"),
+        ([Text('{"box": null}')], "not_found", "the VLM found no such object"),
     ],
 )
 def test_when_grounding_fails_the_loops_answer_stands(script: list[Spec], stop: str, note: str) -> None:
@@ -141,7 +141,7 @@ def test_no_vlm_call_when_sure_out_of_rounds_or_over_budget() -> None:
         sure = run_episode(ground_session(client), image, "the green circle")
         assert sure.stop_reason == "guard"
         broke = run_episode(ground_session(make_client(srv), budget_tokens=0), image, "jade ball")
-        assert broke.stop_reason == "max_iter" and any("token budget" in n for n in broke.notes)
+        assert broke.stop_reason == "budget" and any("token budget" in n for n in broke.notes)
         assert len(srv.requests) == 0
 
 

@@ -93,3 +93,20 @@ def test_loop_keeps_one_shot_quality_on_direct_expressions() -> None:
     assert loop >= oneshot - 0.02 and loop >= 0.85
     # Clear expressions pass the guard at once: no refinement spent on them.
     assert np.mean([r.iterations == 0 for r in results]) >= 0.9
+
+
+def test_a_ranking_that_cannot_tell_candidates_apart_says_so() -> None:
+    """A ranker that knows no word of the query scores every candidate alike: the pick is the
+    first index, and the result must say it is arbitrary rather than look like a choice."""
+    session = Session(ToolRegistry(), EpisodeConfig(controller="oneshot", **TOOLS))
+    scene = generate_scenes(1, seed=0)[0]
+    image = Image.from_array(scene.image)
+
+    async def go() -> tuple[Any, Any]:
+        unknown = await session.run(image, "zqx vorp", "s/unknown")
+        known = await session.run(image, scene.objects[0].expressions_of("direct")[0], "s/known")
+        return unknown, known
+
+    unknown, known = anyio.run(go)
+    assert unknown.ok and any("the choice is arbitrary" in n for n in unknown.notes), unknown.notes
+    assert known.ok and not any("arbitrary" in n for n in known.notes), known.notes

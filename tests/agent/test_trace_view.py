@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -49,6 +50,8 @@ def test_renders_turns_tool_calls_guards_vlm_calls_and_the_final_choice(trace: P
     assert "episode sample=s1" in text and "controller=agent" in text and "'the scarlet tile'" in text
     assert "turn 1  finish=tool_calls  -> region_propose" in text
     assert "tool region_propose(" in text and "n_proposals=" in text
+    # a tool call's seconds are its wall time, labelled apart from the summary's compute seconds
+    assert re.search(r"tool region_propose\(.*\)  [0-9.]+s wall", text)
     assert "tool attribute_rank(" in text and "conf=" in text
     assert "guard conf" in text and "not passed: go on" in text
     assert "FAILED status=500" in text and "retry in" in text  # the retried attempt
