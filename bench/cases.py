@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import Example, load_dataset_spec
-from bench.paired import DEFAULT_TOLERANCE
+from bench.paired import DEFAULT_TOLERANCE, change_of
 from bench.perturb import perturb_image
 from bench.rle import decode_rle
 from bench.samples import CONFIG, read_json, read_samples
@@ -48,9 +48,12 @@ def pick_cases(
         }
         for e in common
     ]
-    improved = sorted((p for p in pairs if p["diff"] > tolerance), key=lambda p: -p["diff"])[:k]
-    degraded = sorted((p for p in pairs if p["diff"] < -tolerance), key=lambda p: p["diff"])[:k]
-    same = sorted((p for p in pairs if abs(p["diff"]) <= tolerance), key=lambda p: p["iou_a"])
+    by_change: dict[str, list[dict[str, Any]]] = {"improved": [], "degraded": [], "unchanged": []}
+    for p in pairs:
+        by_change[change_of(p["diff"], tolerance)].append(p)
+    improved = sorted(by_change["improved"], key=lambda p: -p["diff"])[:k]
+    degraded = sorted(by_change["degraded"], key=lambda p: p["diff"])[:k]
+    same = sorted(by_change["unchanged"], key=lambda p: p["iou_a"])
     if len(same) > k:  # spread over the IoU range, not just the k worst
         same = [same[int(i)] for i in np.linspace(0, len(same) - 1, k).round().astype(int)]
     return {"improved": improved, "degraded": degraded, "unchanged": same}
@@ -60,12 +63,10 @@ def case_totals(
     a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], tolerance: float = DEFAULT_TOLERANCE
 ) -> dict[str, int]:
     """How many paired examples fall in each category (all of them, not only those shown)."""
-    diffs = [float(b[e]["iou"]) - float(a[e]["iou"]) for e in set(a) & set(b)]
+    changes = [change_of(float(b[e]["iou"]) - float(a[e]["iou"]), tolerance) for e in set(a) & set(b)]
     return {
-        "improved": sum(d > tolerance for d in diffs),
-        "degraded": sum(d < -tolerance for d in diffs),
-        "unchanged": sum(abs(d) <= tolerance for d in diffs),
-        "paired": len(diffs),
+        **{kind: changes.count(kind) for kind in ("improved", "degraded", "unchanged")},
+        "paired": len(changes),
     }
 
 

@@ -20,6 +20,16 @@ import numpy as np
 DEFAULT_TOLERANCE = 0.01
 
 
+def change_of(diff: float, tolerance: float = DEFAULT_TOLERANCE) -> str:
+    """``improved``, ``degraded`` or ``unchanged``: IoU B - IoU A against ``tolerance``.
+
+    The one rule behind the paired counts, `bench cases` and the viewer's filter.
+    """
+    if diff > tolerance:
+        return "improved"
+    return "degraded" if diff < -tolerance else "unchanged"
+
+
 def paired_comparison(
     a: Mapping[str, Mapping[str, Any]],
     b: Mapping[str, Mapping[str, Any]],
@@ -49,15 +59,14 @@ def paired_comparison(
     iou_b = np.array([float(b[e]["iou"]) for e in common], dtype=np.float64)
     diff = iou_b - iou_a
     images = [str(a[e].get("image_id", e)) for e in common]
+    changes = [change_of(float(d), tolerance) for d in diff]
     out: dict[str, Any] = {
         "n_expressions": len(common),
         "n_images": len(set(images)),
         "only_a": len(set(a) - set(b)),
         "only_b": len(set(b) - set(a)),
         "tolerance": tolerance,
-        "improved": int(np.sum(diff > tolerance)),
-        "degraded": int(np.sum(diff < -tolerance)),
-        "unchanged": int(np.sum(np.abs(diff) <= tolerance)),
+        **{kind: changes.count(kind) for kind in ("improved", "degraded", "unchanged")},
         "miou_a": float(iou_a.mean()) if common else None,
         "miou_b": float(iou_b.mean()) if common else None,
         "diff": float(diff.mean()) if common else None,

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bench.paired import change_of
 from bench.viewer.runs import Row
 
-CHANGE_EPS = 0.01  # as `refseg bench cases`: |IoU B - IoU A| <= eps is "unchanged"
 PER_PAGE = (25, 50, 100, 200)
 SORT_KEYS = (
     "index",
@@ -114,7 +114,7 @@ class TableRow:
         d = self.delta
         if d is None:
             return "only_a"
-        return "improved" if d > CHANGE_EPS else "degraded" if d < -CHANGE_EPS else "unchanged"
+        return change_of(d)  # the default tolerance, as `bench report` and `bench cases`
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import bootstrap_ci
-from bench.paired import cluster_bootstrap_ci, paired_comparison, paired_line
+from bench.paired import change_of, cluster_bootstrap_ci, paired_comparison, paired_line
 
 
 def records(ious: list[float], per_image: int = 3) -> dict[str, dict[str, object]]:
@@ -61,3 +61,20 @@ def test_the_interval_resamples_images_not_expressions() -> None:
     assert single == pytest.approx([lo, hi], abs=0.03)
     with pytest.raises(ValueError):
         cluster_bootstrap_ci(np.zeros(2), ["a"])
+
+
+def test_one_rule_for_improved_degraded_unchanged() -> None:
+    from bench.cases import case_totals
+
+    assert [change_of(d, 0.05) for d in (0.0501, 0.05, -0.05, -0.0501)] == [
+        "improved",
+        "unchanged",
+        "unchanged",
+        "degraded",
+    ]
+    a = {str(i): {"iou": 0.5, "image_id": str(i)} for i in range(4)}
+    b = {str(i): {"iou": 0.5 + d, "image_id": str(i)} for i, d in enumerate((0.2, -0.2, 0.005, 0.0))}
+    paired = paired_comparison(a, b, B=0)
+    totals = case_totals(a, b)
+    for kind, count in (("improved", 1), ("degraded", 1), ("unchanged", 2)):
+        assert paired[kind] == totals[kind] == count
