@@ -189,7 +189,7 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def run_ground_table(n: int = 20) -> int:
+def run_ground_table(n: int) -> int:
     """Print the controllers' table on ``n`` missed scenes and the SAM path's encode counts.
 
     Returns:

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+# Bootstrap resamples for every confidence interval a report prints (bench run, report, view).
+DEFAULT_BOOTSTRAP = 2000
+
 PR_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 SMALL_MAX = 32**2
 MEDIUM_MAX = 96**2
@@ -65,7 +68,7 @@ def _chunks(b: int, n: int) -> list[int]:
 
 
 def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, B: int = 2000, seed: int = 0, alpha: float = 0.05
+    values: Sequence[float] | np.ndarray, B: int = DEFAULT_BOOTSTRAP, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float, float]:
     """Percentile bootstrap of the mean: ``(mean, lo, hi)`` at level ``1 - alpha``.
 
@@ -88,7 +91,7 @@ def bootstrap_ci(
 def bootstrap_ratio_ci(
     numerators: Sequence[float] | np.ndarray,
     denominators: Sequence[float] | np.ndarray,
-    B: int = 2000,
+    B: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float, float]:
@@ -132,7 +135,7 @@ def summarize(
     unions: Sequence[int] | np.ndarray,
     gt_areas: Sequence[float] | np.ndarray | None = None,
     *,
-    B: int = 2000,
+    B: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:

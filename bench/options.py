@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.episode import EpisodeConfig
+from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
 from tools.errors import ConfigError
@@ -311,7 +312,7 @@ class RunOptions:
 
     concurrency: int = 4
     retry_failed: bool = False
-    bootstrap: int = 2000
+    bootstrap: int = DEFAULT_BOOTSTRAP
     quiet: bool = False
     limit: int | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.metrics import DEFAULT_BOOTSTRAP
+
 DEFAULT_TOLERANCE = 0.01
 
 
@@ -34,7 +36,7 @@ def paired_comparison(
     a: Mapping[str, Mapping[str, Any]],
     b: Mapping[str, Mapping[str, Any]],
     *,
-    B: int = 2000,
+    B: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     alpha: float = 0.05,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -79,7 +81,7 @@ def paired_comparison(
 
 
 def cluster_bootstrap_ci(
-    values: np.ndarray, clusters: list[str], *, B: int = 2000, seed: int = 0, alpha: float = 0.05
+    values: np.ndarray, clusters: list[str], *, B: int = DEFAULT_BOOTSTRAP, seed: int = 0, alpha: float = 0.05
 ) -> list[float]:
     """Percentile interval of the mean of ``values`` resampling whole clusters (images).
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.figures import make_figures
+from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
 from bench.run_view import RANDOM_WEIGHTS_WARNING, RunView, load_run, load_runs, random_weight_runs
 from bench.samples import read_samples
@@ -104,7 +105,11 @@ def print_summary(name: str, summary: dict[str, Any], file: IO[str] | None = Non
 
 
 def paired_against(
-    runs: Sequence[RunView], base: RunView, *, B: int = 2000, tolerance: float = DEFAULT_TOLERANCE
+    runs: Sequence[RunView],
+    base: RunView,
+    *,
+    B: int = DEFAULT_BOOTSTRAP,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[Pair]:
     """Each run other than ``base`` compared with it, example by example (cluster bootstrap)."""
     base_recs, _ = read_samples(base.run_dir)

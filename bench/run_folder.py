@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import Example
+from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.options import DataSpec
 from bench.runtime import Runtime, describe_config, result_settings
 from bench.samples import (
@@ -203,7 +204,7 @@ def _append_line(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_outputs(
-    run_dir: Path, examples: Sequence[Example] | None = None, *, bootstrap: int = 2000
+    run_dir: Path, examples: Sequence[Example] | None = None, *, bootstrap: int = DEFAULT_BOOTSTRAP
 ) -> dict[str, Any]:
     """Recompute ``summary.json`` and ``ious.npy`` from the run folder's files."""
     records, _ = read_samples(run_dir)

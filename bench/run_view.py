@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.samples import IOUS, SAMPLES, SUMMARY, read_json, scan_samples
 from tools.errors import InputError
 
@@ -58,11 +59,11 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
     summary = read_json(path / SUMMARY)
     stale = summary is not None and (path / SAMPLES).stat().st_mtime_ns > (path / SUMMARY).stat().st_mtime_ns
     if summary is None or stale or bootstrap is not None:
-        summary = write_outputs(path, bootstrap=2000 if bootstrap is None else bootstrap)
+        summary = write_outputs(path, bootstrap=DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)
     try:
         ious = np.load(path / IOUS, allow_pickle=False) if (path / IOUS).exists() else np.zeros(0)
     except (ValueError, OSError):  # damaged, or a pickle (never loaded): rebuild from samples.jsonl
-        summary = write_outputs(path, bootstrap=2000 if bootstrap is None else bootstrap)
+        summary = write_outputs(path, bootstrap=DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)
         ious = np.load(path / IOUS, allow_pickle=False)
     return RunView(name or path.name, path, summary, ious, scan_samples(path).notes())
 

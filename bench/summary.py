@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agent.costs import CostBook, ToolCost
-from bench.metrics import bucket_miou, summarize
+from bench.metrics import DEFAULT_BOOTSTRAP, bucket_miou, summarize
 
 
 def run_label(config: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +249,7 @@ def build_summary(
     config: dict[str, Any],
     *,
     expected: int | None = None,
-    bootstrap: int = 2000,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
     traced_faults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``summary.json`` holds.

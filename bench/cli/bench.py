@@ -21,6 +21,7 @@ from bench.cli.args import (
     print_unfinished,
     run_options,
 )
+from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.options import BenchOptions
 from bench.paired import DEFAULT_TOLERANCE
 from bench.perturb import PERTURBATIONS
@@ -134,7 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         for note in run.notes:
             print(f"note: {run.name}: {note}", file=sys.stderr)
     out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("report"))
-    boot = 2000 if args.bootstrap is None else args.bootstrap
+    boot = DEFAULT_BOOTSTRAP if args.bootstrap is None else args.bootstrap
     pairs = paired_against(runs, runs[0], B=boot, tolerance=args.tolerance) if len(runs) > 1 else []
     path = write_report(out, runs, title=args.title or "refseg bench report", pairs=pairs)
     print_table(runs)

@@ -93,16 +93,16 @@ def _kill_run(out: Path, n: int, concurrency: int) -> bool:
     return len(lines) == len(records) == expected and twice == 0
 
 
-def run_engine_benchmark(
-    n: int = 12, concurrency: int = 4, workers: tuple[int, ...] = (1, 2), out: Path | None = None
-) -> int:
+def run_engine_benchmark(n: int, concurrency: int, workers: tuple[int, ...], out: Path | None) -> int:
     """Print the table, the same-answers check and the kill-a-worker line counts.
 
     Args:
         n: generated scenes (about 18 examples each).
         concurrency: examples in flight, all workers together.
         workers: the Ray worker counts to measure.
-        out: where the run folders go (default: a new temporary folder).
+        out: where the run folders go (``None``: a new temporary folder).
+
+    The defaults are ``refseg bench engines``'s (bench/cli/benchmarks.py).
 
     Returns:
         0, or 1 when any answer differs or the killed run lost or duplicated an example.

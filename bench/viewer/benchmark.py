@@ -211,12 +211,14 @@ def measure(folder: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def run_viewer_benchmark(n: int = 5000, repeat: int = 20) -> int:
+def run_viewer_benchmark(n: int, repeat: int) -> int:
     """Print the run page's time to first byte on a generated run, finished and live.
 
     Args:
         n: examples in the generated run.
         repeat: requests per warm figure (their median is printed).
+
+    The defaults are ``refseg bench viewer``'s (bench/cli/benchmarks.py).
 
     Returns:
         0 (it measures; it judges nothing).

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.run_folder import read_invocations
 from bench.summary import build_summary, trace_faults
 from bench.viewer.runs import RunFolder
 
-BOOTSTRAP = 2000  # the bench's default
+BOOTSTRAP = DEFAULT_BOOTSTRAP  # the bench's default
 
 
 @dataclass(frozen=True)
