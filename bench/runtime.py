@@ -8,9 +8,10 @@ field, so a new setting is covered without editing a list).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -21,6 +22,8 @@ from cache.store import ToolCache
 from tools.base import ToolSettings, default_checkpoint_dir
 from tools.errors import ConfigError
 from tools.registry import ToolRegistry
+
+T = TypeVar("T")
 
 # ToolSettings fields that say where or how fast, not what: left out of the resume check.
 NOT_RESULT_SETTINGS = frozenset({"device", "checkpoint_dir"})
@@ -62,6 +65,13 @@ class Runtime:
         if aclose is not None:
             with anyio.CancelScope(shield=True):
                 await aclose()
+
+    async def closing_vlm(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``await work()``, then the VLM client closed on this event loop (see :meth:`aclose_vlm`)."""
+        try:
+            return await work()
+        finally:
+            await self.aclose_vlm()
 
     def close(self) -> None:
         """Close the tools (models, threads) and the cache."""

@@ -10,6 +10,7 @@ application of the original project).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,25 +115,10 @@ def segment_images(
     compare = options.compare if options.compare is not None else len(images) > 1
     rt = build_runtime(options.episode)
     try:
-        return anyio.run(_segment_closing, options.out, rt, images, expression, compare, on_result)
+        work = functools.partial(_segment_all, options.out, rt, images, expression, compare, on_result)
+        return anyio.run(rt.closing_vlm, work)
     finally:
         rt.close()
-
-
-async def _segment_closing(
-    out: Path,
-    rt: Runtime,
-    images: list[Path],
-    expression: str,
-    compare: bool,
-    on_result: Callable[[SegmentedImage], None] | None,
-) -> SegmentReport:
-    """:func:`_segment_all`, then the VLM client closed on this event loop (its connection
-    pool belongs to the loop; left open, it fails to close once the loop is gone)."""
-    try:
-        return await _segment_all(out, rt, images, expression, compare, on_result)
-    finally:
-        await rt.aclose_vlm()
 
 
 async def _segment_all(
