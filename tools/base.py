@@ -274,8 +274,14 @@ class Tool(ABC):
         Raises:
             ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
         """
+        raw = settings.options.get(cls.name)
         if cls.Options is not None:
-            parse_tool_options(cls.name, cls.Options, settings.options.get(cls.name))
+            parse_tool_options(cls.name, cls.Options, raw)
+        elif raw:  # a typo must not pass for a setting that did nothing
+            raise ConfigError(
+                f"tool {cls.name} takes no options, got {', '.join(sorted(raw))}; "
+                f"drop --tool-option {cls.name}.KEY=VALUE"
+            )
 
     def read_options(self, model: type[OptionsT]) -> OptionsT:
         """This tool's validated options; ``model`` is its ``Options`` class.

@@ -69,6 +69,16 @@ def apply_template(template: str, query: str) -> str:
     return template.replace("{}", query)
 
 
+class ClipRankOptions(StrictParams):
+    """Settings of ``clip_rank`` (``--tool-option clip_rank.KEY=VALUE``)."""
+
+    style: dict[str, Any] = Field(
+        default_factory=dict,
+        description="visual prompt style: margin, grey, blur_sigma, outline_width, outline_color",
+    )
+    cache_dir: str | None = Field(default=None, description="open_clip's download cache")
+
+
 class ClipRank(Tool):
     """Rank proposals with open_clip (``ToolSettings.clip_model`` / ``clip_pretrained``).
 
@@ -87,18 +97,19 @@ class ClipRank(Tool):
     role = "rank"
     Params = ClipRankParams
     Output = Ranking
+    Options = ClipRankOptions
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
-        opts = self.settings.options.get(self.name, {})
+        opts = self.read_options(ClipRankOptions)
         try:
-            self.style = PromptStyle(**opts.get("style", {}))
+            self.style = PromptStyle(**opts.style)
         except TypeError as exc:
             raise ConfigError(
                 f"clip_rank style options: {exc}; known: margin, grey, blur_sigma, "
                 "outline_width, outline_color"
             ) from None
-        self.cache_dir: str | None = opts.get("cache_dir")
+        self.cache_dir = opts.cache_dir
         self.image_forwards = 0
         self.text_forwards = 0
         self.crops_encoded = 0

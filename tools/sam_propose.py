@@ -124,6 +124,16 @@ def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple
     return np.isin(regions, fill), True
 
 
+class SamProposeOptions(StrictParams):
+    """Settings of ``sam_propose`` (``--tool-option sam_propose.KEY=VALUE``)."""
+
+    config: Any = Field(
+        default=None,
+        description='a SamConfig as a dict, or "tiny": build that architecture instead of sam_model_type',
+    )
+    embedding_cache: int = Field(default=DEFAULT_EMBEDDING_CACHE, ge=1, description="image embeddings kept")
+
+
 class SamPropose(Tool):
     """Candidate masks for the whole image from SAM's automatic mask generator.
 
@@ -152,6 +162,7 @@ class SamPropose(Tool):
     Params = SamProposeParams
     Output = Proposals
     prompt_tool = "sam_prompt"
+    Options = SamProposeOptions
 
     def __init__(
         self,
@@ -161,9 +172,9 @@ class SamPropose(Tool):
         config: SamConfig | dict[str, Any] | str | None = None,
     ):
         super().__init__(settings)
-        options = self.settings.options.get(self.name, {})
-        self.config = coerce_config(config if config is not None else options.get("config"))
-        self.cache_size = max(1, int(options.get("embedding_cache", DEFAULT_EMBEDDING_CACHE)))
+        options = self.read_options(SamProposeOptions)
+        self.config = coerce_config(config if config is not None else options.config)
+        self.cache_size = options.embedding_cache
         self._model = model
         self._injected = model is not None
         self._fingerprint: str | None = None

@@ -118,3 +118,22 @@ def test_bad_tool_option_value_is_one_line_before_any_example(
     err = capsys.readouterr().err.strip()
     assert code == 2 and "refine_query" in err and "refiner" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r" / "samples.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ("attribute_rank.temprature=0.05", ("attribute_rank takes no options", "temprature")),
+        ("sam_propose.points_per_side=64", ("sam_propose", "points_per_side")),
+        ("clip_rank.stlye={}", ("clip_rank", "stlye")),
+    ],
+)
+def test_a_key_no_tool_reads_is_refused_not_ignored(
+    option: str, words: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt or unknown key used to do nothing in silence (review of issue 8)."""
+    code = main([*RUN, "--out", str(tmp_path / "r"), "--tool-option", option])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "r" / "samples.jsonl").exists()
