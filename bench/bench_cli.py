@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.cli_speed import add_speed_parser
 from bench.options import add_episode_options, build_runtime
 from bench.perturb import PERTURBATIONS
 
@@ -156,6 +157,8 @@ def add_bench_parsers(subparsers: Any) -> None:
     cases.add_argument("--k", type=int, default=6, help="examples per category (default 6)")
     cases.add_argument("--eps", type=float, default=0.01, help="|IoU difference| counted as unchanged")
     cases.set_defaults(func=cmd_cases)
+
+    add_speed_parser(sub)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
