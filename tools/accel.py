@@ -13,14 +13,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 import torch
 
-from tools.errors import ConfigError
+from tools.precision import check_precision
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,17 +32,6 @@ POINTS_PER_BATCH = {"cuda": 256, "cpu": 64}
 def device_type(device: str | torch.device) -> str:
     """``"cuda:1"`` -> ``"cuda"``; what ``torch.autocast`` and the per-device defaults key on."""
     return torch.device(device).type
-
-
-def check_precision(precision: str) -> Precision:
-    """``precision`` when it is one of :data:`PRECISIONS`.
-
-    Raises:
-        ConfigError: anything else, with the accepted values.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    return precision  # type: ignore[return-value]
 
 
 def autocast(device: str | torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:

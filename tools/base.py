@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
 
-from tools.accel import Precision
+from tools.precision import Precision
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
 Role = Literal["propose", "rank", "refine", "other"]

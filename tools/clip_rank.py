@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from tools.accel import autocast, check_precision, compiled
+from tools.accel import autocast, compiled
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
 from tools.errors import ConfigError, ToolError
 from tools.identity import precision_tag, state_dict_digest
+from tools.precision import check_precision
 from tools.types import Image, Proposals, Ranking
 from tools.visual_prompts import PromptMode, PromptStyle, prompt_batch
 

@@ -6,7 +6,7 @@ import hashlib
 
 import torch
 
-from tools.accel import check_precision
+from tools.precision import check_precision
 
 
 def state_dict_digest(model: torch.nn.Module) -> str:

@@ -5,8 +5,9 @@ the survivors only (in chunks, in float32 whatever precision the decoder ran at)
 stability score and its filter, thresholding, boxes and areas. Kept candidates stay on the
 device, masks bit-packed along W (8x smaller). After the last batch: box NMS and the
 ``max_proposals`` cut on the device; only the final survivors, still packed, move to the
-host. Nothing in between synchronises with the host, so on CUDA the post-processing of one
-batch overlaps the decoding of the next.
+host. Until then no data is copied to the host (the filters' boolean indexing only waits
+for the device to know how many candidates are left). The clean-up of small regions
+(``min_mask_region_area``) needs scipy and runs on the host, on the NMS survivors.
 
 The official generator instead upscales every mask before filtering and converts each one
 to RLE on the host; the masks, scores and order are the same (tests compare both).

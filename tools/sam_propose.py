@@ -39,7 +39,6 @@ from checkpoints.registry import cached_sha256
 from tools.accel import (
     StageClock,
     autocast,
-    check_precision,
     compiled,
     default_points_per_batch,
 )
@@ -47,6 +46,7 @@ from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_devic
 from tools.encode_queue import EncodeQueue
 from tools.errors import CheckpointError, ConfigError, ToolError
 from tools.identity import precision_tag, state_dict_digest
+from tools.precision import check_precision
 from tools.sam_loading import (
     SamConfig,
     coerce_config,

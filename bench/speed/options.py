@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tools.accel import Precision, check_precision
 from tools.base import WeightsMode
 from tools.errors import ConfigError
+from tools.precision import Precision, check_precision
 from tools.visual_prompts import MODES, PromptMode
 
 Thresholds = Literal["default", "open"]
