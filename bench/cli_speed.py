@@ -91,7 +91,7 @@ def add_speed_parser(bench_subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="*", type=Path, metavar="IMAGE", help="photos (default: generated scenes)")
-    p.add_argument("--images", type=int, default=2, metavar="N", help="generated images when no photos (2)")
+    p.add_argument("--images", type=int, default=None, metavar="N", help="generated images when no photos (2)")
     p.add_argument("--max-side", type=int, default=2048, help="longest image side the models see")
     p.add_argument("--query", default="the dog", help="text the candidates are ranked against")
     p.add_argument("--clip-mode", default="crop", help="rank-stage visual prompt: crop, blur, grey, outline")
@@ -114,8 +114,9 @@ def speed_options(args: argparse.Namespace) -> Any:
     """The parsed arguments as one :class:`bench.speed.SpeedOptions` (validated)."""
     from bench.speed import SpeedOptions
 
-    if args.paths and args.images != 2:
+    if args.paths and args.images is not None:
         raise ConfigError("give photos or --images N (generated scenes), not both")
+    defaults = SpeedOptions()
     return SpeedOptions(
         device=args.device,
         weights=args.weights,
@@ -133,7 +134,7 @@ def speed_options(args: argparse.Namespace) -> Any:
         compile_backend=args.compile_backend,
         encoder_batch=args.encoder_batch,
         images=tuple(args.paths),
-        generated_images=args.images,
+        generated_images=defaults.generated_images if args.images is None else args.images,
         max_side=args.max_side,
         query=args.query,
         clip_mode=args.clip_mode,

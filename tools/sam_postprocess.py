@@ -42,6 +42,13 @@ class FilterKnobs(Protocol):
 
 def pack_bits(masks: torch.Tensor) -> torch.Tensor:
     """``(N, H, W) bool`` -> ``(N, H, ceil(W / 8)) uint8``, bit for bit like ``np.packbits``."""
+    if masks.device.type == "cpu":  # numpy's is ~15x faster there, and shares the memory
+        return torch.from_numpy(np.packbits(masks.numpy(), axis=-1))
+    return pack_bits_torch(masks)
+
+
+def pack_bits_torch(masks: torch.Tensor) -> torch.Tensor:
+    """:func:`pack_bits` in torch ops, on the masks' device."""
     n, h, w = masks.shape
     pad = (-w) % 8
     bytes_ = masks.to(torch.uint8)
