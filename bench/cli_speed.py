@@ -91,7 +91,7 @@ def add_speed_parser(bench_subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="*", type=Path, metavar="IMAGE", help="photos (default: generated scenes)")
-    p.add_argument("--images", type=int, default=None, metavar="N", help="generated images when no photos (2)")
+    p.add_argument("--images", type=int, default=None, metavar="N", help="generated images if no photos (2)")
     p.add_argument("--max-side", type=int, default=2048, help="longest image side the models see")
     p.add_argument("--query", default="the dog", help="text the candidates are ranked against")
     p.add_argument("--clip-mode", default="crop", help="rank-stage visual prompt: crop, blur, grey, outline")
