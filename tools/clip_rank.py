@@ -35,7 +35,7 @@ from tools.types import Image, Proposals, Ranking
 from tools.visual_prompts import PromptMode, PromptStyle, prompt_batch
 
 # Candidates per vision forward. Up to this many, ranking is exactly the compute floor (one
-# batched forward); beyond it, chunks bound peak memory (ViT-B-16: about 2 GB at 256).
+# batched forward); beyond it, chunks bound peak memory (activations grow with the batch).
 IMAGE_CHUNK = 256
 IMAGE_CACHE_SIZE = 32
 TEXT_CACHE_SIZE = 1024
