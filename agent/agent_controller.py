@@ -1,13 +1,17 @@
 """The ``agent`` controller: the VLM drives the tools through function calling.
 
 The model sees the expression and the image, and the episode's proposer, ranker and refiner
-(plus every registry tool of role ``other``) as OpenAI function schemas generated from the
-tools' pydantic parameters, and a ``submit`` function. Every tool call goes through
-``Episode.call`` (cache, trace, cost), and each answer is a compact JSON tool message.
+(plus the proposer's prompt tool when it has one, and every registry tool of role ``other``)
+as OpenAI function schemas generated from the tools' pydantic parameters, and a ``submit``
+function. A prompt tool's masks join the candidates (the model ranks, then submits them).
+Every tool call goes through ``Episode.call`` (cache, trace, cost), and each answer is a
+compact JSON tool message.
 
 The guards still hold: a ranking that passes ``tau_conf``/``tau_gap`` ends the episode at
 once, with no further VLM turn (that is what makes the agent cheap when CLIP is sure).
-``max_turns`` and the token/USD budget end it with ``max_iter``. Unknown tools, bad JSON,
+``max_turns`` and the token/USD budget end it with ``max_iter``; at most
+``max_calls_per_reply`` calls of one reply and ``max_tool_calls`` calls per episode are run,
+the others are answered with a short error. Unknown tools, bad JSON,
 schema-invalid arguments and ``ToolError`` go back to the model as errors. When the VLM
 fails (``VLMError``) or answers twice without a tool call, the episode falls back to the
 best CLIP candidate, proposing and ranking directly if needed. Every path records a stop
@@ -18,159 +22,59 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFilter
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
+from agent.agent_prompts import (
+    NUDGE,
+    opening_messages,
+    overlay_candidates,
+    overlay_message,
+    prompt_payload,
+    tool_payload,
+)
+from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
+from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
-from agent.vlm import ToolCall, image_data_url
-from tools.base import StrictParams
+from agent.loop import ensure_ranking, propose_and_rank
+from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
+from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
-from tools.types import Proposals, Ranking, Refinement
+from tools.registry import ToolRegistry
+from tools.types import Proposals, Ranking
 
-if TYPE_CHECKING:
-    from agent.session import Episode
-
-SUBMIT = "submit"
-IMAGE_SIDE = 768  # longest side of the image the model sees (boxes are in its pixels)
-OVERLAY_SIDE = 448  # candidate overlays are smaller: they only need to show outlines
-OVERLAY_TOP_K = 4
-RESULT_TOP_K = 5
-JPEG_QUALITY = 85
-OUTLINE_COLORS = ((255, 40, 40), (40, 220, 40), (40, 120, 255), (255, 200, 0), (230, 60, 230))
-NUDGE = (
-    "Call a tool or submit: reply with a function call (for example the ranker, or "
-    f"{SUBMIT} with the index of the candidate that matches the expression)."
-)
-
-SYSTEM_PROMPT = """\
-You segment the single object that a referring expression describes in an image.
-You cannot draw masks yourself; you work through tools:
-- {proposer}: proposes candidate masks for the whole image. Call it first.
-- {ranker}: scores every candidate against the current query and returns the top \
-candidates (index, probability, box), with conf (top-1 probability) and gap (top-1 minus \
-top-2). A picture with the top candidates outlined and numbered by index follows.
-- {refiner}: rewrites the query (head noun, colour, position) when the ranking is unsure; \
-rank again afterwards.{others}
-- {submit}: your final answer, the index of the candidate that matches the expression.
-When the ranker is confident enough the system stops on its own. Otherwise look at the \
-outlined candidates: submit the right index if you see it, or refine and rank again. \
-Boxes are [x0, y0, x1, y1] in pixels of the image you were shown. Always answer with a \
-function call; be brief."""
-
-
-class SubmitParams(StrictParams):
-    """Arguments of the ``submit`` function."""
-
-    index: int = Field(ge=0, description="Index of the chosen candidate, as the ranker reported it.")
-    reason: str | None = Field(default=None, max_length=500, description="One short sentence why.")
-
-
-SUBMIT_DESCRIPTION = (
-    "Finish: choose the candidate mask that matches the referring expression, by the index "
-    "the ranker reported. Ends the episode."
-)
-
-
-def submit_schema() -> dict[str, Any]:
-    """The OpenAI function schema of ``submit``."""
-    params = SubmitParams.model_json_schema()
-    params.pop("title", None)
-    return {
-        "type": "function",
-        "function": {"name": SUBMIT, "description": SUBMIT_DESCRIPTION, "parameters": params},
-    }
-
-
-class SubmittedRanking(Ranking):
-    """A ranking with the agent's choice on top.
-
-    ``probs`` and ``scores`` stay the ranker's; ``conf`` is the ranker's probability of the
-    chosen candidate and ``gap`` its margin over the best other one (negative when the agent
-    overrode the ranker), so results stay honest about what CLIP thought.
-    """
-
-    chosen: int = -1
-
-    @classmethod
-    def of(cls, base: Ranking, chosen: int) -> SubmittedRanking:
-        out = cls(
-            base.scores,
-            base.probs,
-            base.query,
-            base.temperature,
-            base.proposals_digest,
-            source=f"{SUBMIT}:{base.source}",
-        )
-        out.chosen = chosen
-        return out
-
-    @property
-    def order(self) -> np.ndarray:
-        rest = [int(i) for i in np.argsort(-self.probs, kind="stable") if int(i) != self.chosen]
-        return np.array([self.chosen, *rest], dtype=np.int64)
-
-    @property
-    def conf(self) -> float:
-        return float(self.probs[self.chosen])
-
-    @property
-    def gap(self) -> float:
-        others = np.delete(self.probs, self.chosen)
-        return float(self.probs[self.chosen] - (others.max() if others.size else 0.0))
+MAX_ERROR_CHARS = 1_000  # an error sent back to the model: enough to act on, never its input whole
 
 
 class _Stop(Exception):
     """Raised inside the loop to end the episode with ``reason`` (and a note for the result)."""
 
-    def __init__(self, reason: str, note: str | None = None):
+    def __init__(self, reason: StopReason, note: str | None = None, kind: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.note = note
+        self.kind = kind  # a fallback's kind (see agent.episode.fallback_kind)
 
 
-def downscale(pixels: np.ndarray, max_side: int) -> np.ndarray:
-    """``pixels`` with the longest side at most ``max_side`` (unchanged when smaller)."""
-    img = PILImage.fromarray(pixels).convert("RGB")
-    scale = min(1.0, max_side / max(img.size))
-    if scale < 1.0:
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        img = img.resize(size, PILImage.Resampling.BILINEAR)
-    return np.asarray(img)
+def offered_tools(registry: ToolRegistry, cfg: EpisodeConfig) -> tuple[list[str], list[str]]:
+    """The tools the model may call, and the optional ones skipped because they are broken.
 
-
-def _encode_jpeg(pixels: np.ndarray, max_side: int) -> tuple[str, tuple[int, int]]:
-    """A JPEG data URL of ``pixels`` downscaled to ``max_side``; returns it and ``(W, H)``."""
-    small = downscale(pixels, max_side)
-    # Scaled here, so the size the boxes refer to is known exactly.
-    url = image_data_url(small, max_side=max(small.shape[:2]), quality=JPEG_QUALITY)
-    return url, (int(small.shape[1]), int(small.shape[0]))
-
-
-def overlay_pixels(pixels: np.ndarray, masks: np.ndarray, indices: list[int], max_side: int) -> np.ndarray:
-    """The image, downscaled, with each mask in ``indices`` outlined and labelled by its index."""
-    out = downscale(pixels, max_side).copy()
-    size = (int(out.shape[1]), int(out.shape[0]))
-    labels: list[tuple[int, tuple[int, int], tuple[int, int, int]]] = []
-    for k, idx in enumerate(indices):
-        color = OUTLINE_COLORS[k % len(OUTLINE_COLORS)]
-        m = PILImage.fromarray(masks[idx].astype(np.uint8) * 255).resize(size, PILImage.Resampling.NEAREST)
-        edge = np.asarray(m.filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3))) > 0
-        out[edge] = color
-        ys, xs = np.nonzero(np.asarray(m))
-        if ys.size:
-            labels.append((idx, (int(xs.min()), int(ys.min())), color))
-    canvas = PILImage.fromarray(out)
-    draw = ImageDraw.Draw(canvas)
-    for idx, (x, y), color in labels:
-        text = str(idx)
-        x0, y0, x1, y1 = draw.textbbox((x, y), text)
-        draw.rectangle([x0 - 1, y0 - 1, x1 + 1, y1 + 1], fill=(0, 0, 0))
-        draw.text((x, y), text, fill=color)
-    return np.asarray(canvas)
+    The episode's proposer, ranker and refiner come first, then the proposer's prompt tool
+    (when it has one), then every other registry tool of role ``other``.
+    """
+    prompt = prompt_tool_name(registry, cfg.proposer)
+    names = list(dict.fromkeys([cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else [])]))
+    skipped: list[str] = []
+    for name in registry.names():
+        if name in names or name == SUBMIT:
+            continue
+        try:
+            if registry.tool_class(name).role == "other":
+                names.append(name)
+        except Exception:  # a broken optional plugin must not cost the episode
+            skipped.append(name)
+    return names, skipped
 
 
 class AgentRun:
@@ -180,21 +84,10 @@ class AgentRun:
         self.ep = ep
         self.client = client
         self.cfg = ep.config
-        registry = ep.session.registry
-        core = list(dict.fromkeys([self.cfg.proposer, self.cfg.ranker, self.cfg.refiner]))
-        names = list(core)
-        skipped: list[str] = []
-        for name in registry.names():
-            if name in names or name == SUBMIT:
-                continue
-            try:
-                if registry.tool_class(name).role == "other":
-                    names.append(name)
-            except Exception:  # a broken optional plugin must not cost the episode
-                skipped.append(name)
-        self.tool_names = names
-        self.extra_tools = names[len(core) :]
-        self.schemas = [registry.tool_class(n).function_schema() for n in names] + [submit_schema()]
+        self.tool_names, skipped = offered_tools(ep.registry, self.cfg)
+        self.prompt_tool = prompt_tool_name(ep.registry, self.cfg.proposer)
+        self.schemas = [ep.registry.tool_class(n).function_schema() for n in self.tool_names]
+        self.schemas.append(submit_schema())
         self.defaults = {
             self.cfg.proposer: dict(self.cfg.propose_args),
             self.cfg.ranker: dict(self.cfg.rank_args),
@@ -202,90 +95,33 @@ class AgentRun:
         self.messages: list[dict[str, Any]] = []
         self.nudged = False
         self.rank_calls = 0
+        self.tool_calls = 0  # calls the VLM asked for that reached a tool
         self.overlay_at: int | None = None  # message index of the latest overlay
         self.last_overlay: tuple[int, ...] = ()
-        ep.log.info("agent_tools", step=ep.step, tools=[*names, SUBMIT], skipped=skipped)
-        self.image_url, self.image_size = _encode_jpeg(ep.ws.image.pixels, IMAGE_SIDE)
+        ep.log.info("agent_tools", step=ep.step, tools=[*self.tool_names, SUBMIT], skipped=skipped)
+        self.image_url = show_image(ep)
 
     # -- conversation ------------------------------------------------------------------
 
     def _opening(self) -> None:
-        others = "".join(
-            f"\n- {n}: {self.ep.session.registry.tool_class(n).description}" for n in self.extra_tools
+        core = {self.cfg.proposer, self.cfg.ranker, self.cfg.refiner, self.prompt_tool}
+        others = [(n, self.ep.registry.tool_class(n).description) for n in self.tool_names if n not in core]
+        ws = self.ep.ws
+        self.messages = opening_messages(
+            self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool
         )
-        system = SYSTEM_PROMPT.format(
-            proposer=self.cfg.proposer,
-            ranker=self.cfg.ranker,
-            refiner=self.cfg.refiner,
-            submit=SUBMIT,
-            others=others,
-        )
-        w, h = self.image_size
-        self.messages = [
-            {"role": "system", "content": system},
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "text",
-                        "text": f'Referring expression: "{self.ep.ws.expression}"\nImage: {w}x{h} pixels.',
-                    },
-                    {"type": "image_url", "image_url": {"url": self.image_url}},
-                ],
-            },
-        ]
 
-    def _scale(self) -> float:
-        return self.image_size[0] / self.ep.ws.image.width
-
-    def _payload(self, name: str, output: Any) -> dict[str, Any]:
-        """The compact JSON the model gets back for one tool output."""
-        if isinstance(output, Proposals):
-            if len(output) == 0:
-                return {"n_proposals": 0, "next": "no candidate masks: try other proposer arguments"}
-            return {"n_proposals": len(output), "next": f"call {self.cfg.ranker}"}
-        if isinstance(output, Ranking):
-            s = self._scale()
-            props = self.ep.ws.proposals
-            top = []
-            for i in output.order[:RESULT_TOP_K]:
-                entry: dict[str, Any] = {"index": int(i), "prob": round(float(output.probs[i]), 4)}
-                if props is not None and int(i) < len(props):
-                    entry["box"] = [round(float(v) * s) for v in props.boxes[int(i)]]
-                top.append(entry)
-            return {
-                "query": output.query,
-                "n": len(output),
-                "top": top,
-                "conf": round(output.conf, 4),
-                "gap": round(output.gap, 4),
-                "guard": "not passed: not sure enough to stop",
-            }
-        if isinstance(output, Refinement):
-            return {
-                "query": output.query,
-                "rationale": output.rationale[:200],
-                "next": f"call {self.cfg.ranker}",
-            }
-        summary = getattr(output, "summary", None)
-        return summary() if callable(summary) else {"result": str(output)[:500]}
+    def _payload(self, output: Any) -> str:
+        return json.dumps(tool_payload(output, self.ep.ws, self.cfg.ranker))
 
     def _overlay(self, ranking: Ranking) -> dict[str, Any] | None:
         """A small user image message outlining the top candidates (None when it adds nothing)."""
         props = self.ep.ws.proposals
-        if props is None or len(ranking) < 2 or len(ranking) != len(props):
-            return None
-        top = tuple(int(i) for i in ranking.order[:OVERLAY_TOP_K])
-        if top == self.last_overlay:
-            return None  # the model has seen exactly these outlines already
+        top = overlay_candidates(self.ep.ws, ranking)
+        if not top or props is None or top == self.last_overlay:
+            return None  # nothing to show, or the model has seen exactly these outlines
         self.last_overlay = top
-        pixels = overlay_pixels(self.ep.ws.image.pixels, props.masks, list(top), OVERLAY_SIDE)
-        url, _ = _encode_jpeg(pixels, OVERLAY_SIDE)
-        text = "Top candidates outlined, labelled by index: " + ", ".join(map(str, top))
-        return {
-            "role": "user",
-            "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}],
-        }
+        return overlay_message(self.ep.ws.image.pixels, props.masks, top)
 
     def _add_overlay(self, message: dict[str, Any]) -> None:
         if self.overlay_at is not None:  # only the latest overlay is worth its image tokens
@@ -296,17 +132,8 @@ class AgentRun:
     # -- tools -------------------------------------------------------------------------
 
     def _reject(self, name: str, args: Any, message: str) -> str:
-        self.ep.log.info(
-            "tool_call",
-            tool=name,
-            step=self.ep.step,
-            args=args,
-            seconds=0.0,
-            cache_hit=False,
-            error=message,
-            rejected=True,
-        )
-        return json.dumps({"error": message})
+        self.ep.reject(name, args, message)  # the tracer bounds what it writes
+        return json.dumps({"error": shorten(message, MAX_ERROR_CHARS)})
 
     async def _execute(self, call: ToolCall) -> tuple[str, dict[str, Any] | None]:
         """Run one requested call; returns the tool message content and an overlay (or None).
@@ -314,36 +141,53 @@ class AgentRun:
         Raises:
             _Stop: a submit or a ranking that passes the guard ends the episode.
         """
-        ep, name, raw = self.ep, call.name, call.arguments
+        name, raw = call.name, call.arguments
         if name != SUBMIT and name not in self.tool_names:
             known = ", ".join([*self.tool_names, SUBMIT])
-            return self._reject(name, raw, f"unknown tool {name!r}; available: {known}"), None
+            return self._reject(name, raw, f"unknown tool {call.short_name!r}; available: {known}"), None
         try:
             args = call.parse_arguments()
         except ValueError as exc:
             return self._reject(name, raw, str(exc)), None
         if name == SUBMIT:
             return self._submit(args), None
-        before = ep.ws.proposals.digest if ep.ws.proposals is not None else None
+        self.tool_calls += 1
+        return await self._run_tool(name, args)
+
+    def _refusal(self, index: int, call: ToolCall) -> str | None:
+        """Why this call of a reply is not run (a cap), or None when it may run."""
+        cfg = self.cfg
+        if index >= cfg.max_calls_per_reply:
+            return f"not run: at most {cfg.max_calls_per_reply} tool calls of one reply are run"
+        if call.name != SUBMIT and self.tool_calls >= cfg.max_tool_calls:
+            return f"not run: the episode's {cfg.max_tool_calls} tool calls are used up; call {SUBMIT}"
+        return None
+
+    async def _run_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        ws = self.ep.ws
+        before = ws.proposals.digest if ws.proposals is not None else None
         try:
-            output = await ep.call(name, {**self.defaults.get(name, {}), **args})
+            output = await self.ep.call(name, {**self.defaults.get(name, {}), **args})
         except (ToolError, VLMError) as exc:
-            return json.dumps({"error": str(exc)}), None
-        if isinstance(output, Proposals) and before is not None and output.digest != before:
-            # New candidates: rankings of the old ones no longer index them.
-            ep.ws.ranking = ep.ws.best_ranking = None
-            self.last_overlay = ()
+            return json.dumps({"error": shorten(str(exc), MAX_ERROR_CHARS)}), None
+        if ws.proposals is not None and before is not None and ws.proposals.digest != before:
+            self.last_overlay = ()  # new candidates (the workspace dropped the old rankings)
         if isinstance(output, Ranking):
-            if output.query and output.query != ep.ws.query:
-                # The agent's own wording becomes the current query (and the result's history).
-                ep.ws.query = output.query
-                ep.ws.history.append(output.query)
-            self.rank_calls += 1
-            ep.iterations = max(0, self.rank_calls - 1)  # re-rankings, as in the loop controller
-            if ep.guard(output):
-                raise _Stop("guard")
-            return json.dumps(self._payload(name, output)), self._overlay(output)
-        return json.dumps(self._payload(name, output)), None
+            return self._ranked(output)
+        if name == self.prompt_tool and isinstance(output, Proposals):
+            added = added_indices(self.ep, output)
+            log_prompt(self.ep, name, args, added)
+            return json.dumps(prompt_payload(output, added, ws, self.cfg.ranker)), None
+        return self._payload(output), None
+
+    def _ranked(self, ranking: Ranking) -> tuple[str, dict[str, Any] | None]:
+        ep = self.ep
+        ep.ws.use_query(ranking.query)  # the agent's own wording becomes the current query
+        self.rank_calls += 1
+        ep.iterations = max(0, self.rank_calls - 1)  # re-rankings, as in the loop controller
+        if ep.guard(ranking):
+            raise _Stop(StopReason.GUARD)
+        return self._payload(ranking), self._overlay(ranking)
 
     def _submit(self, args: dict[str, Any]) -> str:
         ep = self.ep
@@ -367,7 +211,7 @@ class AgentRun:
                 f"{len(ranking)} candidates (0..{len(ranking) - 1})",
             )
         chosen = SubmittedRanking.of(ranking, params.index)
-        ep.ws.ranking = ep.ws.best_ranking = chosen
+        ep.ws.submit(chosen)
         ep.log.info(
             "submit",
             step=ep.step,
@@ -376,7 +220,7 @@ class AgentRun:
             prob=round(chosen.conf, 4),
             ranker_top=ranking.top,
         )
-        raise _Stop("agent_submit")
+        raise _Stop(StopReason.AGENT_SUBMIT)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -385,21 +229,28 @@ class AgentRun:
         turns plus VLM-backed tools such as the VLM refiner)."""
         cfg, total = self.cfg, self.ep.costs.total()
         if self.ep.turns >= cfg.max_turns:
-            raise _Stop("max_iter", f"agent stopped: max_turns={cfg.max_turns} reached")
+            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={cfg.max_turns} reached")
         tokens = total.tokens_in + total.tokens_out
         if tokens >= cfg.budget_tokens:
-            raise _Stop("max_iter", f"agent stopped: token budget spent ({tokens} >= {cfg.budget_tokens})")
+            raise _Stop(
+                StopReason.MAX_ITER, f"agent stopped: token budget spent ({tokens} >= {cfg.budget_tokens})"
+            )
         if total.usd >= cfg.budget_usd:
-            raise _Stop("max_iter", f"agent stopped: USD budget spent ({total.usd:.6f} >= {cfg.budget_usd})")
+            raise _Stop(
+                StopReason.MAX_ITER, f"agent stopped: USD budget spent ({total.usd:.6f} >= {cfg.budget_usd})"
+            )
 
-    async def _turn(self) -> Any:
+    async def _turn(self) -> VLMReply:
         ep = self.ep
+        ep.needed_vlm = True
         start = time.perf_counter()
         try:
-            reply = await self.client.complete(self.messages, tools=self.schemas, tool_choice="auto")
+            reply: VLMReply = await self.client.complete(
+                self.messages, tools=self.schemas, tool_choice="auto"
+            )
         except VLMError as exc:
             ep.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
-            raise _Stop("fallback", f"agent fell back: {exc}") from None
+            raise _Stop(StopReason.FALLBACK, f"agent fell back: {exc}", fallback_kind(exc)) from None
         ep.turns += 1
         ep.costs.record(
             "vlm",
@@ -423,22 +274,42 @@ class AgentRun:
     async def _warm_start(self) -> None:
         """Propose and rank before any VLM turn: a sure ranking ends the episode for free;
         otherwise the model starts from the ranked candidates (payload and overlay)."""
-        ep, cfg = self.ep, self.cfg
-        await ep.call(cfg.proposer, dict(cfg.propose_args))
-        ep.ws.require_proposals()
-        ranking = await ep.call(cfg.ranker, dict(cfg.rank_args))
+        cfg = self.cfg
+        ranking = await propose_and_rank(self.ep)
         self.rank_calls += 1
-        if ep.guard(ranking):
-            raise _Stop("guard")
-        payload = json.dumps(self._payload(cfg.ranker, ranking))
+        if self.ep.guard(ranking):
+            raise _Stop(StopReason.GUARD)
         self.messages.append(
             {
                 "role": "user",
                 "content": f"{cfg.proposer} and {cfg.ranker} already ran on this image and "
-                f"expression: {payload}",
+                f"expression: {self._payload(ranking)}",
             }
         )
         overlay = self._overlay(ranking)
+        if overlay is not None:
+            self._add_overlay(overlay)
+
+    async def _answer(self, reply: VLMReply) -> None:
+        """Run the reply's tool calls and append their answers (nudge once when there are none)."""
+        if not reply.tool_calls:
+            if self.nudged:
+                note = "agent fell back: no tool call after a nudge"
+                raise _Stop(StopReason.FALLBACK, note, "no_tool_call")
+            self.nudged = True
+            self.messages.append({"role": "user", "content": NUDGE})
+            return
+        overlay, refused = None, 0
+        for index, call in enumerate(reply.tool_calls):
+            refusal = self._refusal(index, call)
+            if refusal is None:
+                content, image = await self._execute(call)
+            else:  # every call of the reply needs an answer; this one is a short error
+                content, image, refused = json.dumps({"error": refusal}), None, refused + 1
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            overlay = image or overlay
+        if refused:
+            self.ep.log.info("tool_call_limit", step=self.ep.step, turn=self.ep.turns, refused=refused)
         if overlay is not None:
             self._add_overlay(overlay)
 
@@ -450,49 +321,39 @@ class AgentRun:
             self._check_limits()
             reply = await self._turn()
             self.messages.append(reply.assistant_message())
-            if not reply.tool_calls:
-                if self.nudged:
-                    raise _Stop("fallback", "agent fell back: no tool call after a nudge")
-                self.nudged = True
-                self.messages.append({"role": "user", "content": NUDGE})
-                continue
-            overlay = None
-            for call in reply.tool_calls:
-                content, image = await self._execute(call)
-                self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
-                overlay = image or overlay
-            if overlay is not None:
-                self._add_overlay(overlay)
+            await self._answer(reply)
 
     async def _ensure_ranking(self) -> None:
         """Propose and rank directly when the conversation ended without a usable ranking."""
-        ws, cfg = self.ep.ws, self.cfg
-        ranking, props = ws.ranking, ws.proposals
-        if ranking is not None and props is not None and len(ranking) == len(props) > 0:
-            return
-        if ws.proposals is None:
-            await self.ep.call(cfg.proposer, dict(cfg.propose_args))
-        ws.require_proposals()
-        await self.ep.call(cfg.ranker, dict(cfg.rank_args))
-        self.ep.notes.append("no usable ranking from the agent: proposed and ranked directly")
+        if await ensure_ranking(self.ep):
+            self.ep.notes.append("no usable ranking from the agent: proposed and ranked directly")
+
+    async def _converse(self) -> None:
+        """The conversation until a stop; then a usable ranking when it ended without one."""
+        ep = self.ep
+        try:
+            await self._loop()
+        except _Stop as stop:
+            if stop.reason == StopReason.FALLBACK:
+                ep.fall_back(stop.note or "agent fell back", stop.kind or "vlm_error")
+            else:
+                ep.stop_reason = stop.reason
+                if stop.note:
+                    ep.notes.append(stop.note)
+        if ep.stop_reason in (StopReason.FALLBACK, StopReason.MAX_ITER):
+            await self._ensure_ranking()
 
     async def run(self) -> None:
         ep = self.ep
         try:
-            try:
-                await self._loop()
-            except _Stop as stop:
-                ep.stop_reason = stop.reason
-                if stop.note:
-                    ep.notes.append(stop.note)
-            if ep.stop_reason in ("fallback", "max_iter"):
-                await self._ensure_ranking()
+            await self._converse()
         except Exception as exc:
             # The session records the error; the trace still says how the agent ended.
+            failed_on_fallback = ep.stop_reason == StopReason.FALLBACK
             ep.log.info(
                 "agent_stop",
                 step=ep.step,
-                reason="fallback" if ep.stop_reason == "fallback" else "error",
+                reason=StopReason.FALLBACK if failed_on_fallback else StopReason.ERROR,
                 turns=ep.turns,
                 detail=f"{type(exc).__name__}: {exc}",
             )
@@ -515,11 +376,12 @@ def vlm_client(ep: Episode) -> Any:
     Raises:
         ConfigError: no VLM is configured.
     """
-    client = ep.session.registry.settings.vlm
+    client = ep.registry.settings.vlm
     if client is None:
         raise ConfigError(
-            "--controller agent needs a VLM: set SILICONFLOW_API_KEY (or REFSEG_VLM_API_KEY) or "
-            "pass --vlm-base-url for a local OpenAI-compatible server; or use --controller loop"
+            f"--controller {ep.config.controller} needs a VLM: set SILICONFLOW_API_KEY (or "
+            "REFSEG_VLM_API_KEY) or pass --vlm-base-url for a local OpenAI-compatible server; "
+            "or use --controller loop"
         )
     return client
 
@@ -529,13 +391,4 @@ async def run_agent(ep: Episode) -> None:
     await AgentRun(ep, vlm_client(ep)).run()
 
 
-__all__ = [
-    "SUBMIT",
-    "AgentRun",
-    "SubmitParams",
-    "SubmittedRanking",
-    "overlay_pixels",
-    "run_agent",
-    "submit_schema",
-    "vlm_client",
-]
+__all__ = ["AgentRun", "offered_tools", "run_agent", "vlm_client"]

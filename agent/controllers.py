@@ -1,60 +1,33 @@
-"""The ``oneshot`` and ``loop`` controllers.
+"""The controllers, by name: the one registry that the CLI's ``--controller`` choices and
+session validation read.
 
-A controller drives one :class:`agent.session.Episode`: it calls tools through
-``episode.call`` (the single invocation path) and sets ``episode.stop_reason``. The
-chosen candidate is derived afterwards from the workspace's rankings, so every controller
-ends the same way.
+Add a controller by writing an async function that takes an :class:`agent.episode.Episode`
+(see :class:`agent.episode.Controller`) and adding it here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from tools.errors import ToolError, VLMError
+from agent.agent_controller import run_agent
+from agent.episode import Controller
+from agent.ground import run_ground
+from agent.loop import run_loop, run_oneshot
+from tools.errors import ConfigError
 
-if TYPE_CHECKING:
-    from agent.session import Episode
-
-
-async def propose_and_rank(ep: Episode) -> None:
-    """Propose once (cached per image) and rank against the current query."""
-    cfg = ep.config
-    await ep.call(cfg.proposer, dict(cfg.propose_args))
-    ep.ws.require_proposals()
-    await ep.call(cfg.ranker, dict(cfg.rank_args))
+CONTROLLERS: Mapping[str, Controller] = MappingProxyType(
+    {"oneshot": run_oneshot, "loop": run_loop, "ground": run_ground, "agent": run_agent}
+)
 
 
-async def run_oneshot(ep: Episode) -> None:
-    """Propose, rank, take top-1."""
-    await propose_and_rank(ep)
-    ep.stop_reason = "oneshot"
+def get_controller(name: str) -> Controller:
+    """The controller called ``name``.
 
-
-async def run_loop(ep: Episode) -> None:
-    """Rank; while the guard fails and fewer than ``max_iter`` rounds ran: refine, re-rank."""
-    cfg = ep.config
-    await propose_and_rank(ep)
-    while True:
-        ranking = ep.ws.ranking
-        assert ranking is not None  # set by the rank call above
-        if ep.guard(ranking):
-            ep.stop_reason = "guard"
-            return
-        if ep.iterations >= cfg.max_iter:
-            ep.stop_reason = "max_iter"
-            return
-        before = ep.ws.query
-        try:
-            await ep.call(cfg.refiner, {})
-        except (ToolError, VLMError) as exc:
-            # A refiner outage must not cost the example: keep the best candidate so far.
-            ep.notes.append(f"refiner failed, fell back to the best ranking: {exc}")
-            ep.stop_reason = "fallback"
-            return
-        if ep.ws.query == before:
-            # The refiner has nothing new to say; re-ranking the same text changes nothing.
-            ep.log.info("refine_stalled", step=ep.step, query=before)
-            ep.stop_reason = "max_iter"
-            return
-        ep.iterations += 1  # a round counts once it produced a new query to rank
-        await ep.call(cfg.ranker, dict(cfg.rank_args))
+    Raises:
+        ConfigError: no such controller (one line listing the known ones).
+    """
+    controller = CONTROLLERS.get(name)
+    if controller is None:
+        raise ConfigError(f"unknown controller {name!r}; choose one of {', '.join(CONTROLLERS)}")
+    return controller

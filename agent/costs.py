@@ -1,20 +1,90 @@
-"""Per-tool cost accounting: calls, seconds, cache hits, errors, tokens and USD."""
+"""Per-tool cost accounting: what each call spent now, and what it costs from an empty cache.
+
+Every call is booked once, as exactly one of:
+
+- ``computed``: it ran the tool; ``seconds`` is its compute time (time spent queueing for a
+  device or waiting on the event loop is not compute, so the same work books the same
+  seconds at any concurrency);
+- ``joined``: it waited on an identical call already in flight and shared its output; the
+  wait goes to ``wait_seconds``, never to ``seconds``;
+- a cache hit (``cache_hits``, of which ``disk_hits`` came from the disk cache, the rest from
+  the in-memory cache);
+- or none of these: a call refused before it reached the tool (bad arguments), counted in
+  ``errors`` only.
+
+``errors`` counts failed calls (refused or raised). ``tokens_in``, ``tokens_out`` and
+``usd`` are what this call spent now (a hit spends none).
+
+The ``cold_*`` fields say what the same calls cost from an empty cache. From an empty cache a
+run produces each distinct output once and reuses it, so: a computed call books its own cost;
+the first hit or join on an output in a run books what producing it cost (stored with the
+cache record), and later ones book nothing (the invoker tracks which outputs it booked). A run's
+cold cost thus does not depend on what earlier runs left in the cache, nor on the order runs
+ran in. A first hit on a record written before cold costs were stored has no such figure: it
+is counted in ``cold_unknown`` and adds nothing, so a table can say "at least".
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
+
+Outcome = Literal["computed", "joined", "memory", "disk", "refused"]
+
+
+@dataclass(frozen=True)
+class ColdCost:
+    """What producing one output cost: compute seconds, tokens and USD."""
+
+    seconds: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 6),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "usd": round(self.usd, 8),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ColdCost | None:
+        """The cost stored with a cache record; ``None`` when absent or unreadable."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                float(data.get("seconds", 0.0)),
+                int(data.get("tokens_in", 0)),
+                int(data.get("tokens_out", 0)),
+                float(data.get("usd", 0.0)),
+            )
+        except (TypeError, ValueError):
+            return None
 
 
 @dataclass
 class ToolCost:
+    """The calls of one tool (see the module docstring for what each field means)."""
+
     calls: int = 0
-    seconds: float = 0.0
+    computed: int = 0
+    joined: int = 0
     cache_hits: int = 0
+    disk_hits: int = 0
     errors: int = 0
+    seconds: float = 0.0
+    wait_seconds: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0
+    cold_seconds: float = 0.0
+    cold_tokens_in: int = 0
+    cold_tokens_out: int = 0
+    cold_usd: float = 0.0
+    cold_unknown: int = 0
 
     def add(self, other: ToolCost) -> None:
         for f in fields(self):
@@ -22,9 +92,54 @@ class ToolCost:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["seconds"] = round(d["seconds"], 6)
-        d["usd"] = round(d["usd"], 8)
+        for name in ("seconds", "wait_seconds", "cold_seconds"):
+            d[name] = round(d[name], 6)
+        for name in ("usd", "cold_usd"):
+            d[name] = round(d[name], 8)
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolCost:
+        """A record as written by :meth:`as_dict`; fields it lacks (older runs) are 0."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _one(
+    outcome: Outcome,
+    *,
+    seconds: float,
+    wait_seconds: float,
+    error: bool,
+    spent: ColdCost,
+    cold: ColdCost | None,
+    carries_cold: bool,
+) -> ToolCost:
+    """The cost record of one call."""
+    books: bool  # this call books a cold cost (its own, or the output's first use in the run)
+    if outcome == "computed":
+        cold, books = spent, True
+    else:
+        books = outcome != "refused" and carries_cold
+    cold_known = (cold or ColdCost()) if books else ColdCost()
+    return ToolCost(
+        calls=1,
+        computed=int(outcome == "computed"),
+        joined=int(outcome == "joined"),
+        cache_hits=int(outcome in ("memory", "disk")),
+        disk_hits=int(outcome == "disk"),
+        errors=int(error),
+        seconds=seconds if outcome == "computed" else 0.0,
+        wait_seconds=wait_seconds,
+        tokens_in=spent.tokens_in,
+        tokens_out=spent.tokens_out,
+        usd=spent.usd,
+        cold_seconds=cold_known.seconds,
+        cold_tokens_in=cold_known.tokens_in,
+        cold_tokens_out=cold_known.tokens_out,
+        cold_usd=cold_known.usd,
+        cold_unknown=int(books and cold is None),
+    )
 
 
 @dataclass
@@ -37,16 +152,40 @@ class CostBook:
         self,
         tool: str,
         *,
+        outcome: Outcome = "computed",
         seconds: float = 0.0,
-        cache_hit: bool = False,
+        wait_seconds: float = 0.0,
         error: bool = False,
         tokens_in: int = 0,
         tokens_out: int = 0,
         usd: float = 0.0,
+        cold: ColdCost | None = None,
+        carries_cold: bool = True,
     ) -> None:
-        self.tools.setdefault(tool, ToolCost()).add(
-            ToolCost(1, seconds, int(cache_hit), int(error), tokens_in, tokens_out, usd)
+        """Book one call.
+
+        Args:
+            tool: the tool's name (``vlm`` for the agent's own turns).
+            outcome: how the call was served (see the module docstring).
+            seconds: compute seconds (booked only for a computed call).
+            wait_seconds: seconds spent waiting on an identical call in flight.
+            error: the call failed.
+            tokens_in, tokens_out, usd: spent by this call now.
+            cold: what producing the output cost, for a hit or a join (``None``: unknown).
+            carries_cold: the hit or join is the run's first use of the output, so it books
+                ``cold``; later uses book no cold cost.
+        """
+        spent = ColdCost(seconds, tokens_in, tokens_out, usd)
+        one = _one(
+            outcome,
+            seconds=seconds,
+            wait_seconds=wait_seconds,
+            error=error,
+            spent=spent,
+            cold=cold,
+            carries_cold=carries_cold,
         )
+        self.tools.setdefault(tool, ToolCost()).add(one)
 
     def merge(self, other: CostBook) -> None:
         for name, cost in other.tools.items():
@@ -66,4 +205,4 @@ class CostBook:
 
     @classmethod
     def from_dict(cls, data: dict[str, dict[str, Any]]) -> CostBook:
-        return cls({name: ToolCost(**values) for name, values in data.items()})
+        return cls({name: ToolCost.from_dict(values) for name, values in data.items()})

@@ -4,13 +4,14 @@ Controllers (and the VLM agent) never call a tool directly. :meth:`Invoker.call`
 validates the arguments against the tool's pydantic model, looks the output up in an
 in-memory LRU and then the disk cache, joins an identical call already in flight
 (so concurrent expressions of one image run SAM once), runs the tool, stores the
-output, applies it to the workspace, and writes one trace event and one cost record.
+output with what producing it cost, applies it to the workspace, and writes one trace
+event and one cost record (:mod:`agent.costs`: computed, joined or a cache hit, compute
+seconds, wait seconds, spent and cold cost).
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,13 @@ import anyio
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from agent.costs import CostBook
+from agent.costs import ColdCost, CostBook, Outcome
 from agent.tracing import redact_text
 from cache.keys import make_key
-from cache.store import ToolCache
-from tools.base import Tool, Workspace
+from cache.lru import LRU
+from cache.store import COST_META, ToolCache
+from tools.base import Tool, Workspace, validation_problems
+from tools.device import compute_clock
 from tools.errors import ToolError
 from tools.registry import ToolRegistry
 
@@ -31,10 +34,7 @@ MEMORY_ENTRIES = 64
 
 def format_validation_error(tool: str, exc: ValidationError) -> str:
     """A short, model-readable description of what was wrong with the arguments."""
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        problems.append(f"{where}: {err['msg']}")
+    problems = (f"{where or '(arguments)'}: {what}" for where, what in validation_problems(exc))
     return f"invalid arguments for {tool}: " + "; ".join(problems)
 
 
@@ -47,42 +47,139 @@ class CallContext:
     step: int = 0
 
 
+def trace_tool_call(
+    ctx: CallContext, tool: str, args: Any, *, seconds: float, cache_hit: bool, **outcome: Any
+) -> None:
+    """Write a ``tool_call`` trace event: the one place that writes it.
+
+    ``outcome`` is ``result`` (the output's summary) or ``error``, plus ``rejected=True`` for
+    a call refused before it reached the tool.
+    """
+    ctx.log.info(
+        "tool_call",
+        tool=tool,
+        step=ctx.step,
+        args=args,
+        seconds=round(seconds, 4),
+        cache_hit=cache_hit,
+        **outcome,
+    )
+
+
+def cache_key(tool: Tool, ws: Workspace, params: BaseModel) -> str | None:
+    """The output's cache key: tool, version, weights, input digests, arguments (None when
+    the tool is not cacheable)."""
+    if not tool.cacheable:
+        return None
+    return make_key(
+        tool.name, tool.version, tool.fingerprint(), tool.key_inputs(ws, params), tool.key_args(params)
+    )
+
+
+@dataclass
+class _Served:
+    """How one call was served, filled in as it goes (also when it fails)."""
+
+    outcome: Outcome = "refused"
+    compute_s: float = 0.0
+    wait_s: float = 0.0
+    cold: ColdCost | None = None
+    carries_cold: bool = True  # the first use of this output in the run (see Invoker)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An output in the memory layer, with what producing it cost (``None``: unknown)."""
+
+    output: Any
+    cold: ColdCost | None
+
+
+def book_call(costs: CostBook, name: str, output: Any, served: _Served) -> None:
+    """One cost record; only a computed call spent tokens or money this time."""
+    ran = served.outcome == "computed"
+    costs.record(
+        name,
+        outcome=served.outcome,
+        seconds=served.compute_s,
+        wait_seconds=served.wait_s,
+        tokens_in=int(getattr(output, "tokens_in", 0)) if ran else 0,
+        tokens_out=int(getattr(output, "tokens_out", 0)) if ran else 0,
+        usd=float(getattr(output, "usd", 0.0)) if ran else 0.0,
+        cold=served.cold,
+        carries_cold=served.carries_cold,
+    )
+
+
+def _cold_of(output: Any, seconds: float) -> ColdCost:
+    return ColdCost(
+        seconds,
+        int(getattr(output, "tokens_in", 0)),
+        int(getattr(output, "tokens_out", 0)),
+        float(getattr(output, "usd", 0.0)),
+    )
+
+
+def decode_output(tool: Tool, record: tuple[dict[str, np.ndarray], dict[str, Any]]) -> Any | None:
+    """``tool.Output.from_record(*record)``, or ``None`` when the record is not one of its
+    outputs (whatever ``from_record`` raises on a foreign layout, or a value of another type)."""
+    try:
+        output = tool.Output.from_record(*record)
+    except Exception:  # a record of another layout: KeyError, ValueError, TypeError, ...
+        return None
+    output_type = tool.Output
+    return output if not isinstance(output_type, type) or isinstance(output, output_type) else None
+
+
 class Invoker:
-    """Runs tools from a registry through the cache, the tracer and the cost book."""
+    """Runs tools from a registry through the cache, the tracer and the cost book.
+
+    Cold cost: from an empty cache, a run would produce each distinct output once and then
+    reuse it. So the first call of the run (of this invoker) that uses an output books what
+    producing it cost; later hits and joins on it book no cold cost.
+    """
 
     def __init__(self, registry: ToolRegistry, cache: ToolCache | None = None):
         self.registry = registry
         self.cache = cache
-        self._memory: OrderedDict[str, Any] = OrderedDict()
+        self._memory: LRU[str, _Entry] = LRU(MEMORY_ENTRIES)
         self._inflight: dict[str, anyio.Event] = {}
+        self._cold_booked: set[str] = set()
         self.computed: dict[str, int] = {}
 
-    def _memory_get(self, key: str) -> Any | None:
-        hit = self._memory.get(key)
-        if hit is not None:
-            self._memory.move_to_end(key)
-        return hit
-
-    def _memory_put(self, key: str, output: Any) -> None:
+    def _remember(self, key: str, output: Any, cold: ColdCost | None) -> None:
         # Outputs are shared by every episode that hits them: freeze their arrays so an
         # in-place write anywhere fails loudly instead of corrupting other episodes.
         for value in vars(output).values():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-        self._memory[key] = output
-        self._memory.move_to_end(key)
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
+        self._memory.put(key, _Entry(output, cold))
 
-    def _lookup(self, tool: Tool, key: str) -> Any | None:
-        """The output from memory (decoded once), else from the disk cache, else ``None``."""
-        output = self._memory_get(key)
-        if output is None and self.cache is not None:
+    def _lookup(self, tool: Tool, key: str) -> tuple[_Entry | None, Outcome]:
+        """The entry from memory (decoded once), else from the disk cache, else ``None``.
+
+        A disk entry that does not decode to the tool's output type (another layout, a
+        foreign writer, inconsistent arrays) is a miss: it is dropped and recomputed.
+        """
+        entry = self._memory.get(key)
+        if entry is not None:
+            return entry, "memory"
+        if self.cache is not None:
             record = self.cache.get(key)
             if record is not None:
-                output = tool.Output.from_record(*record)
-                self._memory_put(key, output)
-        return output
+                arrays, meta = record
+                cold = ColdCost.from_dict(meta.pop(COST_META, None)) if isinstance(meta, dict) else None
+                output = decode_output(tool, (arrays, meta))
+                if output is None:
+                    self.cache.discard(key)
+                else:
+                    self._remember(key, output, cold)
+                    return _Entry(output, cold), "disk"
+        return None, "refused"
+
+    def trace_rejected(self, tool: str, args: Any, message: str, ctx: CallContext) -> None:
+        """Trace a call refused before validation (unknown tool, unparseable arguments)."""
+        trace_tool_call(ctx, tool, args, seconds=0.0, cache_hit=False, error=message, rejected=True)
 
     def validate(self, tool: Tool, args: dict[str, Any] | BaseModel | None) -> BaseModel:
         if isinstance(args, tool.Params):
@@ -108,69 +205,79 @@ class Invoker:
         tool = self.registry.get(name)
         start = time.perf_counter()
         params_json: Any = args.model_dump(mode="json") if isinstance(args, BaseModel) else args
+        served = _Served()
 
-        def trace(cache_hit: bool, **outcome: Any) -> float:
+        def trace(**outcome: Any) -> None:
             seconds = time.perf_counter() - start
-            ctx.log.info(
-                "tool_call",
-                tool=name,
-                step=ctx.step,
-                args=params_json,
-                seconds=round(seconds, 4),
-                cache_hit=cache_hit,
-                **outcome,
+            hit = served.outcome in ("memory", "disk")
+            trace_tool_call(
+                ctx, name, params_json, seconds=seconds, cache_hit=hit, served=served.outcome, **outcome
             )
-            return seconds
 
         try:
             params = self.validate(tool, args)
             params_json = params.model_dump(mode="json")
-            key = None
-            if tool.cacheable:
-                key = make_key(
-                    tool.name,
-                    tool.version,
-                    tool.fingerprint(),
-                    tool.key_inputs(ws, params),
-                    tool.key_args(params),
-                )
-            result, cache_hit = await self._run(tool, ws, params, key)
+            result = await self._run(tool, ws, params, cache_key(tool, ws, params), served)
         except Exception as exc:
-            seconds = trace(False, error=redact_text(f"{type(exc).__name__}: {exc}"))
-            ctx.costs.record(name, seconds=seconds, error=True)
+            trace(error=redact_text(f"{type(exc).__name__}: {exc}"))
+            ran = served.outcome == "computed"
+            ctx.costs.record(
+                name,
+                outcome="computed" if ran else "refused",
+                seconds=served.compute_s,
+                wait_seconds=served.wait_s,
+                error=True,
+            )
             raise
         tool.apply(ws, result)
-        seconds = trace(cache_hit, result=result.summary())
-        # A cache hit spent no tokens or money this time.
-        ctx.costs.record(
-            name,
-            seconds=seconds,
-            cache_hit=cache_hit,
-            tokens_in=0 if cache_hit else int(getattr(result, "tokens_in", 0)),
-            tokens_out=0 if cache_hit else int(getattr(result, "tokens_out", 0)),
-            usd=0.0 if cache_hit else float(getattr(result, "usd", 0.0)),
-        )
+        trace(result=result.summary())
+        book_call(ctx.costs, name, result, served)
         return result
 
-    async def _run(self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None) -> tuple[Any, bool]:
+    async def _run(
+        self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None, served: _Served
+    ) -> Any:
         if key is None:
-            return await tool(ws, params), False
+            return await self._compute(tool, ws, params, None, served)
+        waited = False
         while True:
-            found = self._lookup(tool, key)
-            if found is not None:
-                return found, True
+            entry, where = self._lookup(tool, key)
+            if entry is not None:
+                served.outcome, served.cold = ("joined" if waited else where), entry.cold
+                served.carries_cold = key not in self._cold_booked
+                self._cold_booked.add(key)
+                return entry.output
             pending = self._inflight.get(key)
             if pending is None:
                 break
+            t0 = time.perf_counter()
             await pending.wait()  # the same call is running for another episode: share it
+            served.wait_s += time.perf_counter() - t0
+            waited = True
         done = self._inflight[key] = anyio.Event()
         try:
-            output = await tool(ws, params)
-            if self.cache is not None:
-                self.cache.set(key, *output.to_record())
-            self._memory_put(key, output)
-            self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
-            return output, False
+            return await self._compute(tool, ws, params, key, served)
         finally:
             del self._inflight[key]
             done.set()
+
+    async def _compute(
+        self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None, served: _Served
+    ) -> Any:
+        """Run the tool; its compute time leaves out waiting for a device or the event loop."""
+        served.outcome = "computed"
+        t0 = time.perf_counter()
+        with compute_clock() as clock:
+            try:
+                output = await tool(ws, params)
+            finally:
+                served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited)
+        served.cold = _cold_of(output, served.compute_s)
+        if key is not None:
+            if self.cache is not None:
+                arrays, meta = output.to_record()
+                self.cache.set(key, arrays, {**meta, COST_META: served.cold.as_dict()})
+            self._remember(key, output, served.cold)
+            self._cold_booked.add(key)
+        self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
+        return output

@@ -10,81 +10,35 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import numpy as np
+import anyio
+import anyio.to_thread
 
-from agent.costs import CostBook
-from agent.episode import EpisodeConfig, EpisodeResult
-from agent.invoke import CallContext, Invoker
+from agent.controllers import get_controller
+from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
+from agent.grounding import prompt_tool_name, require_prompt_tool
+from agent.invoke import Invoker
+from agent.loop import ensure_ranking
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from cache.store import ToolCache
 from tools.base import Workspace
-from tools.errors import CheckpointError, ConfigError, DownloadError, InputError, ToolError
+from tools.coords import map_box
+from tools.errors import (
+    CheckpointError,
+    ConfigError,
+    DownloadError,
+    InputError,
+    ToolError,
+    VLMAuthError,
+)
 from tools.images import clean_expression, resize_mask, working_copy
 from tools.registry import ToolRegistry
-from tools.types import Image, Ranking
+from tools.types import Image, Proposals, Ranking
 
-Controller = Callable[["Episode"], Awaitable[None]]
-# Problems that would fail every example alike: stop the run instead of recording failures.
-RUN_LEVEL_ERRORS = (ConfigError, CheckpointError, DownloadError)
-
-
-def get_controller(name: str) -> Controller:
-    from agent import controllers
-
-    if name == "oneshot":
-        return controllers.run_oneshot
-    if name == "loop":
-        return controllers.run_loop
-    if name == "agent":
-        from agent.agent_controller import run_agent
-
-        return run_agent
-    raise ConfigError(f"unknown controller {name!r}; choose one of oneshot, loop, agent")
-
-
-class Episode:
-    """The mutable state of one running episode, handed to the controller."""
-
-    def __init__(self, session: Session, ws: Workspace, sample_id: str):
-        self.session = session
-        self.config = session.config
-        self.ws = ws
-        self.sample_id = sample_id
-        self.costs = CostBook()
-        self.log = session.tracer.bind(sample_id=sample_id)
-        self.step = 0
-        self.iterations = 0
-        self.turns = 0
-        self.stop_reason = "error"
-        self.notes: list[str] = []
-
-    async def call(self, tool: str, args: dict[str, Any] | None = None) -> Any:
-        """Call a tool through the session's invoker (cache, trace, cost)."""
-        self.step += 1
-        ctx = CallContext(costs=self.costs, log=self.log, step=self.step)
-        return await self.session.invoker.call(tool, self.ws, args, ctx)
-
-    def guard(self, ranking: Ranking) -> bool:
-        """Log and return whether the ranking is sure enough to stop."""
-        passed = self.config.passes_guard(ranking.conf, ranking.gap)
-        self.log.info(
-            "guard",
-            step=self.step,
-            conf=round(ranking.conf, 4),
-            gap=round(ranking.gap, 4),
-            tau_conf=self.config.tau_conf,
-            tau_gap=self.config.tau_gap,
-            passed=passed,
-        )
-        return passed
-
-    def final_ranking(self) -> Ranking | None:
-        if self.config.pick == "best" and self.ws.best_ranking is not None:
-            return self.ws.best_ranking
-        return self.ws.ranking
+# Problems that would fail every example alike: stop the run instead of recording failures
+# (a VLM that rejects the key or has no such model would turn every VLM example into a
+# silent fallback).
+RUN_LEVEL_ERRORS = (ConfigError, CheckpointError, DownloadError, VLMAuthError)
 
 
 class Session:
@@ -111,9 +65,33 @@ class Session:
         self.invoker = Invoker(registry, cache)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.tracer = tracer or Tracer(None, run_id=self.run_id)
+        # Unknown controller or tool names and bad tool options fail now, not per example.
         self.controller = get_controller(self.config.controller)
-        for name in (self.config.proposer, self.config.ranker, self.config.refiner):
-            registry.spec(name)  # unknown tool names fail now, not per example
+        cfg = self.config
+        if cfg.controller == "ground":  # it cannot run without one: say so before any example
+            require_prompt_tool(registry, cfg.proposer, cfg.controller)
+        prompt = prompt_tool_name(registry, cfg.proposer)
+        names = (cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else []))
+        registry.check_options(dict.fromkeys(names))
+
+    async def setup(self) -> float:
+        """Build the episode's tools and load their models now; returns the seconds it took.
+
+        A run calls it once before its first example, so the one-time start-up (building
+        tools, hashing checkpoints, loading weights) is booked as run set-up, not as the
+        first episode's cost, and a missing checkpoint stops the run before any example.
+
+        Raises:
+            CheckpointError, ConfigError, ...: the problems every example would hit.
+        """
+        start = time.perf_counter()
+        cfg = self.config
+        for name in dict.fromkeys((cfg.proposer, cfg.ranker, cfg.refiner)):
+            if cfg.controller == "oneshot" and name == cfg.refiner:
+                continue  # one-shot never refines
+            tool = self.registry.get(name)
+            await anyio.to_thread.run_sync(tool.setup)
+        return time.perf_counter() - start
 
     async def run(self, image: Image, expression: str, sample_id: str = "0") -> EpisodeResult:
         """Run one episode. Never raises for per-example problems (see module docstring)."""
@@ -127,21 +105,9 @@ class Session:
         episode: Episode | None = None
         log_token = None
         try:
-            text = clean_expression(expression)
-            ws = Workspace(
-                image=working_copy(image, self.registry.settings.max_side),
-                expression=text,
-                original_size=image.size,
-            )
-            episode = Episode(self, ws, sample_id)
+            episode = self._open(image, expression, sample_id)
             log_token = CURRENT_LOG.set(episode.log)
-            episode.log.info(
-                "episode_start",
-                expression=text,
-                controller=self.config.controller,
-                image_size=list(image.size),
-            )
-            await self.controller(episode)
+            await self._drive(episode)
         except RUN_LEVEL_ERRORS:
             raise
         except (InputError, ToolError) as exc:
@@ -158,46 +124,94 @@ class Session:
         log.info("episode_end", **{k: v for k, v in result.to_json().items() if k != "expression"})
         return result
 
+    async def _drive(self, ep: Episode) -> None:
+        """The controller, under the episode's deadline; past it, fall back to the best
+        candidate so far (proposing and ranking directly, without the VLM, if there is none)."""
+        timeout = self.config.episode_timeout_s
+        with anyio.move_on_after(timeout) as scope:
+            await self.controller(ep)
+        if not scope.cancelled_caught:
+            return
+        ep.stop_reason = StopReason.FALLBACK
+        ep.notes.append(f"episode timed out after {timeout:g} s: fell back to the best candidate so far")
+        ep.log.info("episode_timeout", step=ep.step, timeout_s=timeout, turns=ep.turns)
+        await ensure_ranking(ep)
+
+    def _open(self, image: Image, expression: str, sample_id: str) -> Episode:
+        """The episode's workspace and state, announced in the trace.
+
+        Raises:
+            InputError: an empty or absurd expression.
+        """
+        text = clean_expression(expression)
+        ws = Workspace(
+            image=working_copy(image, self.registry.settings.max_side),
+            expression=text,
+            original_size=image.size,
+        )
+        episode = Episode(
+            ws,
+            sample_id,
+            config=self.config,
+            invoker=self.invoker,
+            registry=self.registry,
+            log=self.tracer.bind(sample_id=sample_id),
+        )
+        episode.log.info(
+            "episode_start",
+            expression=text,
+            controller=self.config.controller,
+            image_size=list(image.size),
+        )
+        return episode
+
     def _finish(self, ep: Episode, result: EpisodeResult) -> None:
+        """Fill ``result`` from the ended episode: its record, then the chosen candidate."""
         ws = ep.ws
         result.queries = list(ws.history)
         result.costs = ep.costs
         result.iterations = ep.iterations
         result.turns = ep.turns
         result.notes = ep.notes
+        result.needed_vlm = ep.needed_vlm
+        result.fallback_reason = redact_text(ep.fallback_reason) if ep.fallback_reason else None
+        result.fallback_kind = ep.fallback_kind
         result.n_proposals = len(ws.proposals) if ws.proposals is not None else 0
         if self.registry.settings.weights == "random":
             result.notes.append("random weights: outputs are for smoke tests and timing only")
-        ranking = ep.final_ranking()
         if result.error is not None:
-            result.stop_reason = "fallback" if ep.stop_reason == "fallback" else "error"
+            failed_on_fallback = ep.stop_reason == StopReason.FALLBACK
+            result.stop_reason = StopReason.FALLBACK if failed_on_fallback else StopReason.ERROR
         else:
             result.stop_reason = ep.stop_reason
-        if ranking is None or ws.proposals is None or len(ranking) == 0:
-            return
-        if len(ranking) != len(ws.proposals):
-            # A ranker that does not score every proposal (a plugin bug): its indices cannot
-            # be trusted, and indexing the masks with them must not take the run down.
-            result.error = result.error or (
-                f"{ranking.source or 'the ranker'} scored {len(ranking)} candidates but there "
-                f"are {len(ws.proposals)} proposals; no mask chosen"
-            )
-            result.stop_reason = "error"
-            return
-        result.chosen = ranking.top
-        result.conf, result.gap = ranking.conf, ranking.gap
-        mask = ws.proposals.masks[result.chosen]
-        result.mask = resize_mask(mask, ws.original_size)
-        scale_y = ws.original_size[0] / ws.image.height
-        scale_x = ws.original_size[1] / ws.image.width
-        for i in ranking.order[:3]:
-            result.candidate_masks.append(resize_mask(ws.proposals.masks[int(i)], ws.original_size))
-            box = ws.proposals.boxes[int(i)] * np.array([scale_x, scale_y, scale_x, scale_y])
-            result.candidates.append(
-                {
-                    "index": int(i),
-                    "prob": round(float(ranking.probs[i]), 6),
-                    "score": round(float(ranking.scores[i]), 6),
-                    "box_xyxy": [round(float(v), 1) for v in box],
-                }
-            )
+        ranking = ep.final_ranking()
+        if ranking is not None and ws.proposals is not None and len(ranking) > 0:
+            _choose(ws, ws.proposals, ranking, result)
+
+
+def _choose(ws: Workspace, proposals: Proposals, ranking: Ranking, result: EpisodeResult) -> None:
+    """The ranking's top candidate as the result's mask (at the input's size), plus the top 3."""
+    if len(ranking) != len(proposals):
+        # A ranker that does not score every proposal (a plugin bug): its indices cannot
+        # be trusted, and indexing the masks with them must not take the run down.
+        result.error = result.error or (
+            f"{ranking.source or 'the ranker'} scored {len(ranking)} candidates but there "
+            f"are {len(proposals)} proposals; no mask chosen"
+        )
+        result.stop_reason = StopReason.ERROR
+        return
+    result.chosen = ranking.top
+    result.conf, result.gap = ranking.conf, ranking.gap
+    result.mask = resize_mask(proposals.masks[result.chosen], ws.original_size)
+    for i in ranking.order[:3]:
+        result.candidate_masks.append(resize_mask(proposals.masks[int(i)], ws.original_size))
+        box = map_box(proposals.boxes[int(i)], ws.working_frame, ws.original_frame)
+        result.candidates.append(
+            {
+                "index": int(i),
+                "prob": round(float(ranking.probs[i]), 6),
+                "score": round(float(ranking.scores[i]), 6),
+                "box_xyxy": [round(float(v), 1) for v in box],
+                "origin": str(proposals.origins[int(i)]),
+            }
+        )

@@ -6,20 +6,19 @@ line (a run killed mid-write) or any unparseable line is skipped and counted, an
 this viewer does not know are shown with their fields instead of being dropped.
 
 VLM calls are logged by the client hook before the event that caused them, so pending
-``vlm_call`` events are attached to the next ``turn`` (the agent's own calls) or the next
-``tool_call`` (a VLM-backed tool such as the VLM refiner).
+``vlm_call`` events are attached to the next ``turn`` (the agent's own calls), the next
+``ground`` (the ground controller's question) or the next ``tool_call`` (a VLM-backed tool
+such as the VLM refiner).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.redaction import redact
 from tools.errors import InputError
 
 TRACE_FILE = "trace.jsonl"
@@ -150,7 +149,8 @@ def _vlm_label(ev: dict[str, Any]) -> str:
 
 def _tool_label(ev: dict[str, Any]) -> str:
     head = f"tool {ev.get('tool', '?')}({_compact(ev.get('args', {}))})"
-    timing = f"{_num(ev.get('seconds', 0))}s" + (" cache hit" if ev.get("cache_hit") else "")
+    served = " joined an identical call" if ev.get("served") == "joined" else ""
+    timing = f"{_num(ev.get('seconds', 0))}s" + (" cache hit" if ev.get("cache_hit") else served)
     if ev.get("error"):
         what = "REJECTED" if ev.get("rejected") else "ERROR"
         return f"{head}  {timing}  {what}: {ev['error']}"
@@ -182,7 +182,39 @@ def _other_label(ev: dict[str, Any]) -> str:
         return f"refine stalled: query unchanged ({rest.get('query')!r})"
     if name == "agent_tools":
         return f"tools offered: {', '.join(rest.get('tools') or [])}"
+    if name == "prompt":
+        return _prompt_label(rest)
+    if name == "ground_choice":
+        verdict = "confirmed: chosen" if rest.get("confirmed") else "not confirmed: ranker's choice kept"
+        return (
+            f"ground choice: drawn #{rest.get('drawn')} agreement {_num(rest.get('agreement'))} "
+            f"{verdict} (ranker top #{rest.get('ranker_top')})"
+        )
     return f"{name} {_compact(rest)}"
+
+
+def _size(value: Any) -> str:
+    return "x".join(str(v) for v in value) if isinstance(value, list) else "?"
+
+
+def _prompt_label(ev: dict[str, Any]) -> str:
+    """A drawn prompt with its box and points in both frames."""
+    view = f"VLM view {_size(ev.get('view_size'))} {ev.get('units')}"
+    image = f"image {_size(ev.get('image_size'))}"
+    parts = []
+    if "box_view" in ev:
+        parts.append(f"box {ev['box_view']} ({view}) = {ev.get('box_image')} ({image})")
+    if "points_view" in ev:
+        points = f"points {ev['points_view']} labels {ev.get('labels')}"
+        parts.append(f"{points} ({view}) = {ev.get('points_image')} ({image})")
+    return f"prompt {ev.get('tool')}: {'; '.join(parts)} -> candidate(s) {ev.get('added')}"
+
+
+def _ground_label(ev: dict[str, Any]) -> str:
+    if ev.get("error"):
+        return f"ground: VLM asked for the box: {ev['error']}"
+    found = "found" if ev.get("found") else "found nothing"
+    return f"ground: VLM asked for the box ({found}): {_compact(ev.get('answer', ''), 120)}"
 
 
 def _costs_nodes(costs: dict[str, Any]) -> list[_Node]:
@@ -190,9 +222,15 @@ def _costs_nodes(costs: dict[str, Any]) -> list[_Node]:
     for tool, c in sorted(costs.items()):
         if not isinstance(c, dict):
             continue
-        parts = [f"{c.get('calls', 0)} call(s)", f"{_num(c.get('seconds', 0))}s"]
-        if c.get("cache_hits"):
+        parts = [f"{c.get('calls', 0)} call(s)", f"{_num(c.get('seconds', 0))}s compute"]
+        if "computed" in c:
+            parts.append(
+                f"{c['computed']} computed, {c.get('joined', 0)} joined, {c.get('cache_hits', 0)} cached"
+            )
+        elif c.get("cache_hits"):
             parts.append(f"{c['cache_hits']} cache hit(s)")
+        if c.get("wait_seconds"):
+            parts.append(f"{_num(c['wait_seconds'])}s waiting on an identical call")
         if c.get("errors"):
             parts.append(f"{c['errors']} error(s)")
         if c.get("tokens_in") or c.get("tokens_out"):
@@ -217,8 +255,11 @@ def _end_node(ev: dict[str, Any]) -> _Node:
     if queries:
         node.children.append(_Node("queries: " + " -> ".join(repr(q) for q in queries)))
     for cand in ev.get("candidates") or []:
+        origin = f" from {cand['origin']}" if cand.get("origin") else ""
         node.children.append(
-            _Node(f"candidate #{cand.get('index')} prob {cand.get('prob')} box {cand.get('box_xyxy')}")
+            _Node(
+                f"candidate #{cand.get('index')} prob {cand.get('prob')} box {cand.get('box_xyxy')}{origin}"
+            )
         )
     for note in ev.get("notes") or []:
         node.children.append(_Node(f"note: {note}"))
@@ -256,8 +297,9 @@ def episode_tree(ep: EpisodeTrace) -> _Node:
             pending.clear()
             root.children.append(level)
             continue
-        if name == "tool_call":
-            node = _Node(_tool_label(ev), [_Node(_vlm_label(v)) for v in pending])
+        if name in ("tool_call", "ground"):
+            label = _tool_label(ev) if name == "tool_call" else _ground_label(ev)
+            node = _Node(label, [_Node(_vlm_label(v)) for v in pending])
             pending.clear()
             level.children.append(node)
             continue
@@ -321,6 +363,7 @@ def render_trace(path: str | Path, sample: str | None = None, as_json: bool = Fa
     """
     file = resolve_trace_path(path)
     events, skipped = read_events(file)
+    events = [redact(e) for e in events]  # a trace written before a secret was known as one
     chosen = select_episodes(group_episodes(events), sample, str(file))
     if as_json:
         payload = {
@@ -333,33 +376,3 @@ def render_trace(path: str | Path, sample: str | None = None, as_json: bool = Fa
     if skipped:
         blocks.append(f"({skipped} unreadable line(s) skipped, e.g. a torn last line)")
     return "\n\n".join(blocks)
-
-
-def _trace_command(args: argparse.Namespace) -> int:
-    from tools.errors import RefsegError
-
-    try:
-        text = render_trace(args.path, sample=args.sample, as_json=args.json)
-    except RefsegError as exc:
-        print(f"refseg trace: {exc}", file=sys.stderr)
-        return exc.exit_code
-    with contextlib.suppress(BrokenPipeError):  # `refseg trace ... | head`
-        print(text)
-    return 0
-
-
-def add_trace_parser(subparsers: Any) -> None:
-    """Register ``refseg trace PATH [--sample ID] [--json]``.
-
-    The parser's ``func`` default is a function taking the parsed namespace and returning
-    the exit code.
-    """
-    p = subparsers.add_parser(
-        "trace",
-        help="show a run's trace as a tree (turns, tool calls, guards, VLM calls, final choice)",
-        description="Render the episodes of a trace.jsonl as a readable tree.",
-    )
-    p.add_argument("path", help="a trace.jsonl, or a run folder holding one")
-    p.add_argument("--sample", default=None, help="show only this sample id")
-    p.add_argument("--json", action="store_true", help="print the selected events grouped as JSON")
-    p.set_defaults(func=_trace_command)

@@ -1,77 +1,105 @@
 """structlog tracing: one JSON line per tool call, VLM call and guard decision.
 
 Each run gets its own :class:`Tracer` (no global structlog configuration, so several runs
-in one process, e.g. tests, never mix their files). Secrets are redacted by key name,
-by known secret values (the API keys in the environment) and by shape (``sk-...``,
-``Bearer ...``) before anything is written.
+in one process, e.g. tests, never mix their files). Before anything is written, every value
+is redacted (:mod:`agent.redaction`: key names, known secret values, credential shapes, URL
+credentials) and bounded: a string longer than :data:`MAX_STRING` characters, a list or dict
+with more than :data:`MAX_ITEMS` entries, and whatever exceeds an event's
+:data:`EVENT_BUDGET` is cut, with a marker that says how long it was. A trace file that a
+killed run left without a final newline gets one before the first new event, and a trace
+that cannot be written (a full disk) turns itself off with one warning instead of failing
+the examples.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
 
-SECRET_ENV_VARS = ("SILICONFLOW_API_KEY", "REFSEG_VLM_API_KEY", "OPENAI_API_KEY")
-REDACTED = "[REDACTED]"
-_SECRET_KEY = re.compile(
-    r"^(api[_-]?key|x-api-key|authorization|proxy-authorization|password|secret|"
-    r"access[_-]?token|bearer|cookie|set-cookie)$",
-    re.IGNORECASE,
+from agent.redaction import (
+    REDACTED,
+    SECRET_ENV_VARS,
+    is_secret_key,
+    redact,
+    redact_text,
+    register_secret,
 )
-_SECRET_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+)")
-_extra_secrets: set[str] = set()
+
+__all__ = [
+    "CURRENT_LOG",
+    "REDACTED",
+    "SECRET_ENV_VARS",
+    "Tracer",
+    "bound",
+    "clip",
+    "log_vlm_call",
+    "redact",
+    "redact_text",
+    "register_secret",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_STRING = 2_000  # characters of one logged string
+MAX_ITEMS = 50  # entries of one logged list or dict
+EVENT_BUDGET = 64_000  # characters of strings in one event; beyond it, values become markers
+_SLACK = 1_000  # redact this much past a cut, so a secret across the cut is still caught
 # The running episode's bound logger: VLM calls made deep inside a tool land in its trace.
 CURRENT_LOG: ContextVar[Any | None] = ContextVar("refseg_current_log", default=None)
 
 
 def log_vlm_call(info: dict[str, Any]) -> None:
     """``on_call`` hook of the VLM client: one ``vlm_call`` event in the current episode."""
-    log = CURRENT_LOG.get()
-    if log is not None:
-        log.info("vlm_call", **info)
+    current = CURRENT_LOG.get()
+    if current is not None:
+        current.info("vlm_call", **info)
 
 
-def register_secret(value: str | None) -> None:
-    """Redact this exact value wherever it would be written (e.g. a key passed by flag)."""
-    if value and len(value) >= 4:
-        _extra_secrets.add(value)
+def clip(text: str, limit: int = MAX_STRING) -> str:
+    """``text`` redacted and cut to ``limit`` characters, with a marker giving its length."""
+    if len(text) <= limit:
+        return redact_text(text)
+    # Redact a little more than is kept: a secret that straddles the cut is replaced whole.
+    return redact_text(text[: limit + _SLACK])[:limit] + f"…[truncated: {len(text)} chars]"
 
 
-def _known_secrets() -> list[str]:
-    values = {os.environ.get(name, "") for name in SECRET_ENV_VARS} | _extra_secrets
-    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
-
-
-def redact_text(text: str) -> str:
-    for secret in _known_secrets():
-        text = text.replace(secret, REDACTED)
-    return _SECRET_SHAPES.sub(REDACTED, text)
-
-
-def redact(value: Any) -> Any:
-    """Recursively redact secrets from dicts, lists and strings."""
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.match(k) else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
+def bound(value: Any, budget: list[int] | None = None) -> Any:
+    """``value`` redacted and bounded (strings, entries and the event's total; see module doc)."""
+    budget = budget if budget is not None else [EVENT_BUDGET]
     if isinstance(value, str):
-        return redact_text(value)
+        limit = max(0, min(MAX_STRING, budget[0]))
+        budget[0] -= min(len(value), limit) + 32
+        return clip(value, limit) if limit else f"[truncated: {len(value)} chars]"
+    if isinstance(value, dict | list | tuple):
+        if budget[0] <= 0:
+            return f"[truncated: {len(value)} entries]"
+        if isinstance(value, dict):
+            items = list(value.items())
+            out: Any = {
+                clip(str(k), 200): (REDACTED if is_secret_key(k) else bound(v, budget))
+                for k, v in items[:MAX_ITEMS]
+            }
+            if len(items) > MAX_ITEMS:
+                out["…"] = f"[truncated: {len(items)} entries]"
+            return out
+        out = [bound(v, budget) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            out.append(f"…[truncated: {len(value)} items]")
+        return out
     return value
 
 
-def _redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
-    return redact(dict(event_dict))  # type: ignore[no-any-return]
+def _clean_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    return bound(dict(event_dict))  # type: ignore[no-any-return]
 
 
 def _add_time(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -80,16 +108,28 @@ def _add_time(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) 
 
 
 class _LockedWriter:
-    """A line writer shared by worker threads: one lock, flush per line."""
+    """A line writer shared by worker threads: one lock, flush per line.
 
-    def __init__(self, fh: IO[str]):
+    A write that fails (a full disk) turns the writer off: ``failure`` says why, one warning
+    is logged, and the episodes go on untraced rather than failing.
+    """
+
+    def __init__(self, fh: IO[str], path: Path):
         self._fh = fh
+        self._path = path
         self._lock = threading.Lock()
+        self.failure: str | None = None
 
     def msg(self, message: str) -> None:
         with self._lock:
-            self._fh.write(message + "\n")
-            self._fh.flush()
+            if self.failure is not None:
+                return
+            try:
+                self._fh.write(message + "\n")
+                self._fh.flush()
+            except OSError as exc:
+                self.failure = f"cannot write {self._path}: {exc.strerror or exc}"
+                log.warning("%s; tracing is off for the rest of this run", self.failure)
 
     log = debug = info = warning = error = msg
 
@@ -101,21 +141,71 @@ class _NullWriter:
     log = debug = info = warning = error = msg
 
 
-class Tracer:
-    """Writes trace events for one run to ``path`` (JSON lines), or nowhere when ``None``."""
+# The list the running example's trace lines go to (see collect_lines).
+_COLLECTED: ContextVar[list[str] | None] = ContextVar("refseg_trace_lines", default=None)
 
-    def __init__(self, path: str | Path | None = None, run_id: str = "run"):
+
+class CollectingSink:
+    """A :class:`Tracer` sink that keeps the rendered lines in memory instead of a file.
+
+    Each line goes to the list of the :func:`collect_lines` block it was written in (so
+    concurrent examples keep their lines apart); a line written outside any block waits in
+    :meth:`take_loose`. A Ray worker returns an example's lines with its record and the
+    driver appends them to ``trace.jsonl``, so that file has one writer.
+    """
+
+    def __init__(self) -> None:
+        self._loose: list[str] = []
+
+    def msg(self, message: str) -> None:
+        target = _COLLECTED.get()
+        (self._loose if target is None else target).append(message)
+
+    log = debug = info = warning = error = msg
+
+    def take_loose(self) -> list[str]:
+        """The lines written outside any :func:`collect_lines` block so far (then forgotten)."""
+        lines, self._loose = self._loose, []
+        return lines
+
+
+@contextmanager
+def collect_lines() -> Iterator[list[str]]:
+    """Within this block (and tasks started from it) a :class:`CollectingSink` appends the
+    current context's trace lines to the yielded list."""
+    lines: list[str] = []
+    token = _COLLECTED.set(lines)
+    try:
+        yield lines
+    finally:
+        _COLLECTED.reset(token)
+
+
+class Tracer:
+    """Writes trace events for one run to ``path`` (JSON lines), to ``sink``, or nowhere.
+
+    Args:
+        path: the trace file (appended to).
+        run_id: carried by every event.
+        sink: where rendered lines go instead of a file (e.g. a :class:`CollectingSink`).
+    """
+
+    def __init__(self, path: str | Path | None = None, run_id: str = "run", *, sink: Any | None = None):
         self.path = Path(path) if path is not None else None
         self.run_id = run_id
         self._fh: IO[str] | None = None
-        writer: Any = _NullWriter()
+        writer: Any = sink if sink is not None else _NullWriter()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _ends_without_newline(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
-            writer = _LockedWriter(self._fh)
+            if torn:  # a killed run's half line must not swallow our first event
+                self._fh.write("\n")
+            writer = _LockedWriter(self._fh, self.path)
+        self._writer = writer
         self._root = structlog.wrap_logger(
             writer,
-            processors=[_add_time, _redact_processor, structlog.processors.JSONRenderer()],
+            processors=[_add_time, _clean_processor, structlog.processors.JSONRenderer()],
             context_class=dict,
         ).bind(run_id=run_id)
 
@@ -126,9 +216,21 @@ class Tracer:
     def event(self, event: str, **fields: Any) -> None:
         self._root.info(event, **fields)
 
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Append lines rendered elsewhere (a Ray worker's), redacted again on the way."""
+        for line in lines:
+            self._writer.msg(redact_text(line))
+
+    @property
+    def error(self) -> str | None:
+        """Why the trace stopped being written (``None`` while it is written)."""
+        failure: str | None = getattr(self._writer, "failure", None)
+        return failure
+
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # lines it could not flush were reported already
+                self._fh.close()
             self._fh = None
 
     def __enter__(self) -> Tracer:
@@ -136,3 +238,15 @@ class Tracer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ends_without_newline(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, 2)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False

@@ -7,9 +7,17 @@ test server) needs only a base URL.
 The SDK's own retries are off (``max_retries=0``): :class:`VLMClient` retries itself so
 every attempt reaches the ``on_call`` hook (one trace event per attempt) and
 ``Retry-After`` is honoured exactly. Retried: 408, 409, 429, 5xx, timeouts, connection
-errors and unparseable response bodies. Any other 4xx fails at once.
+errors and unparseable response bodies. Any other 4xx fails at once, and so does a 200 whose
+body is not JSON (an HTML page: the base URL points at a web site, not an API). 401, 403 and
+"no such model" (404, or a 400 that says so) raise :class:`tools.errors.VLMAuthError`, which
+stops a run: no call could succeed. Its one line names the endpoint's host and what to fix.
 
-The API key never appears in a repr, an exception message or an ``on_call`` event.
+A query string in the base URL (``...?api_key=K``) is sent as request parameters, so the
+request goes to ``.../chat/completions?api_key=K``; user information (``user:pass@``) is sent
+as Basic credentials by the HTTP client.
+
+The API key never appears in a repr, an exception message or an ``on_call`` event, and
+neither do credentials in the base URL or a ``Basic`` header a server echoes back.
 """
 
 from __future__ import annotations
@@ -18,22 +26,32 @@ import asyncio
 import email.utils
 import logging
 import math
-import os
 import random
 import re
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anyio
 import openai
 
-from tools.errors import ConfigError, VLMError
-from tools.refine_vlm import image_data_url
+from agent.redaction import redact_text, url_secrets
+from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
+from agent.vlm_reply import (
+    BadResponse,
+    NotJSONReply,
+    ToolCall,
+    VLMCallError,
+    VLMReply,
+    parse_response,
+)
+from tools.errors import VLMAuthError, VLMError
 
+# The client's public surface; configuration and reply types live in agent.vlm_config and
+# agent.vlm_reply.
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
@@ -44,223 +62,12 @@ __all__ = [
     "VLMClient",
     "VLMConfig",
     "VLMReply",
-    "image_data_url",
     "price_usd",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
-KEY_ENV_VARS = ("SILICONFLOW_API_KEY", "REFSEG_VLM_API_KEY")
-BASE_URL_ENV = "REFSEG_VLM_BASE_URL"
-MODEL_ENV = "REFSEG_VLM_MODEL"
-LOCAL_DUMMY_KEY = "sk-local-no-key"  # the SDK insists on a key; local servers ignore it
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-
-
-def is_siliconflow(url: str) -> bool:
-    """Whether ``url`` is SiliconFlow's API (the only host SILICONFLOW_API_KEY is sent to)."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("siliconflow.cn", "siliconflow.com") or host.endswith(
-        (".siliconflow.cn", ".siliconflow.com")
-    )
-
-
-@dataclass(frozen=True)
-class Price:
-    """List price in USD per million tokens."""
-
-    input_per_m: float
-    output_per_m: float
-
-
-# SiliconFlow list price of Qwen2.5-VL-72B-Instruct: CNY 4.13 per million tokens, input and
-# output alike (siliconflow.cn model list; ~= USD 0.58 at 7.1 CNY/USD), USD 0.59 on the
-# international siliconflow.com list. Prices change: override with VLMConfig(prices=...).
-DEFAULT_PRICES: Mapping[str, Price] = {
-    "Qwen/Qwen2.5-VL-72B-Instruct": Price(0.59, 0.59),
-}
-
-
-def price_usd(
-    model: str, tokens_in: int, tokens_out: int, prices: Mapping[str, Price]
-) -> tuple[float, str | None]:
-    """USD for one call and, for a model missing from ``prices``, a note saying it is 0."""
-    price = prices.get(model)
-    if price is None:
-        folded = {k.casefold(): v for k, v in prices.items()}
-        price = folded.get(model.casefold())
-    if price is None:
-        return 0.0, f"no price for model {model!r}: its USD cost is counted as 0 (set VLMConfig.prices)"
-    return (tokens_in * price.input_per_m + tokens_out * price.output_per_m) / 1e6, None
-
-
-@dataclass(frozen=True)
-class VLMConfig:
-    """Where and how to call the VLM.
-
-    Attributes:
-        base_url: OpenAI-compatible endpoint (``.../v1``).
-        model: model name sent with every request.
-        api_key: the secret; never shown by ``repr``.
-        timeout_s: per-attempt timeout (connect to last byte).
-        max_retries: retries after the first attempt.
-        backoff_base_s, backoff_max_s: exponential backoff ``base * 2**k`` capped, with jitter.
-        retry_after_max_s: cap on a server's ``Retry-After``.
-        prices: USD per million tokens by model name.
-        explicit_base_url: the base URL was chosen by the user (a local server needs no key).
-    """
-
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL
-    api_key: str | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 4
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 20.0
-    retry_after_max_s: float = 60.0
-    prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
-    explicit_base_url: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.timeout_s > 0:
-            raise ConfigError(f"VLM timeout must be > 0 seconds, got {self.timeout_s}")
-        if self.max_retries < 0:
-            raise ConfigError(f"VLM max_retries must be >= 0, got {self.max_retries}")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"VLM base URL must start with http:// or https://, got {self.base_url!r}")
-
-    def __repr__(self) -> str:
-        key = "None" if not self.api_key else "'***'"
-        return (
-            f"VLMConfig(base_url={self.base_url!r}, model={self.model!r}, api_key={key}, "
-            f"timeout_s={self.timeout_s}, max_retries={self.max_retries})"
-        )
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_env(
-        cls,
-        base_url: str | None = None,
-        model: str | None = None,
-        api_key: str | None = None,
-        **overrides: Any,
-    ) -> VLMConfig:
-        """Build from arguments, then environment, then defaults (arguments win).
-
-        Key: ``api_key``, else ``REFSEG_VLM_API_KEY``; ``SILICONFLOW_API_KEY`` is used (first)
-        only when the endpoint is SiliconFlow's, so that key never goes to another host.
-        Base URL: ``base_url``, else ``REFSEG_VLM_BASE_URL``, else SiliconFlow. Model:
-        ``model``, else ``REFSEG_VLM_MODEL``, else Qwen2.5-VL-72B. With a user-chosen base URL
-        and no key a dummy key is used (local servers need none). Never raises for a missing
-        key: check :meth:`vlm_unavailable_reason`.
-        """
-        url = base_url or os.environ.get(BASE_URL_ENV) or None
-        key_vars = KEY_ENV_VARS if is_siliconflow(url or DEFAULT_BASE_URL) else ("REFSEG_VLM_API_KEY",)
-        key = api_key or next((os.environ[v] for v in key_vars if os.environ.get(v)), None)
-        if url and not key:
-            key = LOCAL_DUMMY_KEY
-        return cls(
-            base_url=(url or DEFAULT_BASE_URL).rstrip("/"),
-            model=model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
-            api_key=key,
-            explicit_base_url=bool(url),
-            **overrides,
-        )
-
-    def vlm_unavailable_reason(self) -> str | None:
-        """One line saying what is missing, or None when the VLM can be called."""
-        if self.api_key:
-            return None
-        return (
-            f"VLM off: no API key for {self.base_url}; set SILICONFLOW_API_KEY (SiliconFlow) or "
-            "REFSEG_VLM_API_KEY (any endpoint), or pass --vlm-base-url for a local OpenAI-compatible server"
-        )
-
-    def with_(self, **changes: Any) -> VLMConfig:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One function call the model asked for; ``arguments`` is the raw JSON string."""
-
-    id: str
-    name: str
-    arguments: str
-
-    def parse_arguments(self) -> dict[str, Any]:
-        """The arguments as a dict.
-
-        Raises:
-            ValueError: not a JSON object; the message is fit to send back to the model.
-        """
-        import json
-
-        text = self.arguments.strip() or "{}"
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"arguments of {self.name!r} are not valid JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"arguments of {self.name!r} must be a JSON object, got {type(value).__name__}")
-        return value
-
-    def to_message(self) -> dict[str, Any]:
-        """The ``tool_calls`` entry of an assistant message."""
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
-
-
-@dataclass(frozen=True)
-class VLMReply:
-    """One completed chat call.
-
-    Attributes:
-        content: the assistant text (``""`` when there is none).
-        tool_calls: function calls requested, in order.
-        finish_reason: as the server said it (``stop``, ``tool_calls``, ``length``, or odd).
-        tokens_in, tokens_out: usage reported by the server (0 when missing).
-        usd: priced from the config's table (0 for unknown models).
-        latency_s: seconds of the successful attempt.
-        attempts: attempts it took (1 = no retry).
-        model: the model that answered.
-    """
-
-    content: str
-    tool_calls: tuple[ToolCall, ...] = ()
-    finish_reason: str = "stop"
-    tokens_in: int = 0
-    tokens_out: int = 0
-    usd: float = 0.0
-    latency_s: float = 0.0
-    attempts: int = 1
-    model: str = ""
-
-    def assistant_message(self) -> dict[str, Any]:
-        """The reply as an assistant message to append to the conversation."""
-        msg: dict[str, Any] = {"role": "assistant", "content": self.content or None}
-        if self.tool_calls:
-            msg["tool_calls"] = [c.to_message() for c in self.tool_calls]
-        return msg
-
-
-class VLMCallError(VLMError):
-    """A VLM call that failed; ``status`` is the HTTP status when there was one."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, attempts: int = 1, retryable: bool = False
-    ):
-        super().__init__(message)
-        self.status = status
-        self.attempts = attempts
-        self.retryable = retryable
 
 
 @dataclass
@@ -269,6 +76,7 @@ class _Failure:
     retryable: bool
     status: int | None = None
     retry_after: float | None = None
+    kind: str = "vlm_error"  # for tallies: http_<status>, timeout, connection, malformed
 
 
 OnCall = Callable[[dict[str, Any]], None]
@@ -297,7 +105,9 @@ class VLMClient:
             raise VLMError(reason)
         self.config = config
         self.on_call = on_call
-        self._secret = config.api_key or ""
+        # The key and any credentials inside the base URL (user, password, query values).
+        secrets = [config.api_key or "", *url_secrets(config.base_url)]
+        self._secrets = sorted((v for v in secrets if v), key=len, reverse=True)
         # The SDK's connection pool belongs to the event loop it first ran on, and a bench
         # suite runs several loops in turn: keep one SDK client per running loop.
         # Keyed weakly by the loop object itself: an id() can be reused by a later loop.
@@ -324,9 +134,11 @@ class VLMClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            base_url, query = self.config.request_url()
             client = self._clients[loop] = openai.AsyncOpenAI(
                 api_key=self.config.api_key,
-                base_url=self.config.base_url,
+                base_url=base_url,
+                default_query=query or None,
                 timeout=self.config.timeout_s,
                 max_retries=0,
             )
@@ -380,26 +192,18 @@ class VLMClient:
             kw["tools"] = tools
             if tool_choice is not None:
                 kw["tool_choice"] = tool_choice
-        cfg = self.config
-        total = cfg.max_retries + 1
+        total = self.config.max_retries + 1
         last: _Failure | None = None
         for attempt in range(1, total + 1):
             self.attempts += 1
             t0 = time.monotonic()
-            failure: _Failure | None = None
-            try:
-                with anyio.fail_after(cfg.timeout_s + 1.0):  # the SDK timeout is per read
-                    response = await self._client.chat.completions.create(
-                        model=cfg.model, messages=cast(Any, messages), timeout=cfg.timeout_s, **kw
-                    )
-                reply = self._reply(response, time.monotonic() - t0, attempt)
-            except (openai.OpenAIError, ValueError, TimeoutError, _BadResponse) as exc:
-                failure = self._classify(exc)  # anything else is a bug: let it surface
+            reply, failure = await self._attempt(messages, kw, attempt)
             latency = time.monotonic() - t0
-            if failure is None:
+            if reply is not None:
                 self._account(reply)
                 self._emit(attempt, latency, reply=reply)
                 return reply
+            assert failure is not None  # an attempt gives a reply or a failure
             last = failure
             delay = self._delay(failure, attempt) if failure.retryable and attempt < total else None
             self._emit(attempt, latency, failure=failure, retry_in_s=delay)
@@ -407,51 +211,56 @@ class VLMClient:
                 break
             await anyio.sleep(delay)
         assert last is not None
-        self.failures += 1
-        where = f"{cfg.model} at {cfg.base_url}"
-        if last.retryable:
-            msg = f"VLM call failed after {attempt} attempt(s) ({where}): {last.message}"
-        else:
-            msg = f"VLM request rejected ({where}): {last.message}"
-        raise VLMCallError(
-            self._redact(msg), status=last.status, attempts=attempt, retryable=last.retryable
-        ) from None
+        raise self._give_up(last, attempt)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _reply(self, response: Any, latency: float, attempt: int) -> VLMReply:
-        choices = getattr(response, "choices", None)
-        if not choices:
-            raise _BadResponse("the response has no choices")
-        choice = choices[0]
-        message = choice.message
-        calls = []
-        for i, tc in enumerate(message.tool_calls or ()):
-            fn = getattr(tc, "function", None) or getattr(tc, "custom", None)
-            name = getattr(fn, "name", "") or ""
-            args = getattr(fn, "arguments", None)
-            if args is None:
-                args = getattr(fn, "input", "")
-            calls.append(ToolCall(id=tc.id or f"call_{i}", name=name, arguments=str(args or "")))
-        usage = getattr(response, "usage", None)
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        model = getattr(response, "model", None) or self.config.model
-        usd, note = price_usd(self.config.model, tokens_in, tokens_out, self.config.prices)
-        if note and self.price_note is None:
-            self.price_note = note
-            log.warning(note)
-        return VLMReply(
-            content=message.content if isinstance(message.content, str) else "",
-            tool_calls=tuple(calls),
-            finish_reason=str(choice.finish_reason or ""),
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            usd=usd,
-            latency_s=latency,
-            attempts=attempt,
-            model=str(model),
+    async def _attempt(
+        self, messages: list[dict[str, Any]], kw: dict[str, Any], attempt: int
+    ) -> tuple[VLMReply | None, _Failure | None]:
+        """One request: the reply, or the classified failure."""
+        cfg = self.config
+        t0 = time.monotonic()
+        try:
+            with anyio.fail_after(cfg.timeout_s + 1.0):  # the SDK timeout is per read
+                raw = await self._client.chat.completions.with_raw_response.create(
+                    model=cfg.model, messages=cast(Any, messages), timeout=cfg.timeout_s, **kw
+                )
+                response = raw.parse()
+            if isinstance(response, str):  # the SDK hands back the text of a non-JSON body
+                raise NotJSONReply(str(raw.headers.get("content-type") or "no content type"))
+            return self._reply(response, time.monotonic() - t0, attempt), None
+        except (openai.OpenAIError, ValueError, TimeoutError, BadResponse) as exc:
+            return None, self._classify(exc)  # anything else is a bug: let it surface
+
+    def _give_up(self, last: _Failure, attempts: int) -> VLMCallError | VLMAuthError:
+        """The one-line error for a call that failed ``attempts`` times, last with ``last``:
+        :class:`VLMAuthError` when no call can succeed (key rejected, no such model)."""
+        self.failures += 1
+        fix = _auth_fix(last, self.config.model)
+        if fix is not None:
+            host = _host(self.config.base_url)
+            return VLMAuthError(self._redact(f"VLM at {host} answered HTTP {last.status}: {fix}"))
+        where = f"{self.config.model} at {self.config.shown_url}"
+        if last.retryable:
+            msg = f"VLM call failed after {attempts} attempt(s) ({where}): {last.message}"
+        else:
+            msg = f"VLM request rejected ({where}): {last.message}"
+        return VLMCallError(
+            self._redact(msg),
+            status=last.status,
+            attempts=attempts,
+            retryable=last.retryable,
+            kind=last.kind,
         )
+
+    def _reply(self, response: Any, latency: float, attempt: int) -> VLMReply:
+        reply, note = parse_response(response, self.config, latency, attempt)
+        if note and self.price_note is None:
+            # Kept, not logged: the bench and segment commands print the same line once at
+            # start-up (VLMConfig.price_note), before any call.
+            self.price_note = note
+        return reply
 
     def _classify(self, exc: Exception) -> _Failure:
         if isinstance(exc, openai.APIStatusError):
@@ -459,15 +268,17 @@ class VLMClient:
             detail = self._line(getattr(exc, "message", "") or str(exc))
             retryable = status in RETRYABLE_STATUS or status >= 500
             retry_after = _retry_after(exc.response.headers) if retryable else None
-            return _Failure(f"HTTP {status}: {detail}", retryable, status, retry_after)
+            return _Failure(f"HTTP {status}: {detail}", retryable, status, retry_after, f"http_{status}")
         if isinstance(exc, openai.APITimeoutError | TimeoutError):
-            return _Failure(f"timed out after {self.config.timeout_s:g} s", True)
+            return _Failure(f"timed out after {self.config.timeout_s:g} s", True, kind="timeout")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
-            return _Failure(f"connection error{detail}", True)
-        if isinstance(exc, _BadResponse | ValueError | openai.APIResponseValidationError):
-            return _Failure(f"malformed response: {self._line(str(exc))}", True)
+            return _Failure(f"connection error{detail}", True, kind="connection")
+        if isinstance(exc, NotJSONReply):  # a web page, not an API: asking again will not help
+            return _Failure(f"{exc}; check --vlm-base-url (it should end in /v1)", False, kind="not_json")
+        if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
+            return _Failure(f"malformed response: {self._line(str(exc))}", True, kind="malformed")
         return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors
 
     def _delay(self, failure: _Failure, attempt: int) -> float:
@@ -516,16 +327,45 @@ class VLMClient:
         return _one_line(self._redact(text))
 
     def _redact(self, text: str) -> str:
-        text = text.replace(self._secret, "***") if self._secret else text
-        # A server echoing the request's Authorization header: drop the whole credential.
-        return _BEARER.sub("[REDACTED]", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        # A server echoing the request's Authorization header (Bearer or Basic) or the URL.
+        return redact_text(_BEARER.sub("[REDACTED]", text))
 
 
 _BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
+_NO_MODEL = re.compile(
+    r"model.*(not (found|exist)|does ?n.t exist|unknown|invalid)|(unknown|invalid) model", re.IGNORECASE
+)
 
 
-class _BadResponse(Exception):
-    """A 200 response the client cannot use (no choices)."""
+def _auth_fix(failure: _Failure, model: str) -> str | None:
+    """What to fix when ``failure`` means no call can succeed (else ``None``): the key is
+    rejected (401), has no access (403), or the endpoint has no such model (404, or a 400 that
+    says so)."""
+    status = failure.status
+    if status == 401:
+        return (
+            "the API key was rejected; set REFSEG_VLM_API_KEY (or SILICONFLOW_API_KEY for "
+            "SiliconFlow) to a valid key"
+        )
+    if status == 403:
+        return (
+            f"the API key has no access to model {model!r}; check the key's permissions or pass --vlm-model"
+        )
+    if status == 404 or (status == 400 and _NO_MODEL.search(failure.message)):
+        return (
+            f"no model {model!r} there (or the URL is wrong); pass --vlm-model with a model the "
+            "endpoint serves, and a --vlm-base-url that ends in /v1"
+        )
+    return None
+
+
+def _host(url: str) -> str:
+    """``host[:port]`` of ``url``: never the user, password, path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _one_line(text: str, limit: int = 300) -> str:

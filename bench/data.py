@@ -1,391 +1,40 @@
-"""Evaluation examples: RefCOCO-M (hub or local parquet) and generated scenes.
+"""Loading evaluation examples: RefCOCO-M (:mod:`bench.refcocom`) or generated scenes.
 
-RefCOCO-M (``moondream/refcoco-m``, split ``validation``: 1,190 rows, one per image, 5,598
-expressions). Schema, as its dataset card declares it::
-
-    image      Image            {bytes, path}
-    image_id   int64
-    file_name  string
-    samples    list of struct:
-        id int64, image_id int64, category string, supercategory string, label string,
-        sentences list<string>, bbox list<float32> [x, y, w, h],
-        mask struct {counts: string (compressed COCO RLE), size: list<int32> [H, W]}
-
-The loader requires ``image``, ``image_id`` and ``samples`` with ``id``, ``category``,
-``sentences``, ``bbox`` and ``mask.{counts,size}``; everything else is optional. One
-:class:`Example` per (image, sample, sentence), following the card's evaluation protocol.
-Images and masks stay encoded until an example asks for them, so loading the whole split
-decodes nothing but image headers (to check mask sizes).
-
-A problem with the whole source (missing path, wrong schema) raises :class:`DatasetError`.
-A problem with one row (mask size not the image size, empty sentence, missing mask) keeps
-the example, with ``error`` set, so the runner records it as a failure instead of losing it.
+:func:`load_dataset_spec` takes ``synthetic``, a local parquet file or folder, or a hub data
+set name. Examples are :class:`bench.examples.Example` (re-exported here).
 """
 
 from __future__ import annotations
 
-import io
-import re
-import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
-
 import numpy as np
-from PIL import Image as PILImage
 
-from bench.rle import decode_rle, rle_area
-from tools.errors import ConfigError, DatasetError, InputError
-from tools.images import clean_expression, decode_image
+from bench.examples import (
+    ArrayImage,
+    Example,
+    ExampleSet,
+    check_selection,
+    group_by_image,
+    parse_bbox,
+    sentence_problem,
+)
+from bench.refcocom import HUB_DATASET, load_refcocom
 from tools.types import Image
 
-HUB_DATASET = "moondream/refcoco-m"
-PER_IMAGE = ("all", "first")
 DEFAULT_SYNTHETIC_N = 20
 
-REQUIRED_COLUMNS = ("image", "image_id", "samples")
-REQUIRED_SAMPLE_FIELDS = ("id", "category", "sentences", "bbox", "mask")
-REQUIRED_MASK_FIELDS = ("counts", "size")
-
-_HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
-
-
-class ImageSource(Protocol):
-    """Where an example's image comes from; ``load`` decodes it."""
-
-    def load(self) -> Image: ...
-
-
-@dataclass(frozen=True, eq=False)
-class ArrowImage:
-    """Row ``row`` of a datasets table whose ``image`` column is not decoded."""
-
-    table: Any  # datasets.Dataset with image cast to Image(decode=False)
-    row: int
-    name: str
-
-    def raw(self) -> bytes:
-        """The encoded image bytes (read from ``path`` when the row has no bytes)."""
-        record = self.table[self.row]["image"]
-        if not record:
-            raise InputError(f"{self.name}: the row has no image")
-        data = record.get("bytes")
-        if data:
-            return bytes(data)
-        path = record.get("path")
-        if path and Path(path).is_file():
-            return Path(path).read_bytes()
-        raise InputError(f"{self.name}: the row has no image bytes and no readable path ({path!r})")
-
-    def load(self) -> Image:
-        return decode_image(self.raw(), name=self.name)
+__all__ = [
+    "DEFAULT_SYNTHETIC_N",
+    "HUB_DATASET",
+    "Example",
+    "ExampleSet",
+    "group_by_image",
+    "load_dataset_spec",
+    "load_refcocom",
+    "load_synthetic",
+]
 
 
-@dataclass(frozen=True, eq=False)
-class ArrayImage:
-    """An image already in memory (generated scenes)."""
-
-    image: Image
-
-    def load(self) -> Image:
-        return self.image
-
-
-@dataclass(frozen=True, eq=False, kw_only=True)
-class Example:
-    """One (image, referring expression, ground-truth mask) to evaluate.
-
-    Attributes:
-        example_id: stable id, ``"{image_id}:{sample_id}:{sentence_index}"``.
-        image_id: id of the image (string; examples of one image share it).
-        sample_id: id of the referred instance within the data set.
-        sentence: the referring expression, as stored.
-        sentence_index: position of the sentence in its sample's ``sentences``.
-        category: object category (COCO label, or the generated shape).
-        bbox_xywh: ground-truth box ``(x, y, w, h)``, or ``None`` when the row has none.
-        source: the data set this came from (hub name, path, or ``synthetic``).
-        error: why this example cannot be evaluated, or ``None``.
-        file_name: the image's file name where the data set has one.
-    """
-
-    example_id: str
-    image_id: str
-    sample_id: str
-    sentence: str
-    sentence_index: int
-    category: str
-    bbox_xywh: tuple[float, float, float, float] | None
-    source: str
-    image_ref: ImageSource = field(repr=False)
-    mask_ref: Mapping[str, Any] | np.ndarray | None = field(repr=False)
-    error: str | None = None
-    file_name: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True when the example can be evaluated."""
-        return self.error is None
-
-    def load_image(self) -> Image:
-        """Decode the image. Raises InputError when it is unreadable (this example only)."""
-        return self.image_ref.load()
-
-    def gt_mask(self) -> np.ndarray:
-        """Ground truth ``(H, W) bool`` (an RLE is decoded on each call; arrays are read-only).
-
-        Raises:
-            DatasetError: the RLE is corrupt or missing.
-        """
-        if self.mask_ref is None:
-            raise DatasetError(f"example {self.example_id} has no ground-truth mask")
-        if isinstance(self.mask_ref, np.ndarray):
-            return self.mask_ref
-        return decode_rle(self.mask_ref)
-
-    def gt_area(self) -> int:
-        """Ground-truth area in pixels (from the RLE runs, without decoding)."""
-        if self.mask_ref is None:
-            raise DatasetError(f"example {self.example_id} has no ground-truth mask")
-        if isinstance(self.mask_ref, np.ndarray):
-            return int(np.count_nonzero(self.mask_ref))
-        return rle_area(self.mask_ref)
-
-
-def group_by_image(examples: list[Example]) -> list[tuple[str, list[Example]]]:
-    """Examples grouped by ``image_id``, groups in order of first appearance."""
-    groups: dict[str, list[Example]] = {}
-    for ex in examples:
-        groups.setdefault(ex.image_id, []).append(ex)
-    return list(groups.items())
-
-
-# --------------------------------------------------------------------------- options
-
-
-def _check_options(n: int | None, per_image: str) -> None:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError(f"n must be a positive number of images, got {n!r}")
-    if per_image not in PER_IMAGE:
-        raise ConfigError(f"per_image must be one of {', '.join(PER_IMAGE)}, got {per_image!r}")
-
-
-def _select_rows(total: int, n: int | None, seed: int | None) -> list[int]:
-    """First ``n`` rows, or with ``seed`` a random ``n`` of them (kept in data set order)."""
-    k = total if n is None else min(n, total)
-    if seed is None or k == total:
-        return list(range(k))
-    rng = np.random.default_rng(seed)
-    return sorted(int(i) for i in rng.choice(total, size=k, replace=False))
-
-
-# --------------------------------------------------------------------------- RefCOCO-M
-
-
-def _parquet_files(path: Path, split: str) -> list[str]:
-    if path.is_file():
-        return [str(path)]
-    files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
-    if not files:
-        raise DatasetError(f"{path}: the folder has no .parquet files")
-    # A folder laid out like the hub repo (data/validation-00000-of-00002.parquet, ...):
-    # take the requested split's shards when there are any.
-    in_split = [p for p in files if p.name.startswith((f"{split}-", f"{split}."))]
-    return [str(p) for p in (in_split or files)]
-
-
-def _open(dataset: str, split: str, cache_dir: str | None) -> Any:
-    import datasets  # heavy import, only when a data set is actually loaded
-
-    path = Path(dataset).expanduser()
-    if path.exists():
-        files = _parquet_files(path, split)
-        try:
-            return datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
-        except Exception as exc:  # pyarrow/datasets raise many types for a bad file
-            raise DatasetError(f"{path}: cannot read it as parquet ({type(exc).__name__}: {exc})") from None
-    if (
-        dataset.endswith(".parquet")
-        or dataset.startswith((".", "/", "~"))
-        or not _HUB_NAME.fullmatch(dataset)
-    ):
-        raise DatasetError(f"{dataset}: no such file or folder; pass a parquet file or folder")
-    try:
-        return datasets.load_dataset(dataset, split=split, cache_dir=cache_dir)
-    except Exception as exc:  # offline, unknown repo, unknown split, ...
-        raise DatasetError(
-            f"cannot load {dataset!r} (split {split!r}) from the Hugging Face hub "
-            f"({type(exc).__name__}: {exc}); check the name and your network, or pass a local "
-            "parquet file or folder"
-        ) from None
-
-
-def _struct(feature: Any) -> dict[str, Any] | None:
-    """The field dict of a struct feature, looking through list wrappers; None if not one."""
-    while not isinstance(feature, dict):
-        if isinstance(feature, list | tuple) and len(feature) == 1:
-            feature = feature[0]
-        elif hasattr(feature, "feature"):  # datasets List / Sequence
-            feature = feature.feature
-        else:
-            return None
-    return feature
-
-
-def _check_schema(features: Mapping[str, Any], source: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in features]
-    if missing:
-        raise DatasetError(
-            f"{source}: missing column(s) {', '.join(missing)}; a RefCOCO-M table needs "
-            f"{', '.join(REQUIRED_COLUMNS)}"
-        )
-    sample = _struct(features["samples"])
-    if sample is None:
-        raise DatasetError(f"{source}: column 'samples' must be a list of structs")
-    missing = [f"samples.{f}" for f in REQUIRED_SAMPLE_FIELDS if f not in sample]
-    if not missing:
-        mask = _struct(sample["mask"]) or {}
-        missing = [f"samples.mask.{f}" for f in REQUIRED_MASK_FIELDS if f not in mask]
-    if missing:
-        raise DatasetError(f"{source}: missing field(s) {', '.join(missing)} in the RefCOCO-M schema")
-
-
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """``(H, W)`` of encoded image bytes after EXIF rotation, from the header only."""
-    try:
-        # Only the header is read, so PIL's decompression-bomb warning is a false alarm here;
-        # tools.images.decode_image enforces the real pixel limit when the image is decoded.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            img = PILImage.open(io.BytesIO(data))
-        with img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # unreadable: load_image() reports it for each example
-        return None
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-
-
-def _bbox(value: Any) -> tuple[float, float, float, float] | None:
-    try:
-        x, y, w, h = (float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return x, y, w, h
-
-
-def _mask_problem(mask: Any, image_size: tuple[int, int] | None) -> str | None:
-    if not isinstance(mask, Mapping) or mask.get("counts") is None or mask.get("size") is None:
-        return "the sample has no mask (counts and size)"
-    try:
-        h, w = (int(v) for v in mask["size"])
-    except (TypeError, ValueError):
-        return f"mask size {mask['size']!r} is not [H, W]"
-    if image_size is not None and (h, w) != image_size:
-        return f"mask size {h}x{w} does not match the image size {image_size[0]}x{image_size[1]}"
-    return None
-
-
-def _sentence_problem(sentence: Any) -> str | None:
-    if not isinstance(sentence, str):
-        return "the sentence is missing"
-    try:
-        clean_expression(sentence)
-    except InputError as exc:
-        return str(exc)
-    return None
-
-
-def load_refcocom(
-    dataset: str = HUB_DATASET,
-    split: str = "validation",
-    *,
-    n: int | None = None,
-    per_image: str = "all",
-    seed: int | None = None,
-    cache_dir: str | None = None,
-) -> list[Example]:
-    """Load RefCOCO-M examples from the hub, a parquet file, or a folder of parquet shards.
-
-    Args:
-        dataset: hub name (``moondream/refcoco-m``), or a local ``.parquet`` file or folder.
-        split: hub split; for a folder, shards named ``{split}-*`` are preferred when present.
-        n: number of images (all when ``None``); each keeps all its expressions.
-        per_image: ``"all"`` expressions, or only the ``"first"`` one per image.
-        seed: with ``n``, a random subset of ``n`` images instead of the first ``n``.
-        cache_dir: datasets cache folder (default: the datasets library's).
-
-    Returns:
-        Examples in data set order. Rows with problems are kept with ``error`` set.
-
-    Raises:
-        DatasetError: the source does not exist, cannot be read, or lacks required fields.
-        ConfigError: bad ``n`` or ``per_image``.
-    """
-    _check_options(n, per_image)
-    import datasets
-
-    table = _open(dataset, split, cache_dir)
-    _check_schema(table.features, dataset)
-    rows = _select_rows(len(table), n, seed)
-    try:
-        images = table.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
-    except Exception as exc:
-        raise DatasetError(f"{dataset}: column 'image' is not an image ({exc})") from None
-    meta_cols = [c for c in ("image_id", "file_name", "samples") if c in table.features]
-    meta = table.select_columns(meta_cols).select(rows)
-    examples: list[Example] = []
-    for row, record in zip(rows, meta, strict=True):
-        examples.extend(_row_examples(record, images, row, per_image, dataset))
-    return examples
-
-
-def _row_examples(
-    record: Mapping[str, Any], images: Any, row: int, per_image: str, source: str
-) -> list[Example]:
-    image_id = str(record["image_id"])
-    image_ref = ArrowImage(images, row, f"image {image_id}")
-    samples = [s for s in record.get("samples") or [] if s]
-    image_size: tuple[int, int] | None = None
-    if samples:
-        try:
-            image_size = _header_size(image_ref.raw())
-        except InputError:
-            image_size = None  # load_image() raises it for each example
-    out: list[Example] = []
-    for sample in samples:
-        mask = sample.get("mask")
-        mask_error = _mask_problem(mask, image_size)
-        sentences = sample.get("sentences") or []
-        if isinstance(sentences, str):  # a hand-made table with one sentence per sample
-            sentences = [sentences]
-        for index, sentence in enumerate(sentences):
-            sample_id = str(sample.get("id"))
-            out.append(
-                Example(
-                    example_id=f"{image_id}:{sample_id}:{index}",
-                    image_id=image_id,
-                    sample_id=sample_id,
-                    sentence=sentence if isinstance(sentence, str) else "",
-                    sentence_index=index,
-                    category=str(sample.get("category") or ""),
-                    bbox_xywh=_bbox(sample.get("bbox")),
-                    source=source,
-                    image_ref=image_ref,
-                    mask_ref=mask if isinstance(mask, Mapping) else None,
-                    error=mask_error or _sentence_problem(sentence),
-                    file_name=str(record.get("file_name") or ""),
-                )
-            )
-            if per_image == "first":
-                return out
-    return out
-
-
-# --------------------------------------------------------------------------- synthetic
-
-
-def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: str = "all") -> list[Example]:
+def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: str = "all") -> ExampleSet:
     """Examples from generated scenes: one per (scene, object, expression), exact masks.
 
     Args:
@@ -393,10 +42,10 @@ def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: st
         seed: scene generator seed (same seed, same scenes).
         per_image: ``"all"`` expressions, or only the ``"first"`` one per scene.
     """
-    _check_options(n, per_image)
+    check_selection(n, per_image)
     from tools.offline.scenes import generate_scenes
 
-    out: list[Example] = []
+    out = ExampleSet()
     for scene in generate_scenes(n, seed):
         image_ref = ArrayImage(Image.from_array(np.asarray(scene.image, dtype=np.uint8)))
         image_id = str(scene.scene_id)
@@ -418,11 +67,11 @@ def load_synthetic(n: int = DEFAULT_SYNTHETIC_N, seed: int = 0, *, per_image: st
                         sentence=expression,
                         sentence_index=index,
                         category=str(obj.shape),
-                        bbox_xywh=_bbox(obj.bbox_xywh),
+                        bbox_xywh=parse_bbox(obj.bbox_xywh),
                         source="synthetic",
                         image_ref=image_ref,
                         mask_ref=mask,
-                        error=error or _sentence_problem(expression),
+                        error=error or sentence_problem(expression),
                     )
                 )
                 if per_image == "first":
@@ -441,7 +90,8 @@ def load_dataset_spec(
     *,
     split: str = "validation",
     cache_dir: str | None = None,
-) -> list[Example]:
+    allow_outside_paths: bool = False,
+) -> ExampleSet:
     """Load from a spec: ``synthetic``, a local parquet file/folder, or a hub data set name.
 
     For ``synthetic``, ``n`` is the number of scenes (default 20) and ``seed`` the generator
@@ -451,4 +101,12 @@ def load_dataset_spec(
         return load_synthetic(
             DEFAULT_SYNTHETIC_N if n is None else n, 0 if seed is None else seed, per_image=per_image
         )
-    return load_refcocom(spec, split, n=n, per_image=per_image, seed=seed, cache_dir=cache_dir)
+    return load_refcocom(
+        spec,
+        split,
+        n=n,
+        per_image=per_image,
+        seed=seed,
+        cache_dir=cache_dir,
+        allow_outside_paths=allow_outside_paths,
+    )

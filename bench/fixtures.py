@@ -39,6 +39,13 @@ def refcocom_features() -> Any:
     )
 
 
+def _image_cell(image: np.ndarray | bytes | Mapping[str, Any], fmt: str) -> dict[str, Any]:
+    """The ``image`` cell: encoded bytes, or ``{"path": ...}`` as given (no bytes)."""
+    if isinstance(image, Mapping):
+        return {"bytes": None, "path": str(image["path"])}
+    return {"bytes": _encode_image(image, fmt), "path": None}
+
+
 def _encode_image(image: np.ndarray | bytes, fmt: str) -> bytes:
     if isinstance(image, bytes | bytearray):
         return bytes(image)
@@ -79,7 +86,7 @@ def write_refcocom_parquet(
 ) -> Path:
     """Write ``rows`` as a parquet file in RefCOCO-M's schema (via ``datasets``, like the hub).
 
-    Each row: ``{"image": (H, W, 3) uint8 array or encoded bytes, "image_id": int,
+    Each row: ``{"image": (H, W, 3) uint8 array, encoded bytes or {"path": str}, "image_id": int,
     "file_name": str (optional), "samples": [{"id": int, "sentences": [str],
     "mask": (H, W) bool array or an RLE dict, "category": str (optional),
     "bbox": [x, y, w, h] (optional; computed from an array mask)}]}``.
@@ -95,11 +102,12 @@ def write_refcocom_parquet(
     columns: dict[str, list[Any]] = {"image": [], "image_id": [], "file_name": [], "samples": []}
     for row in rows:
         image_id = int(row["image_id"])
-        columns["image"].append({"bytes": _encode_image(row["image"], image_format), "path": None})
+        columns["image"].append(_image_cell(row["image"], image_format))
         columns["image_id"].append(image_id)
         columns["file_name"].append(row.get("file_name", f"COCO_train2014_{image_id:012d}.jpg"))
         columns["samples"].append([_sample(image_id, s) for s in row["samples"]])
-    Dataset.from_dict(columns, features=refcocom_features()).to_parquet(str(out))
+    # A batch size of its own: datasets would otherwise stat every image path to size batches.
+    Dataset.from_dict(columns, features=refcocom_features()).to_parquet(str(out), batch_size=1000)
     return out
 
 

@@ -1,252 +1,385 @@
-"""Command-line options shared by ``refseg segment`` and ``refseg bench``: one meaning everywhere.
+"""Typed options: what the CLI builds once from its arguments and the library takes.
 
-:func:`add_episode_options` declares them; :func:`build_runtime` turns parsed arguments
-into the tool settings, episode configuration, registry, cache and VLM client.
+Defaults live here (and, for the controller's guards and budgets, in
+:class:`agent.episode.EpisodeConfig`): the CLI declares its flags without defaults and only
+overrides what the user gave, so a default is written in exactly one place. Library code and
+tests build these objects directly; nothing below the CLI parses argv.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal
 
-from agent.episode import CONTROLLERS, EpisodeConfig
-from cache.store import ENV_VAR as CACHE_ENV_VAR
-from cache.store import ToolCache, default_cache_dir
-from tools.base import ToolSettings, default_checkpoint_dir
+from agent.episode import EpisodeConfig
+from bench.perturb import PERTURBATIONS
+from cache.store import LOCK_TIMEOUT_S
 from tools.errors import ConfigError
-from tools.registry import ToolRegistry
+from tools.refine import RefineOptions
 
-TOOLSETS = {
+TOOLSETS: Mapping[str, tuple[str, str]] = {
     # name: (proposer, ranker)
     "models": ("sam_propose", "clip_rank"),
     "offline": ("region_propose", "attribute_rank"),
 }
+CLIP_MODES = ("crop", "blur", "grey", "outline")
+VLM_CONTROLLERS = ("agent", "ground")  # controllers that call the VLM themselves
+Refiner = Literal["rules", "vlm"]
 
 
-def _default_device() -> str:
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which tools run and how they are built.
+
+    Attributes:
+        weights: ``pretrained`` loads checkpoint files; ``random`` builds the same
+            architectures with random weights (offline smoke runs and timing only).
+        toolset: ``models`` (SAM + CLIP) or ``offline`` (classical regions + attribute ranker).
+        proposer, ranker: tool names that override the toolset's.
+        device: torch device (``None``: cuda if available, else cpu).
+        checkpoint_dir: weight files folder (``None``: ``$REFSEG_CHECKPOINT_DIR`` or ./checkpoints).
+        sam_model: SAM type (vit_b, vit_l, vit_h).
+        sam_checkpoint: explicit SAM checkpoint file.
+        points_per_side: SAM point grid size (``None``: the tool's default).
+        clip_model, clip_pretrained: open_clip model name and pretrained tag (or a file).
+        clip_mode: visual prompt for CLIP (``None``: the tool's default, crop).
+        max_side: longest image side the models see.
+        seed: seed of random weights.
+        refiner: how the loop rewrites the query (``None``: the tool's default, rules; the
+            suite then picks vlm when a VLM is configured).
+        tool_options: per-tool settings by tool name (``--tool-option NAME.KEY=VALUE``),
+            plugins included.
+    """
+
+    weights: Literal["pretrained", "random"] = "pretrained"
+    toolset: str = "models"
+    proposer: str | None = None
+    ranker: str | None = None
+    device: str | None = None
+    checkpoint_dir: Path | None = None
+    sam_model: str = "vit_b"
+    sam_checkpoint: Path | None = None
+    points_per_side: int | None = None
+    clip_model: str = "ViT-B-16"
+    clip_pretrained: str = "openai"
+    clip_mode: str | None = None
+    max_side: int = 2048
+    seed: int = 0
+    refiner: Refiner | None = None
+    tool_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.toolset not in TOOLSETS:
+            raise ConfigError(f"unknown toolset {self.toolset!r}; choose one of {', '.join(TOOLSETS)}")
+        if self.weights not in ("pretrained", "random"):
+            raise ConfigError(f"--weights must be 'pretrained' or 'random', got {self.weights!r}")
+        if self.clip_mode is not None and self.clip_mode not in CLIP_MODES:
+            raise ConfigError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}")
+        if self.refiner is not None and self.refiner not in ("rules", "vlm"):
+            raise ConfigError(f"--refiner must be 'rules' or 'vlm', got {self.refiner!r}")
+        if self.points_per_side is not None and self.points_per_side < 1:
+            raise ConfigError("--points-per-side must be at least 1")
+        if self.max_side < 16:
+            raise ConfigError("--max-side must be at least 16 pixels")
+
+    @property
+    def tools(self) -> tuple[str, str]:
+        """``(proposer, ranker)`` after the overrides."""
+        proposer, ranker = TOOLSETS[self.toolset]
+        return self.proposer or proposer, self.ranker or ranker
+
+
+def parse_tool_option(text: str) -> tuple[str, str, Any]:
+    """``NAME.KEY=VALUE`` -> ``(name, key, value)``; the value is JSON when it parses as JSON.
+
+    Raises:
+        ConfigError: not of that form.
+    """
+    target, sep, raw = text.partition("=")
+    name, dot, key = target.strip().partition(".")
+    if not sep or not dot or not name or not key.strip():
+        raise ConfigError(f"--tool-option takes NAME.KEY=VALUE (e.g. refine_query.refiner=vlm), got {text!r}")
     try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cpu"
-
-
-def add_episode_options(parser: argparse.ArgumentParser) -> None:
-    """Model, controller, guard, VLM and cache options."""
-    m = parser.add_argument_group("models")
-    m.add_argument(
-        "--weights",
-        choices=["pretrained", "random"],
-        default="pretrained",
-        help="'random': same architectures, random weights (offline smoke runs and timing only)",
-    )
-    m.add_argument(
-        "--toolset",
-        choices=sorted(TOOLSETS),
-        default="models",
-        help="'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)",
-    )
-    m.add_argument("--proposer", help="propose tool name (overrides --toolset)")
-    m.add_argument("--ranker", help="rank tool name (overrides --toolset)")
-    m.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    m.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        default=None,
-        help="weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)",
-    )
-    m.add_argument("--sam-model", default="vit_b", help="SAM type: vit_b, vit_l or vit_h")
-    m.add_argument("--sam-checkpoint", type=Path, default=None, help="explicit SAM checkpoint file")
-    m.add_argument("--points-per-side", type=int, default=None, help="SAM point grid size")
-    m.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name")
-    m.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag or a local file")
-    m.add_argument(
-        "--clip-mode",
-        choices=["crop", "blur", "grey", "outline"],
-        default=None,
-        help="visual prompt for CLIP (default: crop)",
-    )
-    m.add_argument("--max-side", type=int, default=2048, help="longest image side the models see")
-    m.add_argument("--seed", type=int, default=0, help="seed of random weights")
-
-    c = parser.add_argument_group("controller")
-    c.add_argument("--controller", choices=CONTROLLERS, default="loop")
-    c.add_argument(
-        "--refiner",
-        choices=["rules", "vlm"],
-        default="rules",
-        help="how the loop rewrites the query ('rules' needs no VLM)",
-    )
-    c.add_argument("--max-iter", type=int, default=3, help="most refine-and-rerank rounds")
-    c.add_argument("--tau-conf", type=float, default=0.5, help="guard: top-1 probability needed to stop")
-    c.add_argument("--tau-gap", type=float, default=0.2, help="guard: top-1 minus top-2 needed to stop")
-    c.add_argument(
-        "--pick",
-        choices=["best", "last"],
-        default="best",
-        help="final ranking: most confident seen, or the last",
-    )
-    c.add_argument("--max-turns", type=int, default=8, help="agent: most VLM turns per episode")
-    c.add_argument(
-        "--agent-warm-start",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="agent: propose and rank before the first VLM turn (a sure ranking needs no VLM)",
-    )
-    c.add_argument("--budget-tokens", type=int, default=60_000, help="agent: tokens per episode")
-    c.add_argument("--budget-usd", type=float, default=0.05, help="agent: USD per episode")
-
-    v = parser.add_argument_group("VLM (OpenAI-compatible)")
-    v.add_argument(
-        "--vlm-base-url", default=None, help="endpoint (default: SiliconFlow); a local server needs no key"
-    )
-    v.add_argument("--vlm-model", default=None, help="default: Qwen/Qwen2.5-VL-72B-Instruct")
-    v.add_argument("--vlm-timeout", type=float, default=None, help="seconds per VLM call")
-    v.add_argument("--vlm-max-retries", type=int, default=None, help="retries on 429/5xx/timeouts")
-
-    k = parser.add_argument_group("cache")
-    k.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help=f"tool-output cache (default: ${CACHE_ENV_VAR} or {default_cache_dir()})",
-    )
-    k.add_argument("--no-cache", action="store_true", help="do not read or write the disk cache")
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw  # a bare word: a string
+    return name, key.strip(), value
 
 
-@dataclass
-class Runtime:
-    settings: ToolSettings
-    config: EpisodeConfig
-    registry: ToolRegistry
-    cache: ToolCache | None
-    vlm: Any | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def close(self) -> None:
-        self.registry.close()
-        if self.cache is not None:
-            self.cache.close()
+def tool_options_from(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Collect repeated ``--tool-option`` values into ``{tool: {key: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for text in pairs:
+        name, key, value = parse_tool_option(text)
+        out.setdefault(name, {})[key] = value
+    return out
 
 
-def needs_vlm(args: argparse.Namespace) -> bool:
-    return args.controller == "agent" or (args.controller == "loop" and args.refiner == "vlm")
+@dataclass(frozen=True)
+class VLMOptions:
+    """Where the VLM is (key from the environment; see :class:`agent.vlm.VLMConfig`).
+
+    ``None`` fields take :class:`agent.vlm.VLMConfig`'s defaults. The backoff fields are for
+    tests and the chaos scorecard (retries at once); the CLI does not expose them.
+    ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
+    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+    price_in: float | None = None
+    price_out: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [p for p in (self.price_in, self.price_out) if p is not None]
+        if len(given) == 1:
+            raise ConfigError("give both --vlm-price-in and --vlm-price-out (USD per million tokens)")
+        if any(p < 0 for p in given):
+            raise ConfigError("--vlm-price-in and --vlm-price-out must be >= 0 (USD per million tokens)")
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields given, as :class:`agent.vlm.VLMConfig` keyword arguments (except the
+        prices, which need the model's name: see ``VLMConfig.with_price``)."""
+        names = ("timeout_s", "max_retries", "backoff_base_s", "backoff_max_s")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
-def build_vlm(args: argparse.Namespace) -> Any:
-    """The VLM client, or a one-line ConfigError saying what is needed."""
-    from agent.tracing import log_vlm_call, register_secret
-    from agent.vlm import VLMClient, VLMConfig
+@dataclass(frozen=True)
+class CacheOptions:
+    """The disk cache of tool outputs.
 
-    overrides = {
-        k: v
-        for k, v in {"timeout_s": args.vlm_timeout, "max_retries": args.vlm_max_retries}.items()
-        if v is not None
-    }
-    config = VLMConfig.from_env(base_url=args.vlm_base_url, model=args.vlm_model, **overrides)
-    reason = config.vlm_unavailable_reason()
-    if reason:
-        raise ConfigError(f"--controller {args.controller} needs a VLM: {reason}")
-    register_secret(config.api_key)
-    return VLMClient(config, on_call=log_vlm_call)
+    Attributes:
+        directory: ``None``: ``$REFSEG_CACHE_DIR``, else ``~/.cache/refseg-loop``.
+        enabled: ``False`` reads and writes no disk cache (``--no-cache``).
+        timeout_s: longest wait for a cache database another process holds locked (then the
+            cache is off for the run, with a warning; see :mod:`cache.store`).
+    """
+
+    directory: Path | None = None
+    enabled: bool = True
+    timeout_s: float = LOCK_TIMEOUT_S
 
 
-def build_runtime(args: argparse.Namespace) -> Runtime:
-    """Settings, episode config, registry, cache and VLM client from parsed options."""
-    proposer, ranker = TOOLSETS[args.toolset]
-    vlm = build_vlm(args) if needs_vlm(args) else None
-    options: dict[str, dict[str, Any]] = {"refine_query": {"refiner": args.refiner}}
-    settings = ToolSettings(
-        weights=args.weights,
-        device=args.device or _default_device(),
-        checkpoint_dir=args.checkpoint_dir or default_checkpoint_dir(),
-        sam_model_type=args.sam_model,
-        sam_checkpoint=args.sam_checkpoint,
-        clip_model=args.clip_model,
-        clip_pretrained=args.clip_pretrained,
-        seed=args.seed,
-        max_side=args.max_side,
-        vlm=vlm,
-        options=options,
-    )
-    propose_args: dict[str, Any] = {}
-    rank_args: dict[str, Any] = {}
-    proposer = args.proposer or proposer
-    ranker = args.ranker or ranker
-    if args.points_per_side is not None:
-        if proposer != "sam_propose":
-            raise ConfigError("--points-per-side applies to sam_propose only")
-        propose_args["points_per_side"] = args.points_per_side
-    notes: list[str] = []
-    if args.weights == "random" and proposer == "sam_propose":
-        # Random weights predict meaningless IoU/stability and near-identical masks: SAM's
-        # filters and NMS would leave one candidate or none. Keep up to max_proposals so a
-        # smoke run ranks a realistic number of candidates.
-        propose_args.setdefault("pred_iou_thresh", 0.0)
-        propose_args.setdefault("stability_score_thresh", 0.0)
-        propose_args.setdefault("box_nms_thresh", 1.0)
-        notes.append("random weights: SAM quality thresholds and NMS disabled")
-    if args.clip_mode is not None:
-        if ranker != "clip_rank":
-            raise ConfigError("--clip-mode applies to clip_rank only")
-        rank_args["mode"] = args.clip_mode
-    config = EpisodeConfig(
-        controller=args.controller,
-        proposer=proposer,
-        ranker=ranker,
-        max_iter=args.max_iter,
-        tau_conf=args.tau_conf,
-        tau_gap=args.tau_gap,
-        pick=args.pick,
-        propose_args=propose_args,
-        rank_args=rank_args,
-        max_turns=args.max_turns,
-        agent_warm_start=args.agent_warm_start,
-        budget_tokens=args.budget_tokens,
-        budget_usd=args.budget_usd,
-    )
-    registry = ToolRegistry(settings)
-    for name in (proposer, ranker, config.refiner):
-        registry.spec(name)
-    cache = None if args.no_cache else ToolCache(args.cache_dir or os.environ.get(CACHE_ENV_VAR) or None)
-    return Runtime(settings, config, registry, cache, vlm, notes)
+@dataclass(frozen=True)
+class EpisodeOptions:
+    """Everything that defines how one episode runs: tools, controller, VLM, cache.
+
+    ``episode`` carries the controller, guards and budgets; its proposer, ranker and tool
+    arguments are filled from ``models`` when the runtime is built.
+    """
+
+    models: ModelOptions = field(default_factory=ModelOptions)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    vlm: VLMOptions = field(default_factory=VLMOptions)
+    cache: CacheOptions = field(default_factory=CacheOptions)
+
+    @property
+    def refiner(self) -> str:
+        """The refiner the loop uses (``--refiner``, else ``--tool-option``, else the tool's default)."""
+        chosen = self.models.refiner or self.models.tool_options.get("refine_query", {}).get("refiner")
+        return str(chosen or RefineOptions().refiner)
+
+    @property
+    def needs_vlm(self) -> bool:
+        """The controller or the refiner calls the VLM."""
+        return self.episode.controller in VLM_CONTROLLERS or (
+            self.episode.controller == "loop" and self.refiner == "vlm"
+        )
+
+    @property
+    def vlm_flag(self) -> str:
+        """The option that asked for a VLM, as the user wrote it (for error messages)."""
+        if self.episode.controller in VLM_CONTROLLERS:
+            return f"--controller {self.episode.controller}"
+        if self.models.refiner is None and self.refiner == "vlm":
+            return "--tool-option refine_query.refiner=vlm"
+        return "--refiner vlm"
 
 
-def public_url(url: str) -> str:
-    """The URL without credentials or query (``https://user:key@host/v1?key=..`` -> ``https://host/v1``)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+@dataclass(frozen=True)
+class DataSpec:
+    """What selects (and alters) the examples; part of the result-defining configuration.
+
+    Attributes:
+        dataset: hub name, a local parquet file or folder, or ``synthetic``.
+        split: hub split.
+        n: number of images (``None``: all; synthetic: 20 scenes).
+        per_image: ``all`` expressions of an image, or only the ``first``.
+        seed_subset: take a random ``n`` images with this seed (``None``: the first ``n``).
+        perturb: image perturbation (robustness runs).
+        allow_outside_paths: read a row's image ``path`` even when it leads outside the data
+            set's folder (off: such an example fails with the reason).
+    """
+
+    dataset: str = "moondream/refcoco-m"
+    split: str = "validation"
+    n: int | None = None
+    per_image: str = "all"
+    seed_subset: int | None = None
+    perturb: str = "clean"
+    allow_outside_paths: bool = False
+
+    def __post_init__(self) -> None:
+        if self.perturb not in PERTURBATIONS:
+            raise ConfigError(
+                f"unknown perturbation {self.perturb!r}; choose one of {', '.join(PERTURBATIONS)}"
+            )
+
+    def load(self) -> list[Any]:
+        """The examples it selects (the perturbation applies later, per decoded image)."""
+        from bench.data import load_dataset_spec
+
+        return load_dataset_spec(
+            self.dataset,
+            self.n,
+            self.per_image,
+            self.seed_subset,
+            split=self.split,
+            allow_outside_paths=self.allow_outside_paths,
+        )
 
 
-def describe_config(rt: Runtime) -> dict[str, Any]:
-    """The run's configuration as JSON (no secrets: the VLM is described by URL and model)."""
-    s = rt.settings
-    vlm = None
-    if rt.vlm is not None:
-        base_url = public_url(str(getattr(rt.vlm, "base_url", "")))
-        vlm = {"base_url": base_url, "model": getattr(rt.vlm, "model", "")}
-    return {
-        "settings": {
-            "weights": s.weights,
-            "device": s.device,
-            "checkpoint_dir": str(s.checkpoint_dir),
-            "sam_model_type": s.sam_model_type,
-            "sam_checkpoint": str(s.sam_checkpoint) if s.sam_checkpoint else None,
-            "clip_model": s.clip_model,
-            "clip_pretrained": s.clip_pretrained,
-            "seed": s.seed,
-            "max_side": s.max_side,
-            "options": s.options,
-        },
-        "episode": {k: v for k, v in rt.config.__dict__.items()},
-        "vlm": vlm,
-        "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
-    }
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which engine runs the episodes; none of these change per-example results.
+
+    Attributes:
+        name: ``local`` (one process, an anyio task group) or ``ray`` (a pool of Ray actors;
+            the driver still writes the run folder alone).
+        ray_address: a running Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``);
+            ``None`` starts a local cluster for the run and shuts it down afterwards.
+        workers: Ray actors (``None``: one per GPU when the cluster has GPUs and the device is
+            not cpu, else one per CPU; never more than ``--concurrency``).
+        gpus_per_worker: GPUs each actor reserves (``None``: 1 when the cluster has a GPU for
+            every worker and the device is not cpu, else 0 and the workers run on the CPU).
+        cpus_per_worker: CPUs each actor reserves (``None``: 1).
+    """
+
+    name: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
+        ray_only = {
+            "--ray-address": self.ray_address,
+            "--workers": self.workers,
+            "--gpus-per-worker": self.gpus_per_worker,
+            "--cpus-per-worker": self.cpus_per_worker,
+        }
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if self.name != "ray" and given:
+            raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise ConfigError("--gpus-per-worker must be 0 or more (fractions share a GPU)")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise ConfigError("--cpus-per-worker must be more than 0")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes; none of these change per-example results.
+
+    Attributes:
+        concurrency: examples in flight at once (with ``--engine ray``: in the whole cluster,
+            shared among the workers, so the VLM sees at most this many calls at once).
+        retry_failed: redo examples whose last record failed or fell back (a VLM outage).
+        bootstrap: resamples for the confidence intervals (0 = none).
+        quiet: no progress bar.
+        limit: run at most this many new examples in this invocation (then stop; resumable).
+        engine: which engine runs the episodes.
+        max_fallback_rate: the run fails (exit 5) when more than this fraction of the
+            examples that needed the VLM fell back (an example needed the VLM when its
+            episode asked it at least once: a ``--refiner vlm`` rewrite or an agent turn;
+            examples the guard settled first did not). 1 allows any.
+    """
+
+    concurrency: int = 4
+    retry_failed: bool = False
+    bootstrap: int = 2000
+    quiet: bool = False
+    limit: int | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    max_fallback_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        workers = self.engine.workers
+        if workers is not None and workers > self.concurrency:
+            raise ConfigError(
+                f"--workers {workers} needs --concurrency {workers} or more: the examples in "
+                "flight are shared among the workers"
+            )
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError("--limit must be 0 or more (the number of new examples to run now)")
+        if self.bootstrap < 0:
+            raise ConfigError("--bootstrap must be 0 (off) or a number of resamples")
+        if not 0.0 <= self.max_fallback_rate <= 1.0:
+            raise ConfigError(f"--max-fallback-rate must be between 0 and 1, got {self.max_fallback_rate}")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """``refseg bench run``: one configuration over a data set into a run folder."""
+
+    out: Path
+    episode: EpisodeOptions = field(default_factory=EpisodeOptions)
+    data: DataSpec = field(default_factory=DataSpec)
+    run: RunOptions = field(default_factory=RunOptions)
+
+
+EXPERIMENTS = ("main", "ablation", "reliability")
+DEFAULT_PERTURBATIONS = ("noise10", "noise20", "blur5", "blur9")
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """``refseg bench suite``: the original project's table as resumable sub-runs.
+
+    Attributes:
+        experiments: which of main, ablation, reliability.
+        max_iters: loop ``max_iter`` values of the main table.
+        perturbations: perturbations of the reliability experiment.
+    """
+
+    out: Path
+    episode: EpisodeOptions = field(default_factory=EpisodeOptions)
+    data: DataSpec = field(default_factory=DataSpec)
+    run: RunOptions = field(default_factory=RunOptions)
+    experiments: tuple[str, ...] = EXPERIMENTS
+    max_iters: tuple[int, ...] = (1, 2, 3)
+    perturbations: tuple[str, ...] = DEFAULT_PERTURBATIONS
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """``refseg segment``: images (files or folders) and one expression.
+
+    Attributes:
+        images: image files or folders.
+        expression: the referring expression.
+        out: output folder.
+        compare: also run one-shot side by side (``None``: on for several images).
+    """
+
+    images: tuple[Path, ...]
+    expression: str
+    out: Path = Path("out")
+    episode: EpisodeOptions = field(default_factory=EpisodeOptions)
+    compare: bool | None = None

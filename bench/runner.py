@@ -2,9 +2,11 @@
 
 Examples are grouped by image: each image is decoded (and perturbed) once, its expressions
 run concurrently, and the invoker's de-duplication of identical in-flight calls makes them
-share one propose computation. At most ``concurrency`` examples are in flight (an anyio
-``CapacityLimiter``). Each finished example becomes one line of ``RUN_DIR/samples.jsonl``,
-written by a single writer task; running the same ``RUN_DIR`` again skips what is there.
+share one propose computation. At most ``concurrency`` examples are in flight. An engine
+(:mod:`bench.engines`: ``local`` in this process, or ``ray`` on a pool of actors) runs the
+episodes; each finished example becomes one line of ``RUN_DIR/samples.jsonl``, written here by
+a single writer task whichever engine ran it; running the same ``RUN_DIR`` again skips what
+is there.
 
 Run folder::
 
@@ -18,86 +20,35 @@ Run folder::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import numpy as np
 
-from agent.session import Session
 from agent.tracing import Tracer
-from bench.data import Example, group_by_image, load_dataset_spec
-from bench.metrics import intersection_union, size_bucket
-from bench.options import Runtime, describe_config
-from bench.perturb import PERTURBATIONS, perturb_image
-from bench.rle import encode_rle
-from bench.samples import (
-    CONFIG,
-    INVOCATIONS,
-    IOUS,
-    SUMMARY,
-    TRACE,
-    SampleWriter,
-    config_differences,
-    read_json,
-    read_samples,
-    write_json,
+from bench.data import Example
+from bench.engines.base import Engine, EngineJob, EngineStats, first_error
+from bench.engines.choose import open_engine
+from bench.options import BenchOptions, DataSpec, RunOptions
+from bench.run_folder import (
+    append_invocation,
+    check_config,
+    config_digest,
+    result_config,
+    start_invocation,
+    write_outputs,
 )
-from bench.summary import build_summary, trace_faults
-from tools.errors import ConfigError, RefsegError
-from tools.types import Image
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What selects (and alters) the examples; part of the result-defining configuration."""
-
-    dataset: str
-    split: str = "validation"
-    n: int | None = None
-    per_image: str = "all"
-    seed_subset: int | None = None
-    perturb: str = "clean"
-
-    def load(self) -> list[Example]:
-        """The examples it selects (the perturbation applies later, per decoded image)."""
-        return load_dataset_spec(self.dataset, self.n, self.per_image, self.seed_subset, split=self.split)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run goes; none of these change per-example results.
-
-    Attributes:
-        concurrency: examples in flight at once.
-        retry_failed: redo examples whose last record failed.
-        bootstrap: resamples for the confidence intervals (0 = none).
-        quiet: no progress bar.
-        limit: run at most this many new examples in this invocation (then stop; resumable).
-    """
-
-    concurrency: int = 4
-    retry_failed: bool = False
-    bootstrap: int = 2000
-    quiet: bool = False
-    limit: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency must be at least 1")
-        if self.limit is not None and self.limit < 0:
-            raise ConfigError("--limit must be 0 or more (the number of new examples to run now)")
-        if self.bootstrap < 0:
-            raise ConfigError("--bootstrap must be 0 (off) or a number of resamples")
+from bench.runtime import Runtime, build_runtime
+from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
+from bench.summary import fallback_problem
+from tools.errors import ConfigError, VLMError
 
 
 @dataclass
@@ -110,6 +61,7 @@ class BenchResult:
     skipped: int
     failed_now: int = 0
     notes: list[str] = field(default_factory=list)
+    max_fallback_rate: float = 1.0
 
     @property
     def failed(self) -> int:
@@ -120,159 +72,150 @@ class BenchResult:
         return int(self.summary["counts"]["missing"])
 
     @property
+    def fallback_problem(self) -> str | None:
+        """One line when more than ``max_fallback_rate`` of the examples that needed the VLM
+        fell back (the numbers would not be a VLM result), else ``None``."""
+        return fallback_problem(self.summary, self.max_fallback_rate)
+
+    @property
     def exit_code(self) -> int:
-        """0 when every example is done and none failed, else 1."""
+        """5 when too many examples fell back, else 0 when every example is done and none
+        failed, else 1."""
+        if self.fallback_problem is not None:
+            return VLMError.exit_code
         return 0 if self.failed == 0 and self.missing == 0 else 1
 
 
-def examples_digest(examples: Sequence[Example]) -> str:
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(f"{ex.example_id}\x00{ex.sentence}\x01".encode())
-    return h.hexdigest()[:16]
-
-
-def result_config(rt: Runtime, spec: DataSpec, examples: Sequence[Example]) -> dict[str, Any]:
-    """The settings that change results: compared on resume (device, paths and timeouts excluded)."""
-    described = describe_config(rt)
-    settings = {k: v for k, v in described["settings"].items() if k not in ("device", "checkpoint_dir")}
-    return json.loads(
-        json.dumps(
-            {
-                "episode": described["episode"],
-                "settings": settings,
-                "vlm": described["vlm"],
-                "data": asdict(spec),
-                "examples": {"count": len(examples), "digest": examples_digest(examples)},
-            },
-            default=str,
-        )
-    )
-
-
-def check_config(
-    run_dir: Path, results: dict[str, Any], run_info: dict[str, Any], *, recorded: bool = True
-) -> bool:
-    """Write ``config.json`` on the first run; on resume, refuse a different configuration.
+async def run_bench(options: BenchOptions, *, before_write: WriteHook | None = None) -> BenchResult:
+    """``refseg bench run``: load the examples, build the tools, run (or resume) the run folder.
 
     Args:
-        recorded: the run folder holds at least one example's record. Without one (e.g. the
-            first invocation stopped on a missing checkpoint) a new configuration replaces
-            the old one: there is no result it could contradict.
+        options: what to run and where.
+        before_write: fault-injection hook of the sample writer (the chaos scorecard's).
 
-    Returns:
-        True when a different configuration was replaced.
+    Raises:
+        ConfigError: bad options, or ``options.out`` holds another configuration or is in use.
+        RefsegError: a run-level problem (missing checkpoint, ...) stopped the run; the lines
+            already written stay, and running again resumes.
     """
-    path = run_dir / CONFIG
-    old = read_json(path)
-    if old is not None and "results" in old:
-        diffs = config_differences(old["results"], results)
-        if diffs and not recorded:
-            write_json(path, {"results": results, "run": run_info})
-            return True
-        if diffs:
-            raise ConfigError(
-                f"{run_dir} holds a run with a different configuration ("
-                + "; ".join(diffs[:6])
-                + ("; ..." if len(diffs) > 6 else "")
-                + "); resume it with the same options or pick a new --out"
-            )
-        return False
-    write_json(path, {"results": results, "run": run_info})
-    return False
-
-
-def _load_image(ex: Example, perturbation: str) -> Image | str:
-    """The (perturbed) image, or the error text that fails all its examples."""
+    examples = options.data.load()
+    rt = build_runtime(options.episode)
     try:
-        image = ex.load_image()
-        return perturb_image(image, perturbation)
-    except RefsegError as exc:
-        return str(exc)
-    except Exception as exc:  # a decoder bug on one odd file must not end the run
-        return f"{type(exc).__name__}: {exc}"
+        result = await run_examples(
+            rt, examples, options.out, options.data, options.run, before_write=before_write
+        )
+    finally:
+        rt.close()
+    from bench.report import write_run_report
+
+    await anyio.to_thread.run_sync(write_run_report, result.run_dir, result.summary, result.notes)
+    return result
 
 
-def _base_record(index: int, ex: Example) -> dict[str, Any]:
-    return {
-        "index": index,
-        "example_id": ex.example_id,
-        "image_id": ex.image_id,
-        "sentence": ex.sentence,
-        "category": ex.category,
-        "failed": True,
-        "error": None,
-        "iou": 0.0,
-        "inter": 0,
-        "union": 0,
-        "gt_area": 0,
-        "bucket": None,
-        "mask": None,
-        "iterations": 0,
-        "stop_reason": "error",
-        "queries": [],
-        "conf": 0.0,
-        "gap": 0.0,
-        "chosen": -1,
-        "n_proposals": 0,
-        "costs": {},
-        "seconds": 0.0,
+def run_bench_sync(options: BenchOptions, *, before_write: WriteHook | None = None) -> BenchResult:
+    """:func:`run_bench` from synchronous code."""
+    return anyio.run(partial(run_bench, options, before_write=before_write))
+
+
+async def run_examples(
+    rt: Runtime,
+    examples: Sequence[Example],
+    run_dir: str | Path,
+    spec: DataSpec,
+    options: RunOptions | None = None,
+    *,
+    before_write: WriteHook | None = None,
+    engine: Engine | None = None,
+) -> BenchResult:
+    """Run (or resume) ``examples`` with an already built runtime (the suite shares one).
+
+    Args:
+        engine: runs the episodes (the suite shares one; ``None``: the one ``options.engine``
+            names, opened and closed for this call).
+
+    Raises:
+        ConfigError: ``run_dir`` holds a run with a different configuration, another
+            invocation is running in it, or duplicate example ids.
+        RefsegError: a run-level problem stopped the run (see :func:`run_bench`).
+    """
+    opts = options or RunOptions()
+    if len({ex.example_id for ex in examples}) != len(examples):
+        raise ConfigError("the data set has duplicate example ids; the runner cannot resume it")
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = SampleWriter(out, before_write)  # locks the run folder: one invocation at a time
+    own = engine is None
+    chosen = open_engine(opts.engine) if engine is None else engine
+    try:
+        return await _run_locked(rt, examples, out, spec, opts, writer, chosen)
+    finally:
+        writer.close()
+        if own:
+            with anyio.CancelScope(shield=True):
+                await chosen.aclose()
+
+
+def run_examples_sync(
+    rt: Runtime,
+    examples: Sequence[Example],
+    run_dir: str | Path,
+    spec: DataSpec,
+    options: RunOptions | None = None,
+) -> BenchResult:
+    """:func:`run_examples` from synchronous code."""
+    return anyio.run(partial(run_examples, rt, examples, run_dir, spec, options))
+
+
+@dataclass
+class _Plan:
+    """What this invocation runs: examples not done yet (by example order)."""
+
+    todo: list[tuple[int, Example]]
+    skipped: int
+    notes: list[str]
+    digest: str = ""
+
+
+def _plan(
+    rt: Runtime, examples: Sequence[Example], out: Path, spec: DataSpec, opts: RunOptions, started: float
+) -> _Plan:
+    scan = scan_samples(out, repair=True)
+    done = scan.records
+    notes = scan.notes() + dropped_notes(examples)
+    run_info = {
+        "created": started,
+        "concurrency": opts.concurrency,
+        "device": rt.settings.device,
+        "engine": opts.engine.name,
     }
+    results = result_config(rt, spec, examples)
+    digests = [rec.get("config_digest") for rec in done.values()]
+    note = check_config(out, results, run_info, recorded=bool(done), digests=digests)
+    if note:
+        notes.append(note)
+    todo = [
+        (i, ex)
+        for i, ex in enumerate(examples)
+        if ex.example_id not in done or (opts.retry_failed and _redo(done[ex.example_id]))
+    ]
+    skipped = len(examples) - len(todo)
+    if opts.limit is not None:
+        todo = todo[: max(0, opts.limit)]
+    return _Plan(todo, skipped, notes, config_digest(results))
 
 
-async def _evaluate(session: Session, index: int, ex: Example, image: Image | str) -> dict[str, Any]:
-    """Run one example; per-example problems become a failed record, run-level ones raise."""
-    start = time.perf_counter()
-    rec = _base_record(index, ex)
-    try:  # the area from the RLE runs: a miss still counts the ground truth in cIoU
-        rec["gt_area"] = rec["union"] = ex.gt_area()
-        rec["bucket"] = size_bucket(rec["gt_area"])
-    except Exception:  # a corrupt mask: the check below records why
-        pass
-    try:
-        if ex.error is not None:
-            raise RefsegError(ex.error)
-        if isinstance(image, str):
-            raise RefsegError(image)
-        gt = ex.gt_mask()
-        if gt.shape != image.size:
-            raise RefsegError(
-                f"ground-truth mask {gt.shape[0]}x{gt.shape[1]} does not match the "
-                f"image {image.height}x{image.width}"
-            )
-    except Exception as exc:  # broken example (bad mask, image, sentence): record, go on
-        rec["error"] = str(exc) if isinstance(exc, RefsegError) else f"{type(exc).__name__}: {exc}"
-        rec["seconds"] = round(time.perf_counter() - start, 4)
-        return rec
-    result = await session.run(image, ex.sentence, ex.example_id)  # run-level errors propagate
-    rec.update(
-        error=result.error,
-        iterations=result.iterations,
-        stop_reason=result.stop_reason,
-        queries=result.queries,
-        conf=round(result.conf, 6),
-        gap=round(result.gap, 6),
-        chosen=result.chosen,
-        n_proposals=result.n_proposals,
-        costs=result.costs.as_dict(),
-    )
-    # A fallback (e.g. the VLM failed mid-episode) still answers; only no answer is a failure.
-    if result.mask is not None and (result.ok or result.stop_reason == "fallback"):
-        try:
-            inter, union = intersection_union(result.mask, gt)
-            rec.update(
-                failed=False,
-                inter=inter,
-                union=union,
-                iou=1.0 if union == 0 else inter / union,
-                mask=encode_rle(result.mask),
-            )
-        except ValueError as exc:
-            rec["error"] = str(exc)
-    elif rec["error"] is None:
-        rec["error"] = "the episode chose no mask"
-    rec["seconds"] = round(time.perf_counter() - start, 4)
-    return rec
+def dropped_notes(examples: Sequence[Example]) -> list[str]:
+    """What the loader could not turn into examples (rows without samples, ...), in words."""
+    dropped = {k: v for k, v in (getattr(examples, "dropped", None) or {}).items() if v}
+    if not dropped:
+        return []
+    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in dropped.items())
+    return [f"the data set has {counts}: they hold no example to evaluate (counted in summary.json)"]
+
+
+def _redo(record: dict[str, Any]) -> bool:
+    """``--retry-failed`` redoes an example that failed, or fell back because the VLM failed."""
+    return bool(record.get("failed")) or record.get("stop_reason") == "fallback"
 
 
 def _progress(total: int, initial: int, quiet: bool) -> Any:
@@ -289,78 +232,14 @@ def _progress(total: int, initial: int, quiet: bool) -> Any:
     )
 
 
-def _leaf_errors(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaf_errors(sub)]
-    return [exc]
-
-
-async def run_bench(
-    rt: Runtime,
-    examples: Sequence[Example],
-    run_dir: str | Path,
-    spec: DataSpec,
-    options: RunOptions | None = None,
-) -> BenchResult:
-    """Run (or resume) a benchmark in ``run_dir``; returns what this invocation did.
-
-    Raises:
-        ConfigError: ``run_dir`` holds a run with a different configuration, another
-            invocation is running in it, or bad options.
-        RefsegError: a run-level problem (missing checkpoint, ...) stopped the run; the lines
-            already written stay, and running again resumes.
-    """
-    opts = options or RunOptions()
-    if opts.concurrency < 1:
-        raise ConfigError("--concurrency must be >= 1")
-    if spec.perturb not in PERTURBATIONS:
-        raise ConfigError(f"unknown perturbation {spec.perturb!r}; choose one of {', '.join(PERTURBATIONS)}")
-    if len({ex.example_id for ex in examples}) != len(examples):
-        raise ConfigError("the data set has duplicate example ids; the runner cannot resume it")
-    out = Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = SampleWriter(out)  # locks the run folder: one invocation at a time
-    try:
-        return await _run_locked(rt, examples, out, spec, opts, writer)
-    finally:
-        writer.close()
-
-
-async def _run_locked(
-    rt: Runtime,
-    examples: Sequence[Example],
-    out: Path,
-    spec: DataSpec,
-    opts: RunOptions,
-    writer: SampleWriter,
-) -> BenchResult:
-    started = time.time()
-    reset_peak_cuda_memory(rt.settings.device)
-    done, torn = read_samples(out, repair=True)
-    notes = [f"cut off {torn} torn or unreadable line(s) of samples.jsonl; redoing them"] if torn else []
-    results_cfg = result_config(rt, spec, examples)
-    run_info = {"created": started, "concurrency": opts.concurrency, "device": rt.settings.device}
-    if check_config(out, results_cfg, run_info, recorded=bool(done)):
-        notes.append("no example was recorded yet: config.json now holds this configuration")
-    todo = [
-        (i, ex)
-        for i, ex in enumerate(examples)
-        if ex.example_id not in done or (opts.retry_failed and done[ex.example_id].get("failed"))
-    ]
-    skipped = len(examples) - len(todo)
-    if opts.limit is not None:
-        todo = todo[: max(0, opts.limit)]
-    index_of = {ex.example_id: i for i, ex in todo}
-    groups = group_by_image([ex for _, ex in todo])
-
-    run_id = uuid.uuid4().hex[:12]
-    tracer = Tracer(out / TRACE, run_id=run_id)
-    session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=run_id)
-    limiter = anyio.CapacityLimiter(opts.concurrency)
-    send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=opts.concurrency * 2)
-    bar = _progress(skipped + len(todo), skipped, opts.quiet)
+async def _write_records(
+    engine: Engine, job: EngineJob, writer: SampleWriter, bar: Any
+) -> tuple[dict[str, int], EngineStats | None]:
+    """Run ``job`` on ``engine``; its records become ``samples.jsonl`` lines here, written by
+    one task in the order the examples finish, whichever engine produced them."""
+    send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=job.concurrency * 2)
     counters = {"written": 0, "failed": 0}
-    t0 = time.perf_counter()
+    stats: EngineStats | None = None
 
     async def write_loop() -> None:
         async with receive:
@@ -372,32 +251,40 @@ async def _run_locked(
                 if counters["failed"]:
                     bar.set_postfix(failed=counters["failed"], refresh=False)
 
-    async def one(ex: Example, image: Image | str, token: object) -> None:
-        try:
-            rec = await _evaluate(session, index_of[ex.example_id], ex, image)
-            await send.send(rec)
-        finally:
-            limiter.release_on_behalf_of(token)
+    async def produce() -> None:
+        nonlocal stats
+        async with send:  # closed when the engine is done: the writer drains and stops
+            stats = await engine.run(job, send)
 
     try:
         async with anyio.create_task_group() as outer:
             outer.start_soon(write_loop)
-            async with send, anyio.create_task_group() as tg:
-                for _image_id, group in groups:
-                    # Decoding runs in a thread while the previous image's examples run.
-                    image = await anyio.to_thread.run_sync(_load_image, group[0], spec.perturb)
-                    for ex in group:
-                        token = object()
-                        await limiter.acquire_on_behalf_of(token)
-                        tg.start_soon(one, ex, image, token)
+            outer.start_soon(produce)
     except BaseExceptionGroup as group_exc:
-        leaves = _leaf_errors(group_exc)
-        first = next((e for e in leaves if isinstance(e, RefsegError)), None)
-        if first is not None:
-            raise first from None
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
+        raise first_error(group_exc) from None
+    return counters, stats
+
+
+async def _run_locked(
+    rt: Runtime,
+    examples: Sequence[Example],
+    out: Path,
+    spec: DataSpec,
+    opts: RunOptions,
+    writer: SampleWriter,
+    engine: Engine,
+) -> BenchResult:
+    started = time.time()
+    plan = _plan(rt, examples, out, spec, opts, started)
+    writer.stamp = {"config_digest": plan.digest}
+    run_id = uuid.uuid4().hex[:12]
+    start_invocation(out, {"run_id": run_id, "started": started, "examples_todo": len(plan.todo)})
+    tracer = Tracer(out / TRACE, run_id=run_id)
+    job = EngineJob(rt, plan.todo, spec.perturb, run_id, tracer, opts.concurrency)
+    bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
+    t0 = time.perf_counter()
+    try:
+        counters, stats = await _write_records(engine, job, writer, bar)
     finally:
         bar.close()
         tracer.close()
@@ -405,93 +292,36 @@ async def _run_locked(
         if aclose is not None:  # the SDK's connection pool belongs to this event loop
             with anyio.CancelScope(shield=True):
                 await aclose()
-
-    wall = time.perf_counter() - t0
-    invocation = {
-        "run_id": run_id,
-        "started": started,
-        "wall_s": round(wall, 4),
-        "examples_run": counters["written"],
-        "images_run": len(groups),
-        "concurrency": opts.concurrency,
-        "skipped": skipped,
-        "computed": dict(session.invoker.computed),
-        "proposer": rt.config.proposer,
-        "peak_cuda_memory_bytes": peak_cuda_memory(rt.settings.device),
-    }
-    with (out / INVOCATIONS).open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(invocation) + "\n")
+    append_invocation(
+        out,
+        {
+            "run_id": run_id,
+            "started": started,
+            # Set-up (tools built, models loaded) is booked apart, not as episode time.
+            "wall_s": round(time.perf_counter() - t0 - (stats.setup_s if stats else 0.0), 4),
+            "examples_run": counters["written"],
+            "concurrency": opts.concurrency,
+            "skipped": plan.skipped,
+            "proposer": rt.config.proposer,
+            **(stats or EngineStats(engine.name, workers=0)).invocation_fields(),
+            "cache": rt.cache.health() if rt.cache is not None else None,
+            "trace_error": tracer.error,
+        },
+    )
+    plan.notes += [problem for problem in (_cache_problem(rt), tracer.error) if problem]
     summary = write_outputs(out, examples, bootstrap=opts.bootstrap)
     return BenchResult(
-        out, summary, ran=counters["written"], skipped=skipped, failed_now=counters["failed"], notes=notes
+        out,
+        summary,
+        ran=counters["written"],
+        skipped=plan.skipped,
+        failed_now=counters["failed"],
+        notes=[*plan.notes, *rt.notes],
+        max_fallback_rate=opts.max_fallback_rate,
     )
 
 
-def write_outputs(
-    run_dir: Path, examples: Sequence[Example] | None = None, *, bootstrap: int = 2000
-) -> dict[str, Any]:
-    """Recompute ``summary.json`` and ``ious.npy`` from the run folder's files."""
-    records, _ = read_samples(run_dir)
-    invocations = read_invocations(run_dir)
-    config = read_json(run_dir / CONFIG) or {}
-    if examples is not None:
-        order = [ex.example_id for ex in examples]
-    else:
-        order = [r["example_id"] for r in sorted(records.values(), key=lambda r: r.get("index", 0))]
-    expected = int(config.get("results", {}).get("examples", {}).get("count", len(order)))
-    faults = trace_faults(run_dir / TRACE)
-    summary = build_summary(
-        records, order, invocations, config, expected=expected, bootstrap=bootstrap, traced_faults=faults
-    )
-    ious = np.array([records[eid]["iou"] for eid in order if eid in records], dtype=np.float64)
-    np.save(run_dir / IOUS, ious)
-    write_json(run_dir / SUMMARY, summary)
-    return summary
-
-
-def read_invocations(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / INVOCATIONS
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def reset_peak_cuda_memory(device: str) -> None:
-    """Start this invocation's peak from zero (a suite runs several in one process)."""
-    if device.startswith("cuda"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats(device)
-        except Exception:  # no CUDA runtime: nothing to reset
-            pass
-
-
-def peak_cuda_memory(device: str) -> int | None:
-    """``torch.cuda.max_memory_allocated(device)`` on a CUDA device, else ``None``."""
-    if not device.startswith("cuda"):
+def _cache_problem(rt: Runtime) -> str | None:
+    if rt.cache is None or rt.cache.degraded is None:
         return None
-    try:
-        import torch
-
-        return int(torch.cuda.max_memory_allocated(device)) if torch.cuda.is_available() else None
-    except Exception:  # no CUDA runtime: nothing to report
-        return None
-
-
-def run_bench_sync(
-    rt: Runtime,
-    examples: Sequence[Example],
-    run_dir: str | Path,
-    spec: DataSpec,
-    options: RunOptions | None = None,
-) -> BenchResult:
-    """:func:`run_bench` from synchronous code."""
-    return anyio.run(partial(run_bench, rt, examples, run_dir, spec, options))
+    return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"

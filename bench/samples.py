@@ -5,10 +5,8 @@ so a kill can only tear the *last* line; :func:`read_samples` with ``repair=True
 torn tail off (the runner then redoes that example). A later line for the same
 ``example_id`` supersedes earlier ones (``--retry-failed`` appends, never rewrites).
 
-Fault injection (``bench.chaos`` and the kill-and-resume tests): with
-``REFSEG_FAULT_KILL_AT_LINE=N`` in the environment, the writer's ``N``-th line of this
-process is written only half, synced, and the process then SIGKILLs itself, exactly as a
-kill in the middle of a write would leave the file. Unset (the normal case) it costs nothing.
+Fault injection (the chaos scorecard's kill-and-resume row) passes a ``before_write`` hook
+to :class:`SampleWriter`; the product itself has none.
 """
 
 from __future__ import annotations
@@ -16,11 +14,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ConfigError
+from tools.errors import ConfigError, RefsegError
 
 SAMPLES = "samples.jsonl"
 CONFIG = "config.json"
@@ -28,7 +27,9 @@ SUMMARY = "summary.json"
 IOUS = "ious.npy"
 TRACE = "trace.jsonl"
 INVOCATIONS = "invocations.jsonl"
-KILL_AT_LINE_ENV = "REFSEG_FAULT_KILL_AT_LINE"
+# Called with (line number in this invocation, the line's bytes, the open file) before a line
+# is written; the chaos scorecard uses it to die in the middle of a line.
+WriteHook = Callable[[int, bytes, object], None]
 
 
 def _truncate_torn_tail(path: Path) -> int:
@@ -57,6 +58,65 @@ def _truncate_torn_tail(path: Path) -> int:
         return size - keep
 
 
+@dataclass
+class SamplesScan:
+    """What reading ``samples.jsonl`` found.
+
+    Attributes:
+        records: the last record per ``example_id``.
+        torn: a torn last line (a writer killed mid-line): 1 when one was cut off or seen.
+        bad_lines: line numbers (from 1) of complete lines that are not a record: not UTF-8,
+            not JSON (NULs left by a crash), or not an object with an ``example_id``.
+    """
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    torn: int = 0
+    bad_lines: list[int] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per kind of problem, naming the bad lines (empty when there is none)."""
+        out = []
+        if self.torn:
+            out.append(f"cut off {self.torn} torn line(s) at the end of {SAMPLES}; redoing them")
+        if self.bad_lines:
+            shown = ", ".join(str(n) for n in self.bad_lines[:10])
+            more = f" and {len(self.bad_lines) - 10} more" if len(self.bad_lines) > 10 else ""
+            out.append(
+                f"skipped unreadable line(s) {shown}{more} of {SAMPLES} (not a UTF-8 JSON record); "
+                "an example whose record was there is redone"
+            )
+        return out
+
+
+def scan_samples(run_dir: str | Path, *, repair: bool = False) -> SamplesScan:
+    """Read ``run_dir/samples.jsonl`` line by line; never raises for what a line holds.
+
+    Args:
+        run_dir: the run folder.
+        repair: truncate a torn last line (a writer killed mid-line) from the file.
+    """
+    path = Path(run_dir) / SAMPLES
+    scan = SamplesScan()
+    if not path.exists():
+        return scan
+    if repair and _truncate_torn_tail(path):
+        scan.torn += 1
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                scan.torn += 1  # torn tail (only seen when not repairing)
+                continue
+            try:
+                rec = json.loads(raw)  # bytes: a UnicodeDecodeError is a ValueError too
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict) and isinstance(rec.get("example_id"), str):
+                scan.records[rec["example_id"]] = rec
+            elif raw.strip():
+                scan.bad_lines.append(number)
+    return scan
+
+
 def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str, dict[str, Any]], int]:
     """The last record per ``example_id`` in ``run_dir/samples.jsonl``.
 
@@ -65,30 +125,17 @@ def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str
         repair: truncate a torn last line (a writer killed mid-line) from the file.
 
     Returns:
-        ``(records by example_id, number of torn or unreadable lines skipped)``.
+        ``(records by example_id, number of torn or unreadable lines skipped)``; see
+        :func:`scan_samples` for which lines they were.
     """
-    path = Path(run_dir) / SAMPLES
-    if not path.exists():
-        return {}, 0
-    skipped = 0
-    if repair and _truncate_torn_tail(path):
-        skipped += 1
-    records: dict[str, dict[str, Any]] = {}
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                skipped += 1  # torn tail (only seen when not repairing)
-                continue
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                skipped += 1
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("example_id"), str):
-                records[rec["example_id"]] = rec
-            else:
-                skipped += 1
-    return records, skipped
+    scan = scan_samples(run_dir, repair=repair)
+    return scan.records, scan.torn + len(scan.bad_lines)
+
+
+class ResultsWriteError(RefsegError):
+    """A result line could not be written (a full disk): the run stops; what is written stays."""
+
+    exit_code = 2
 
 
 class SampleWriter:
@@ -96,13 +143,18 @@ class SampleWriter:
 
     The writer holds an exclusive lock on the file until :meth:`close` (the kernel drops it
     when the process dies), so two invocations on one run folder cannot both run (and
-    record) the same examples.
+    record) the same examples. Every line carries the fields of :attr:`stamp` (the runner
+    puts the configuration's digest there, so lines of different configurations never mix).
+
+    Args:
+        run_dir: the run folder.
+        before_write: fault-injection hook (see :data:`WriteHook`); ``None`` in the product.
 
     Raises:
         ConfigError: another process is writing to this run folder.
     """
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, before_write: WriteHook | None = None):
         self.path = Path(run_dir) / SAMPLES
         # Unbuffered, O_APPEND: the line goes to the kernel in one write call.
         self._fh = self.path.open("ab", buffering=0)
@@ -115,21 +167,32 @@ class SampleWriter:
                 "wait for it to finish or pick a new --out"
             ) from None
         self._written = 0
-        kill_at = os.environ.get(KILL_AT_LINE_ENV, "")
-        self._kill_at = int(kill_at) if kill_at.strip().isdigit() else 0
+        self._before_write = before_write
+        self.stamp: dict[str, Any] = {}
 
     def write(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        """Append ``record`` (with :attr:`stamp`) as one line.
+
+        Raises:
+            ResultsWriteError: the line could not be written (a partial line is cut off and
+                redone by the next invocation).
+        """
+        line = {**record, **self.stamp}
+        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
         self._written += 1
-        if self._written == self._kill_at:  # injected fault: die in the middle of this line
-            self._fh.write(data[: len(data) // 2])
+        if self._before_write is not None:
+            self._before_write(self._written, data, self._fh)
+        try:
+            view = memoryview(data)
+            while view:  # a regular file takes it all at once; loop only for the pathological case
+                n = self._fh.write(view)
+                view = view[n or 0 :]
             os.fsync(self._fh.fileno())
-            os.kill(os.getpid(), signal.SIGKILL)
-        view = memoryview(data)
-        while view:  # a regular file takes it all at once; loop only for the pathological case
-            n = self._fh.write(view)
-            view = view[n or 0 :]
-        os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise ResultsWriteError(
+                f"cannot write {self.path}: {exc.strerror or exc}; the {self._written - 1} result(s) "
+                "written by this invocation are kept: make room and run the same command again to resume"
+            ) from None
 
     def close(self) -> None:
         self._fh.close()

@@ -3,7 +3,9 @@
 Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
 
 - ``main``: ``oneshot``; ``loop_iter1``, ``loop_iter2``, ``loop_iter3`` (the loop refines with
-  the VLM when one is configured, else with the rules refiner; the report says which).
+  the VLM when one is configured, else with the rules refiner; the report says which); with
+  the VLM also ``ground`` (when unsure, the VLM gives the object's box and the proposer's
+  prompt tool draws it).
 - ``ablation``: ``loop_novlm``: the loop with the rules refiner (no VLM), at the largest
   max_iter. Without a VLM it equals ``loop_iter3``; the report says so.
 - ``reliability``: ``oneshot`` and ``loop_iter3`` on clean images plus ``*_noise10``,
@@ -11,51 +13,36 @@ Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
 
 Size buckets, bootstrap CIs and the cost table come from these runs. All sub-runs share one
 tool registry (models load once) and the disk cache (an image is proposed once for the
-whole suite; once more per perturbation).
+whole suite; once more per perturbation), so what a sub-run *spent* depends on the order they
+ran in: the report compares their *cold* cost (what each costs from an empty cache). It also
+compares every run with the one-shot run of the same perturbation, example by example
+(bootstrap over images), and draws case galleries of one-shot against the best loop run
+(``DIR/cases/``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 
-from bench.bench_cli import data_spec, print_unfinished, run_options
-from bench.data import Example
-from bench.options import Runtime, build_runtime
+from bench.cases import CATEGORIES, totals_line, write_cases
+from bench.engines.choose import open_engine
+from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
-from bench.report import RunView, print_table, write_report
-from bench.runner import DataSpec, RunOptions, run_bench
+from bench.report import RunView, paired_against, write_report
+from bench.runner import run_examples
+from bench.runtime import Runtime, build_runtime
 from bench.samples import IOUS, write_json
-from tools.errors import ConfigError
+from bench.summary import fallback_problem
+from tools.errors import ConfigError, InputError
 from tools.registry import ToolRegistry
-
-EXPERIMENTS = ("main", "ablation", "reliability")
-DEFAULT_PERTURBATIONS = ("noise10", "noise20", "blur5", "blur9")
-
-
-def add_suite_options(p: argparse.ArgumentParser) -> None:
-    s = p.add_argument_group("suite (--controller and --max-iter are set per sub-run)")
-    s.add_argument(
-        "--experiments",
-        default=",".join(EXPERIMENTS),
-        help=f"comma-separated subset of {', '.join(EXPERIMENTS)} (default: all)",
-    )
-    s.add_argument("--max-iters", default="1,2,3", help="loop max_iter values of the main table")
-    s.add_argument(
-        "--perturbations",
-        default=",".join(DEFAULT_PERTURBATIONS),
-        help="perturbations of the reliability experiment",
-    )
 
 
 @dataclass(frozen=True)
@@ -68,10 +55,6 @@ class SubRun:
     max_iter: int
     refiner: str
     perturb: str = "clean"
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def plan_suite(
@@ -101,6 +84,8 @@ def plan_suite(
         add(SubRun("oneshot", "main", "oneshot", 0, refiner))
         for k in sorted(set(max_iters)):
             add(SubRun(f"loop_iter{k}", "main", "loop", k, refiner))
+        if refiner == "vlm":  # grounding needs the VLM that the vlm refiner has
+            add(SubRun("ground", "main", "ground", 1, refiner))
     if "ablation" in experiments:
         add(SubRun("loop_novlm", "ablation", "loop", top, "rules"))
     if "reliability" in experiments:
@@ -125,7 +110,8 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
         if base.settings.options.get("refine_query", {}).get("refiner") == sub.refiner:
             cache[sub.refiner] = base
         else:
-            options = {**base.settings.options, "refine_query": {"refiner": sub.refiner}}
+            refine = {**base.settings.options.get("refine_query", {}), "refiner": sub.refiner}
+            options = {**base.settings.options, "refine_query": refine}
             settings = dataclasses.replace(
                 base.settings, options=options, vlm=base.vlm if sub.refiner == "vlm" else None
             )
@@ -138,56 +124,117 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
             )
     rt = cache[sub.refiner]
     config = dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter)
-    return dataclasses.replace(rt, config=config)
+    built_from = None if base.options is None else sub_options(base.options, sub)
+    return dataclasses.replace(rt, config=config, options=built_from)
+
+
+def sub_options(options: EpisodeOptions, sub: SubRun) -> EpisodeOptions:
+    """The options that build a sub-run's runtime on its own (what a Ray worker builds)."""
+    return dataclasses.replace(
+        options,
+        models=dataclasses.replace(options.models, refiner=sub.refiner),  # type: ignore[arg-type]
+        episode=dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter),
+    )
 
 
 @dataclass
 class SuiteResult:
+    """What a suite invocation did: the runs' views, failures, missing examples, the report."""
+
     out_dir: Path
     runs: list[RunView]
     failed: int
     missing: int
     wall_s: float
     report: Path
+    refiner_note: str = ""
+    pairs: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    fallback_problems: list[str] = dataclasses.field(default_factory=list)
 
 
-async def run_suite(
+def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
+    """The loop's refiner and a sentence for the report: vlm when configured, else rules."""
+    given = options.models.refiner or options.models.tool_options.get("refine_query", {}).get("refiner")
+    if given is not None:
+        return str(given), f"refiner: {given} (chosen with --refiner)"
+    from agent.vlm import VLMConfig
+
+    config = VLMConfig.from_env(base_url=options.vlm.base_url, model=options.vlm.model)
+    reason = config.vlm_unavailable_reason()
+    if reason is None:
+        return "vlm", f"refiner: vlm ({config.model} at {config.base_url})"
+    return "rules", f"refiner: rules, no VLM configured ({reason})"
+
+
+def base_options(options: SuiteOptions, refiner: str) -> EpisodeOptions:
+    """The episode options the suite's shared tools are built with (the loop at its deepest)."""
+    episode = options.episode
+    models = episode.models
+    if episode.refiner != refiner:  # the suite's own choice (a VLM is configured, or not)
+        models = dataclasses.replace(models, refiner=refiner)  # type: ignore[arg-type]
+    return dataclasses.replace(
+        episode,
+        models=models,
+        episode=dataclasses.replace(episode.episode, controller="loop", max_iter=max(options.max_iters)),
+    )
+
+
+async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None = None) -> SuiteResult:
+    """Run (or resume) every sub-run, then write ``report.md``, ``summary.json`` and figures.
+
+    Args:
+        options: the suite's data, tools, experiments and run options.
+        echo: called with a progress line before each sub-run (``None``: silent).
+    """
+    refiner, note = choose_refiner(options.episode)
+    plan = plan_suite(options.experiments, options.max_iters, options.perturbations, refiner)
+    examples = options.data.load()
+    base = build_runtime(base_options(options, refiner))
+    try:
+        return await _run_plan(base, examples, options, plan, note, echo)
+    finally:
+        base.close()
+
+
+def run_suite_sync(options: SuiteOptions, *, echo: Callable[[str], None] | None = None) -> SuiteResult:
+    """:func:`run_suite` from synchronous code."""
+    return anyio.run(lambda: run_suite(options, echo=echo))
+
+
+async def _run_plan(
     base: Runtime,
-    examples: Sequence[Example],
-    out_dir: str | Path,
-    data: DataSpec,
+    examples: Sequence[Any],
+    options: SuiteOptions,
     plan: Sequence[SubRun],
-    options: RunOptions | None = None,
-    *,
-    refiner_note: str = "",
+    refiner_note: str,
+    echo: Callable[[str], None] | None,
 ) -> SuiteResult:
-    """Run (or resume) every sub-run, then write ``report.md``, ``summary.json`` and figures."""
-    out = Path(out_dir)
+    out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    opts = options or RunOptions()
     start = time.perf_counter()
     runtimes: dict[str, Runtime] = {}
     views: list[RunView] = []
-    for i, sub in enumerate(plan, 1):
-        if not opts.quiet:
-            print(f"[{i}/{len(plan)}] {sub.name}", file=sys.stderr)
-        rt = variant(base, sub, runtimes)
-        spec = dataclasses.replace(data, perturb=sub.perturb)
-        result = await run_bench(rt, examples, out / sub.name, spec, opts)
-        views.append(RunView(sub.name, out / sub.name, result.summary, _ious(out / sub.name)))
+    engine = open_engine(options.run.engine)  # one Ray cluster and worker pool for every sub-run
+    try:
+        for i, sub in enumerate(plan, 1):
+            if echo is not None:
+                echo(f"[{i}/{len(plan)}] {sub.name}")
+            rt = variant(base, sub, runtimes)
+            spec = dataclasses.replace(options.data, perturb=sub.perturb)
+            result = await run_examples(rt, examples, out / sub.name, spec, options.run, engine=engine)
+            views.append(RunView(sub.name, out / sub.name, result.summary, np.load(out / sub.name / IOUS)))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await engine.aclose()
     wall = time.perf_counter() - start
-    notes = [refiner_note] if refiner_note else []
-    notes.append(
-        f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); "
-        f"proposer {base.config.proposer}, ranker {base.config.ranker}, weights {base.settings.weights}"
+    notes = _notes(base, options, plan, refiner_note, wall)
+    pairs = _pairs(views, plan, options.run.bootstrap)
+    report = write_report(
+        out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=_galleries(out, views)
     )
-    if any(s.name == "loop_novlm" for s in plan) and all(s.refiner == "rules" for s in plan):
-        notes.append(
-            "no VLM configured: the loop already uses the rules refiner, so loop_novlm "
-            f"equals loop_iter{max(s.max_iter for s in plan)}"
-        )
-    notes.append(f"suite wall time {wall:.1f} s (this invocation)")
-    report = write_report(out, views, title="refseg bench suite", notes=notes)
+    problems = [
+        f"{v.name}: {p}" for v in views if (p := fallback_problem(v.summary, options.run.max_fallback_rate))
+    ]
     write_json(
         out / "summary.json",
         {
@@ -204,54 +251,68 @@ async def run_suite(
         sum(int(v.summary["counts"]["missing"]) for v in views),
         wall,
         report,
+        refiner_note,
+        pairs,
+        problems,
     )
 
 
-def _ious(run_dir: Path) -> Any:
-    return np.load(run_dir / IOUS)
+def _pairs(
+    views: Sequence[RunView], plan: Sequence[SubRun], boot: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every run against the one-shot run of the same perturbation (paired, by images)."""
+    by_name = {v.name: v for v in views}
+    pairs = []
+    for sub in plan:
+        base = next((s for s in plan if s.controller == "oneshot" and s.perturb == sub.perturb), None)
+        if base is not None and base is not sub and base.name in by_name:
+            pairs += paired_against([by_name[sub.name]], by_name[base.name], B=boot)
+    return pairs
 
 
-def choose_refiner(args: argparse.Namespace) -> tuple[str, str]:
-    """The loop's refiner and a sentence for the report: vlm when configured, else rules."""
-    if args.refiner is not None:
-        return args.refiner, f"refiner: {args.refiner} (chosen with --refiner)"
-    from agent.vlm import VLMConfig
-
-    config = VLMConfig.from_env(base_url=args.vlm_base_url, model=args.vlm_model)
-    reason = config.vlm_unavailable_reason()
-    if reason is None:
-        return "vlm", f"refiner: vlm ({config.model} at {config.base_url})"
-    return "rules", f"refiner: rules, no VLM configured ({reason})"
-
-
-def run_suite_from_args(args: argparse.Namespace) -> int:
-    """``refseg bench suite`` (see :func:`bench.bench_cli.add_bench_parsers` for options)."""
+def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
+    """Case galleries of one-shot against the best clean loop run; the report's section."""
+    oneshot = next((v for v in views if v.name == "oneshot"), None)
+    loops = [
+        v
+        for v in views
+        if v.label.get("controller") == "loop"
+        and v.label.get("perturb", "clean") == "clean"
+        and v.summary["metrics"].get("miou") is not None
+    ]
+    if oneshot is None or not loops:
+        return []
+    best = max(loops, key=lambda v: v.summary["metrics"]["miou"])
     try:
-        max_iters = [int(v) for v in _csv(args.max_iters)]
-    except ValueError:
-        raise ConfigError(f"--max-iters must be comma-separated integers, got {args.max_iters!r}") from None
-    refiner, note = choose_refiner(args)
-    plan = plan_suite(_csv(args.experiments), max_iters, _csv(args.perturbations), refiner)
-    args = argparse.Namespace(
-        **{**vars(args), "refiner": refiner, "controller": "loop", "max_iter": max(max_iters)}
+        cases = write_cases(oneshot.run_dir, best.run_dir, out / "cases")
+    except InputError as exc:  # nothing to show (e.g. no finished example): say so
+        return ["## Case galleries", "", f"none: {exc}", ""]
+    lines = ["## Case galleries (one-shot vs the best loop run)", ""]
+    lines += [f"{best.name} vs oneshot: {totals_line(cases['totals'], cases, 0.01)}.", ""]
+    for category in CATEGORIES:
+        if (out / "cases" / f"{category}.png").exists():
+            lines += [f"![{category}](cases/{category}.png)", ""]
+    return lines
+
+
+def _notes(
+    base: Runtime, options: SuiteOptions, plan: Sequence[SubRun], refiner_note: str, wall: float
+) -> list[str]:
+    data = options.data
+    notes = [refiner_note] if refiner_note else []
+    notes += base.notes
+    notes.append(
+        "the runs share one disk cache, so what a run spent depends on the order they ran in; "
+        "compare their cold cost (what each costs from an empty cache)"
     )
-    data = data_spec(args)
-    examples = data.load()
-    rt = build_runtime(args)
-    try:
-        result = anyio.run(
-            partial(run_suite, rt, examples, args.out, data, plan, run_options(args), refiner_note=note)
+    notes.append(
+        f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); "
+        f"proposer {base.config.proposer}, ranker {base.config.ranker}, weights {base.settings.weights}"
+    )
+    if any(s.name == "loop_novlm" for s in plan) and all(s.refiner == "rules" for s in plan):
+        notes.append(
+            "no VLM configured: the loop already uses the rules refiner, so loop_novlm "
+            f"equals loop_iter{max(s.max_iter for s in plan)}"
         )
-    finally:
-        rt.close()
-    print(note)
-    print_table(result.runs)
-    print(f"suite: {len(result.runs)} runs in {result.wall_s:.1f} s; report {result.report}")
-    print_unfinished(
-        result.missing,
-        result.failed,
-        "across the runs, counted as IoU 0 (see each run's summary.json; --retry-failed redoes them)",
-    )
-    # Per-example failures (e.g. no proposals in a heavily perturbed image) are results of
-    # the system under test: they are in the table; only an unfinished suite exits 1.
-    return 0 if result.missing == 0 else 1
+    notes.append(f"suite wall time {wall:.1f} s (this invocation)")
+    return notes

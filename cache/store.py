@@ -3,12 +3,21 @@
 diskcache pickles anything that is not ``bytes``/``str``/number, and unpickles any row
 whose mode says so. :class:`SafeDisk` only writes and reads raw keys and byte values,
 so a tampered cache database can at worst yield a miss, never run code.
+
+A cache is an accelerator, never a reason to lose a result: a cache folder that cannot be
+opened (read-only, not a folder, a database locked by another process) is a one-line
+:class:`CacheUnavailable` at start (the message suggests ``--no-cache``); a read or write
+that fails mid-run (a full disk, a lock held too long) turns the disk cache off for the rest
+of the run with one warning, and :meth:`ToolCache.health` says so for the run's summary.
+SQLite waits at most ``timeout_s`` for a lock, and nothing is retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +26,26 @@ import diskcache
 import numpy as np
 
 from cache.codec import CorruptEntry, decode, encode
+from cache.errors import ConfigError
 
 ENV_VAR = "REFSEG_CACHE_DIR"
 DEFAULT_DIR = Path.home() / ".cache" / "refseg-loop"
 SIZE_LIMIT = 8 * 2**30
+LOCK_TIMEOUT_S = 5.0  # longest wait for another process's lock on the database
+# What a cache database that cannot be used raises: SQLite errors (full, read-only, locked
+# reads, a damaged file), diskcache's Timeout (locked writes).
+CACHE_FAILURES = (sqlite3.Error, diskcache.Timeout)
+
+log = logging.getLogger(__name__)
+
+
+class CacheUnavailable(ConfigError):
+    """The cache folder cannot be opened; the message says what to do (``--no-cache``)."""
+
+
+# Key of the JSON meta entry that records what producing a value cost (seconds, tokens, USD),
+# so a hit can report its cold cost; records written before it existed lack it.
+COST_META = "__refseg_cost__"
 
 
 def default_cache_dir() -> Path:
@@ -80,41 +105,102 @@ class ToolCache:
 
     Safe to share between threads and processes (diskcache uses SQLite with WAL).
     Hit/miss counts persist in the cache folder so ``refseg cache stats`` can show them.
+
+    Args:
+        directory: the cache folder (``None``: :func:`default_cache_dir`).
+        size_limit: bytes kept before diskcache evicts.
+        timeout_s: longest wait for a database locked by another process.
+
+    Raises:
+        CacheUnavailable: the folder or its database cannot be opened.
     """
 
-    def __init__(self, directory: str | Path | None = None, size_limit: int = SIZE_LIMIT):
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        size_limit: int = SIZE_LIMIT,
+        timeout_s: float = LOCK_TIMEOUT_S,
+    ):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(
-            str(self.directory), disk=SafeDisk, size_limit=size_limit, statistics=True
-        )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _probe_lock(self.directory / "cache.db", timeout_s)
+            self._cache = diskcache.Cache(
+                str(self.directory), disk=SafeDisk, size_limit=size_limit, statistics=True, timeout=timeout_s
+            )
+        except (*CACHE_FAILURES, OSError) as exc:
+            raise CacheUnavailable(
+                f"cannot open the tool cache in {self.directory} ({_reason(exc)}); fix the folder, "
+                "pick another --cache-dir, or run with --no-cache"
+            ) from None
         self.corrupt = 0
+        self.errors = 0  # reads and writes that failed (the first one turned the cache off)
+        self.degraded: str | None = None  # why the cache was turned off, or None
+
+    def health(self) -> dict[str, Any]:
+        """``{"degraded": why or None, "errors": failed reads and writes, "corrupt": entries
+        dropped}`` for a run's records."""
+        return {"degraded": self.degraded, "errors": self.errors, "corrupt": self.corrupt}
+
+    def _failed(self, action: str, exc: BaseException) -> None:
+        """Count a failed read or write; the first one turns the cache off, with one warning."""
+        self.errors += 1
+        if self.degraded is None:
+            self.degraded = (
+                f"tool cache in {self.directory}: a {action} failed ({_reason(exc)}); caching is "
+                "off for the rest of this run (outputs are computed, results are unchanged)"
+            )
+            log.warning("%s", self.degraded)
 
     def get(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        """The decoded value, or ``None`` on a miss; a damaged entry is dropped and missed."""
+        """The decoded value, or ``None`` on a miss; a damaged entry is dropped and missed,
+        and a cache that cannot be read is a miss."""
+        if self.degraded is not None:
+            return None
         try:
-            blob = self._cache.get(key, default=None, retry=True)
+            blob = self._cache.get(key, default=None)
         except (UnsafeEntry, OSError):
             blob = b"damaged"
+        except CACHE_FAILURES as exc:
+            self._failed("read", exc)
+            return None
         if blob is None:
             return None
         try:
             return decode(blob)
         except CorruptEntry:
-            self.corrupt += 1
-            self.delete(key)
+            self.discard(key)
             return None
 
     def set(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self._cache.set(key, encode(arrays, meta), retry=True)
+        """Store a value; a cache that cannot be written only warns (see module doc)."""
+        self._put(key, encode(arrays, meta))
 
     def set_raw(self, key: str, blob: bytes) -> None:
         """Store bytes as they are (tests use it to plant damaged entries)."""
-        self._cache.set(key, blob, retry=True)
+        self._put(key, blob)
+
+    def _put(self, key: str, blob: bytes) -> None:
+        if self.degraded is not None:
+            return
+        try:
+            self._cache.set(key, blob)
+        except (*CACHE_FAILURES, OSError) as exc:
+            self._failed("write", exc)
+
+    def discard(self, key: str) -> None:
+        """Drop an entry that did not decode (damaged, or another layout); counted in ``corrupt``."""
+        self.corrupt += 1
+        self.delete(key)
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(UnsafeEntry):
-            self._cache.delete(key, retry=True)
+        if self.degraded is not None:
+            return
+        try:
+            with contextlib.suppress(UnsafeEntry):
+                self._cache.delete(key)
+        except (*CACHE_FAILURES, OSError) as exc:
+            self._failed("write", exc)
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache
@@ -133,7 +219,7 @@ class ToolCache:
     def clear(self) -> int:
         """Remove every entry; returns how many there were."""
         n = len(self._cache)
-        self._cache.clear(retry=True)
+        self._cache.clear(retry=True)  # `refseg cache clear` waits for other processes
         self._cache.stats(reset=True)
         return n
 
@@ -145,3 +231,26 @@ class ToolCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _probe_lock(db: Path, timeout_s: float) -> None:
+    """Take and release the database's write lock, waiting at most ``timeout_s``.
+
+    diskcache's own start-up retries a locked database for 60 seconds; this makes the wait
+    the cache's timeout instead. Raises ``sqlite3.OperationalError`` when it is locked.
+    """
+    if not db.exists():
+        return
+    con = sqlite3.connect(db, timeout=timeout_s, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a cache failure (diskcache's Timeout has no message)."""
+    if isinstance(exc, diskcache.Timeout):
+        return "the database is locked by another process"
+    return str(exc) or type(exc).__name__

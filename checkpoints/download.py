@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 from tqdm import tqdm
 
+from cache.errors import DownloadError
 from checkpoints.registry import CheckpointInfo, cached_sha256, lookup
-from tools.errors import DownloadError
 
 CHUNK_SIZE = 1024 * 1024
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
@@ -92,22 +92,31 @@ def download_checkpoint(
     try:
         with os.fdopen(fd, "wb") as handle:
             digest = _stream(source, handle, info, dest_dir, progress)
-        if info.sha256 is not None and digest != info.sha256.lower():
-            raise DownloadError(
-                f"{info.filename} from {source} has sha256 {digest[:12]}..., expected "
-                f"{info.sha256[:12]}...: the file is corrupt or not the official one; nothing was saved"
-            )
-        if info.size is not None and info.sha256 is None and tmp.stat().st_size != info.size:
-            raise DownloadError(
-                f"{info.filename} from {source} has {tmp.stat().st_size:,} bytes, expected "
-                f"{info.size:,}; nothing was saved"
-            )
+        _check_download(tmp, digest, info, source)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     return target
+
+
+def _check_download(tmp: Path, digest: str, info: CheckpointInfo, source: str) -> None:
+    """The downloaded file matches the registered sha256 (or, without one, the size).
+
+    Raises:
+        DownloadError: it does not.
+    """
+    if info.sha256 is not None and digest != info.sha256.lower():
+        raise DownloadError(
+            f"{info.filename} from {source} has sha256 {digest[:12]}..., expected "
+            f"{info.sha256[:12]}...: the file is corrupt or not the official one; nothing was saved"
+        )
+    if info.size is not None and info.sha256 is None and tmp.stat().st_size != info.size:
+        raise DownloadError(
+            f"{info.filename} from {source} has {tmp.stat().st_size:,} bytes, expected "
+            f"{info.size:,}; nothing was saved"
+        )
 
 
 def _stream(source: str, handle: object, info: CheckpointInfo, dest_dir: Path, progress: bool) -> str:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.errors import ConfigError
+from cache.errors import ConfigError
 
 SAM_URL_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
 

@@ -3,33 +3,44 @@
 A tool is a small object with a ``name``, a ``description``, a pydantic ``Params`` model
 (its JSON schema is what a VLM sees; it is never written by hand), an ``Output`` type that
 round-trips through the cache, a ``version`` (bump it when outputs change), a ``role``
-(``propose``, ``rank``, ``refine`` or ``other``) and ``async __call__(workspace, params)``.
+(``propose``, ``rank``, ``refine``, ``prompt`` or ``other``) and
+``async __call__(workspace, params)``. A proposer that can draw a mask from a box or points
+names its prompt tool in ``prompt_tool``; a tool that works on another tool's state (the
+SAM prompt tool reuses ``sam_propose``'s image embeddings) lists it in ``needs`` and gets the
+instances through :meth:`Tool.use_tools`.
 
+A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
+them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
+``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``.
+
+The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
+controllers use them). Tools get parameters the invoker already validated.
 Recoverable problems raise :class:`tools.errors.ToolError`; its message is shown to the VLM.
-Torch work runs off the event loop via :func:`run_on_device`.
+Blocking work (torch, heavy numpy) runs off the event loop via :func:`run_on_device`
+(:mod:`tools.device`, re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import weakref
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-import anyio
-import anyio.to_thread
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tools.coords import Frame, View
+from tools.device import device_limiter, run_on_device
+from tools.errors import ConfigError, ToolError
 from tools.precision import Precision
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
-Role = Literal["propose", "rank", "refine", "other"]
+Role = Literal["propose", "rank", "refine", "prompt", "other"]
 WeightsMode = Literal["pretrained", "random"]
-T = TypeVar("T")
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class ChatClient(Protocol):
@@ -70,7 +81,8 @@ class ToolSettings:
             waiting for the device with other images are encoded together (1: one at a
             time). Speed and memory only.
         vlm: the VLM client, when one is configured.
-        options: per-tool extra options by tool name (plugins read theirs from here).
+        options: per-tool options by tool name; a tool reads its own, validated against
+            its ``Options`` model, with :meth:`Tool.read_options`.
     """
 
     weights: WeightsMode = "pretrained"
@@ -95,7 +107,11 @@ class Workspace:
     """What tools see of an episode: the image, the expression and what is known so far.
 
     ``image`` is the working copy (downscaled when huge); ``original_size`` is ``(H, W)``
-    of the input, which final masks are mapped back to.
+    of the input, which final masks are mapped back to. Read the fields freely; change
+    them only through the methods below, which keep them consistent (a ranking always
+    indexes the current proposals, ``history`` lists every query in use, ``best_ranking``
+    is the most confident ranking of the current proposals). ``view`` is the picture a VLM
+    was shown, when a controller showed one: prompt tools read coordinates in it.
     """
 
     image: Image
@@ -106,6 +122,7 @@ class Workspace:
     ranking: Ranking | None = None
     best_ranking: Ranking | None = None
     history: list[str] = field(default_factory=list)
+    view: View | None = None
 
     def __post_init__(self) -> None:
         if not self.query:
@@ -116,19 +133,133 @@ class Workspace:
             self.original_size = self.image.size
 
     def require_proposals(self) -> Proposals:
-        from tools.errors import ToolError
-
         if self.proposals is None:
             raise ToolError("no proposals yet: call the propose tool first")
         if len(self.proposals) == 0:
             raise ToolError("the proposer found no candidate masks in this image")
         return self.proposals
 
+    def set_proposals(self, proposals: Proposals) -> bool:
+        """Make ``proposals`` the candidates; returns whether they are new ones.
+
+        New candidates (another digest) drop the rankings: their indices pointed into
+        the old candidates.
+        """
+        changed = self.proposals is not None and self.proposals.digest != proposals.digest
+        if changed:
+            self.clear_rankings()
+        self.proposals = proposals
+        return changed
+
+    def add_proposals(self, extra: Proposals) -> bool:
+        """Append ``extra`` to the candidates (masks already among them are not added twice);
+        returns whether any was new.
+
+        New candidates drop the rankings: their probabilities were spread over the old
+        candidates only, so neither the current nor the best ranking describes the new set.
+        """
+        current = self.require_proposals()
+        merged = current.append(extra)
+        if merged is current:
+            return False
+        self.clear_rankings()
+        self.proposals = merged
+        return True
+
+    @property
+    def working_frame(self) -> Frame:
+        """The frame of ``image`` (masks and proposal boxes are in its pixels)."""
+        return Frame.from_hw(self.image.size, "working")
+
+    @property
+    def original_frame(self) -> Frame:
+        """The frame of the input image (final masks are mapped back to it)."""
+        return Frame.from_hw(self.original_size, "original")
+
+    def shown_view(self) -> View:
+        """The picture the VLM was shown, or the working image in pixels when none was shown."""
+        return self.view if self.view is not None else View(self.working_frame)
+
+    def set_view(self, view: View) -> None:
+        """Record the picture a controller shows the VLM (prompt coordinates refer to it)."""
+        self.view = view
+
+    def set_ranking(self, ranking: Ranking) -> None:
+        """Make ``ranking`` the current one; it is the best too when it is the most confident."""
+        self.ranking = ranking
+        if self.best_ranking is None or ranking.conf > self.best_ranking.conf:
+            self.best_ranking = ranking
+
+    def submit(self, ranking: Ranking) -> None:
+        """A final choice: ``ranking`` becomes both the current and the best ranking."""
+        self.ranking = self.best_ranking = ranking
+
+    def clear_rankings(self) -> None:
+        self.ranking = self.best_ranking = None
+
+    def tried(self, query: str) -> bool:
+        """Whether ``query`` is already in ``history``, compared by :func:`normalise_query`."""
+        key = normalise_query(query)
+        return any(normalise_query(q) == key for q in self.history)
+
+    def set_query(self, query: str) -> bool:
+        """Use a rewritten ``query`` from now on (recorded in ``history``); returns whether it
+        is new.
+
+        An empty query, or one already tried (``history``, compared by
+        :func:`normalise_query`: case, whitespace and punctuation do not make a query new),
+        changes nothing: ranking it again would only repeat an earlier ranking.
+        """
+        text = query.strip()
+        if not text or self.tried(text):
+            return False
+        self.query = text
+        self.history.append(text)
+        return True
+
+    def use_query(self, query: str) -> None:
+        """Make ``query`` current because a ranking used it (the agent may rank an earlier
+        query again); it is recorded in ``history`` only when new."""
+        text = query.strip()
+        if text and not self.set_query(text):
+            self.query = text
+
+
+def normalise_query(query: str) -> str:
+    """The query as compared for repeats: lower case, punctuation dropped, spaces collapsed."""
+    return " ".join(_PUNCTUATION.sub(" ", query.casefold()).split())
+
+
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+
 
 class StrictParams(BaseModel):
-    """Base of tool parameter models: unknown arguments are an error, not silently ignored."""
+    """Base of tool parameter (and options) models: unknown keys are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(where, what)`` for each problem pydantic found; ``where`` is the dotted key, ``""``
+    when the value as a whole is wrong."""
+    return [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+
+
+def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
+    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``.
+
+    Raises:
+        ConfigError: one line naming the tool and each bad key, e.g.
+            ``tool refine_query: option refiner: Input should be 'rules' or 'vlm'``.
+    """
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"option {where}: {what}" if where else f"options: {what}"
+            for where, what in validation_problems(exc)
+        )
+        raise ConfigError(f"tool {tool}: {problems}") from None
 
 
 class Tool(ABC):
@@ -141,13 +272,52 @@ class Tool(ABC):
     Params: ClassVar[type[BaseModel]] = StrictParams
     Output: ClassVar[type[Any]]
     cacheable: ClassVar[bool] = True
+    # A proposer's prompt tool (a box or points -> a mask), offered to the VLM with it.
+    prompt_tool: ClassVar[str | None] = None
+    # Tools whose instances this one uses (handed over by the registry, see use_tools).
+    needs: ClassVar[tuple[str, ...]] = ()
+    # The tool's settings (a StrictParams model, defaults in it), read from
+    # ``ToolSettings.options[name]`` (the CLI's ``--tool-option NAME.KEY=VALUE``).
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, settings: ToolSettings | None = None):
         self.settings = settings or ToolSettings()
 
+    @classmethod
+    def check_options(cls, settings: ToolSettings) -> None:
+        """Validate this tool's options without building it.
+
+        Raises:
+            ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
+        """
+        if cls.Options is not None:
+            parse_tool_options(cls.name, cls.Options, settings.options.get(cls.name))
+
+    def read_options(self, model: type[OptionsT]) -> OptionsT:
+        """This tool's validated options; ``model`` is its ``Options`` class.
+
+        Raises:
+            ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
+        """
+        return parse_tool_options(self.name, model, self.settings.options.get(self.name))
+
+    def use_tools(self, tools: dict[str, Tool]) -> None:  # noqa: B027 - optional hook
+        """Receive the instances named in ``needs`` (the registry calls this once, after
+        building the tool)."""
+
     def fingerprint(self) -> str:
         """Identity of the weights behind this tool (part of every cache key)."""
         return "none"
+
+    def setup(self) -> None:  # noqa: B027 - optional hook, most tools load nothing
+        """Load models now (blocking; called once per run before the first example, so that
+        a run's one-time start-up is not charged to its first episode). Tools that load
+        lazily override it."""
+
+    @property
+    def uses_vlm(self) -> bool:
+        """Whether a call asks the VLM (a run counts the examples that needed it)."""
+        return False
 
     def key_inputs(self, ws: Workspace, params: BaseModel) -> dict[str, str]:
         """Digests of the workspace inputs the output depends on (default: the image)."""
@@ -160,14 +330,11 @@ class Tool(ABC):
     def apply(self, ws: Workspace, output: Any) -> None:
         """Record the output in the workspace (proposals, ranking, query) after a call."""
         if isinstance(output, Proposals):
-            ws.proposals = output
+            ws.set_proposals(output)
         elif isinstance(output, Ranking):
-            ws.ranking = output
-            if ws.best_ranking is None or output.conf > ws.best_ranking.conf:
-                ws.best_ranking = output
-        elif isinstance(output, Refinement) and output.query.strip() not in ("", ws.query):
-            ws.query = output.query.strip()
-            ws.history.append(ws.query)
+            ws.set_ranking(output)
+        elif isinstance(output, Refinement):
+            ws.set_query(output.query)
 
     @abstractmethod
     async def __call__(self, ws: Workspace, params: Any) -> ToolOutput:
@@ -196,30 +363,20 @@ class Tool(ABC):
         """Release models; tools without state need nothing."""
 
 
-# Keyed weakly by the loop object (as agent.vlm keys its SDK clients): an id() can be
-# reused by a later loop, and a bench suite runs loop after loop in one process.
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, anyio.CapacityLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
-_no_loop_limiters: dict[str, anyio.CapacityLimiter] = {}
-
-
-def device_limiter(device: str) -> anyio.CapacityLimiter:
-    """One worker thread per torch device per event loop: models are not re-entrant and
-    two big forwards on 2 CPU cores only slow each other down."""
-    try:
-        per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
-    except RuntimeError:
-        per_loop = _no_loop_limiters
-    key = device.split(":")[0] if device.startswith("cpu") else device
-    if key not in per_loop:
-        per_loop[key] = anyio.CapacityLimiter(1)
-    return per_loop[key]
-
-
-async def run_on_device(device: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking model code in a worker thread under the device's limiter."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=device_limiter(device))
-
-
 ToolFactory = Callable[[ToolSettings], Tool]
+
+# Re-exported: tools import run_on_device from here (it lives in tools.device).
+__all__ = [
+    "ChatClient",
+    "StrictParams",
+    "Tool",
+    "ToolFactory",
+    "ToolSettings",
+    "Workspace",
+    "default_checkpoint_dir",
+    "device_limiter",
+    "normalise_query",
+    "parse_tool_options",
+    "run_on_device",
+    "validation_problems",
+]

@@ -90,6 +90,9 @@ def _check_model_name(model: str) -> None:
 
     if model.startswith(("hf-hub:", "local-dir:")):
         return
+    if model == TINY_CLIP_NAME:  # known by name in any process (e.g. a Ray worker), not only
+        register_tiny_clip()  # in the one that registered it
+        return
     if model not in open_clip.list_models():
         raise ConfigError(
             f"unknown open_clip model {model!r}; pick one of open_clip.list_models(), "

@@ -16,7 +16,6 @@ them.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
+from cache.lru import LRU
 from tools.accel import autocast, compiled
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
@@ -70,24 +70,6 @@ class ClipRankParams(StrictParams):
         if value.count("{}") != 1:
             raise ValueError('prompt_template needs exactly one "{}" where the query goes')
         return value
-
-
-class _LRU(OrderedDict[Any, torch.Tensor]):
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-
-    def get_hit(self, key: Any) -> torch.Tensor | None:
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
-
-    def put(self, key: Any, value: torch.Tensor) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
 
 
 def apply_template(template: str, query: str) -> str:
@@ -145,8 +127,8 @@ class ClipRank(Tool):
         self._towers: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
         self._fingerprint: str | None = None
         self._lock = threading.Lock()  # model build and caches; forwards are already serialised
-        self._image_cache = _LRU(IMAGE_CACHE_SIZE)
-        self._text_cache = _LRU(TEXT_CACHE_SIZE)
+        self._image_cache: LRU[tuple[str, str, str], torch.Tensor] = LRU(IMAGE_CACHE_SIZE)
+        self._text_cache: LRU[str, torch.Tensor] = LRU(TEXT_CACHE_SIZE)
 
     # -- identity and cache keys -------------------------------------------------------
 
@@ -201,6 +183,11 @@ class ClipRank(Tool):
                 )
             return self._bundle
 
+    def setup(self) -> None:
+        """Fingerprint and load the model before any example."""
+        self.fingerprint()
+        self.bundle()
+
     def towers(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
         """``encode_image`` and ``encode_text`` of the model, through ``torch.compile`` when asked."""
         b = self.bundle()
@@ -227,7 +214,7 @@ class ClipRank(Tool):
         """``(N, D)`` unit-norm embeddings of the proposals' visual prompts (cached)."""
         key = (image.digest, proposals.digest, mode)
         with self._lock:
-            hit = self._image_cache.get_hit(key)
+            hit = self._image_cache.get(key)
         if hit is not None:
             return hit
         b = self.bundle()
@@ -261,7 +248,7 @@ class ClipRank(Tool):
     def text_embedding(self, text: str) -> torch.Tensor:
         """``(D,)`` unit-norm embedding of ``text`` (cached)."""
         with self._lock:
-            hit = self._text_cache.get_hit(text)
+            hit = self._text_cache.get(text)
         if hit is not None:
             return hit
         b = self.bundle()

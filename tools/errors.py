@@ -1,53 +1,32 @@
-"""One base exception for the whole project, with typed subclasses.
+"""The project's exceptions, for tools and plugins: ``from tools.errors import ToolError``.
 
-User mistakes raise these with a message that says what to do; the CLI prints the
-message in one line and exits non-zero instead of showing a traceback.
+They are defined in :mod:`cache.errors` (the bottom layer, so that ``cache`` and
+``checkpoints`` can raise them too); this module is their public import path.
+A recoverable tool problem raises :class:`ToolError` (its message goes back to the VLM);
+bad input, configuration, checkpoint, download, data-set and VLM problems have their own
+subclasses of :class:`RefsegError`, each with the CLI exit code it maps to.
 """
 
-from __future__ import annotations
+from cache.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DownloadError,
+    InputError,
+    RefsegError,
+    ToolError,
+    VLMAuthError,
+    VLMError,
+)
 
-
-class RefsegError(Exception):
-    """Base class of every error refseg-loop raises on purpose."""
-
-    exit_code = 1
-
-
-class InputError(RefsegError):
-    """Bad user input: an unreadable image, an empty expression, a wrong option."""
-
-    exit_code = 2
-
-
-class ConfigError(RefsegError):
-    """An unknown controller, tool or model name, or inconsistent options."""
-
-    exit_code = 2
-
-
-class CheckpointError(RefsegError):
-    """A weight file is missing, corrupt, or does not match its architecture."""
-
-    exit_code = 3
-
-
-class DownloadError(RefsegError):
-    """Weights could not be fetched or failed verification."""
-
-    exit_code = 4
-
-
-class DatasetError(RefsegError):
-    """A data set is missing or has the wrong schema."""
-
-    exit_code = 2
-
-
-class VLMError(RefsegError):
-    """The VLM endpoint is not configured, unreachable or out of retries."""
-
-    exit_code = 5
-
-
-class ToolError(RefsegError):
-    """A recoverable tool problem; its message goes back to the VLM as the tool result."""
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "DownloadError",
+    "InputError",
+    "RefsegError",
+    "ToolError",
+    "VLMAuthError",
+    "VLMError",
+]

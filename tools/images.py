@@ -96,15 +96,31 @@ def load_image(path: str | Path) -> Image:
     return decode_image(data, name=str(p))
 
 
+def downscaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``(H, W)`` of an image of ``size = (H, W)`` after :func:`downscale` to ``max_side``."""
+    h, w = size
+    if max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def downscale(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """``(H, W, 3) uint8`` pixels with the longer side at most ``max_side`` (bilinear; unchanged
+    when already small enough)."""
+    h, w = pixels.shape[:2]
+    new_h, new_w = downscaled_size((h, w), max_side)
+    if (new_h, new_w) == (h, w):
+        return pixels
+    small = PILImage.fromarray(pixels).convert("RGB").resize((new_w, new_h), PILImage.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.uint8)
+
+
 def working_copy(image: Image, max_side: int = DEFAULT_MAX_SIDE) -> Image:
     """The image the models see: downscaled so its longer side is at most ``max_side``."""
-    h, w = image.size
-    if max(h, w) <= max_side:
+    if max(image.size) <= max_side:
         return image
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = PILImage.fromarray(image.pixels).resize(size, PILImage.Resampling.BILINEAR)
-    return Image.from_array(np.asarray(small, dtype=np.uint8))
+    return Image.from_array(downscale(image.pixels, max_side))
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -5,13 +5,14 @@ Two backends behind one tool (the agent and the loop see the same interface):
 - ``rules`` (default, no network): :func:`tools.refine_rules.refine_with_rules`.
 - ``vlm``: :func:`tools.refine_vlm.refine_with_vlm`, using ``ToolSettings.vlm``.
 
-Select with ``ToolSettings.options["refine_query"]["refiner"]`` (the CLI's ``--refiner``).
+Select with the ``refiner`` option (:class:`RefineOptions`): the CLI's ``--refiner``, or
+``--tool-option refine_query.refiner=vlm``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,7 +21,13 @@ from tools.base import StrictParams, Tool, ToolSettings, Workspace
 from tools.errors import ConfigError
 from tools.types import Refinement
 
-REFINERS = ("rules", "vlm")
+
+class RefineOptions(StrictParams):
+    """Settings of ``refine_query`` (``ToolSettings.options["refine_query"]``)."""
+
+    refiner: Literal["rules", "vlm"] = Field(
+        default="rules", description="rules: no network; vlm: the VLM rewrites the query."
+    )
 
 
 class RefineParams(StrictParams):
@@ -37,21 +44,24 @@ class RefineQuery(Tool):
         "Rewrite the current referring expression into a clearer query for the ranker "
         "(head noun, colour, position), using the image and the current top candidates."
     )
-    version = "1"
+    version = "2"  # 2: never repeats a query (rules: distinct rewrites; VLM: history, one re-ask)
     role = "refine"
     Params = RefineParams
     Output = Refinement
+    Options = RefineOptions
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
-        self.refiner: str = self.settings.options.get(self.name, {}).get("refiner", "rules")
-        if self.refiner not in REFINERS:
-            raise ConfigError(f"unknown refiner {self.refiner!r}; choose one of {', '.join(REFINERS)}")
+        self.refiner = self.read_options(RefineOptions).refiner
         if self.refiner == "vlm" and self.settings.vlm is None:
             raise ConfigError(
                 "--refiner vlm needs a VLM: set SILICONFLOW_API_KEY (or REFSEG_VLM_API_KEY) "
                 "or pass --vlm-base-url; use --refiner rules to run without one"
             )
+
+    @property
+    def uses_vlm(self) -> bool:
+        return self.refiner == "vlm"
 
     def fingerprint(self) -> str:
         if self.refiner == "vlm":
@@ -73,7 +83,7 @@ class RefineQuery(Tool):
             inputs["proposals"] = ws.proposals.digest
         return inputs
 
-    async def __call__(self, ws: Workspace, params: Any) -> Refinement:
+    async def __call__(self, ws: Workspace, params: RefineParams) -> Refinement:
         if self.refiner == "vlm":
             from tools.refine_vlm import refine_with_vlm
 

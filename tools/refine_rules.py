@@ -3,19 +3,20 @@
 It parses the ORIGINAL expression (``ws.expression``) into a head noun, colour words,
 size words, spatial words and trailing modifiers ("in a red shirt"), maps synonyms and
 paraphrases onto a small canonical vocabulary ("crimson" -> red, "disc" -> circle, "near
-the left edge" -> left, "guy" -> man), and writes a query from a template that changes
-with the iteration, so a loop that is still unsure after one rewrite tries another:
+the left edge" -> left, "guy" -> man), and offers a fixed sequence of distinct rewrites, so a
+loop that is still unsure after one rewrite tries the next:
 
 1. canonical: ``the <size> <colour> <head> <modifiers> <position>``;
-2. simpler: the least informative words dropped (modifiers and unknown adjectives first,
-   then size, then position);
-3. prompt style: ``a photo of a <colour> <head>``.
+2. ever simpler: the least informative words dropped (modifiers and unknown adjectives
+   first, then size, then position);
+3. prompt style: ``a photo of a <colour> <head>`` (then with the position).
 
-A hint's words ("it is near the top edge") win over the expression's at every iteration
-and are never dropped.
+A hint's words ("it is near the top edge") win over the expression's and are never dropped.
 
-A template whose text was already tried is skipped. The vocabulary is generic (people,
-animals, colours, positions), so it also helps CLIP on real photos. Deterministic.
+The refiner returns the first rewrite not tried yet (the workspace's history, compared
+case-, space- and punctuation-blind); when none is left it returns the current query, which
+the loop reads as "nothing new". The vocabulary is generic (people, animals, colours,
+positions), so it also helps CLIP on real photos. Deterministic.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tools.base import Workspace
+from tools.base import Workspace, normalise_query
 from tools.types import Refinement
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 
 
 def _phrases(table: dict[str, str]) -> dict[str, tuple[str, ...]]:
@@ -300,16 +301,27 @@ def _merge(parsed: ParsedExpression, hint: str | None) -> tuple[ParsedExpression
     return merged, fixed
 
 
-def _simplified(parsed: ParsedExpression, fixed: set[str]) -> tuple[str, str]:
-    """Drop the least informative words: modifiers and unknown adjectives, then size words,
-    then spatial words; never the words a hint gave."""
-    if parsed.modifiers or parsed.adjectives:
-        return _text(parsed, modifiers=False, adjectives=False), "dropped modifiers and unknown adjectives"
-    if parsed.sizes and "sizes" not in fixed:
-        return _text(parsed, sizes=False), "dropped size words"
-    if parsed.spatial and "spatial" not in fixed:
-        return _text(parsed, spatial=False), "dropped spatial words"
-    return _text(parsed), "canonical, the hint's words kept"
+def _simplified(parsed: ParsedExpression, fixed: set[str]) -> list[tuple[str, str]]:
+    """Ever shorter rewrites: drop modifiers and unknown adjectives, then size words, then
+    spatial words; never the words a hint gave."""
+    out: list[tuple[str, str]] = []
+    keep = {"modifiers": True, "adjectives": True, "sizes": True, "spatial": True}
+    steps = (
+        (
+            ("modifiers", "adjectives"),
+            bool(parsed.modifiers or parsed.adjectives),
+            "modifiers and unknown adjectives",
+        ),
+        (("sizes",), bool(parsed.sizes) and "sizes" not in fixed, "size words"),
+        (("spatial",), bool(parsed.spatial) and "spatial" not in fixed, "spatial words"),
+    )
+    dropped: list[str] = []
+    for names, applies, what in steps:
+        if applies:
+            keep.update(dict.fromkeys(names, False))
+            dropped.append(what)
+            out.append((_text(parsed, **keep), "dropped " + ", ".join(dropped)))
+    return out
 
 
 def _prompt(parsed: ParsedExpression, fixed: set[str]) -> str:
@@ -319,30 +331,42 @@ def _prompt(parsed: ParsedExpression, fixed: set[str]) -> str:
     return f"a photo of {article} {noun}{where}"
 
 
-def _templates(parsed: ParsedExpression, fixed: set[str]) -> list[tuple[str, str]]:
-    prompt = (_prompt(parsed, fixed), "prompt template")
-    return [(_text(parsed), "canonical"), _simplified(parsed, fixed), prompt]
+def rewrites(parsed: ParsedExpression, fixed: set[str]) -> list[tuple[str, str]]:
+    """Every rewrite the rules offer, in the order they are tried, without repeats:
+    ``(query, how)``."""
+    prompt = _prompt(parsed, fixed)
+    candidates = [(_text(parsed), "canonical"), *_simplified(parsed, fixed), (prompt, "prompt template")]
+    if parsed.spatial and "spatial" not in fixed:
+        candidates.append((f"{prompt} {_SPATIAL_PHRASE[parsed.spatial[0]]}", "prompt template with position"))
+    seen: set[str] = set()
+    out = []
+    for query, how in candidates:
+        key = normalise_query(query)
+        if key not in seen:
+            seen.add(key)
+            out.append((query, how))
+    return out
 
 
 def refine_with_rules(ws: Workspace, hint: str | None = None) -> Refinement:
-    """Rewrite ``ws.expression`` into canonical words; the template depends on the iteration.
+    """The first rewrite of ``ws.expression`` not tried yet (see :func:`rewrites`).
 
     Args:
-        ws: the episode's workspace; ``len(ws.history)`` is the iteration (1 = first rewrite).
+        ws: the episode's workspace; ``ws.history`` holds the queries already tried.
         hint: optional guidance ("it is on the left"); its words win over the expression's.
 
     Returns:
         A :class:`Refinement` with ``source="rules"``. When nothing in the expression is
-        recognised, the query is the expression itself.
+        recognised, or every rewrite was tried, the query is the current one (nothing new:
+        the loop then stops with ``refiner_exhausted``).
     """
     parsed, fixed = _merge(parse_expression(ws.expression), hint)
     if parsed.empty:
-        return Refinement(query=ws.expression, rationale="rules: no known words to rewrite", source="rules")
-    templates = _templates(parsed, fixed)
-    start = (max(len(ws.history), 1) - 1) % len(templates)
-    tried = {h.strip().lower() for h in ws.history}
-    order = templates[start:] + templates[:start]
-    query, how = next(((q, h) for q, h in order if q.lower() not in tried), order[0])
+        return Refinement(query=ws.query, rationale="rules: no known words to rewrite", source="rules")
+    fresh = [(q, h) for q, h in rewrites(parsed, fixed) if not ws.tried(q)]
+    if not fresh:
+        return Refinement(query=ws.query, rationale="rules: every rewrite was already tried", source="rules")
+    query, how = fresh[0]
     mapping = "; ".join(f"{s} -> {c}" for s, c in parsed.mapped) or "none"
     rationale = (
         f"rules ({how}): head={parsed.head or '-'}, colours={','.join(parsed.colors) or '-'}, "

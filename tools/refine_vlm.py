@@ -1,9 +1,10 @@
 """The VLM refiner: ask a vision-language model for a clearer query for the ranker.
 
-The model sees the image, an overlay of the current top-3 candidates (outlined in red,
-green and blue, numbered 1-3), the original expression, the current query and earlier
-queries, and answers ``{"query": ..., "rationale": ...}``. Replies are parsed leniently:
-code fences, JSON inside prose, and plain text (first line) all work.
+The model sees the image, an overlay of the current top-3 candidates (outlined in the
+colours of :data:`tools.render.PALETTE` and numbered 1-3; the prompt names each colour), the
+original expression, the current query and every query already tried, and answers
+``{"query": ..., "rationale": ...}``. Replies are parsed leniently: code fences, JSON inside
+prose, and plain text (first line) all work.
 
 ``tools`` never imports ``agent``: the client is any :class:`tools.base.ChatClient`, and
 reply fields (``content``, ``tokens_in``, ``tokens_out``, ``usd``, ``model``) are read by
@@ -12,24 +13,20 @@ attribute. Transport failures (``VLMError``) propagate; the controller falls bac
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import re
 from typing import Any
 
 import numpy as np
-from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFont
 
 from tools.base import ChatClient, Workspace
-from tools.errors import InputError, ToolError
+from tools.errors import ToolError
+from tools.json_reply import json_values, reply_body
+from tools.render import image_data_url, outline_candidates, palette_colour
 from tools.types import Refinement
 
 MAX_QUERY_CHARS = 300
 TOP_K = 3
-COLOURS = ((255, 40, 40), (40, 220, 40), (40, 110, 255))  # 1 red, 2 green, 3 blue
-COLOUR_NAMES = ("red", "green", "blue")
+MAX_HISTORY = 12  # queries listed in the prompt (a loop tries a handful)
 
 SYSTEM_PROMPT = (
     "You help a referring-segmentation system. Candidate object masks are ranked by CLIP "
@@ -39,27 +36,6 @@ SYSTEM_PROMPT = (
     "distinctive parts, and its position if it helps. "
     'Reply with JSON only: {"query": "...", "rationale": "..."}.'
 )
-
-
-def image_data_url(pixels: np.ndarray, max_side: int = 768, quality: int = 85) -> str:
-    """A ``data:image/jpeg;base64,...`` URL of an RGB (or grey) image, longest side <= max_side.
-
-    Raises:
-        InputError: not an ``(H, W, 3)`` or ``(H, W)`` uint8 array.
-    """
-    arr = np.asarray(pixels)
-    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise InputError(
-            f"image_data_url needs (H, W, 3) or (H, W) uint8 pixels, got {arr.shape} {arr.dtype}"
-        )
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError("image_data_url: the image has no pixels")
-    img = PILImage.fromarray(arr).convert("RGB")
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | None]]:
@@ -74,60 +50,13 @@ def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | Non
     return [(int(i), None) for i in order]
 
 
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    out = mask.copy()
-    for _ in range(r):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out
-
-
 def candidate_overlay(ws: Workspace, k: int = TOP_K) -> np.ndarray | None:
-    """The image with the top-``k`` masks outlined in distinct colours and numbered 1..k."""
+    """The image with the top-``k`` masks outlined in palette colours and numbered 1..k."""
     top = top_candidates(ws, k)
     if not top or ws.proposals is None:
         return None
-    pixels = ws.image.pixels
-    h, w = pixels.shape[:2]
-    thickness = max(1, round(max(h, w) / 300))
-    out = pixels.copy()
-    # Draw the worst first so the best candidate's outline stays on top.
-    for rank in reversed(range(len(top))):
-        mask = ws.proposals.masks[top[rank][0]]
-        if mask.shape != (h, w):
-            continue
-        edge = mask & ~_erode(mask)
-        out[_dilate(edge, thickness - 1)] = COLOURS[rank]
-    img = PILImage.fromarray(out)
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(12, round(max(h, w) / 25)))
-    for rank, (idx, _) in enumerate(top):
-        x0, y0 = (float(v) for v in ws.proposals.boxes[idx][:2])
-        label = str(rank + 1)
-        pad = 2
-        left, top_, right, bottom = draw.textbbox((x0, y0), label, font=font)
-        if top_ - (bottom - top_) - 3 * pad >= 0:  # room above the box: do not hide the object
-            y0 -= bottom - top_ + 2 * pad
-            left, top_, right, bottom = draw.textbbox((x0, y0), label, font=font)
-        draw.rectangle((left - pad, top_ - pad, right + pad, bottom + pad), fill=COLOURS[rank])
-        draw.text((x0, y0), label, fill=(255, 255, 255), font=font)
-    return np.asarray(img)
-
-
-def _erode(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    # Pixels on the image border count as edge.
-    inner[0, :] = inner[-1, :] = False
-    inner[:, 0] = inner[:, -1] = False
-    return inner
+    masks = [ws.proposals.masks[idx] for idx, _ in top]
+    return outline_candidates(ws.image.pixels, masks, [str(rank + 1) for rank in range(len(top))])
 
 
 def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
@@ -138,17 +67,15 @@ def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
     lines = [
         f"Original expression: {ws.expression}",
         f"Current query: {ws.query}",
+        "Queries already tried (do not repeat any of them): " + " | ".join(ws.history[-MAX_HISTORY:]),
     ]
-    earlier = [q for q in ws.history[:-1] if q != ws.query]
-    if earlier:
-        lines.append("Earlier queries: " + " | ".join(earlier[-5:]))
     overlay = candidate_overlay(ws)
     if overlay is not None:
         content.append({"type": "image_url", "image_url": {"url": image_data_url(overlay)}})
         described = []
         for rank, (_, prob) in enumerate(top_candidates(ws)):
             p = "" if prob is None else f", p={prob:.2f}"
-            described.append(f"{rank + 1} ({COLOUR_NAMES[rank]}{p})")
+            described.append(f"{rank + 1} ({palette_colour(rank).name}{p})")
         lines.append(
             "The second image outlines the current top candidates, best first: "
             + ", ".join(described)
@@ -162,8 +89,6 @@ def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 
 
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
-_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _PREFIX = re.compile(r"^(?:new\s+|refined\s+|better\s+)?(?:query|expression)\s*[:=-]\s*", re.IGNORECASE)
 
 
@@ -173,14 +98,8 @@ def parse_refinement(text: str) -> tuple[str, str]:
     Raises:
         ToolError: the reply holds no usable query.
     """
-    text = (text or "").strip()
-    fenced = _FENCE.search(text)
-    body = fenced.group(1).strip() if fenced else text
-    for candidate in (body, *(m.group(0) for m in [_OBJECT.search(body)] if m)):
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
+    body = reply_body(text)
+    for value in json_values(body):
         if isinstance(value, dict):
             query = value.get("query")
             if isinstance(query, str) and query.strip():
@@ -199,24 +118,52 @@ def _clean(query: str) -> str:
     return query[:MAX_QUERY_CHARS].strip()
 
 
+async def _ask(client: ChatClient, messages: list[dict[str, Any]]) -> tuple[Any, str, str]:
+    """One request: the reply, and its ``(query, rationale)``."""
+    reply = await client.complete(messages, temperature=0.2, max_tokens=200)
+    content = getattr(reply, "content", "") or ""
+    if not content.strip() and getattr(reply, "tool_calls", None):
+        raise ToolError("the VLM answered with tool calls instead of a refined query")
+    query, rationale = parse_refinement(content)
+    return reply, query, rationale
+
+
+def _spent(replies: list[Any]) -> dict[str, Any]:
+    return {
+        "tokens_in": sum(int(getattr(r, "tokens_in", 0) or 0) for r in replies),
+        "tokens_out": sum(int(getattr(r, "tokens_out", 0) or 0) for r in replies),
+        "usd": sum(float(getattr(r, "usd", 0.0) or 0.0) for r in replies),
+    }
+
+
 async def refine_with_vlm(client: ChatClient, ws: Workspace, hint: str | None) -> Refinement:
     """Ask the VLM for a better query for ``ws``.
+
+    The prompt lists the queries already tried. A reply that repeats one (compared case-,
+    space- and punctuation-blind) is sent back once, saying so; a second repeat is returned
+    as it is, and the workspace rejects it (the loop then stops with ``refiner_exhausted``).
+    The tokens and USD of both requests are the refinement's.
 
     Raises:
         ToolError: the reply has no usable query (empty, or only tool calls).
         VLMError: the VLM could not be reached (from the client).
     """
-    reply = await client.complete(build_messages(ws, hint), temperature=0.2, max_tokens=200)
-    content = getattr(reply, "content", "") or ""
-    if not content.strip() and getattr(reply, "tool_calls", None):
-        raise ToolError("the VLM answered with tool calls instead of a refined query")
-    query, rationale = parse_refinement(content)
+    messages = build_messages(ws, hint)
+    reply, query, rationale = await _ask(client, messages)
+    replies = [reply]
+    if ws.tried(query):
+        again = [
+            *messages,
+            {"role": "assistant", "content": getattr(reply, "content", "") or query},
+            {
+                "role": "user",
+                "content": f'"{query}" was already tried. Reply with a different query, '
+                'JSON only: {"query": "...", "rationale": "..."}',
+            },
+        ]
+        reply, query, rationale = await _ask(client, again)
+        replies.append(reply)
     model = getattr(reply, "model", "") or getattr(client, "model", "")
     return Refinement(
-        query=query,
-        rationale=rationale,
-        source=f"vlm:{model}" if model else "vlm",
-        tokens_in=int(getattr(reply, "tokens_in", 0) or 0),
-        tokens_out=int(getattr(reply, "tokens_out", 0) or 0),
-        usd=float(getattr(reply, "usd", 0.0) or 0.0),
+        query=query, rationale=rationale, source=f"vlm:{model}" if model else "vlm", **_spent(replies)
     )

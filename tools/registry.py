@@ -13,6 +13,7 @@ so listing tools never loads a model.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -24,6 +25,7 @@ ENTRY_POINT_GROUP = "refseg.tools"
 
 BUILTIN_TOOLS: dict[str, str] = {
     "sam_propose": "tools.sam_propose:SamPropose",
+    "sam_prompt": "tools.sam_prompt:SamPrompt",
     "clip_rank": "tools.clip_rank:ClipRank",
     "refine_query": "tools.refine:RefineQuery",
 }
@@ -55,6 +57,7 @@ class ToolRegistry:
         }
         self._factories: dict[str, ToolFactory] = {}
         self._tools: dict[str, Tool] = {}
+        self._building: set[str] = set()
         if plugins:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 if ep.name not in self._specs:
@@ -98,15 +101,35 @@ class ToolRegistry:
         return type(self.get(name))
 
     def get(self, name: str) -> Tool:
-        """The tool instance (built on first use)."""
+        """The tool instance (built on first use, with the tools it ``needs``)."""
         if name not in self._tools:
-            tool = self.factory(name)(self.settings)
-            if not isinstance(tool, Tool):
-                raise ConfigError(f"tool {name!r} factory returned {type(tool).__name__}, not a Tool")
-            if tool.name != name:
-                raise ConfigError(f"tool registered as {name!r} calls itself {tool.name!r}")
+            if name in self._building:
+                raise ConfigError(f"tool {name!r} needs itself (through its 'needs' chain)")
+            self._building.add(name)
+            try:
+                tool = self.factory(name)(self.settings)
+                if not isinstance(tool, Tool):
+                    raise ConfigError(f"tool {name!r} factory returned {type(tool).__name__}, not a Tool")
+                if tool.name != name:
+                    raise ConfigError(f"tool registered as {name!r} calls itself {tool.name!r}")
+                if tool.needs:
+                    tool.use_tools({needed: self.get(needed) for needed in tool.needs})
+            finally:
+                self._building.discard(name)
             self._tools[name] = tool
         return self._tools[name]
+
+    def check_options(self, names: Iterable[str]) -> None:
+        """Validate the options of the named tools against their ``Options`` models, without
+        building them (a tool made by a plain factory checks its own when it is built).
+
+        Raises:
+            ConfigError: an unknown tool name, or a bad option value or key.
+        """
+        for name in names:
+            factory = self.factory(name)
+            if isinstance(factory, type) and issubclass(factory, Tool):
+                factory.check_options(self.settings)
 
     def describe(self) -> list[dict[str, str]]:
         rows = []

@@ -22,7 +22,6 @@ behaviour.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, buil
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
+from cache.lru import LRU
 from checkpoints.registry import cached_sha256
 from tools.accel import (
     StageClock,
@@ -152,6 +152,7 @@ class SamPropose(Tool):
     role = "propose"
     Params = SamProposeParams
     Output = Proposals
+    prompt_tool = "sam_prompt"
 
     def __init__(
         self,
@@ -173,7 +174,7 @@ class SamPropose(Tool):
         self._model = model
         self._injected = model is not None
         self._fingerprint: str | None = None
-        self._embeddings: OrderedDict[str, _Embedding] = OrderedDict()
+        self._embeddings: LRU[str, _Embedding] = LRU(self.cache_size)
         self._lock = threading.RLock()
         self._queue = EncodeQueue()
         self._forwards: tuple[Callable[..., Any], Callable[..., Any]] | None = None
@@ -230,6 +231,18 @@ class SamPropose(Tool):
         """Build the model now (fail fast on a missing or corrupt checkpoint)."""
         _ = self.model
 
+    def embedding(self, image: Image) -> _Embedding:
+        """The image embedding (``features``, ``input_size``, ``original_size``), computed once
+        per image while it stays cached and counted in ``encodes``; what ``sam_prompt`` decodes
+        its prompts on."""
+        with self._lock, torch.inference_mode():
+            return self._embedding(image)
+
+    def setup(self) -> None:
+        """Hash the checkpoint (the cache fingerprint) and build the model, before any example."""
+        self.fingerprint()
+        self.load()
+
     def _compiled(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """The image encoder and mask decoder, through ``torch.compile`` when asked."""
         if self._forwards is None:
@@ -243,15 +256,12 @@ class SamPropose(Tool):
     def _embedding(self, image: Image) -> _Embedding:
         cached = self._embeddings.get(image.digest)
         if cached is not None:
-            self._embeddings.move_to_end(image.digest)
             return cached
         batch = self._queue.batch_for(image, self.settings.encoder_batch, self._embeddings.__contains__)
         embeddings = self._encode(batch)
         # The caller's image (first in the batch) goes in last, as the most recently used.
         for other, emb in reversed(list(zip(batch, embeddings, strict=True))):
-            self._embeddings[other.digest] = emb
-        while len(self._embeddings) > self.cache_size:
-            self._embeddings.popitem(last=False)
+            self._embeddings.put(other.digest, emb)
         return embeddings[0]
 
     def _encode(self, images: list[Image]) -> list[_Embedding]:

@@ -89,6 +89,9 @@ class Proposals:
         stability: ``(N,) float32`` SAM stability score (1.0 where not applicable).
         areas: ``(N,) int64`` mask areas in pixels.
         source: name of the tool that made them.
+        origins: ``(N,) str`` provenance of each mask: the proposer's name, or how a prompt
+            tool drew it (``sam_prompt:box``, ``region_prompt:points``...); defaults to
+            ``source``. Rankers, ``submit`` and reports treat every origin alike.
     """
 
     masks: np.ndarray
@@ -97,7 +100,15 @@ class Proposals:
     stability: np.ndarray
     areas: np.ndarray
     source: str = ""
+    origins: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
     _digest: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n = int(self.masks.shape[0])
+        if len(self.origins) != n:
+            if len(self.origins):
+                raise ValueError(f"{len(self.origins)} origins for {n} masks")
+            self.origins = np.full(n, self.source, dtype=f"<U{max(len(self.source), 1)}")
 
     @classmethod
     def from_masks(
@@ -106,6 +117,7 @@ class Proposals:
         scores: np.ndarray | None = None,
         stability: np.ndarray | None = None,
         source: str = "",
+        origins: list[str] | None = None,
     ) -> Proposals:
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 3:
@@ -119,6 +131,7 @@ class Proposals:
             stability=ones.copy() if stability is None else np.asarray(stability, np.float32),
             areas=masks.sum(axis=(1, 2), dtype=np.int64),
             source=source,
+            origins=np.array(origins if origins is not None else [], dtype=str),
         )
 
     @classmethod
@@ -145,13 +158,26 @@ class Proposals:
                 "stability": self.stability,
                 "areas": self.areas,
             },
-            {"source": self.source, "shape": list(self.masks.shape), "digest": self.digest},
+            {
+                "source": self.source,
+                "shape": list(self.masks.shape),
+                "digest": self.digest,
+                # Only when they say more than ``source``: records of one proposer stay as
+                # they were (no tool version bump), and old records decode the same.
+                **({"origins": self.origins.tolist()} if self.mixed_origins else {}),
+            },
         )
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Proposals:
-        n, h, w = meta["shape"]
+        """Inverse of :meth:`to_record`.
+
+        Raises:
+            KeyError, ValueError: the record has another layout (a cache miss to the invoker).
+        """
+        n, h, w = (int(v) for v in meta["shape"])
         masks = np.unpackbits(arrays["masks"], axis=-1, count=w).astype(bool).reshape(n, h, w)
+        _check_lengths(n, arrays, ("boxes", "scores", "stability", "areas"))
         return cls(
             masks=masks,
             boxes=arrays["boxes"],
@@ -159,15 +185,73 @@ class Proposals:
             stability=arrays["stability"],
             areas=arrays["areas"],
             source=meta["source"],
+            origins=np.array(meta.get("origins", []), dtype=str),
             _digest=meta.get("digest"),  # checksummed with the record: no need to re-hash
+        )
+
+    @property
+    def mixed_origins(self) -> bool:
+        """Some mask came from elsewhere than ``source`` (e.g. a prompt tool)."""
+        return bool((self.origins != self.source).any())
+
+    def origin_counts(self) -> dict[str, int]:
+        """How many masks of each origin, in first-seen order."""
+        names, first, counts = np.unique(self.origins, return_index=True, return_counts=True)
+        order = np.argsort(first)
+        return {str(names[i]): int(counts[i]) for i in order}
+
+    def find(self, mask: np.ndarray) -> int:
+        """Index of a candidate with exactly these pixels; -1 when there is none."""
+        if mask.shape != self.masks.shape[1:]:
+            return -1
+        area = int(mask.sum())
+        for i in np.flatnonzero(self.areas == area):
+            if np.array_equal(self.masks[i], mask):
+                return int(i)
+        return -1
+
+    def append(self, extra: Proposals) -> Proposals:
+        """These candidates followed by those of ``extra`` that are not already among them
+        (same pixels); ``self`` when ``extra`` adds nothing.
+
+        Raises:
+            ValueError: ``extra`` masks have another size.
+        """
+        if extra.masks.shape[1:] != self.masks.shape[1:]:
+            raise ValueError(f"cannot append {extra.masks.shape[1:]} masks to {self.masks.shape[1:]} ones")
+        new: list[int] = []
+        for i in range(len(extra)):
+            seen = any(np.array_equal(extra.masks[i], extra.masks[j]) for j in new)
+            if not seen and self.find(extra.masks[i]) < 0:
+                new.append(i)
+        if not new:
+            return self
+        return Proposals(
+            masks=np.concatenate([self.masks, extra.masks[new]]),
+            boxes=np.concatenate([self.boxes, extra.boxes[new]]).astype(np.float32),
+            scores=np.concatenate([self.scores, extra.scores[new]]).astype(np.float32),
+            stability=np.concatenate([self.stability, extra.stability[new]]).astype(np.float32),
+            areas=np.concatenate([self.areas, extra.areas[new]]).astype(np.int64),
+            source=self.source,
+            origins=np.concatenate([self.origins, extra.origins[new]]),
         )
 
     def summary(self) -> Meta:
         top = np.argsort(-self.scores)[:3]
-        return {
+        out: Meta = {
             "n_proposals": len(self),
             "top_scores": [round(float(self.scores[i]), 4) for i in top],
         }
+        if self.mixed_origins:
+            out["origins"] = self.origin_counts()
+        return out
+
+
+def _check_lengths(n: int, arrays: Arrays, names: tuple[str, ...]) -> None:
+    """Each named array has ``n`` rows (a record of another layout fails here, not later)."""
+    for name in names:
+        if arrays[name].ndim < 1 or arrays[name].shape[0] != n:
+            raise ValueError(f"array {name!r} has shape {arrays[name].shape}, expected {n} rows")
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -247,6 +331,8 @@ class Ranking:
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Ranking:
+        """Inverse of :meth:`to_record` (raises KeyError or ValueError on another layout)."""
+        _check_lengths(len(arrays["scores"]), arrays, ("probs",))
         return cls(
             arrays["scores"],
             arrays["probs"],

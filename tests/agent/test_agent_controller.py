@@ -27,7 +27,7 @@ from helpers_agent_ctl import (
 from openai_server import Call, ScriptedServer, Status, Text, ToolCalls, endless_tool_calls
 from PIL import Image as PILImage
 
-from agent.agent_controller import SubmittedRanking
+from agent.submit import SubmittedRanking
 from tools.errors import ConfigError
 from tools.types import Ranking
 
@@ -60,7 +60,8 @@ def test_propose_rank_submit_chooses_the_submitted_candidate(tmp_path: Path) -> 
     assert 0.0 < result.conf < 0.5
     first = srv.requests[0].json
     offered = {t["function"]["name"] for t in first["tools"]}
-    assert offered == {PROPOSER, RANKER, "refine_query", "submit"}  # not sam_propose / clip_rank
+    # The proposer's prompt twin joins them; not sam_propose / sam_prompt / clip_rank.
+    assert offered == {PROPOSER, RANKER, "refine_query", "region_prompt", "submit"}
     assert len(srv.requests[0].image_urls()) == 1
     assert json.loads(tool_messages(srv.requests[1])[0]["content"])["n_proposals"] > 0
     ranked = json.loads(tool_messages(srv.requests[2])[-1]["content"])
@@ -283,3 +284,21 @@ def test_a_broken_optional_plugin_does_not_cost_the_episode(tmp_path: Path) -> N
     assert "broken" not in offered
     tools_event = next(e for e in events(tmp_path / "t.jsonl") if e["event"] == "agent_tools")
     assert tools_event["skipped"] == ["broken"]
+
+
+def test_rejected_calls_are_traced_like_every_tool_call(tmp_path: Path) -> None:
+    _, image = scene_image(0)
+    script = [ToolCalls.of(("zoom_in", {"factor": 2}), (PROPOSER, {})), ToolCalls.of((RANKER, {}))]
+    with ScriptedServer(script) as srv:
+        result = run_episode(make_session(make_client(srv), tmp_path / "t.jsonl"), image, SURE)
+    assert result.stop_reason == "guard"
+    calls = [e for e in events(tmp_path / "t.jsonl") if e["event"] == "tool_call"]
+    assert [(c["tool"], c.get("rejected", False)) for c in calls] == [
+        ("zoom_in", True),
+        (PROPOSER, False),
+        (RANKER, False),
+    ]
+    shared = {"tool", "step", "args", "seconds", "cache_hit"}
+    assert all(shared <= set(c) for c in calls)
+    assert "unknown tool 'zoom_in'" in calls[0]["error"] and calls[0]["args"] == '{"factor": 2}'
+    assert "result" in calls[1] and "error" not in calls[1]

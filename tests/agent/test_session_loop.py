@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from helpers_fake_tools import StripesPropose, WordRank, make_registry
 
-from agent.episode import EpisodeConfig
+from agent.controllers import CONTROLLERS, get_controller
+from agent.episode import EpisodeConfig, StopReason
 from agent.session import Session
 from agent.tracing import Tracer
 from cache import ToolCache
@@ -54,10 +55,10 @@ def test_loop_refines_until_sure(image: Image) -> None:
     assert result.costs.calls("word_rank") == 2 and result.costs.calls("stripes_propose") == 1
 
 
-def test_loop_stops_at_max_iter_when_refiner_stalls(image: Image) -> None:
+def test_loop_stops_when_the_refiner_has_nothing_new(image: Image) -> None:
     session = Session(make_registry(), EpisodeConfig(controller="loop", max_iter=2, **CFG))
     result = run(session, image, "some stripe")
-    assert result.stop_reason == "max_iter" and result.ok
+    assert result.stop_reason == "refiner_exhausted" and result.ok
 
 
 def test_refiner_failure_falls_back_to_best_candidate(image: Image) -> None:
@@ -129,10 +130,18 @@ def test_unknown_tool_fails_at_session_start() -> None:
 
 
 def test_bad_config_values_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="controller"):
-        EpisodeConfig(controller="magic")
+    # The controller name is checked against the one registry when the session is built,
+    # before any example runs.
+    known = "oneshot, loop, ground, agent"
+    with pytest.raises(ConfigError, match=f"unknown controller 'magic'; choose one of {known}"):
+        Session(make_registry(), EpisodeConfig(controller="magic", **CFG))
     with pytest.raises(ConfigError, match="tau-conf"):
         EpisodeConfig(tau_conf=1.5)
+
+
+def test_controllers_registry_names_every_controller() -> None:
+    assert list(CONTROLLERS) == ["oneshot", "loop", "ground", "agent"]
+    assert get_controller("loop") is CONTROLLERS["loop"]
 
 
 def test_huge_image_is_downscaled_and_mask_mapped_back() -> None:
@@ -161,7 +170,7 @@ def test_trace_has_one_event_per_tool_call_and_guard(image: Image, tmp_path: Pat
 def test_unchanged_refinement_is_not_a_new_query(image: Image) -> None:
     session = Session(make_registry(), EpisodeConfig(controller="loop", max_iter=3, **CFG))
     result = run(session, image, "a stripe")
-    assert result.queries == ["a stripe"] and result.stop_reason == "max_iter"
+    assert result.queries == ["a stripe"] and result.stop_reason == "refiner_exhausted"
 
 
 def test_episode_log_context_is_reset_after_the_episode(image: Image) -> None:
@@ -174,3 +183,14 @@ def test_episode_log_context_is_reset_after_the_episode(image: Image) -> None:
         return CURRENT_LOG.get()
 
     assert anyio.run(main) is None
+
+
+def test_stop_reason_is_one_type_written_as_plain_strings(image: Image, tmp_path: Path) -> None:
+    with Tracer(tmp_path / "trace.jsonl", run_id="r") as tracer:
+        session = Session(make_registry(), EpisodeConfig(controller="loop", **CFG), tracer=tracer)
+        result = run(session, image, "top")
+    assert result.stop_reason is StopReason.GUARD and result.stop_reason == "guard"
+    assert json.loads(json.dumps(result.to_json()))["stop_reason"] == "guard"
+    assert type(result.to_json()["stop_reason"]) is str
+    end = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()][-1]
+    assert end["event"] == "episode_end" and end["stop_reason"] == "guard"

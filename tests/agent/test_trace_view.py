@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from helpers_agent_ctl import PROPOSER, RANKER, make_client, make_session, scene_image
 from openai_server import ScriptedServer, Status, ToolCalls
 
-from agent.trace_view import TraceError, add_trace_parser, render_trace
+from agent.trace_view import TraceError, render_trace
 from tools.errors import RefsegError
 
 
@@ -108,11 +107,9 @@ def test_unknown_sample_and_missing_file(trace: Path, tmp_path: Path) -> None:
 
 
 def test_cli_subcommand(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="refseg")
-    add_trace_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["trace", str(trace), "--sample", "s2"])
-    assert args.func(args) == 0
+    from bench.cli import main
+
+    assert main(["trace", str(trace), "--sample", "s2"]) == 0
     assert "episode sample=s2" in capsys.readouterr().out
-    args = parser.parse_args(["trace", str(trace), "--sample", "zzz", "--json"])
-    assert args.func(args) == 2
+    assert main(["trace", str(trace), "--sample", "zzz", "--json"]) == 2
     assert "known samples" in capsys.readouterr().err

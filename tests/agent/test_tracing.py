@@ -28,3 +28,39 @@ def test_trace_file_never_contains_a_registered_secret(tmp_path: Path) -> None:
     text = (tmp_path / "t.jsonl").read_text()
     assert "flag-passed-key-987" not in text and REDACTED in text
     assert redact_text("nothing secret") == "nothing secret"
+
+
+def test_a_collecting_sink_keeps_each_example_s_lines_apart(tmp_path: Path) -> None:
+    import json
+
+    import anyio
+
+    from agent.tracing import CollectingSink, collect_lines
+
+    sink = CollectingSink()
+    tracer = Tracer(None, run_id="r", sink=sink)
+    got: dict[str, list[str]] = {}
+
+    async def example(name: str) -> None:
+        with collect_lines() as lines:
+            for step in range(3):
+                tracer.bind(sample_id=name).info("tool_call", step=step)
+                await anyio.sleep(0)  # the two examples interleave
+        got[name] = lines
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(example, "a")
+            tg.start_soon(example, "b")
+
+    anyio.run(main)
+    tracer.event("outside")
+    for name in ("a", "b"):
+        assert [json.loads(line)["sample_id"] for line in got[name]] == [name] * 3
+    assert [json.loads(line)["event"] for line in sink.take_loose()] == ["outside"]
+    assert sink.take_loose() == []
+    register_secret("worker-side-key-555")
+    with Tracer(tmp_path / "t.jsonl") as driver:  # the driver appends a worker's lines, redacted again
+        driver.write_lines([*got["a"], '{"error": "bad worker-side-key-555"}'])
+    written = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert written[:3] == got["a"] and "worker-side-key-555" not in written[3]

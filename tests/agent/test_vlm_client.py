@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (until conftest does it)
 
@@ -36,9 +32,8 @@ from agent.vlm import (
     VLMCallError,
     VLMClient,
     VLMConfig,
-    image_data_url,
 )
-from tools.errors import ConfigError, InputError, VLMError
+from tools.errors import ConfigError, VLMAuthError, VLMError
 
 SECRET = "sk-test-SECRET-123"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -168,12 +163,12 @@ def test_empty_choices_exhausted() -> None:
 def test_non_retryable_4xx_fails_at_once_and_secret_never_leaks() -> None:
     events: list[dict[str, Any]] = []
     # A server that echoes the key in its error body must not leak it through us.
-    with ScriptedServer([Status(401, f"Invalid API key {SECRET}"), Text("never")]) as srv:
+    with ScriptedServer([Status(400, f"Invalid request with key {SECRET}"), Text("never")]) as srv:
         client = make_client(srv, events)
         with pytest.raises(VLMCallError) as info:
             run(client, MESSAGES)
-    assert len(srv.requests) == 1 and info.value.status == 401 and not info.value.retryable
-    assert "HTTP 401" in str(info.value)
+    assert len(srv.requests) == 1 and info.value.status == 400 and not info.value.retryable
+    assert "HTTP 400" in str(info.value) and info.value.kind == "http_400"
     texts = [str(info.value), repr(info.value), json.dumps(events), repr(client), repr(client.config)]
     assert all(SECRET not in t for t in texts)
     assert "***" in str(info.value)
@@ -183,13 +178,33 @@ def test_non_retryable_4xx_fails_at_once_and_secret_never_leaks() -> None:
 def test_secret_cut_by_the_one_line_limit_still_never_leaks() -> None:
     # Find where the body lands in the one-line detail, then pad the body so the key
     # straddles the 300-character cut: even its first characters must not get through.
-    with ScriptedServer([Status(401, "MARK")]) as srv, pytest.raises(VLMCallError) as probe:
+    with ScriptedServer([Status(422, "MARK")]) as srv, pytest.raises(VLMCallError) as probe:
         run(make_client(srv), MESSAGES)
-    detail = str(probe.value).split("HTTP 401: ", 1)[1]
+    detail = str(probe.value).split("HTTP 422: ", 1)[1]
     pad = "x" * (300 - 3 - 10 - detail.index("MARK"))  # unredacted, 10 key characters fit
-    with ScriptedServer([Status(401, pad + SECRET)]) as srv, pytest.raises(VLMCallError) as info:
+    with ScriptedServer([Status(422, pad + SECRET)]) as srv, pytest.raises(VLMCallError) as info:
         run(make_client(srv), MESSAGES)
     assert SECRET[:8] not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (401, f"Invalid API key {SECRET}", "the API key was rejected; set REFSEG_VLM_API_KEY"),
+        (403, "forbidden", "has no access to model"),
+        (404, "The model `nope` does not exist", "no model"),
+        (400, "Model does not exist. Please check it carefully.", "pass --vlm-model"),
+    ],
+)
+def test_a_rejected_key_or_unknown_model_is_a_run_level_error(status: int, body: str, says: str) -> None:
+    with ScriptedServer([Status(status, body), Text("never")]) as srv:
+        with pytest.raises(VLMAuthError) as info:
+            run(make_client(srv), MESSAGES)
+        host = srv.base_url.split("//", 1)[1].split("/", 1)[0]
+    text = str(info.value)
+    assert len(srv.requests) == 1 and not isinstance(info.value, VLMError)  # no retry, no fallback
+    assert text.startswith(f"VLM at {host} answered HTTP {status}: ") and says in text
+    assert SECRET not in text and "\n" not in text and info.value.exit_code == 6
 
 
 def test_secret_absent_from_retry_events_and_config_repr() -> None:
@@ -263,21 +278,6 @@ def test_from_env_key_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         VLMConfig.from_env(base_url="localhost:8000/v1")
     with pytest.raises(ConfigError, match="max_retries"):
         VLMConfig(max_retries=-1)
-
-
-def test_image_data_url_downscales_jpeg() -> None:
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, (300, 1000, 3), dtype=np.uint8)
-    url = image_data_url(pixels, max_side=256, quality=70)
-    assert url.startswith("data:image/jpeg;base64,")
-    img = PILImage.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    assert img.format == "JPEG" and max(img.size) == 256 and img.size[0] > img.size[1]
-    small = image_data_url(np.zeros((10, 20, 3), np.uint8))
-    assert PILImage.open(io.BytesIO(base64.b64decode(small.split(",", 1)[1]))).size == (20, 10)
-    with pytest.raises(InputError):
-        image_data_url(np.zeros((10, 10, 4), np.uint8))
-    with pytest.raises(InputError):
-        image_data_url(np.zeros((10, 10, 3), np.float32))
 
 
 def test_server_policy_is_bounded_and_unscripted_requests_are_counted() -> None:

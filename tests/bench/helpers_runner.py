@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from agent.episode import EpisodeConfig
 from bench.data import Example, load_dataset_spec
-from bench.options import Runtime, add_episode_options, build_runtime
-from bench.runner import BenchResult, DataSpec, RunOptions, run_bench_sync
+from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions, RunOptions
+from bench.runner import BenchResult, run_examples_sync
+from bench.runtime import Runtime, build_runtime
 
 
-def offline_runtime(cache_dir: Path | None, *extra: str) -> Runtime:
-    parser = argparse.ArgumentParser()
-    add_episode_options(parser)
-    cache = ["--cache-dir", str(cache_dir)] if cache_dir is not None else ["--no-cache"]
-    return build_runtime(parser.parse_args(["--toolset", "offline", *cache, *extra]))
+def offline_options(
+    cache_dir: Path | None, episode: dict[str, Any] | None = None, models: dict[str, Any] | None = None
+) -> EpisodeOptions:
+    """Episode options with the offline toolset (``models`` and ``episode`` override fields)."""
+    return EpisodeOptions(
+        models=ModelOptions(**{"toolset": "offline", **(models or {})}),
+        episode=EpisodeConfig(**(episode or {})),
+        cache=CacheOptions(directory=cache_dir, enabled=cache_dir is not None),
+    )
+
+
+def offline_runtime(cache_dir: Path | None, **episode: Any) -> Runtime:
+    return build_runtime(offline_options(cache_dir, episode))
 
 
 def synthetic(n: int = 2) -> list[Example]:
@@ -28,15 +37,19 @@ def run(
     run_dir: Path,
     cache_dir: Path | None,
     examples: list[Example],
-    *extra: str,
+    *,
     spec: DataSpec | None = None,
+    episode: dict[str, Any] | None = None,
+    models: dict[str, Any] | None = None,
     **options: Any,
 ) -> BenchResult:
-    rt = offline_runtime(cache_dir, *extra)
+    """Run ``examples`` into ``run_dir``; ``episode``/``models`` set EpisodeConfig/ModelOptions
+    fields, the other keywords RunOptions fields."""
+    rt = build_runtime(offline_options(cache_dir, episode, models))
     options.setdefault("quiet", True)
     options.setdefault("bootstrap", 0)
     try:
-        return run_bench_sync(
+        return run_examples_sync(
             rt, examples, run_dir, spec or DataSpec("synthetic", n=2), RunOptions(**options)
         )
     finally:

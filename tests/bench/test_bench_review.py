@@ -21,15 +21,15 @@ def test_new_config_replaces_one_that_recorded_nothing(tmp_path: Path) -> None:
     examples, d = synthetic(1), tmp_path / "run"
     # The first invocation stops on a missing checkpoint before any example is recorded ...
     with pytest.raises(CheckpointError):
-        run(d, None, examples, "--toolset", "models", "--checkpoint-dir", str(tmp_path / "none"))
+        run(d, None, examples, models={"toolset": "models", "checkpoint_dir": tmp_path / "none"})
     # ... so other options (here: the toolset its message suggests) may take the folder over.
-    res = run(d, None, examples, "--controller", "oneshot")
+    res = run(d, None, examples, episode={"controller": "oneshot"})
     assert res.ran == len(examples) and any("config.json" in n for n in res.notes)
     config = json.loads((d / "config.json").read_text(encoding="utf-8"))
     assert config["results"]["episode"]["proposer"] == "region_propose"
     # Once results exist, a different configuration is refused as before.
     with pytest.raises(ConfigError, match="controller"):
-        run(d, None, examples, "--controller", "loop")
+        run(d, None, examples, episode={"controller": "loop"})
 
 
 def test_second_invocation_on_one_run_folder_is_refused(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image as PILImage
 
 from bench.data import (
     Example,
@@ -200,3 +203,40 @@ def test_unreachable_hub_name_is_a_dataset_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DatasetError, match=r"moondream/refcoco-m.*local parquet"):
         load_dataset_spec("moondream/refcoco-m", cache_dir=cache)
+
+
+def test_self_contained_examples_carry_bytes_or_the_readers_error(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bench.evaluate import load_example_image
+    from bench.examples import EncodedImage, self_contained
+
+    class Row:  # a data set row reference, as bench.refcocom.ArrowImage
+        name = "row 7"
+
+        def __init__(self, data: bytes | Exception):
+            self.data = data
+
+        def raw(self) -> bytes:
+            if isinstance(self.data, Exception):
+                raise self.data
+            return self.data
+
+        def load(self) -> Any:
+            from tools.images import decode_image
+
+            return decode_image(self.raw(), name=self.name)
+
+    ex = load_dataset_spec("synthetic", 1)[0]
+    buf = io.BytesIO()
+    PILImage.fromarray(ex.load_image().pixels).save(buf, format="PNG")
+    for source in (Row(buf.getvalue()), Row(InputError("row 7: the row has no image")), Row(OSError("gone"))):
+        original = replace(ex, image_ref=source)
+        portable = self_contained(original)
+        assert not isinstance(portable.image_ref, Row)
+        a, b = load_example_image(original, "clean"), load_example_image(portable, "clean")
+        if isinstance(a, str):
+            assert a == b  # the same error text, e.g. "OSError: gone"
+        else:
+            assert isinstance(portable.image_ref, EncodedImage) and (a.pixels == b.pixels).all()
+    assert self_contained(ex) is ex  # pixels in memory travel as they are

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.options import public_url
-from bench.runner import RunOptions
+from bench.options import RunOptions
+from bench.runtime import public_url
 from tools.errors import ConfigError
 
 

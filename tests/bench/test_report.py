@@ -11,8 +11,8 @@ from helpers_runner import run, synthetic
 
 from bench.cases import pick_cases
 from bench.cli import main
-from bench.report import load_run, load_runs, md_table, print_table, text_table, write_report
-from bench.runner import DataSpec
+from bench.options import DataSpec
+from bench.report import RunView, load_run, load_runs, md_table, print_table, text_table, write_report
 from tools.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -22,14 +22,13 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("runs")
     examples = synthetic(2)
-    run(base / "oneshot", base / "cache", examples, "--controller", "oneshot", bootstrap=100)
-    run(base / "loop", base / "cache", examples, "--controller", "loop", "--max-iter", "2", bootstrap=100)
+    run(base / "oneshot", base / "cache", examples, episode={"controller": "oneshot"}, bootstrap=100)
+    run(base / "loop", base / "cache", examples, episode={"controller": "loop", "max_iter": 2}, bootstrap=100)
     run(
         base / "oneshot_blur9",
         base / "cache",
         examples,
-        "--controller",
-        "oneshot",
+        episode={"controller": "oneshot"},
         spec=DataSpec("synthetic", n=2, perturb="blur9"),
     )
     return base / "oneshot", base / "loop"
@@ -50,7 +49,7 @@ def test_report_of_several_runs_side_by_side(two_runs: tuple[Path, Path], tmp_pa
     ):
         assert heading in text
     miou = runs[1].summary["metrics"]["miou"]
-    assert f"| loop | loop(rules) x2 | clean | {len(runs[1].ious)} | 0 | {miou:.3f} |" in text
+    assert f"| loop | loop(rules) x2 | clean | 2 | {len(runs[1].ious)} | 0 | {miou:.3f} |" in text
     assert "| oneshot | " in text and "blur9" in text
     figs = {p.name for p in (tmp_path / "rep" / "figures").iterdir()}
     assert figs == {"iou_hist.png", "miou_vs_iter.png", "reliability.png", "size_buckets.png", "cost.png"}
@@ -88,10 +87,17 @@ def test_tables_align_and_escape(capsys: pytest.CaptureFixture[str], two_runs: t
     assert out[2].startswith("oneshot ") and out[3].startswith("loop ")
 
 
-def test_cli_report(two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "report", str(two_runs[0]), str(two_runs[1]), "--out", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r" / "report.md").exists()
-    assert "report:" in capsys.readouterr().out
+def test_cli_report_with_the_paired_comparison(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "report", str(two_runs[0]), str(two_runs[1]), "--out", str(tmp_path / "r")]
+    assert main([*args, "--tolerance", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed
+    assert "loop - oneshot: mIoU +" in printed and "(95% CI, 2 images resampled)" in printed
+    assert "(|dIoU| <= 0.05)" in printed and "of 34 paired expressions" in printed
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## Paired comparison" in report and "| loop vs oneshot | 2 | 34 | " in report
 
 
 def test_pick_cases_by_iou_difference() -> None:
@@ -105,11 +111,20 @@ def test_pick_cases_by_iou_difference() -> None:
     assert picked["improved"][0]["diff"] == pytest.approx(0.7)
 
 
-def test_case_galleries(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_case_galleries(
+    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a, b = two_runs
     assert main(["bench", "cases", str(a), str(b), "--out", str(tmp_path / "cases"), "--k", "3"]) == 0
     picked = json.loads((tmp_path / "cases" / "cases.json").read_text())
+    totals = picked.pop("totals")
     assert set(picked) == {"improved", "degraded", "unchanged"}
+    # The totals count every paired example, not the gallery sizes; the CLI prints both.
+    assert totals["paired"] == totals["improved"] + totals["degraded"] + totals["unchanged"] == 34
+    assert totals["unchanged"] > len(picked["unchanged"]) == 3
+    printed = capsys.readouterr().out
+    assert f"improved {totals['improved']} ({len(picked['improved'])} shown)" in printed
+    assert f"unchanged {totals['unchanged']} (3 shown) of 34 paired expressions" in printed
     assert picked["improved"], "the loop should fix some one-shot mistakes on generated scenes"
     for category, rows in picked.items():
         assert len(rows) <= 3
@@ -140,3 +155,19 @@ def test_random_weight_runs_say_so(tmp_path: Path) -> None:
     buf = io.StringIO()
     print_table([view], file=buf)
     assert "random weights" in buf.getvalue() and "random weights" in render_markdown([view], "t")
+
+
+def test_figures_show_every_run_and_label_empty_buckets(two_runs: tuple[Path, Path]) -> None:
+    from bench.figures import buckets_figure, iou_hist_figure
+    from bench.tables import bucket_table
+
+    base = load_run(two_runs[1])
+    runs = [RunView(f"run{i}", base.run_dir, base.summary, base.ious) for i in range(11)]
+    legend = iou_hist_figure(runs).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"run{i}" for i in range(11)]  # none dropped
+    empty = [b for b, v in base.summary["metrics"]["buckets"].items() if v["n"] == 0]
+    assert empty, "generated scenes have no small objects"
+    texts = [t.get_text() for t in buckets_figure(runs[:2]).axes[0].texts]
+    assert texts.count("n=0") == 2 * len(empty)
+    _, rows = bucket_table(runs[:1])
+    assert "— (n=0)" in rows[0]

@@ -18,8 +18,8 @@ from bench.cli import main
 from bench.data import load_dataset_spec
 from bench.fixtures import write_refcocom_parquet
 from bench.metrics import iou
+from bench.options import DataSpec
 from bench.rle import decode_rle
-from bench.runner import DataSpec
 from bench.samples import read_samples
 from tools.errors import CheckpointError, ConfigError
 from tools.offline.scenes import generate_scene
@@ -161,13 +161,13 @@ def test_bad_examples_are_recorded_and_the_run_completes(tmp_path: Path) -> None
 def test_resume_with_another_controller_is_refused(tmp_path: Path) -> None:
     examples = synthetic(2)
     d = tmp_path / "run"
-    run(d, tmp_path / "cache", examples, "--controller", "oneshot", limit=3)
+    run(d, tmp_path / "cache", examples, episode={"controller": "oneshot"}, limit=3)
     with pytest.raises(ConfigError, match=r"controller.*--out"):
-        run(d, tmp_path / "cache", examples, "--controller", "loop")
+        run(d, tmp_path / "cache", examples, episode={"controller": "loop"})
     with pytest.raises(ConfigError, match="tau_conf"):
-        run(d, tmp_path / "cache", examples, "--controller", "oneshot", "--tau-conf", "0.9")
+        run(d, tmp_path / "cache", examples, episode={"controller": "oneshot", "tau_conf": 0.9})
     ok = run(
-        d, tmp_path / "cache", examples, "--controller", "oneshot", concurrency=7
+        d, tmp_path / "cache", examples, episode={"controller": "oneshot"}, concurrency=7
     )  # run options may differ
     assert ok.ran == len(examples) - 3
 
@@ -181,10 +181,7 @@ def test_run_level_error_stops_the_run(tmp_path: Path) -> None:
             tmp_path / "run",
             None,
             examples,
-            "--toolset",
-            "models",
-            "--checkpoint-dir",
-            str(tmp_path / "none"),
+            models={"toolset": "models", "checkpoint_dir": tmp_path / "none"},
         )
     assert read_samples(tmp_path / "run")[0] == {}
 

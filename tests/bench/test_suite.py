@@ -20,6 +20,7 @@ def test_plan_covers_the_original_table() -> None:
         "loop_iter1",
         "loop_iter2",
         "loop_iter3",
+        "ground",
         "loop_novlm",
         "oneshot_noise10",
         "loop_iter3_noise10",
@@ -29,6 +30,9 @@ def test_plan_covers_the_original_table() -> None:
     by = {s.name: s for s in plan}
     assert by["loop_novlm"].refiner == "rules" and by["loop_iter2"].refiner == "vlm"
     assert by["loop_iter3_blur9"].perturb == "blur9" and by["loop_iter3_blur9"].max_iter == 3
+    assert by["ground"].controller == "ground" and by["ground"].refiner == "vlm"
+    no_vlm = [s.name for s in plan_suite(["main"], [1], [], "rules")]
+    assert no_vlm == ["oneshot", "loop_iter1"]  # grounding needs a VLM
     only_rel = [s.name for s in plan_suite(["reliability"], [1, 2], ["blur5"], "rules")]
     assert only_rel == ["oneshot", "loop_iter2", "oneshot_blur5", "loop_iter2_blur5"]  # clean ones included
     with pytest.raises(ConfigError, match="unknown experiment"):
@@ -89,6 +93,21 @@ def test_suite_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     report = (out / "report.md").read_text()
     assert "loop_novlm equals loop_iter3" in report and "## Reliability" in report
     assert (out / "figures" / "reliability.png").exists() and (out / "figures" / "miou_vs_iter.png").exists()
+    # Cold cost does not depend on the order: the loop runs hit the proposals one-shot left in
+    # the shared cache, and still cost at least what one-shot's proposals cost.
+    cold = {n: runs[n]["costs"]["tools"]["region_propose"]["cold_seconds"] for n in names}
+    assert runs["loop_iter2"]["costs"]["tools"]["region_propose"]["seconds"] == 0
+    assert cold["loop_iter2"] == pytest.approx(cold["oneshot"], rel=1e-3) and cold["oneshot"] > 0
+    assert "## Cost per run (cold: from an empty cache)" in report
+    # Every run against the one-shot of its perturbation, by images; galleries of the best loop.
+    assert (
+        "| loop_iter3 vs oneshot | 2 | " in report and "| loop_iter3_blur9 vs oneshot_blur9 | 2 | " in report
+    )
+    assert "loop_iter3 - oneshot: mIoU" in printed
+    assert "## Case galleries (one-shot vs the best loop run)" in report
+    assert "(cases/improved.png)" in report and (out / "cases" / "improved.png").exists()
+    cases = json.loads((out / "cases" / "cases.json").read_text())
+    assert cases["totals"]["paired"] == runs["oneshot"]["n_expressions"]
     # Again: every sub-run resumes with nothing to do.
     assert main(args) == 0
     again = json.loads((out / "summary.json").read_text())
@@ -133,19 +152,30 @@ def test_suite_with_a_vlm_refines_with_it_and_ablates_without(tmp_path: Path) ->
     from openai_server import ScriptedServer, Text
 
     out = tmp_path / "suite"
-    with ScriptedServer(policy=lambda _req: Text('{"query": "the red circle", "rationale": "x"}')) as srv:
+    reply = Text('{"query": "the red circle", "rationale": "x"}', prompt_tokens=700, completion_tokens=20)
+    with ScriptedServer(policy=lambda _req: reply) as srv:
         args = ["bench", "suite", "--dataset", "synthetic", "--n", "1", "--toolset", "offline"]
         args += ["--out", str(out), "--quiet", "--bootstrap", "0", "--experiments", "main,ablation"]
-        args += ["--max-iters", "1", "--vlm-base-url", srv.base_url]
+        args += ["--max-iters", "1,2", "--vlm-base-url", srv.base_url]
         assert main(args) == 0
         assert srv.requests, "the loop's refiner should have asked the VLM"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["notes"][0].startswith("refiner: vlm")
     runs = summary["runs"]
-    assert list(runs) == ["oneshot", "loop_iter1", "loop_novlm"]
+    assert list(runs) == ["oneshot", "loop_iter1", "loop_iter2", "ground", "loop_novlm"]
+    assert runs["ground"]["costs"]["tools"]["vlm"]["calls"] > 0  # it asked the VLM for a box
     assert runs["loop_iter1"]["label"]["refiner"] == "vlm"
     assert runs["loop_novlm"]["label"]["refiner"] == "rules"
     vlm_refines = runs["loop_iter1"]["costs"]["tools"]["refine_query"]
     assert vlm_refines["calls"] > 0 and vlm_refines["tokens_in"] > 0
     assert runs["loop_novlm"]["costs"]["tools"]["refine_query"]["tokens_in"] == 0
     assert runs["loop_iter1"]["propose"]["computations"] == 0  # shared tools and cache
+    # loop_iter2 got loop_iter1's rewrites from the shared cache: it spent fewer tokens, but
+    # its cold cost (from an empty cache) counts them. Every VLM loop run shows cold tokens.
+    iter2 = runs["loop_iter2"]["costs"]["tools"]["refine_query"]
+    assert iter2["disk_hits"] > 0 and iter2["tokens_in"] < iter2["cold_tokens_in"]
+    for name in ("loop_iter1", "loop_iter2"):
+        total = runs[name]["costs"]["total"]
+        assert total["cold_tokens_in"] >= vlm_refines["tokens_in"] > 0 and total["cold_unknown"] == 0
+        assert total["per_1000_expressions"]["cold_tokens_in"] > 0
+    assert (out / "figures" / "cost.png").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,11 +9,11 @@ import numpy as np
 import torch
 from helpers_chaos import chaos_row
 
-from bench.chaos import bench_args, run_in_process
-from bench.cli import build_parser
+from bench.chaos.runs import OfflineRun, run_offline
 from bench.data import load_dataset_spec
-from bench.options import build_runtime
-from bench.runner import DataSpec, result_config
+from bench.options import DataSpec
+from bench.run_folder import result_config
+from bench.runtime import Runtime, build_runtime
 from cache.keys import make_key
 from tools.base import ToolSettings, Workspace
 from tools.sam_loading import TINY_SAM_CONFIG, build_sam_from_config
@@ -55,30 +54,30 @@ def test_sam_key_follows_checkpoint_version_and_output_args(tmp_path: Path) -> N
     ) != _key(_sam(ckpt))
 
 
-def _runtime(*extra: str) -> tuple[argparse.Namespace, object]:
-    args = build_parser().parse_args(bench_args(Path("unused"), None, *extra))
-    return args, build_runtime(args)
+def _runtime(episode: dict[str, object], vlm: dict[str, object], concurrency: int = 8) -> Runtime:
+    run = OfflineRun(Path("unused"), None, episode=episode, vlm=vlm, concurrency=concurrency)
+    return build_runtime(run.options().episode)
 
 
 def test_concurrency_and_timeouts_are_not_part_of_results_or_keys(tmp_path: Path) -> None:
     examples = load_dataset_spec("synthetic", 1)
     spec = DataSpec("synthetic", n=1)
-    vlm = ("--controller", "agent", "--vlm-base-url", "http://127.0.0.1:9/v1")
-    _, a = _runtime(*vlm, "--vlm-timeout", "5", "--vlm-max-retries", "1")
-    _, b = _runtime(*vlm, "--vlm-timeout", "60", "--vlm-max-retries", "6", "--concurrency", "2")
-    _, c = _runtime(*vlm, "--max-turns", "3")
+    agent = {"controller": "agent"}
+    url = {"base_url": "http://127.0.0.1:9/v1"}
+    a = _runtime(agent, {**url, "timeout_s": 5.0, "max_retries": 1})
+    b = _runtime(agent, {**url, "timeout_s": 60.0, "max_retries": 6}, concurrency=2)
+    c = _runtime({**agent, "max_turns": 3}, url)
     try:
-        assert result_config(a, spec, examples) == result_config(b, spec, examples)  # type: ignore[arg-type]
-        assert result_config(a, spec, examples) != result_config(c, spec, examples)  # type: ignore[arg-type]
+        assert result_config(a, spec, examples) == result_config(b, spec, examples)
+        assert result_config(a, spec, examples) != result_config(c, spec, examples)
     finally:
         for rt in (a, b, c):
-            rt.close()  # type: ignore[attr-defined]
+            rt.close()
     # Two runs that differ only in concurrency share every cache entry and every result.
     cache = tmp_path / "cache"
-    run_in_process(bench_args(tmp_path / "one", cache, "--controller", "oneshot", n=1))
-    argv = bench_args(tmp_path / "two", cache, "--controller", "oneshot", n=1)
-    argv[argv.index("--concurrency") + 1] = "1"
-    run_in_process(argv)
+    oneshot = {"controller": "oneshot"}
+    run_offline(OfflineRun(tmp_path / "one", cache, n=1, episode=oneshot))
+    run_offline(OfflineRun(tmp_path / "two", cache, n=1, episode=oneshot, concurrency=1))
 
     s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
     s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
@@ -109,7 +108,7 @@ def test_run_folder_with_a_pickled_ious_file_runs_no_code(tmp_path: Path) -> Non
     from bench.report import load_run
 
     run_dir = tmp_path / "run"
-    run_in_process(bench_args(run_dir, None, "--controller", "oneshot", n=1))
+    run_offline(OfflineRun(run_dir, None, n=1, episode={"controller": "oneshot"}))
     good = np.load(run_dir / "ious.npy", allow_pickle=False)
     marker = tmp_path / "pwned"
     np.save(run_dir / "ious.npy", np.array([_Payload(marker)], dtype=object), allow_pickle=True)

@@ -15,8 +15,8 @@ def test_full_scorecard_every_row_survived() -> None:
     rows = [chaos_row(name) for name in row_names()]
     table = format_table(rows)
     print(table)  # the scorecard, as CI shows it (pytest -s)
-    assert len(rows) == 15 and scorecard_exit_code(rows) == 0, table
-    assert all(r.lost == 0 and r.duplicated == 0 and r.injected > 0 for r in rows)
+    assert len(rows) == 26 and scorecard_exit_code(rows) == 0, table
+    assert all(r.lost == 0 and r.duplicated == 0 and r.secrets == 0 and r.injected > 0 for r in rows)
     assert table.splitlines()[0].split(" | ")[:5] == [
         "fault                      ",
         "injected",
@@ -32,6 +32,7 @@ def test_exit_code_is_non_zero_when_anything_is_lost_or_duplicated() -> None:
     assert scorecard_exit_code([ok, RowResult("lossy", lost=1)]) == 1
     assert scorecard_exit_code([ok, RowResult("twice", duplicated=2)]) == 1
     assert scorecard_exit_code([RowResult("bad", problems=["summary counted 0 of 3 faults"])]) == 1
+    assert scorecard_exit_code([ok, RowResult("leaky", secrets=1)]) == 1
     assert scorecard_exit_code([]) == 1
     assert "NO" in format_table([RowResult("lossy", lost=1)])
 
@@ -45,7 +46,7 @@ def test_module_entry_point_prints_the_table(tmp_path) -> None:  # type: ignore[
     )
     assert proc.returncode == 0, proc.stderr
     assert "unknown tool name" in proc.stdout and "| yes" in proc.stdout
-    assert "0 lost, 0 duplicated" in proc.stdout
+    assert "0 lost, 0 duplicated, 0 secrets" in proc.stdout
 
 
 def test_refseg_bench_chaos_is_registered(capsys) -> None:  # type: ignore[no-untyped-def]

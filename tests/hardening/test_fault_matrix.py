@@ -62,5 +62,7 @@ def test_trace_faults_counts_each_kind(tmp_path: Path) -> None:
         "vlm_errors_by_status": {"429": 1, "none": 1},
         "rejected_tool_calls": 1,
         "odd_finish_reasons": 1,
+        "refused_tool_calls": 0,
+        "episode_timeouts": 0,
     }
     assert trace_faults(tmp_path / "absent.jsonl")["vlm_attempt_errors"] == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from helpers_chaos import chaos_row
 
-from bench.samples import KILL_AT_LINE_ENV, read_samples
+from bench.samples import read_samples
 
 
 def test_killed_runs_resume_to_the_uninterrupted_metrics() -> None:
@@ -32,18 +31,17 @@ def test_killed_runs_resume_to_the_uninterrupted_metrics() -> None:
 
 def test_kill_hook_tears_the_nth_line_and_kills(tmp_path: Path) -> None:
     code = (
-        "import sys; from bench.samples import SampleWriter\n"
-        "w = SampleWriter(sys.argv[1])\n"
+        "import sys; from bench.samples import SampleWriter; from bench.chaos.kill import kill_mid_line\n"
+        "hook = kill_mid_line(int(sys.argv[2])) if int(sys.argv[2]) else None\n"
+        "w = SampleWriter(sys.argv[1], before_write=hook)\n"
         "for i in range(5): w.write({'example_id': f'e{i}', 'pad': 'x' * 50})\n"
     )
-    env = {**os.environ, KILL_AT_LINE_ENV: "3"}
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), "3"], timeout=60)
     assert proc.returncode == -signal.SIGKILL
     data = (tmp_path / "samples.jsonl").read_bytes()
     assert data.count(b"\n") == 2 and not data.endswith(b"\n") and b'"e2"' in data
     records, torn = read_samples(tmp_path, repair=True)
     assert sorted(records) == ["e0", "e1"] and torn == 1
     assert (tmp_path / "samples.jsonl").read_bytes().endswith(b"\n")
-    env.pop(KILL_AT_LINE_ENV)
-    ok = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, timeout=60)
-    assert ok.returncode == 0  # without the variable the writer never dies
+    ok = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], timeout=60)
+    assert ok.returncode == 0  # without the hook the writer never dies

@@ -7,8 +7,8 @@ import pytest
 from helpers_chaos import chaos_row
 
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
-from bench.chaos_inputs import PLANTED_KEY, files_with
-from bench.chaos_server import ScriptedServer, Status
+from bench.chaos.secrets import PLANTED_KEY, files_with
+from bench.chaos.server import ScriptedServer, Status
 
 
 def test_no_file_of_the_run_or_cache_shows_the_key() -> None:
@@ -23,7 +23,7 @@ def test_no_file_of_the_run_or_cache_shows_the_key() -> None:
     }  # fmt: skip
     assert row.details["output_chars"] > 500  # the CLI's summary, report and trace view were captured
     assert files_with(row.run_dir, [PLANTED_KEY.encode(), b"Bearer"]) == []
-    assert b"HTTP 401" in (row.run_dir / "trace.jsonl").read_bytes()  # errors are logged, redacted
+    assert b"HTTP 400" in (row.run_dir / "trace.jsonl").read_bytes()  # errors are logged, redacted
 
 
 def test_echoed_authorization_header_is_redacted_from_errors() -> None:

@@ -1,4 +1,4 @@
-"""The rules refiner: synonyms to canonical words, head nouns, iteration templates."""
+"""The rules refiner: synonyms to canonical words, head nouns, a sequence of distinct rewrites."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import anyio
 import numpy as np
 import pytest
 
-from tools.base import ToolSettings, Workspace
+from tools.base import ToolSettings, Workspace, normalise_query
 from tools.offline.attribute_rank import parse_query
 from tools.offline.scenes import generate_scenes
 from tools.refine import RefineQuery
@@ -70,7 +70,7 @@ def test_head_noun_and_spatial_words_for_real_photos() -> None:
     assert parse_expression("woman holding an umbrella").modifiers == ["holding umbrella"]
 
 
-def test_templates_change_with_iteration_and_never_repeat() -> None:
+def test_rewrites_follow_a_fixed_order_of_untried_templates() -> None:
     expression = "the crimson disc near the left edge"
     ws = ws_for(expression)
     queries = []
@@ -81,6 +81,43 @@ def test_templates_change_with_iteration_and_never_repeat() -> None:
     assert queries == ["the red circle on the left", "the red circle", "a photo of a red circle"]
     # Same state, same answer.
     assert refine_with_rules(ws_for(expression, *queries[:1]), None).query == queries[1]
+
+
+def rewrite_until_exhausted(expression: str, limit: int = 12) -> tuple[list[str], str]:
+    """Apply the refiner's rewrites as the loop does until it has nothing new."""
+    ws = ws_for(expression)
+    for _ in range(limit):
+        refinement = refine_with_rules(ws, None)
+        if not ws.set_query(refinement.query):
+            return ws.history, refinement.rationale
+    raise AssertionError(f"no end after {limit} rewrites: {ws.history}")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["the red square", "the crimson disc near the left edge", "the big man in a red shirt on the left", "it"],
+)
+def test_rewrites_are_distinct_and_run_out(expression: str) -> None:
+    history, rationale = rewrite_until_exhausted(expression)
+    normalised = [normalise_query(q) for q in history]
+    assert len(set(normalised)) == len(normalised)
+    assert "already tried" in rationale or "no known words" in rationale
+
+
+def test_the_old_cycle_ends_instead() -> None:
+    # It used to go "the red square" -> "a photo of a red square" -> "the red square" -> ...
+    history, rationale = rewrite_until_exhausted("the red square")
+    assert history == ["the red square", "a photo of a red square"]
+    assert rationale == "rules: every rewrite was already tried"
+    spatial, _ = rewrite_until_exhausted("the big man in a red shirt on the left")
+    assert spatial[1:] == [
+        "the biggest man in red shirt on the left",
+        "the biggest man on the left",
+        "the man on the left",
+        "the man",
+        "a photo of a man",
+        "a photo of a man on the left",
+    ]
 
 
 def test_already_canonical_expression_still_moves_on() -> None:

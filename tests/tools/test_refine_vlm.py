@@ -23,11 +23,11 @@ from tools.base import ToolSettings, Workspace
 from tools.errors import ToolError
 from tools.refine import RefineParams, RefineQuery
 from tools.refine_vlm import (
-    COLOURS,
     candidate_overlay,
     parse_refinement,
     refine_with_vlm,
 )
+from tools.render import palette_colour
 from tools.types import Image, Proposals, Ranking
 
 H, W = 60, 90
@@ -51,8 +51,10 @@ def scene() -> Workspace:
     return ws
 
 
-def refine(reply: Any, ws: Workspace | None = None, hint: str | None = None) -> tuple[Any, ScriptedServer]:
-    with ScriptedServer([reply]) as srv:
+def refine(
+    reply: Any, ws: Workspace | None = None, hint: str | None = None, *more: Any
+) -> tuple[Any, ScriptedServer]:
+    with ScriptedServer([reply, *more]) as srv:
         config = VLMConfig(
             base_url=srv.base_url, model=DEFAULT_MODEL, api_key="k", timeout_s=2, max_retries=0
         )
@@ -86,6 +88,7 @@ def test_json_reply_and_request_contents() -> None:
     prompt = "\n".join(req.text_parts())
     assert "Original expression: the red thing on the left" in prompt
     assert "Current query: thing" in prompt
+    assert "Queries already tried (do not repeat any of them): the red thing on the left | thing" in prompt
     assert "Hint: look left" in prompt
     assert "1 (red, p=" in prompt and '"query"' in prompt
 
@@ -127,8 +130,8 @@ def test_overlay_outlines_top3_in_distinct_colours() -> None:
     overlay = candidate_overlay(ws)
     assert overlay is not None and overlay.shape == (H, W, 3)
     # Rank 1 = blue square (index 1): its outline is colour 0; the red square is rank 2.
-    assert tuple(overlay[49, 65]) == COLOURS[0]  # bottom edge of proposal 1
-    assert tuple(overlay[29, 15]) == COLOURS[1]  # bottom edge of proposal 0
+    assert tuple(overlay[49, 65]) == palette_colour(0).rgb  # bottom edge of proposal 1
+    assert tuple(overlay[29, 15]) == palette_colour(1).rgb  # bottom edge of proposal 0
     assert tuple(overlay[35, 65]) == tuple(ws.image.pixels[35, 65])  # interiors untouched
     ws.proposals = None
     assert candidate_overlay(ws) is None
@@ -155,3 +158,20 @@ def test_refine_query_tool_uses_the_vlm_refiner() -> None:
 
         out = asyncio.run(go())
     assert out.query == "red square" and ws.query == "red square" and ws.history[-1] == "red square"
+
+
+def test_a_repeated_query_is_sent_back_once() -> None:
+    again = Text('{"query": "the red square on the left"}', prompt_tokens=900, completion_tokens=10)
+    first = Text('{"query": "  THING. "}', prompt_tokens=800, completion_tokens=10)
+    result, srv = refine(first, None, None, again)
+    assert result.query == "the red square on the left"
+    assert (result.tokens_in, result.tokens_out) == (1700, 20)  # both requests are the refinement's
+    retry = "\n".join(srv.requests[1].text_parts())
+    assert '"THING." was already tried' in retry
+
+
+def test_a_second_repeat_is_returned_and_the_workspace_rejects_it() -> None:
+    ws = scene()
+    result, srv = refine(Text('{"query": "thing"}'), ws, None, Text('{"query": "Thing!"}'))
+    assert len(srv.requests) == 2 and result.query == "Thing!"
+    assert not ws.set_query(result.query) and ws.history == ["the red thing on the left", "thing"]

@@ -1,13 +1,29 @@
-"""tools.base: the per-loop device limiter behind run_on_device."""
+"""tools.base: the per-loop device limiter and its compute clock, the workspace's methods,
+tool options."""
 
 from __future__ import annotations
 
 import gc
+import time
 
 import anyio
+import numpy as np
+import pytest
 
-from tools import base
-from tools.base import device_limiter, run_on_device
+from tools import device
+from tools.base import (
+    ToolSettings,
+    Workspace,
+    device_limiter,
+    normalise_query,
+    parse_tool_options,
+    run_on_device,
+)
+from tools.device import compute_clock
+from tools.errors import ConfigError
+from tools.refine import RefineOptions, RefineQuery
+from tools.registry import ToolRegistry
+from tools.types import Image, Proposals, Ranking, Refinement
 
 
 def test_one_limiter_per_device_per_loop_and_none_outlives_its_loop() -> None:
@@ -21,4 +37,102 @@ def test_one_limiter_per_device_per_loop_and_none_outlives_its_loop() -> None:
         assert anyio.run(use) == (7, True, True)
     gc.collect()
     # A finished loop's limiters go with it (a later loop may even reuse its id()).
-    assert len(base._limiters) == 0
+    assert len(device._limiters) == 0
+
+
+def test_compute_clock_books_the_queue_for_the_device_as_waiting() -> None:
+    async def go() -> tuple[float, float]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_on_device, "cpu", time.sleep, 0.4)  # holds the cpu thread
+            await anyio.sleep(0.05)
+            with compute_clock() as clock:
+                t0 = time.perf_counter()
+                await run_on_device("cpu", time.sleep, 0.1)
+                elapsed = time.perf_counter() - t0
+        return clock.waited, elapsed
+
+    waited, elapsed = anyio.run(go)
+    assert waited >= 0.25  # queued behind the other call
+    assert 0.09 <= elapsed - waited < 0.25  # what is left is the call's own 0.1 s
+
+
+def _workspace() -> Workspace:
+    return Workspace(image=Image.from_array(np.zeros((4, 6, 3), np.uint8)), expression="the cat")
+
+
+def _proposals(n: int) -> Proposals:
+    masks = np.zeros((n, 4, 6), bool)
+    for i in range(n):
+        masks[i, :, i] = True
+    return Proposals.from_masks(masks, source="test")
+
+
+def _ranking(props: Proposals, scores: list[float]) -> Ranking:
+    return Ranking.from_scores(np.array(scores), "q", 0.1, props.digest)
+
+
+def test_workspace_keeps_the_best_ranking_and_the_query_history() -> None:
+    ws = _workspace()
+    props = _proposals(2)
+    assert ws.set_proposals(props) is False  # the first candidates are not a change
+    sure, unsure = _ranking(props, [1.0, 0.0]), _ranking(props, [0.5, 0.5])
+    ws.set_ranking(sure)
+    ws.set_ranking(unsure)
+    assert ws.ranking is unsure and ws.best_ranking is sure
+    assert ws.set_query("  the black cat ") and ws.query == "the black cat"
+    assert not ws.set_query("the black cat") and not ws.set_query("  ")
+    assert ws.history == ["the cat", "the black cat"]
+    ws.submit(unsure)
+    assert ws.ranking is ws.best_ranking is unsure
+
+
+def test_workspace_rejects_a_repeat_whatever_its_case_spaces_or_punctuation() -> None:
+    ws = _workspace()
+    assert ws.set_query("the black cat")
+    for repeat in ("The Black Cat.", "  the  black cat!", "THE CAT", "the-black cat"):
+        assert not ws.set_query(repeat) and ws.tried(repeat)
+    assert ws.query == "the black cat" and ws.history == ["the cat", "the black cat"]
+    ws.use_query("The cat")  # an agent ranking an earlier query: current again, not recorded twice
+    assert ws.query == "The cat" and ws.history == ["the cat", "the black cat"]
+    assert normalise_query(" A  Red,  square! ") == "a red square"
+
+
+def test_new_proposals_drop_the_rankings_that_indexed_the_old_ones() -> None:
+    ws = _workspace()
+    first = _proposals(2)
+    ws.set_proposals(first)
+    ws.set_ranking(_ranking(first, [1.0, 0.0]))
+    assert ws.set_proposals(_proposals(2)) is False and ws.ranking is not None  # same digest
+    assert ws.set_proposals(_proposals(3)) is True
+    assert ws.ranking is None and ws.best_ranking is None
+
+
+def test_tool_apply_goes_through_the_workspace_methods() -> None:
+    ws, tool = _workspace(), RefineQuery()
+    props = _proposals(2)
+    tool.apply(ws, props)
+    tool.apply(ws, _ranking(props, [0.2, 0.1]))
+    tool.apply(ws, Refinement(query=" a cat ", rationale="", source="test"))
+    assert ws.proposals is props and ws.best_ranking is ws.ranking and ws.history == ["the cat", "a cat"]
+
+
+def test_tool_options_are_validated_into_one_line_errors() -> None:
+    assert RefineQuery(ToolSettings()).refiner == "rules"  # the default lives in RefineOptions
+    bad = ToolSettings(options={"refine_query": {"refiner": "oracle"}})
+    one_line = r"^tool refine_query: option refiner: Input should be 'rules' or 'vlm'$"
+    with pytest.raises(ConfigError, match=one_line):
+        RefineQuery(bad)
+    typo = ToolSettings(options={"refine_query": {"refinr": "vlm"}})
+    with pytest.raises(ConfigError, match="tool refine_query: option refinr: Extra inputs are not permitted"):
+        RefineQuery.check_options(typo)
+    with pytest.raises(ConfigError, match="tool refine_query: options: Input should be a valid dictionary"):
+        parse_tool_options("refine_query", RefineOptions, "vlm")
+
+
+def test_registry_checks_options_without_building_tools() -> None:
+    registry = ToolRegistry(ToolSettings(options={"refine_query": {"refiner": 3}}), plugins=False)
+    with pytest.raises(ConfigError, match="option refiner"):
+        registry.check_options(["refine_query"])
+    assert registry._tools == {}  # checked on the class: nothing was built
+    with pytest.raises(ConfigError, match="unknown tool 'nope'"):
+        registry.check_options(["nope"])

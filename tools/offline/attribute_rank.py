@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
 from pydantic import Field
 
-from tools.base import StrictParams, Tool, ToolSettings, Workspace
+from cache.lru import LRU
+from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ToolError
 from tools.types import Proposals, Ranking
 
@@ -217,7 +216,7 @@ class AttributeRank(Tool):
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
         self.computes = 0  # real computations (cache misses), for tests and cost accounting
-        self._features: OrderedDict[str, Features] = OrderedDict()
+        self._features: LRU[str, Features] = LRU(self.FEATURE_CACHE)
 
     def fingerprint(self) -> str:
         return "none"
@@ -247,18 +246,15 @@ class AttributeRank(Tool):
         found = self._features.get(key)
         if found is None:
             found = measure(ws.image.pixels, proposals)
-            self._features[key] = found
-            while len(self._features) > self.FEATURE_CACHE:
-                self._features.popitem(last=False)
+            self._features.put(key, found)
         return found
 
-    async def __call__(self, ws: Workspace, params: Any) -> Ranking:
-        p = params if isinstance(params, AttributeParams) else AttributeParams.model_validate(params or {})
+    async def __call__(self, ws: Workspace, params: AttributeParams) -> Ranking:
         proposals = self._proposals(ws)
-        query = self.query_of(ws, p)
+        query = self.query_of(ws, params)
         self.computes += 1
-        features = await anyio.to_thread.run_sync(self._measure, ws, proposals)
+        features = await run_on_device(self.settings.device, self._measure, ws, proposals)
         scores = score(features, parse_query(query))
         return Ranking.from_scores(
-            scores, query, p.temperature, proposals_digest=proposals.digest, source=self.name
+            scores, query, params.temperature, proposals_digest=proposals.digest, source=self.name
         )

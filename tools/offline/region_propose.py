@@ -13,14 +13,12 @@ Registered through the ``refseg.tools`` entry-point group, like any third-party 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import anyio.to_thread
 import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from tools.base import StrictParams, Tool, ToolSettings, Workspace
+from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.types import Proposals
 
 BIN = 16  # histogram bin width per channel: 16**3 = 4096 bins
@@ -286,6 +284,7 @@ class RegionPropose(Tool):
     role = "propose"
     Params = RegionParams
     Output = Proposals
+    prompt_tool = "region_prompt"
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
@@ -294,8 +293,7 @@ class RegionPropose(Tool):
     def fingerprint(self) -> str:
         return "none"
 
-    async def __call__(self, ws: Workspace, params: Any) -> Proposals:
-        p = params if isinstance(params, RegionParams) else RegionParams.model_validate(params or {})
+    async def __call__(self, ws: Workspace, params: RegionParams) -> Proposals:
         self.computes += 1
-        masks, scores = await anyio.to_thread.run_sync(propose_regions, ws.image.pixels, p)
+        masks, scores = await run_on_device(self.settings.device, propose_regions, ws.image.pixels, params)
         return Proposals.from_masks(masks, scores=scores, source=self.name)

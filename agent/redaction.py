@@ -1,0 +1,116 @@
+"""Secrets out of everything written: by key name, by known value, by shape, by URL structure.
+
+:func:`redact` and :func:`redact_text` are what the tracer, the VLM client and the CLI run
+every string through before it is logged, raised or written. Four nets, widest last:
+
+- key names (``api_key``, ``authorization``, ``password``, ...): the whole value goes;
+- known values: the API keys in the environment and every value :func:`register_secret` was
+  given (a key passed by flag, the password and secret-looking query values of a VLM URL);
+- shapes: ``sk-...``, ``Bearer ...`` and ``Basic <base64>`` credentials;
+- URLs, structurally: ``scheme://user:pass@host/path?key=value`` keeps its scheme, host and
+  path but loses the user information and every query value (:func:`redact_url`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+SECRET_ENV_VARS = ("SILICONFLOW_API_KEY", "REFSEG_VLM_API_KEY", "OPENAI_API_KEY")
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(
+    r"^(api[_-]?key|x-api-key|authorization|proxy-authorization|password|secret|"
+    r"access[_-]?token|bearer|cookie|set-cookie)$",
+    re.IGNORECASE,
+)
+_SECRET_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-~+/=]+)", re.IGNORECASE)
+# "Basic <base64 of user:password>": a token with a digit, +, /, = or a capital after its first
+# letter (or a long one), so that prose such as "Basic shapes" stays readable.
+_BASIC = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{6,}={0,2})")
+# Anything that looks like scheme://...: up to whitespace, a quote or an angle bracket, and
+# not ending in punctuation (the full stop after a URL in a sentence).
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>`]*[^\s\"'<>`.,;:)\]]")
+# Query parameters whose value is a credential whatever its length.
+_SECRET_PARAM = re.compile(r"key|token|secret|sig|password|passwd|auth|credential|code", re.IGNORECASE)
+_MIN_SECRET = 4
+_LONG_VALUE = 16  # a query value this long is treated as a secret whatever its name
+_extra_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Redact this exact value wherever it would be written (e.g. a key passed by flag)."""
+    if value and len(value) >= _MIN_SECRET:
+        _extra_secrets.add(value)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries: its user and password, and query values that look like
+    secrets (by parameter name, or by length)."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:  # e.g. a port that is not a number
+        return []
+    found = [v for v in (user, password) if v]
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        if _SECRET_PARAM.search(name) or len(value) >= _LONG_VALUE:
+            found.append(value)
+    return [v for v in found if len(v) >= _MIN_SECRET]
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:pass@host/p?k=v#f`` -> ``scheme://[REDACTED]@host/p?k=[REDACTED]#f``."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        authority = f"{REDACTED}@{authority.rpartition('@')[2]}"
+    tail, hash_, fragment = tail.partition("#")
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        params = [p.partition("=") for p in query.split("&")]
+        query = "&".join(f"{k}={REDACTED}" if eq and v else f"{k}{eq}" for k, eq, v in params)
+    return f"{head}://{authority}{path}{qmark}{query}{hash_}{fragment}"
+
+
+def _known_secrets() -> list[str]:
+    values = {os.environ.get(name, "") for name in SECRET_ENV_VARS} | _extra_secrets
+    return sorted((v for v in values if len(v) >= _MIN_SECRET), key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with known secret values, credential shapes and URL credentials replaced."""
+    for secret in _known_secrets():
+        text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _BASIC.sub(_basic, text)
+    return _SECRET_SHAPES.sub(REDACTED, text)
+
+
+def _basic(match: re.Match[str]) -> str:
+    token = match.group(1)
+    looks_encoded = (
+        len(token) >= 16 or any(c in token for c in "0123456789+/=") or token[1:] != token[1:].lower()
+    )
+    return REDACTED if looks_encoded else match.group(0)
+
+
+def is_secret_key(name: object) -> bool:
+    """Whether a field of this name holds a credential (its whole value is redacted)."""
+    return isinstance(name, str) and _SECRET_KEY.match(name) is not None
+
+
+def redact(value: Any) -> Any:
+    """Recursively redact secrets from dicts, lists and strings."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if is_secret_key(k) else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

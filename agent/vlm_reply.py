@@ -1,0 +1,182 @@
+"""What a VLM call returns: the reply, the function calls it asks for, the typed error."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent.vlm_config import VLMConfig, price_usd
+from tools.errors import VLMError
+
+MAX_ARGUMENT_CHARS = 8_000  # a tool call's arguments; the agent's tools need a few hundred
+MAX_NAME_CHARS = 64  # OpenAI's own limit on function names
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with a marker giving its length."""
+    return text if len(text) <= limit else f"{text[:limit]}…[truncated: {len(text)} chars]"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for; ``arguments`` is the raw JSON string (a server
+    that sent a JSON object instead has it re-encoded)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def short_name(self) -> str:
+        """The name, cut to a length fit for messages and traces."""
+        return shorten(self.name, MAX_NAME_CHARS)
+
+    def parse_arguments(self) -> dict[str, Any]:
+        """The arguments as a dict.
+
+        Raises:
+            ValueError: not a JSON object, or longer than :data:`MAX_ARGUMENT_CHARS`; the
+                message is fit to send back to the model.
+        """
+        if len(self.arguments) > MAX_ARGUMENT_CHARS:
+            raise ValueError(
+                f"arguments of {self.short_name!r} are {len(self.arguments)} characters long; "
+                f"at most {MAX_ARGUMENT_CHARS} are accepted"
+            )
+        text = self.arguments.strip() or "{}"
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"arguments of {self.short_name!r} are not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"arguments of {self.short_name!r} must be a JSON object, got {type(value).__name__}"
+            )
+        return value
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``tool_calls`` entry of an assistant message, as it is sent back to the model:
+        an over-long name or arguments are cut (they were refused; echoing them whole would
+        only grow every later request)."""
+        arguments = self.arguments
+        if len(arguments) > MAX_ARGUMENT_CHARS:
+            arguments = json.dumps({"truncated": f"{len(arguments)} characters"})
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.short_name, "arguments": arguments},
+        }
+
+
+@dataclass(frozen=True)
+class VLMReply:
+    """One completed chat call.
+
+    Attributes:
+        content: the assistant text (``""`` when there is none).
+        tool_calls: function calls requested, in order.
+        finish_reason: as the server said it (``stop``, ``tool_calls``, ``length``, or odd).
+        tokens_in, tokens_out: usage reported by the server (0 when missing).
+        usd: priced from the config's table (0 for unknown models).
+        latency_s: seconds of the successful attempt.
+        attempts: attempts it took (1 = no retry).
+        model: the model that answered.
+    """
+
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str = "stop"
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 1
+    model: str = ""
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The reply as an assistant message to append to the conversation (its text cut at
+        :data:`MAX_ARGUMENT_CHARS`: a runaway reply is not sent back whole)."""
+        content = shorten(self.content, MAX_ARGUMENT_CHARS) if self.content else None
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
+        if self.tool_calls:
+            msg["tool_calls"] = [c.to_message() for c in self.tool_calls]
+        return msg
+
+
+class VLMCallError(VLMError):
+    """A VLM call that failed; ``status`` is the HTTP status when there was one, ``kind`` a
+    short class of the failure."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        retryable: bool = False,
+        kind: str = "vlm_error",
+    ):
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+        self.retryable = retryable
+        self.kind = kind  # http_<status>, timeout, connection, malformed: for fallback tallies
+
+
+class BadResponse(Exception):
+    """A 200 response the client cannot use (no choices)."""
+
+
+class NotJSONReply(BadResponse):
+    """A 200 response whose body is not JSON (an HTML page, plain text): not an API at all."""
+
+    def __init__(self, content_type: str):
+        super().__init__(f"not an OpenAI-compatible JSON reply ({content_type.split(';')[0].strip()})")
+
+
+def parse_response(
+    response: Any, config: VLMConfig, latency: float, attempt: int
+) -> tuple[VLMReply, str | None]:
+    """The SDK's chat completion as a :class:`VLMReply`, priced from ``config``; and a note
+    when the model has no price (its USD cost is then 0).
+
+    Raises:
+        BadResponse: the response has no choices.
+    """
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise BadResponse("the response has no choices")
+    choice = choices[0]
+    message = choice.message
+    usage = getattr(response, "usage", None)
+    tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+    tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+    model = getattr(response, "model", None) or config.model
+    usd, note = price_usd(config.model, tokens_in, tokens_out, config.prices)
+    reply = VLMReply(
+        content=message.content if isinstance(message.content, str) else "",
+        tool_calls=_tool_calls(message),
+        finish_reason=str(choice.finish_reason or ""),
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        usd=usd,
+        latency_s=latency,
+        attempts=attempt,
+        model=str(model),
+    )
+    return reply, note
+
+
+def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
+    calls = []
+    for i, tc in enumerate(message.tool_calls or ()):
+        fn = getattr(tc, "function", None) or getattr(tc, "custom", None)
+        name = getattr(fn, "name", "") or ""
+        args = getattr(fn, "arguments", None)
+        if args is None:
+            args = getattr(fn, "input", "")
+        if isinstance(args, dict | list):  # some servers send the arguments as a JSON object
+            args = json.dumps(args)
+        calls.append(ToolCall(id=tc.id or f"call_{i}", name=str(name), arguments=str(args or "")))
+    return tuple(calls)

@@ -1,0 +1,358 @@
+"""Flags shared by ``segment``, ``bench run`` and ``bench suite``, and their typed options.
+
+Each flag is declared once (a :class:`Flag`: the option field it sets, argparse keywords).
+Flags have no argparse default: :func:`given` keeps only what the user typed, and the option
+dataclasses (:mod:`bench.options`, :class:`agent.episode.EpisodeConfig`) supply every
+default. Help texts that show a default read it from those classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.controllers import CONTROLLERS
+from agent.episode import EpisodeConfig
+from bench.options import (
+    CLIP_MODES,
+    ENGINES,
+    TOOLSETS,
+    CacheOptions,
+    DataSpec,
+    EngineOptions,
+    EpisodeOptions,
+    ModelOptions,
+    RunOptions,
+    VLMOptions,
+    tool_options_from,
+)
+from cache.store import ENV_VAR as CACHE_ENV_VAR
+from cache.store import default_cache_dir
+from tools.coords import UNITS
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of dataclass field ``name`` of ``cls`` (for help texts)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: ``--flag`` sets option field ``field``."""
+
+    flag: str
+    field: str
+    kwargs: dict[str, Any]
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _flags(*rows: tuple[str, str, dict[str, Any]]) -> tuple[Flag, ...]:
+    return tuple(Flag(flag, name, kwargs) for flag, name, kwargs in rows)
+
+
+MODEL_FLAGS = _flags(
+    (
+        "--weights",
+        "weights",
+        {
+            "choices": ["pretrained", "random"],
+            "help": "'random': same architectures, random weights (offline smoke runs and timing only)",
+        },
+    ),
+    (
+        "--toolset",
+        "toolset",
+        {
+            "choices": sorted(TOOLSETS),
+            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)",
+        },
+    ),
+    ("--proposer", "proposer", {"help": "propose tool name (overrides --toolset)"}),
+    ("--ranker", "ranker", {"help": "rank tool name (overrides --toolset)"}),
+    ("--device", "device", {"help": "torch device (default: cuda if available, else cpu)"}),
+    (
+        "--checkpoint-dir",
+        "checkpoint_dir",
+        {"type": Path, "help": "weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)"},
+    ),
+    ("--sam-model", "sam_model", {"help": "SAM type: vit_b, vit_l or vit_h"}),
+    ("--sam-checkpoint", "sam_checkpoint", {"type": Path, "help": "explicit SAM checkpoint file"}),
+    ("--points-per-side", "points_per_side", {"type": int, "help": "SAM point grid size"}),
+    ("--clip-model", "clip_model", {"help": "open_clip model name"}),
+    ("--clip-pretrained", "clip_pretrained", {"help": "open_clip pretrained tag or a local file"}),
+    (
+        "--clip-mode",
+        "clip_mode",
+        {"choices": list(CLIP_MODES), "help": "visual prompt for CLIP (default: crop)"},
+    ),
+    ("--max-side", "max_side", {"type": int, "help": "longest image side the models see"}),
+    ("--seed", "seed", {"type": int, "help": "seed of random weights"}),
+    (
+        "--tool-option",
+        "tool_options",
+        {
+            "action": "append",
+            "metavar": "NAME.KEY=VALUE",
+            "help": "a setting of any tool, plugins included (repeatable; VALUE is JSON or a "
+            "string), e.g. refine_query.refiner=vlm",
+        },
+    ),
+)
+CONTROLLER_FLAGS = _flags(
+    ("--controller", "controller", {"choices": list(CONTROLLERS)}),
+    (
+        "--refiner",
+        "refiner",
+        {"choices": ["rules", "vlm"], "help": "how the loop rewrites the query ('rules' needs no VLM)"},
+    ),
+    ("--max-iter", "max_iter", {"type": int, "help": "most refine-and-rerank rounds"}),
+    ("--tau-conf", "tau_conf", {"type": float, "help": "guard: top-1 probability needed to stop"}),
+    ("--tau-gap", "tau_gap", {"type": float, "help": "guard: top-1 minus top-2 needed to stop"}),
+    (
+        "--pick",
+        "pick",
+        {"choices": ["best", "last"], "help": "final ranking: most confident seen, or the last"},
+    ),
+    ("--max-turns", "max_turns", {"type": int, "help": "agent: most VLM turns per episode"}),
+    (
+        "--agent-warm-start",
+        "agent_warm_start",
+        {
+            "action": argparse.BooleanOptionalAction,
+            "help": "agent: propose and rank before the first VLM turn (a sure ranking needs no VLM)",
+        },
+    ),
+    ("--budget-tokens", "budget_tokens", {"type": int, "help": "agent, ground: VLM tokens per episode"}),
+    ("--budget-usd", "budget_usd", {"type": float, "help": "agent, ground: VLM USD per episode"}),
+    (
+        "--vlm-coords",
+        "vlm_coords",
+        {
+            "choices": list(UNITS),
+            "help": "agent, ground: how the VLM gives boxes and points: pixels of the image it was "
+            "shown (Qwen2.5-VL) or norm1000, 0-1000 normalised (Qwen2-VL and others)",
+        },
+    ),
+    (
+        "--max-tool-calls",
+        "max_tool_calls",
+        {"type": int, "help": "agent: most tool calls the VLM may have run per episode"},
+    ),
+    (
+        "--max-calls-per-reply",
+        "max_calls_per_reply",
+        {"type": int, "help": "agent: most tool calls run from one VLM reply"},
+    ),
+    (
+        "--episode-timeout",
+        "episode_timeout_s",
+        {"type": float, "metavar": "SECONDS", "help": "past it an episode falls back to its best candidate"},
+    ),
+)
+VLM_FLAGS = _flags(
+    ("--vlm-base-url", "base_url", {"help": "endpoint (default: SiliconFlow); a local server needs no key"}),
+    ("--vlm-model", "model", {"help": "default: Qwen/Qwen2.5-VL-72B-Instruct"}),
+    ("--vlm-timeout", "timeout_s", {"type": float, "help": "seconds per VLM call"}),
+    ("--vlm-max-retries", "max_retries", {"type": int, "help": "retries on 429/5xx/timeouts"}),
+    (
+        "--vlm-price-in",
+        "price_in",
+        {"type": float, "metavar": "USD", "help": "the model's price per million input tokens"},
+    ),
+    (
+        "--vlm-price-out",
+        "price_out",
+        {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
+    ),
+)
+CACHE_FLAGS = _flags(
+    (
+        "--cache-dir",
+        "directory",
+        {"type": Path, "help": f"tool-output cache (default: ${CACHE_ENV_VAR} or {default_cache_dir()})"},
+    ),
+    ("--no-cache", "enabled", {"action": "store_false", "help": "do not read or write the disk cache"}),
+)
+DATA_FLAGS = _flags(
+    (
+        "--dataset",
+        "dataset",
+        {"help": "hub name, a local parquet file or folder, or 'synthetic' (generated scenes)"},
+    ),
+    ("--split", "split", {"help": f"hub split (default: {default(DataSpec, 'split')})"}),
+    ("--n", "n", {"type": int, "help": "number of images (default: all; synthetic: 20 scenes)"}),
+    (
+        "--per-image",
+        "per_image",
+        {"choices": ["all", "first"], "help": "evaluate all expressions of an image, or only the first"},
+    ),
+    (
+        "--seed-subset",
+        "seed_subset",
+        {"type": int, "help": "take a random --n images with this seed (default: the first --n)"},
+    ),
+    (
+        "--allow-image-paths-outside",
+        "allow_outside_paths",
+        {
+            "action": "store_true",
+            "help": "read a row's image path even outside the data set's folder (default: such "
+            "an example fails)",
+        },
+    ),
+)
+RUN_FLAGS = _flags(
+    (
+        "--concurrency",
+        "concurrency",
+        {
+            "type": int,
+            "help": "examples in flight, all Ray workers together "
+            f"(default {default(RunOptions, 'concurrency')})",
+        },
+    ),
+    (
+        "--retry-failed",
+        "retry_failed",
+        {"action": "store_true", "help": "redo examples that failed or fell back last time"},
+    ),
+    (
+        "--bootstrap",
+        "bootstrap",
+        {
+            "type": int,
+            "metavar": "B",
+            "help": "bootstrap resamples for 95%% CIs "
+            f"(0 = none; default {default(RunOptions, 'bootstrap')})",
+        },
+    ),
+    ("--quiet", "quiet", {"action": "store_true", "help": "no progress bar"}),
+    (
+        "--limit",
+        "limit",
+        {"type": int, "help": "run at most this many new examples now; run again to resume"},
+    ),
+    (
+        "--max-fallback-rate",
+        "max_fallback_rate",
+        {
+            "type": float,
+            "metavar": "R",
+            "help": "fail (exit 5) when more than R of the examples that asked the VLM fell back "
+            f"(default {default(RunOptions, 'max_fallback_rate')}; 1 allows any)",
+        },
+    ),
+)
+
+ENGINE_FLAGS = _flags(
+    (
+        "--engine",
+        "name",
+        {
+            "choices": list(ENGINES),
+            "help": "local: this process; ray: a pool of Ray actors "
+            f"(default {default(EngineOptions, 'name')})",
+        },
+    ),
+    (
+        "--ray-address",
+        "ray_address",
+        {"help": "a running Ray cluster (e.g. auto); default: start a local one for the run"},
+    ),
+    (
+        "--workers",
+        "workers",
+        {"type": int, "help": "Ray actors (default: one per GPU, else one per CPU; at most --concurrency)"},
+    ),
+    (
+        "--gpus-per-worker",
+        "gpus_per_worker",
+        {"type": float, "help": "GPUs per Ray actor (default: 1 when there is one per worker, else 0)"},
+    ),
+    ("--cpus-per-worker", "cpus_per_worker", {"type": float, "help": "CPUs per Ray actor (default 1)"}),
+)
+
+
+def add_flags(parser: argparse.ArgumentParser, title: str, flags: tuple[Flag, ...]) -> None:
+    """Declare ``flags`` in an argument group; none has a default (see module docstring)."""
+    group = parser.add_argument_group(title)
+    for flag in flags:
+        kwargs = dict(flag.kwargs)
+        if kwargs.get("action") in ("store_true", "store_false"):
+            # Unset stays None, so the dataclass default applies.
+            kwargs["const"] = kwargs.pop("action") == "store_true"
+            kwargs["action"] = "store_const"
+        group.add_argument(flag.flag, dest=flag.dest, default=None, **kwargs)
+
+
+def given(ns: argparse.Namespace, flags: tuple[Flag, ...]) -> dict[str, Any]:
+    """The option fields the user set on the command line, by field name."""
+    values = {f.field: getattr(ns, f.dest, None) for f in flags}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def add_episode_flags(parser: argparse.ArgumentParser) -> None:
+    """Model, controller, VLM and cache flags (``segment``, ``bench run``, ``bench suite``)."""
+    add_flags(parser, "models", MODEL_FLAGS)
+    add_flags(parser, "controller", CONTROLLER_FLAGS)
+    add_flags(parser, "VLM (OpenAI-compatible)", VLM_FLAGS)
+    add_flags(parser, "cache", CACHE_FLAGS)
+
+
+def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
+    """The episode flags as :class:`bench.options.EpisodeOptions`."""
+    models = given(ns, MODEL_FLAGS)
+    models["tool_options"] = tool_options_from(models.get("tool_options") or [])
+    controller = given(ns, CONTROLLER_FLAGS)
+    models["refiner"] = controller.pop("refiner", None)
+    return EpisodeOptions(
+        models=ModelOptions(**models),
+        episode=EpisodeConfig(**controller),
+        vlm=VLMOptions(**given(ns, VLM_FLAGS)),
+        cache=CacheOptions(**given(ns, CACHE_FLAGS)),
+    )
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Which examples: data set, split, subset."""
+    add_flags(parser, "data", DATA_FLAGS)
+
+
+def data_spec(ns: argparse.Namespace) -> DataSpec:
+    """The data flags (and ``--perturb`` where the command has it) as a :class:`bench.options.DataSpec`."""
+    fields = given(ns, DATA_FLAGS)
+    if getattr(ns, "perturb", None) is not None:
+        fields["perturb"] = ns.perturb
+    return DataSpec(**fields)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """How the run goes, and which engine runs it (none of these change results)."""
+    add_flags(parser, "run", RUN_FLAGS)
+    add_flags(parser, "engine", ENGINE_FLAGS)
+
+
+def run_options(ns: argparse.Namespace) -> RunOptions:
+    """The run and engine flags as :class:`bench.options.RunOptions`."""
+    return RunOptions(**given(ns, RUN_FLAGS), engine=EngineOptions(**given(ns, ENGINE_FLAGS)))
+
+
+def print_unfinished(missing: int, failed: int, failed_note: str) -> None:
+    """Tell (on stderr) what a resume would do: examples not run yet, failed ones."""
+    if missing:
+        print(f"{missing} example(s) not run yet: run the same command again to resume", file=sys.stderr)
+    if failed:
+        print(f"{failed} example(s) failed {failed_note}", file=sys.stderr)

@@ -1,0 +1,86 @@
+"""``refseg segment IMAGE [IMAGE ...] EXPRESSION``: masks, overlays, results and traces."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.cli.args import add_episode_flags, episode_options
+from bench.options import SegmentOptions
+from bench.segment import IMAGE_SUFFIXES, SegmentedImage, segment_images
+from tools.errors import InputError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment the object an expression refers to, in one or more images",
+        description="refseg segment IMAGE [IMAGE ...] EXPRESSION  (IMAGE may be a folder)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE... EXPRESSION",
+        help="image files or folders, then the referring expression",
+    )
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: ./out)")
+    p.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run one-shot and write side-by-side overlays (default: on for several images)",
+    )
+    add_episode_flags(p)
+    p.set_defaults(func=cmd_segment)
+
+
+def split_inputs(inputs: list[str]) -> tuple[list[Path], str]:
+    """The positional arguments as image paths and the expression (the last one)."""
+    if len(inputs) < 2:
+        raise InputError('give an image and an expression: refseg segment IMAGE "the black dog"')
+    *paths, expression = inputs
+    if Path(expression).exists() and Path(expression).suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(f"the last argument ({expression}) is a file; put the expression last, in quotes")
+    return [Path(p) for p in paths], expression
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    images, expression = split_inputs(args.inputs)
+    out = {"out": args.out} if args.out is not None else {}
+    options = SegmentOptions(
+        images=tuple(images),
+        expression=expression,
+        episode=episode_options(args),
+        compare=args.compare,
+        **out,
+    )
+    report = segment_images(options, on_result=_print_result)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for path, reason in report.skipped:
+        print(f"refseg: skipped {path}: {reason}", file=sys.stderr)
+    if report.random_weights:
+        print(
+            "note: random weights: masks are meaningless; use this for smoke runs and timing only",
+            file=sys.stderr,
+        )
+    return report.exit_code
+
+
+def _print_result(done: SegmentedImage) -> None:
+    result = done.result
+    timing = ", ".join(
+        f"{name} {c.seconds:.2f}s ({c.computed} computed, {c.joined} joined, {c.cache_hits} cached)"
+        for name, c in sorted(result.costs.tools.items())
+    )
+    status = (
+        f"error: {result.error}"
+        if result.error
+        else (f"candidate {result.chosen} conf={result.conf:.3f} gap={result.gap:.3f}")
+    )
+    print(
+        f"{done.path.name} [{result.controller}] {status}; stop={result.stop_reason} "
+        f"iterations={result.iterations}; {timing} -> {done.folder}"
+    )

@@ -1,0 +1,100 @@
+"""``refseg bench suite``: the original project's whole table (resumable sub-runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.cli.args import (
+    add_data_flags,
+    add_episode_flags,
+    add_run_flags,
+    data_spec,
+    episode_options,
+    print_unfinished,
+    run_options,
+)
+from bench.options import EXPERIMENTS, SuiteOptions
+from tools.errors import ConfigError, VLMError
+
+
+def add_parser(sub: Any) -> None:
+    suite = sub.add_parser("suite", help="the original project's whole table (resumable sub-runs)")
+    add_data_flags(suite)
+    suite.add_argument("--out", type=Path, required=True, metavar="DIR", help="suite folder")
+    s = suite.add_argument_group("suite (--controller and --max-iter are set per sub-run)")
+    s.add_argument(
+        "--experiments",
+        default=None,
+        help=f"comma-separated subset of {', '.join(EXPERIMENTS)} (default: all)",
+    )
+    s.add_argument(
+        "--max-iters",
+        default=None,
+        help="loop max_iter values of the main table",
+    )
+    s.add_argument(
+        "--perturbations",
+        default=None,
+        help="perturbations of the reliability experiment",
+    )
+    add_run_flags(suite)
+    # The suite chooses the refiner itself (vlm when configured, else rules) unless told.
+    add_episode_flags(suite)
+    suite.set_defaults(func=cmd_suite)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def suite_options(args: argparse.Namespace) -> SuiteOptions:
+    """The ``bench suite`` namespace as :class:`bench.options.SuiteOptions`."""
+    for flag, value in (("--controller", args.controller), ("--max-iter", args.max_iter)):
+        if value is not None:  # silently running something else would be worse
+            raise ConfigError(
+                f"bench suite sets {flag} per sub-run (oneshot, loop_iter1..N; see --max-iters); "
+                f"drop {flag}, or use bench run for one configuration"
+            )
+    lists: dict[str, Any] = {}
+    if args.experiments is not None:
+        lists["experiments"] = _csv(args.experiments)
+    if args.perturbations is not None:
+        lists["perturbations"] = _csv(args.perturbations)
+    if args.max_iters is not None:
+        try:
+            lists["max_iters"] = tuple(int(v) for v in _csv(args.max_iters))
+        except ValueError:
+            raise ConfigError(
+                f"--max-iters must be comma-separated integers, got {args.max_iters!r}"
+            ) from None
+    return SuiteOptions(
+        out=args.out, episode=episode_options(args), data=data_spec(args), run=run_options(args), **lists
+    )
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from bench.report import print_pairs, print_table
+    from bench.suite import run_suite_sync
+
+    options = suite_options(args)
+    echo = None if options.run.quiet else (lambda line: print(line, file=sys.stderr))
+    result = run_suite_sync(options, echo=echo)
+    print(result.refiner_note)
+    print_table(result.runs)
+    print_pairs([p for p in result.pairs if p[0] == "oneshot"])  # the clean ones; the report has all
+    print(f"suite: {len(result.runs)} runs in {result.wall_s:.1f} s; report {result.report}")
+    print_unfinished(
+        result.missing,
+        result.failed,
+        "across the runs, counted as IoU 0 (see each run's summary.json; --retry-failed redoes them)",
+    )
+    for problem in result.fallback_problems:
+        print(f"refseg: error: {problem}", file=sys.stderr)
+    if result.fallback_problems:
+        return VLMError.exit_code
+    # Per-example failures (e.g. no proposals in a heavily perturbed image) are results of
+    # the system under test: they are in the table; only an unfinished suite exits 1.
+    return 0 if result.missing == 0 else 1

@@ -1,0 +1,150 @@
+"""What an engine is: it runs one invocation's examples and sends their records to the runner.
+
+An engine never writes the run folder. The runner (:mod:`bench.runner`) plans the invocation,
+opens ``samples.jsonl`` and ``trace.jsonl``, and hands the engine an :class:`EngineJob` and the
+sending end of a stream: every record sent becomes one ``samples.jsonl`` line, written by one
+task on the driver in the order the examples finish, and the summary is written the same way
+afterwards. Resume, reports and the viewer therefore do not care which engine ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from agent.tracing import Tracer
+from bench.examples import Example
+from bench.runtime import Runtime
+from tools.errors import RefsegError
+
+RecordStream = MemoryObjectSendStream[dict[str, Any]]
+
+
+@dataclass
+class EngineJob:
+    """One invocation's work.
+
+    Attributes:
+        rt: the runtime the driver built (its ``options`` rebuild it on a Ray worker).
+        todo: ``(index in the data set's example order, example)`` pairs to run.
+        perturb: the image perturbation.
+        run_id: this invocation's id (in every trace event).
+        tracer: the run's ``trace.jsonl``; the driver process is its only writer.
+        concurrency: examples in flight at once, over all workers.
+    """
+
+    rt: Runtime
+    todo: list[tuple[int, Example]]
+    perturb: str
+    run_id: str
+    tracer: Tracer
+    concurrency: int
+
+
+@dataclass
+class EngineStats:
+    """What an engine reports for ``invocations.jsonl``.
+
+    Attributes:
+        engine: ``local`` or ``ray``.
+        workers: processes that ran episodes.
+        images: image groups finished.
+        computed: tool computations (not cache hits) by tool name, all workers together.
+        peak_cuda_memory_bytes: the largest per-process CUDA peak (``None`` off CUDA).
+        worker_deaths: workers that died and were replaced.
+        groups_redone: image groups sent to another worker after theirs died.
+        start_s: seconds spent starting the engine in this invocation (a Ray cluster, its
+            actors and their runtimes), part of the invocation's wall time.
+        setup_s: seconds spent building the tools and loading their models before the first
+            example (the driver's session; Ray workers count theirs in ``start_s``); not part
+            of the invocation's wall time.
+    """
+
+    engine: str
+    workers: int
+    images: int = 0
+    computed: dict[str, int] = field(default_factory=dict)
+    peak_cuda_memory_bytes: int | None = None
+    worker_deaths: int = 0
+    groups_redone: int = 0
+    start_s: float = 0.0
+    setup_s: float = 0.0
+
+    def invocation_fields(self) -> dict[str, Any]:
+        """The fields of the ``invocations.jsonl`` line this engine fills in."""
+        return {
+            "engine": self.engine,
+            "workers": self.workers,
+            "images_run": self.images,
+            "computed": dict(self.computed),
+            "peak_cuda_memory_bytes": self.peak_cuda_memory_bytes,
+            "worker_deaths": self.worker_deaths,
+            "groups_redone": self.groups_redone,
+            "engine_start_s": round(self.start_s, 4),
+            "setup_s": round(self.setup_s, 4),
+        }
+
+
+class Engine(Protocol):
+    """Runs episodes; :meth:`run` may be called once per run folder (the suite runs several)."""
+
+    name: str
+
+    async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
+        """Run ``job.todo``, sending one record per example to ``send`` (do not close it).
+
+        Raises:
+            RefsegError: a run-level problem (missing checkpoint, ...) stops the run.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release workers and clusters this engine started."""
+        ...
+
+
+def leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaf_errors(sub)]
+    return [exc]
+
+
+def first_error(group_exc: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    """The error to report for a failed task group: a RefsegError first (e.g. a result line
+    that could not be written), then Ctrl-C, then a file-system error, else the only one."""
+    # A stream closed under a task is a consequence (the writer died), never the cause.
+    consequences = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    leaves = [e for e in leaf_errors(group_exc) if not isinstance(e, consequences)] or [group_exc]
+    for kind in (RefsegError, KeyboardInterrupt, OSError):
+        first = next((e for e in leaves if isinstance(e, kind)), None)
+        if first is not None:
+            return first
+    return leaves[0] if len(leaves) == 1 else group_exc
+
+
+def reset_peak_cuda_memory(device: str) -> None:
+    """Start this invocation's peak from zero (a suite runs several in one process)."""
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats(device)
+        except Exception:  # no CUDA runtime: nothing to reset
+            pass
+
+
+def peak_cuda_memory(device: str) -> int | None:
+    """``torch.cuda.max_memory_allocated(device)`` on a CUDA device, else ``None``."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(device)) if torch.cuda.is_available() else None
+    except Exception:  # no CUDA runtime: nothing to report
+        return None

@@ -1,0 +1,139 @@
+"""Where the Ray engine runs: connecting to (or starting) a cluster, and sizing the workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.options import EngineOptions, EpisodeOptions
+from bench.runtime import Runtime
+from tools.errors import ConfigError, RefsegError
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line ConfigError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'refseg-loop[ray]'") from None
+    return ray
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """For a ``HOST:PORT`` (or ``ray://HOST:PORT``) address, check that something listens there
+    (``ray.init`` would retry a wrong address forever). ``auto`` and other forms pass.
+
+    Raises:
+        ConfigError: nothing answered.
+    """
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}); "
+            "check --ray-address (HOST:6379 for the head node, ray://HOST:10001 for Ray Client, "
+            "or auto on a node of the cluster)"
+        ) from None
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal non-negative integers (``split(5, 2) == [3, 2]``)."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many actors, and what each reserves."""
+
+    workers: int
+    gpus: float
+    cpus: float
+
+
+def plan_workers(
+    options: EngineOptions, total: dict[str, float], free: dict[str, float], device: str | None
+) -> WorkerPlan:
+    """Workers and their resources from the options and the cluster's resources.
+
+    Args:
+        options: the engine options (``None`` fields are chosen here).
+        total: the cluster's resources; what the workers need must fit in them.
+        free: what is not in use now; the default worker count fits in it (other jobs'
+            actors keep theirs), with one CPU left for a dead worker's replacement.
+        device: the torch device asked for (``None``: cuda when there is one).
+
+    Raises:
+        ConfigError: the cluster cannot hold them (Ray would wait for resources forever).
+    """
+    cpus = options.cpus_per_worker or 1.0
+    want_gpu = device is None or device.startswith("cuda")
+    workers = options.workers
+    if workers is None:
+        free_gpus = free.get("GPU", 0.0)
+        if want_gpu and free_gpus >= 1 and options.gpus_per_worker != 0:
+            workers = int(free_gpus / (options.gpus_per_worker or 1.0))
+        else:
+            workers = int(max(1.0, free.get("CPU", 0.0) - 1) // cpus)
+        workers = max(1, workers)
+    gpus = options.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if want_gpu and free.get("GPU", 0.0) >= workers else 0.0
+    for name, each in (("GPU", gpus), ("CPU", cpus)):
+        have = total.get(name, 0.0)
+        if workers * each > have + 1e-9:
+            raise ConfigError(
+                f"the Ray cluster has {have:g} {name}s but {workers} worker(s) x {each:g} need "
+                f"{workers * each:g}; lower --workers or --{name.lower()}s-per-worker"
+            )
+    return WorkerPlan(workers, gpus, cpus)
+
+
+def worker_options(rt: Runtime, gpus: float) -> EpisodeOptions:
+    """The runtime's options as the workers must see them: the checkpoint and cache folders the
+    driver resolved (on one host, one cache folder for all), and the CPU when a worker reserves
+    no GPU and no device was chosen (else every worker would land on the first GPU)."""
+    if rt.options is None:
+        raise ConfigError("--engine ray needs a runtime built by bench.runtime.build_runtime")
+    options = rt.options
+    models = dataclasses.replace(
+        options.models,
+        checkpoint_dir=Path(rt.settings.checkpoint_dir).resolve(),
+        device=options.models.device or ("cpu" if gpus == 0 else None),
+    )
+    cache = options.cache
+    if rt.cache is not None:
+        cache = dataclasses.replace(cache, directory=Path(rt.cache.directory))
+    return dataclasses.replace(options, models=models, cache=cache)
+
+
+def connect(ray: Any, options: EngineOptions) -> None:
+    """``ray.init``: the given cluster, or a local one for this run with more logical CPUs
+    than workers (a replacement for a dead worker starts before the dead one's CPU is freed).
+
+    Raises:
+        RefsegError: Ray could not start or connect.
+    """
+    try:
+        if options.ray_address:
+            ray.init(address=options.ray_address, log_to_driver=False)
+        else:
+            cpus = math.ceil((options.workers or 0) * (options.cpus_per_worker or 1.0))
+            cpus = max(os.cpu_count() or 1, cpus) + 1
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, ...
+        where = options.ray_address or "a local cluster (RAY_ADDRESS set? pass --ray-address)"
+        raise RefsegError(f"Ray could not start or reach {where}: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (Ray's run to many lines)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,224 @@
+"""The run folder's bookkeeping: the result-defining config, invocations, the summary files.
+
+``config.json`` holds ``{"results": ..., "run": ...}``: ``results`` is everything that
+changes per-example results (episode config, tool settings, VLM model, data selection and
+the examples' digest), derived from the option objects, and is compared on resume;
+``run`` says how the first invocation ran (concurrency, device). Every result line carries
+:func:`config_digest` of ``results`` too, so a resume with another configuration is refused
+even when ``config.json`` was deleted or damaged.
+
+``invocations.jsonl`` gets a ``start`` line when an invocation begins and an ``end`` line
+when it finishes; a start without an end is an invocation that was killed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import Example
+from bench.options import DataSpec
+from bench.runtime import Runtime, describe_config, result_settings
+from bench.samples import (
+    CONFIG,
+    INVOCATIONS,
+    IOUS,
+    SAMPLES,
+    SUMMARY,
+    TRACE,
+    config_differences,
+    read_json,
+    read_samples,
+    write_json,
+)
+from bench.summary import build_summary, trace_faults
+from tools.errors import ConfigError
+
+
+def examples_digest(examples: Sequence[Example]) -> str:
+    """A short digest of the example ids and sentences (which examples a run holds)."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(f"{ex.example_id}\x00{ex.sentence}\x01".encode())
+    return h.hexdigest()[:16]
+
+
+def result_config(rt: Runtime, spec: DataSpec, examples: Sequence[Example]) -> dict[str, Any]:
+    """The settings that change results: compared on resume (device, paths and timeouts excluded)."""
+    described = describe_config(rt)
+    return json.loads(
+        json.dumps(
+            {
+                "episode": described["episode"],
+                "settings": result_settings(rt),
+                "vlm": described["vlm"],
+                "data": asdict(spec),
+                "examples": _examples_entry(examples),
+            },
+            default=str,
+        )
+    )
+
+
+def config_digest(results: dict[str, Any]) -> str:
+    """A short digest of the result-defining configuration (stamped on every result line)."""
+    text = json.dumps(results, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _examples_entry(examples: Sequence[Example]) -> dict[str, Any]:
+    """Count and digest of the examples, and what the loader dropped (only when it did)."""
+    entry: dict[str, Any] = {"count": len(examples), "digest": examples_digest(examples)}
+    dropped = {k: v for k, v in (getattr(examples, "dropped", None) or {}).items() if v}
+    if dropped:
+        entry["dropped"] = dropped
+    return entry
+
+
+def check_config(
+    run_dir: Path,
+    results: dict[str, Any],
+    run_info: dict[str, Any],
+    *,
+    recorded: bool = True,
+    digests: Collection[str | None] = (),
+) -> str | None:
+    """Write ``config.json`` on the first run; on resume, refuse a different configuration.
+
+    Args:
+        recorded: the run folder holds at least one example's record. Without one (e.g. the
+            first invocation stopped on a missing checkpoint) a new configuration replaces
+            the old one: there is no result it could contradict.
+        digests: the ``config_digest`` of each recorded line (``None`` for lines written
+            before lines carried one). Any other digest than this configuration's is refused,
+            whatever ``config.json`` says; a missing or unreadable ``config.json`` is rewritten
+            when every line carries this configuration's digest.
+
+    Returns:
+        A note when ``config.json`` was replaced or rewritten (else ``None``).
+
+    Raises:
+        ConfigError: the run folder holds results of another configuration, or results no
+            configuration can be told for.
+    """
+    path = run_dir / CONFIG
+    digest = config_digest(results)
+    vouched = bool(digests) and all(d == digest for d in digests)  # every line says: this config
+    try:
+        old = read_json(path)
+    except ConfigError:
+        if recorded and not vouched:
+            _check_line_digests(run_dir, digest, digests)
+            raise
+        old = None  # damaged, but the lines say which configuration made them: rewrite it
+    if old is not None and "results" in old:
+        diffs = config_differences(old["results"], results)
+        if diffs and not recorded:
+            write_json(path, {"results": results, "run": run_info})
+            return "no example was recorded yet: config.json now holds this configuration"
+        if diffs:
+            raise ConfigError(
+                f"{run_dir} holds a run with a different configuration ("
+                + "; ".join(diffs[:6])
+                + ("; ..." if len(diffs) > 6 else "")
+                + "); resume it with the same options or pick a new --out"
+            )
+        _check_line_digests(run_dir, digest, digests)
+        return None
+    _check_line_digests(run_dir, digest, digests)
+    if recorded and not vouched:
+        raise ConfigError(
+            f"{path} is missing and {run_dir / SAMPLES} holds results without a configuration "
+            "digest: which configuration made them cannot be told; pick a new --out"
+        )
+    write_json(path, {"results": results, "run": run_info})
+    if recorded:
+        return (
+            "config.json was missing or unreadable: rewritten, since every result line carries "
+            "this configuration's digest"
+        )
+    return None
+
+
+def _check_line_digests(run_dir: Path, digest: str, digests: Collection[str | None]) -> None:
+    others = sorted({d for d in digests if d is not None and d != digest})
+    if others:
+        raise ConfigError(
+            f"{run_dir / SAMPLES} holds results of another configuration (digest {others[0]}; "
+            f"these options make {digest}); resume it with the options it was started with "
+            "(see config.json, if it is still there) or pick a new --out"
+        )
+
+
+def read_invocations(run_dir: Path) -> list[dict[str, Any]]:
+    """The invocations of ``invocations.jsonl``, oldest first, each with ``ended``.
+
+    A ``start`` line and its ``end`` line (same ``run_id``) make one invocation; a start
+    without an end was killed (``ended: False``). Lines of older files (no ``event``) are
+    finished invocations. Unreadable lines are skipped.
+    """
+    path = run_dir / INVOCATIONS
+    if not path.exists():
+        return []
+    merged: dict[str, dict[str, Any]] = {}
+    for number, raw in enumerate(path.read_bytes().splitlines()):
+        try:
+            line = json.loads(raw)
+        except ValueError:  # a torn or undecodable line
+            continue
+        if not isinstance(line, dict):
+            continue
+        key = str(line.get("run_id") or f"line-{number}")
+        event = line.pop("event", None)
+        entry = merged.setdefault(key, {})
+        entry.update(line)
+        entry["ended"] = event != "start" or entry.get("ended", False)
+    return list(merged.values())
+
+
+def start_invocation(run_dir: Path, invocation: dict[str, Any]) -> None:
+    """Add the ``start`` line of an invocation to ``invocations.jsonl``."""
+    _append_line(run_dir / INVOCATIONS, {"event": "start", **invocation})
+
+
+def append_invocation(run_dir: Path, invocation: dict[str, Any]) -> None:
+    """Add the ``end`` line of an invocation to ``invocations.jsonl``."""
+    _append_line(run_dir / INVOCATIONS, {"event": "end", **invocation})
+
+
+def _append_line(path: Path, data: dict[str, Any]) -> None:
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            fh.seek(-1, 2)
+            torn = fh.read(1) != b"\n"  # a line torn by a kill must not swallow this one
+    with path.open("ab") as fh:
+        fh.write((b"\n" if torn else b"") + (json.dumps(data, default=str) + "\n").encode("utf-8"))
+
+
+def write_outputs(
+    run_dir: Path, examples: Sequence[Example] | None = None, *, bootstrap: int = 2000
+) -> dict[str, Any]:
+    """Recompute ``summary.json`` and ``ious.npy`` from the run folder's files."""
+    records, _ = read_samples(run_dir)
+    invocations = read_invocations(run_dir)
+    config = read_json(run_dir / CONFIG) or {}
+    if examples is not None:
+        order = [ex.example_id for ex in examples]
+    else:
+        order = [r["example_id"] for r in sorted(records.values(), key=lambda r: r.get("index", 0))]
+    expected = int(config.get("results", {}).get("examples", {}).get("count", len(order)))
+    faults = trace_faults(run_dir / TRACE)
+    summary = build_summary(
+        records, order, invocations, config, expected=expected, bootstrap=bootstrap, traced_faults=faults
+    )
+    ious = np.array([records[eid]["iou"] for eid in order if eid in records], dtype=np.float64)
+    np.save(run_dir / IOUS, ious)
+    write_json(run_dir / SUMMARY, summary)
+    return summary

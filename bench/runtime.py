@@ -1,0 +1,202 @@
+"""From :class:`bench.options.EpisodeOptions` to what runs: settings, registry, cache, VLM.
+
+:func:`build_runtime` is the one place options become tool settings and an episode
+configuration; :func:`describe_config` derives ``config.json`` from those objects (every
+field, so a new setting is covered without editing a list).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from agent.episode import EpisodeConfig
+from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
+from cache.store import ToolCache
+from tools.base import ToolSettings, default_checkpoint_dir
+from tools.errors import ConfigError
+from tools.registry import ToolRegistry
+
+# ToolSettings fields that say where or how fast, not what: left out of the resume check.
+NOT_RESULT_SETTINGS = frozenset({"device", "checkpoint_dir"})
+
+
+def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``."""
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+@dataclass
+class Runtime:
+    """What episodes run with: tool settings, episode configuration, tools, cache and VLM.
+
+    ``options`` are the options it was built from (:func:`build_runtime`): a Ray worker
+    builds its own runtime from them, so they must describe this runtime exactly.
+    """
+
+    settings: ToolSettings
+    config: EpisodeConfig
+    registry: ToolRegistry
+    cache: ToolCache | None
+    vlm: Any | None = None
+    notes: list[str] = field(default_factory=list)
+    options: EpisodeOptions | None = None
+
+    def close(self) -> None:
+        self.registry.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def build_vlm(options: EpisodeOptions) -> Any:
+    """The VLM client, or a one-line ConfigError naming the option that asked for it."""
+    from agent.redaction import url_secrets
+    from agent.tracing import log_vlm_call, register_secret
+    from agent.vlm import VLMClient, VLMConfig
+
+    vlm = options.vlm
+    config = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model, **vlm.overrides())
+    reason = config.vlm_unavailable_reason()
+    if reason:
+        raise ConfigError(f"{options.vlm_flag} needs a VLM: {reason}")
+    if vlm.price_in is not None and vlm.price_out is not None:
+        config = config.with_price(vlm.price_in, vlm.price_out)
+    for secret in (config.api_key, *url_secrets(config.base_url)):
+        register_secret(secret)  # redacted from every trace, log and file from now on
+    return VLMClient(config, on_call=log_vlm_call)
+
+
+def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
+    tools = {name: dict(values) for name, values in options.models.tool_options.items()}
+    # --refiner is a named shortcut of this tool option; the config always says which ran.
+    tools.setdefault("refine_query", {})["refiner"] = options.refiner
+    return tools
+
+
+def _tool_args(
+    models: ModelOptions, proposer: str, ranker: str
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Fixed arguments of the proposer and ranker, and notes about them."""
+    propose_args: dict[str, Any] = {}
+    rank_args: dict[str, Any] = {}
+    notes: list[str] = []
+    if models.points_per_side is not None:
+        if proposer != "sam_propose":
+            raise ConfigError("--points-per-side applies to sam_propose only")
+        propose_args["points_per_side"] = models.points_per_side
+    if models.weights == "random" and proposer == "sam_propose":
+        # Random weights predict meaningless IoU/stability and near-identical masks: SAM's
+        # filters and NMS would leave one candidate or none. Keep up to max_proposals so a
+        # smoke run ranks a realistic number of candidates.
+        propose_args.setdefault("pred_iou_thresh", 0.0)
+        propose_args.setdefault("stability_score_thresh", 0.0)
+        propose_args.setdefault("box_nms_thresh", 1.0)
+        notes.append("random weights: SAM quality thresholds and NMS disabled")
+    if models.clip_mode is not None:
+        if ranker != "clip_rank":
+            raise ConfigError("--clip-mode applies to clip_rank only")
+        rank_args["mode"] = models.clip_mode
+    return propose_args, rank_args, notes
+
+
+def build_runtime(options: EpisodeOptions) -> Runtime:
+    """Settings, episode config, registry, cache and VLM client from the options.
+
+    Raises:
+        ConfigError: unknown tools, options that do not apply, a VLM that is needed but not
+            configured.
+    """
+    models = options.models
+    proposer, ranker = models.tools
+    propose_args, rank_args, notes = _tool_args(models, proposer, ranker)
+    vlm = build_vlm(options) if options.needs_vlm else None
+    price_note = vlm.config.price_note() if vlm is not None else None
+    if price_note:
+        notes.append(price_note)
+    settings = ToolSettings(
+        weights=models.weights,
+        # The offline toolset needs no torch: do not import it (seconds) just to pick cpu.
+        device=models.device or ("cpu" if (proposer, ranker) == TOOLSETS["offline"] else default_device()),
+        checkpoint_dir=models.checkpoint_dir or default_checkpoint_dir(),
+        sam_model_type=models.sam_model,
+        sam_checkpoint=models.sam_checkpoint,
+        clip_model=models.clip_model,
+        clip_pretrained=models.clip_pretrained,
+        seed=models.seed,
+        max_side=models.max_side,
+        vlm=vlm,
+        options=_tool_options(options),
+    )
+    config = dataclasses.replace(
+        options.episode,
+        proposer=proposer,
+        ranker=ranker,
+        propose_args={**propose_args, **options.episode.propose_args},
+        rank_args={**rank_args, **options.episode.rank_args},
+    )
+    registry = ToolRegistry(settings)
+    for name in (config.proposer, config.ranker, config.refiner, *settings.options):
+        registry.spec(name)  # unknown tool names (also in --tool-option) fail now
+    registry.check_options(settings.options)  # and bad option values, in one line
+    cache = (
+        ToolCache(options.cache.directory, timeout_s=options.cache.timeout_s)
+        if options.cache.enabled
+        else None
+    )
+    return Runtime(settings, config, registry, cache, vlm, notes, options)
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials or query (``https://user:key@host/v1?key=..`` -> ``https://host/v1``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def describe_settings(settings: ToolSettings) -> dict[str, Any]:
+    """Every :class:`ToolSettings` field as JSON; the VLM client is described by
+    :func:`describe_config` (URL and model, never a key)."""
+    return {
+        f.name: _jsonable(getattr(settings, f.name)) for f in dataclasses.fields(settings) if f.name != "vlm"
+    }
+
+
+def describe_config(rt: Runtime) -> dict[str, Any]:
+    """The run's configuration as JSON (no secrets: the VLM is described by URL and model)."""
+    vlm = None
+    if rt.vlm is not None:
+        vlm = {
+            "base_url": public_url(str(getattr(rt.vlm, "base_url", ""))),
+            "model": getattr(rt.vlm, "model", ""),
+        }
+    return {
+        "settings": describe_settings(rt.settings),
+        "episode": _jsonable(dataclasses.asdict(rt.config)),
+        "vlm": vlm,
+        "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
+    }
+
+
+def result_settings(rt: Runtime) -> dict[str, Any]:
+    """The settings that change results (device and paths left out)."""
+    return {k: v for k, v in describe_settings(rt.settings).items() if k not in NOT_RESULT_SETTINGS}

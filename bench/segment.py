@@ -1,0 +1,179 @@
+"""Segmenting images: one or more images and an expression to masks, overlays and traces.
+
+One image writes ``OUT/mask.png``, ``OUT/overlay.png``, ``OUT/result.json`` and
+``OUT/trace.jsonl``. Several images (or a folder) write one sub-folder per image; with
+``compare`` (the default for several images) each image also runs one-shot, and
+``side_by_side.png`` shows one-shot next to the chosen controller (the real-images
+application of the original project).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from agent.episode import EpisodeResult
+from agent.session import Session
+from agent.tracing import Tracer
+from bench.options import SegmentOptions
+from bench.runtime import Runtime, build_runtime, describe_config
+from tools.errors import InputError
+from tools.images import clean_expression, load_image
+from tools.render import overlay, save_mask_png, side_by_side
+from tools.types import Image
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+
+@dataclass(frozen=True)
+class SegmentedImage:
+    """One episode's outcome: which image, which controller, the result and its folder."""
+
+    path: Path
+    result: EpisodeResult
+    folder: Path
+
+
+@dataclass
+class SegmentReport:
+    """Everything a ``segment`` invocation did."""
+
+    done: list[SegmentedImage] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    random_weights: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every image was read and every episode succeeded, else 1."""
+        return 1 if self.skipped or any(not s.result.ok for s in self.done) else 0
+
+
+def collect_images(paths: Sequence[Path]) -> list[Path]:
+    """Image files, folders expanded (sorted).
+
+    Raises:
+        InputError: a path does not exist, or a folder holds no image.
+    """
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+            images.extend(found)
+        elif path.exists():
+            images.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return images
+
+
+def write_result(out: Path, image: Image, result: EpisodeResult, rt: Runtime) -> None:
+    """mask.png, overlay.png and result.json for one episode."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_mask_png(result.mask, image.size, out / "mask.png")
+    candidates = [
+        (mask, f"#{rank + 1} p={cand['prob']:.2f}")
+        for rank, (cand, mask) in enumerate(zip(result.candidates, result.candidate_masks, strict=True))
+    ]
+    title = f"{result.controller}: {result.queries[-1] if result.queries else result.expression}"
+    overlay(image.pixels, result.mask, candidates, title).save(out / "overlay.png")
+    payload = {**result.to_json(), "config": describe_config(rt)}
+    (out / "result.json").write_text(json.dumps(payload, indent=2))
+
+
+def segment_images(
+    options: SegmentOptions, *, on_result: Callable[[SegmentedImage], None] | None = None
+) -> SegmentReport:
+    """Segment every image with the configured controller (and one-shot beside it).
+
+    Args:
+        options: images, expression, output folder, tools and controller.
+        on_result: called after each episode (the CLI prints a line).
+
+    Raises:
+        InputError: a bad path, an empty expression, or a single image that cannot be read.
+    """
+    images = collect_images(options.images)
+    expression = clean_expression(options.expression)  # refuse an empty one before loading models
+    compare = options.compare if options.compare is not None else len(images) > 1
+    rt = build_runtime(options.episode)
+    try:
+        return anyio.run(_segment_closing, options.out, rt, images, expression, compare, on_result)
+    finally:
+        rt.close()
+
+
+async def _segment_closing(
+    out: Path,
+    rt: Runtime,
+    images: list[Path],
+    expression: str,
+    compare: bool,
+    on_result: Callable[[SegmentedImage], None] | None,
+) -> SegmentReport:
+    """:func:`_segment_all`, then the VLM client closed on this event loop (its connection
+    pool belongs to the loop; left open, it fails to close once the loop is gone)."""
+    try:
+        return await _segment_all(out, rt, images, expression, compare, on_result)
+    finally:
+        aclose = getattr(rt.vlm, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+
+
+async def _segment_all(
+    out: Path,
+    rt: Runtime,
+    images: list[Path],
+    expression: str,
+    compare: bool,
+    on_result: Callable[[SegmentedImage], None] | None,
+) -> SegmentReport:
+    out.mkdir(parents=True, exist_ok=True)
+    report = SegmentReport(
+        random_weights=rt.settings.weights == "random",
+        notes=[n for n in rt.notes if not n.startswith("random weights")],  # said separately
+    )
+    with Tracer(out / "trace.jsonl", run_id=f"segment-{out.name}") as tracer:
+        controllers = [rt.config.controller]
+        if compare and rt.config.controller != "oneshot":
+            controllers.insert(0, "oneshot")
+        sessions = {
+            name: Session(rt.registry, dataclasses.replace(rt.config, controller=name), rt.cache, tracer)
+            for name in controllers
+        }
+        for path in images:
+            try:
+                image = load_image(path)
+            except InputError as exc:
+                if len(images) == 1:
+                    raise
+                report.skipped.append((path, str(exc)))
+                continue
+            panels = []
+            for name, session in sessions.items():
+                target = out if len(images) == 1 and len(sessions) == 1 else out / path.stem
+                if len(sessions) > 1:
+                    target = target / name
+                result = await session.run(image, expression, f"{path.stem}:{name}")
+                write_result(target, image, result, rt)
+                panels.append(target / "overlay.png")
+                done = SegmentedImage(path, result, target)
+                report.done.append(done)
+                if on_result is not None:
+                    on_result(done)
+            if len(panels) > 1:
+                from PIL import Image as PILImage
+
+                side_by_side([PILImage.open(p) for p in panels]).save(
+                    panels[0].parent.parent / "side_by_side.png"
+                )
+    return report

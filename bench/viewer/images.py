@@ -1,0 +1,149 @@
+"""Pictures for the example page, drawn on demand: the image, ground truth and masks as layers.
+
+The image and the ground truth come from the data set the run records in ``config.json``
+(``results.data``: synthetic scenes are generated again, parquet files and hub data sets
+are read through :func:`bench.data.load_dataset_spec`), with the run's perturbation
+applied, so the page shows the image as the run saw it. Predicted and candidate masks come
+from the RLE in the records. Masks are served as transparent RGBA layers the page stacks
+on the image, so toggling one costs no request. Without the data set (offline, moved
+files) the masks are drawn on a grey canvas and the page says why.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from bench.data import Example, load_dataset_spec
+from bench.perturb import perturb_image
+from bench.rle import decode_rle
+from tools.errors import RefsegError
+from tools.render import mask_edges, overlay
+
+GT_COLOUR = (0, 200, 90)
+PRED_COLOUR = (255, 0, 200)
+CANVAS_GREY = 96
+_FILL_ALPHA = 90
+_CACHED_IMAGES = 32
+
+
+def png_bytes(image: PILImage.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)  # drawn per request: speed over size
+    return buf.getvalue()
+
+
+def canvas(size: tuple[int, int]) -> np.ndarray:
+    """A grey ``(H, W, 3) uint8`` stand-in for an image that cannot be loaded."""
+    return np.full((*size, 3), CANVAS_GREY, dtype=np.uint8)
+
+
+def layer_png(mask: np.ndarray | None, size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+    """A transparent RGBA PNG of ``size = (H, W)``: ``mask`` tinted with its edge drawn solid."""
+    rgba = np.zeros((*size, 4), dtype=np.uint8)
+    if mask is not None and mask.shape == size and mask.any():
+        rgba[mask] = (*colour, _FILL_ALPHA)
+        rgba[mask_edges(mask, max(2, round(max(size) / 300)))] = (*colour, 255)
+    return png_bytes(PILImage.fromarray(rgba, mode="RGBA"))
+
+
+def candidate_png(pixels: np.ndarray, mask: np.ndarray | None, label: str, max_side: int = 240) -> bytes:
+    """A thumbnail of one candidate mask over the image (the bench's overlay style)."""
+    img = overlay(pixels, mask if mask is not None and mask.shape == pixels.shape[:2] else None, (), label)
+    img.thumbnail((max_side, max_side))
+    return png_bytes(img)
+
+
+def mask_of(rle: Any) -> np.ndarray | None:
+    """The decoded mask of a record's RLE, or ``None`` when it is absent or corrupt."""
+    if not isinstance(rle, Mapping):
+        return None
+    try:
+        return decode_rle(rle)
+    except RefsegError:
+        return None
+
+
+def _spec_key(spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(spec.get(k) for k in ("dataset", "split", "n", "per_image", "seed_subset"))
+
+
+class DatasetImages:
+    """The examples of each data spec seen so far, loaded once, and their decoded images."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sets: dict[tuple[Any, ...], tuple[dict[str, Example], str | None]] = {}
+        self._pixels: OrderedDict[tuple[Any, ...], np.ndarray | str] = OrderedDict()
+
+    def examples(self, spec: Mapping[str, Any]) -> tuple[dict[str, Example], str | None]:
+        """``(examples by id, None)``, or ``({}, why they cannot be loaded)``."""
+        key = _spec_key(spec)
+        with self._lock:
+            if key not in self._sets:
+                self._sets[key] = _load(spec)
+            return self._sets[key]
+
+    def example(self, spec: Mapping[str, Any], example_id: str) -> tuple[Example | None, str | None]:
+        examples, error = self.examples(spec)
+        if error is not None:
+            return None, error
+        found = examples.get(example_id)
+        return (found, None) if found is not None else (None, f"{example_id} is not in the run's data set")
+
+    def pixels(self, spec: Mapping[str, Any], example_id: str) -> tuple[np.ndarray | None, str | None]:
+        """The example's image as the run saw it (perturbed), or ``(None, why not)``."""
+        ex, error = self.example(spec, example_id)
+        if ex is None:
+            return None, error
+        perturbation = str(spec.get("perturb") or "clean")
+        key = (*_spec_key(spec), perturbation, ex.image_id)
+        with self._lock:
+            cached = self._pixels.get(key)
+            if cached is not None:
+                self._pixels.move_to_end(key)
+        if cached is None:
+            cached = _decode(ex, perturbation)
+            with self._lock:
+                self._pixels[key] = cached
+                while len(self._pixels) > _CACHED_IMAGES:
+                    self._pixels.popitem(last=False)
+        return (None, cached) if isinstance(cached, str) else (cached, None)
+
+    def ground_truth(self, spec: Mapping[str, Any], example_id: str) -> tuple[np.ndarray | None, str | None]:
+        ex, error = self.example(spec, example_id)
+        if ex is None:
+            return None, error
+        try:
+            return ex.gt_mask(), None
+        except RefsegError as exc:
+            return None, str(exc)
+
+
+def _load(spec: Mapping[str, Any]) -> tuple[dict[str, Example], str | None]:
+    if not spec.get("dataset"):
+        return {}, "the run's config.json does not say which data set it used"
+    try:
+        examples = load_dataset_spec(
+            str(spec["dataset"]),
+            spec.get("n"),
+            str(spec.get("per_image") or "all"),
+            spec.get("seed_subset"),
+            split=str(spec.get("split") or "validation"),
+        )
+    except Exception as exc:  # any loader failure (offline hub, moved file) only hides the images
+        return {}, f"data set {spec['dataset']!r} cannot be loaded here ({type(exc).__name__}: {exc})"
+    return {ex.example_id: ex for ex in examples}, None
+
+
+def _decode(ex: Example, perturbation: str) -> np.ndarray | str:
+    try:
+        return perturb_image(ex.load_image(), perturbation).pixels
+    except Exception as exc:  # an unreadable image is a message on the page, not a server error
+        return f"image {ex.image_id} cannot be decoded ({type(exc).__name__}: {exc})"

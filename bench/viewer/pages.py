@@ -1,0 +1,206 @@
+"""What each page shows, as plain dicts for the templates (no HTTP here).
+
+Pages look examples up by id in the records read from the run folders; nothing a request
+sends is ever used as a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from agent.tracing import redact
+from bench.summary import run_label
+from bench.viewer.images import DatasetImages
+from bench.viewer.live_summary import Summaries
+from bench.viewer.runs import RunFolder
+from bench.viewer.segment_folder import SegmentFolder
+from bench.viewer.table import TableQuery, ordered_rows, table_page
+from bench.viewer.timeline import episode_header, query_history, timeline, vlm_transcripts
+
+TABLE_PARAMS = ("sort", "desc", "stop", "iou_min", "iou_max", "failed", "change", "q", "page", "per")
+
+
+def table_params(params: Mapping[str, str]) -> dict[str, str]:
+    """The run page's own query parameters (an example page carries them to link back)."""
+    return {k: params[k] for k in TABLE_PARAMS if params.get(k)}
+
+
+def with_params(base: Mapping[str, str], **changes: Any) -> str:
+    """``?query`` of ``base`` with ``changes`` applied (``None`` or ``""`` removes a key)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if value is None or value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = str(value)
+    return "?" + urlencode(merged) if merged else "?"
+
+
+def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
+    summary = summaries.get(run)
+    config = run.config()
+    expected = run.expected()
+    recorded = len(run.samples.records)
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "summary": summary,
+        "label": run_label(config) if config else {},
+        "config": redact(config),
+        "config_error": run.config_error,
+        "recorded": recorded,
+        "expected": expected,
+        "complete": expected is not None and recorded >= expected,
+        "skipped_lines": run.samples.tail.skipped,
+        "skipped_at": ", ".join(str(n) for n in run.samples.tail.skipped_at),
+        "torn_tail": run.samples.tail.torn_tail_bytes > 0,
+    }
+
+
+def run_page(
+    run: RunFolder, run_b: RunFolder | None, params: Mapping[str, str], summaries: Summaries
+) -> dict[str, Any]:
+    """The run page: the summaries of RUN (and RUN_B) and one page of the examples table."""
+    run.refresh()
+    if run_b is not None:
+        run_b.refresh()
+    query = TableQuery.parse(params)
+    page = table_page(run.samples.rows(), run_b.samples.rows() if run_b else None, query)
+    base = table_params(params)
+    return {
+        "a": _run_info(run, summaries),
+        "b": _run_info(run_b, summaries) if run_b else None,
+        "page": page,
+        "q": page.query,
+        "params": base,
+        "with_params": lambda **kw: with_params(base, **kw),
+        "example_query": lambda example_id: with_params(base, id=example_id),
+    }
+
+
+def _neighbours(
+    run: RunFolder, run_b: RunFolder | None, params: Mapping[str, str], example_id: str
+) -> tuple[str | None, str | None, int, int]:
+    """Previous and next example ids in the run page's filtered, sorted order, and the position."""
+    rows_b = run_b.samples.rows() if run_b else None
+    ids = [r.a.example_id for r in ordered_rows(run.samples.rows(), rows_b, TableQuery.parse(params)).rows]
+    if example_id not in ids:
+        return None, None, 0, len(ids)
+    i = ids.index(example_id)
+    return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None), i + 1, len(ids)
+
+
+def _side(run: RunFolder, which: str, example_id: str, images: DatasetImages) -> dict[str, Any] | None:
+    record = run.record(example_id)
+    if record is None:
+        return None
+    spec = run.data_spec()
+    pixels, image_error = images.pixels(spec, example_id)
+    _, gt_error = images.ground_truth(spec, example_id)
+    episodes = run.trace.episodes(example_id)
+    last = episodes[-1] if episodes else None
+    return {
+        "which": which,
+        "name": run.name,
+        "record": redact({k: v for k, v in record.items() if k != "mask"}),
+        "row": run.samples.row(example_id),
+        "image_error": image_error,
+        "has_image": pixels is not None,
+        "gt_error": gt_error,
+        "has_pred": isinstance(record.get("mask"), dict),
+        "perturb": spec.get("perturb") or "clean",
+        "queries": query_history(record, last),
+        "episodes": len(episodes),
+        "header": episode_header(last) if last else {},
+        "timeline": timeline(last) if last else [],
+        "trace_exists": run.trace.exists,
+        "costs": record.get("costs") or {},
+        "rank_steps": _rank_steps(record),
+        "vlm": vlm_transcripts(last),
+    }
+
+
+def _rank_steps(record: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """``rank_steps`` of the record (phase 2), each candidate numbered for its image URL."""
+    steps = record.get("rank_steps")
+    if not isinstance(steps, list):
+        return None
+    out = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        cands = [
+            {
+                "j": j,
+                "index": c.get("index"),
+                "prob": c.get("prob"),
+                "has_mask": isinstance(c.get("mask"), dict),
+            }
+            for j, c in enumerate(step.get("candidates") or [])
+            if isinstance(c, dict)
+        ]
+        out.append({"i": i, "step": step.get("step"), "query": step.get("query"), "candidates": cands})
+    return out
+
+
+def example_page(
+    run: RunFolder,
+    run_b: RunFolder | None,
+    example_id: str,
+    params: Mapping[str, str],
+    images: DatasetImages,
+) -> dict[str, Any] | None:
+    """The example page, or ``None`` when RUN has no such example."""
+    run.refresh()
+    if run_b is not None:
+        run_b.refresh()
+    a = _side(run, "a", example_id, images)
+    if a is None:
+        return None
+    b = _side(run_b, "b", example_id, images) if run_b else None
+    prev_id, next_id, position, count = _neighbours(run, run_b, params, example_id)
+    base = table_params(params)
+    return {
+        "example_id": example_id,
+        "sides": [s for s in (a, b) if s is not None],
+        "b_missing": run_b is not None and b is None,
+        "run_b_name": run_b.name if run_b else None,
+        "back": with_params(base),
+        "prev": with_params(base, id=prev_id) if prev_id else None,
+        "next": with_params(base, id=next_id) if next_id else None,
+        "position": position,
+        "count": count,
+        "id_query": urlencode({"id": example_id}),
+    }
+
+
+def segment_index(folder: SegmentFolder) -> dict[str, Any]:
+    return {"folder": folder, "results": folder.results()}
+
+
+def segment_result(folder: SegmentFolder, n: int) -> dict[str, Any] | None:
+    result = folder.result(n)
+    if result is None:
+        return None
+    trace = folder.trace_for(result)
+    sample_id = str(result.result.get("sample_id", ""))
+    episodes = trace.episodes(sample_id) if trace is not None and sample_id else []
+    last = episodes[-1] if episodes else None
+    count = len(folder.results())
+    return {
+        "folder": folder,
+        "res": result,
+        "result": redact({k: v for k, v in result.result.items() if k != "config"}),
+        "config": redact(result.result.get("config") or {}),
+        "pictures": [name for name in ("overlay.png", "mask.png") if result.picture(name) is not None],
+        "queries": query_history(result.result, last),
+        "timeline": timeline(last) if last else [],
+        "episodes": len(episodes),
+        "trace_exists": trace is not None,
+        "costs": result.result.get("costs") or {},
+        "vlm": vlm_transcripts(last),
+        "prev": n - 1 if n > 0 else None,
+        "next": n + 1 if n + 1 < count else None,
+    }

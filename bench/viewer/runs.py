@@ -1,0 +1,224 @@
+"""The run index: a bench run folder read as it is, including while it is being written.
+
+``samples.jsonl`` is read incrementally (:class:`bench.viewer.jsonl.JsonlTail`): the last
+record per ``example_id`` wins, as in :func:`bench.samples.read_samples`. Each record also
+gives one compact :class:`Row` for the examples table. ``trace.jsonl`` is indexed by
+sample id (:class:`bench.viewer.trace_index.TraceIndex`), so an example page reads only its
+own lines. The summary is ``summary.json`` when it is up to date, else computed live from
+the records (:mod:`bench.viewer.live_summary`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from bench.samples import CONFIG, INVOCATIONS, SAMPLES, SUMMARY, TRACE, read_json
+from bench.viewer.jsonl import FileState, JsonlTail
+from bench.viewer.trace_index import TraceIndex
+from tools.errors import InputError
+
+
+class ViewerError(InputError):
+    """A path the viewer cannot show (not a run folder nor a segment output)."""
+
+
+class Row(NamedTuple):
+    """One example in the table: the fields it shows, sorts, filters and searches on.
+
+    (A named tuple: 5,000 of them are built on a cold start, and tuples build fastest.)
+    """
+
+    position: int  # the record's "index": its place in the example order
+    example_id: str
+    image_id: str
+    sentence: str
+    iou: float
+    failed: bool
+    error: str | None
+    stop_reason: str
+    iterations: int
+    conf: float | None
+    gap: float | None
+    seconds: float
+    usd: float
+    queries: tuple[str, ...]
+    search_text: str  # lower-cased id, sentence and queries
+
+    @classmethod
+    def of(cls, rec: dict[str, Any]) -> Row:
+        queries = tuple(str(q) for q in rec.get("queries") or () if q is not None)
+        sentence = str(rec.get("sentence") or "")
+        costs = rec.get("costs")
+        usd = 0.0
+        if isinstance(costs, dict):
+            for c in costs.values():
+                if isinstance(c, dict) and isinstance(c.get("usd"), int | float):
+                    usd += c["usd"]
+        example_id = rec["example_id"]
+        return cls(
+            _int(rec.get("index")),
+            example_id,
+            str(rec.get("image_id", "")),
+            sentence,
+            _float(rec.get("iou")) or 0.0,
+            bool(rec.get("failed")),
+            rec.get("error"),
+            str(rec.get("stop_reason") or "error"),
+            _int(rec.get("iterations")),
+            _float(rec.get("conf")),
+            _float(rec.get("gap")),
+            _float(rec.get("seconds")) or 0.0,
+            usd,
+            queries,
+            "\n".join((example_id, sentence, *queries)).lower(),
+        )
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class SampleStore:
+    """The last record (and its :class:`Row`) per example id of ``samples.jsonl``.
+
+    Kept up to date by :meth:`refresh`, which reads only the lines appended since.
+    """
+
+    def __init__(self, path: Path):
+        self.records: dict[str, dict[str, Any]] = {}
+        self._by_id: dict[str, Row] = {}
+        self.version = 0  # bumped whenever records change
+        self._rows: list[Row] = []
+        self._rows_version = 0
+        self.tail = JsonlTail(path, self._add_line, self._clear)
+
+    def _clear(self) -> None:
+        self.records, self._by_id = {}, {}
+
+    def _add_line(self, _offset: int, line: bytes) -> bool:
+        try:
+            rec = json.loads(line)
+        except ValueError:  # UnicodeDecodeError is a ValueError too
+            return False
+        if not isinstance(rec, dict) or not isinstance(rec.get("example_id"), str):
+            return False
+        self.records[rec["example_id"]] = rec
+        self._by_id[rec["example_id"]] = Row.of(rec)
+        return True
+
+    def refresh(self) -> None:
+        if self.tail.refresh():
+            self.version += 1
+
+    def rows(self) -> list[Row]:
+        """All rows in example order (the ``index`` the runner gave them)."""
+        if self._rows_version != self.version:
+            self._rows = sorted(self._by_id.values(), key=lambda r: r.position)
+            self._rows_version = self.version
+        return self._rows
+
+    def row(self, example_id: str) -> Row | None:
+        return self._by_id.get(example_id)
+
+
+class _JsonFile:
+    """A small JSON file re-read only when it changed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._state: FileState | None = None
+        self._data: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    def get(self) -> dict[str, Any] | None:
+        state = FileState.of(self.path)
+        if state != self._state:
+            self._state, self.error = state, None
+            try:
+                self._data = read_json(self.path) if state is not None else None
+            except InputError as exc:  # half-written or damaged: say so, keep going
+                self._data, self.error = None, str(exc)
+        return self._data
+
+    @property
+    def state(self) -> FileState | None:
+        return self._state
+
+
+class RunFolder:
+    """A ``refseg bench run`` output folder.
+
+    Args:
+        path: the folder; it needs ``samples.jsonl`` or ``config.json``.
+        name: how pages label it (default: the folder name).
+
+    Raises:
+        ViewerError: neither file is there.
+    """
+
+    kind = "run"
+
+    def __init__(self, path: Path, name: str | None = None):
+        if not (path / SAMPLES).is_file() and not (path / CONFIG).is_file():
+            raise ViewerError(f"{path}: not a bench run folder (no {SAMPLES} or {CONFIG})")
+        self.path = path
+        self.name = name or path.resolve().name
+        self.samples = SampleStore(path / SAMPLES)
+        self.trace = TraceIndex(path / TRACE)
+        self._config = _JsonFile(path / CONFIG)
+        self._summary = _JsonFile(path / SUMMARY)
+
+    def refresh(self) -> None:
+        """Pick up lines appended since the last call (cheap when nothing changed)."""
+        self.samples.refresh()
+
+    def config(self) -> dict[str, Any]:
+        return self._config.get() or {}
+
+    @property
+    def config_error(self) -> str | None:
+        return self._config.error
+
+    def data_spec(self) -> dict[str, Any]:
+        """``results.data`` of ``config.json``: where the examples (and images) came from."""
+        data = self.config().get("results", {}).get("data")
+        return data if isinstance(data, dict) else {}
+
+    def expected(self) -> int | None:
+        count = self.config().get("results", {}).get("examples", {}).get("count")
+        return int(count) if isinstance(count, int) else None
+
+    def stored_summary(self) -> dict[str, Any] | None:
+        """``summary.json`` when it describes exactly the records read now, else ``None``."""
+        summary = self._summary.get()
+        samples_state = self.samples.tail.state
+        if summary is None or self._summary.state is None or samples_state is None:
+            return None
+        counts = summary.get("counts") or {}
+        fresh = self._summary.state.mtime_ns >= samples_state.mtime_ns
+        return summary if fresh and counts.get("examples") == len(self.samples.records) else None
+
+    def invocations(self) -> list[dict[str, Any]]:
+        path = self.path / INVOCATIONS
+        out = []
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                out.append(item)
+        return out
+
+    def record(self, example_id: str) -> dict[str, Any] | None:
+        return self.samples.records.get(example_id)

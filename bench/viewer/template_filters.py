@@ -1,0 +1,66 @@
+"""Jinja filters of the viewer's templates: numbers, money, seconds and JSON, one way each."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MISSING = "–"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; ``–`` when there is none."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    return f"{value:.{digits}f}"
+
+
+def pct(value: Any) -> str:
+    """A fraction as a percentage with one decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    return f"{100 * value:.1f}%"
+
+
+def usd(value: Any) -> str:
+    """US dollars: 6 decimals below a cent, so a VLM call's price is still visible."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    return f"${value:.6f}" if abs(value) < 0.01 else f"${value:.4f}"
+
+
+def secs(value: Any) -> str:
+    """Seconds: milliseconds below one second."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    return f"{1000 * value:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
+
+
+def ci(value: Any) -> str:
+    """A ``[lo, hi]`` interval."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return MISSING
+    return f"[{num(value[0])}, {num(value[1])}]"
+
+
+def per_thousand(value: Any, examples: Any) -> Any:
+    """``value`` per 1,000 examples (``None`` without examples)."""
+    if not isinstance(value, int | float) or not isinstance(examples, int) or examples <= 0:
+        return None
+    return 1000.0 * value / examples
+
+
+def pretty(value: Any) -> str:
+    """Indented JSON for ``<pre>`` blocks."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+FILTERS = {
+    "num": num,
+    "pct": pct,
+    "usd": usd,
+    "secs": secs,
+    "ci": ci,
+    "per_thousand": per_thousand,
+    "pretty": pretty,
+}

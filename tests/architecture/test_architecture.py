@@ -1,0 +1,74 @@
+"""The architecture holds: no import cycle, imports point down the layers, small modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from architecture.import_graph import cycles, import_graph, layer_violations, long_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_import_cycle_between_modules() -> None:
+    assert cycles(import_graph(ROOT)) == []
+
+
+def test_imports_point_down_the_layers() -> None:
+    assert layer_violations(import_graph(ROOT)) == []
+
+
+def test_no_module_over_400_lines() -> None:
+    assert long_modules(ROOT) == []
+
+
+def _plant(root: Path, files: dict[str, str]) -> Path:
+    for pkg in ("bench", "agent", "tools", "checkpoints", "cache"):
+        (root / pkg).mkdir(parents=True, exist_ok=True)
+        (root / pkg / "__init__.py").write_text("")
+    for rel, text in files.items():
+        (root / rel).write_text(text)
+    return root
+
+
+def test_a_planted_cycle_is_found_even_through_a_function_level_import(tmp_path: Path) -> None:
+    root = _plant(
+        tmp_path,
+        {
+            "agent/a.py": "from agent.b import f\n",
+            "agent/b.py": "def f():\n    from agent.c import g\n    return g\n",
+            "agent/c.py": "import agent.a\n",
+            "agent/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.a import x\n",
+            "agent/e.py": "from . import d\n",
+        },
+    )
+    assert cycles(import_graph(root)) == [["agent.a", "agent.b", "agent.c"]]
+
+
+def test_type_checking_imports_do_not_make_a_cycle(tmp_path: Path) -> None:
+    root = _plant(
+        tmp_path,
+        {
+            "agent/a.py": "from agent.b import f\n",
+            "agent/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.a import x\n",
+        },
+    )
+    assert cycles(import_graph(root)) == []
+
+
+def test_an_upward_import_is_a_layer_violation(tmp_path: Path) -> None:
+    root = _plant(
+        tmp_path,
+        {
+            "checkpoints/registry.py": "def f():\n    from tools.errors import E\n",
+            "tools/errors.py": "class E(Exception): ...\n",
+            "tools/x.py": "from checkpoints.registry import f\n",
+        },
+    )
+    assert layer_violations(import_graph(root)) == [
+        "checkpoints.registry imports tools.errors (checkpoints must not import tools)"
+    ]
+
+
+def test_a_long_module_is_reported(tmp_path: Path) -> None:
+    root = _plant(tmp_path, {"cache/big.py": "x = 1\n" * 401})
+    assert long_modules(root) == ["cache.big: 401 lines"]
