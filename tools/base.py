@@ -79,7 +79,10 @@ class ToolSettings:
             captures the graphs without generating code, which tests use).
         encoder_batch: most images SAM's image encoder takes in one forward: calls
             waiting for the device with other images are encoded together (1: one at a
-            time). Speed and memory only.
+            time). Speed and memory only; a call that encodes other waiting images books
+            their encode in its compute seconds.
+        points_per_batch: SAM point prompts per mask-decoder batch (``None``: 256 on CUDA,
+            64 on CPU); a call's own ``points_per_batch`` wins. Speed and memory only.
         vlm: the VLM client, when one is configured.
         options: per-tool options by tool name; a tool reads its own, validated against
             its ``Options`` model, with :meth:`Tool.read_options`.
@@ -98,6 +101,7 @@ class ToolSettings:
     compile: bool = False
     compile_backend: str = "inductor"
     encoder_batch: int = 1
+    points_per_batch: int | None = None
     vlm: ChatClient | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -167,6 +167,8 @@ class SamPropose(Tool):
         check_precision(self.settings.precision)
         if self.settings.encoder_batch < 1:
             raise ConfigError(f"encoder batch must be at least 1, got {self.settings.encoder_batch}")
+        if self.settings.points_per_batch is not None and self.settings.points_per_batch < 1:
+            raise ConfigError(f"points per batch must be at least 1, got {self.settings.points_per_batch}")
         # A batch of embeddings must fit in the LRU, or the caller's own could be evicted.
         self.cache_size = max(
             1, int(options.get("embedding_cache", DEFAULT_EMBEDDING_CACHE)), self.settings.encoder_batch
@@ -301,8 +303,9 @@ class SamPropose(Tool):
         return low_res.flatten(0, 1), iou.flatten(0, 1)
 
     def points_per_batch(self, params: SamProposeParams) -> int:
-        """``params.points_per_batch``, else the device's default."""
-        return params.points_per_batch or default_points_per_batch(self.settings.device)
+        """``params.points_per_batch``, else ``ToolSettings.points_per_batch``, else the device's default."""
+        s = self.settings
+        return params.points_per_batch or s.points_per_batch or default_points_per_batch(s.device)
 
     def propose_sync(self, image: Image, params: SamProposeParams | None = None) -> Proposals:
         """Blocking version of the tool (runs on the calling thread)."""

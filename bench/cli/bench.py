@@ -1,8 +1,8 @@
-"""``refseg bench run | suite | report | cases | chaos``.
+"""``refseg bench run | suite | report | cases | chaos | speed``.
 
-This module creates the ``bench`` command and its subcommands; ``suite`` and ``chaos`` are
-declared in their own modules. Errors the project raises on purpose propagate (the CLI prints
-them in one line).
+This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos`` and
+``speed`` are declared in their own modules. Errors the project raises on purpose propagate
+(the CLI prints them in one line).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bench.perturb import PERTURBATIONS
 def add_parser(subparsers: Any) -> None:
     """Register ``bench`` and its subcommands on the ``refseg`` subparsers."""
     from bench.cli.chaos import add_parser as add_chaos_parser
+    from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
 
     bench = subparsers.add_parser("bench", help="evaluate on RefCOCO-M or generated scenes; reports")
@@ -38,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
     _add_report(sub)
     _add_cases(sub)
     add_chaos_parser(sub)
+    add_speed_parser(sub)
 
 
 def _add_run(sub: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from bench.runtime import default_device
 from tools.accel import device_type, synchronize
 from tools.errors import ConfigError
 
@@ -27,7 +28,7 @@ def resolve_device(device: str) -> str:
         ConfigError: CUDA asked for but not available, or an unknown device string.
     """
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return default_device()
     try:
         kind = device_type(device)
     except RuntimeError:

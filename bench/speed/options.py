@@ -1,15 +1,21 @@
-"""What ``refseg bench speed`` measures, as one frozen value with every default in one place."""
+"""What ``refseg bench speed`` measures, as one frozen value with every default in one place.
+
+No torch import here: the CLI reads the defaults for its help texts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from tools.base import WeightsMode
+from bench.options import CLIP_MODES
+from tools.base import ToolSettings, WeightsMode
 from tools.errors import ConfigError
 from tools.precision import Precision, check_precision
-from tools.visual_prompts import MODES, PromptMode
+
+if TYPE_CHECKING:
+    from tools.visual_prompts import PromptMode
 
 Thresholds = Literal["default", "open"]
 TINY = "tiny"  # --sam-model tiny / --clip-model tiny: the test-sized real architectures
@@ -17,7 +23,11 @@ TINY = "tiny"  # --sam-model tiny / --clip-model tiny: the test-sized real archi
 
 @dataclass(frozen=True)
 class SpeedOptions:
-    """Options of :func:`bench.speed.run_speed`.
+    """Options of :func:`bench.speed.run.run_speed`; checked when built (a one-line ``ConfigError``).
+
+    The model and GPU-path fields mean what the fields of the same name in
+    :class:`bench.options.ModelOptions` and :class:`tools.base.ToolSettings` mean, and
+    default to the same values.
 
     Attributes:
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available).
@@ -56,24 +66,24 @@ class SpeedOptions:
     """
 
     device: str = "auto"
-    weights: WeightsMode = "pretrained"
+    weights: WeightsMode = ToolSettings.weights
     checkpoint_dir: Path | None = None
-    sam_model: str = "vit_b"
+    sam_model: str = ToolSettings.sam_model_type
     sam_checkpoint: Path | None = None
-    clip_model: str = "ViT-B-16"
-    clip_pretrained: str = "openai"
-    seed: int = 0
+    clip_model: str = ToolSettings.clip_model
+    clip_pretrained: str = ToolSettings.clip_pretrained
+    seed: int = ToolSettings.seed
     points_per_side: int = 16
-    points_per_batch: int | None = None
+    points_per_batch: int | None = ToolSettings.points_per_batch
     thresholds: Thresholds = "default"
-    precision: Precision = "fp32"
-    compile: bool = False
-    compile_backend: str = "inductor"
-    encoder_batch: int = 1
+    precision: Precision = ToolSettings.precision
+    compile: bool = ToolSettings.compile
+    compile_backend: str = ToolSettings.compile_backend
+    encoder_batch: int = ToolSettings.encoder_batch
     images: tuple[Path, ...] = ()
     generated_images: int = 2
     generated_size: tuple[int, int] = (534, 800)
-    max_side: int = 2048
+    max_side: int = ToolSettings.max_side
     query: str = "the dog"
     clip_mode: PromptMode = "crop"
     reference: bool = False
@@ -84,6 +94,9 @@ class SpeedOptions:
     rank_loop: bool = True
     warmup: bool | None = None
     json_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> SpeedOptions:
         """Check the values; returns ``self``.
@@ -107,8 +120,8 @@ class SpeedOptions:
         if self.thresholds not in ("default", "open"):
             raise ConfigError(f"unknown thresholds {self.thresholds!r}; use default or open")
         for mode in (self.clip_mode, *self.rank_modes):
-            if mode not in MODES:
-                raise ConfigError(f"unknown visual prompt mode {mode!r}; use one of {', '.join(MODES)}")
+            if mode not in CLIP_MODES:
+                raise ConfigError(f"unknown visual prompt mode {mode!r}; use one of {', '.join(CLIP_MODES)}")
         if self.rank_floor and not self.rank_candidates:
             raise ConfigError("the rank floor needs at least one candidate count (e.g. 16,64,256)")
         for n in self.rank_candidates:

@@ -48,9 +48,10 @@ class PassResult:
     candidates: list[int] = field(default_factory=list)
 
 
-def sam_params(points_per_side: int, points_per_batch: int | None, thresholds: str) -> SamProposeParams:
-    """The tool's parameters for a pass: its defaults, or all filters off (``open``)."""
-    params = SamProposeParams(points_per_side=points_per_side, points_per_batch=points_per_batch)
+def sam_params(points_per_side: int, thresholds: str) -> SamProposeParams:
+    """The tool's parameters for a pass: its defaults, or all filters off (``open``); the
+    prompt batch size comes from ``ToolSettings.points_per_batch``."""
+    params = SamProposeParams(points_per_side=points_per_side)
     return params.model_copy(update=OPEN_THRESHOLDS) if thresholds == "open" else params
 
 

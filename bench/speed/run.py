@@ -77,7 +77,7 @@ def _reference(
 ) -> ReferenceSummary:
     open_params = None
     if options.thresholds != "open":
-        open_params = sam_params(options.points_per_side, options.points_per_batch, "open")
+        open_params = sam_params(options.points_per_side, "open")
         open_params = open_params.model_copy(update={"max_proposals": MAX_PROPOSALS})
     ref = run_reference(models, tool, images, params, options.thresholds, result.proposals, open_params)
     n = len(images)
@@ -106,13 +106,12 @@ def run_speed(options: SpeedOptions) -> SpeedReport:
         CheckpointError: pretrained weights that are missing (the message says what to do).
         InputError: an image that cannot be read.
     """
-    options.validate()
     device = resolve_device(options.device)
     settings = tool_settings(options, device)
     images = load_images(options)
     models = build_models(settings)
     tool = SamPropose(settings, model=models.sam)
-    params = sam_params(options.points_per_side, options.points_per_batch, options.thresholds)
+    params = sam_params(options.points_per_side, options.thresholds)
     warm = options.warmup if options.warmup is not None else device_type(device) == "cuda" or options.compile
     warmup_seconds = _warm_up(models, tool, images, params) if warm else None
     result = run_pass(models, tool, images, params, options.clip_mode, options.query)

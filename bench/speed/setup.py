@@ -48,6 +48,7 @@ def tool_settings(options: SpeedOptions, device: str) -> ToolSettings:
         compile=options.compile,
         compile_backend=options.compile_backend,
         encoder_batch=options.encoder_batch,
+        points_per_batch=options.points_per_batch,
         options=sam_options,
     )
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.cli import build_parser, main
-from bench.cli_speed import speed_options
+from bench.cli.speed import speed_options
 
 TINY = ["--device", "cpu", "--weights", "random", "--sam-model", "tiny", "--clip-model", "tiny"]
 
@@ -49,7 +49,6 @@ def test_arguments_become_one_options_value() -> None:
         (["photo.jpg", "--images", "3"], "give photos or --images N"),
         (["missing.jpg"], "missing.jpg: no such file"),
         (["--rank-modes", "crop,sketch"], "unknown visual prompt mode 'sketch'"),
-        (["--clip-mode", "sketch"], "unknown visual prompt mode 'sketch'"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

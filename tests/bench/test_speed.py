@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.speed import SpeedOptions, SpeedReport, format_speed_table, run_speed
 from bench.speed.machine import peak_memory, resolve_device
+from bench.speed.options import SpeedOptions
 from bench.speed.rank_floor import loop_scores, measure_row, synthetic_candidates
+from bench.speed.report import SpeedReport, format_speed_table
+from bench.speed.run import run_speed
 from bench.speed.setup import build_models, load_images, tool_settings
 from tools.errors import ConfigError
 
@@ -138,6 +140,7 @@ def test_peak_memory_sees_an_allocation_inside_the_block() -> None:
         ({"points_per_side": 0}, "points per side must be at least 1, got 0"),
         ({"points_per_side": 65}, "points per side must be at most 64"),
         ({"encoder_batch": 0}, "encoder batch must be at least 1"),
+        ({"points_per_batch": 0}, "points per batch must be at least 1"),
         ({"precision": "fp8"}, "unknown precision 'fp8'"),
         ({"rank_candidates": (16, 0)}, "rank candidates must be at least 1"),
         ({"rank_modes": ("sketch",)}, "unknown visual prompt mode 'sketch'"),
@@ -148,7 +151,7 @@ def test_peak_memory_sees_an_allocation_inside_the_block() -> None:
 )
 def test_bad_options_are_one_line_errors(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        SpeedOptions(**{**TINY, **changes}).validate()  # type: ignore[arg-type]
+        SpeedOptions(**{**TINY, **changes})  # type: ignore[arg-type]
     assert "\n" not in str(err.value)
 
 
