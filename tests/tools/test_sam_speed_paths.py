@@ -101,6 +101,9 @@ def test_prompt_batch_size_defaults_per_device_and_does_not_change_masks() -> No
     assert tool.points_per_batch(SamProposeParams()) == default_points_per_batch("cpu") == 64
     assert default_points_per_batch("cuda:1") == 256
     assert tool.points_per_batch(SamProposeParams(points_per_batch=5)) == 5
+    run_wide = tiny_tool({"points_per_batch": 9})  # --points-per-batch: ToolSettings
+    assert run_wide.points_per_batch(SamProposeParams()) == 9
+    assert run_wide.points_per_batch(SamProposeParams(points_per_batch=5)) == 5  # a call's own wins
     image = scene()
     ref = propose(tool, image, points_per_side=8, **OPEN)
     assert tool.decode_batches == 1
@@ -177,6 +180,8 @@ def test_bad_gpu_settings_are_clear_errors() -> None:
         tiny_tool({"precision": "fp8"})
     with pytest.raises(ConfigError, match="encoder batch must be at least 1"):
         tiny_tool({"encoder_batch": 0})
+    with pytest.raises(ConfigError, match="points per batch must be at least 1"):
+        tiny_tool({"points_per_batch": 0})
 
 
 def test_compiled_forwards_give_the_same_masks() -> None:
