@@ -17,14 +17,14 @@ from bench.speed.machine import PeakMemory, peak_memory, timed
 from bench.speed.setup import Models, NamedImage
 from tools.accel import StageClock
 from tools.base import Workspace
-from tools.clip_rank import ClipRank, apply_template
+from tools.clip_rank import ClipRank, ClipRankParams, apply_template
 from tools.sam_propose import SamPropose, SamProposeParams
 from tools.types import Proposals
 from tools.visual_prompts import PromptMode
 
 STAGES = ("encode", "decode", "postprocess", "rank_image", "rank_text")
 OPEN_THRESHOLDS = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
-DEFAULT_TEMPLATE = "a photo of {}"
+DEFAULT_TEMPLATE = ClipRankParams().prompt_template  # what a run ranks with
 
 
 @dataclass

@@ -26,11 +26,11 @@ from bench.speed.machine import timed
 from bench.speed.setup import Models
 from tools.accel import autocast
 from tools.clip_loading import ClipBundle
-from tools.clip_rank import ClipRank, apply_template
+from tools.clip_rank import ClipRank, ClipRankParams, apply_template
 from tools.types import Image, Proposals
 from tools.visual_prompts import DEFAULT_STYLE, PromptMode, prompt_batch, render_prompts
 
-TEMPLATE = "a photo of {}"
+TEMPLATE = ClipRankParams().prompt_template  # what a run ranks with
 
 
 @dataclass(frozen=True)
