@@ -21,7 +21,6 @@ reason; the chosen candidate is read from the workspace's rankings afterwards.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -242,23 +241,10 @@ class AgentRun:
 
     async def _turn(self) -> VLMReply:
         ep = self.ep
-        ep.needed_vlm = True
-        start = time.perf_counter()
         try:
-            reply: VLMReply = await self.client.complete(
-                self.messages, tools=self.schemas, tool_choice="auto"
-            )
+            reply = await ep.ask_vlm(self.client, self.messages, tools=self.schemas, tool_choice="auto")
         except VLMError as exc:
-            ep.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
             raise _Stop(StopReason.FALLBACK, f"agent fell back: {exc}", fallback_kind(exc)) from None
-        ep.turns += 1
-        ep.costs.record(
-            "vlm",
-            seconds=time.perf_counter() - start,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            usd=reply.usd,
-        )
         ep.log.info(
             "turn",
             turn=ep.turns,

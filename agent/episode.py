@@ -9,6 +9,7 @@ controller ends the same way.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -17,9 +18,11 @@ import numpy as np
 
 from agent.costs import CostBook
 from agent.invoke import CallContext, Invoker
+from agent.rank_steps import RankStep, RankSteps
+from agent.vlm_reply import VLMReply
 from tools.base import Workspace
 from tools.coords import UNITS, Units
-from tools.errors import ConfigError, ToolError
+from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
 from tools.types import Ranking
 
@@ -148,6 +151,7 @@ class EpisodeResult:
     fallback_reason: str | None = None
     fallback_kind: str | None = None
     candidate_masks: list[np.ndarray] = field(default_factory=list, repr=False)
+    rank_steps: list[RankStep] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -227,16 +231,49 @@ class Episode:
         self.needed_vlm = False  # a call asked the VLM (see EpisodeResult.needed_vlm)
         self.fallback_reason: str | None = None
         self.fallback_kind: str | None = None
+        self.rank_steps = RankSteps()  # every ranking's top candidates, for the result
 
     def _context(self) -> CallContext:
         return CallContext(costs=self.costs, log=self.log, step=self.step)
 
     async def call(self, tool: str, args: dict[str, Any] | None = None) -> Any:
-        """Call a tool through the invoker (cache, trace, cost); its output is applied to ``ws``."""
+        """Call a tool through the invoker (cache, trace, cost); its output is applied to ``ws``
+        (and a ranking's top candidates kept as a ranking step)."""
         self.step += 1
         if self.registry.get(tool).uses_vlm:
             self.needed_vlm = True
-        return await self.invoker.call(tool, self.ws, args, self._context())
+        output = await self.invoker.call(tool, self.ws, args, self._context())
+        if isinstance(output, Ranking):
+            self.rank_steps.capture(self.step, output, self.ws.proposals)
+        return output
+
+    async def ask_vlm(self, client: Any, messages: list[dict[str, Any]], **kwargs: Any) -> VLMReply:
+        """One chat call made by the controller itself (not through a tool), its cost booked.
+
+        Args:
+            client: the VLM client (``complete(messages, **kwargs) -> VLMReply``).
+            messages: the chat messages to send.
+            **kwargs: passed to ``complete`` (tools, tool_choice, temperature...).
+
+        Raises:
+            VLMError: the call failed; its seconds are booked as a failed ``vlm`` call.
+        """
+        self.needed_vlm = True
+        start = time.perf_counter()
+        try:
+            reply: VLMReply = await client.complete(messages, **kwargs)
+        except VLMError:
+            self.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
+            raise
+        self.turns += 1
+        self.costs.record(
+            "vlm",
+            seconds=time.perf_counter() - start,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            usd=reply.usd,
+        )
+        return reply
 
     def fall_back(self, reason: str, kind: str) -> None:
         """End with the best candidate so far because the VLM (or a VLM-backed tool) failed.

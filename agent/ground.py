@@ -19,7 +19,6 @@ in the original image); the call is booked under ``vlm`` like the agent's turns.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from agent.agent_controller import vlm_client
@@ -27,7 +26,6 @@ from agent.episode import Episode, StopReason, fallback_kind
 from agent.grounding import added_indices, log_prompt, require_prompt_tool, show_image
 from agent.loop import propose_and_rank
 from agent.submit import SubmittedRanking
-from agent.vlm_reply import VLMReply
 from tools.coords import View
 from tools.errors import ToolError, VLMError
 from tools.json_reply import json_values, reply_body
@@ -129,22 +127,11 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         _Fallback: the VLM failed or its answer has no box.
     """
     client = vlm_client(ep)
-    ep.needed_vlm = True
     messages = ground_messages(ep.ws.expression, show_image(ep), ep.ws.shown_view())
-    start = time.perf_counter()
     try:
-        reply: VLMReply = await client.complete(messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS)
+        reply = await ep.ask_vlm(client, messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS)
     except VLMError as exc:
-        ep.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
         raise _Fallback(f"the VLM failed: {exc}", fallback_kind(exc)) from None
-    ep.turns += 1
-    ep.costs.record(
-        "vlm",
-        seconds=time.perf_counter() - start,
-        tokens_in=reply.tokens_in,
-        tokens_out=reply.tokens_out,
-        usd=reply.usd,
-    )
     view = ep.ws.shown_view()
     try:
         args = parse_ground_answer(reply.content)

@@ -20,6 +20,7 @@ from agent.grounding import prompt_tool_name, require_prompt_tool
 from agent.invoke import Invoker
 from agent.loop import ensure_ranking
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
+from agent.transcript import CURRENT_TRANSCRIPT, Transcript
 from cache.store import ToolCache
 from tools.base import Workspace
 from tools.coords import map_box
@@ -103,10 +104,11 @@ class Session:
             image_size=image.size,
         )
         episode: Episode | None = None
-        log_token = None
+        log_token = transcript_token = None
         try:
             episode = self._open(image, expression, sample_id)
             log_token = CURRENT_LOG.set(episode.log)
+            transcript_token = CURRENT_TRANSCRIPT.set(Transcript(self.tracer))
             await self._drive(episode)
         except RUN_LEVEL_ERRORS:
             raise
@@ -117,6 +119,8 @@ class Session:
         finally:
             if log_token is not None:  # later VLM calls in this task are not this episode's
                 CURRENT_LOG.reset(log_token)
+            if transcript_token is not None:
+                CURRENT_TRANSCRIPT.reset(transcript_token)
         if episode is not None:
             self._finish(episode, result)
         result.seconds = time.perf_counter() - start
@@ -177,6 +181,7 @@ class Session:
         result.fallback_reason = redact_text(ep.fallback_reason) if ep.fallback_reason else None
         result.fallback_kind = ep.fallback_kind
         result.n_proposals = len(ws.proposals) if ws.proposals is not None else 0
+        result.rank_steps = ep.rank_steps.finish(ws.original_size)
         if self.registry.settings.weights == "random":
             result.notes.append("random weights: outputs are for smoke tests and timing only")
         if result.error is not None:

@@ -139,12 +139,27 @@ def _vlm_label(ev: dict[str, Any]) -> str:
     if ev.get("error"):
         retry = ev.get("retry_in_s")
         again = f", retry in {_num(retry)}s" if retry is not None else ", gave up"
-        return f"{head}  FAILED status={ev.get('status')} {ev['error']}{again}  ({tail})"
+        return f"{head}  FAILED status={ev.get('status')} {ev['error']}{again}  ({tail}){_shown(ev)}"
     calls = ev.get("tool_calls") or []
     asked = f" -> {', '.join(calls)}" if calls else ""
     usd = ev.get("usd")
     cost = f" ${usd:.6f}" if isinstance(usd, int | float) and usd else ""
-    return f"{head}  {tail}{cost} finish={ev.get('finish_reason')}{asked}"
+    return f"{head}  {tail}{cost} finish={ev.get('finish_reason')}{asked}{_shown(ev)}"
+
+
+def _shown(ev: dict[str, Any]) -> str:
+    """``"  [sent 5 messages: 2 new, 1 image]"``: what a call's transcript holds (the viewer shows it)."""
+    messages = ev.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    images = sum(
+        1
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, dict) and p.get("type") == "image"
+    )
+    return f"  [sent {ev.get('sent', '?')} messages: {len(messages)} new, {images} image(s)]"
 
 
 def _tool_label(ev: dict[str, Any]) -> str:

@@ -8,7 +8,8 @@ with more than :data:`MAX_ITEMS` entries, and whatever exceeds an event's
 :data:`EVENT_BUDGET` is cut, with a marker that says how long it was. A trace file that a
 killed run left without a final newline gets one before the first new event, and a trace
 that cannot be written (a full disk) turns itself off with one warning instead of failing
-the examples.
+the examples. Images a VLM was shown go beside the trace, in ``vlm_images/`` (see
+:mod:`agent.trace_images`), or with the collected lines of a :class:`CollectingSink`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,15 +35,16 @@ from agent.redaction import (
     redact_text,
     register_secret,
 )
+from agent.trace_images import VLM_IMAGE_DIR, ImageFolder, image_name, image_ref, is_image_name
 
 __all__ = [
     "CURRENT_LOG",
     "REDACTED",
     "SECRET_ENV_VARS",
+    "Collected",
     "Tracer",
     "bound",
     "clip",
-    "log_vlm_call",
     "redact",
     "redact_text",
     "register_secret",
@@ -53,15 +56,9 @@ MAX_STRING = 2_000  # characters of one logged string
 MAX_ITEMS = 50  # entries of one logged list or dict
 EVENT_BUDGET = 64_000  # characters of strings in one event; beyond it, values become markers
 _SLACK = 1_000  # redact this much past a cut, so a secret across the cut is still caught
-# The running episode's bound logger: VLM calls made deep inside a tool land in its trace.
+# The running episode's bound logger: VLM calls made deep inside a tool land in its trace
+# (agent.transcript.log_vlm_call).
 CURRENT_LOG: ContextVar[Any | None] = ContextVar("refseg_current_log", default=None)
-
-
-def log_vlm_call(info: dict[str, Any]) -> None:
-    """``on_call`` hook of the VLM client: one ``vlm_call`` event in the current episode."""
-    current = CURRENT_LOG.get()
-    if current is not None:
-        current.info("vlm_call", **info)
 
 
 def clip(text: str, limit: int = MAX_STRING) -> str:
@@ -141,42 +138,59 @@ class _NullWriter:
     log = debug = info = warning = error = msg
 
 
-# The list the running example's trace lines go to (see collect_lines).
-_COLLECTED: ContextVar[list[str] | None] = ContextVar("refseg_trace_lines", default=None)
+@dataclass
+class Collected:
+    """What a :class:`CollectingSink` kept: trace lines, and the images (by file name, see
+    :mod:`agent.trace_images`) their events refer to."""
+
+    lines: list[str] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+# Where the running example's trace lines and images go (see collect_lines).
+_COLLECTED: ContextVar[Collected | None] = ContextVar("refseg_trace_lines", default=None)
 
 
 class CollectingSink:
-    """A :class:`Tracer` sink that keeps the rendered lines in memory instead of a file.
+    """A :class:`Tracer` sink that keeps the rendered lines (and images) in memory.
 
-    Each line goes to the list of the :func:`collect_lines` block it was written in (so
-    concurrent examples keep their lines apart); a line written outside any block waits in
-    :meth:`take_loose`. A Ray worker returns an example's lines with its record and the
-    driver appends them to ``trace.jsonl``, so that file has one writer.
+    Each line goes to the :class:`Collected` of the :func:`collect_lines` block it was
+    written in (so concurrent examples keep their lines apart); a line written outside any
+    block waits in :meth:`take_loose`. A Ray worker returns an example's lines and images
+    with its record and the driver writes them into the run folder, which thus has one
+    writer.
     """
 
     def __init__(self) -> None:
-        self._loose: list[str] = []
+        self._loose = Collected()
+
+    def _target(self) -> Collected:
+        return _COLLECTED.get() or self._loose
 
     def msg(self, message: str) -> None:
-        target = _COLLECTED.get()
-        (self._loose if target is None else target).append(message)
+        self._target().lines.append(message)
 
     log = debug = info = warning = error = msg
 
-    def take_loose(self) -> list[str]:
-        """The lines written outside any :func:`collect_lines` block so far (then forgotten)."""
-        lines, self._loose = self._loose, []
-        return lines
+    def keep(self, name: str, data: bytes) -> bool:
+        """Keep an image for the driver (the file name is its content digest)."""
+        self._target().images[name] = data
+        return True
+
+    def take_loose(self) -> Collected:
+        """What was written outside any :func:`collect_lines` block so far (then forgotten)."""
+        loose, self._loose = self._loose, Collected()
+        return loose
 
 
 @contextmanager
-def collect_lines() -> Iterator[list[str]]:
-    """Within this block (and tasks started from it) a :class:`CollectingSink` appends the
-    current context's trace lines to the yielded list."""
-    lines: list[str] = []
-    token = _COLLECTED.set(lines)
+def collect_lines() -> Iterator[Collected]:
+    """Within this block (and tasks started from it) a :class:`CollectingSink` keeps the
+    current context's trace lines and images in the yielded :class:`Collected`."""
+    collected = Collected()
+    token = _COLLECTED.set(collected)
     try:
-        yield lines
+        yield collected
     finally:
         _COLLECTED.reset(token)
 
@@ -195,7 +209,10 @@ class Tracer:
         self.run_id = run_id
         self._fh: IO[str] | None = None
         writer: Any = sink if sink is not None else _NullWriter()
+        # Where the VLM's images go: beside the trace file, or with a sink's lines.
+        self._images: Any = sink if sink is not None and hasattr(sink, "keep") else None
         if self.path is not None:
+            self._images = ImageFolder(self.path.parent / VLM_IMAGE_DIR)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torn = _ends_without_newline(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
@@ -220,6 +237,24 @@ class Tracer:
         """Append lines rendered elsewhere (a Ray worker's), redacted again on the way."""
         for line in lines:
             self._writer.msg(redact_text(line))
+
+    def store_image(self, data: bytes, ext: str) -> str | None:
+        """Keep an image a VLM was shown (``ext``: png, jpg or webp); returns how an event
+        refers to it (``vlm_images/<sha256>.<ext>``), or ``None`` when it was not kept (a
+        tracer that writes nowhere, a folder that cannot be written)."""
+        if self._images is None:
+            return None
+        name = image_name(data, ext)
+        return image_ref(name) if self._images.keep(name, data) else None
+
+    def write_images(self, images: Mapping[str, bytes]) -> None:
+        """Store images kept elsewhere (a Ray worker's); call it before :meth:`write_lines`
+        with the lines that refer to them. A name that is not its bytes' digest is skipped."""
+        if self._images is None:
+            return
+        for name, data in images.items():
+            if is_image_name(name) and image_name(data, name.rsplit(".", 1)[1]) == name:
+                self._images.keep(name, data)
 
     @property
     def error(self) -> str | None:

@@ -89,8 +89,10 @@ class VLMClient:
         config: endpoint, model, key, timeouts, retries and prices.
         on_call: called after every attempt with a dict: ``model``, ``attempt``,
             ``latency_s``, ``tokens_in``, ``tokens_out``, ``usd``, ``finish_reason``,
-            ``tool_calls`` (names), ``status``, ``error`` (one line or None) and
-            ``retry_in_s`` (the wait before the next attempt, or None).
+            ``tool_calls`` (names), ``status``, ``error`` (one line or None),
+            ``retry_in_s`` (the wait before the next attempt, or None), ``messages`` (the
+            request's messages, as sent) and ``reply_message`` (the reply as an assistant
+            message, or None): :func:`agent.transcript.log_vlm_call` logs the last two.
 
     Raises:
         VLMError: the config has no key (see :meth:`VLMConfig.vlm_unavailable_reason`).
@@ -201,12 +203,12 @@ class VLMClient:
             latency = time.monotonic() - t0
             if reply is not None:
                 self._account(reply)
-                self._emit(attempt, latency, reply=reply)
+                self._emit(attempt, latency, messages, reply=reply)
                 return reply
             assert failure is not None  # an attempt gives a reply or a failure
             last = failure
             delay = self._delay(failure, attempt) if failure.retryable and attempt < total else None
-            self._emit(attempt, latency, failure=failure, retry_in_s=delay)
+            self._emit(attempt, latency, messages, failure=failure, retry_in_s=delay)
             if delay is None:
                 break
             await anyio.sleep(delay)
@@ -298,6 +300,7 @@ class VLMClient:
         self,
         attempt: int,
         latency: float,
+        messages: list[dict[str, Any]],
         reply: VLMReply | None = None,
         failure: _Failure | None = None,
         retry_in_s: float | None = None,
@@ -316,6 +319,8 @@ class VLMClient:
             "status": failure.status if failure else 200,
             "error": self._redact(failure.message) if failure else None,
             "retry_in_s": None if retry_in_s is None else round(retry_in_s, 4),
+            "messages": messages,
+            "reply_message": reply.assistant_message() if reply else None,
         }
         try:
             self.on_call(event)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.rank_steps import RankStep
 from agent.session import Session
 from bench.data import Example
 from bench.metrics import intersection_union, size_bucket
@@ -14,6 +15,30 @@ from bench.perturb import perturb_image
 from bench.rle import encode_rle
 from tools.errors import RefsegError
 from tools.types import Image
+
+
+def rank_steps_json(steps: list[RankStep]) -> list[dict[str, Any]]:
+    """The ``rank_steps`` field of a record (``samples.jsonl``, ``result.json``): each ranking's
+    step, query and top candidates (index, probability, origin, mask as COCO RLE at the
+    original image's size). A mask several steps share is encoded once."""
+    encoded: dict[int, dict[str, Any]] = {}  # by id() of the shared mask array (alive here)
+
+    def rle(mask: np.ndarray) -> dict[str, Any]:
+        if id(mask) not in encoded:
+            encoded[id(mask)] = encode_rle(mask)
+        return encoded[id(mask)]
+
+    return [
+        {
+            "step": s.step,
+            "query": s.query,
+            "candidates": [
+                {"index": c.index, "prob": c.prob, "origin": c.origin, "mask": rle(c.mask)}
+                for c in s.candidates
+            ],
+        }
+        for s in steps
+    ]
 
 
 def load_example_image(ex: Example, perturbation: str) -> Image | str:
@@ -55,6 +80,7 @@ def base_record(index: int, ex: Example) -> dict[str, Any]:
         "needed_vlm": False,
         "fallback_reason": None,
         "fallback_kind": None,
+        "rank_steps": [],
     }
 
 
@@ -110,6 +136,7 @@ async def evaluate_example(session: Session, index: int, ex: Example, image: Ima
         needed_vlm=result.needed_vlm,
         fallback_reason=result.fallback_reason,
         fallback_kind=result.fallback_kind,
+        rank_steps=rank_steps_json(result.rank_steps),
     )
     # A fallback (e.g. the VLM failed mid-episode) still answers; only no answer is a failure.
     if result.mask is not None and (result.ok or result.stop_reason == "fallback"):

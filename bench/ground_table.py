@@ -1,6 +1,6 @@
 """Grounded prompts measured on generated scenes whose target the proposer misses.
 
-    python -m bench.ground_table            # 20 scenes; or measure(n=..) from Python
+    refseg bench ground [--n 20]      # or measure(n=..) from Python
 
 Each scene (:func:`tools.offline.missed_scenes.halo_scene`) has a target that the offline
 proposer merges with its halo, referred to by a paraphrase (an unsure ranking). Controllers
@@ -189,13 +189,14 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(n: int = 20) -> int:
+def run_ground_table(n: int = 20) -> int:
+    """Print the controllers' table on ``n`` missed scenes and the SAM path's encode counts.
+
+    Returns:
+        0 (it measures; it judges nothing).
+    """
     rows = measure(n, jitters=(0.0, 0.1, 0.25))
     print(f"{n} generated scenes, target merged with a halo by region_propose, paraphrased expression")
     print(format_table(rows))
     print(measure_encodes())
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

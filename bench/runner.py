@@ -288,10 +288,7 @@ async def _run_locked(
     finally:
         bar.close()
         tracer.close()
-        aclose = getattr(rt.vlm, "aclose", None)
-        if aclose is not None:  # the SDK's connection pool belongs to this event loop
-            with anyio.CancelScope(shield=True):
-                await aclose()
+        await rt.aclose_vlm()
     append_invocation(
         out,
         {

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
+
 from agent.episode import EpisodeConfig
 from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
 from cache.store import ToolCache
@@ -53,7 +55,19 @@ class Runtime:
     notes: list[str] = field(default_factory=list)
     options: EpisodeOptions | None = None
 
+    async def aclose_vlm(self) -> None:
+        """Close the VLM client's connections, shielded from cancellation.
+
+        The SDK's connection pool belongs to the event loop that used it: close it on that
+        loop, or it fails to close once the loop is gone.
+        """
+        aclose = getattr(self.vlm, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
+
     def close(self) -> None:
+        """Close the tools (models, threads) and the cache."""
         self.registry.close()
         if self.cache is not None:
             self.cache.close()
@@ -62,7 +76,8 @@ class Runtime:
 def build_vlm(options: EpisodeOptions) -> Any:
     """The VLM client, or a one-line ConfigError naming the option that asked for it."""
     from agent.redaction import url_secrets
-    from agent.tracing import log_vlm_call, register_secret
+    from agent.tracing import register_secret
+    from agent.transcript import log_vlm_call
     from agent.vlm import VLMClient, VLMConfig
 
     vlm = options.vlm

@@ -145,6 +145,8 @@ class SampleWriter:
     when the process dies), so two invocations on one run folder cannot both run (and
     record) the same examples. Every line carries the fields of :attr:`stamp` (the runner
     puts the configuration's digest there, so lines of different configurations never mix).
+    A record's ``rank_steps`` (its bulk: candidate masks) is always the line's last field, so
+    a reader that does not need them cuts them off before decoding (the viewer does).
 
     Args:
         run_dir: the run folder.
@@ -178,6 +180,8 @@ class SampleWriter:
                 redone by the next invocation).
         """
         line = {**record, **self.stamp}
+        if "rank_steps" in line:
+            line["rank_steps"] = line.pop("rank_steps")  # last (see the class docstring)
         data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
         self._written += 1
         if self._before_write is not None:

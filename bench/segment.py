@@ -20,6 +20,7 @@ import anyio
 from agent.episode import EpisodeResult
 from agent.session import Session
 from agent.tracing import Tracer
+from bench.evaluate import rank_steps_json
 from bench.options import SegmentOptions
 from bench.runtime import Runtime, build_runtime, describe_config
 from tools.errors import InputError
@@ -74,8 +75,11 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     return images
 
 
-def write_result(out: Path, image: Image, result: EpisodeResult, rt: Runtime) -> None:
-    """mask.png, overlay.png and result.json for one episode."""
+def write_result(
+    out: Path, image: Image, result: EpisodeResult, rt: Runtime, source: Path | None = None
+) -> None:
+    """mask.png, overlay.png and result.json for one episode (``source``: the image file,
+    named in result.json so the viewer can draw the ranking steps' candidates over it)."""
     out.mkdir(parents=True, exist_ok=True)
     save_mask_png(result.mask, image.size, out / "mask.png")
     candidates = [
@@ -84,7 +88,12 @@ def write_result(out: Path, image: Image, result: EpisodeResult, rt: Runtime) ->
     ]
     title = f"{result.controller}: {result.queries[-1] if result.queries else result.expression}"
     overlay(image.pixels, result.mask, candidates, title).save(out / "overlay.png")
-    payload = {**result.to_json(), "config": describe_config(rt)}
+    payload = {
+        **result.to_json(),
+        "image": str(source.resolve()) if source is not None else None,
+        "rank_steps": rank_steps_json(result.rank_steps),
+        "config": describe_config(rt),
+    }
     (out / "result.json").write_text(json.dumps(payload, indent=2))
 
 
@@ -123,10 +132,7 @@ async def _segment_closing(
     try:
         return await _segment_all(out, rt, images, expression, compare, on_result)
     finally:
-        aclose = getattr(rt.vlm, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
-                await aclose()
+        await rt.aclose_vlm()
 
 
 async def _segment_all(
@@ -164,7 +170,7 @@ async def _segment_all(
                 if len(sessions) > 1:
                     target = target / name
                 result = await session.run(image, expression, f"{path.stem}:{name}")
-                write_result(target, image, result, rt)
+                write_result(target, image, result, rt, path)
                 panels.append(target / "overlay.png")
                 done = SegmentedImage(path, result, target)
                 report.done.append(done)

@@ -132,6 +132,40 @@ def cost_table(runs: Sequence[RunView]) -> Table:
     return headers, rows
 
 
+def episode_cost_table(costs: dict[str, Any]) -> Table:
+    """One example's (or episode's) costs per tool, as recorded: how its calls were served,
+    what they spent now and their cold cost."""
+    headers = [
+        "tool",
+        "calls: computed/joined/cached",
+        "errors",
+        "compute s",
+        "wait s",
+        "cold s",
+        "tokens in/out",
+        "USD",
+        "cold USD",
+    ]
+    rows = []
+    for tool, row in costs.items():
+        if not isinstance(row, dict) or "calls" not in row or "cache_hits" not in row:
+            continue
+        rows.append(
+            [
+                tool,
+                served_text(row),
+                str(row.get("errors", 0)),
+                fmt(row.get("seconds"), 4),
+                fmt(row.get("wait_seconds"), 4),
+                _at_least(row, fmt(row.get("cold_seconds"), 4)),
+                f"{row.get('tokens_in', 0)}/{row.get('tokens_out', 0)}",
+                fmt(row.get("usd"), 6),
+                _at_least(row, fmt(row.get("cold_usd"), 6)),
+            ]
+        )
+    return headers, rows
+
+
 def run_cost_table(runs: Sequence[RunView]) -> Table:
     """Per run, in total: the cold cost (what the run costs from an empty cache, so runs
     compare whatever order they ran in and whatever cache they shared) and what it spent."""

@@ -1,8 +1,8 @@
-"""``refseg bench run | suite | report | cases | chaos | speed``.
+"""``refseg bench run | suite | report | cases | chaos | engines | viewer | ground | speed``.
 
-This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos`` and
-``speed`` are declared in their own modules. Errors the project raises on purpose propagate
-(the CLI prints them in one line).
+This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos``, ``speed``
+and the benchmark commands are declared in their own modules. Errors the project raises on purpose
+propagate (the CLI prints them in one line).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bench.perturb import PERTURBATIONS
 
 def add_parser(subparsers: Any) -> None:
     """Register ``bench`` and its subcommands on the ``refseg`` subparsers."""
+    from bench.cli.benchmarks import add_parsers as add_benchmark_parsers
     from bench.cli.chaos import add_parser as add_chaos_parser
     from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
@@ -39,6 +40,7 @@ def add_parser(subparsers: Any) -> None:
     _add_report(sub)
     _add_cases(sub)
     add_chaos_parser(sub)
+    add_benchmark_parsers(sub)
     add_speed_parser(sub)
 
 

@@ -1,6 +1,6 @@
 """Throughput of the engines on the offline toolset, their same-answers check, a killed worker.
 
-    python -m bench.engines.benchmark [--n 12] [--concurrency 4] [--workers 1,2] [--out DIR]
+    refseg bench engines [--n 12] [--concurrency 4] [--workers 1,2] [--out DIR]
 
 Runs the same generated scenes (offline toolset, no disk cache, so every example computes)
 with the local engine, then with the Ray engine at each ``--workers`` count on one local Ray
@@ -14,7 +14,6 @@ SIGKILLing the worker that returns the first image group, and counts the lines w
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -94,20 +93,23 @@ def _kill_run(out: Path, n: int, concurrency: int) -> bool:
     return len(lines) == len(records) == expected and twice == 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the table, the same-answers check and the kill-a-worker line counts; exit 1 when
-    any answer differs or the killed run lost or duplicated an example."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--n", type=int, default=12, help="generated scenes (~18 examples each)")
-    parser.add_argument("--concurrency", type=int, default=4, help="examples in flight, all workers")
-    parser.add_argument("--workers", default="1,2", help="Ray worker counts to measure")
-    parser.add_argument("--out", type=Path, default=None, help="run folders (default: a temp folder)")
-    args = parser.parse_args(argv)
-    counts = [int(w) for w in args.workers.split(",") if w.strip()]
-    out = args.out or Path(tempfile.mkdtemp(prefix="refseg-engines-"))
-    local = _run(out / "local", args.n, args.concurrency, open_engine(EngineOptions()))
+def run_engine_benchmark(
+    n: int = 12, concurrency: int = 4, workers: tuple[int, ...] = (1, 2), out: Path | None = None
+) -> int:
+    """Print the table, the same-answers check and the kill-a-worker line counts.
+
+    Args:
+        n: generated scenes (about 18 examples each).
+        concurrency: examples in flight, all workers together.
+        workers: the Ray worker counts to measure.
+        out: where the run folders go (default: a new temporary folder).
+
+    Returns:
+        0, or 1 when any answer differs or the killed run lost or duplicated an example.
+    """
+    counts = list(workers)
+    out = out or Path(tempfile.mkdtemp(prefix="refseg-engines-"))
+    local = _run(out / "local", n, concurrency, open_engine(EngineOptions()))
     local_rate = local["examples_run"] / local["wall_s"]
     rows = [_row("local", local, None)]
     ray = import_ray()
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in counts:
             engine = RayEngine(EngineOptions("ray", workers=w))
             try:
-                inv = _run(out / f"ray{w}", args.n, max(args.concurrency, w), engine)
+                inv = _run(out / f"ray{w}", n, max(concurrency, w), engine)
             finally:
                 anyio.run(engine.aclose)
             rows.append(_row("ray", inv, local_rate))
@@ -130,14 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "identical" if not diff else f"{len(diff)} differ, e.g. {diff[:3]}"
             print(f"{name} vs local: {local['examples_run']} examples, answers {verdict}")
             ok = ok and not diff
-        ok = _kill_run(out / "ray2-kill", args.n, max(args.concurrency, 2)) and ok
+        ok = _kill_run(out / "ray2-kill", n, max(concurrency, 2)) and ok
         diff = differing(out / "local", out / "ray2-kill")
         print(f"killed run vs local: answers {'identical' if not diff else f'{len(diff)} differ'}")
     finally:
         ray.shutdown()
     print(f"run folders: {out}")
     return 0 if ok and not diff else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

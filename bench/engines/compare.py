@@ -11,7 +11,7 @@ from bench.samples import read_samples
 # Every field an episode decides: equal fields mean the same answer, mask and path to it.
 ANSWER_FIELDS = (
     "index", "image_id", "sentence", "failed", "error", "iou", "inter", "union", "gt_area", "mask",
-    "iterations", "stop_reason", "queries", "conf", "gap", "chosen", "n_proposals",
+    "iterations", "stop_reason", "queries", "conf", "gap", "chosen", "n_proposals", "rank_steps",
 )  # fmt: skip
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 

@@ -274,6 +274,7 @@ class _Feeding:
             peak = result.peak_cuda_memory_bytes
             if peak is not None:
                 self.stats.peak_cuda_memory_bytes = max(peak, self.stats.peak_cuda_memory_bytes or 0)
+            self.job.tracer.write_images(result.images)  # before the lines that refer to them
             self.job.tracer.write_lines(result.lines)
         for rec in records:
             await self.send.send(rec)

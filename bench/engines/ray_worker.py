@@ -8,8 +8,10 @@ event loop in the actor's process: the groups the driver keeps in flight and the
 concurrently there (anyio on asyncio), at most ``share`` examples at once, so VLM latency
 overlaps as it does locally.
 
-Trace events go to a :class:`agent.tracing.CollectingSink`: each example's lines return with
-its record, and the driver appends them to ``trace.jsonl``. This module does not import Ray:
+Trace events go to a :class:`agent.tracing.CollectingSink`: each example's lines, and the
+images its VLM calls were shown (bytes named by their digest), return with its record; the
+driver stores the images in the run's ``vlm_images/`` and appends the lines to ``trace.jsonl``
+(one writer, and it works across nodes: no worker needs the driver's disk). This module does not import Ray:
 :mod:`bench.engines.ray_engine` turns :class:`EpisodeWorker` into an actor class.
 """
 
@@ -24,7 +26,7 @@ import anyio
 import anyio.to_thread
 
 from agent.session import Session
-from agent.tracing import CollectingSink, Tracer, collect_lines
+from agent.tracing import Collected, CollectingSink, Tracer, collect_lines
 from bench.engines.base import first_error, peak_cuda_memory, reset_peak_cuda_memory
 from bench.evaluate import evaluate_example, load_example_image
 from bench.examples import Example
@@ -56,6 +58,7 @@ class GroupResult:
     Attributes:
         records: one ``samples.jsonl`` record per example, in the group's order.
         lines: the group's trace lines (already redacted).
+        images: the images those lines refer to, by file name (``<sha256>.<ext>``).
         computed: this worker's tool computations in this run so far (cumulative).
         peak_cuda_memory_bytes: this worker's CUDA peak in this run.
         pid: the worker's process id.
@@ -63,6 +66,7 @@ class GroupResult:
 
     records: list[dict[str, Any]]
     lines: list[str]
+    images: dict[str, bytes]
     computed: dict[str, int]
     peak_cuda_memory_bytes: int | None
     pid: int
@@ -121,12 +125,12 @@ class EpisodeWorker:
         """
         run = self._prepare(job)
         image = await anyio.to_thread.run_sync(load_example_image, items[0][1], job.perturb)
-        outcomes: list[tuple[dict[str, Any], list[str]]] = [({}, [])] * len(items)
+        outcomes: list[tuple[dict[str, Any], Collected]] = [({}, Collected())] * len(items)
 
         async def one(k: int, index: int, ex: Example) -> None:
             async with run.limiter:
-                with collect_lines() as lines:
-                    outcomes[k] = (await evaluate_example(run.session, index, ex, image), lines)
+                with collect_lines() as collected:
+                    outcomes[k] = (await evaluate_example(run.session, index, ex, image), collected)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -134,10 +138,11 @@ class EpisodeWorker:
                     tg.start_soon(one, k, index, ex)
         except BaseExceptionGroup as group_exc:
             raise first_error(group_exc) from None
-        lines = run.sink.take_loose() + [line for _, own in outcomes for line in own]
+        parts = [run.sink.take_loose(), *(collected for _, collected in outcomes)]
         return GroupResult(
             records=[rec for rec, _ in outcomes],
-            lines=lines,
+            lines=[line for part in parts for line in part.lines],
+            images={name: data for part in parts for name, data in part.images.items()},
             computed=dict(run.session.invoker.computed),
             peak_cuda_memory_bytes=peak_cuda_memory(run.device),
             pid=os.getpid(),
@@ -147,9 +152,7 @@ class EpisodeWorker:
         """Close the VLM connections (they belong to this loop), the tools and the caches."""
         self._run = None
         for rt in self._tools.values():
-            aclose = getattr(rt.vlm, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await rt.aclose_vlm()
             rt.close()
         self._tools.clear()
         self._runtimes.clear()

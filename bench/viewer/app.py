@@ -8,7 +8,9 @@ their number; no route takes a path):
 - ``/img/{a|b}/{image|gt|pred}.png?id=ID``: the image and transparent mask layers.
 - ``/img/{a|b}/candidate.png?id=ID&step=I&cand=J``: a recorded ranking candidate.
 - ``/img/{a|b}/vlm.png?id=ID&event=K&part=J``: an image a VLM call recorded it was shown.
-- ``/result/{n}`` and ``/result/{n}/{overlay|mask}.png``: a segment result.
+- ``/result/{n}`` and ``/result/{n}/{overlay|mask}.png``: a segment result;
+  ``/result/{n}/candidate.png?step=I&cand=J`` and ``/result/{n}/vlm.png?event=K&part=J``: its
+  ranking candidates and VLM images.
 - ``/static/...``: CSS and JS from the package.
 
 Handlers are coroutines: they run on the event loop one at a time, so the folders' state
@@ -36,12 +38,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import bench.viewer.pages as pages
-from bench.viewer.draw import Drawings
+from bench.viewer.draw import Drawings, vlm_image
 from bench.viewer.images import DatasetImages
 from bench.viewer.live_summary import Summaries
 from bench.viewer.options import ViewerOptions
 from bench.viewer.runs import RunFolder, ViewerError
-from bench.viewer.segment_folder import SegmentFolder
+from bench.viewer.segment_folder import SegmentFolder, SegmentResult
 from bench.viewer.template_filters import FILTERS
 
 HERE = Path(__file__).resolve().parent
@@ -149,7 +151,9 @@ class Viewer:
     async def segment_result(self, request: Request) -> Response:
         n = _int_param(request.path_params.get("n"))
         context = (
-            pages.segment_result(self.a, n) if isinstance(self.a, SegmentFolder) and n is not None else None
+            pages.segment_result(self.a, n, self.images)
+            if isinstance(self.a, SegmentFolder) and n is not None
+            else None
         )
         if context is None:
             return self.not_found("no such result")
@@ -179,18 +183,33 @@ class Viewer:
         event, part = _int_param(q.get("event")), _int_param(q.get("part"))
         if run is None or event is None or part is None:
             return self.not_found("no such image")
-        found = self.drawings.vlm_image(run, q.get("id", ""), event, part)
-        if found is None:
-            return self.not_found("no such image")
-        return Response(found[0], media_type=found[1])
+        return _image(vlm_image(run.trace, q.get("id", ""), event, part))
+
+    def _segment(self, request: Request) -> SegmentResult | None:
+        n = _int_param(request.path_params.get("n"))
+        return self.a.result(n) if isinstance(self.a, SegmentFolder) and n is not None else None
 
     async def segment_picture(self, request: Request) -> Response:
-        n = _int_param(request.path_params.get("n"))
-        result = self.a.result(n) if isinstance(self.a, SegmentFolder) and n is not None else None
+        result = self._segment(request)
         path = result.picture(request.path_params["name"] + ".png") if result is not None else None
         if path is None:
             return self.not_found("no such picture")
         return Response(path.read_bytes(), media_type="image/png")
+
+    async def segment_candidate(self, request: Request) -> Response:
+        result, q = self._segment(request), request.query_params
+        step, cand = _int_param(q.get("step")), _int_param(q.get("cand"))
+        if result is None or step is None or cand is None:
+            return self.not_found("no such candidate")
+        return _png(self.drawings.segment_candidate(result, step, cand))
+
+    async def segment_vlm_image(self, request: Request) -> Response:
+        result, q = self._segment(request), request.query_params
+        event, part = _int_param(q.get("event")), _int_param(q.get("part"))
+        if result is None or event is None or part is None or not isinstance(self.a, SegmentFolder):
+            return self.not_found("no such image")
+        sample_id = str(result.result.get("sample_id", ""))
+        return _image(vlm_image(self.a.trace_for(result), sample_id, event, part))
 
 
 def _int_param(value: Any) -> int | None:
@@ -198,6 +217,12 @@ def _int_param(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _image(found: tuple[bytes, str] | None) -> Response:
+    if found is None:
+        return Response("no such image", status_code=404, media_type="text/plain")
+    return Response(found[0], media_type=found[1])
 
 
 def _png(data: bytes | None) -> Response:
@@ -221,6 +246,8 @@ def create_app(options: ViewerOptions) -> Starlette:
         Route("/img/{which:str}/vlm.png", viewer.vlm_image),
         Route("/img/{which:str}/{layer:str}.png", viewer.layer),
         Route("/result/{n:int}", viewer.segment_result),
+        Route("/result/{n:int}/candidate.png", viewer.segment_candidate),
+        Route("/result/{n:int}/vlm.png", viewer.segment_vlm_image),
         Route("/result/{n:int}/{name:str}.png", viewer.segment_picture),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]

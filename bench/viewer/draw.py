@@ -1,8 +1,8 @@
 """The PNG endpoints' work: find what a request names (by example id and numbers) and draw it.
 
-Nothing here takes a path from a request. The one file read by name, an image a VLM call
-recorded it was shown, is named by the run's own trace record, and only inside the
-``vlm_images/`` folder beside that trace.
+Nothing here takes a path from a request. The files read by name are named by the runs' own
+records: an image a VLM call recorded it was shown (only inside the ``vlm_images/`` folder
+beside that trace), and the input image a ``refseg segment`` result names.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
+from agent.trace_images import VLM_IMAGE_DIR
 from bench.viewer.images import (
     GT_COLOUR,
     PRED_COLOUR,
@@ -24,10 +25,11 @@ from bench.viewer.images import (
     png_bytes,
 )
 from bench.viewer.runs import RunFolder
+from bench.viewer.segment_folder import SegmentResult
 from bench.viewer.timeline import image_parts
+from bench.viewer.trace_index import TraceIndex
 
 LAYERS = ("image", "gt", "pred")
-VLM_IMAGE_DIR = "vlm_images"
 _VLM_FILE = re.compile(r"^vlm_images/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(png|jpe?g|webp)$")
 _MEDIA = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -68,36 +70,55 @@ class Drawings:
     def candidate(self, run: RunFolder, example_id: str, step: int, cand: int) -> bytes | None:
         """Candidate ``cand`` of ranking step ``step`` (the record's ``rank_steps``), over the image."""
         record = run.record(example_id)
-        steps = record.get("rank_steps") if record else None
-        if record is None or not isinstance(steps, list) or not 0 <= step < len(steps):
+        if record is None:
             return None
-        cands = steps[step].get("candidates") if isinstance(steps[step], dict) else None
-        if not isinstance(cands, list) or not 0 <= cand < len(cands) or not isinstance(cands[cand], dict):
-            return None
-        mask = mask_of(cands[cand].get("mask"))
         pixels, size = self._frame(run, record)
-        if size is None and mask is not None:
-            size = (int(mask.shape[0]), int(mask.shape[1]))
-        if size is None:
-            return None
-        prob = cands[cand].get("prob")
-        label = f"#{cands[cand].get('index')}" + (f" p={prob:.3f}" if isinstance(prob, int | float) else "")
-        return candidate_png(pixels if pixels is not None else canvas(size), mask, label)
+        return candidate_picture(run.rank_steps(example_id), step, cand, pixels, size)
 
-    def vlm_image(self, run: RunFolder, example_id: str, event: int, part: int) -> tuple[bytes, str] | None:
-        """Image ``part`` of event ``event`` of the example's last episode: ``(bytes, media type)``."""
-        episodes = run.trace.episodes(example_id)
-        events = episodes[-1].events if episodes else []
-        if not 0 <= event < len(events) or events[event].get("event") != "vlm_call":
-            return None
-        parts = image_parts(events[event])
-        if not 0 <= part < len(parts):
-            return None
-        name = parts[part].get("file")
-        if not isinstance(name, str) or not _VLM_FILE.match(name):
-            return None
-        folder = (run.trace.path.parent / VLM_IMAGE_DIR).resolve()
-        path = (run.trace.path.parent / name).resolve()
-        if path.parent != folder or not path.is_file():
-            return None
-        return path.read_bytes(), _MEDIA[path.suffix.lower().lstrip(".")]
+    def segment_candidate(self, result: SegmentResult, step: int, cand: int) -> bytes | None:
+        """The same for a ``refseg segment`` result, over the image its ``result.json`` names."""
+        pixels = self.images.file_pixels(result.result.get("image"))
+        size = (int(pixels.shape[0]), int(pixels.shape[1])) if pixels is not None else None
+        return candidate_picture(result.result.get("rank_steps"), step, cand, pixels, size)
+
+
+def candidate_picture(
+    steps: Any, step: int, cand: int, pixels: np.ndarray | None, size: tuple[int, int] | None
+) -> bytes | None:
+    """A thumbnail of candidate ``cand`` of ``steps[step]`` over ``pixels`` (grey without them);
+    ``None`` when there is no such candidate."""
+    if not isinstance(steps, list) or not 0 <= step < len(steps) or not isinstance(steps[step], dict):
+        return None
+    cands = steps[step].get("candidates")
+    if not isinstance(cands, list) or not 0 <= cand < len(cands) or not isinstance(cands[cand], dict):
+        return None
+    mask = mask_of(cands[cand].get("mask"))
+    if size is None and mask is not None:
+        size = (int(mask.shape[0]), int(mask.shape[1]))
+    if size is None:
+        return None
+    prob = cands[cand].get("prob")
+    label = f"#{cands[cand].get('index')}" + (f" p={prob:.3f}" if isinstance(prob, int | float) else "")
+    return candidate_png(pixels if pixels is not None else canvas(size), mask, label)
+
+
+def vlm_image(trace: TraceIndex | None, sample_id: str, event: int, part: int) -> tuple[bytes, str] | None:
+    """Image ``part`` of event ``event`` of the sample's last episode: ``(bytes, media type)``.
+
+    Only a name :mod:`agent.trace_images` gives, inside ``vlm_images/`` beside the trace.
+    """
+    episodes = trace.episodes(sample_id) if trace is not None else []
+    events = episodes[-1].events if episodes else []
+    if trace is None or not 0 <= event < len(events) or events[event].get("event") != "vlm_call":
+        return None
+    parts = image_parts(events[event])
+    if not 0 <= part < len(parts):
+        return None
+    name = parts[part].get("file")
+    if not isinstance(name, str) or not _VLM_FILE.match(name):
+        return None
+    folder = (trace.path.parent / VLM_IMAGE_DIR).resolve()
+    path = (trace.path.parent / name).resolve()
+    if path.parent != folder or not path.is_file():
+        return None
+    return path.read_bytes(), _MEDIA[path.suffix.lower().lstrip(".")]

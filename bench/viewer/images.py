@@ -15,6 +15,7 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ from PIL import Image as PILImage
 from bench.data import Example, load_dataset_spec
 from bench.perturb import perturb_image
 from bench.rle import decode_rle
+from bench.segment import IMAGE_SUFFIXES
 from tools.errors import RefsegError
+from tools.images import load_image
 from tools.render import mask_edges, overlay
 
 GT_COLOUR = (0, 200, 90)
@@ -115,6 +118,25 @@ class DatasetImages:
                 while len(self._pixels) > _CACHED_IMAGES:
                     self._pixels.popitem(last=False)
         return (None, cached) if isinstance(cached, str) else (cached, None)
+
+    def file_pixels(self, path: Any) -> np.ndarray | None:
+        """The pixels of the image file a ``refseg segment`` result names (``None`` when it
+        names none, or the file is gone or not an image)."""
+        if not isinstance(path, str) or Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+            return None
+        key = ("file", path)
+        with self._lock:
+            cached = self._pixels.get(key)
+        if cached is None:
+            try:
+                cached = load_image(path).pixels
+            except Exception as exc:  # moved or unreadable: the candidates are drawn on grey
+                cached = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._pixels[key] = cached
+                while len(self._pixels) > _CACHED_IMAGES:
+                    self._pixels.popitem(last=False)
+        return None if isinstance(cached, str) else cached
 
     def ground_truth(self, spec: Mapping[str, Any], example_id: str) -> tuple[np.ndarray | None, str | None]:
         ex, error = self.example(spec, example_id)

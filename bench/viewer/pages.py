@@ -7,17 +7,28 @@ sends is ever used as a path.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import numpy as np
+
 from agent.tracing import redact
+from bench.run_view import RunView
 from bench.summary import run_label
+from bench.tables import cost_table, episode_cost_table, run_cost_table
 from bench.viewer.images import DatasetImages
 from bench.viewer.live_summary import Summaries
 from bench.viewer.runs import RunFolder
 from bench.viewer.segment_folder import SegmentFolder
 from bench.viewer.table import TableQuery, ordered_rows, table_page
-from bench.viewer.timeline import episode_header, query_history, timeline, vlm_transcripts
+from bench.viewer.timeline import (
+    episode_header,
+    query_history,
+    timeline,
+    vlm_call_count,
+    vlm_transcripts,
+)
 
 TABLE_PARAMS = ("sort", "desc", "stop", "iou_min", "iou_max", "failed", "change", "q", "page", "per")
 
@@ -38,6 +49,22 @@ def with_params(base: Mapping[str, str], **changes: Any) -> str:
     return "?" + urlencode(merged) if merged else "?"
 
 
+def cost_tables(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The report's cost tables (:mod:`bench.tables`) of one run's summary, without the run
+    column: per tool, then the run's total; empty when the summary has no costs (yet)."""
+    if not summary.get("costs"):
+        return []
+    view = RunView(name, Path(), dict(summary), np.zeros(0))
+    out = []
+    for title, make in (("Cost per tool", cost_table), ("The run's total cost", run_cost_table)):
+        try:
+            headers, rows = make([view])
+        except (KeyError, TypeError):  # a summary written before the costs had these columns
+            continue
+        out.append({"title": title, "headers": headers[1:], "rows": [row[1:] for row in rows]})
+    return out
+
+
 def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
     summary = summaries.get(run)
     config = run.config()
@@ -48,6 +75,7 @@ def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
         "path": str(run.path),
         "summary": summary,
         "label": run_label(config) if config else {},
+        "cost_tables": cost_tables(summary.data, run.name),
         "config": redact(config),
         "config_error": run.config_error,
         "recorded": recorded,
@@ -116,15 +144,18 @@ def _side(run: RunFolder, which: str, example_id: str, images: DatasetImages) ->
         "header": episode_header(last) if last else {},
         "timeline": timeline(last) if last else [],
         "trace_exists": run.trace.exists,
-        "costs": record.get("costs") or {},
-        "rank_steps": _rank_steps(record),
+        "costs": episode_cost_table(record.get("costs") or {}),
+        "rank_steps": rank_steps_view(run.rank_steps(example_id)),
         "vlm": vlm_transcripts(last),
+        "vlm_calls": vlm_call_count(last),
+        "picture_query": f"/img/{which}/candidate.png?{urlencode({'id': example_id})}&",
+        "vlm_query": f"/img/{which}/vlm.png?{urlencode({'id': example_id})}&",
     }
 
 
-def _rank_steps(record: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """``rank_steps`` of the record (phase 2), each candidate numbered for its image URL."""
-    steps = record.get("rank_steps")
+def rank_steps_view(steps: Any) -> list[dict[str, Any]] | None:
+    """A record's ``rank_steps`` for the page (``None``: not recorded), each candidate
+    numbered for its picture's URL."""
     if not isinstance(steps, list):
         return None
     out = []
@@ -136,6 +167,7 @@ def _rank_steps(record: Mapping[str, Any]) -> list[dict[str, Any]] | None:
                 "j": j,
                 "index": c.get("index"),
                 "prob": c.get("prob"),
+                "origin": c.get("origin"),
                 "has_mask": isinstance(c.get("mask"), dict),
             }
             for j, c in enumerate(step.get("candidates") or [])
@@ -180,7 +212,7 @@ def segment_index(folder: SegmentFolder) -> dict[str, Any]:
     return {"folder": folder, "results": folder.results()}
 
 
-def segment_result(folder: SegmentFolder, n: int) -> dict[str, Any] | None:
+def segment_result(folder: SegmentFolder, n: int, images: DatasetImages) -> dict[str, Any] | None:
     result = folder.result(n)
     if result is None:
         return None
@@ -199,8 +231,13 @@ def segment_result(folder: SegmentFolder, n: int) -> dict[str, Any] | None:
         "timeline": timeline(last) if last else [],
         "episodes": len(episodes),
         "trace_exists": trace is not None,
-        "costs": result.result.get("costs") or {},
+        "costs": episode_cost_table(result.result.get("costs") or {}),
+        "rank_steps": rank_steps_view(result.result.get("rank_steps")),
+        "has_image": images.file_pixels(result.result.get("image")) is not None,
         "vlm": vlm_transcripts(last),
+        "vlm_calls": vlm_call_count(last),
+        "picture_query": f"/result/{n}/candidate.png?",
+        "vlm_query": f"/result/{n}/vlm.png?",
         "prev": n - 1 if n > 0 else None,
         "next": n + 1 if n + 1 < count else None,
     }

@@ -2,7 +2,9 @@
 
 ``samples.jsonl`` is read incrementally (:class:`bench.viewer.jsonl.JsonlTail`): the last
 record per ``example_id`` wins, as in :func:`bench.samples.read_samples`. Each record also
-gives one compact :class:`Row` for the examples table. ``trace.jsonl`` is indexed by
+gives one compact :class:`Row` for the examples table. A record's ``rank_steps`` (most of a
+line's bytes: candidate masks) are cut out before the line is decoded and kept on disk: the
+example page reads them from the line's offset (:meth:`RunFolder.rank_steps`). ``trace.jsonl`` is indexed by
 sample id (:class:`bench.viewer.trace_index.TraceIndex`), so an example page reads only its
 own lines. The summary is ``summary.json`` when it is up to date, else computed live from
 the records (:mod:`bench.viewer.live_summary`).
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bench.samples import CONFIG, INVOCATIONS, SAMPLES, SUMMARY, TRACE, read_json
-from bench.viewer.jsonl import FileState, JsonlTail
+from bench.viewer.jsonl import FileState, JsonlTail, read_lines_at
 from bench.viewer.trace_index import TraceIndex
 from tools.errors import InputError
 
@@ -76,6 +78,17 @@ class Row(NamedTuple):
         )
 
 
+def _decode(line: bytes | None) -> dict[str, Any] | None:
+    """A record from one line, or ``None`` (not JSON, not an object with an ``example_id``)."""
+    if line is None:
+        return None
+    try:
+        rec = json.loads(line)
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("example_id"), str) else None
+
+
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
@@ -84,14 +97,33 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+_RANK_STEPS = b',"rank_steps":['
+
+
+def without_rank_steps(line: bytes) -> bytes | None:
+    """``line`` with its ``rank_steps`` cut off, when they are its last field (the bench's
+    writer puts them there, :class:`bench.samples.SampleWriter`); else ``None``.
+
+    The marker cannot occur inside a JSON string (its quotes would be escaped), so the last
+    one is the field itself; the caller still checks that the rest decodes.
+    """
+    start = line.rfind(_RANK_STEPS)
+    if start < 0 or not line.rstrip().endswith(b"]}"):
+        return None
+    return line[:start] + b"}"
+
+
 class SampleStore:
     """The last record (and its :class:`Row`) per example id of ``samples.jsonl``.
 
-    Kept up to date by :meth:`refresh`, which reads only the lines appended since.
+    Kept up to date by :meth:`refresh`, which reads only the lines appended since. Records
+    are kept without their ``rank_steps``; ``offsets`` says where each line is.
     """
 
     def __init__(self, path: Path):
+        self.path = path
         self.records: dict[str, dict[str, Any]] = {}
+        self.offsets: dict[str, int] = {}
         self._by_id: dict[str, Row] = {}
         self.version = 0  # bumped whenever records change
         self._rows: list[Row] = []
@@ -99,18 +131,31 @@ class SampleStore:
         self.tail = JsonlTail(path, self._add_line, self._clear)
 
     def _clear(self) -> None:
-        self.records, self._by_id = {}, {}
+        self.records, self.offsets, self._by_id = {}, {}, {}
 
-    def _add_line(self, _offset: int, line: bytes) -> bool:
-        try:
-            rec = json.loads(line)
-        except ValueError:  # UnicodeDecodeError is a ValueError too
+    def _add_line(self, offset: int, line: bytes) -> bool:
+        rec = _decode(without_rank_steps(line)) or _decode(line)
+        if rec is None:
             return False
-        if not isinstance(rec, dict) or not isinstance(rec.get("example_id"), str):
-            return False
+        rec.pop("rank_steps", None)  # read again from the line when a page asks for them
         self.records[rec["example_id"]] = rec
+        self.offsets[rec["example_id"]] = offset
         self._by_id[rec["example_id"]] = Row.of(rec)
         return True
+
+    def rank_steps(self, example_id: str) -> list[Any] | None:
+        """The example's ``rank_steps`` from its line (``None``: not recorded, or the file changed)."""
+        offset = self.offsets.get(example_id)
+        if offset is None:
+            return None
+        try:
+            rec = _decode(read_lines_at(self.path, [offset])[0])
+        except OSError:
+            return None
+        if rec is None or rec["example_id"] != example_id:
+            return None  # rewritten since it was read: the next refresh reads it again
+        steps = rec.get("rank_steps")
+        return steps if isinstance(steps, list) else None
 
     def refresh(self) -> None:
         if self.tail.refresh():
@@ -221,4 +266,9 @@ class RunFolder:
         return out
 
     def record(self, example_id: str) -> dict[str, Any] | None:
+        """The example's last record, without ``rank_steps`` (see :meth:`rank_steps`)."""
         return self.samples.records.get(example_id)
+
+    def rank_steps(self, example_id: str) -> list[Any] | None:
+        """The example's ``rank_steps`` (``None`` when its record has none)."""
+        return self.samples.rank_steps(example_id)

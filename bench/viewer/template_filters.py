@@ -43,13 +43,6 @@ def ci(value: Any) -> str:
     return f"[{num(value[0])}, {num(value[1])}]"
 
 
-def per_thousand(value: Any, examples: Any) -> Any:
-    """``value`` per 1,000 examples (``None`` without examples)."""
-    if not isinstance(value, int | float) or not isinstance(examples, int) or examples <= 0:
-        return None
-    return 1000.0 * value / examples
-
-
 def pretty(value: Any) -> str:
     """Indented JSON for ``<pre>`` blocks."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
@@ -61,6 +54,5 @@ FILTERS = {
     "usd": usd,
     "secs": secs,
     "ci": ci,
-    "per_thousand": per_thousand,
     "pretty": pretty,
 }

@@ -211,16 +211,26 @@ def image_parts(event: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def vlm_transcripts(episode: EpisodeTrace | None) -> list[dict[str, Any]]:
-    """VLM calls that recorded their ``messages`` (phase 2 records; none today).
+def vlm_call_count(episode: EpisodeTrace | None) -> int:
+    """How many VLM attempts the episode made (with a transcript or not)."""
+    return sum(1 for ev in episode.events if ev.get("event") == "vlm_call") if episode else 0
 
-    A message's ``content`` is a string or a list of parts ``{"type": "text", "text"}`` and
-    ``{"type": "image", "file": "vlm_images/NAME.png"}`` (a file beside ``trace.jsonl``).
+
+def vlm_transcripts(episode: EpisodeTrace | None) -> list[dict[str, Any]]:
+    """The VLM calls of an episode with what they were shown and answered.
+
+    A ``vlm_call`` event (:mod:`agent.transcript`) carries the messages of its request that
+    no earlier call of the episode logged (``i``: their position in the request), ``sent``
+    (how many the request had) and ``reply``. A message's ``content`` is a string or a list of
+    parts ``{"type": "text", "text"}`` and ``{"type": "image", "file": "vlm_images/NAME"}``
+    (a file beside ``trace.jsonl``). Calls of runs that logged no messages are left out.
 
     Returns:
-        ``[{"event": k, "model", "messages": [{"role", "parts": [{"type": "text", "text"} |
-        {"type": "image", "n": j}]}]}]``: ``k`` is the event's position in the episode and
-        ``j`` the image's position among the event's images (the image endpoint takes both).
+        ``[{"event": k, "model", "attempt", "status", "error", "sent", "resent", "messages":
+        [MESSAGE], "reply": MESSAGE | None}]`` with MESSAGE ``{"i", "role", "parts": [{"type":
+        "text", "text"} | {"type": "image", "n": j, "file": bool, "note"}], "calls": [str]}``:
+        ``k`` is the event's position in the episode and ``j`` the image's position among the
+        event's images (the image endpoint takes both).
     """
     out = []
     for k, ev in enumerate(episode.events if episode else []):
@@ -229,24 +239,52 @@ def vlm_transcripts(episode: EpisodeTrace | None) -> list[dict[str, Any]]:
             continue
         shown, images = [], 0
         for msg in messages:
-            if not isinstance(msg, dict):
-                continue
-            content = msg.get("content")
-            parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
-            rendered, images = _parts(parts, images)
-            shown.append({"role": str(msg.get("role", "?")), "parts": rendered})
-        out.append({"event": k, "model": ev.get("model"), "messages": shown})
+            if isinstance(msg, dict):
+                rendered, images = _message(msg, images)
+                shown.append(rendered)
+        sent: int = ev["sent"] if isinstance(ev.get("sent"), int) else len(shown)
+        reply = ev.get("reply")
+        out.append(
+            {
+                "event": k,
+                "model": ev.get("model"),
+                "attempt": ev.get("attempt"),
+                "status": ev.get("status"),
+                "error": redact(ev["error"]) if ev.get("error") else None,
+                "sent": sent,
+                "resent": max(0, sent - len(shown)),
+                "messages": shown,
+                "reply": _message(reply, images)[0] if isinstance(reply, dict) else None,
+            }
+        )
     return out
+
+
+def _message(msg: dict[str, Any], images: int) -> tuple[dict[str, Any], int]:
+    content = msg.get("content")
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    rendered, images = _parts(parts, images)
+    calls = [
+        f"{c.get('name', '?')}({c.get('arguments') or ''})"
+        for c in msg.get("tool_calls") or []
+        if isinstance(c, dict)
+    ]
+    out = {"i": msg.get("i"), "role": str(msg.get("role", "?")), "parts": rendered, "calls": redact(calls)}
+    return out, images
 
 
 def _parts(parts: list[Any], images: int) -> tuple[list[dict[str, Any]], int]:
     out: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, dict) and part.get("type") == "image":
-            out.append({"type": "image", "n": images})
+            note = part.get("missing") or (f"an image at {part['url']}" if part.get("url") else None)
+            has_file = isinstance(part.get("file"), str)
+            shown = redact(note) if note else None
+            out.append({"type": "image", "n": images, "file": has_file, "note": shown})
             images += 1
         elif isinstance(part, dict):
-            out.append({"type": "text", "text": redact(str(part.get("text", "")))})
+            if part.get("text"):
+                out.append({"type": "text", "text": redact(str(part["text"]))})
         elif part is not None:
             out.append({"type": "text", "text": redact(str(part))})
     return out, images

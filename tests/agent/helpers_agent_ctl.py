@@ -13,7 +13,8 @@ from openai_server import Call, ScriptedServer, Text, ToolCalls
 
 from agent.episode import EpisodeConfig, EpisodeResult
 from agent.session import Session
-from agent.tracing import Tracer, log_vlm_call
+from agent.tracing import Tracer
+from agent.transcript import log_vlm_call
 from agent.vlm import Price, VLMClient, VLMConfig
 from tools.base import Tool, ToolSettings, Workspace
 from tools.offline.scenes import Scene, generate_scene

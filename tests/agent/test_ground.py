@@ -5,13 +5,14 @@ target the offline proposer merges with a halo, so one-shot cannot find it.
 Measured here on 4 such scenes (the ranker is unsure on each, so grounding runs): one-shot
 IoU <= 0.82 on every one; ground and agent 1.00 on every one; with boxes jittered by 10% of
 their size ground and agent keep 1.00 (region_prompt takes the region under the box's
-centre that fits the box best). ``python -m bench.ground_table`` prints the whole table.
+centre that fits the box best). ``refseg bench ground`` prints the whole table.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -127,3 +128,39 @@ def test_the_oracle_answers_in_the_picture_it_was_shown() -> None:
     jittered = OracleVLM(targets_of([ms]), jitter=0.1).box(request, False)
     assert jittered != oracle.box(request, False)
     assert jittered == OracleVLM(targets_of([ms]), jitter=0.1).box(request, False)  # seeded
+
+
+def test_the_result_keeps_every_ranking_with_the_drawn_mask() -> None:
+    """Ground ranks twice (before and after drawing); both rankings' candidates are kept, and
+    the drawn mask is among the second's wherever it ranks."""
+    from agent.episode import EpisodeConfig
+    from agent.session import Session
+    from bench.chaos.server import ScriptedServer
+    from bench.ground_table import OFFLINE, client_for
+    from tools.base import ToolSettings
+    from tools.registry import ToolRegistry
+    from tools.types import Image
+
+    ms = halo_scene(1)
+
+    async def go() -> Any:
+        with ScriptedServer(policy=OracleVLM(targets_of([ms]))) as srv:
+            client = client_for(srv.base_url)
+            registry = ToolRegistry(ToolSettings(vlm=client))
+            session = Session(registry, EpisodeConfig(controller="ground", **OFFLINE))
+            try:
+                return await session.run(Image.from_array(ms.scene.image), expression_of(ms), "s")
+            finally:
+                await client.aclose()
+
+    result = anyio.run(go)
+    assert result.stop_reason == "grounded" and len(result.rank_steps) == 2
+    before, after = result.rank_steps
+    assert before.step < after.step and before.query == after.query == expression_of(ms)
+    assert len(before.candidates) == 4 and {c.origin for c in before.candidates} == {"region_propose"}
+    drawn = [c for c in after.candidates if c.origin == "region_prompt:box"]
+    assert [c.index for c in drawn] == [result.chosen] and drawn[0].mask.shape == ms.target.mask.shape
+    assert np.array_equal(drawn[0].mask, result.mask)  # the answer, at the original size
+    assert [c.prob for c in after.candidates[:4]] == sorted(
+        (c.prob for c in after.candidates[:4]), reverse=True
+    )

@@ -52,6 +52,14 @@ def test_renders_turns_tool_calls_guards_vlm_calls_and_the_final_choice(trace: P
     assert "tool attribute_rank(" in text and "conf=" in text
     assert "guard conf" in text and "not passed: go on" in text
     assert "FAILED status=500" in text and "retry in" in text  # the retried attempt
+    # what each call was shown, in short (the viewer shows the messages): each message once
+    shown = [line.split("  [sent ")[1] for line in text.splitlines() if "vlm_call" in line]
+    assert shown == [  # the tool answer is new, the retry resends it, then an answer and an overlay
+        "2 messages: 2 new, 1 image(s)]",
+        "4 messages: 1 new, 0 image(s)]",
+        "4 messages: 0 new, 0 image(s)]",
+        "7 messages: 2 new, 1 image(s)]",
+    ]
     assert "submit candidate #3" in text and "red and square" in text
     assert "final: chosen #3" in text and "stop=agent_submit" in text and "turns=3" in text
     assert "queries: 'the scarlet tile' -> 'scarlet tile'" in text

@@ -42,11 +42,11 @@ def test_a_collecting_sink_keeps_each_example_s_lines_apart(tmp_path: Path) -> N
     got: dict[str, list[str]] = {}
 
     async def example(name: str) -> None:
-        with collect_lines() as lines:
+        with collect_lines() as collected:
             for step in range(3):
                 tracer.bind(sample_id=name).info("tool_call", step=step)
                 await anyio.sleep(0)  # the two examples interleave
-        got[name] = lines
+        got[name] = collected.lines
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -57,8 +57,8 @@ def test_a_collecting_sink_keeps_each_example_s_lines_apart(tmp_path: Path) -> N
     tracer.event("outside")
     for name in ("a", "b"):
         assert [json.loads(line)["sample_id"] for line in got[name]] == [name] * 3
-    assert [json.loads(line)["event"] for line in sink.take_loose()] == ["outside"]
-    assert sink.take_loose() == []
+    assert [json.loads(line)["event"] for line in sink.take_loose().lines] == ["outside"]
+    assert sink.take_loose().lines == []
     register_secret("worker-side-key-555")
     with Tracer(tmp_path / "t.jsonl") as driver:  # the driver appends a worker's lines, redacted again
         driver.write_lines([*got["a"], '{"error": "bad worker-side-key-555"}'])

@@ -2,17 +2,19 @@
 
 Skips when Chromium, its driver or Selenium is missing (``apt-get install chromium
 chromium-driver``; CI installs them). With ``REFSEG_VIEWER_SCREENSHOT=PATH`` it also saves
-the example page as a PNG (how docs/images/viewer-example.png is made).
+an agent run's example page as a PNG (how docs/images/viewer-example.png is made).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from helpers_viewer import serving
@@ -23,7 +25,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--window-size=1400,1000")  # fmt: skip
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
@@ -75,8 +77,41 @@ def test_filter_open_an_example_see_its_overlay_and_timeline(
         gt_toggle.click()
         assert not gt_layer.is_displayed() and pred.is_displayed()
         gt_toggle.click()
+
+
+def test_an_agent_example_shows_its_ranking_steps_and_what_the_vlm_saw(browser: Any, agent_run: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    records = [json.loads(line) for line in (agent_run / "samples.jsonl").read_text().splitlines()]
+    rec = next(r for r in records if r["stop_reason"] == "agent_submit")
+    with serving(agent_run) as port:
+        browser.set_window_size(1400, 1000)
+        browser.get(f"http://127.0.0.1:{port}/example?" + urlencode({"id": rec["example_id"]}))
+        loaded = "return Array.from(arguments[0]).every(i => i.complete && i.naturalWidth > 0)"
+        thumbs = browser.find_elements(By.CSS_SELECTOR, ".rank-step img")
+        shown = browser.find_elements(By.CSS_SELECTOR, "details.vlm[open] img.vlm-img")
+        assert len(thumbs) == sum(len(s["candidates"]) for s in rec["rank_steps"]) and len(shown) >= 2
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script(loaded, thumbs + shown))
+        assert all(t.size["width"] > 0 for t in thumbs)
+        vlm = browser.find_element(By.CSS_SELECTOR, "details.vlm[open]").text
+        assert "You segment the single object" in vlm and "→ region_prompt(" in vlm
+        timeline = browser.find_element(By.CSS_SELECTOR, "[data-testid=timeline]").text
+        assert "vlm" in timeline and "agent turn" in timeline and "attribute_rank" in timeline
         shot = os.environ.get("REFSEG_VIEWER_SCREENSHOT")
-        if shot:
-            height = browser.execute_script("return document.body.scrollHeight")
-            browser.set_window_size(1400, min(int(height) + 80, 2400))
-            browser.save_screenshot(shot)
+        if shot:  # docs/images/viewer-example.png
+            save_small_screenshot(browser, Path(shot))
+
+
+def save_small_screenshot(browser: Any, path: Path, height: int = 1700) -> None:
+    """The top ``height`` pixels of the page as a 128-colour PNG (the README's stays < 300 KB)."""
+    from PIL import Image as PILImage
+
+    browser.set_window_size(1400, height)
+    full = path.with_suffix(".full.png")
+    browser.save_screenshot(str(full))
+    picture = PILImage.open(full).convert("RGB")
+    picture.quantize(colors=128, method=PILImage.Quantize.FASTOCTREE, dither=PILImage.Dither.NONE).save(
+        path, optimize=True
+    )
+    full.unlink()

@@ -12,6 +12,8 @@ from starlette.testclient import TestClient
 
 from bench.data import load_dataset_spec
 from bench.rle import decode_rle
+from bench.run_view import RunView
+from bench.tables import cost_table, run_cost_table
 from bench.viewer.images import GT_COLOUR, PRED_COLOUR
 
 
@@ -24,9 +26,18 @@ def test_run_page_shows_the_summary_json_figures(loop_client: TestClient, runs: 
     assert f"mIoU {m['miou']:.3f} 95% CI [{m['miou_ci'][0]:.3f}, {m['miou_ci'][1]:.3f}]" in text
     assert f"cIoU {m['ciou']:.3f}" in text and f"@0.9 {m['pr@0.9']:.3f}" in text
     assert "source: summary.json" not in text and "summary.json" in text and "complete" in text
-    for tool, cost in summary["costs"]["tools"].items():  # cost per tool, per image and per 1,000
-        per_1k = 1000 * cost["seconds"] / summary["counts"]["examples"]
-        assert f"{tool} {cost['calls']} {cost['seconds']:.3f}" in text and f"{per_1k:.2f}" in text
+    view = RunView("loop", runs["loop"], summary, np.zeros(0))
+    for make in (cost_table, run_cost_table):  # the report's cost tables, without the run column
+        headers, rows = make([view])
+        assert " ".join(headers[1:]) in text and rows
+        for row in rows:
+            assert " ".join(row[1:]) in text
+    tool_rows = cost_table([view])[1]
+    for tool, cost in summary["costs"]["tools"].items():  # computed/joined/cached; per image
+        row = next(r for r in tool_rows if r[1] == tool)
+        assert row[2] == f"{cost['calls']}: {cost['computed']}/{cost['joined']}/{cost['cache_hits']}"
+        assert row[3] == f"{cost['per_image']['seconds']:.4f}"
+    assert "compute s/img wait s/img cold s/img" in text and "cold USD/1k expr" in text
     assert f"guard {summary['stop_reasons']['guard']}" in text
     assert len(example_ids(page.text)) == 34  # one page of 50 holds the whole run
 
@@ -66,7 +77,7 @@ def test_example_page_timeline_and_query_history(loop_client: TestClient, runs: 
     for tool in ("region_propose", "attribute_rank", "refine_query"):
         assert f'<span class="evname">{tool}</span>' in timeline
     assert "guard" in timeline and "cache hit" in timeline and "episode_end" in timeline
-    assert "not recorded in this run" in text  # ranking steps and VLM messages: phase 2 records
+    assert "step 2: jade star" in text and "This episode made no VLM call." in text  # rules refiner
     assert 'id="next"' in page.text and "sort=iou" in page.text  # the list's order is kept
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers_viewer import client_for, text_of
+from helpers_viewer import client_for, png, text_of
 from openai_server import ScriptedServer
 from PIL import Image as PILImage
 
 from bench.cli import main
+from bench.rle import decode_rle
 from tools.offline.scenes import generate_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "agent"))
@@ -57,3 +60,28 @@ def test_result_page_pictures_and_agent_timeline(segment_out: Path) -> None:
     assert timeline.count('<span class="badge vlm">') == result["costs"]["vlm"]["calls"] >= 2
     assert timeline.count('<span class="badge turn">') >= 1 and "region_propose" in timeline
     assert f"tokens {result['costs']['vlm']['tokens_in'] // result['costs']['vlm']['calls']}" in timeline
+
+
+def test_result_page_ranking_steps_and_vlm_messages(segment_out: Path) -> None:
+    folder = segment_out / "scene0" / "agent"
+    result = json.loads((folder / "result.json").read_text())
+    scene = generate_scene(0).image
+    assert result["image"] == str((segment_out.parent / "scene0.png").resolve())
+    steps = result["rank_steps"]
+    assert steps and all(
+        decode_rle(c["mask"]).shape == scene.shape[:2] for s in steps for c in s["candidates"]
+    )
+    with client_for(segment_out) as client:
+        page = client.get("/result/0")
+        thumb = client.get("/result/0/candidate.png", params={"step": 0, "cand": 0})
+        missing = client.get("/result/0/candidate.png", params={"step": len(steps), "cand": 0})
+        sources = re.findall(r'class="vlm-img" alt="image shown to the VLM" src="([^"]+)"', page.text)
+        images = [client.get(src.replace("&amp;", "&")) for src in sources]
+    text = text_of(page.text)
+    assert f"step {steps[0]['step']}: {steps[0]['query']}" in text and "not available" not in text
+    picture = png(thumb.content)
+    assert thumb.status_code == 200 and missing.status_code == 404
+    assert len(np.unique(picture.reshape(-1, picture.shape[-1]), axis=0)) > 20  # the scene, not grey
+    assert "the scarlet tile" in text and sources and all(i.status_code == 200 for i in images)
+    stored = {p.read_bytes() for p in (segment_out / "vlm_images").iterdir()}
+    assert all(i.content in stored for i in images)

@@ -1,0 +1,106 @@
+"""The candidates of every ranking an episode made: its ranking steps, for the result.
+
+Each ranking (the loop's re-ranks, the agent's ranks, ``ground``'s re-rank after drawing)
+keeps its top :data:`TOP_K` candidates (proposal index, probability, origin and mask), and
+the masks a prompt tool drew from the VLM's box or points wherever they rank (at most
+:data:`TOP_K` more): a drawn mask the VLM then submits is often not among the ranker's top. The
+masks are kept bit-packed at the working copy's size while the episode runs (a few KB each,
+however many episodes are in flight) and mapped back to the original image's size when
+the episode ends, so a record's masks all live in one frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tools.images import resize_mask
+from tools.types import Proposals, Ranking
+
+TOP_K = 4  # candidates kept per ranking step
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    """One candidate of a ranking step; ``mask`` is ``(H, W) bool`` at the original size."""
+
+    index: int
+    prob: float
+    origin: str
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class RankStep:
+    """One ranking: the episode step that made it, its query and its top candidates."""
+
+    step: int
+    query: str
+    candidates: tuple[RankedCandidate, ...]
+
+
+@dataclass(frozen=True)
+class _Captured:
+    step: int
+    query: str
+    keys: tuple[tuple[str, int], ...]  # (proposals digest, index) of each candidate
+    probs: tuple[float, ...]
+    origins: tuple[str, ...]
+
+
+class RankSteps:
+    """Collects an episode's ranking steps (see the module docstring).
+
+    A candidate that several rankings share (the loop re-ranks the same proposals) is packed,
+    resized and later encoded once: its steps share one mask array.
+    """
+
+    def __init__(self, top_k: int = TOP_K):
+        self.top_k = top_k
+        self._steps: list[_Captured] = []
+        self._packed: dict[tuple[str, int], tuple[np.ndarray, tuple[int, int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def capture(self, step: int, ranking: Ranking, proposals: Proposals | None) -> None:
+        """Keep ``ranking``'s top candidates and drawn ones (a ranking that does not index
+        ``proposals`` is skipped: its indices point at nothing)."""
+        if proposals is None or len(ranking) != len(proposals) or len(ranking) == 0:
+            return
+        ranked = [int(i) for i in ranking.order]
+        drawn = [i for i in ranked[self.top_k :] if proposals.origins[i] != proposals.source]
+        order = ranked[: self.top_k] + drawn[: self.top_k]
+        keys = tuple((proposals.digest, i) for i in order)
+        for key, i in zip(keys, order, strict=True):
+            if key not in self._packed:
+                mask = proposals.masks[i]
+                self._packed[key] = (np.packbits(mask, axis=None), (int(mask.shape[0]), int(mask.shape[1])))
+        self._steps.append(
+            _Captured(
+                step=step,
+                query=ranking.query,
+                keys=keys,
+                probs=tuple(round(float(ranking.probs[i]), 6) for i in order),
+                origins=tuple(str(proposals.origins[i]) for i in order),
+            )
+        )
+
+    def finish(self, size: tuple[int, int]) -> list[RankStep]:
+        """The steps with their masks at ``size = (H, W)`` (the original image's)."""
+        masks: dict[tuple[str, int], np.ndarray] = {}
+        for key, (packed, shape) in self._packed.items():
+            mask = np.unpackbits(packed, count=shape[0] * shape[1]).astype(bool).reshape(shape)
+            masks[key] = resize_mask(mask, size)
+        return [
+            RankStep(
+                s.step,
+                s.query,
+                tuple(
+                    RankedCandidate(key[1], prob, origin, masks[key])
+                    for key, prob, origin in zip(s.keys, s.probs, s.origins, strict=True)
+                ),
+            )
+            for s in self._steps
+        ]
