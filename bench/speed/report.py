@@ -184,7 +184,7 @@ def _floor(rows: list[FloorRow]) -> list[str]:
             f"{f.clip_rank_seconds:>13.3f}{f.ratio:>7.2f}x{loop}  {'yes' if f.scores_equal else 'NO'}"
         )
     if rows:
-        lines.append(f"(medians of {rows[0].repeats} interleaved runs; the loop ran once)")
+        lines.append(f"(medians of {rows[0].repeats} alternating runs; the loop ran once)")
     return lines
 
 
