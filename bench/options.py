@@ -18,7 +18,9 @@ from agent.episode import EpisodeConfig
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
+from tools.base import ToolSettings
 from tools.errors import ConfigError
+from tools.precision import Precision, check_precision
 from tools.refine import RefineOptions
 
 TOOLSETS: Mapping[str, tuple[str, str]] = {
@@ -53,6 +55,8 @@ class ModelOptions:
             suite then picks vlm when a VLM is configured).
         tool_options: per-tool settings by tool name (``--tool-option NAME.KEY=VALUE``),
             plugins included.
+        precision, compile, compile_backend, encoder_batch, points_per_batch: the GPU path,
+            as :class:`tools.base.ToolSettings` documents them (defaults are its defaults).
     """
 
     weights: Literal["pretrained", "random"] = "pretrained"
@@ -71,8 +75,16 @@ class ModelOptions:
     seed: int = 0
     refiner: Refiner | None = None
     tool_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    precision: Precision = ToolSettings.precision
+    compile: bool = ToolSettings.compile
+    compile_backend: str = ToolSettings.compile_backend
+    encoder_batch: int = ToolSettings.encoder_batch
+    points_per_batch: int | None = ToolSettings.points_per_batch
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.encoder_batch < 1 or (self.points_per_batch is not None and self.points_per_batch < 1):
+            raise ConfigError("--encoder-batch and --points-per-batch must be at least 1")
         if self.toolset not in TOOLSETS:
             raise ConfigError(f"unknown toolset {self.toolset!r}; choose one of {', '.join(TOOLSETS)}")
         if self.weights not in ("pretrained", "random"):

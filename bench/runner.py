@@ -45,7 +45,7 @@ from bench.run_folder import (
     start_invocation,
     write_outputs,
 )
-from bench.runtime import Runtime, build_runtime
+from bench.runtime import Runtime, build_runtime, run_settings
 from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
 from bench.summary import fallback_problem
 from tools.errors import ConfigError, VLMError
@@ -185,8 +185,8 @@ def _plan(
     run_info = {
         "created": started,
         "concurrency": opts.concurrency,
-        "device": rt.settings.device,
         "engine": opts.engine.name,
+        **run_settings(rt),  # device, and the speed knobs left out of the resume check
     }
     results = result_config(rt, spec, examples)
     digests = [rec.get("config_digest") for rec in done.values()]

@@ -25,8 +25,11 @@ from tools.registry import ToolRegistry
 
 T = TypeVar("T")
 
-# ToolSettings fields that say where or how fast, not what: left out of the resume check.
-NOT_RESULT_SETTINGS = frozenset({"device", "checkpoint_dir"})
+# ToolSettings fields that say where or how fast, not what: left out of the resume check
+# (config.json records them under "run"). Precision changes results: it is not among them.
+NOT_RESULT_SETTINGS = frozenset(
+    {"device", "checkpoint_dir", "compile", "compile_backend", "encoder_batch", "points_per_batch"}
+)
 
 
 def default_device() -> str:
@@ -106,6 +109,21 @@ def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
     return tools
 
 
+def _check_accel_flags(models: ModelOptions, proposer: str, ranker: str) -> None:
+    """GPU-path flags for tools that are not in the run would silently do nothing: refuse them."""
+    sam_only = {
+        "--points-per-batch": models.points_per_batch is not None,
+        "--encoder-batch": models.encoder_batch != ToolSettings.encoder_batch,
+    }
+    given = [flag for flag, on in sam_only.items() if on]
+    if given and proposer != "sam_propose":
+        raise ConfigError(f"{', '.join(given)} apply to sam_propose only")
+    if (models.precision != ToolSettings.precision or models.compile) and (
+        proposer != "sam_propose" and ranker != "clip_rank"
+    ):
+        raise ConfigError("--precision and --compile apply to sam_propose and clip_rank only")
+
+
 def _tool_args(
     models: ModelOptions, proposer: str, ranker: str
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -117,6 +135,7 @@ def _tool_args(
         if proposer != "sam_propose":
             raise ConfigError("--points-per-side applies to sam_propose only")
         propose_args["points_per_side"] = models.points_per_side
+    _check_accel_flags(models, proposer, ranker)
     if models.weights == "random" and proposer == "sam_propose":
         # Random weights predict meaningless IoU/stability and near-identical masks: SAM's
         # filters and NMS would leave one candidate or none. Keep up to max_proposals so a
@@ -157,6 +176,11 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
         clip_pretrained=models.clip_pretrained,
         seed=models.seed,
         max_side=models.max_side,
+        precision=models.precision,
+        compile=models.compile,
+        compile_backend=models.compile_backend,
+        encoder_batch=models.encoder_batch,
+        points_per_batch=models.points_per_batch,
         vlm=vlm,
         options=_tool_options(options),
     )
@@ -223,5 +247,10 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
 
 
 def result_settings(rt: Runtime) -> dict[str, Any]:
-    """The settings that change results (device and paths left out)."""
+    """The settings that change results (device, paths and speed knobs left out)."""
     return {k: v for k, v in describe_settings(rt.settings).items() if k not in NOT_RESULT_SETTINGS}
+
+
+def run_settings(rt: Runtime) -> dict[str, Any]:
+    """The other settings: where and how fast (device, paths, batch sizes, compile)."""
+    return {k: v for k, v in describe_settings(rt.settings).items() if k in NOT_RESULT_SETTINGS}

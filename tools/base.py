@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tools.coords import Frame, View
 from tools.device import device_limiter, run_on_device
 from tools.errors import ConfigError, ToolError
+from tools.precision import Precision
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
 Role = Literal["propose", "rank", "refine", "prompt", "other"]
@@ -68,6 +69,20 @@ class ToolSettings:
         clip_pretrained: open_clip pretrained tag, or a path to a local checkpoint file.
         seed: seed of random weights.
         max_side: longest image side the models see (bigger images are downscaled).
+        precision: ``fp32``, ``bf16`` or ``fp16``: model forwards of SAM and CLIP run
+            under ``torch.autocast`` at that precision (masks are still thresholded and
+            scores computed in float32). It changes outputs, so it is part of the tools'
+            cache fingerprints.
+        compile: wrap the SAM encoder and decoder and the CLIP towers in
+            ``torch.compile`` (slow first calls; same math, so not part of cache keys).
+        compile_backend: the ``torch.compile`` backend (``inductor``; ``aot_eager``
+            captures the graphs without generating code, which tests use).
+        encoder_batch: most images SAM's image encoder takes in one forward: calls
+            waiting for the device with other images are encoded together (1: one at a
+            time). Speed and memory only; a call that encodes other waiting images books
+            their encode in its compute seconds.
+        points_per_batch: SAM point prompts per mask-decoder batch (``None``: 256 on CUDA,
+            64 on CPU); a call's own ``points_per_batch`` wins. Speed and memory only.
         vlm: the VLM client, when one is configured.
         options: per-tool options by tool name; a tool reads its own, validated against
             its ``Options`` model, with :meth:`Tool.read_options`.
@@ -82,6 +97,11 @@ class ToolSettings:
     clip_pretrained: str = "openai"
     seed: int = 0
     max_side: int = 2048
+    precision: Precision = "fp32"
+    compile: bool = False
+    compile_backend: str = "inductor"
+    encoder_batch: int = 1
+    points_per_batch: int | None = None
     vlm: ChatClient | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -5,11 +5,18 @@ only for very many candidates). Image-side embeddings are cached in memory per
 (image digest, proposals digest, visual prompt mode), so re-ranking after a query
 rewrite costs one text forward; text embeddings are cached per (query, template).
 Score = cosine similarity; probabilities = ``softmax(score / temperature)``.
+
+Ranking costs what the compute floor costs: the visual prompts are made at the model's
+input size (:func:`tools.visual_prompts.prompt_batch`), then one batched image forward
+and one text forward (``refseg bench speed --rank-floor`` measures it). With
+``ToolSettings.precision`` the towers run under autocast; ``ToolSettings.compile`` compiles
+them.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -18,13 +25,18 @@ import torch
 from pydantic import Field, field_validator
 
 from cache.lru import LRU
+from tools.accel import autocast, compiled
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
 from tools.errors import ConfigError, ToolError
+from tools.identity import precision_tag, state_dict_digest
+from tools.precision import check_precision
 from tools.types import Image, Proposals, Ranking
 from tools.visual_prompts import PromptMode, PromptStyle, prompt_batch
 
-IMAGE_CHUNK = 64  # candidates per vision forward; bounds peak memory, not the count of calls
+# Candidates per vision forward. Up to this many, ranking is exactly the compute floor (one
+# batched forward); beyond it, chunks bound peak memory (activations grow with the batch).
+IMAGE_CHUNK = 256
 IMAGE_CACHE_SIZE = 32
 TEXT_CACHE_SIZE = 1024
 
@@ -82,6 +94,13 @@ class ClipRankOptions(StrictParams):
 class ClipRank(Tool):
     """Rank proposals with open_clip (``ToolSettings.clip_model`` / ``clip_pretrained``).
 
+    Args:
+        settings: weights, model, device, precision, compile; options under
+            ``settings.options["clip_rank"]``: ``style`` (:class:`PromptStyle` fields) and
+            ``cache_dir`` (download cache).
+        bundle: an already loaded model to use as is (benchmarks, notebooks); the
+            fingerprint then hashes its weights.
+
     Attributes:
         image_forwards: batched vision-tower forwards run so far.
         text_forwards: text-tower forwards run so far.
@@ -99,8 +118,9 @@ class ClipRank(Tool):
     Output = Ranking
     Options = ClipRankOptions
 
-    def __init__(self, settings: ToolSettings | None = None):
+    def __init__(self, settings: ToolSettings | None = None, *, bundle: ClipBundle | None = None):
         super().__init__(settings)
+        check_precision(self.settings.precision)
         opts = self.read_options(ClipRankOptions)
         try:
             self.style = PromptStyle(**opts.style)
@@ -113,7 +133,9 @@ class ClipRank(Tool):
         self.image_forwards = 0
         self.text_forwards = 0
         self.crops_encoded = 0
-        self._bundle: ClipBundle | None = None
+        self._bundle = bundle
+        self._injected = bundle is not None
+        self._towers: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
         self._fingerprint: str | None = None
         self._lock = threading.Lock()  # model build and caches; forwards are already serialised
         self._image_cache: LRU[tuple[str, str, str], torch.Tensor] = LRU(IMAGE_CACHE_SIZE)
@@ -122,9 +144,15 @@ class ClipRank(Tool):
     # -- identity and cache keys -------------------------------------------------------
 
     def fingerprint(self) -> str:
+        """The weights' identity (see :func:`clip_fingerprint`, ``module:<hash>`` for an
+        injected model), followed by ``:bf16`` / ``:fp16`` at those precisions."""
         if self._fingerprint is None:
             s = self.settings
-            self._fingerprint = clip_fingerprint(s.clip_model, s.clip_pretrained, s.weights, s.seed)
+            if self._bundle is not None and self._injected:
+                weights = f"module:{state_dict_digest(self._bundle.model)}"
+            else:
+                weights = clip_fingerprint(s.clip_model, s.clip_pretrained, s.weights, s.seed)
+            self._fingerprint = weights + precision_tag(s.precision)
         return self._fingerprint
 
     def resolve_query(self, ws: Workspace, params: Any) -> str:
@@ -171,9 +199,23 @@ class ClipRank(Tool):
         self.fingerprint()
         self.bundle()
 
+    def towers(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        """``encode_image`` and ``encode_text`` of the model, through ``torch.compile`` when asked."""
+        b = self.bundle()
+        with self._lock:
+            if self._towers is None:
+                s = self.settings
+                self._towers = (
+                    compiled(b.model.encode_image, s.compile, s.compile_backend),
+                    compiled(b.model.encode_text, s.compile, s.compile_backend),
+                )
+            return self._towers
+
     def close(self) -> None:
         with self._lock:
-            self._bundle = None
+            if not self._injected:
+                self._bundle = None
+            self._towers = None
             self._image_cache.clear()
             self._text_cache.clear()
 
@@ -187,6 +229,7 @@ class ClipRank(Tool):
         if hit is not None:
             return hit
         b = self.bundle()
+        encode_image = self.towers()[0]
         device = next(b.model.parameters()).device
         n = len(proposals)
         parts = []
@@ -204,7 +247,8 @@ class ClipRank(Tool):
                     style=self.style,
                     device=device,
                 )
-                parts.append(b.model.encode_image(batch, normalize=True).float())
+                with autocast(device, self.settings.precision):
+                    parts.append(encode_image(batch, normalize=True).float())
                 self.image_forwards += 1
                 self.crops_encoded += batch.shape[0]
         emb = torch.cat(parts)
@@ -219,10 +263,12 @@ class ClipRank(Tool):
         if hit is not None:
             return hit
         b = self.bundle()
+        encode_text = self.towers()[1]
         device = next(b.model.parameters()).device
         with torch.inference_mode():
             tokens = b.tokenizer([text]).to(device)
-            emb = b.model.encode_text(tokens, normalize=True).float()[0]
+            with autocast(device, self.settings.precision):
+                emb = encode_text(tokens, normalize=True).float()[0]
         self.text_forwards += 1
         with self._lock:
             self._text_cache.put(text, emb)

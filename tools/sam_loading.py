@@ -291,15 +291,3 @@ def coerce_config(value: Any) -> SamConfig | None:
     if isinstance(value, dict):
         return SamConfig.from_dict(value)
     raise ConfigError(f"SAM config must be a dict or a name, got {type(value).__name__}")
-
-
-def state_dict_digest(model: torch.nn.Module) -> str:
-    """sha256 over the parameter names, shapes and bytes of a model (for injected models)."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tools.accel import autocast
 from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.coords import Frame, map_box, map_points
 from tools.errors import ConfigError
@@ -65,7 +66,7 @@ class SamPrompt(PromptTool):
         return self._proposer
 
     def fingerprint(self) -> str:
-        """The weights are ``sam_propose``'s."""
+        """``sam_propose``'s: its weights and the precision both decode at."""
         return self.proposer.fingerprint()
 
     async def draw(self, ws: Workspace, prompt: Prompt) -> tuple[np.ndarray, np.ndarray]:
@@ -88,20 +89,28 @@ class SamPrompt(PromptTool):
         return {"points": points, "boxes": boxes, "masks": None}
 
     def draw_sync(self, image: Image, prompt: Prompt) -> tuple[np.ndarray, np.ndarray]:
-        """Blocking version of :meth:`draw`: ``(1, H, W)`` mask and ``(1,)`` predicted IoU."""
-        model = self.proposer.model
-        emb = self.proposer.embedding(image)
+        """Blocking version of :meth:`draw`: ``(1, H, W)`` mask and ``(1,)`` predicted IoU.
+
+        The decoder runs at ``sam_propose``'s precision (the embedding was made at it, and
+        the fingerprint, hence the cache key, is ``sam_propose``'s); the mask is upscaled
+        and thresholded in float32, as ``sam_propose`` does.
+        """
+        proposer = self.proposer
+        model = proposer.model
+        emb = proposer.embedding(image)
         with torch.inference_mode():
             inputs = self._sam_inputs(image, prompt, model.image_encoder.img_size)
-            sparse, dense = model.prompt_encoder(**inputs)
-            decoder_dtype = next(model.mask_decoder.parameters()).dtype
-            low_res, iou = model.mask_decoder(
-                image_embeddings=emb.features.to(decoder_dtype),
-                image_pe=model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=prompt.box is None,  # points alone are ambiguous: pick the best
-            )
+            with autocast(model.device, proposer.settings.precision):
+                sparse, dense = model.prompt_encoder(**inputs)
+                decoder_dtype = next(model.mask_decoder.parameters()).dtype
+                low_res, iou = model.mask_decoder(
+                    image_embeddings=emb.features.to(decoder_dtype),
+                    image_pe=model.prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=prompt.box is None,  # points alone are ambiguous: pick the best
+                )
+            low_res, iou = low_res.float(), iou.float()
             best = int(torch.argmax(iou[0]))
             logits = model.postprocess_masks(low_res[:, best : best + 1], emb.input_size, emb.original_size)
             mask = (logits[0, 0] > model.mask_threshold).cpu().numpy()

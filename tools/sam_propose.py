@@ -5,8 +5,13 @@ and stability filters, box NMS, optional small-region clean-up), rebuilt around 
 the image embedding is computed once per image digest and kept in a small LRU, so calls
 with other knobs (a denser grid, lower thresholds) re-run only the cheap mask decoder.
 
-Memory stays bounded for large images: candidates are upscaled in chunks, filtered as
-they come, and kept bit-packed until NMS has picked the survivors.
+Post-processing (stability, boxes, NMS, upscaling of the survivors of the IoU filter only)
+stays on the model's device (:mod:`tools.sam_postprocess`); memory stays bounded for large
+images: candidates are upscaled in chunks, filtered as they come, and kept bit-packed until
+NMS has picked the survivors. On a GPU: ``ToolSettings.precision`` runs the encoder and
+decoder under autocast, ``points_per_batch`` defaults per device, concurrent calls on
+different images share encoder forwards (``ToolSettings.encoder_batch``), and
+``ToolSettings.compile`` compiles the encoder and decoder.
 
 The default grid is 16x16 (the official default is 32x32): on CPU the decoder and the
 full-resolution upscaling scale with the number of points, and 16x16 already yields a few
@@ -17,6 +22,7 @@ behaviour.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,31 +30,33 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationError
 from segment_anything.modeling import Sam
-from segment_anything.utils.amg import (
-    batch_iterator,
-    batched_mask_to_box,
-    build_all_layer_point_grids,
-    calculate_stability_score,
-)
+from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, build_all_layer_point_grids
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
 from cache.lru import LRU
 from checkpoints.registry import cached_sha256
+from tools.accel import (
+    StageClock,
+    autocast,
+    compiled,
+    default_points_per_batch,
+)
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
-from tools.errors import CheckpointError, ToolError
+from tools.encode_queue import EncodeQueue
+from tools.errors import CheckpointError, ConfigError, ToolError
+from tools.identity import precision_tag, state_dict_digest
+from tools.precision import check_precision
 from tools.sam_loading import (
     SamConfig,
     coerce_config,
     load_sam,
     missing_checkpoint_message,
     resolve_sam_checkpoint,
-    state_dict_digest,
 )
+from tools.sam_postprocess import DeviceCandidates, HostSurvivors, filter_batch, nms_survivors
 from tools.types import Image, Proposals
 
-# Float elements per upscaling chunk (~128 MB): bounds memory whatever the image size.
-CHUNK_ELEMENTS = 32 * 1024 * 1024
 DEFAULT_EMBEDDING_CACHE = 8
 
 
@@ -58,8 +66,11 @@ class SamProposeParams(StrictParams):
     points_per_side: int = Field(
         default=16, ge=1, le=64, description="Grid of points_per_side^2 point prompts (official default 32)."
     )
-    points_per_batch: int = Field(
-        default=64, ge=1, le=1024, description="Points decoded per batch (speed/memory only)."
+    points_per_batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Points decoded per batch (speed/memory only; default: 256 on CUDA, 64 on CPU).",
     )
     pred_iou_thresh: float = Field(
         default=0.88,
@@ -90,19 +101,6 @@ class _Embedding:
     features: torch.Tensor
     input_size: tuple[int, int]
     original_size: tuple[int, int]
-
-
-@dataclass
-class _Candidates:
-    """Candidates that passed the per-batch filters, on CPU, masks bit-packed along W."""
-
-    packed: list[np.ndarray]
-    boxes: list[torch.Tensor]
-    scores: list[torch.Tensor]
-    stability: list[torch.Tensor]
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self.scores)
 
 
 def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple[np.ndarray, bool]:
@@ -146,8 +144,11 @@ class SamPropose(Tool):
         config: like the ``config`` option.
 
     Attributes:
-        encodes: image-encoder runs so far (one per distinct image while it stays cached).
+        encodes: images encoded so far (one per distinct image while it stays cached).
+        encoder_forwards: image-encoder forwards so far (fewer than ``encodes`` when
+            waiting images were encoded together, see ``ToolSettings.encoder_batch``).
         decode_batches: mask-decoder batches run so far.
+        clock: seconds spent per stage (``encode``, ``decode``, ``postprocess``).
     """
 
     name = "sam_propose"
@@ -174,13 +175,23 @@ class SamPropose(Tool):
         super().__init__(settings)
         options = self.read_options(SamProposeOptions)
         self.config = coerce_config(config if config is not None else options.config)
-        self.cache_size = options.embedding_cache
+        check_precision(self.settings.precision)
+        if self.settings.encoder_batch < 1:
+            raise ConfigError(f"encoder batch must be at least 1, got {self.settings.encoder_batch}")
+        if self.settings.points_per_batch is not None and self.settings.points_per_batch < 1:
+            raise ConfigError(f"points per batch must be at least 1, got {self.settings.points_per_batch}")
+        # A batch of embeddings must fit in the LRU, or the caller's own could be evicted.
+        self.cache_size = max(options.embedding_cache, self.settings.encoder_batch)
         self._model = model
         self._injected = model is not None
         self._fingerprint: str | None = None
         self._embeddings: LRU[str, _Embedding] = LRU(self.cache_size)
         self._lock = threading.RLock()
+        self._queue = EncodeQueue()
+        self._forwards: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+        self.clock = StageClock(self.settings.device)
         self.encodes = 0
+        self.encoder_forwards = 0
         self.decode_batches = 0
 
     # -- identity -------------------------------------------------------------------------
@@ -191,7 +202,8 @@ class SamPropose(Tool):
         return self.settings.sam_model_type
 
     def fingerprint(self) -> str:
-        """``random:<type>:seed<n>``, ``<type>:sha256:<file hash>`` or ``module:<hash>``.
+        """``random:<type>:seed<n>``, ``<type>:sha256:<file hash>`` or ``module:<hash>``,
+        followed by ``:bf16`` / ``:fp16`` at those precisions.
 
         Raises:
             CheckpointError: pretrained weights whose checkpoint file is missing.
@@ -207,10 +219,11 @@ class SamPropose(Tool):
                 if not path.is_file():
                     raise CheckpointError(missing_checkpoint_message(path, self.settings.sam_model_type))
                 self._fingerprint = f"{self._label()}:sha256:{cached_sha256(path)}"
+            self._fingerprint += precision_tag(self.settings.precision)
         return self._fingerprint
 
     def key_args(self, params: Any) -> dict[str, Any]:
-        # The batch size changes speed and memory, not the masks.
+        # Batch sizes (points, images) change speed and memory, not the masks.
         args = params.model_dump(mode="json")
         args.pop("points_per_batch", None)
         return args
@@ -241,19 +254,43 @@ class SamPropose(Tool):
         self.fingerprint()
         self.load()
 
+    def _compiled(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """The image encoder and mask decoder, through ``torch.compile`` when asked."""
+        if self._forwards is None:
+            model, s = self.model, self.settings
+            self._forwards = (
+                compiled(model.image_encoder, s.compile, s.compile_backend),
+                compiled(model.mask_decoder, s.compile, s.compile_backend),
+            )
+        return self._forwards
+
     def _embedding(self, image: Image) -> _Embedding:
         cached = self._embeddings.get(image.digest)
         if cached is not None:
             return cached
+        batch = self._queue.batch_for(image, self.settings.encoder_batch, self._embeddings.__contains__)
+        embeddings = self._encode(batch)
+        # The caller's image (first in the batch) goes in last, as the most recently used.
+        for other, emb in reversed(list(zip(batch, embeddings, strict=True))):
+            self._embeddings.put(other.digest, emb)
+        return embeddings[0]
+
+    def _encode(self, images: list[Image]) -> list[_Embedding]:
+        """Encode ``images`` in one forward (each is resized and padded to the input square)."""
         model = self.model
         transform = ResizeLongestSide(model.image_encoder.img_size)
-        resized = transform.apply_image(image.pixels)
-        x = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).contiguous()[None]
-        features = model.image_encoder(model.preprocess(x))
-        self.encodes += 1
-        emb = _Embedding(features, (int(x.shape[-2]), int(x.shape[-1])), image.size)
-        self._embeddings.put(image.digest, emb)
-        return emb
+        with self.clock.stage("encode"):
+            inputs, sizes = [], []
+            for image in images:
+                resized = transform.apply_image(image.pixels)
+                x = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).contiguous()[None]
+                sizes.append((int(x.shape[-2]), int(x.shape[-1])))
+                inputs.append(model.preprocess(x))
+            with autocast(model.device, self.settings.precision):
+                features = self._compiled()[0](torch.cat(inputs))
+        self.encodes += len(images)
+        self.encoder_forwards += 1
+        return [_Embedding(features[i : i + 1], sizes[i], image.size) for i, image in enumerate(images)]
 
     # -- the algorithm --------------------------------------------------------------------
 
@@ -262,47 +299,22 @@ class SamPropose(Tool):
         model = self.model
         points = torch.as_tensor(coords, dtype=torch.float, device=model.device)[:, None, :]
         labels = torch.ones(points.shape[0], 1, dtype=torch.int, device=model.device)
-        sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
-        low_res, iou = model.mask_decoder(
-            image_embeddings=emb.features,
-            image_pe=model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=True,
-        )
+        with self.clock.stage("decode"), autocast(model.device, self.settings.precision):
+            sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+            low_res, iou = self._compiled()[1](
+                image_embeddings=emb.features,
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=True,
+            )
         self.decode_batches += 1
         return low_res.flatten(0, 1), iou.flatten(0, 1)
 
-    def _filter_batch(
-        self, emb: _Embedding, low_res: torch.Tensor, iou: torch.Tensor, p: SamProposeParams, out: _Candidates
-    ) -> None:
-        model = self.model
-        if p.pred_iou_thresh > 0.0:
-            keep = iou > p.pred_iou_thresh
-            low_res, iou = low_res[keep], iou[keep]
-        h, w = emb.original_size
-        side = model.image_encoder.img_size
-        chunk = max(1, CHUNK_ELEMENTS // (side * side + h * w))
-        for start in range(0, len(iou), chunk):
-            logits = model.postprocess_masks(
-                low_res[start : start + chunk, None], emb.input_size, emb.original_size
-            )[:, 0]
-            scores = iou[start : start + chunk]
-            stability = calculate_stability_score(logits, model.mask_threshold, p.stability_score_offset)
-            if p.stability_score_thresh > 0.0:
-                keep = stability >= p.stability_score_thresh
-                logits, scores, stability = logits[keep], scores[keep], stability[keep]
-            masks = logits > model.mask_threshold
-            del logits
-            # Empty masks are never useful candidates, whatever min_area says.
-            keep = masks.flatten(1).sum(1) >= max(1, p.min_area)
-            masks, scores, stability = masks[keep], scores[keep], stability[keep]
-            if len(scores) == 0:
-                continue
-            out.boxes.append(batched_mask_to_box(masks).float().cpu())
-            out.scores.append(scores.float().cpu())
-            out.stability.append(stability.float().cpu())
-            out.packed.append(np.packbits(masks.cpu().numpy(), axis=-1))
+    def points_per_batch(self, params: SamProposeParams) -> int:
+        """``params.points_per_batch``, else ``ToolSettings.points_per_batch``, else the device's default."""
+        s = self.settings
+        return params.points_per_batch or s.points_per_batch or default_points_per_batch(s.device)
 
     def propose_sync(self, image: Image, params: SamProposeParams | None = None) -> Proposals:
         """Blocking version of the tool (runs on the calling thread)."""
@@ -314,40 +326,39 @@ class SamPropose(Tool):
             points = grid * np.array([[w, h]], dtype=np.float64)
             transform = ResizeLongestSide(self.model.image_encoder.img_size)
             coords = transform.apply_coords(points, (h, w))
-            found = _Candidates([], [], [], [])
-            for (batch,) in batch_iterator(p.points_per_batch, coords):
+            found = DeviceCandidates()
+            for (batch,) in batch_iterator(self.points_per_batch(p), coords):
                 low_res, iou = self._decode(emb, batch)
-                self._filter_batch(emb, low_res, iou, p, found)
-            return self._select(found, p, (h, w))
+                with self.clock.stage("postprocess"):
+                    filter_batch(self.model, low_res, iou, p, emb.input_size, emb.original_size, found)
+            with self.clock.stage("postprocess"):
+                return self._select(found, p, (h, w))
 
-    def _select(self, found: _Candidates, p: SamProposeParams, size: tuple[int, int]) -> Proposals:
+    def _select(self, found: DeviceCandidates, p: SamProposeParams, size: tuple[int, int]) -> Proposals:
         if len(found) == 0:
             return Proposals.empty(size, self.name)
-        h, w = size
-        boxes = torch.cat(found.boxes)
-        scores = torch.cat(found.scores)
-        stability = torch.cat(found.stability)
-        packed = np.concatenate(found.packed)
-        keep = batched_nms(boxes, scores, torch.zeros(len(boxes)), iou_threshold=p.box_nms_thresh)
-        keep_np = keep.numpy()
-        masks = np.unpackbits(packed[keep_np], axis=-1, count=w).astype(bool)
-        scores_np = scores[keep].numpy().astype(np.float32)
-        stability_np = stability[keep].numpy().astype(np.float32)
-        if p.min_mask_region_area > 0:
-            masks, scores_np, stability_np = self._clean_regions(
-                masks, scores_np, stability_np, p.min_mask_region_area, p.box_nms_thresh
-            )
+        if p.min_mask_region_area == 0:
+            return self._proposals(nms_survivors(found, p, size[1], p.max_proposals))
+        # The clean-up (scipy, on the host) may drop masks: bring every NMS survivor over.
+        s = nms_survivors(found, p, size[1], None)
+        masks, scores, stability = self._clean_regions(
+            s.masks, s.scores, s.stability, p.min_mask_region_area, p.box_nms_thresh
+        )
         areas = masks.reshape(len(masks), -1).sum(axis=1).astype(np.int64)
         ok = areas >= max(1, p.min_area)
-        order = np.argsort(-scores_np[ok], kind="stable")[: p.max_proposals]
+        order = np.argsort(-scores[ok], kind="stable")[: p.max_proposals]
         masks = masks[ok][order]
-        boxes_out = batched_mask_to_box(torch.from_numpy(masks)).numpy().astype(np.float32)
+        boxes = batched_mask_to_box(torch.from_numpy(masks)).numpy().astype(np.float32).reshape(-1, 4)
+        scores, stability, areas = scores[ok][order], stability[ok][order], areas[ok][order]
+        return self._proposals(HostSurvivors(masks, boxes, scores, stability, areas))
+
+    def _proposals(self, s: HostSurvivors) -> Proposals:
         return Proposals(
-            masks=masks.reshape(len(order), h, w),
-            boxes=boxes_out.reshape(len(order), 4),
-            scores=scores_np[ok][order],
-            stability=stability_np[ok][order],
-            areas=areas[ok][order],
+            masks=s.masks,
+            boxes=s.boxes,
+            scores=s.scores,
+            stability=s.stability,
+            areas=s.areas,
             source=self.name,
         )
 
@@ -374,11 +385,14 @@ class SamPropose(Tool):
                 params = SamProposeParams.model_validate(params or {})
             except ValidationError as exc:
                 raise ToolError(f"invalid arguments for {self.name}: {exc.errors()[0]['msg']}") from None
-        return await run_on_device(self.settings.device, self.propose_sync, ws.image, params)
+        # Announced before waiting for the device, so a running call can encode it too.
+        with self._queue.waiting(ws.image):
+            return await run_on_device(self.settings.device, self.propose_sync, ws.image, params)
 
     def close(self) -> None:
         with self._lock:
             self._embeddings.clear()
+            self._forwards = None
             if not self._injected:
                 self._model = None
                 self._fingerprint = None

@@ -33,6 +33,7 @@ from bench.options import (
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
 from tools.coords import UNITS
+from tools.precision import PRECISIONS
 
 
 def default(cls: type, name: str) -> Any:
@@ -59,11 +60,11 @@ class Flag:
         return self.flag.lstrip("-").replace("-", "_")
 
 
-def _flags(*rows: tuple[str, str, dict[str, Any]]) -> tuple[Flag, ...]:
+def flags(*rows: tuple[str, str, dict[str, Any]]) -> tuple[Flag, ...]:
     return tuple(Flag(flag, name, kwargs) for flag, name, kwargs in rows)
 
 
-MODEL_FLAGS = _flags(
+MODEL_FLAGS = flags(
     (
         "--weights",
         "weights",
@@ -111,7 +112,20 @@ MODEL_FLAGS = _flags(
         },
     ),
 )
-CONTROLLER_FLAGS = _flags(
+# The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
+ACCEL_FLAGS = flags(
+    ("--precision", "precision", {"choices": list(PRECISIONS), "help": "SAM and CLIP forwards under "
+     f"autocast at this precision (default {default(ModelOptions, 'precision')}; masks stay float32)"}),
+    ("--points-per-batch", "points_per_batch", {"type": int, "help": "SAM point prompts per decoder "
+     "batch, speed and memory only (default: chosen per device)"}),
+    ("--encoder-batch", "encoder_batch", {"type": int, "help": "most images per SAM encoder forward, "
+     f"from calls waiting for the device (default {default(ModelOptions, 'encoder_batch')})"}),
+    ("--compile", "compile", {"action": "store_true", "help": "torch.compile the SAM and CLIP forwards"}),
+    ("--compile-backend", "compile_backend", {"help": "torch.compile backend "
+     f"(default {default(ModelOptions, 'compile_backend')})"}),
+)  # fmt: skip
+
+CONTROLLER_FLAGS = flags(
     ("--controller", "controller", {"choices": list(CONTROLLERS)}),
     (
         "--refiner",
@@ -162,7 +176,7 @@ CONTROLLER_FLAGS = _flags(
         {"type": float, "metavar": "SECONDS", "help": "past it an episode falls back to its best candidate"},
     ),
 )
-VLM_FLAGS = _flags(
+VLM_FLAGS = flags(
     ("--vlm-base-url", "base_url", {"help": "endpoint (default: SiliconFlow); a local server needs no key"}),
     ("--vlm-model", "model", {"help": "default: Qwen/Qwen2.5-VL-72B-Instruct"}),
     ("--vlm-timeout", "timeout_s", {"type": float, "help": "seconds per VLM call"}),
@@ -178,7 +192,7 @@ VLM_FLAGS = _flags(
         {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
     ),
 )
-CACHE_FLAGS = _flags(
+CACHE_FLAGS = flags(
     (
         "--cache-dir",
         "directory",
@@ -186,7 +200,7 @@ CACHE_FLAGS = _flags(
     ),
     ("--no-cache", "enabled", {"action": "store_false", "help": "do not read or write the disk cache"}),
 )
-DATA_FLAGS = _flags(
+DATA_FLAGS = flags(
     (
         "--dataset",
         "dataset",
@@ -214,7 +228,7 @@ DATA_FLAGS = _flags(
         },
     ),
 )
-RUN_FLAGS = _flags(
+RUN_FLAGS = flags(
     (
         "--concurrency",
         "concurrency",
@@ -257,7 +271,7 @@ RUN_FLAGS = _flags(
     ),
 )
 
-ENGINE_FLAGS = _flags(
+ENGINE_FLAGS = flags(
     (
         "--engine",
         "name",
@@ -286,10 +300,10 @@ ENGINE_FLAGS = _flags(
 )
 
 
-def add_flags(parser: argparse.ArgumentParser, title: str, flags: tuple[Flag, ...]) -> None:
-    """Declare ``flags`` in an argument group; none has a default (see module docstring)."""
+def add_flags(parser: argparse.ArgumentParser, title: str, table: tuple[Flag, ...]) -> None:
+    """Declare ``table`` in an argument group; none has a default (see module docstring)."""
     group = parser.add_argument_group(title)
-    for flag in flags:
+    for flag in table:
         kwargs = dict(flag.kwargs)
         if kwargs.get("action") in ("store_true", "store_false"):
             # Unset stays None, so the dataclass default applies.
@@ -298,15 +312,16 @@ def add_flags(parser: argparse.ArgumentParser, title: str, flags: tuple[Flag, ..
         group.add_argument(flag.flag, dest=flag.dest, default=None, **kwargs)
 
 
-def given(ns: argparse.Namespace, flags: tuple[Flag, ...]) -> dict[str, Any]:
+def given(ns: argparse.Namespace, table: tuple[Flag, ...]) -> dict[str, Any]:
     """The option fields the user set on the command line, by field name."""
-    values = {f.field: getattr(ns, f.dest, None) for f in flags}
+    values = {f.field: getattr(ns, f.dest, None) for f in table}
     return {name: value for name, value in values.items() if value is not None}
 
 
 def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     """Model, controller, VLM and cache flags (``segment``, ``bench run``, ``bench suite``)."""
     add_flags(parser, "models", MODEL_FLAGS)
+    add_flags(parser, "GPU path", ACCEL_FLAGS)
     add_flags(parser, "controller", CONTROLLER_FLAGS)
     add_flags(parser, "VLM (OpenAI-compatible)", VLM_FLAGS)
     add_flags(parser, "cache", CACHE_FLAGS)
@@ -314,7 +329,7 @@ def add_episode_flags(parser: argparse.ArgumentParser) -> None:
 
 def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     """The episode flags as :class:`bench.options.EpisodeOptions`."""
-    models = given(ns, MODEL_FLAGS)
+    models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
     controller = given(ns, CONTROLLER_FLAGS)
     models["refiner"] = controller.pop("refiner", None)

@@ -1,7 +1,7 @@
-"""``refseg bench run | suite | report | cases | chaos | engines | viewer | ground``.
+"""``refseg bench run | suite | report | cases | chaos | engines | viewer | ground | speed``.
 
-This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos`` and the
-benchmark commands are declared in their own modules. Errors the project raises on purpose
+This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos``, ``speed``
+and the benchmark commands are declared in their own modules. Errors the project raises on purpose
 propagate (the CLI prints them in one line).
 """
 
@@ -31,6 +31,7 @@ def add_parser(subparsers: Any) -> None:
     """Register ``bench`` and its subcommands on the ``refseg`` subparsers."""
     from bench.cli.benchmarks import add_parsers as add_benchmark_parsers
     from bench.cli.chaos import add_parser as add_chaos_parser
+    from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
 
     bench = subparsers.add_parser("bench", help="evaluate on RefCOCO-M or generated scenes; reports")
@@ -41,6 +42,7 @@ def add_parser(subparsers: Any) -> None:
     _add_cases(sub)
     add_chaos_parser(sub)
     add_benchmark_parsers(sub)
+    add_speed_parser(sub)
 
 
 def _add_run(sub: Any) -> None:

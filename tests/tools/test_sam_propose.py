@@ -9,6 +9,7 @@ import anyio
 import numpy as np
 import pytest
 import torch
+from helpers_sam import OPEN, propose, scene, tiny_tool
 from pydantic import ValidationError
 from scipy import ndimage
 from segment_anything.build_sam import sam_model_registry
@@ -26,28 +27,7 @@ from tools.sam_loading import (
     load_sam,
 )
 from tools.sam_propose import SamPropose, SamProposeParams
-from tools.types import Image, boxes_from_masks
-
-# No filter at all: every decoded, non-empty mask survives (NMS at IoU 1.0 removes nothing).
-OPEN = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0, "max_proposals": 1000}
-
-
-def scene(h: int = 72, w: int = 100, seed: int = 0) -> Image:
-    rng = np.random.default_rng(seed)
-    px = np.full((h, w, 3), 30, dtype=np.uint8)
-    px[10:40, 15:60] = (220, 40, 40)
-    px[45:68, 60:95] = (40, 200, 60)
-    px += rng.integers(0, 10, px.shape, dtype=np.uint8)
-    return Image.from_array(px)
-
-
-def tiny_tool(**options: object) -> SamPropose:
-    settings = ToolSettings(weights="random", seed=0, options={"sam_propose": {"config": "tiny", **options}})
-    return SamPropose(settings)
-
-
-def propose(tool: SamPropose, image: Image, **params: object) -> object:
-    return anyio.run(tool, Workspace(image, "the red box"), SamProposeParams(**params))
+from tools.types import boxes_from_masks
 
 
 def save_tiny_checkpoint(path: Path, seed: int = 7, config: SamConfig = TINY_SAM_CONFIG) -> dict:
