@@ -13,34 +13,40 @@ from bench.cli import main
 from tools.base import normalise_query
 
 
+def _propose_seconds(tmp_path: Path, name: str, examples: list, concurrency: int) -> float:
+    """``region_propose``'s booked compute seconds in one run, after checking its counts."""
+    result = run(tmp_path / name, None, examples, episode={"controller": "loop"}, concurrency=concurrency)
+    propose = result.summary["costs"]["tools"]["region_propose"]
+    assert propose["computed"] == 3 and propose["calls"] == len(examples)
+    assert propose["cold_seconds"] == pytest.approx(propose["seconds"])
+    if concurrency == 8:
+        assert propose["joined"] > 0 and propose["wait_seconds"] > 0
+    else:
+        assert propose["joined"] == 0 and propose["wait_seconds"] == 0
+    return float(propose["seconds"])
+
+
 def test_the_same_work_books_the_same_tool_seconds_at_any_concurrency(tmp_path: Path) -> None:
     """Issue 9's acceptance test (it was 1.66 s at concurrency 1 and 11.68 s at 8: calls that
-    joined a computation in flight booked its whole wait). The machine is shared, so a single
-    wall-clock reading can be slowed by other processes (a 2x swing of a 0.3 s reading was seen
-    under load): each setting runs five times, interleaved, and the fastest readings are
-    compared. ~10 s: ten small runs."""
+    joined a computation in flight booked its whole wait, 7x). The machine is shared, so a
+    wall-clock reading of CPU-bound work can be slowed by other processes (2x swings of a
+    0.3 s reading were seen under load): each round runs both settings five times,
+    interleaved, and compares the fastest readings; a round spoilt by noise is run again,
+    up to three rounds. The old bug fails every round. ~10 s a round."""
     examples = synthetic(3)
     run(tmp_path / "warm", None, examples[:3], episode={"controller": "loop"})  # first-use imports
-    seconds: dict[int, list[float]] = {1: [], 8: []}
-    for rep in range(5):
-        for concurrency in (1, 8):
-            result = run(
-                tmp_path / f"c{concurrency}-{rep}",
-                None,
-                examples,
-                episode={"controller": "loop"},
-                concurrency=concurrency,
-            )
-            propose = result.summary["costs"]["tools"]["region_propose"]
-            assert propose["computed"] == 3 and propose["calls"] == len(examples)
-            assert propose["cold_seconds"] == pytest.approx(propose["seconds"])
-            if concurrency == 8:
-                assert propose["joined"] > 0 and propose["wait_seconds"] > 0
-            else:
-                assert propose["joined"] == 0 and propose["wait_seconds"] == 0
-            seconds[concurrency].append(propose["seconds"])
-    one, eight = min(seconds[1]), min(seconds[8])
-    assert eight <= 1.5 * one and one <= 1.5 * eight, seconds
+    rounds = []
+    for round_ in range(3):
+        seconds: dict[int, list[float]] = {1: [], 8: []}
+        for rep in range(5):
+            for concurrency in (1, 8):
+                name = f"r{round_}-c{concurrency}-{rep}"
+                seconds[concurrency].append(_propose_seconds(tmp_path, name, examples, concurrency))
+        one, eight = min(seconds[1]), min(seconds[8])
+        rounds.append((one, eight))
+        if eight <= 1.5 * one and one <= 1.5 * eight:
+            return
+    raise AssertionError(f"(concurrency 1, concurrency 8) fastest seconds per round: {rounds}")
 
 
 def test_no_query_repeats_in_a_300_example_loop_run(tmp_path: Path) -> None:
