@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.chaos.result import RowResult, account
@@ -66,21 +67,21 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def interrupt(run_dir: Path, delay_s: float | None) -> tuple[int, str]:
-    """Start ``refseg bench run`` and send SIGINT after ``delay_s`` seconds (``None``: once it
-    has written a result line). Returns the exit code and stderr."""
-    return _interrupt(_bench_argv(run_dir), run_dir / SAMPLES if delay_s is None else None, delay_s)
+def interrupt_mid_run(run_dir: Path) -> tuple[int, str]:
+    """Start ``refseg bench run`` and send SIGINT once it has written a result line.
+    Returns the exit code and stderr."""
+    samples = run_dir / SAMPLES
+    before = _lines(samples)
+    return _interrupt(_bench_argv(run_dir), when=lambda _elapsed: _lines(samples) > before)
 
 
-def _interrupt(argv: list[str], samples: Path | None, delay_s: float | None) -> tuple[int, str]:
-    """Start ``argv``; SIGINT after ``delay_s`` seconds, or once ``samples`` gained a line."""
-    before = _lines(samples) if samples is not None else 0
+def _interrupt(argv: list[str], when: Callable[[float], bool]) -> tuple[int, str]:
+    """Start ``argv`` and send SIGINT as soon as ``when(seconds since start)`` is true;
+    returns the exit code and stderr."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < TIMEOUT_S:
-        if (delay_s is not None and time.monotonic() - t0 >= delay_s) or (
-            samples is not None and _lines(samples) > before
-        ):
+        if when(time.monotonic() - t0):
             proc.send_signal(signal.SIGINT)
             break
         time.sleep(0.002)
@@ -88,11 +89,16 @@ def _interrupt(argv: list[str], samples: Path | None, delay_s: float | None) -> 
     return int(proc.returncode), err
 
 
+def _after(seconds: float) -> Callable[[float], bool]:
+    """``when`` for :func:`_interrupt`: ``seconds`` after the start."""
+    return lambda elapsed: elapsed >= seconds
+
+
 def interrupt_start_up(argv: list[str], delay_s: float, tries: int = 5) -> tuple[int, str, float]:
     """SIGINT ``argv`` after ``delay_s``; again ``LATER_S`` later each time the signal landed
     in Python's own start-up. Returns the exit code, stderr and the delay that counted."""
     for _ in range(tries):
-        code, err = _interrupt(argv, None, delay_s)
+        code, err = _interrupt(argv, when=_after(delay_s))
         if not in_python_start_up(code, err):
             break
         delay_s += LATER_S
@@ -109,7 +115,7 @@ def ctrl_c_row(workdir: Path, seed: int = 0) -> RowResult:
     for d in START_DELAYS_S:
         code, err, sent_at = interrupt_start_up(_bench_argv(run_dir), start + d)
         outcomes.append((sent_at - start, code, err))
-    outcomes.append((None, *interrupt(run_dir, None)))
+    outcomes.append((None, *interrupt_mid_run(run_dir)))
     row.injected = len(outcomes)
     row.detected = sum(1 for _, code, err in outcomes if code == 130 and one_line(err))
     for delay, code, err in outcomes:
