@@ -22,8 +22,6 @@ from bench.run_folder import read_invocations
 from bench.summary import build_summary, trace_faults
 from bench.viewer.runs import RunFolder
 
-BOOTSTRAP = DEFAULT_BOOTSTRAP  # the bench's default
-
 
 @dataclass(frozen=True)
 class SummaryView:
@@ -119,7 +117,7 @@ def _summarise(
             read_invocations(folder),
             config,
             expected=expected,
-            bootstrap=BOOTSTRAP,
+            bootstrap=DEFAULT_BOOTSTRAP,  # the bench's default
             traced_faults=trace_faults(trace),
         )
     except (KeyError, TypeError, ValueError) as exc:  # a record without iou, inter or union
