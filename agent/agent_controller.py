@@ -34,9 +34,9 @@ from agent.agent_prompts import (
     tool_payload,
 )
 from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
-from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
-from agent.loop import ensure_ranking, propose_and_rank
+from agent.loop_controller import ensure_ranking, propose_and_rank
+from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
 from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError

@@ -12,8 +12,8 @@ from types import MappingProxyType
 
 from agent.agent_controller import run_agent
 from agent.episode import Controller
-from agent.ground import run_ground
-from agent.loop import run_loop, run_oneshot
+from agent.ground_controller import run_ground
+from agent.loop_controller import run_loop, run_oneshot
 from tools.errors import ConfigError
 
 CONTROLLERS: Mapping[str, Controller] = MappingProxyType(

@@ -16,9 +16,9 @@ import anyio.to_thread
 
 from agent.controllers import get_controller
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
-from agent.grounding import prompt_tool_name, require_prompt_tool
 from agent.invoke import Invoker
-from agent.loop import ensure_ranking
+from agent.loop_controller import ensure_ranking
+from agent.prompt_tools import prompt_tool_name, require_prompt_tool
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from agent.transcript import CURRENT_TRANSCRIPT, Transcript
 from cache.store import ToolCache

@@ -19,8 +19,8 @@ from typing import Any
 
 from bench.chaos.result import RowResult, account
 from bench.chaos.runs import run_offline
-from bench.chaos.server import Call, ScriptedServer, Slow, Spec, ToolCalls
 from bench.chaos.vlm_rows import PROPOSER, agent_reply, agent_run
+from bench.doubles.scripted_server import Call, ScriptedServer, Slow, Spec, ToolCalls
 from bench.samples import TRACE
 
 BURST_CALLS = 400

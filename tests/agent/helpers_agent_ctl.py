@@ -9,13 +9,13 @@ from typing import Any
 
 import anyio
 import numpy as np
-from openai_server import Call, ScriptedServer, Text, ToolCalls
 
 from agent.episode import EpisodeConfig, EpisodeResult
 from agent.session import Session
 from agent.tracing import Tracer
 from agent.transcript import log_vlm_call
 from agent.vlm import Price, VLMClient, VLMConfig
+from bench.doubles.scripted_server import Call, ScriptedServer, Text, ToolCalls
 from tools.base import Tool, ToolSettings, Workspace
 from tools.offline.scenes import Scene, generate_scene
 from tools.registry import ToolRegistry

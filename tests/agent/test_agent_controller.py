@@ -24,10 +24,10 @@ from helpers_agent_ctl import (
     scene_image,
     tool_messages,
 )
-from openai_server import Call, ScriptedServer, Status, Text, ToolCalls, endless_tool_calls
 from PIL import Image as PILImage
 
 from agent.submit import SubmittedRanking
+from bench.doubles.scripted_server import Call, ScriptedServer, Status, Text, ToolCalls, endless_tool_calls
 from tools.errors import ConfigError
 from tools.types import Ranking
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from agent.tracing import Tracer
-from bench.ground_table import Row, expression_of, run_controller, targets_of
-from bench.oracle_vlm import OracleVLM
+from bench.benchmarks.ground import Row, expression_of, run_controller, targets_of
+from bench.doubles.oracle_vlm import OracleVLM
 from cache.store import ToolCache
 from tools.offline.missed_scenes import halo_scene
 
@@ -135,8 +135,8 @@ def test_the_result_keeps_every_ranking_with_the_drawn_mask() -> None:
     the drawn mask is among the second's wherever it ranks."""
     from agent.episode import EpisodeConfig
     from agent.session import Session
-    from bench.chaos.server import ScriptedServer
-    from bench.ground_table import OFFLINE, client_for
+    from bench.benchmarks.ground import OFFLINE, client_for
+    from bench.doubles.scripted_server import ScriptedServer
     from tools.base import ToolSettings
     from tools.registry import ToolRegistry
     from tools.types import Image

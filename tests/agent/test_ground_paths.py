@@ -22,13 +22,13 @@ from helpers_agent_ctl import (
     run_episode,
     tool_messages,
 )
-from openai_server import Call, ScriptedServer, Spec, Status, Text, ToolCalls
 
 from agent.episode import EpisodeConfig
-from agent.ground import parse_ground_answer
+from agent.ground_controller import parse_ground_answer
 from agent.session import Session
-from agent.trace_view import render_trace
+from agent.trace_render import render_trace
 from agent.tracing import Tracer
+from bench.doubles.scripted_server import Call, ScriptedServer, Spec, Status, Text, ToolCalls
 from tools.base import ToolSettings, Workspace
 from tools.errors import ConfigError, ToolError
 from tools.offline.missed_scenes import MissedScene, halo_scene

@@ -11,7 +11,7 @@ import pytest
 from helpers_runner import id_counts, run, synthetic
 
 from bench.cli import main
-from bench.report import load_run
+from bench.report.run_reader import load_run
 from bench.samples import SampleWriter
 from bench.summary import build_summary
 from tools.errors import CheckpointError, ConfigError

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from openai_server import ScriptedServer
 from PIL import Image as PILImage
 
+from bench.benchmarks.ground import expression_of, targets_of
 from bench.cli import main
-from bench.ground_table import expression_of, targets_of
-from bench.oracle_vlm import OracleVLM
+from bench.doubles.oracle_vlm import OracleVLM
+from bench.doubles.scripted_server import ScriptedServer
 from tools.offline.missed_scenes import halo_scene
 
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from helpers_ray import RAY2, run_on
 from helpers_runner import id_counts, offline_options, synthetic
-from openai_server import ScriptedServer, Slow, Text
 
 from agent.episode import EpisodeConfig
 from bench.chaos.runs import OfflineRun, spawn_offline
 from bench.cli import main
 from bench.cli.args import add_run_flags, run_options
+from bench.doubles.scripted_server import ScriptedServer, Slow, Text
 from bench.engines.compare import answers
 from bench.engines.ray_cluster import WorkerPlan, plan_workers, split
 from bench.engines.ray_engine import RayEngine

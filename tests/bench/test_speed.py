@@ -1,4 +1,4 @@
-"""``bench.speed`` on the tiny real SAM and CLIP: stages, reference agreement, rank floor, JSON."""
+"""``bench.benchmarks.speed`` on the tiny real SAM and CLIP: stages, reference agreement, rank floor, JSON."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.speed.machine import peak_memory, resolve_device
-from bench.speed.options import SpeedOptions
-from bench.speed.rank_floor import loop_scores, measure_row, synthetic_candidates
-from bench.speed.report import SpeedReport, format_speed_table
-from bench.speed.run import run_speed
-from bench.speed.setup import build_models, load_images, tool_settings
+from bench.benchmarks.speed.machine import peak_memory, resolve_device
+from bench.benchmarks.speed.options import SpeedOptions
+from bench.benchmarks.speed.rank_floor import loop_scores, measure_row, synthetic_candidates
+from bench.benchmarks.speed.report import SpeedReport, format_speed_table
+from bench.benchmarks.speed.run import run_speed
+from bench.benchmarks.speed.setup import build_models, load_images, tool_settings
 from tools.errors import ConfigError
 
 TINY = {"device": "cpu", "weights": "random", "sam_model": "tiny", "clip_model": "tiny"}

@@ -149,7 +149,7 @@ def test_suite_subset(tmp_path: Path) -> None:
 
 
 def test_suite_with_a_vlm_refines_with_it_and_ablates_without(tmp_path: Path) -> None:
-    from openai_server import ScriptedServer, Text
+    from bench.doubles.scripted_server import ScriptedServer, Text
 
     out = tmp_path / "suite"
     reply = Text('{"query": "the red circle", "rationale": "x"}', prompt_tokens=700, completion_tokens=20)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server import ScriptedServer, Status, Text
 
 from bench.cli import main
+from bench.doubles.scripted_server import ScriptedServer, Status, Text
 
 PLANTED_KEY = "sk-planted-health-key-0123456789"
 RUN = ["bench", "run", "--dataset", "synthetic", "--n", "1", "--toolset", "offline", "--quiet"]

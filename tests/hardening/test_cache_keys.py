@@ -105,7 +105,7 @@ class _Payload:
 
 
 def test_run_folder_with_a_pickled_ious_file_runs_no_code(tmp_path: Path) -> None:
-    from bench.report import load_run
+    from bench.report.run_reader import load_run
 
     run_dir = tmp_path / "run"
     run_offline(OfflineRun(run_dir, None, n=1, episode={"controller": "oneshot"}))

@@ -11,7 +11,7 @@ from helpers_chaos import chaos_row
 
 from agent.vlm import VLMCallError, VLMClient, VLMConfig, VLMReply
 from bench.chaos.protocol import HTML, NOT_JSON, with_object_arguments
-from bench.chaos.server import Raw, ScriptedServer, ToolCalls
+from bench.doubles.scripted_server import Raw, ScriptedServer, ToolCalls
 from bench.run_folder import read_invocations
 
 
@@ -42,7 +42,7 @@ def test_arguments_sent_as_an_object_are_accepted() -> None:
 
 
 def _submit_body() -> dict[str, object]:
-    from bench.chaos.server import completion_json
+    from bench.doubles.scripted_server import completion_json
 
     body = completion_json(ToolCalls.of(("submit", {"index": 2, "reason": "left"})))
     body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = {"index": 2, "reason": "left"}

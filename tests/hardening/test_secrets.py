@@ -8,7 +8,7 @@ from helpers_chaos import chaos_row
 
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
 from bench.chaos.secrets import PLANTED_KEY, files_with
-from bench.chaos.server import ScriptedServer, Status
+from bench.doubles.scripted_server import ScriptedServer, Status
 
 
 def test_no_file_of_the_run_or_cache_shows_the_key() -> None:

@@ -10,7 +10,7 @@ from helpers_chaos import chaos_row
 from agent.tracing import redact_text
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
 from bench.chaos.secrets import PLANTED_SECRETS, URL_PASSWORD, URL_QUERY_SECRET, URL_USER
-from bench.chaos.server import ScriptedServer, Status, Text
+from bench.doubles.scripted_server import ScriptedServer, Status, Text
 
 
 def test_url_credentials_reach_no_file_trace_or_output() -> None:

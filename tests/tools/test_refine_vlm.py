@@ -16,9 +16,8 @@ from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (until conftest does it)
 
-from openai_server import ScriptedServer, Text, ToolCalls
-
 from agent.vlm import DEFAULT_MODEL, VLMClient, VLMConfig
+from bench.doubles.scripted_server import ScriptedServer, Text, ToolCalls
 from tools.base import ToolSettings, Workspace
 from tools.errors import ToolError
 from tools.refine import RefineParams, RefineQuery

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from bench.speed.machine import timed
-from bench.speed.setup import Models
+from bench.benchmarks.speed.machine import timed
+from bench.benchmarks.speed.setup import Models
 from tools.accel import autocast
 from tools.clip_loading import ClipBundle
 from tools.clip_rank import ClipRank, ClipRankParams, apply_template

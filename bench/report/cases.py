@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from bench.data import Example, load_dataset_spec
-from bench.paired import DEFAULT_TOLERANCE, change_of
 from bench.perturb import perturb_image
+from bench.report.paired import DEFAULT_TOLERANCE, change_of
 from bench.rle import decode_rle
 from bench.samples import CONFIG, read_json, read_samples
 from tools.errors import InputError

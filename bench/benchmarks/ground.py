@@ -5,7 +5,7 @@
 Each scene (:func:`tools.offline.missed_scenes.halo_scene`) has a target that the offline
 proposer merges with its halo, referred to by a paraphrase (an unsure ranking). Controllers
 ``oneshot``, ``loop`` (VLM refiner), ``agent`` and ``ground`` run with the offline toolset
-against the oracle VLM (:class:`bench.oracle_vlm.OracleVLM`: exact boxes) and jittered ones
+against the oracle VLM (:class:`bench.doubles.oracle_vlm.OracleVLM`: exact boxes) and jittered ones
 (corners moved by up to 10% and 25% of the box size), over real HTTP. Per controller: mIoU, VLM
 calls, (estimated) tokens and USD (at the default model's price) per example, and the stop
 reasons. Then the SAM path with a
@@ -28,8 +28,8 @@ from agent.episode import EpisodeConfig
 from agent.session import Session
 from agent.tracing import Tracer
 from agent.vlm import DEFAULT_MODEL, VLMClient, VLMConfig
-from bench.chaos.server import ScriptedServer
-from bench.oracle_vlm import OracleVLM, Target
+from bench.doubles.oracle_vlm import OracleVLM, Target
+from bench.doubles.scripted_server import ScriptedServer
 from cache.store import ToolCache
 from tools.base import ToolSettings
 from tools.offline.missed_scenes import MissedScene, halo_scenes

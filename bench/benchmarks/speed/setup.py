@@ -7,7 +7,7 @@ from pathlib import Path
 
 from segment_anything.modeling import Sam
 
-from bench.speed.options import TINY, SpeedOptions
+from bench.benchmarks.speed.options import TINY, SpeedOptions
 from tools.base import ToolSettings, default_checkpoint_dir
 from tools.clip_loading import ClipBundle, load_clip, register_tiny_clip
 from tools.images import load_image, working_copy

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import BUCKETS
-from bench.run_view import RunView
-from bench.tables import reliability_table
+from bench.report.run_reader import RunView
+from bench.report.tables import reliability_table
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> Any:

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from bench.figures import make_figures
 from bench.metrics import DEFAULT_BOOTSTRAP
-from bench.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
-from bench.run_view import RANDOM_WEIGHTS_WARNING, RunView, load_run, load_runs, random_weight_runs
-from bench.samples import read_samples
-from bench.tables import (
+from bench.report.figures import make_figures
+from bench.report.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
+from bench.report.run_reader import RANDOM_WEIGHTS_WARNING, RunView, random_weight_runs
+from bench.report.tables import (
     at_least,
     bucket_table,
     ci_text,
@@ -29,19 +28,15 @@ from bench.tables import (
     text_table,
     timing_table,
 )
+from bench.samples import read_samples
 
 Pair = tuple[str, str, dict[str, Any]]
 
 __all__ = [
-    "RunView",
-    "load_run",
-    "load_runs",
-    "md_table",
     "paired_against",
     "print_pairs",
     "print_summary",
     "print_table",
-    "text_table",
     "write_report",
     "write_run_report",
 ]

@@ -23,7 +23,7 @@ TINY = "tiny"  # --sam-model tiny / --clip-model tiny: the test-sized real archi
 
 @dataclass(frozen=True)
 class SpeedOptions:
-    """Options of :func:`bench.speed.run.run_speed`; checked when built (a one-line ``ConfigError``).
+    """Options of :func:`bench.benchmarks.speed.run.run_speed`; checked when built (one-line ``ConfigError``).
 
     The model and GPU-path fields mean what the fields of the same name in
     :class:`bench.options.ModelOptions` and :class:`tools.base.ToolSettings` mean, and

@@ -9,9 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 from helpers_agent_ctl import PROPOSER, RANKER, make_client, make_session, scene_image
-from openai_server import ScriptedServer, Status, ToolCalls
 
-from agent.trace_view import TraceError, render_trace
+from agent.trace_render import TraceError, render_trace
+from bench.doubles.scripted_server import ScriptedServer, Status, ToolCalls
 from tools.errors import RefsegError
 
 

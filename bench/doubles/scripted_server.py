@@ -1,4 +1,4 @@
-"""A scripted, local OpenAI-compatible chat-completions server (tests and ``bench.chaos``; no network).
+"""A scripted, local OpenAI-compatible chat-completions server (a test double; no network).
 
 Serves ``POST /v1/chat/completions`` on ``127.0.0.1`` (a free port) from a background
 thread, replying with real OpenAI response JSON, so tests drive the real ``openai``
@@ -23,8 +23,8 @@ Example::
         ...
         assert len(srv.requests) == 2
 
-It lives in the package (not in ``tests/``) because ``python -m bench.chaos`` injects its
-faults through it; ``tests/openai_server.py`` re-exports it for the tests.
+A test double (see :mod:`bench.doubles`): tests import it from here, and ``python -m
+bench.chaos`` injects its faults through it; no product module imports it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.chaos.replies import (
+from bench.doubles.replies import (
     MAX_SLEEP_S,
     Call,
     EmptyChoices,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from bench.speed.machine import PeakMemory, peak_memory, timed
-from bench.speed.setup import Models, NamedImage
+from bench.benchmarks.speed.machine import PeakMemory, peak_memory, timed
+from bench.benchmarks.speed.setup import Models, NamedImage
 from tools.accel import StageClock
 from tools.base import Workspace
 from tools.clip_rank import ClipRank, ClipRankParams, apply_template

@@ -1,9 +1,9 @@
 """An oracle VLM for measuring grounded prompts: a scripted-server policy that knows the answers.
 
-Served by :class:`bench.chaos.server.ScriptedServer` (real HTTP, the real ``openai`` client),
+Served by :class:`bench.doubles.scripted_server.ScriptedServer` (real HTTP, the real ``openai`` client),
 it answers the three kinds of request refseg sends, told apart by their system prompts:
 
-- ``ground`` (:mod:`agent.ground`): the target's box, scaled to the picture it was shown
+- ``ground`` (:mod:`agent.ground_controller`): the target's box, scaled to the picture it was shown
   (read from the request's ``Image: WxH pixels.`` line) or to 0-1000 when the prompt asks;
 - agent turns (function calling, warm-started): the proposer's prompt tool with that box,
   then the ranker, then ``submit`` of the drawn candidate;
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from bench.chaos.replies import Call, Spec, Text, ToolCalls
+from bench.doubles.replies import Call, Spec, Text, ToolCalls
 
 _EXPRESSION = re.compile(r'(?:Referring|Original) expression: "?(.+?)"?\n')
 _SIZE = re.compile(r"Image: (\d+)x(\d+) pixels")
@@ -81,7 +81,7 @@ def estimate_prompt_tokens(request: dict[str, Any]) -> int:
 
 
 class OracleVLM:
-    """A :data:`bench.chaos.replies.Policy` answering from known targets (see module docstring).
+    """A :data:`bench.doubles.replies.Policy` answering from known targets (see module docstring).
 
     Args:
         targets: by expression (as the request quotes it).

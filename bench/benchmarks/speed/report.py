@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.speed.machine import PeakMemory
-from bench.speed.rank_floor import FloorRow
-from bench.speed.reference import Agreement
+from bench.benchmarks.speed.machine import PeakMemory
+from bench.benchmarks.speed.rank_floor import FloorRow
+from bench.benchmarks.speed.reference import Agreement
 
 STAGE_LABELS = {
     "encode": "SAM encode",

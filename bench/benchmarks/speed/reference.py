@@ -17,8 +17,8 @@ import numpy as np
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.utils.amg import rle_to_mask
 
-from bench.speed.machine import PeakMemory, peak_memory, timed
-from bench.speed.setup import Models, NamedImage
+from bench.benchmarks.speed.machine import PeakMemory, peak_memory, timed
+from bench.benchmarks.speed.setup import Models, NamedImage
 from tools.sam_propose import SamPropose, SamProposeParams
 from tools.types import Proposals
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.metrics import BUCKETS, PR_THRESHOLDS
 from bench.perturb import PERTURBATIONS
-from bench.run_view import RunView
+from bench.report.run_reader import RunView
 
 PR_KEYS = [f"pr@{t:.1f}" for t in PR_THRESHOLDS]
 
@@ -238,7 +238,7 @@ def health_table(runs: Sequence[RunView]) -> Table | None:
 
 
 def paired_table(pairs: Sequence[tuple[str, str, dict[str, Any]]]) -> Table:
-    """Rows of :func:`bench.paired.paired_comparison` results: ``(A, B, result)``."""
+    """Rows of :func:`bench.report.paired.paired_comparison` results: ``(A, B, result)``."""
     headers = [
         "B vs A",
         "images",

@@ -23,8 +23,8 @@ from typing import Any
 
 from agent.agent_controller import vlm_client
 from agent.episode import Episode, StopReason, fallback_kind
-from agent.grounding import added_indices, log_prompt, require_prompt_tool, show_image
-from agent.loop import propose_and_rank
+from agent.loop_controller import propose_and_rank
+from agent.prompt_tools import added_indices, log_prompt, require_prompt_tool, show_image
 from agent.submit import SubmittedRanking
 from tools.coords import View
 from tools.errors import ToolError, VLMError

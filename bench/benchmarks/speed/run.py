@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.speed.machine import device_name, resolve_device, timed
-from bench.speed.options import SpeedOptions
-from bench.speed.pipeline import PassResult, propose_all, rank_one, run_pass, sam_params
-from bench.speed.rank_floor import FloorRow, measure_row, warm_up
-from bench.speed.reference import run_reference
-from bench.speed.report import ImageRow, ReferenceSummary, SpeedReport, write_speed_json
-from bench.speed.setup import Models, NamedImage, build_models, load_images, tool_settings
+from bench.benchmarks.speed.machine import device_name, resolve_device, timed
+from bench.benchmarks.speed.options import SpeedOptions
+from bench.benchmarks.speed.pipeline import PassResult, propose_all, rank_one, run_pass, sam_params
+from bench.benchmarks.speed.rank_floor import FloorRow, measure_row, warm_up
+from bench.benchmarks.speed.reference import run_reference
+from bench.benchmarks.speed.report import ImageRow, ReferenceSummary, SpeedReport, write_speed_json
+from bench.benchmarks.speed.setup import Models, NamedImage, build_models, load_images, tool_settings
 from tools.accel import StageClock, device_type
 from tools.sam_propose import SamPropose, SamProposeParams
 from tools.types import Image
