@@ -131,7 +131,7 @@ def test_bad_tool_option_value_is_one_line_before_any_example(
 def test_a_key_no_tool_reads_is_refused_not_ignored(
     option: str, words: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A misspelt or unknown key used to do nothing in silence (review of issue 8)."""
+    """A misspelt or unknown key is refused, never ignored in silence."""
     code = main([*RUN, "--out", str(tmp_path / "r"), "--tool-option", option])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err

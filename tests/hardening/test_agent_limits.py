@@ -1,4 +1,4 @@
-"""Cases 5 and 6: the VLM cannot make an episode do unbounded work or run past its deadline,
+"""The VLM cannot make an episode do unbounded work or run past its deadline,
 and huge tool arguments or names neither bloat the trace nor go back to the model whole."""
 
 from __future__ import annotations

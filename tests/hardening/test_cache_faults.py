@@ -1,4 +1,4 @@
-"""Cases 3 and 4: a cache that cannot be written, read or opened never fails an example (and
+"""A cache that cannot be written, read or opened never fails an example (and
 never silently); a foreign or inflating cache entry is a miss, recomputed, bounded in memory."""
 
 from __future__ import annotations

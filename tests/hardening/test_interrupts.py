@@ -1,4 +1,4 @@
-"""Case 9: Ctrl-C at any moment of `refseg` (start-up imports included) is one line, exit 130."""
+"""Ctrl-C at any moment of `refseg` (start-up imports included) is one line, exit 130."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Case 11: tool-call arguments as JSON objects, a 200 HTML page, killed invocations."""
+"""Tool-call arguments as JSON objects, a 200 HTML page, killed invocations."""
 
 from __future__ import annotations
 

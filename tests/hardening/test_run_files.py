@@ -1,4 +1,4 @@
-"""Cases 7 and 8: results of different configurations never mix, however config.json fares;
+"""Results of different configurations never mix, however config.json fares;
 a disk that fills while results are written is one line, a non-zero exit, nothing lost."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Case 2: undecodable lines in samples.jsonl (a byte that is not UTF-8, NULs before a record)
+"""Undecodable lines in samples.jsonl (a byte that is not UTF-8, NULs before a record)
 are skipped with a note naming their line, their examples redone; never a traceback."""
 
 from __future__ import annotations

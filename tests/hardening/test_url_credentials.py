@@ -1,4 +1,4 @@
-"""Case 1: credentials inside --vlm-base-url (user:pass@, ?api_key=) never reach a file,
+"""Credentials inside --vlm-base-url (user:pass@, ?api_key=) never reach a file,
 a trace, an error or the terminal, and the request keeps its query string."""
 
 from __future__ import annotations
