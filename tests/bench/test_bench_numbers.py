@@ -26,6 +26,7 @@ def _propose_seconds(tmp_path: Path, name: str, examples: list, concurrency: int
     return float(propose["seconds"])
 
 
+@pytest.mark.slow
 def test_the_same_work_books_the_same_tool_seconds_at_any_concurrency(tmp_path: Path) -> None:
     """Calls that join a computation in flight book no compute seconds of their own (a bug once
     booked the whole wait to each: 1.66 s at concurrency 1, 11.68 s at 8, 7x). The machine is shared, so a
@@ -49,6 +50,7 @@ def test_the_same_work_books_the_same_tool_seconds_at_any_concurrency(tmp_path: 
     raise AssertionError(f"(concurrency 1, concurrency 8) fastest seconds per round: {rounds}")
 
 
+@pytest.mark.slow
 def test_no_query_repeats_in_a_300_example_loop_run(tmp_path: Path) -> None:
     """Guards that never pass, five rounds allowed: the rules refiner
     offers distinct rewrites and the loop stops with refiner_exhausted when it has no new one.
@@ -69,6 +71,7 @@ def test_no_query_repeats_in_a_300_example_loop_run(tmp_path: Path) -> None:
     assert result.summary["stop_reasons"]["refiner_exhausted"] > 0
 
 
+@pytest.mark.slow
 def test_bench_run_says_what_it_ran_over_and_writes_its_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

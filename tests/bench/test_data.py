@@ -50,6 +50,7 @@ def cache(tmp_path: Path) -> str:
     return str(tmp_path / "hf-cache")
 
 
+@pytest.mark.slow
 def test_one_example_per_sentence_with_decoded_masks_and_images(tmp_path: Path, cache: str) -> None:
     rows = _rows(3)
     path = write_refcocom_parquet(tmp_path / "refcocom.parquet", rows)

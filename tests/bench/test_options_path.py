@@ -79,6 +79,7 @@ def test_every_tool_setting_reaches_config_json() -> None:
     assert set(described) == {f.name for f in dataclasses.fields(ToolSettings)} - {"vlm"}
 
 
+@pytest.mark.slow
 def test_tool_option_reaches_the_tool_and_the_resume_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

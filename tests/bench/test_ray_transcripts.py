@@ -16,7 +16,7 @@ from bench.engines.compare import answers
 from bench.engines.ray_engine import RayEngine
 from bench.options import VLMOptions
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 
 def _transcripts(run: Path) -> dict[str, list[Any]]:

@@ -126,6 +126,7 @@ def test_pick_cases_by_iou_difference() -> None:
     assert picked["improved"][0]["diff"] == pytest.approx(0.7)
 
 
+@pytest.mark.slow
 def test_case_galleries(
     two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,7 @@ from agent.vlm_reply import ToolCall
 from tools.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_tool_calls_are_capped_and_slow_episodes_fall_back() -> None:
     row = chaos_row("unbounded VLM work")
     assert row.survived, row.problems

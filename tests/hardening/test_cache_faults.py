@@ -20,6 +20,7 @@ RUN = ["bench", "run", "--dataset", "synthetic", "--n", "1", "--toolset", "offli
 RUN += ["oneshot", "--quiet", "--bootstrap", "0", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_full_locked_and_unopenable_caches_fail_no_example() -> None:
     row = chaos_row("cache unwritable / locked")
     assert row.survived, row.problems

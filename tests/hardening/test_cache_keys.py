@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from helpers_chaos import chaos_row
 
@@ -117,6 +118,7 @@ def test_run_folder_with_a_pickled_ious_file_runs_no_code(tmp_path: Path) -> Non
     np.testing.assert_array_equal(view.ious, good)  # rebuilt from samples.jsonl
 
 
+@pytest.mark.slow
 def test_two_processes_sharing_a_cache_get_one_process_results() -> None:
     row = chaos_row("shared cache, 2 processes")
     assert row.survived, row.problems

@@ -15,6 +15,7 @@ from bench.doubles.scripted_server import Raw, ScriptedServer, ToolCalls
 from bench.run_folder import read_invocations
 
 
+@pytest.mark.slow
 def test_object_arguments_html_replies_and_killed_invocations() -> None:
     row = chaos_row("protocol variants")
     assert row.survived, row.problems

@@ -11,6 +11,7 @@ from bench.chaos.secrets import PLANTED_KEY, files_with
 from bench.doubles.scripted_server import ScriptedServer, Status
 
 
+@pytest.mark.slow
 def test_no_file_of_the_run_or_cache_shows_the_key() -> None:
     row = chaos_row("planted API key")
     assert row.survived, row.problems

@@ -13,6 +13,7 @@ from bench.chaos.secrets import PLANTED_SECRETS, URL_PASSWORD, URL_QUERY_SECRET,
 from bench.doubles.scripted_server import ScriptedServer, Status, Text
 
 
+@pytest.mark.slow
 def test_url_credentials_reach_no_file_trace_or_output() -> None:
     row = chaos_row("credentials in base URL")
     assert row.survived, row.problems

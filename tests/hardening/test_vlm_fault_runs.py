@@ -13,6 +13,7 @@ from bench.chaos import STOP_REASONS, VLM_FAULTS
 from bench.summary import trace_faults
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", VLM_FAULTS, ids=[f.name for f in VLM_FAULTS])
 def test_every_example_recorded_once_and_faults_counted(fault) -> None:  # type: ignore[no-untyped-def]
     row = chaos_row(fault.name)
@@ -35,6 +36,7 @@ def test_every_example_recorded_once_and_faults_counted(fault) -> None:  # type:
     assert row.exit_code == (1 if summary["counts"]["failed"] else 0)
 
 
+@pytest.mark.slow
 def test_specific_rows_show_their_fault() -> None:
     assert chaos_row("endless tool calls").details["stop_reasons"] == {"max_iter": 34}
     row = chaos_row("429 + Retry-After")
