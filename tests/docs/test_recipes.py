@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers_plugin import installed, write_plugin
+from helpers_plugins import install_in_process
 
 import bench.cli
 from bench.cli import main
@@ -36,6 +37,20 @@ def recipe(title: str) -> str:
         i for i in (text.find("\n### ", start + 1), text.find("\n## ", start + 1), len(text)) if i != -1
     )
     return " ".join(text[start:end].split())
+
+
+def write_project(root: Path, name: str, modules: dict[str, str], entry_points: str = "") -> Path:
+    """A plugin project as its author writes it: ``pyproject.toml`` (with ``entry_points``, the
+    TOML of its ``[project.entry-points."..."]`` tables) and its modules, under ``root``."""
+    root.mkdir(parents=True)
+    pyproject = f'[project]\nname = "{name}"\nversion = "0.1.0"\n\n{textwrap.dedent(entry_points)}'
+    (root / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    for rel, source in modules.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").touch()
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return root
 
 
 def replace_everywhere(monkeypatch: pytest.MonkeyPatch, original: Callable[..., Any], new: Any) -> None:
@@ -117,16 +132,22 @@ AREA_RANK = '''
 '''
 
 
+AREA_RANK_ENTRY_POINTS = """
+    [project.entry-points."refseg.tools"]
+    area_rank = "area_rank_plugin.rankers:AreaRank"
+"""
+
+
 @pytest.fixture
-def area_rank_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    root = write_plugin(
-        tmp_path / "site",
+def area_rank_plugin(tmp_path: Path) -> Iterator[Path]:
+    project = write_project(
+        tmp_path / "area-rank",
         "refseg-area-rank",
         {"area_rank_plugin/rankers.py": AREA_RANK},
-        {"refseg.tools": {"area_rank": "area_rank_plugin.rankers:AreaRank"}},
+        AREA_RANK_ENTRY_POINTS,
     )
-    with installed(monkeypatch, root):
-        yield root
+    with install_in_process(tmp_path / "site", project):  # what `pip install` leaves behind
+        yield project
 
 
 def chosen_areas(run_dir: Path) -> list[int]:
@@ -304,13 +325,9 @@ def test_cli_command_recipe_a_command_module_named_in_commands_runs(
     text = recipe("A CLI command")
     for step in ("add_parser", "COMMANDS", "bench/cli/__init__.py", "no argparse default", "RefsegError"):
         assert step in text, step
-    root = write_plugin(
-        tmp_path / "site",
-        "hello-command",
-        {"hello_plugin/greetings.py": HELLO_LIBRARY, "hello_plugin/cli_hello.py": HELLO_COMMAND},
-        {},
-    )
-    with installed(monkeypatch, root):
+    modules = {"hello_plugin/greetings.py": HELLO_LIBRARY, "hello_plugin/cli_hello.py": HELLO_COMMAND}
+    project = write_project(tmp_path / "hello", "hello-command", modules)
+    with install_in_process(tmp_path / "site", project):
         monkeypatch.setattr(bench.cli, "COMMANDS", (*bench.cli.COMMANDS, "hello_plugin.cli_hello"))
 
         assert main(["hello", "world", "--times", "2"]) == 0
