@@ -11,7 +11,9 @@ instances through :meth:`Tool.use_tools`.
 
 A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
 them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
-``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``.
+``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``. Every field of
+the validated options is part of each cache key (the invoker adds them): a tool's
+``key_inputs`` / ``key_args`` / ``fingerprint`` never mention its options.
 
 The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
 controllers use them). Tools get parameters the invoker already validated.
@@ -311,12 +313,25 @@ class Tool(ABC):
         """
         return parse_tool_options(self.name, model, self.settings.options.get(self.name))
 
+    def validated_options(self) -> BaseModel | None:
+        """This tool's options validated against its ``Options`` model (every field, defaults
+        included), or ``None`` for a tool without one. The invoker puts them into every cache
+        key of the tool, so a tool never adds its options to a key itself.
+
+        Raises:
+            ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
+        """
+        if self.Options is None:
+            return None
+        return parse_tool_options(self.name, self.Options, self.settings.options.get(self.name))
+
     def use_tools(self, tools: dict[str, Tool]) -> None:  # noqa: B027 - optional hook
         """Receive the instances named in ``needs`` (the registry calls this once, after
         building the tool)."""
 
     def fingerprint(self) -> str:
-        """Identity of the weights behind this tool (part of every cache key)."""
+        """Identity of the weights behind this tool (part of every cache key): a property of
+        the model (its checkpoint's digest, architecture, precision), not of the options."""
         return "none"
 
     def setup(self) -> None:  # noqa: B027 - optional hook, most tools load nothing
