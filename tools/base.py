@@ -251,8 +251,11 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
 
 
-def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
+def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str = "tool") -> OptionsT:
     """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``.
+
+    Args:
+        kind: what ``tool`` names in the error (``tool``; ``controller`` for a controller's).
 
     Raises:
         ConfigError: one line naming the tool and each bad key, e.g.
@@ -265,7 +268,7 @@ def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
             f"option {where}: {what}" if where else f"options: {what}"
             for where, what in validation_problems(exc)
         )
-        raise ConfigError(f"tool {tool}: {problems}") from None
+        raise ConfigError(f"{kind} {tool}: {problems}") from None
 
 
 class Tool(ABC):
