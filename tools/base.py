@@ -11,9 +11,8 @@ instances through :meth:`Tool.use_tools`.
 
 A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
 them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
-``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``. Every field of
-the validated options is part of each cache key (the invoker adds them): a tool's
-``key_inputs`` / ``key_args`` / ``fingerprint`` never mention its options.
+``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``. The invoker
+puts them into every cache key: ``key_inputs``/``key_args``/``fingerprint`` never mention them.
 
 The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
 controllers use them). Tools get parameters the invoker already validated.
@@ -252,10 +251,8 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str = "tool") -> OptionsT:
-    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``.
-
-    Args:
-        kind: what ``tool`` names in the error (``tool``; ``controller`` for a controller's).
+    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``; ``kind``
+    is what ``tool`` names in the error (``tool``, or ``controller`` for a controller's).
 
     Raises:
         ConfigError: one line naming the tool and each bad key, e.g.
@@ -317,16 +314,9 @@ class Tool(ABC):
         return parse_tool_options(self.name, model, self.settings.options.get(self.name))
 
     def validated_options(self) -> BaseModel | None:
-        """This tool's options validated against its ``Options`` model (every field, defaults
-        included), or ``None`` for a tool without one. The invoker puts them into every cache
-        key of the tool, so a tool never adds its options to a key itself.
-
-        Raises:
-            ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
-        """
-        if self.Options is None:
-            return None
-        return parse_tool_options(self.name, self.Options, self.settings.options.get(self.name))
+        """This tool's options, every field (``None``: it has no ``Options``): the invoker puts
+        them into each of its cache keys. Raises ``ConfigError`` like :meth:`read_options`."""
+        return None if self.Options is None else self.read_options(self.Options)
 
     def use_tools(self, tools: dict[str, Tool]) -> None:  # noqa: B027 - optional hook
         """Receive the instances named in ``needs`` (the registry calls this once, after
