@@ -22,7 +22,9 @@ Specs are imported when first asked for, so listing names never imports a plugin
 
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -116,12 +118,19 @@ class ControllerSpec:
         return self.label(self, label)
 
 
+@functools.lru_cache(maxsize=8)
+def _plugin_targets(path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The group's entry points as ``(name, target)``, by name, for the distributions on
+    ``path`` (scanning them takes milliseconds per call: the CLI asks many times)."""
+    return tuple(sorted((ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)))
+
+
 def _targets() -> dict[str, tuple[str, str]]:
     """``{name: (target, origin)}``: the built-ins, then the plugins (a plugin never replaces
     a built-in)."""
     found = {name: (target, "builtin") for name, target in BUILTIN_CONTROLLERS.items()}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        found.setdefault(ep.name, (ep.value, "plugin"))
+    for name, target in _plugin_targets(tuple(sys.path)):
+        found.setdefault(name, (target, "plugin"))
     return found
 
 

@@ -126,7 +126,7 @@ ACCEL_FLAGS = flags(
 )  # fmt: skip
 
 CONTROLLER_FLAGS = flags(
-    ("--controller", "controller", {"choices": controller_names(), "metavar": "NAME"}),
+    ("--controller", "controller", {"metavar": "NAME"}),  # choices and help: the specs, at parse time
     (
         "--refiner",
         "refiner",
@@ -314,8 +314,9 @@ def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, "models", MODEL_FLAGS)
     add_flags(parser, "GPU path", ACCEL_FLAGS)
     choose = f"who drives the episode (default {default(EpisodeConfig, 'controller')}); {controllers_help()}"
+    named = {"choices": controller_names(), "help": choose}  # plugins installed now included
     controller = [
-        Flag(f.flag, f.field, {**f.kwargs, "help": choose}) if f.field == "controller" else f
+        Flag(f.flag, f.field, {**f.kwargs, **named}) if f.field == "controller" else f
         for f in CONTROLLER_FLAGS
     ]
     shortcuts = [
