@@ -217,7 +217,7 @@ def _confs(run_dir: Path) -> list[float]:
 @pytest.mark.slow  # three refseg subprocesses
 def test_cli_tool_option_on_one_cache_dir_and_a_resume_with_other_options(tmp_path: Path) -> None:
     env = plugin_env(tmp_path / "site")
-    common = ["bench", "run", "--dataset", "synthetic", "--n", "2", "--toolset", "offline"]
+    common = ["bench", "run", "--dataset", "synthetic", "--n", "1", "--toolset", "offline"]
     common += ["--ranker", "my_ranker", "--controller", "oneshot", "--quiet", "--bootstrap", "0"]
     common += ["--cache-dir", str(tmp_path / "cache")]
     runs = {}
