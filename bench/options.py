@@ -189,6 +189,12 @@ class EpisodeOptions:
         return spec.vlm == "required" or (spec.refines and self.refiner == "vlm")
 
     @property
+    def wants_vlm(self) -> bool:
+        """A VLM client is built when one is configured: it is needed, or the controller
+        uses one when it is there (``vlm="optional"``)."""
+        return self.needs_vlm or self.controller.vlm == "optional"
+
+    @property
     def vlm_flag(self) -> str:
         """The option that asked for a VLM, as the user wrote it (for error messages)."""
         if self.controller.vlm == "required":

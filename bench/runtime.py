@@ -106,7 +106,7 @@ def build_vlm(options: EpisodeOptions) -> Any:
 def _optional_vlm(options: EpisodeOptions, notes: list[str]) -> Any:
     """The VLM client of a controller that uses one when it is there (``vlm="optional"``):
     built when one is configured, else ``None`` and a note saying the run goes without."""
-    if options.controller.vlm != "optional":
+    if not options.wants_vlm:
         return None
     from agent.vlm import VLMConfig
 
