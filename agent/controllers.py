@@ -104,7 +104,7 @@ class ControllerSpec:
             ConfigError: one line naming the controller and each bad key, e.g.
                 ``controller agent: option max_turns: Input should be greater than or equal to 1``.
         """
-        return parse_tool_options(self.name, self.Options, dict(raw or {}), kind="controller")
+        return parse_tool_options(self.name, self.Options, raw, kind="controller")
 
     def option_fields(self) -> dict[str, tuple[Any, str]]:
         """``{key: (default, description)}`` of its options, for help texts."""
