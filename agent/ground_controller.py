@@ -3,7 +3,7 @@
 Propose and rank as the loop does; a ranking that passes the guard ends the episode. When
 it does not (and ``max_iter`` >= 1), one chat call shows the VLM the image and the
 expression and asks for the object's box (and, optionally, points on it) as JSON, in the
-coordinates of the picture it was shown (``EpisodeConfig.vlm_coords``). The proposer's
+coordinates of the picture it was shown (the ``vlm_coords`` option). The proposer's
 prompt tool (``sam_prompt``, ``region_prompt``) draws it; the drawn mask joins the
 candidates and the ranker scores them all. The drawn mask is confirmed, and chosen with stop
 reason ``grounded``, when it agrees with the VLM's box (its tight box overlaps the VLM's
@@ -14,6 +14,9 @@ When the VLM fails, or answers nothing usable, or a box the prompt tool refuses,
 answer (the best ranking so far) stands: stop reason ``fallback`` and a note. The trace has
 a ``ground`` event (the VLM's answer) and a ``prompt`` event (the box in the VLM's view and
 in the original image); the call is booked under ``vlm`` like the agent's turns.
+
+Its options (:class:`agent.controller_options.GroundOptions`): the episode's VLM budget
+(``budget_tokens``, ``budget_usd``: a spent budget stops before asking) and ``vlm_coords``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import re
 from typing import Any
 
 from agent.agent_controller import vlm_client
+from agent.controller_options import GroundOptions
+from agent.controllers import ControllerSpec
 from agent.episode import Episode, StopReason, fallback_kind
 from agent.loop_controller import propose_and_rank
 from agent.prompt_tools import added_indices, log_prompt, require_prompt_tool, show_image
@@ -116,7 +121,8 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         _Fallback: the VLM failed or its answer has no box.
     """
     client = vlm_client(ep)
-    messages = ground_messages(ep.ws.expression, show_image(ep), ep.ws.shown_view())
+    units = ep.options_as(GroundOptions).vlm_coords
+    messages = ground_messages(ep.ws.expression, show_image(ep, units), ep.ws.shown_view())
     try:
         reply = await ep.ask_vlm(client, messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS)
     except VLMError as exc:
@@ -177,13 +183,13 @@ async def _draw_and_choose(ep: Episode, tool: str, args: dict[str, Any]) -> None
 
 async def run_ground(ep: Episode) -> None:
     """Propose, rank; when unsure, ground the object with the VLM and draw it (see module)."""
-    cfg = ep.config
+    cfg, opts = ep.config, ep.options_as(GroundOptions)
     tool = require_prompt_tool(ep.registry, cfg.proposer, cfg.controller)
     ranking = await propose_and_rank(ep)
     if ep.guard(ranking):
         ep.stop_reason = StopReason.GUARD
         return
-    spent = ep.budget_spent()
+    spent = ep.budget_spent(opts.budget_tokens, opts.budget_usd)
     if cfg.max_iter < 1 or spent is not None:
         if spent is not None:
             ep.notes.append(f"ground stopped: {spent}")
@@ -198,3 +204,14 @@ async def run_ground(ep: Episode) -> None:
         await _draw_and_choose(ep, tool, args)
     except _Fallback as exc:
         ep.fall_back(f"ground fell back to the loop's answer: {exc}", exc.kind)
+
+
+GROUND = ControllerSpec(
+    name="ground",
+    run=run_ground,
+    description="when the ranking is unsure, one VLM call gives the object's box and the "
+    "proposer's prompt tool draws it",
+    vlm="required",
+    prompt_tool="required",
+    Options=GroundOptions,
+)

@@ -1,11 +1,16 @@
-"""The ``oneshot`` and ``loop`` controllers.
+"""The ``oneshot`` and ``loop`` controllers (specs :data:`ONESHOT` and :data:`LOOP`).
 
 Each drives one :class:`agent.episode.Episode`: it calls tools through ``episode.call`` (the
-single invocation path) and sets ``episode.stop_reason``.
+single invocation path) and sets ``episode.stop_reason``. Neither has options of its own:
+the guard and ``max_iter`` are the episode's (:class:`agent.episode.EpisodeConfig`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from agent.controllers import ControllerSpec
 from agent.episode import Episode, StopReason, fallback_kind
 from tools.errors import ToolError, VLMError
 from tools.types import Ranking
@@ -70,3 +75,23 @@ async def run_loop(ep: Episode) -> None:
             return
         ep.iterations += 1  # a round counts once it produced a new query to rank
         ranking = await ep.call(cfg.ranker, dict(cfg.rank_args))
+
+
+def _rounds_label(spec: ControllerSpec, label: Mapping[str, Any]) -> str:
+    """``loop(rules) x3``: the refiner and the rounds tell loop runs apart."""
+    return f"{spec.name}({label.get('refiner')}) x{label.get('max_iter')}"
+
+
+ONESHOT = ControllerSpec(
+    name="oneshot",
+    run=run_oneshot,
+    description="propose, rank, take the top-1 candidate (no refiner, no VLM)",
+)
+LOOP = ControllerSpec(
+    name="loop",
+    run=run_loop,
+    description="while the ranking is unsure and fewer than --max-iter rounds ran: refine the "
+    "query (--refiner rules|vlm), re-rank",
+    refines=True,
+    label=_rounds_label,
+)

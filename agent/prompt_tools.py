@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.agent_prompts import IMAGE_SIDE, encode_jpeg
 from agent.episode import Episode
-from tools.coords import Frame, View
+from tools.coords import Frame, Units, View
 from tools.errors import ConfigError
 from tools.registry import ToolRegistry
 from tools.types import Proposals
@@ -43,10 +43,11 @@ def require_prompt_tool(registry: ToolRegistry, proposer: str, controller: str) 
     return name
 
 
-def show_image(ep: Episode) -> str:
-    """The working image as the VLM sees it (a JPEG data URL); records that view on the workspace."""
+def show_image(ep: Episode, units: Units) -> str:
+    """The working image as the VLM sees it (a JPEG data URL); records that view, whose
+    coordinates the VLM gives in ``units``, on the workspace."""
     url, (w, h) = encode_jpeg(ep.ws.image.pixels, IMAGE_SIDE)
-    ep.ws.set_view(View(Frame(w, h, "view"), ep.config.vlm_coords))
+    ep.ws.set_view(View(Frame(w, h, "view"), units))
     return url
 
 

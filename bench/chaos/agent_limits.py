@@ -71,8 +71,9 @@ def unbounded_work_row(workdir: Path, seed: int = 0) -> RowResult:
     faults.update({n: ("slow", lambda r: Slow(SLOW_REPLY_S, agent_reply(r))) for n in (2, 7, 12)})
     policy = _Scheduled(faults)
     limits = {
-        "max_tool_calls": MAX_TOOL_CALLS,
-        "max_calls_per_reply": MAX_CALLS_PER_REPLY,
+        "controller_options": {
+            "agent": {"max_tool_calls": MAX_TOOL_CALLS, "max_calls_per_reply": MAX_CALLS_PER_REPLY}
+        },
         "episode_timeout_s": EPISODE_TIMEOUT_S,
     }
     with ScriptedServer(policy=policy, max_requests=100_000, max_lifetime_s=600) as srv:

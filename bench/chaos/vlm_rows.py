@@ -165,7 +165,7 @@ VLM_FAULTS: tuple[VLMFault, ...] = (
         lambda n, g: ToolCalls.of((PROPOSER, {})),
         lambda f: int(f.get("_turn_limit_stops", 0)),
         exact=False,
-        episode={"max_turns": 4},
+        episode={"controller_options": {"agent": {"max_turns": 4}}},
     ),
     VLMFault("empty choices", _every(3, lambda n, g: EmptyChoices()), _no_status, exact=False),
     VLMFault(

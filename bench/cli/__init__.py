@@ -1,4 +1,4 @@
-"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools.
+"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools, controllers.
 
 This subpackage is the only code that reads argparse. Each command module declares its
 parser, turns the parsed namespace into typed options once, and calls a library function
@@ -59,6 +59,7 @@ COMMANDS: tuple[str, ...] = (
     "bench.cli.weights",
     "bench.cli.cache",
     "bench.cli.tools",
+    "bench.cli.controllers",
     "bench.cli.view",
 )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.controllers import method_label
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.samples import IOUS, SAMPLES, SUMMARY, read_json, scan_samples
 from tools.errors import InputError
@@ -30,13 +31,9 @@ class RunView:
 
     @property
     def method(self) -> str:
-        """``oneshot``, ``loop(rules) x3``, ... (the configuration without the perturbation)."""
-        lab = self.label
-        if lab.get("controller") == "oneshot":
-            return "oneshot"
-        if lab.get("controller") in ("agent", "ground"):
-            return str(lab.get("controller"))  # neither uses the refiner's rounds
-        return f"{lab.get('controller')}({lab.get('refiner')}) x{lab.get('max_iter')}"
+        """``oneshot``, ``loop(rules) x3``, ``agent``, ... (the configuration without the
+        perturbation), as the controller's spec labels its runs."""
+        return method_label(self.label)
 
 
 RANDOM_WEIGHTS_WARNING = "random weights (--weights random): figures for smoke tests and timing only"

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from agent.controller_options import AgentOptions
 from agent.episode import EpisodeConfig, EpisodeResult
 from agent.session import Session
 from agent.tracing import Tracer
@@ -51,8 +52,10 @@ def make_session(
     for name, factory in (extra_tools or {}).items():
         registry.register(name, factory)
     # Scripted conversations start from a blank slate unless a test asks for the warm start.
-    names = {"proposer": PROPOSER, "ranker": RANKER, "refiner": REFINER, "agent_warm_start": False}
-    cfg = EpisodeConfig(controller="agent", **{**names, **config})
+    names = {"proposer": PROPOSER, "ranker": RANKER, "refiner": REFINER}
+    options = {"warm_start": False, **{k: v for k, v in config.items() if k in AgentOptions.model_fields}}
+    general = {k: v for k, v in config.items() if k not in AgentOptions.model_fields}
+    cfg = EpisodeConfig(controller="agent", **{**names, **general}, controller_options={"agent": options})
     return Session(registry, cfg, tracer=Tracer(trace, run_id="test-run"))
 
 

@@ -23,6 +23,8 @@ from helpers_agent_ctl import (
     tool_messages,
 )
 
+from agent.controller_options import GroundOptions
+from agent.controllers import get_controller
 from agent.episode import EpisodeConfig
 from agent.ground_controller import parse_ground_answer
 from agent.session import Session
@@ -41,7 +43,15 @@ def ground_session(
     client: Any, trace: Path | None = None, registry: ToolRegistry | None = None, **cfg: Any
 ) -> Session:
     registry = registry or ToolRegistry(ToolSettings(vlm=client))
-    config = EpisodeConfig(controller="ground", proposer=PROPOSER, ranker=RANKER, **cfg)
+    options = {k: v for k, v in cfg.items() if k in GroundOptions.model_fields}
+    general = {k: v for k, v in cfg.items() if k not in GroundOptions.model_fields}
+    config = EpisodeConfig(
+        controller="ground",
+        proposer=PROPOSER,
+        ranker=RANKER,
+        **general,
+        controller_options={"ground": options},
+    )
     return Session(registry, config, tracer=Tracer(trace, run_id="t"))
 
 
@@ -57,10 +67,20 @@ def ground(script: list[Spec], trace: Path | None = None, **cfg: Any) -> tuple[A
     return result, srv
 
 
+class _NeverAsked:
+    """A VLM client for an episode that never grounds (max_iter 0): asking it fails the test."""
+
+    async def complete(self, messages: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the VLM was asked")
+
+    async def aclose(self) -> None:
+        return None
+
+
 @functools.cache
 def oneshot_mask() -> np.ndarray:
     _, image, expression = scene()
-    result = run_episode(ground_session(None, max_iter=0), image, expression)
+    result = run_episode(ground_session(_NeverAsked(), max_iter=0), image, expression)
     assert result.stop_reason == "max_iter" and result.mask is not None  # unsure, no grounding round
     return result.mask
 
@@ -146,15 +166,14 @@ def test_no_vlm_call_when_sure_out_of_rounds_or_over_budget() -> None:
 
 
 def test_ground_needs_a_proposer_that_takes_prompts_and_a_vlm() -> None:
-    registry = ToolRegistry(ToolSettings())
+    registry = ToolRegistry(ToolSettings(vlm=_NeverAsked()))
     registry.register("empty_propose", EmptyPropose)
     with pytest.raises(ConfigError, match="--controller ground needs a proposer that takes a box or points"):
         Session(registry, EpisodeConfig(controller="ground", proposer="empty_propose", ranker=RANKER))
-    _, image, expression = scene()
     with pytest.raises(ConfigError, match="--controller ground needs a VLM"):
-        run_episode(ground_session(None), image, expression)
-    with pytest.raises(ConfigError, match="--vlm-coords must be one of pixels, norm1000"):
-        EpisodeConfig(vlm_coords="inches")  # type: ignore[arg-type]
+        ground_session(None)  # refused when the session is built, before any example
+    with pytest.raises(ConfigError, match=r"^controller ground: option vlm_coords: Input should be 'pixels'"):
+        get_controller("ground").options({"vlm_coords": "inches"})
 
 
 def test_the_agent_gets_bad_boxes_back_as_errors_and_draws_a_good_one() -> None:

@@ -12,7 +12,8 @@ from agent.episode import EpisodeConfig
 from bench.cli import build_parser, main
 from bench.cli.args import episode_options
 from bench.doubles.scripted_server import ScriptedServer, Text
-from bench.options import EpisodeOptions, ModelOptions, parse_tool_option, tool_options_from
+from bench.option_pairs import parse_tool_option, tool_options_from
+from bench.options import EpisodeOptions, ModelOptions
 from bench.runtime import build_runtime, describe_config
 from tools.base import ToolSettings
 from tools.errors import ConfigError

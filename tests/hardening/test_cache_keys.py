@@ -67,7 +67,7 @@ def test_concurrency_and_timeouts_are_not_part_of_results_or_keys(tmp_path: Path
     url = {"base_url": "http://127.0.0.1:9/v1"}
     a = _runtime(agent, {**url, "timeout_s": 5.0, "max_retries": 1})
     b = _runtime(agent, {**url, "timeout_s": 60.0, "max_retries": 6}, concurrency=2)
-    c = _runtime({**agent, "max_turns": 3}, url)
+    c = _runtime({**agent, "controller_options": {"agent": {"max_turns": 3}}}, url)
     try:
         assert result_config(a, spec, examples) == result_config(b, spec, examples)
         assert result_config(a, spec, examples) != result_config(c, spec, examples)

@@ -150,7 +150,7 @@ def test_refine_query_tool_uses_the_vlm_refiner() -> None:
         async def go() -> Any:
             async with VLMClient(config) as client:
                 tool = RefineQuery(ToolSettings(vlm=client, options={"refine_query": {"refiner": "vlm"}}))
-                assert tool.fingerprint() == f"vlm:{DEFAULT_MODEL}"
+                assert tool.fingerprint().endswith(f";vlm:{DEFAULT_MODEL}")  # the rules' too
                 out = await tool(ws, RefineParams())
                 tool.apply(ws, out)
                 return out
