@@ -21,7 +21,6 @@ from agent.invoke import CallContext, Invoker
 from agent.rank_steps import RankStep, RankSteps
 from agent.vlm_reply import VLMReply
 from tools.base import Workspace
-from tools.coords import UNITS, Units
 from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
 from tools.types import Ranking
@@ -64,8 +63,6 @@ class EpisodeConfig:
             ranking that passes the guard ends the episode without any VLM call, and the
             VLM starts from the ranked candidates otherwise.
         budget_tokens, budget_usd: per-episode VLM budget in ``agent`` and ``ground``.
-        vlm_coords: how the VLM gives coordinates: ``pixels`` of the image it was shown
-            (Qwen2.5-VL) or ``norm1000``, 0-1000 normalised (Qwen2-VL and others).
         max_tool_calls: most tool calls the VLM may have run in one ``agent`` episode (the
             agent needs about ten: propose, a few ranks and refinements, submit); later ones
             are answered with an error. ``submit`` is always run.
@@ -90,7 +87,6 @@ class EpisodeConfig:
     agent_warm_start: bool = True
     budget_tokens: int = 60_000
     budget_usd: float = 0.05
-    vlm_coords: Units = "pixels"
     max_tool_calls: int = 24
     max_calls_per_reply: int = 6
     episode_timeout_s: float | None = 600.0
@@ -106,8 +102,6 @@ class EpisodeConfig:
             raise ConfigError("--pick must be 'best' or 'last'")
         if self.max_turns < 1:
             raise ConfigError("--max-turns must be >= 1")
-        if self.vlm_coords not in UNITS:
-            raise ConfigError(f"--vlm-coords must be one of {', '.join(UNITS)}, got {self.vlm_coords!r}")
         if self.max_tool_calls < 1 or self.max_calls_per_reply < 1:
             raise ConfigError("--max-tool-calls and --max-calls-per-reply must be >= 1")
         if self.episode_timeout_s is not None and not self.episode_timeout_s > 0:
@@ -274,6 +268,7 @@ class Episode:
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             usd=reply.usd,
+            reasoning_tokens=reply.reasoning_tokens,
         )
         return reply
 

@@ -1,4 +1,4 @@
-"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools.
+"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools, view, vlm.
 
 This subpackage is the only code that reads argparse. Each command module declares its
 parser, turns the parsed namespace into typed options once, and calls a library function
@@ -53,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``refseg`` parser with every command."""
     import argparse
 
-    from bench.cli import bench, cache, segment, tools, trace, view, weights
+    from bench.cli import bench, cache, segment, tools, trace, view, vlm, weights
 
     parser = argparse.ArgumentParser(
         prog="refseg",
         description="Closed-loop referring segmentation: SAM proposes, CLIP ranks, a VLM refines.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (segment, bench, trace, weights, cache, tools, view):
+    for module in (segment, bench, trace, weights, cache, tools, view, vlm):
         module.add_parser(sub)
     return parser
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from agent.controllers import CONTROLLERS
 from agent.episode import EpisodeConfig
+from agent.vlm_profile import ProfileChoice
+from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.options import (
     CLIP_MODES,
     ENGINES,
@@ -32,7 +34,6 @@ from bench.options import (
 )
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
-from tools.coords import UNITS
 from tools.precision import PRECISIONS
 
 
@@ -152,15 +153,6 @@ CONTROLLER_FLAGS = flags(
     ("--budget-tokens", "budget_tokens", {"type": int, "help": "agent, ground: VLM tokens per episode"}),
     ("--budget-usd", "budget_usd", {"type": float, "help": "agent, ground: VLM USD per episode"}),
     (
-        "--vlm-coords",
-        "vlm_coords",
-        {
-            "choices": list(UNITS),
-            "help": "agent, ground: how the VLM gives boxes and points: pixels of the image it was "
-            "shown (Qwen2.5-VL) or norm1000, 0-1000 normalised (Qwen2-VL and others)",
-        },
-    ),
-    (
         "--max-tool-calls",
         "max_tool_calls",
         {"type": int, "help": "agent: most tool calls the VLM may have run per episode"},
@@ -192,6 +184,7 @@ VLM_FLAGS = flags(
         {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
     ),
 )
+PROFILE_FLAGS = flags(*PROFILE_ROWS)
 CACHE_FLAGS = flags(
     (
         "--cache-dir",
@@ -324,6 +317,7 @@ def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, "GPU path", ACCEL_FLAGS)
     add_flags(parser, "controller", CONTROLLER_FLAGS)
     add_flags(parser, "VLM (OpenAI-compatible)", VLM_FLAGS)
+    add_flags(parser, "VLM conventions", PROFILE_FLAGS)
     add_flags(parser, "cache", CACHE_FLAGS)
 
 
@@ -336,7 +330,7 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     return EpisodeOptions(
         models=ModelOptions(**models),
         episode=EpisodeConfig(**controller),
-        vlm=VLMOptions(**given(ns, VLM_FLAGS)),
+        vlm=VLMOptions(**given(ns, VLM_FLAGS), profile=ProfileChoice(**given(ns, PROFILE_FLAGS))),
         cache=CacheOptions(**given(ns, CACHE_FLAGS)),
     )
 

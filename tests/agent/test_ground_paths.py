@@ -29,6 +29,7 @@ from agent.ground import parse_ground_answer
 from agent.session import Session
 from agent.trace_view import render_trace
 from agent.tracing import Tracer
+from agent.vlm_profile import VLMProfile
 from tools.base import ToolSettings, Workspace
 from tools.errors import ConfigError, ToolError
 from tools.offline.missed_scenes import MissedScene, halo_scene
@@ -153,8 +154,8 @@ def test_ground_needs_a_proposer_that_takes_prompts_and_a_vlm() -> None:
     _, image, expression = scene()
     with pytest.raises(ConfigError, match="--controller ground needs a VLM"):
         run_episode(ground_session(None), image, expression)
-    with pytest.raises(ConfigError, match="--vlm-coords must be one of pixels, norm1000"):
-        EpisodeConfig(vlm_coords="inches")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--vlm-coords must be one of pixels, norm1000, norm1000-yx"):
+        VLMProfile(coords="inches")  # type: ignore[arg-type]
 
 
 def test_the_agent_gets_bad_boxes_back_as_errors_and_draws_a_good_one() -> None:

@@ -1,0 +1,1 @@
+"""Test doubles at the network edge: scripted VLM servers that answer as real models do."""
