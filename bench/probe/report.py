@@ -135,7 +135,11 @@ class ProbeReport:
         if self.fit is not None:
             scores = "  ".join(f"{k} {v:.2f}" for k, v in self.fit.scores.items())
             out.append(f"coordinates  {self.fit.best} (mean IoU {self.fit.iou:.2f}); fit: {scores}")
-        native = "yes" if d["native_tool_calls"] else f"no ({_status(self.checks.get('native_tools'))})"
+        native_out = self.checks.get("native_tools")
+        why = (
+            "no tool_calls in the reply" if native_out is not None and native_out.ok else _status(native_out)
+        )
+        native = "yes" if d["native_tool_calls"] else f"no ({why})"
         out.append(f"tool calls   native: {native}; text: {'yes' if d['text_tool_calls'] else 'no'}")
         schema = self.checks.get("json_schema")
         refused = schema is not None and schema.facts.get("refused")
@@ -157,6 +161,6 @@ def _status(out: Outcome | None) -> str:
     if out is None:
         return "not checked"
     if not out.ok:
-        return f"failed: {out.error}"
+        return f"failed: {(out.error or '')[:240]}"
     assert out.reply is not None
     return f"ok {out.reply.latency_s:.2f} s, {out.reply.tokens_in} tokens in / {out.reply.tokens_out} out"
