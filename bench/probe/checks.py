@@ -88,6 +88,11 @@ class Prober:
         self.skipped: list[str] = []  # checks not made: out of time
         self.requests = 0  # chat requests sent
 
+    def use_model(self, model: str) -> None:
+        """Ask ``model`` from now on (the one the endpoint lists, when none was given)."""
+        self.config = self.config.with_(model=model)
+        self.schema_config = self.schema_config.with_(model=model)
+
     def left(self) -> float:
         return self.deadline - time.monotonic()
 

@@ -44,10 +44,7 @@ async def probe_endpoint(options: ProbeOptions) -> ProbeReport:
     source = "flag" if options.model or os.environ.get(MODEL_ENV) else "default"
     if source == "default" and models:
         config, source = config.with_(model=models[0]), "/models"
-        prober.config, prober.schema_config = (
-            prober.config.with_(model=models[0]),
-            prober.schema_config.with_(model=models[0]),
-        )
+        prober.use_model(models[0])
     report = ProbeReport(public_url(config.base_url), config.model, source, models)
     text = report.checks["text"] = await prober.text()
     if not text.ok and text.facts.get("kind") in UNREACHABLE:
