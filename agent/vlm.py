@@ -204,7 +204,7 @@ class VLMClient:
         try:
             return await self._complete(messages, {**kw, **plan.kw}, dropped)
         except VLMCallError as exc:
-            if not (plan.optional and is_refusal(exc.status)):
+            if not (plan.optional and is_refusal(exc.status, str(exc))):
                 raise self._failed(exc, plan) from None
             refusal = _one_line(str(exc), 200)
         try:
@@ -219,7 +219,7 @@ class VLMClient:
     def _failed(self, exc: VLMCallError, plan: Plan) -> VLMCallError:
         """Count a call that failed; a refusal of native tool calls says how to turn them on."""
         self.failures += 1
-        if plan.native_tools and is_refusal(exc.status):
+        if plan.native_tools and is_refusal(exc.status, str(exc)):
             return VLMCallError(f"{exc}; {NATIVE_TOOLS_FIX}", status=exc.status, kind=exc.kind)
         return exc
 

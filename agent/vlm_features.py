@@ -3,8 +3,9 @@
 Two things a request may ask for that not every OpenAI-compatible server takes:
 
 - ``tools`` (native function calling): vLLM answers HTTP 400 to ``tool_choice: auto`` unless
-  it was started with ``--enable-auto-tool-choice --tool-call-parser ...``; a gateway may
-  refuse ``tools`` outright. With ``--vlm-tool-calls auto`` they are optional (the prompt
+  it was started with ``--enable-auto-tool-choice --tool-call-parser ...``; older llama.cpp
+  servers answer HTTP 500 "tools param requires --jinja flag"; a gateway may refuse
+  ``tools`` outright. With ``--vlm-tool-calls auto`` they are optional (the prompt
   describes the tools too); with ``native`` they are not, and the error says how to fix it.
 - ``response_format`` with a JSON schema (``--vlm-json-schema``): always optional.
 
@@ -25,6 +26,7 @@ from agent.vlm_profile import VLMProfile
 log = logging.getLogger(__name__)
 
 REFUSAL_STATUS = frozenset({400, 422})
+REFUSAL_PHRASES = ("requires --jinja",)
 NATIVE_TOOLS_FIX = (
     "the server refused native tool calls; start it with tool calling on (vLLM: "
     "--enable-auto-tool-choice --tool-call-parser hermes; llama.cpp: --jinja) or pass "
@@ -90,6 +92,10 @@ class Features:
                 log.warning("the VLM server refused %s (%s); continuing without it", name, message)
 
 
-def is_refusal(status: int | None) -> bool:
-    """An HTTP status that can mean "this server does not take that request feature"."""
-    return status in REFUSAL_STATUS
+def is_refusal(status: int | None, message: str = "") -> bool:
+    """An answer that can mean "this server does not take that request feature": HTTP 400 or
+    422, or the HTTP 500 older llama.cpp servers give ``tools`` ("tools param requires --jinja
+    flag")."""
+    if status in REFUSAL_STATUS:
+        return True
+    return status is not None and status >= 500 and any(p in message for p in REFUSAL_PHRASES)

@@ -13,8 +13,9 @@ the real ``openai`` client) built from the documented reply formats:
 
 Tool-call styles: ``native`` (``tool_calls`` when the request has ``tools``; text otherwise),
 ``hermes`` (ignores ``tools``; ``<tool_call>{...}</tool_call>`` in ``content``), ``json``
-(ignores ``tools``; a fenced JSON call) and ``strict`` (vLLM without a tool-call parser: HTTP
-400 to a request with ``tools``, Hermes text otherwise). ``reasoning``: ``none``, ``think``
+(ignores ``tools``; a fenced JSON call), ``strict`` (vLLM without a tool-call parser: HTTP
+400 to a request with ``tools``, Hermes text otherwise) and ``llamacpp`` (an older llama.cpp
+without ``--jinja``: HTTP 500 "tools param requires --jinja flag"). ``reasoning``: ``none``, ``think``
 (``<think>...</think>`` before the answer) or ``field`` (``reasoning_content`` and
 ``completion_tokens_details.reasoning_tokens``). ``json_schema``: ``ignore``, ``accept`` (the
 schema's object) or ``refuse`` (HTTP 400 to ``response_format``).
@@ -43,6 +44,7 @@ from tools.coords import Frame, Units, View
 THOUGHT = "The user wants one object. I look at the picture, find it, and answer in my format."
 REASONING_TOKENS = 40
 VLLM_NO_PARSER = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+LLAMACPP_NO_JINJA = "tools param requires --jinja flag"
 COLOURS = {"red": (210, 35, 35), "blue": (35, 70, 210), "green": (30, 160, 60)}
 
 
@@ -75,7 +77,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "norm1": ("norm1", None),
     "percent": ("percent", None),
 }
-TOOL_STYLES = ("native", "hermes", "json", "strict")
+TOOL_STYLES = ("native", "hermes", "json", "strict", "llamacpp")
 
 
 class ConventionVLM:
@@ -113,6 +115,8 @@ class ConventionVLM:
             return Status(400, "response_format of type json_schema is not supported by this server")
         if request.get("tools") and self.tool_style == "strict":
             return Status(400, VLLM_NO_PARSER)
+        if request.get("tools") and self.tool_style == "llamacpp":
+            return Status(500, LLAMACPP_NO_JINJA)
         reply = self._answer(request, schema if self.json_schema == "accept" else None)
         return self._wrap(reply, request)
 

@@ -44,16 +44,22 @@ def test_auto_uses_native_calls_when_the_server_returns_them(tmp_path: Path) -> 
     assert all(e["tool_call_styles"] == {"native": 3} for e in events(trace, "agent_stop"))
 
 
-def test_auto_drops_tools_a_server_refuses_and_goes_on_in_text(tmp_path: Path) -> None:
-    """vLLM without --enable-auto-tool-choice answers 400 to `tools`: asked again without them,
-    once; every later request leaves them out, and the trace says so."""
+@pytest.mark.parametrize(
+    ("style", "status", "says"), [("strict", 400, "enable-auto-tool-choice"), ("llamacpp", 500, "--jinja")]
+)
+def test_auto_drops_tools_a_server_refuses_and_goes_on_in_text(
+    tmp_path: Path, style: str, status: int, says: str
+) -> None:
+    """vLLM without --enable-auto-tool-choice answers 400 to `tools`, an older llama.cpp without
+    --jinja 500: asked again without them, once; every later request leaves them out, and the
+    trace says so."""
     trace = tmp_path / "trace.jsonl"
-    run = run_family("agent", "qwen3-vl", replace(QWEN3, tool_calls="auto"), tool_style="strict", trace=trace)
+    run = run_family("agent", "qwen3-vl", replace(QWEN3, tool_calls="auto"), tool_style=style, trace=trace)
     assert min(run.ious) >= 0.9 and {r.stop_reason for r in run.results} == {"agent_submit"}
     with_tools = [r for r in run.requests if "tools" in (r.json or {})]
     assert len(with_tools) == 1  # the refused one; then never again
     calls = events(trace, "vlm_call")
-    assert calls[0]["status"] == 400 and "enable-auto-tool-choice" in calls[0]["error"]
+    assert calls[0]["status"] == status and says in calls[0]["error"]
     assert all(c.get("dropped") == ["tools"] for c in calls[1:])
     assert {t["tool_call_style"] for t in events(trace, "turn")} == {"text"}
 
