@@ -71,10 +71,14 @@ class VLMProfile:
             )
 
     def view_frame(self, frame: Frame) -> Frame:
-        """The size the view is sent at: ``frame``, or ``frame`` on the grid within the budget."""
+        """The size the view is sent at: ``frame``, or ``frame`` on the grid within the budget
+        (a picture the processor itself refuses, under 10 pixels or over 200:1, is sent as it is)."""
         if self.view_grid is None:
             return frame
-        return frame.on_grid(self.view_grid, self.min_pixels, self.max_pixels)
+        try:
+            return frame.on_grid(self.view_grid, self.min_pixels, self.max_pixels)
+        except ValueError:
+            return frame
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, for ``config.json``."""

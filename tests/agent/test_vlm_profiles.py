@@ -13,7 +13,7 @@ from helpers_conventions import run_family
 
 from agent.vlm_profile import PROFILES, ProfileChoice, resolve_profile
 from bench.doubles.vlm_conventions import received_sizes
-from tools.coords import box_iou
+from tools.coords import Frame, box_iou
 from tools.errors import ConfigError
 from tools.offline.missed_scenes import halo_scene
 
@@ -33,6 +33,14 @@ def test_presets_resolve_and_explicit_flags_win() -> None:
         ProfileChoice(tool_calls="xml")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="--vlm-max-pixels must be at least"):
         ProfileChoice("qwen2.5-vl", max_pixels=100)
+
+
+def test_view_sizing_follows_the_grid_and_its_pixel_budget() -> None:
+    qwen = PROFILES["qwen2.5-vl"]
+    assert qwen.view_frame(Frame(768, 512)).wh == (756, 504)
+    assert replace(qwen, max_pixels=200_704).view_frame(Frame(768, 512)).wh == (532, 364)  # 256*28*28
+    assert PROFILES["qwen3-vl"].view_frame(Frame(768, 512)).wh == (768, 512)  # normalised: no resize
+    assert qwen.view_frame(Frame(5, 300)).wh == (5, 300)  # the processor refuses it too: sent as is
 
 
 def _box_iou_in_trace(trace: Path, truth: np.ndarray) -> float:
