@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bench.metrics import DEFAULT_BOOTSTRAP
-from bench.samples import IOUS, SAMPLES, SUMMARY, read_json, scan_samples
+from bench.records import RunLabel, Summary
+from bench.samples import IOUS, SAMPLES, SUMMARY, read_summary, scan_samples
 from tools.errors import InputError
 
 
@@ -20,30 +20,30 @@ class RunView:
 
     name: str
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     ious: np.ndarray
     notes: list[str] = field(default_factory=list)  # unreadable lines of samples.jsonl, ...
 
     @property
-    def label(self) -> dict[str, Any]:
-        return dict(self.summary.get("label", {}))
+    def label(self) -> RunLabel:
+        return self.summary.label
 
     @property
     def method(self) -> str:
         """``oneshot``, ``loop(rules) x3``, ... (the configuration without the perturbation)."""
         lab = self.label
-        if lab.get("controller") == "oneshot":
+        if lab.controller == "oneshot":
             return "oneshot"
-        if lab.get("controller") in ("agent", "ground"):
-            return str(lab.get("controller"))  # neither uses the refiner's rounds
-        return f"{lab.get('controller')}({lab.get('refiner')}) x{lab.get('max_iter')}"
+        if lab.controller in ("agent", "ground"):
+            return str(lab.controller)  # neither uses the refiner's rounds
+        return f"{lab.controller}({lab.refiner}) x{lab.max_iter}"
 
 
 RANDOM_WEIGHTS_WARNING = "random weights (--weights random): figures for smoke tests and timing only"
 
 
 def random_weight_runs(runs: Sequence[RunView]) -> list[str]:
-    return [r.name for r in runs if r.label.get("weights") == "random"]
+    return [r.name for r in runs if r.label.weights == "random"]
 
 
 def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | None = None) -> RunView:
@@ -56,7 +56,7 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
         raise InputError(
             f"{path}: not a run folder (no {SAMPLES}); run `refseg bench run --out {path}` first"
         )
-    summary = read_json(path / SUMMARY)
+    summary = read_summary(path)
     stale = summary is not None and (path / SAMPLES).stat().st_mtime_ns > (path / SUMMARY).stat().st_mtime_ns
     if summary is None or stale or bootstrap is not None:
         summary = write_outputs(path, bootstrap=DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)

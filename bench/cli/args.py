@@ -204,9 +204,13 @@ DATA_FLAGS = flags(
     (
         "--dataset",
         "dataset",
-        {"help": "hub name, a local parquet file or folder, or 'synthetic' (generated scenes)"},
+        {
+            "help": "a data set's name (synthetic, refcoco-m, ...), ADAPTER:SOURCE, or a local file "
+            "or folder in an adapter's layout; `refseg bench datasets` lists them "
+            f"(default {default(DataSpec, 'dataset')})"
+        },
     ),
-    ("--split", "split", {"help": f"hub split (default: {default(DataSpec, 'split')})"}),
+    ("--split", "split", {"help": "split (default: the data set's own, e.g. validation)"}),
     ("--n", "n", {"type": int, "help": "number of images (default: all; synthetic: 20 scenes)"}),
     (
         "--per-image",

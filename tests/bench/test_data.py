@@ -19,7 +19,7 @@ from bench.data import (
     load_refcocom,
     load_synthetic,
 )
-from bench.fixtures import demo_rows, write_refcocom_parquet
+from bench.data.fixtures import demo_rows, write_refcocom_parquet
 from bench.rle import encode_rle
 from tools.errors import ConfigError, DatasetError, InputError
 
@@ -208,10 +208,10 @@ def test_unreachable_hub_name_is_a_dataset_error(monkeypatch: pytest.MonkeyPatch
 def test_self_contained_examples_carry_bytes_or_the_readers_error(tmp_path: Path) -> None:
     from dataclasses import replace
 
+    from bench.data.examples import EncodedImage, self_contained
     from bench.evaluate import load_example_image
-    from bench.examples import EncodedImage, self_contained
 
-    class Row:  # a data set row reference, as bench.refcocom.ArrowImage
+    class Row:  # a data set row reference, as bench.data.parquet.ArrowImage
         name = "row 7"
 
         def __init__(self, data: bytes | Exception):

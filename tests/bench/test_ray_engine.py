@@ -20,10 +20,10 @@ from helpers_runner import id_counts, sample_lines, synthetic
 
 from agent.episode import EpisodeConfig
 from bench.data import load_dataset_spec
+from bench.data.fixtures import demo_rows, write_refcocom_parquet
 from bench.engines.compare import answers
 from bench.engines.ray_engine import RayEngine
 from bench.engines.ray_worker import GroupResult
-from bench.fixtures import demo_rows, write_refcocom_parquet
 from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions
 from tools.clip_loading import TINY_CLIP_NAME
 from tools.errors import CheckpointError

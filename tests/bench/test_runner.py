@@ -16,7 +16,7 @@ from helpers_runner import id_counts, run, sample_lines, synthetic
 
 from bench.cli import main
 from bench.data import load_dataset_spec
-from bench.fixtures import write_refcocom_parquet
+from bench.data.fixtures import write_refcocom_parquet
 from bench.metrics import iou
 from bench.options import DataSpec
 from bench.rle import decode_rle
