@@ -88,7 +88,7 @@ def _checked(ex: Example, image: Image | str) -> tuple[Image, GroundTruth]:
     for what, mask in (("ground-truth mask", truth.mask), ("ignore region", truth.ignore)):
         if mask is not None and mask.shape != image.size:
             h, w = mask.shape
-            raise RefsegError(f"{what} {h}x{w} does not match the image {image.height}x{image.width}")
+            raise RefsegError(f"{what} size {h}x{w} does not match the image size {image.height}x{image.width}")
     return image, truth
 
 

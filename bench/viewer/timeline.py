@@ -17,7 +17,7 @@ from typing import Any
 from agent.trace_view import EpisodeTrace
 from agent.tracing import redact
 
-_COMMON = {"event", "run_id", "sample_id", "step", "ts"}
+_COMMON = {"event", "run_id", "sample_id", "step", "ts", "schema_version"}
 _SHORT = 240
 
 
