@@ -42,7 +42,7 @@ def test_ray_gives_the_local_answers_and_one_writer_writes_them(tmp_path: Path, 
     inv = last_invocation(tmp_path / "ray")
     assert (inv["engine"], inv["workers"], inv["worker_deaths"]) == ("ray", 2, 0)
     assert inv["computed"]["region_propose"] == 3  # SAM's stand-in runs once per image
-    assert result.summary["timing"]["engine"] == "ray" and result.summary["timing"]["workers"] == 2
+    assert result.summary.timing.engine == "ray" and result.summary.timing.workers == 2
     configs = [json.loads((tmp_path / r / "config.json").read_text()) for r in ("local", "ray")]
     assert configs[0]["results"] == configs[1]["results"]  # the engine is not a result setting
 
