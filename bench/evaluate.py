@@ -88,7 +88,8 @@ def _checked(ex: Example, image: Image | str) -> tuple[Image, GroundTruth]:
     for what, mask in (("ground-truth mask", truth.mask), ("ignore region", truth.ignore)):
         if mask is not None and mask.shape != image.size:
             h, w = mask.shape
-            raise RefsegError(f"{what} size {h}x{w} does not match the image size {image.height}x{image.width}")
+            size = f"{image.height}x{image.width}"
+            raise RefsegError(f"{what} size {h}x{w} does not match the image size {size}")
     return image, truth
 
 

@@ -5,7 +5,8 @@
   it streams, which protocol, what ``config.json`` records); :mod:`bench.data.registry`
   finds them (built-ins and the ``refseg.datasets`` entry-point group).
 - :mod:`bench.data.protocol`: per-example scoring, metrics and breakdowns;
-  :mod:`bench.data.protocols`: the built-in mask-IoU protocol.
+  :mod:`bench.data.protocols`: the built-in mask-IoU protocol and its metrics.
+- :mod:`bench.data.files`: image files read from the data set's folder only, file digests.
 - Built-in adapters: :mod:`bench.data.synthetic` (generated scenes) and
   :mod:`bench.data.refcocom` (RefCOCO-M, hub or parquet, via :mod:`bench.data.parquet`).
 
@@ -22,13 +23,19 @@ from bench.data.examples import (
     ExampleSource,
     consecutive_groups,
     group_by_image,
+    parse_bbox,
+    sentence_problem,
 )
+from bench.data.files import FileImage, file_digest, image_path
 from bench.data.protocol import Breakdown, EvalProtocol, ExampleScore, GroundTruth, Metric, score_masks
-from bench.data.protocols import MASK_IOU
+from bench.data.protocols import CIOU, MASK_IOU, MIOU, SIZE, precision_at
 from bench.data.registry import adapter_infos, adapter_named, protocol_named, resolve
 
 __all__ = [
+    "CIOU",
     "MASK_IOU",
+    "MIOU",
+    "SIZE",
     "Breakdown",
     "DataRequest",
     "DataSource",
@@ -38,17 +45,23 @@ __all__ = [
     "ExampleScore",
     "ExampleSet",
     "ExampleSource",
+    "FileImage",
     "GroundTruth",
     "Metric",
     "adapter_infos",
     "adapter_named",
     "consecutive_groups",
+    "file_digest",
     "group_by_image",
+    "image_path",
     "load_dataset_spec",
     "open_dataset",
+    "parse_bbox",
+    "precision_at",
     "protocol_named",
     "resolve",
     "score_masks",
+    "sentence_problem",
 ]
 
 

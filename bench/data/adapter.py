@@ -8,13 +8,13 @@ plugin package through the ``refseg.datasets`` entry-point group; see
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from bench.data.examples import Example, check_selection, select_rows
+from bench.data.files import file_digest
 from bench.data.protocol import EvalProtocol
 from bench.data.protocols import MASK_IOU
 from bench.records import DataFile, DatasetRecord
@@ -169,15 +169,6 @@ class DataSource:
             files=self._digests,
             revision=self.revision,
         )
-
-
-def file_digest(path: Path) -> DataFile:
-    """A file's size and SHA-256 (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return DataFile(path=str(path), bytes=path.stat().st_size, sha256=h.hexdigest())
 
 
 @dataclass

@@ -6,8 +6,7 @@ read only when an example's image is loaded, and nothing is decoded up front. Ad
 parquet layouts (:mod:`bench.data.refcocom`) build on these helpers.
 
 A row whose image has no bytes but a ``path`` is read from the data set's own folder (the
-parquet file's folder, or the folder given); a path that leads outside it (``../x.png``,
-``/etc/shadow``, a symbolic link out) fails that example, unless ``allow_outside_paths``.
+parquet file's folder, or the folder given) only (:func:`bench.data.files.image_path`).
 """
 
 from __future__ import annotations
@@ -18,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.data.files import image_path
 from tools.errors import DatasetError, InputError
 from tools.images import decode_image
 from tools.types import Image
 
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")
-OUTSIDE_FLAG = "--allow-image-paths-outside"
 BATCH_ROWS = 64  # rows read at a time while streaming
 
 
@@ -165,28 +164,3 @@ class ArrowImage:
 
     def load(self) -> Image:
         return decode_image(self.raw(), name=self.name)
-
-
-def image_path(path: str, root: Path | None, allow_outside: bool, name: str) -> Path:
-    """Where a row's image ``path`` points: inside ``root`` (the data set's folder) only.
-
-    Raises:
-        InputError: the path leads outside ``root`` (or there is no local folder), and
-            ``allow_outside`` is off.
-    """
-    candidate = Path(path).expanduser()
-    if root is not None and not candidate.is_absolute():
-        candidate = root / candidate
-    if allow_outside:
-        return candidate
-    if root is None:
-        raise InputError(
-            f"{name}: image path {path!r} of a hub data set is not read; pass {OUTSIDE_FLAG} to read it"
-        )
-    resolved = candidate.resolve()  # follows symbolic links: a link out of the folder is out
-    if not resolved.is_relative_to(root.resolve()):
-        raise InputError(
-            f"{name}: image path {path!r} is outside the data set folder {root}; "
-            f"pass {OUTSIDE_FLAG} to read it"
-        )
-    return resolved
