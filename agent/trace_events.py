@@ -122,14 +122,18 @@ class EpisodeEnd(EventBase):
     error: str | None = None
 
 
-class OtherEvent(EventBase):
-    """Any other kind (``agent_tools``, ``submit``, ``ground``, a plugin's own, ...)."""
-
-
+# The kinds with a model of their own; any other reads as OtherEvent.
 KINDS: dict[str, type[EventBase]] = {
     model.model_fields["event"].default: model
     for model in (EpisodeStart, ToolCall, VLMCall, Guard, Turn, ToolCallLimit, EpisodeTimeout, EpisodeEnd)
 }
+
+
+class OtherEvent(EventBase):
+    """Any other kind (``agent_tools``, ``submit``, ``ground``, a plugin's own, ...)."""
+
+    event: str = Field(json_schema_extra={"not": {"enum": list(KINDS)}})
+
 
 
 def _kind(value: Any) -> str:

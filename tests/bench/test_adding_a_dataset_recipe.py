@@ -17,15 +17,13 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from helpers_datasets import write_shapes
 from helpers_plugins import PLUGIN_PACKAGE, plugin_env
-from PIL import Image
 
 from bench.rle import decode_rle
-from tools.offline.scenes import generate_scene
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
@@ -56,26 +54,6 @@ def write_package(root: Path, blocks: dict[str, list[str]]) -> Path:
         f'[project]\nname = "my-datasets"\nversion = "0.1"\n\n{entry_points}'
     )
     return root
-
-
-def write_shapes(folder: Path, scenes: int = 2) -> dict[str, np.ndarray]:
-    """Generated scenes in the adapter's layout; returns each object's mask by ``scene:object``.
-    One object more has no expression (the adapter counts it as dropped)."""
-    folder.mkdir(parents=True)
-    images, masks = [], {}
-    for s in range(scenes):
-        scene = generate_scene(s)
-        Image.fromarray(np.asarray(scene.image, dtype=np.uint8)).save(folder / f"scene{s}.png")
-        objects: list[dict[str, Any]] = []
-        for j, obj in enumerate(scene.objects):
-            name = f"scene{s}_{j}.png"
-            Image.fromarray(np.asarray(obj.mask, dtype=np.uint8) * 255).save(folder / name)
-            objects.append({"mask": name, "expressions": list(obj.expressions)})
-            masks[f"scene{s}:{j}"] = np.asarray(obj.mask, dtype=bool)
-        objects.append({"mask": "scene0_0.png", "expressions": []})
-        images.append({"file": f"scene{s}.png", "objects": objects})
-    (folder / "annotations.json").write_text(json.dumps({"images": images}))
-    return masks
 
 
 def test_the_recipe_is_the_test_plugin_package_module() -> None:
