@@ -1,11 +1,17 @@
-"""``refseg bench datasets`` (the dataset adapters and their protocols) and ``refseg bench
-schema NAME`` (the JSON Schema of a run record)."""
+"""``refseg bench datasets`` (the dataset adapters and their protocols), ``refseg bench schema
+NAME`` (the JSON Schema of a run record) and ``refseg bench data-memory`` (what streaming a data
+set saves)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
+
+from tools.errors import ConfigError
+
+DEFAULT_EXPRESSIONS = 100_000
 
 
 def add_parsers(sub: Any) -> None:
@@ -30,6 +36,23 @@ def add_parsers(sub: Any) -> None:
     )
     schema.add_argument("record", choices=list(SCHEMAS), help="which record")
     schema.set_defaults(func=cmd_schema)
+    memory = sub.add_parser(
+        "data-memory",
+        help="peak memory of reading a large generated data set: held in memory vs streamed",
+        description="Generate a RefCOCO-M-shaped parquet of N expressions and print the peak "
+        "resident memory and time of reading it with every example held, and streamed as "
+        "`bench run` reads it, each in a fresh process.",
+    )
+    memory.add_argument(
+        "--expressions",
+        type=int,
+        default=None,
+        help=f"expressions to generate (default {DEFAULT_EXPRESSIONS:,})",
+    )
+    memory.add_argument(
+        "--keep", type=Path, default=None, help="folder to write the data set into (default: a temp folder)"
+    )
+    memory.set_defaults(func=cmd_data_memory)
 
 
 def describe_adapters() -> list[dict[str, Any]]:
@@ -89,3 +112,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     print(json.dumps(json_schema(args.record), indent=2))
     return 0
+
+
+def cmd_data_memory(args: argparse.Namespace) -> int:
+    from bench.data.benchmark import run_data_memory_benchmark
+
+    expressions = DEFAULT_EXPRESSIONS if args.expressions is None else args.expressions
+    if expressions < 5:
+        raise ConfigError("--expressions must be at least 5 (one image holds five)")
+    return run_data_memory_benchmark(expressions, args.keep)
