@@ -135,7 +135,6 @@ class OtherEvent(EventBase):
     event: str = Field(json_schema_extra={"not": {"enum": list(KINDS)}})
 
 
-
 def _kind(value: Any) -> str:
     event = value.get("event") if isinstance(value, dict) else getattr(value, "event", None)
     return event if event in KINDS else "other"

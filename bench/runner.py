@@ -146,7 +146,7 @@ async def run_examples(
         RefsegError: a run-level problem stopped the run (see :func:`run_bench`).
     """
     opts = options or RunOptions()
-    source: ExampleSource = examples if hasattr(examples, "groups") else ExampleSet(examples)  # type: ignore[arg-type,assignment]
+    source = as_source(examples)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = SampleWriter(out, before_write)  # locks the run folder: one invocation at a time
@@ -159,6 +159,14 @@ async def run_examples(
         if own:
             with anyio.CancelScope(shield=True):
                 await chosen.aclose()
+
+
+def as_source(examples: ExampleSource | Sequence[Example]) -> ExampleSource:
+    """A streaming source as it is; examples in memory as an :class:`ExampleSet` (one already
+    is: it keeps its protocol and record)."""
+    if isinstance(examples, ExampleSet) or not isinstance(examples, Sequence):
+        return examples
+    return ExampleSet(examples)
 
 
 def run_examples_sync(

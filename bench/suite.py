@@ -33,7 +33,7 @@ import anyio
 import numpy as np
 
 from bench.cases import CATEGORIES, totals_line, write_cases
-from bench.data.examples import ExampleSource
+from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.paired import DEFAULT_TOLERANCE
@@ -190,7 +190,9 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
     """
     refiner, note = choose_refiner(options.episode)
     plan = plan_suite(options.experiments, options.max_iters, options.perturbations, refiner)
-    examples = options.data.open()  # streamed again by each sub-run
+    # Held once for every sub-run (references into the data set; images are read as they run),
+    # instead of each sub-run reading (or generating) the data set again.
+    examples = ExampleSet.of(options.data.open())
     base = build_runtime(base_options(options, refiner))
     try:
         return await _run_plan(base, examples, options, plan, note, echo)
