@@ -44,7 +44,7 @@ class ToolCall(EventBase):
     for a call refused before it reached the tool (bad arguments)."""
 
     event: Literal["tool_call"] = "tool_call"
-    tool: str
+    tool: str | None = Field(default=None, description="the tool's name (as the caller gave it)")
     args: Any = None
     seconds: float | None = None
     cache_hit: bool = False

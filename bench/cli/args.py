@@ -220,7 +220,11 @@ DATA_FLAGS = flags(
     (
         "--seed-subset",
         "seed_subset",
-        {"type": int, "help": "take a random --n images with this seed (default: the first --n)"},
+        {
+            "type": int,
+            "help": "take a random --n images with this seed (default: the first --n; "
+            "synthetic: the generator's seed, default 0)",
+        },
     ),
     (
         "--allow-image-paths-outside",
