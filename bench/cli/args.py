@@ -196,9 +196,13 @@ DATA_FLAGS = flags(
     (
         "--dataset",
         "dataset",
-        {"help": "hub name, a local parquet file or folder, or 'synthetic' (generated scenes)"},
+        {
+            "help": "a data set's name (synthetic, refcoco-m, ...), ADAPTER:SOURCE, or a local file "
+            "or folder in an adapter's layout; `refseg bench datasets` lists them "
+            f"(default {default(DataSpec, 'dataset')})"
+        },
     ),
-    ("--split", "split", {"help": f"hub split (default: {default(DataSpec, 'split')})"}),
+    ("--split", "split", {"help": "split (default: the data set's own, e.g. validation)"}),
     ("--n", "n", {"type": int, "help": "number of images (default: all; synthetic: 20 scenes)"}),
     (
         "--per-image",
@@ -208,7 +212,11 @@ DATA_FLAGS = flags(
     (
         "--seed-subset",
         "seed_subset",
-        {"type": int, "help": "take a random --n images with this seed (default: the first --n)"},
+        {
+            "type": int,
+            "help": "take a random --n images with this seed (default: the first --n; "
+            "synthetic: the generator's seed, default 0)",
+        },
     ),
     (
         "--allow-image-paths-outside",
