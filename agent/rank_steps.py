@@ -7,6 +7,11 @@ the masks a prompt tool drew from the VLM's box or points wherever they rank (at
 masks are kept bit-packed at the working copy's size while the episode runs (a few KB each,
 however many episodes are in flight) and mapped back to the original image's size when
 the episode ends, so a record's masks all live in one frame.
+
+Each step also keeps what the guard saw (the ranking's exact ``conf`` and ``gap``) and what
+the episode had spent asking for help when the ranking was made (:class:`agent.costs.Spend`):
+with them a run at ``tau_conf = tau_gap = 1`` replays the guard at any other thresholds
+(``refseg bench frontier``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.costs import Spend
 from tools.images import resize_mask
 from tools.types import Proposals, Ranking
 
@@ -33,11 +39,16 @@ class RankedCandidate:
 
 @dataclass(frozen=True)
 class RankStep:
-    """One ranking: the episode step that made it, its query and its top candidates."""
+    """One ranking: the episode step that made it, its query and its top candidates; ``conf``
+    and ``gap`` as the guard compared them, ``spend`` what the episode had spent asking for
+    help up to this ranking."""
 
     step: int
     query: str
     candidates: tuple[RankedCandidate, ...]
+    conf: float = 0.0
+    gap: float = 0.0
+    spend: Spend = Spend()
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class _Captured:
     keys: tuple[tuple[str, int], ...]  # (proposals digest, index) of each candidate
     probs: tuple[float, ...]
     origins: tuple[str, ...]
+    conf: float
+    gap: float
+    spend: Spend
 
 
 class RankSteps:
@@ -64,9 +78,12 @@ class RankSteps:
     def __len__(self) -> int:
         return len(self._steps)
 
-    def capture(self, step: int, ranking: Ranking, proposals: Proposals | None) -> None:
+    def capture(
+        self, step: int, ranking: Ranking, proposals: Proposals | None, spend: Spend = Spend()
+    ) -> None:
         """Keep ``ranking``'s top candidates and drawn ones (a ranking that does not index
-        ``proposals`` is skipped: its indices point at nothing)."""
+        ``proposals`` is skipped: its indices point at nothing), its conf and gap, and
+        ``spend``: what the episode had spent asking for help up to it."""
         if proposals is None or len(ranking) != len(proposals) or len(ranking) == 0:
             return
         ranked = [int(i) for i in ranking.order]
@@ -84,6 +101,9 @@ class RankSteps:
                 keys=keys,
                 probs=tuple(round(float(ranking.probs[i]), 6) for i in order),
                 origins=tuple(str(proposals.origins[i]) for i in order),
+                conf=ranking.conf,
+                gap=ranking.gap,
+                spend=spend,
             )
         )
 
@@ -101,6 +121,9 @@ class RankSteps:
                     RankedCandidate(key[1], prob, origin, masks[key])
                     for key, prob, origin in zip(s.keys, s.probs, s.origins, strict=True)
                 ),
+                s.conf,
+                s.gap,
+                s.spend,
             )
             for s in self._steps
         ]

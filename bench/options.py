@@ -16,6 +16,7 @@ from typing import Any, Literal
 from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
 from agent.vlm_profile import ProfileChoice
+from bench.frontier.options import PickOptions
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
@@ -349,7 +350,7 @@ class BenchOptions:
     run: RunOptions = field(default_factory=RunOptions)
 
 
-EXPERIMENTS = ("main", "ablation", "reliability")
+EXPERIMENTS = ("main", "ablation", "reliability", "frontier")
 DEFAULT_PERTURBATIONS = ("noise10", "noise20", "blur5", "blur9")
 
 
@@ -358,9 +359,10 @@ class SuiteOptions:
     """``refseg bench suite``: the original project's table as resumable sub-runs.
 
     Attributes:
-        experiments: which of main, ablation, reliability.
+        experiments: which of main, ablation, reliability, frontier.
         max_iters: loop ``max_iter`` values of the main table.
         perturbations: perturbations of the reliability experiment.
+        pick: ``--pick-thresholds``: thresholds chosen on some images, scored on the others.
     """
 
     out: Path
@@ -370,6 +372,7 @@ class SuiteOptions:
     experiments: tuple[str, ...] = EXPERIMENTS
     max_iters: tuple[int, ...] = (1, 2, 3)
     perturbations: tuple[str, ...] = DEFAULT_PERTURBATIONS
+    pick: PickOptions = field(default_factory=PickOptions)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
   max_iter. Without a VLM it equals ``loop_iter3``; the report says so.
 - ``reliability``: ``oneshot`` and ``loop_iter3`` on clean images plus ``*_noise10``,
   ``*_noise20``, ``*_blur5``, ``*_blur9``.
+- ``frontier``: ``loop_ask`` (the loop at the largest max_iter with thresholds 1/1: it always
+  asks) and with the VLM ``ground_ask``; every other threshold pair is replayed from them
+  (:mod:`bench.frontier`): the report's cost-quality frontier, the guard's calibration, and
+  with ``--pick-thresholds`` thresholds chosen on held-out images (or ``--pick-split``, whose
+  ``loop_ask_pick`` / ``ground_ask_pick`` runs choose) and scored on the others.
 
 Size buckets, bootstrap CIs and the cost table come from these runs. All sub-runs share one
 tool registry (models load once) and the disk cache (an image is proposed once for the
@@ -32,8 +37,11 @@ from typing import Any
 import anyio
 import numpy as np
 
+from agent.episode import EpisodeConfig
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
+from bench.frontier.frontier import Mark
+from bench.frontier.in_suite import AskRun, suite_guard_report
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
 from bench.report.cases import CATEGORIES, totals_line, write_cases
@@ -47,6 +55,8 @@ from bench.summary import fallback_problem
 from tools.errors import ConfigError, InputError
 from tools.registry import ToolRegistry
 
+ALWAYS_ASK = (1.0, 1.0)  # thresholds at which the guard never stops an episode
+
 
 @dataclass(frozen=True)
 class SubRun:
@@ -58,10 +68,16 @@ class SubRun:
     max_iter: int
     refiner: str
     perturb: str = "clean"
+    tau: tuple[float, float] | None = None  # the guard's thresholds (None: the suite's)
+    split: str | None = None  # another split of the data set (None: the suite's)
 
 
 def plan_suite(
-    experiments: Sequence[str], max_iters: Sequence[int], perturbations: Sequence[str], refiner: str
+    experiments: Sequence[str],
+    max_iters: Sequence[int],
+    perturbations: Sequence[str],
+    refiner: str,
+    pick_split: str | None = None,
 ) -> list[SubRun]:
     """The sub-runs of the chosen experiments, without duplicates, in table order."""
     unknown = [e for e in experiments if e not in EXPERIMENTS]
@@ -97,6 +113,16 @@ def plan_suite(
         for p in perturbations:
             add(SubRun(f"oneshot_{p}", "reliability", "oneshot", 0, refiner, p))
             add(SubRun(f"loop_iter{top}_{p}", "reliability", "loop", top, refiner, p))
+    if "frontier" in experiments:
+        asks = [("loop_ask", "loop", top)] + ([("ground_ask", "ground", 1)] if refiner == "vlm" else [])
+        for name, controller, k in asks:
+            add(SubRun(name, "frontier", controller, k, refiner, tau=ALWAYS_ASK))
+            if pick_split is not None:
+                add(
+                    SubRun(
+                        f"{name}_pick", "frontier", controller, k, refiner, tau=ALWAYS_ASK, split=pick_split
+                    )
+                )
     return list(plan.values())
 
 
@@ -126,7 +152,7 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
                 settings, base.config, registry, base.cache, base.vlm if sub.refiner == "vlm" else None
             )
     rt = cache[sub.refiner]
-    config = dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter)
+    config = _guard(dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter), sub)
     built_from = None if base.options is None else sub_options(base.options, sub)
     return dataclasses.replace(rt, config=config, options=built_from)
 
@@ -136,8 +162,15 @@ def sub_options(options: EpisodeOptions, sub: SubRun) -> EpisodeOptions:
     return dataclasses.replace(
         options,
         models=dataclasses.replace(options.models, refiner=sub.refiner),  # type: ignore[arg-type]
-        episode=dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter),
+        episode=_guard(
+            dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter), sub
+        ),
     )
+
+
+def _guard(config: EpisodeConfig, sub: SubRun) -> EpisodeConfig:
+    """``config`` with the sub-run's own thresholds, when it has them."""
+    return config if sub.tau is None else dataclasses.replace(config, tau_conf=sub.tau[0], tau_gap=sub.tau[1])
 
 
 @dataclass
@@ -190,7 +223,8 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
         echo: called with a progress line before each sub-run (``None``: silent).
     """
     refiner, note = choose_refiner(options.episode)
-    plan = plan_suite(options.experiments, options.max_iters, options.perturbations, refiner)
+    pick_split = options.pick.split if options.pick.enabled else None
+    plan = plan_suite(options.experiments, options.max_iters, options.perturbations, refiner, pick_split)
     # Held once for every sub-run (references into the data set; images are read as they run),
     # instead of each sub-run reading (or generating) the data set again.
     examples = ExampleSet.of(options.data.open())
@@ -219,6 +253,7 @@ async def _run_plan(
     start = time.perf_counter()
     runtimes: dict[str, Runtime] = {}
     views: list[RunView] = []
+    splits: dict[str | None, ExampleSource] = {None: examples}
     engine = open_engine(options.run.engine)  # one Ray cluster and worker pool for every sub-run
     try:
         for i, sub in enumerate(plan, 1):
@@ -226,7 +261,11 @@ async def _run_plan(
                 echo(f"[{i}/{len(plan)}] {sub.name}")
             rt = variant(base, sub, runtimes)
             spec = dataclasses.replace(options.data, perturb=sub.perturb)
-            result = await run_examples(rt, examples, out / sub.name, spec, options.run, engine=engine)
+            if sub.split is not None:  # --pick-split: the always-ask runs that choose
+                spec = dataclasses.replace(spec, split=sub.split)
+                splits.setdefault(sub.split, ExampleSet.of(spec.open()))
+            data = splits[sub.split]
+            result = await run_examples(rt, data, out / sub.name, spec, options.run, engine=engine)
             views.append(RunView(sub.name, out / sub.name, result.summary, np.load(out / sub.name / IOUS)))
     finally:
         with anyio.CancelScope(shield=True):
@@ -234,9 +273,8 @@ async def _run_plan(
     wall = time.perf_counter() - start
     notes = _notes(base, options, plan, refiner_note, wall)
     pairs = _pairs(views, plan, options.run.bootstrap)
-    report = write_report(
-        out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=_galleries(out, views)
-    )
+    extra = [*_galleries(out, views), *_guard_sections(out, views, plan, options)]
+    report = write_report(out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=extra)
     problems = [
         f"{v.name}: {p}" for v in views if (p := fallback_problem(v.summary, options.run.max_fallback_rate))
     ]
@@ -269,7 +307,8 @@ def _pairs(
     by_name = {v.name: v for v in views}
     pairs = []
     for sub in plan:
-        base = next((s for s in plan if s.controller == "oneshot" and s.perturb == sub.perturb), None)
+        same = [s for s in plan if s.perturb == sub.perturb and s.split == sub.split]
+        base = next((s for s in same if s.controller == "oneshot"), None)
         if base is not None and base is not sub and base.name in by_name:
             pairs += paired_against([by_name[sub.name]], by_name[base.name], B=boot)
     return pairs
@@ -286,7 +325,10 @@ def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
     loops = [
         v
         for v in views
-        if v.label.controller == "loop" and v.label.perturb == "clean" and headline(v) is not None
+        if v.label.controller == "loop"
+        and v.label.perturb == "clean"
+        and not v.label.always_asks  # the loop as configured, not the frontier's source
+        and headline(v) is not None
     ]
     if oneshot is None or not loops:
         return []
@@ -301,6 +343,32 @@ def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
         if (out / "cases" / f"{category}.png").exists():
             lines += [f"![{category}](cases/{category}.png)", ""]
     return lines
+
+
+def _guard_sections(
+    out: Path, views: Sequence[RunView], plan: Sequence[SubRun], options: SuiteOptions
+) -> list[str]:
+    """The frontier of the always-ask runs (each beside the run of its controller at the
+    suite's thresholds), the guard's calibration, and the picked thresholds."""
+    by_name = {v.name: v for v in views}
+    top = max(options.max_iters)
+    beside = {"loop_ask": f"loop_iter{top}", "ground_ask": "ground"}
+    asks = []
+    for sub in plan:
+        if sub.tau == ALWAYS_ASK and sub.split is None and sub.name in by_name:
+            other = by_name.get(beside.get(sub.name, ""))
+            measured = None if other is None else (other.name, other.run_dir, _headline(other))
+            pick = out / f"{sub.name}_pick" if options.pick.enabled and options.pick.split else None
+            asks.append(AskRun(sub.name, out / sub.name, measured, pick))
+    if not asks:
+        return []
+    ep = options.episode.episode
+    mark = Mark("the suite's thresholds", ep.tau_conf, ep.tau_gap)
+    return suite_guard_report(out, asks, mark=mark, pick=options.pick, bootstrap=options.run.bootstrap)
+
+
+def _headline(view: RunView) -> float | None:
+    return view.summary.metrics.value(view.summary.metrics.headline)
 
 
 def _notes(
