@@ -16,7 +16,7 @@ with them a run at ``tau_conf = tau_gap = 1`` replays the guard at any other thr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class RankStep:
     candidates: tuple[RankedCandidate, ...]
     conf: float = 0.0
     gap: float = 0.0
-    spend: Spend = Spend()
+    spend: Spend = field(default_factory=Spend)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class RankSteps:
         return len(self._steps)
 
     def capture(
-        self, step: int, ranking: Ranking, proposals: Proposals | None, spend: Spend = Spend()
+        self, step: int, ranking: Ranking, proposals: Proposals | None, spend: Spend | None = None
     ) -> None:
         """Keep ``ranking``'s top candidates and drawn ones (a ranking that does not index
         ``proposals`` is skipped: its indices point at nothing), its conf and gap, and
@@ -103,7 +103,7 @@ class RankSteps:
                 origins=tuple(str(proposals.origins[i]) for i in order),
                 conf=ranking.conf,
                 gap=ranking.gap,
-                spend=spend,
+                spend=spend or Spend(),
             )
         )
 
