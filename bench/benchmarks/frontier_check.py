@@ -31,7 +31,7 @@ from bench.records import SampleRecord
 from bench.report.tables import fmt
 from bench.runner import run_examples_sync
 from bench.runtime import build_runtime
-from bench.samples import read_samples
+from bench.samples import read_samples, read_summary
 
 DEFAULT_PAIRS = ((0.5, 0.2), (0.3, 0.1), (0.7, 0.4))
 SETUPS = {"loop-rules": ("loop", "rules"), "loop-vlm": ("loop", "vlm"), "ground": ("ground", "rules")}
@@ -98,13 +98,14 @@ def compare(setup: str, ask_dir: Path, real_dir: Path, tau: tuple[float, float])
         if got != outcome_fields(rec):
             mismatches.append(f"{eid}: real {outcome_fields(rec)} replay {got}")
     headline = src.protocol.metric(src.protocol.headline)
+    summary = read_summary(real_dir)
     n = len(real)
     return CheckRow(
         setup,
         tau[0],
         tau[1],
         n,
-        headline.value(list(real.values())),
+        summary.metrics.value(headline.key) if summary is not None else None,  # what the run reported
         point.value,
         sum(r.spent.vlm_calls if r.spent else 0 for r in real.values()),
         round(point.vlm_calls_per_1k * n / PER),

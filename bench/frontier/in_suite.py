@@ -50,17 +50,22 @@ def _pick(src: FrontierSource, run: AskRun, options: PickOptions, bootstrap: int
             scored_on=f"the suite's own split ({len(src.records)} expressions)",
         )
     choosing, scoring = split_source(src, options.fraction)
-    n_choose = len({r.image_id for r in choosing.records})
-    n_score = len({r.image_id for r in scoring.records})
     return pick_thresholds(
         choosing,
         scoring,
         options,
         bootstrap=bootstrap,
-        chose_on=f"{n_choose} images ({len(choosing.records)} expressions): the held-out fraction "
-        f"{options.fraction:g}, drawn by a digest of each image id (listed in {PICK_JSON})",
-        scored_on=f"the other {n_score} images ({len(scoring.records)} expressions)",
+        chose_on=f"{_images(choosing)}: the held-out fraction {options.fraction:g} of the images, "
+        "drawn by a digest of each image id",
+        scored_on=f"the other {_images(scoring)}",
     )
+
+
+def _images(src: FrontierSource, shown: int = 20) -> str:
+    """``N images (M expressions): a, b, ...`` (the ids listed in pick.json when many)."""
+    ids = sorted({r.image_id for r in src.records})
+    listed = ", ".join(ids) if len(ids) <= shown else f"listed in {PICK_JSON}"
+    return f"{len(ids)} images ({len(src.records)} expressions: {listed})"
 
 
 def pick_markdown(results: Sequence[PickResult], frontiers: Sequence[Frontier]) -> list[str]:

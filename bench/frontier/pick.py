@@ -79,6 +79,7 @@ class PickResult:
     scored_one_shot: FrontierPoint
     scored_always_ask: FrontierPoint
     headline: str
+    free: bool = False  # every pair cost $0 on the choosing images (no VLM): a cap cannot bind
 
     def as_json(self) -> dict[str, Any]:
         def point(p: FrontierPoint | None) -> dict[str, Any] | None:
@@ -96,6 +97,7 @@ class PickResult:
             "scored_always_ask": point(self.scored_always_ask),
             "choosing_images": self.choosing_images,
             "scoring_images": self.scoring_images,
+            "free": self.free,
         }
 
 
@@ -130,4 +132,5 @@ def pick_thresholds(
         scored_one_shot=evaluator.point(0.0, 0.0),
         scored_always_ask=evaluator.point(1.0, 1.0),
         headline=chose.headline,
+        free=all(p.usd_per_1k == 0 for p in chose.points),
     )
