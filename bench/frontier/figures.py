@@ -41,7 +41,9 @@ def _draw_one(ax: Any, f: Frontier, colour: str, show_ends: bool) -> None:
             linewidth=1.5,
             label=f"{f.name}: Pareto front (95% CI)",
         )
-    ends = ((f.one_shot, "s", "one-shot (never asks: 0/0)"), (f.always_ask, "^", "always asks (1/1)"))
+    ends = [(f.always_ask, "^", f"{f.name}: always asks (1/1)")]
+    if show_ends:  # the same for every source of one ranker: drawn once
+        ends.insert(0, (f.one_shot, "s", "one-shot (never asks: 0/0)"))
     for point, marker, label in ends:
         if point.value is not None:
             ax.scatter(
@@ -52,7 +54,7 @@ def _draw_one(ax: Any, f: Frontier, colour: str, show_ends: bool) -> None:
                 color=colour,
                 edgecolor="black",
                 zorder=5,
-                label=label if show_ends else None,
+                label=label,
             )
     for mark, point in f.marks:
         if point.value is not None:
@@ -62,9 +64,10 @@ def _draw_one(ax: Any, f: Frontier, colour: str, show_ends: bool) -> None:
                 marker="*",
                 s=180,
                 color="gold",
-                edgecolor="black",
+                edgecolor=colour,
+                linewidth=1.5,
                 zorder=6,
-                label=f"{mark.label}: {mark.tau_conf:g}/{mark.tau_gap:g}",
+                label=f"{f.name}: {mark.label} {mark.tau_conf:g}/{mark.tau_gap:g}",
             )
     for m in f.measured:
         if m.value is not None and axis in m.costs:
@@ -75,19 +78,19 @@ def _draw_one(ax: Any, f: Frontier, colour: str, show_ends: bool) -> None:
                 s=70,
                 color="black",
                 zorder=7,
-                label=f"{m.label} (measured)",
+                label=f"{m.label} (a real run, measured)",
             )
 
 
 def frontier_figure(frontiers: Sequence[Frontier]) -> Any:
     """The headline metric against the cost of asking, one panel per cost axis."""
     axes_used = list(dict.fromkeys(f.cost_axis for f in frontiers))
-    fig = new_figure(6.8 * len(axes_used), 4.6)
+    fig = new_figure(9.6 * len(axes_used), 4.8)
     for i, axis in enumerate(axes_used):
         ax = fig.add_subplot(1, len(axes_used), i + 1)
         these = [f for f in frontiers if f.cost_axis == axis]
         for j, f in enumerate(these):
-            _draw_one(ax, f, _COLOURS[(i + j) % len(_COLOURS)], show_ends=True)
+            _draw_one(ax, f, _COLOURS[(i + j) % len(_COLOURS)], show_ends=j == 0)
         label = these[0].headline_label
         n = these[0].n_expressions
         ax.set(
@@ -104,7 +107,7 @@ def frontier_figure(frontiers: Sequence[Frontier]) -> Any:
                 fontsize=7,
                 color="dimgray",
             )
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         ax.grid(alpha=0.3)
     return fig
 

@@ -13,9 +13,12 @@ import pytest
 from helpers_frontier import PAIRS, compare_with_replay, runs_at
 from helpers_runner import oracle_for, synthetic
 
+from bench.cli import main
 from bench.doubles.oracle_vlm import OracleVLM
 from bench.doubles.scripted_refiner import ScriptedRefiner, synthetic_rewrites
 from bench.doubles.scripted_server import ScriptedServer
+from bench.frontier.replay import replay_run, replayed_records
+from bench.frontier.source import read_source
 from bench.samples import read_samples
 
 
@@ -65,3 +68,28 @@ def test_ground_replays_every_pair_exactly(tmp_path: Path) -> None:
     assert _distinct(results, "vlm_calls") == len(PAIRS)
     stops = {s for r in results for s in r["stops"]}  # type: ignore[attr-defined]
     assert {"grounded", "guard", "max_iter"} <= stops  # unconfirmed drawings relabelled too
+
+
+@pytest.mark.slow
+def test_the_agent_replays_only_its_warm_start_decision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = synthetic(1)
+    with ScriptedServer(policy=oracle_for(examples), max_requests=10_000) as srv:
+        runs = runs_at(tmp_path, examples, 1, PAIRS[:1], url=srv.base_url, controller="agent")
+    ask, real = runs[(1.0, 1.0)], runs[PAIRS[0]]
+    replayed = replayed_records(replay_run(read_source(ask)), *PAIRS[0])
+    records, _ = read_samples(real)
+    settled = [eid for eid, rec in records.items() if rec.stop_reason == "guard" and rec.spent.vlm_calls == 0]  # type: ignore[union-attr]
+    assert settled and len(settled) < len(records)  # some settled by the warm start, some asked
+    for eid, rec in records.items():
+        out = replayed[eid]
+        if eid in settled:  # exact: the warm start's top-1, no VLM call
+            assert out.record is not None and (out.record.chosen, out.record.iou) == (rec.chosen, rec.iou)
+            assert out.spend.vlm_calls == 0
+        else:  # past the first VLM turn: not replayable, and not pretended to be
+            assert out.record is None
+    assert main(["bench", "frontier", str(ask), "--grid", "0.5", "--bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "only the warm-start guard decision is replayable" in printed
+    assert "settled by the warm start" in printed and f"{len(settled)}/{len(records)}" in printed
