@@ -144,22 +144,24 @@ class Viewer:
         for which in ("a", "b"):
             run, info = self.run(which), context.get(which)
             if run is not None and info is not None:
-                view = await anyio.to_thread.run_sync(self._guard, run)
-                info["guard"] = {**view.context(), "which": which}
+                view = self._guard(run, wait=False)  # never waits: "computing" until ready
+                guard = view.context() if view is not None else {"pending": True}
+                info["guard"] = {**guard, "which": which}
         return self.html("run.html", **context)
 
-    def _guard(self, run: RunFolder) -> GuardView:
-        """The run's guard section (cached per version of its files; computed in a thread)."""
+    def _guard(self, run: RunFolder, *, wait: bool) -> GuardView | None:
+        """The run's guard section (computed in the background, cached per version of its files)."""
         data = self.summaries.get(run).data
         headline = data.metrics.value(data.metrics.headline) if data is not None else None
-        return self.guards.get(run.path, run.name, headline)
+        return self.guards.get(run, headline, wait=wait)
 
     async def plot(self, request: Request) -> Response:
         run, name = self.run(request.path_params["which"]), request.path_params["name"]
         if run is None or name not in ("frontier", "calibration"):
             return self.not_found("no such plot")
-        view = await anyio.to_thread.run_sync(self._guard, run)
-        return _png(await anyio.to_thread.run_sync(view.png, name))
+        run.refresh()
+        view = await anyio.to_thread.run_sync(lambda: self._guard(run, wait=True))
+        return _png(await anyio.to_thread.run_sync(view.png, name) if view is not None else None)
 
     async def example(self, request: Request) -> Response:
         example_id = request.query_params.get("id", "")
@@ -283,6 +285,7 @@ def create_app(options: ViewerOptions) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         viewer.summaries.close()
+        viewer.guards.close()
 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.viewer = viewer

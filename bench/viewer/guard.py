@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from bench.frontier.tables import calibration_table, frontier_table
 from bench.records import RunConfig
 from bench.samples import CONFIG, SAMPLES, read_config
 from bench.viewer.jsonl import FileState
+from bench.viewer.runs import RunFolder
 from tools.errors import RefsegError
 
 _THRESHOLDS = ("tau_conf", "tau_gap")
@@ -139,23 +141,42 @@ def guard_view(run_dir: Path, name: str, headline: float | None) -> GuardView:
 
 
 class GuardViews:
-    """:func:`guard_view` per run, cached by the state of the files it read."""
+    """:func:`guard_view` per run, cached by the state of the files it reads, computed in one
+    background thread (the run page never waits for it; the figures' requests do)."""
 
     def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refseg-view-guard")
         self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[Any, GuardView]] = {}
+        self._jobs: dict[Path, tuple[Any, Future[GuardView]]] = {}
 
-    def get(self, run_dir: Path, name: str, headline: float | None) -> GuardView:
-        source = frontier_source_dir(run_dir, _config_or_none(run_dir))
-        state = (FileState.of(run_dir / SAMPLES), FileState.of(source / SAMPLES) if source else None)
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def get(self, run: RunFolder, headline: float | None, *, wait: bool) -> GuardView | None:
+        """The run's guard section, or ``None`` while it is computed (``wait``: block for it).
+
+        A run whose records all predate version 2 (no scored ranking steps) gets a reason at
+        once, without reading its ranking steps.
+        """
+        if run.samples.records and all(r.schema_version < 2 for r in run.samples.records.values()):
+            return GuardView(reason=OLD_RECORDS)
+        source = frontier_source_dir(run.path, _config_or_none(run.path))
+        state = (FileState.of(run.path / SAMPLES), FileState.of(source / SAMPLES) if source else None)
         with self._lock:
-            cached = self._cache.get(run_dir)
-        if cached is not None and cached[0] == state:
-            return cached[1]
-        view = guard_view(run_dir, name, headline)
-        with self._lock:
-            self._cache[run_dir] = (state, view)
-        return view
+            job = self._jobs.get(run.path)
+            if job is None or job[0] != state:
+                job = (state, self._pool.submit(guard_view, run.path, run.name, headline))
+                self._jobs[run.path] = job
+        future = job[1]
+        if wait or future.done():
+            return future.result()
+        return None
+
+
+OLD_RECORDS = (
+    "no frontier or calibration: this run's records were written before ranking steps carried "
+    "conf, gap and candidate scores (samples schema version 2)"
+)
 
 
 def _config_or_none(run_dir: Path) -> RunConfig | None:
