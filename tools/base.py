@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tools.coords import Frame, View
 from tools.device import device_limiter, run_on_device
 from tools.errors import ConfigError, ToolError
+from tools.output_fit import check_fits
 from tools.precision import Precision
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
@@ -336,6 +337,11 @@ class Tool(ABC):
     def key_args(self, params: BaseModel) -> dict[str, Any]:
         """The arguments that change the output (default: all of them)."""
         return params.model_dump(mode="json")
+
+    def check_output(self, ws: Workspace, output: Any) -> None:
+        """Raise ``ValueError`` when an output read back from the disk cache does not fit this
+        call (:func:`tools.output_fit.check_fits`); a tool with other outputs may check more."""
+        check_fits(ws.image.size, ws.proposals, output)
 
     def apply(self, ws: Workspace, output: Any) -> None:
         """Record the output in the workspace (proposals, ranking, query) after a call."""

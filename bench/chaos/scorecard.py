@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.chaos.agent_limits import huge_content_row, unbounded_work_row
+from bench.chaos.cache_contents import forged_contents_row
 from bench.chaos.cache_faults import foreign_entries_row, unusable_cache_row
 from bench.chaos.cache_rows import cache_row, shared_cache_row
 from bench.chaos.inputs import bad_input_row, dataset_rows_row
@@ -45,6 +46,8 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "Ctrl-C during start-up": ctrl_c_row,
     "dataset rows and paths": dataset_rows_row,
     "protocol variants": protocol_row,
+    # Hardening, round three (issue 20): one row per family of the audit's findings.
+    "forged cache contents": forged_contents_row,
 }
 
 
