@@ -8,7 +8,6 @@ tests build these objects directly; nothing below the CLI parses argv.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from tools.base import ToolSettings
 from tools.errors import ConfigError
 from tools.precision import Precision, check_precision
 from tools.refine import RefineOptions
+from tools.safe_json import option_value
 
 TOOLSETS: Mapping[str, tuple[str, str]] = {
     # name: (proposer, ranker)
@@ -109,17 +109,13 @@ def parse_tool_option(text: str) -> tuple[str, str, Any]:
     """``NAME.KEY=VALUE`` -> ``(name, key, value)``; the value is JSON when it parses as JSON.
 
     Raises:
-        ConfigError: not of that form.
+        ConfigError: not of that form, or a value too long or too deeply nested.
     """
     target, sep, raw = text.partition("=")
     name, dot, key = target.strip().partition(".")
     if not sep or not dot or not name or not key.strip():
         raise ConfigError(f"--tool-option takes NAME.KEY=VALUE (e.g. refine_query.refiner=vlm), got {text!r}")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw  # a bare word: a string
-    return name, key.strip(), value
+    return name, key.strip(), option_value(raw, f"--tool-option {name}.{key.strip()}")
 
 
 def tool_options_from(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
