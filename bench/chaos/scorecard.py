@@ -21,6 +21,7 @@ from bench.chaos.cache_rows import cache_row, shared_cache_row
 from bench.chaos.inputs import bad_input_row, dataset_rows_row
 from bench.chaos.kill import kill_resume_row
 from bench.chaos.protocol import protocol_row
+from bench.chaos.ray_address import ray_address_row
 from bench.chaos.reply_bounds import deep_replies_row
 from bench.chaos.result import RowResult
 from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_lines_row
@@ -50,6 +51,7 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     # Hardening, round three (issue 20): one row per family of the audit's findings.
     "forged cache contents": forged_contents_row,
     "huge and deep replies": deep_replies_row,
+    "Ray address": ray_address_row,
 }
 
 
