@@ -25,7 +25,8 @@ from bench.chaos.ray_address import ray_address_row
 from bench.chaos.reply_bounds import deep_replies_row
 from bench.chaos.result import RowResult
 from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_lines_row
-from bench.chaos.secrets import credentials_url_row, secret_files, secrets_row
+from bench.chaos.secret_encodings import ENCODED_SECRETS, encoded_credentials_row
+from bench.chaos.secrets import credentials_url_row, files_with, secret_files, secrets_row
 from bench.chaos.startup import ctrl_c_row
 from bench.chaos.vlm_rows import VLM_FAULTS, vlm_row
 from tools.errors import ConfigError
@@ -52,6 +53,7 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "forged cache contents": forged_contents_row,
     "huge and deep replies": deep_replies_row,
     "Ray address": ray_address_row,
+    "credentials in every URL encoding": encoded_credentials_row,
 }
 
 
@@ -79,7 +81,8 @@ def row_names() -> list[str]:
 
 def run_row(name: str, workdir: Path, *, seed: int = 0) -> RowResult:
     """Run one scorecard row by name (see :func:`row_names`) in its own folder under
-    ``workdir``; afterwards every file it left is searched for the planted secrets."""
+    ``workdir``; afterwards every file it left is searched for the planted secrets (those of
+    :mod:`bench.chaos.secrets` and every encoding of :mod:`bench.chaos.secret_encodings`')."""
     folder = workdir / "".join(c if c.isalnum() else "-" for c in name.lower())
     folder.mkdir(parents=True, exist_ok=True)
     fault = next((f for f in VLM_FAULTS if f.name == name), None)
@@ -89,7 +92,7 @@ def run_row(name: str, workdir: Path, *, seed: int = 0) -> RowResult:
         row = EXTRA_ROWS[name](folder, seed)
     else:
         raise KeyError(f"unknown scorecard row {name!r}; rows: {', '.join(row_names())}")
-    leaks = secret_files(folder)
+    leaks = secret_files(folder) + files_with(folder, [s.encode() for s in ENCODED_SECRETS])
     row.secrets = len(leaks)
     row.check(not leaks, f"planted secrets in {'; '.join(leaks[:3])}")
     return row
