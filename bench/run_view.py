@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.samples import IOUS, SAMPLES, SUMMARY, read_json, scan_samples
-from tools.errors import InputError
+from tools.errors import ConfigError, InputError
 
 
 @dataclass
@@ -56,7 +56,10 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
         raise InputError(
             f"{path}: not a run folder (no {SAMPLES}); run `refseg bench run --out {path}` first"
         )
-    summary = read_json(path / SUMMARY)
+    try:
+        summary = read_json(path / SUMMARY)
+    except ConfigError:  # damaged: it is derived from the other files, so rebuild it
+        summary = None
     stale = summary is not None and (path / SAMPLES).stat().st_mtime_ns > (path / SUMMARY).stat().st_mtime_ns
     if summary is None or stale or bootstrap is not None:
         summary = write_outputs(path, bootstrap=DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)

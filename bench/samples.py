@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.json_file import read_json_object
 from tools.errors import ConfigError, RefsegError
 
 SAMPLES = "samples.jsonl"
@@ -203,13 +204,8 @@ class SampleWriter:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc}); remove it or pick a new --out") from None
-    return data if isinstance(data, dict) else None
+    """A run file's JSON object (see :func:`bench.json_file.read_json_object`)."""
+    return read_json_object(path)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from bench.samples import CONFIG, INVOCATIONS, SAMPLES, SUMMARY, TRACE, read_json
 from bench.viewer.jsonl import FileState, JsonlTail, read_lines_at
 from bench.viewer.trace_index import TraceIndex
-from tools.errors import InputError
+from tools.errors import InputError, RefsegError
 
 
 class ViewerError(InputError):
@@ -187,7 +187,7 @@ class _JsonFile:
             self._state, self.error = state, None
             try:
                 self._data = read_json(self.path) if state is not None else None
-            except InputError as exc:  # half-written or damaged: say so, keep going
+            except RefsegError as exc:  # half-written or damaged: say so, keep going
                 self._data, self.error = None, str(exc)
         return self._data
 
