@@ -49,6 +49,7 @@ from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.sam_loading import (
     SamConfig,
+    SamConfigOption,
     coerce_config,
     load_sam,
     missing_checkpoint_message,
@@ -125,7 +126,7 @@ def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple
 class SamProposeOptions(StrictParams):
     """Settings of ``sam_propose`` (``--tool-option sam_propose.KEY=VALUE``)."""
 
-    config: Any = Field(
+    config: SamConfigOption = Field(
         default=None,
         description='a SamConfig as a dict, or "tiny": build that architecture instead of sam_model_type',
     )

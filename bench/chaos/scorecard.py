@@ -28,6 +28,7 @@ from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_l
 from bench.chaos.secret_encodings import ENCODED_SECRETS, encoded_credentials_row
 from bench.chaos.secrets import credentials_url_row, files_with, secret_files, secrets_row
 from bench.chaos.startup import ctrl_c_row
+from bench.chaos.tool_options import tool_options_row
 from bench.chaos.unreadable_files import unreadable_files_row
 from bench.chaos.viewer_bounds import viewer_bounds_row
 from bench.chaos.vlm_rows import VLM_FAULTS, vlm_row
@@ -58,6 +59,7 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "credentials in every URL encoding": encoded_credentials_row,
     "unreadable run files": unreadable_files_row,
     "viewer resource bounds": viewer_bounds_row,
+    "tool options": tool_options_row,
 }
 
 
