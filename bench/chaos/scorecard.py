@@ -22,6 +22,7 @@ from bench.chaos.inputs import bad_input_row, dataset_rows_row
 from bench.chaos.kill import kill_resume_row
 from bench.chaos.protocol import protocol_row
 from bench.chaos.ray_address import ray_address_row
+from bench.chaos.ray_kills import ray_kills_row
 from bench.chaos.reply_bounds import deep_replies_row
 from bench.chaos.result import RowResult
 from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_lines_row
@@ -60,6 +61,7 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "unreadable run files": unreadable_files_row,
     "viewer resource bounds": viewer_bounds_row,
     "tool options": tool_options_row,
+    "Ray driver and worker kills": ray_kills_row,
 }
 
 

@@ -163,9 +163,31 @@ def connect(ray: Any, options: EngineOptions) -> None:
             cpus = math.ceil((options.workers or 0) * (options.cpus_per_worker or 1.0))
             cpus = max(os.cpu_count() or 1, cpus) + 1
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        cluster_messages_to_stderr()
     except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, ...
         where = options.ray_address or "a local cluster (RAY_ADDRESS set? pass --ray-address)"
         raise RefsegError(f"Ray could not start or reach {where}: {one_line(exc)}") from None
+
+
+def cluster_messages_to_stderr() -> None:
+    """Ray's driver prints cluster error messages ("(raylet) A worker died...") on stdout, from
+    a background thread, whatever ``log_to_driver`` says; refseg's stdout is its results (the
+    summary is its first line), so those messages go to stderr instead. This patches a private
+    function (``ray._private.worker.print_to_stdstream``, looked up at each message): when a
+    Ray release moves it, nothing breaks and the messages stay on stdout."""
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - Ray without that module
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "refseg_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> Any:
+        return original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
+
+    to_stderr.refseg_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def one_line(exc: BaseException) -> str:
