@@ -57,7 +57,7 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "forged cache contents": forged_contents_row,
     "huge and deep replies": deep_replies_row,
     "Ray address": ray_address_row,
-    "credentials in every URL encoding": encoded_credentials_row,
+    "URL-encoded credentials": encoded_credentials_row,
     "unreadable run files": unreadable_files_row,
     "viewer resource bounds": viewer_bounds_row,
     "tool options": tool_options_row,

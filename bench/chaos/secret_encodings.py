@@ -1,4 +1,4 @@
-"""The ``credentials in every URL encoding`` row: a password and a key that need percent-encoding.
+"""The ``URL-encoded credentials`` row: a password and a key that need percent-encoding.
 
 ``--vlm-base-url http://user:chaos%40pass%2F4417@host/v1?api_key=QK%2Bplanted%2F99key-chaos``:
 the client decodes both (Basic credentials of ``chaos@pass/4417``, the query re-encoded by the
@@ -67,7 +67,7 @@ def _echo_every_form() -> tuple[Any, dict[str, int]]:
 
 def encoded_credentials_row(workdir: Path, seed: int = 0) -> RowResult:
     """Percent-encoded credentials, echoed in every form: none reaches a file or the output."""
-    row = RowResult("credentials in every URL encoding")
+    row = RowResult("URL-encoded credentials")
     t0 = time.perf_counter()
     run_dir = workdir / "encoded-url-run"
     out, err = io.StringIO(), io.StringIO()

@@ -43,6 +43,6 @@ def test_redaction_is_idempotent_and_keeps_the_text_around_a_url() -> None:
 
 
 def test_encoded_credentials_row_leaks_nothing() -> None:
-    row = chaos_row("credentials in every URL encoding")
+    row = chaos_row("URL-encoded credentials")
     assert row.survived, row.problems
     assert row.details["leaks"] == [] and row.injected == row.detected > 0
