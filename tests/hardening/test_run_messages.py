@@ -23,6 +23,11 @@ def test_an_undecodable_image_is_named_by_its_input(data: bytes) -> None:
     assert message.startswith("scenes/photo-7.png: ") and "BytesIO" not in message and " at 0x" not in message
 
 
+def test_the_bad_input_corpus_names_an_undecodable_image() -> None:
+    said = chaos_row("bad-input corpus").details["outcomes"]["not an image"]
+    assert said.startswith("failed: image ") and "not a known image format" in said and "BytesIO" not in said
+
+
 def test_a_good_image_still_decodes() -> None:
     buf = io.BytesIO()
     PILImage.new("RGB", (4, 3), (10, 20, 30)).save(buf, format="PNG")
