@@ -11,6 +11,7 @@ from bench.engines.ray_cluster import check_reachable
 from tools.errors import ConfigError
 
 
+@pytest.mark.slow  # three CLI runs, one of them waits out the probe's 10 s deadline
 def test_non_ray_services_at_ray_address_are_one_line_within_a_minute() -> None:
     row = chaos_row("Ray address")
     assert row.survived, row.problems

@@ -96,6 +96,7 @@ def test_long_texts_are_cut_on_every_page_with_their_length(tmp_path: Path) -> N
     assert "5,000,000 characters" in pages[2].text and "5,000,000 characters" in pages[0].text
 
 
+@pytest.mark.slow  # writes and serves a 100 MB result line
 def test_viewer_resource_bounds_row_survives() -> None:
     row = chaos_row("viewer resource bounds")
     assert row.survived, row.problems
