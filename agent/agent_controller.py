@@ -11,7 +11,8 @@ The guards still hold: a ranking that passes ``tau_conf``/``tau_gap`` ends the e
 once, with no further VLM turn (that is what makes the agent cheap when CLIP is sure).
 ``max_turns`` and the token/USD budget end it with ``max_iter``; at most
 ``max_calls_per_reply`` calls of one reply and ``max_tool_calls`` calls per episode are run,
-the others are answered with a short error. Unknown tools, bad JSON,
+the others are answered with a short error (these are its options,
+:class:`agent.controller_options.AgentOptions`). Unknown tools, bad JSON,
 schema-invalid arguments and ``ToolError`` go back to the model as errors. When the VLM
 fails (``VLMError``) or answers twice without a tool call, the episode falls back to the
 best CLIP candidate, proposing and ranking directly if needed. Every path records a stop
@@ -33,11 +34,15 @@ from agent.agent_prompts import (
     prompt_payload,
     tool_payload,
 )
+from agent.call_styles import CallStyle
+from agent.controller_options import AgentOptions
+from agent.controllers import ControllerSpec, no_vlm_message
 from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
-from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
-from agent.loop import ensure_ranking, propose_and_rank
+from agent.loop_controller import ensure_ranking, propose_and_rank
+from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image, view_schema
 from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
+from agent.vlm_profile import profile_of
 from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
@@ -83,6 +88,7 @@ class AgentRun:
         self.ep = ep
         self.client = client
         self.cfg = ep.config
+        self.opts = ep.options_as(AgentOptions)
         self.tool_names, skipped = offered_tools(ep.registry, self.cfg)
         self.prompt_tool = prompt_tool_name(ep.registry, self.cfg.proposer)
         self.schemas = [ep.registry.tool_class(n).function_schema() for n in self.tool_names]
@@ -99,6 +105,11 @@ class AgentRun:
         self.last_overlay: tuple[int, ...] = ()
         ep.log.info("agent_tools", step=ep.step, tools=[*self.tool_names, SUBMIT], skipped=skipped)
         self.image_url = show_image(ep)
+        view = ep.ws.shown_view()  # the prompt tool's coordinates are described in its convention
+        self.schemas = [
+            view_schema(s, view) if s["function"]["name"] == self.prompt_tool else s for s in self.schemas
+        ]
+        self.style = CallStyle(profile_of(client).tool_calls, self.schemas)
 
     # -- conversation ------------------------------------------------------------------
 
@@ -109,6 +120,7 @@ class AgentRun:
         self.messages = opening_messages(
             self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool
         )
+        self.messages[0]["content"] += self.style.system_text()  # text calls: the tools described
 
     def _payload(self, output: Any) -> str:
         return json.dumps(tool_payload(output, self.ep.ws, self.cfg.ranker))
@@ -155,11 +167,11 @@ class AgentRun:
 
     def _refusal(self, index: int, call: ToolCall) -> str | None:
         """Why this call of a reply is not run (a cap), or None when it may run."""
-        cfg = self.cfg
-        if index >= cfg.max_calls_per_reply:
-            return f"not run: at most {cfg.max_calls_per_reply} tool calls of one reply are run"
-        if call.name != SUBMIT and self.tool_calls >= cfg.max_tool_calls:
-            return f"not run: the episode's {cfg.max_tool_calls} tool calls are used up; call {SUBMIT}"
+        opts = self.opts
+        if index >= opts.max_calls_per_reply:
+            return f"not run: at most {opts.max_calls_per_reply} tool calls of one reply are run"
+        if call.name != SUBMIT and self.tool_calls >= opts.max_tool_calls:
+            return f"not run: the episode's {opts.max_tool_calls} tool calls are used up; call {SUBMIT}"
         return None
 
     async def _run_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
@@ -226,29 +238,32 @@ class AgentRun:
     def _check_limits(self) -> None:
         """Before each VLM turn: turn limit, then the episode's tokens and USD (the agent's own
         turns plus VLM-backed tools such as the VLM refiner)."""
-        if self.ep.turns >= self.cfg.max_turns:
-            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={self.cfg.max_turns} reached")
-        spent = self.ep.budget_spent()
+        if self.ep.turns >= self.opts.max_turns:
+            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={self.opts.max_turns} reached")
+        spent = self.ep.budget_spent(self.opts.budget_tokens, self.opts.budget_usd)
         if spent is not None:
             raise _Stop(StopReason.BUDGET, f"agent stopped: {spent}")
 
-    async def _turn(self) -> VLMReply:
+    async def _turn(self) -> tuple[VLMReply, tuple[ToolCall, ...], str]:
+        """One VLM turn: the reply, its calls and their style (``native``, ``text``, ``none``)."""
         ep = self.ep
         try:
-            reply = await ep.ask_vlm(self.client, self.messages, tools=self.schemas, tool_choice="auto")
+            reply = await ep.ask_vlm(self.client, self.messages, **self.style.request())
         except VLMError as exc:
             raise _Stop(StopReason.FALLBACK, f"agent fell back: {exc}", fallback_kind(exc)) from None
+        calls, style = self.style.read(reply)
         ep.log.info(
             "turn",
             turn=ep.turns,
             step=ep.step,
             finish_reason=reply.finish_reason,
-            tool_calls=[c.name for c in reply.tool_calls],
+            tool_calls=[c.short_name for c in calls],
+            tool_call_style=style,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             content=(reply.content or "")[:200],
         )
-        return reply
+        return reply, calls, style
 
     async def _warm_start(self) -> None:
         """Propose and rank before any VLM turn: a sure ranking ends the episode for free;
@@ -269,24 +284,25 @@ class AgentRun:
         if overlay is not None:
             self._add_overlay(overlay)
 
-    async def _answer(self, reply: VLMReply) -> None:
+    async def _answer(self, calls: tuple[ToolCall, ...], style: str) -> None:
         """Run the reply's tool calls and append their answers (nudge once when there are none)."""
-        if not reply.tool_calls:
+        if not calls:
             if self.nudged:
                 note = "agent fell back: no tool call after a nudge"
                 raise _Stop(StopReason.FALLBACK, note, "no_tool_call")
             self.nudged = True
-            self.messages.append({"role": "user", "content": NUDGE})
+            self.messages.append({"role": "user", "content": self.style.nudge(NUDGE)})
             return
-        overlay, refused = None, 0
-        for index, call in enumerate(reply.tool_calls):
+        overlay, refused, contents = None, 0, []
+        for index, call in enumerate(calls):
             refusal = self._refusal(index, call)
             if refusal is None:
                 content, image = await self._execute(call)
             else:  # every call of the reply needs an answer; this one is a short error
                 content, image, refused = json.dumps({"error": refusal}), None, refused + 1
-            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            contents.append(content)
             overlay = image or overlay
+        self.messages.extend(self.style.answers(style, calls, contents))
         if refused:
             self.ep.log.info("tool_call_limit", step=self.ep.step, turn=self.ep.turns, refused=refused)
         if overlay is not None:
@@ -294,13 +310,13 @@ class AgentRun:
 
     async def _loop(self) -> None:
         self._opening()
-        if self.cfg.agent_warm_start:
+        if self.opts.warm_start:
             await self._warm_start()
         while True:
             self._check_limits()
-            reply = await self._turn()
+            reply, calls, style = await self._turn()
             self.messages.append(reply.assistant_message())
-            await self._answer(reply)
+            await self._answer(calls, style)
 
     async def _ensure_ranking(self) -> None:
         """Propose and rank directly when the conversation ended without a usable ranking."""
@@ -346,6 +362,7 @@ class AgentRun:
             tokens=total.tokens_in + total.tokens_out,
             usd=round(total.usd, 8),
             detail=ep.notes[-1] if ep.notes else None,
+            tool_call_styles=dict(self.style.styles),
         )
 
 
@@ -357,11 +374,7 @@ def vlm_client(ep: Episode) -> Any:
     """
     client = ep.registry.settings.vlm
     if client is None:
-        raise ConfigError(
-            f"--controller {ep.config.controller} needs a VLM: set SILICONFLOW_API_KEY (or "
-            "REFSEG_VLM_API_KEY) or pass --vlm-base-url for a local OpenAI-compatible server; "
-            "or use --controller loop"
-        )
+        raise ConfigError(no_vlm_message(ep.config.controller))
     return client
 
 
@@ -370,4 +383,15 @@ async def run_agent(ep: Episode) -> None:
     await AgentRun(ep, vlm_client(ep)).run()
 
 
-__all__ = ["AgentRun", "offered_tools", "run_agent", "vlm_client"]
+AGENT = ControllerSpec(
+    name="agent",
+    run=run_agent,
+    description="the VLM drives the tools through function calling (propose, rank, refine, "
+    "draw a box, submit); the guard, turn and budget limits still hold",
+    vlm="required",
+    prompt_tool="optional",
+    refines=True,
+    Options=AgentOptions,
+)
+
+__all__ = ["AGENT", "AgentRun", "offered_tools", "run_agent", "vlm_client"]

@@ -1,85 +1,73 @@
-"""The VLM client's HTTP layer: response bodies bounded while they are read and before parsing.
-
-A server (or anything at ``--vlm-base-url``) decides how much it sends. The SDK would read any
-body whole and parse it on the event loop; here the body is cut off once it passes
-:data:`MAX_RESPONSE_BYTES` (counted as it arrives, compressed bodies asked away with
-``Accept-Encoding: identity`` and refused if sent anyway, since their size says nothing about
-what they inflate to), its nesting is checked in linear time before the SDK parses it, and a
-large body is parsed in a worker thread so other episodes keep running.
-"""
+"""What HTTP answers mean to the VLM client: the statuses no retry can fix, and ``Retry-After``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
-import anyio
-import httpx2
-import openai
-
-from agent.vlm_reply import BadResponse
-from tools.safe_json import MAX_DEPTH, JSONLimitError, check_bounds
-
-MAX_RESPONSE_BYTES = 16 * 2**20  # a chat completion of the longest reply a model sends is < 1 MiB
-THREAD_PARSE_BYTES = 256 * 2**10  # parse bodies above this off the event loop
+import email.utils
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Protocol
+from urllib.parse import urlsplit
 
 
-class OversizedResponse(BadResponse):
-    """A response body over :data:`MAX_RESPONSE_BYTES`, or compressed against the request."""
+class Failed(Protocol):
+    """A classified failure: its HTTP status (``None`` when there was none) and message."""
 
-    retryable = False
-    kind = "oversized"
-
-
-class _CappedStream(httpx2.AsyncByteStream):
-    """The response's byte stream, stopped with :class:`OversizedResponse` past ``limit``."""
-
-    def __init__(self, inner: Any, limit: int):
-        self.inner, self.limit, self.seen = inner, limit, 0
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner:
-            self.seen += len(chunk)
-            if self.seen > self.limit:
-                raise OversizedResponse(
-                    f"the response body passed {self.limit:,} bytes; it was cut off there"
-                )
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    status: int | None
+    message: str
 
 
-async def _cap_body(response: httpx2.Response) -> None:
-    """Response hook (headers read, body not yet): refuse what cannot be bounded, count the rest."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise OversizedResponse(f"the response body is {int(declared):,} bytes, over {MAX_RESPONSE_BYTES:,}")
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise OversizedResponse(f"the response is {encoding}-compressed although identity was asked for")
-    response.stream = _CappedStream(response.stream, MAX_RESPONSE_BYTES)
+NO_MODEL = re.compile(
+    r"model.*(not (found|exist)|does ?n.t exist|unknown|invalid)|(unknown|invalid) model", re.IGNORECASE
+)
 
 
-def capped_http_client() -> httpx2.AsyncClient:
-    """The SDK's default HTTP client (its timeouts, limits, redirects) with bounded bodies."""
-    return openai.DefaultAsyncHttpxClient(
-        event_hooks={"response": [_cap_body]}, headers={"accept-encoding": "identity"}
-    )
+def auth_fix(failure: Failed, model: str) -> str | None:
+    """What to fix when ``failure`` means no call can succeed (else ``None``): the key is
+    rejected (401), has no access (403), or the endpoint has no such model (404, or a 400 that
+    says so)."""
+    status = failure.status
+    if status == 401:
+        return (
+            "the API key was rejected; set REFSEG_VLM_API_KEY (or SILICONFLOW_API_KEY for "
+            "SiliconFlow) to a valid key"
+        )
+    if status == 403:
+        return (
+            f"the API key has no access to model {model!r}; check the key's permissions or pass --vlm-model"
+        )
+    if status == 404 or (status == 400 and NO_MODEL.search(failure.message)):
+        return (
+            f"no model {model!r} there (or the URL is wrong); pass --vlm-model with a model the "
+            "endpoint serves, and a --vlm-base-url that ends in /v1"
+        )
+    return None
 
 
-async def parse_body(raw: Any) -> Any:
-    """``raw.parse()`` (the SDK's chat completion) once the body's nesting is checked; in a
-    worker thread when the body is large.
+def host_of(url: str) -> str:
+    """``host[:port]`` of ``url``: never the user, password, path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{host}:{parts.port}" if parts.port else host
 
-    Raises:
-        BadResponse: the body nests deeper than :data:`tools.safe_json.MAX_DEPTH`.
-    """
-    body: bytes = raw.content
-    try:
-        check_bounds(body, max_chars=MAX_RESPONSE_BYTES, max_depth=MAX_DEPTH, what="the response body")
-    except JSONLimitError as exc:
-        raise BadResponse(str(exc)) from None
-    if len(body) > THREAD_PARSE_BYTES:
-        return await anyio.to_thread.run_sync(raw.parse)
-    return raw.parse()
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            seconds = when.timestamp() - time.time()
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    return None

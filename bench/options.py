@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
+from agent.vlm_profile import ProfileChoice
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
@@ -21,7 +23,6 @@ from tools.base import ToolSettings
 from tools.errors import ConfigError
 from tools.precision import Precision, check_precision
 from tools.refine import RefineOptions
-from tools.safe_json import option_value
 
 TOOLSETS: Mapping[str, tuple[str, str]] = {
     # name: (proposer, ranker)
@@ -29,7 +30,6 @@ TOOLSETS: Mapping[str, tuple[str, str]] = {
     "offline": ("region_propose", "attribute_rank"),
 }
 CLIP_MODES = ("crop", "blur", "grey", "outline")
-VLM_CONTROLLERS = ("agent", "ground")  # controllers that call the VLM themselves
 Refiner = Literal["rules", "vlm"]
 
 
@@ -105,37 +105,15 @@ class ModelOptions:
         return self.proposer or proposer, self.ranker or ranker
 
 
-def parse_tool_option(text: str) -> tuple[str, str, Any]:
-    """``NAME.KEY=VALUE`` -> ``(name, key, value)``; the value is JSON when it parses as JSON.
-
-    Raises:
-        ConfigError: not of that form, or a value too long or too deeply nested.
-    """
-    target, sep, raw = text.partition("=")
-    name, dot, key = target.strip().partition(".")
-    if not sep or not dot or not name or not key.strip():
-        raise ConfigError(f"--tool-option takes NAME.KEY=VALUE (e.g. refine_query.refiner=vlm), got {text!r}")
-    return name, key.strip(), option_value(raw, f"--tool-option {name}.{key.strip()}")
-
-
-def tool_options_from(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Collect repeated ``--tool-option`` values into ``{tool: {key: value}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for text in pairs:
-        name, key, value = parse_tool_option(text)
-        out.setdefault(name, {})[key] = value
-    return out
-
-
 @dataclass(frozen=True)
 class VLMOptions:
-    """Where the VLM is (key from the environment; see :class:`agent.vlm.VLMConfig`).
+    """Where the VLM is (key from the environment; see :class:`agent.vlm.VLMConfig`) and how it
+    answers (``profile``: :class:`agent.vlm_profile.ProfileChoice`, resolved into the config).
 
     ``None`` fields take :class:`agent.vlm.VLMConfig`'s defaults. The backoff fields are for
     tests and the chaos scorecard (retries at once); the CLI does not expose them.
     ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
-    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
-    """
+    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know."""
 
     base_url: str | None = None
     model: str | None = None
@@ -145,6 +123,7 @@ class VLMOptions:
     backoff_max_s: float | None = None
     price_in: float | None = None
     price_out: float | None = None
+    profile: ProfileChoice = field(default_factory=ProfileChoice)
 
     def __post_init__(self) -> None:
         given = [p for p in (self.price_in, self.price_out) if p is not None]
@@ -180,14 +159,24 @@ class CacheOptions:
 class EpisodeOptions:
     """Everything that defines how one episode runs: tools, controller, VLM, cache.
 
-    ``episode`` carries the controller, guards and budgets; its proposer, ranker and tool
-    arguments are filled from ``models`` when the runtime is built.
+    ``episode`` carries the controller, the guard and the controllers' options; its proposer,
+    ranker and tool arguments are filled from ``models`` when the runtime is built. The
+    controller's name and every controller's options are checked when this is built (a
+    one-line ``ConfigError``), before any example runs.
     """
 
     models: ModelOptions = field(default_factory=ModelOptions)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     vlm: VLMOptions = field(default_factory=VLMOptions)
     cache: CacheOptions = field(default_factory=CacheOptions)
+
+    def __post_init__(self) -> None:
+        check_controller_options({self.episode.controller: {}, **self.episode.controller_options})
+
+    @property
+    def controller(self) -> ControllerSpec:
+        """The chosen controller's spec."""
+        return get_controller(self.episode.controller)
 
     @property
     def refiner(self) -> str:
@@ -197,15 +186,20 @@ class EpisodeOptions:
 
     @property
     def needs_vlm(self) -> bool:
-        """The controller or the refiner calls the VLM."""
-        return self.episode.controller in VLM_CONTROLLERS or (
-            self.episode.controller == "loop" and self.refiner == "vlm"
-        )
+        """The controller requires the VLM, or it refines and the refiner is the VLM's."""
+        spec = self.controller
+        return spec.vlm == "required" or (spec.refines and self.refiner == "vlm")
+
+    @property
+    def wants_vlm(self) -> bool:
+        """A VLM client is built when one is configured: it is needed, or the controller
+        uses one when it is there (``vlm="optional"``)."""
+        return self.needs_vlm or self.controller.vlm == "optional"
 
     @property
     def vlm_flag(self) -> str:
         """The option that asked for a VLM, as the user wrote it (for error messages)."""
-        if self.episode.controller in VLM_CONTROLLERS:
+        if self.controller.vlm == "required":
             return f"--controller {self.episode.controller}"
         if self.models.refiner is None and self.refiner == "vlm":
             return "--tool-option refine_query.refiner=vlm"

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from agent.controllers import get_controller
 from agent.episode import EpisodeConfig
+from agent.vlm_profile import profile_of
 from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
 from cache.store import ToolCache
 from tools.base import ToolSettings, default_checkpoint_dir
@@ -91,7 +93,8 @@ def build_vlm(options: EpisodeOptions) -> Any:
     from agent.vlm import VLMClient, VLMConfig
 
     vlm = options.vlm
-    config = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model, **vlm.overrides())
+    profile = vlm.profile.resolve()
+    config = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model, profile=profile, **vlm.overrides())
     reason = config.vlm_unavailable_reason()
     if reason:
         raise ConfigError(f"{options.vlm_flag} needs a VLM: {reason}")
@@ -100,6 +103,21 @@ def build_vlm(options: EpisodeOptions) -> Any:
     for secret in (config.api_key, *url_secrets(config.base_url)):
         register_secret(secret)  # redacted from every trace, log and file from now on
     return VLMClient(config, on_call=log_vlm_call)
+
+
+def _optional_vlm(options: EpisodeOptions, notes: list[str]) -> Any:
+    """The VLM client of a controller that uses one when it is there (``vlm="optional"``):
+    built when one is configured, else ``None`` and a note saying the run goes without."""
+    if not options.wants_vlm:
+        return None
+    from agent.vlm import VLMConfig
+
+    vlm = options.vlm
+    reason = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model).vlm_unavailable_reason()
+    if reason:
+        notes.append(f"--controller {options.episode.controller} runs without a VLM: {reason}")
+        return None
+    return build_vlm(options)
 
 
 def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
@@ -161,7 +179,7 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     models = options.models
     proposer, ranker = models.tools
     propose_args, rank_args, notes = _tool_args(models, proposer, ranker)
-    vlm = build_vlm(options) if options.needs_vlm else None
+    vlm = build_vlm(options) if options.needs_vlm else _optional_vlm(options, notes)
     price_note = vlm.config.price_note() if vlm is not None else None
     if price_note:
         notes.append(price_note)
@@ -232,17 +250,29 @@ def describe_settings(settings: ToolSettings) -> dict[str, Any]:
     }
 
 
+def describe_episode(config: EpisodeConfig) -> dict[str, Any]:
+    """Every :class:`EpisodeConfig` field as JSON; ``controller_options`` holds the running
+    controller's options only, validated (every field, defaults included), so a resume is
+    refused when any of them differs, and never over another controller's settings."""
+    described = _jsonable(dataclasses.asdict(config))
+    options = get_controller(config.controller).options(config.controller_options.get(config.controller))
+    described["controller_options"] = {config.controller: options.model_dump(mode="json")}
+    return described
+
+
 def describe_config(rt: Runtime) -> dict[str, Any]:
-    """The run's configuration as JSON (no secrets: the VLM is described by URL and model)."""
+    """The run's configuration as JSON (no secrets: the VLM is described by URL, model and
+    the resolved profile: coordinates, view grid, tool calls, reply format)."""
     vlm = None
     if rt.vlm is not None:
         vlm = {
             "base_url": public_url(str(getattr(rt.vlm, "base_url", ""))),
             "model": getattr(rt.vlm, "model", ""),
+            "profile": profile_of(rt.vlm).as_dict(),
         }
     return {
         "settings": describe_settings(rt.settings),
-        "episode": _jsonable(dataclasses.asdict(rt.config)),
+        "episode": describe_episode(rt.config),
         "vlm": vlm,
         "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
     }

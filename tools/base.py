@@ -11,7 +11,8 @@ instances through :meth:`Tool.use_tools`.
 
 A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
 them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
-``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``.
+``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``. The invoker
+puts them into every cache key: ``key_inputs``/``key_args``/``fingerprint`` never mention them.
 
 The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
 controllers use them). Tools get parameters the invoker already validated.
@@ -35,7 +36,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tools.coords import Frame, View
 from tools.device import device_limiter, run_on_device
 from tools.errors import ConfigError, ToolError
-from tools.output_fit import check_fits
 from tools.precision import Precision
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
@@ -250,8 +250,9 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
 
 
-def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
-    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``.
+def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str = "tool") -> OptionsT:
+    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``; ``kind``
+    is what ``tool`` names in the error (``tool``, or ``controller`` for a controller's).
 
     Raises:
         ConfigError: one line naming the tool and each bad key, e.g.
@@ -264,7 +265,7 @@ def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
             f"option {where}: {what}" if where else f"options: {what}"
             for where, what in validation_problems(exc)
         )
-        raise ConfigError(f"tool {tool}: {problems}") from None
+        raise ConfigError(f"{kind} {tool}: {problems}") from None
 
 
 class Tool(ABC):
@@ -312,12 +313,18 @@ class Tool(ABC):
         """
         return parse_tool_options(self.name, model, self.settings.options.get(self.name))
 
+    def validated_options(self) -> BaseModel | None:
+        """This tool's options, every field (``None``: it has no ``Options``): the invoker puts
+        them into each of its cache keys. Raises ``ConfigError`` like :meth:`read_options`."""
+        return None if self.Options is None else self.read_options(self.Options)
+
     def use_tools(self, tools: dict[str, Tool]) -> None:  # noqa: B027 - optional hook
         """Receive the instances named in ``needs`` (the registry calls this once, after
         building the tool)."""
 
     def fingerprint(self) -> str:
-        """Identity of the weights behind this tool (part of every cache key)."""
+        """Identity of the weights behind this tool (part of every cache key): a property of
+        the model (its checkpoint's digest, architecture, precision), not of the options."""
         return "none"
 
     def setup(self) -> None:  # noqa: B027 - optional hook, most tools load nothing
@@ -337,11 +344,6 @@ class Tool(ABC):
     def key_args(self, params: BaseModel) -> dict[str, Any]:
         """The arguments that change the output (default: all of them)."""
         return params.model_dump(mode="json")
-
-    def check_output(self, ws: Workspace, output: Any) -> None:
-        """Raise ``ValueError`` when an output read back from the disk cache does not fit this
-        call (:func:`tools.output_fit.check_fits`); a tool with other outputs may check more."""
-        check_fits(ws.image.size, ws.proposals, output)
 
     def apply(self, ws: Workspace, output: Any) -> None:
         """Record the output in the workspace (proposals, ranking, query) after a call."""

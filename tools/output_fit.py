@@ -2,7 +2,7 @@
 
 :mod:`tools.record_checks` checks a record against itself; this checks the decoded output
 against what the call knows: masks at the working image's size, a ranking of exactly the
-current candidates. :meth:`tools.base.Tool.check_output` calls it.
+current candidates. The invoker applies it to every output it reads back from the disk cache.
 """
 
 from __future__ import annotations

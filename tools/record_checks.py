@@ -4,7 +4,7 @@ A record comes from the disk cache. Its checksum proves only that storage did no
 not that this version of this tool wrote it, nor that its writer was honest. So a decoder
 checks the record against itself before allocating anything from it (a stored shape must
 match the bytes behind it: a 1.6 KB entry cannot inflate into a 381 MiB mask) and checks that
-its numbers are finite and in range; :meth:`tools.base.Tool.check_output` then checks the
+its numbers are finite and in range; :func:`tools.output_fit.check_fits` then checks the
 decoded output against what the call knows (the image's size, the number of candidates).
 
 Every check raises ``ValueError``: to the invoker, a record that fails one is a cache miss

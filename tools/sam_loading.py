@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from checkpoints.registry import SAM_MODEL_TYPES, sam_checkpoint_info
-from tools.base import ToolSettings
+from tools.base import StrictParams, ToolSettings
 from tools.errors import CheckpointError, ConfigError
 
 DOWNLOAD_COMMAND = "refseg weights download sam --model {model_type}"
@@ -374,3 +374,15 @@ def _checked_option(value: Any) -> Any:
 
 # sam_propose's ``config`` option: checked in full when the run is set up, before any build.
 SamConfigOption = Annotated[Any, AfterValidator(_checked_option)]
+DEFAULT_EMBEDDING_CACHE = 8
+
+
+class SamProposeOptions(StrictParams):
+    """Settings of ``sam_propose`` (``--tool-option sam_propose.KEY=VALUE``); they live here,
+    with the SAM configs they check, and ``tools.sam_propose`` uses them."""
+
+    config: SamConfigOption = Field(
+        default=None,
+        description='a SamConfig as a dict, or "tiny": build that architecture instead of sam_model_type',
+    )
+    embedding_cache: int = Field(default=DEFAULT_EMBEDDING_CACHE, ge=1, description="image embeddings kept")

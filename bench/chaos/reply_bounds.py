@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.chaos.result import RowResult, account
 from bench.chaos.runs import OfflineRun, run_offline
-from bench.chaos.server import Call, Raw, ScriptedServer, Spec, Text, ToolCalls, completion_json
 from bench.chaos.vlm_rows import PROPOSER, VLM_TIMEOUT_S, agent_reply, agent_run
+from bench.doubles.scripted_server import Call, Raw, ScriptedServer, Spec, Text, ToolCalls, completion_json
 
 BRACES = 600_000
 DEEP_ANSWER, DEEP_BODY = 3_000, 5_000

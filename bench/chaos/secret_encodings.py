@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from agent.trace_view import render_trace
+from agent.trace_render import render_trace
 from bench.chaos.result import RowResult, account
 from bench.chaos.runs import run_offline
 from bench.chaos.secrets import files_with
-from bench.chaos.server import ScriptedServer, Status
 from bench.chaos.vlm_rows import agent_reply, agent_run
-from bench.report import load_runs, print_summary
+from bench.doubles.scripted_server import ScriptedServer, Status
+from bench.report.markdown import print_summary
+from bench.report.run_reader import load_runs
 
 ENC_USER, ENC_PASSWORD, ENC_KEY = "chaos-user", "chaos@pass/4417", "QK+planted/99key-chaos"
 

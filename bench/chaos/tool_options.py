@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.chaos.result import RowResult
-from bench.options import EpisodeOptions, ModelOptions, parse_tool_option
+from bench.option_pairs import parse_tool_option
+from bench.options import EpisodeOptions, ModelOptions
 from bench.runtime import build_runtime
 from bench.samples import SAMPLES
 from tools.errors import ConfigError

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.chaos.result import RowResult, account, read_json, record_lines
 from bench.chaos.runs import OfflineRun, run_offline
-from bench.report import load_runs
+from bench.report.run_reader import load_runs
 from bench.samples import CONFIG, SUMMARY
 
 NOT_UTF8 = b'\xff\xfe{"results": \x80\x81}'

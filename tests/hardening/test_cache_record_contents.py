@@ -28,6 +28,7 @@ from cache.codec import decode, encode
 from cache.store import ToolCache
 from tools.base import ToolSettings, Workspace
 from tools.offline.scenes import generate_scene
+from tools.output_fit import check_fits
 from tools.registry import ToolRegistry
 from tools.types import Image, Proposals, Ranking, Refinement
 
@@ -137,16 +138,16 @@ def test_rankings_that_do_not_fit_the_candidates_are_recomputed(
 
 
 def test_a_ranking_of_other_candidates_does_not_fit_the_workspace() -> None:
-    registry = ToolRegistry(ToolSettings())
-    tool = registry.get("attribute_rank")
-    ws = _workspace()
-    ws.set_proposals(_proposals())
+    proposals = _proposals()
+    size = proposals.masks.shape[1:]
     other = Ranking.from_scores(np.array([0.1, 0.2, 0.3]), "q", 0.1, proposals_digest="f" * 64)
     with pytest.raises(ValueError, match="other candidates"):
-        tool.check_output(ws, other)
+        check_fits(size, proposals, other)
     with pytest.raises(ValueError, match="2 candidates"):
-        tool.check_output(ws, Ranking.from_scores(np.array([0.1, 0.2]), "q", 0.1))
-    tool.check_output(ws, Ranking.from_scores(np.array([0.1, 0.2, 0.3]), "q", 0.1, ws.proposals.digest))
+        check_fits(size, proposals, Ranking.from_scores(np.array([0.1, 0.2]), "q", 0.1))
+    with pytest.raises(ValueError, match="for a"):
+        check_fits((size[0] + 1, size[1]), None, proposals)
+    check_fits(size, proposals, Ranking.from_scores(np.array([0.1, 0.2, 0.3]), "q", 0.1, proposals.digest))
 
 
 def test_forged_cache_contents_row_survives_at_the_first_run_s_memory() -> None:

@@ -39,6 +39,7 @@ def test_exit_code_is_non_zero_when_anything_is_lost_or_duplicated() -> None:
     assert "NO" in format_table([RowResult("lossy", lost=1)])
 
 
+@pytest.mark.slow
 def test_module_entry_point_prints_the_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--rows", "unknown tool name", "--workdir", str(tmp_path)],

@@ -12,12 +12,13 @@ import anyio
 import pytest
 from helpers_chaos import chaos_row
 
-from agent.ground import parse_ground_answer
+from agent.ground_controller import parse_ground_answer
+from agent.text_tool_calls import parse_text_tool_calls
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
 from agent.vlm_reply import ToolCall
-from bench.chaos.server import Raw, ScriptedServer, Text, completion_json
 from bench.cli import main
-from bench.options import parse_tool_option
+from bench.doubles.scripted_server import Raw, ScriptedServer, Text, completion_json
+from bench.option_pairs import parse_tool_option
 from tools.errors import ConfigError, ToolError
 from tools.json_reply import json_values, reply_body
 from tools.refine_vlm import parse_refinement
@@ -63,6 +64,16 @@ def test_deeply_nested_tool_arguments_go_back_to_the_model_as_an_error() -> None
     with pytest.raises(ValueError, match=r"nested 3,00[0-9] levels deep") as info:
         call.parse_arguments()
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_deeply_nested_text_tool_calls_are_skipped_not_a_recursion_error() -> None:
+    json_call = parse_text_tool_calls('{"name": "sam_prompt", "arguments": ' + nested() + "}")
+    assert json_call.calls == ()  # a JSON span past the nesting bound is not a call
+    xml = parse_text_tool_calls(
+        f"<tool_call><function=sam_prompt><parameter=box>{nested()}</parameter></function>"
+    )
+    assert [c.name for c in xml.calls] == ["sam_prompt"]
+    assert json.loads(xml.calls[0].arguments) == {"box": nested()}  # kept as the text it was
 
 
 def test_a_deeply_nested_tool_option_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:

@@ -12,7 +12,7 @@ from helpers_chaos import chaos_row
 from bench.chaos.runs import OfflineRun, run_offline
 from bench.chaos.unreadable_files import NOT_UTF8, TOO_DEEP, viewer_pages
 from bench.cli import main
-from bench.report import load_runs
+from bench.report.run_reader import load_runs
 from bench.samples import CONFIG, SUMMARY, read_json
 from tools.errors import ConfigError
 
