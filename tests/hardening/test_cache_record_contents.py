@@ -150,6 +150,7 @@ def test_a_ranking_of_other_candidates_does_not_fit_the_workspace() -> None:
     check_fits(size, proposals, Ranking.from_scores(np.array([0.1, 0.2, 0.3]), "q", 0.1, proposals.digest))
 
 
+@pytest.mark.slow  # a whole scorecard row (runs, child processes)
 def test_forged_cache_contents_row_survives_at_the_first_run_s_memory() -> None:
     row = chaos_row("forged cache contents")
     assert row.survived, row.problems

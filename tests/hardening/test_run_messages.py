@@ -23,6 +23,7 @@ def test_an_undecodable_image_is_named_by_its_input(data: bytes) -> None:
     assert message.startswith("scenes/photo-7.png: ") and "BytesIO" not in message and " at 0x" not in message
 
 
+@pytest.mark.slow  # a whole scorecard row (runs, child processes)
 def test_the_bad_input_corpus_names_an_undecodable_image() -> None:
     said = chaos_row("bad-input corpus").details["outcomes"]["not an image"]
     assert said.startswith("failed: image ") and "not a known image format" in said and "BytesIO" not in said
@@ -34,6 +35,7 @@ def test_a_good_image_still_decodes() -> None:
     assert decode_image(buf.getvalue(), name="ok.png").size == (3, 4)
 
 
+@pytest.mark.slow  # a whole scorecard row (runs, child processes)
 def test_a_full_disk_is_exactly_one_line() -> None:
     row = chaos_row("full disk on results")
     assert row.survived, row.problems

@@ -111,6 +111,7 @@ def test_the_cli_refuses_before_any_example(
     assert not (tmp_path / "run" / "samples.jsonl").exists()  # nothing ran
 
 
+@pytest.mark.slow  # a whole scorecard row (runs, child processes)
 def test_tool_options_row_survives() -> None:
     row = chaos_row("tool options")
     assert row.survived, row.problems

@@ -61,6 +61,7 @@ def test_report_and_viewer_carry_on_over_a_damaged_summary(tmp_path: Path) -> No
     assert viewer_pages(run.run_dir) == [200, 200]
 
 
+@pytest.mark.slow  # a whole scorecard row (runs, child processes)
 def test_unreadable_run_files_row_survives() -> None:
     row = chaos_row("unreadable run files")
     assert row.survived, row.problems
