@@ -334,6 +334,15 @@ async def _run_locked(
 
 
 def _cache_problem(rt: Runtime) -> str | None:
-    if rt.cache is None or rt.cache.degraded is None:
+    if rt.cache is None:
         return None
-    return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"
+    if rt.cache.degraded is not None:
+        return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"
+    if rt.cache.corrupt:
+        one = rt.cache.corrupt == 1
+        return (
+            f"{rt.cache.corrupt} tool cache entr{'y' if one else 'ies'} in {rt.cache.directory} "
+            f"{'was' if one else 'were'} damaged or did not fit {'its' if one else 'their'} call "
+            "(another layout, sizes, non-finite values): dropped and recomputed"
+        )
+    return None

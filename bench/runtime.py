@@ -213,6 +213,8 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     for name in (config.proposer, config.ranker, config.refiner, *settings.options):
         registry.spec(name)  # unknown tool names (also in --tool-option) fail now
     registry.check_options(settings.options)  # and bad option values, in one line
+    registry.check_arguments(config.proposer, config.propose_args)  # --points-per-side 100000
+    registry.check_arguments(config.ranker, config.rank_args)
     cache = (
         ToolCache(options.cache.directory, timeout_s=options.cache.timeout_s)
         if options.cache.enabled
