@@ -102,10 +102,19 @@ def build_vlm(options: EpisodeOptions) -> Any:
     return VLMClient(config, on_call=log_vlm_call)
 
 
+SAM3_TOOLS = frozenset({"sam3_propose", "sam3_rank"})
+
+
 def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
     tools = {name: dict(values) for name, values in options.models.tool_options.items()}
     # --refiner is a named shortcut of this tool option; the config always says which ran.
     tools.setdefault("refine_query", {})["refiner"] = options.refiner
+    if tools.get("sam3_propose") and not SAM3_TOOLS & set(options.models.tools):
+        # --sam3-size / --sam3-checkpoint (shortcuts of these) would silently do nothing.
+        raise ConfigError(
+            f"SAM 3 options ({', '.join(sorted(tools['sam3_propose']))}) apply to the SAM 3 tools only; "
+            "add --toolset sam3 or drop them"
+        )
     return tools
 
 
@@ -118,10 +127,12 @@ def _check_accel_flags(models: ModelOptions, proposer: str, ranker: str) -> None
     given = [flag for flag, on in sam_only.items() if on]
     if given and proposer != "sam_propose":
         raise ConfigError(f"{', '.join(given)} apply to sam_propose only")
-    if (models.precision != ToolSettings.precision or models.compile) and (
-        proposer != "sam_propose" and ranker != "clip_rank"
+    if (models.precision != ToolSettings.precision or models.compile) and not (
+        {proposer, ranker} & {"sam_propose", "clip_rank", *SAM3_TOOLS}
     ):
-        raise ConfigError("--precision and --compile apply to sam_propose and clip_rank only")
+        raise ConfigError(
+            "--precision and --compile apply to sam_propose, clip_rank and the SAM 3 tools only"
+        )
 
 
 def _tool_args(
@@ -144,6 +155,14 @@ def _tool_args(
         propose_args.setdefault("stability_score_thresh", 0.0)
         propose_args.setdefault("box_nms_thresh", 1.0)
         notes.append("random weights: SAM quality thresholds and NMS disabled")
+    if models.weights == "random" and SAM3_TOOLS & {proposer, ranker}:
+        # Random SAM 3 scores sit near 0.5 x 0.5: none passes the 0.5 threshold, so a smoke run
+        # would always find nothing. Keep every instance (up to max_instances) instead.
+        if proposer == "sam3_propose":
+            propose_args.setdefault("threshold", 0.0)
+        if ranker == "sam3_rank":
+            rank_args.setdefault("threshold", 0.0)
+        notes.append("random weights: SAM 3's score threshold disabled")
     if models.clip_mode is not None:
         if ranker != "clip_rank":
             raise ConfigError("--clip-mode applies to clip_rank only")
@@ -230,8 +249,31 @@ def describe_settings(settings: ToolSettings) -> dict[str, Any]:
     }
 
 
+def weights_identity(rt: Runtime) -> dict[str, str]:
+    """The fingerprint of each model-backed tool of the run (its cache-key identity: a weights
+    file's sha256, or ``random:...``, and the precision), by tool name; a tool whose weights
+    this process cannot see (a Ray cluster elsewhere) says why instead."""
+    from tools.errors import RefsegError
+
+    cfg = rt.config
+    names = [cfg.proposer, cfg.ranker]
+    prompt = rt.registry.tool_class(cfg.proposer).prompt_tool
+    if prompt is not None and prompt in rt.registry.names():
+        names.append(prompt)
+    out: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        try:
+            fingerprint = rt.registry.get(name).fingerprint()
+        except RefsegError as exc:
+            fingerprint = f"unavailable here: {exc}"
+        if fingerprint != "none":
+            out[name] = fingerprint
+    return out
+
+
 def describe_config(rt: Runtime) -> dict[str, Any]:
-    """The run's configuration as JSON (no secrets: the VLM is described by URL and model)."""
+    """The run's configuration as JSON (no secrets: the VLM is described by URL and model),
+    with the weights each model-backed tool ran with (:func:`weights_identity`)."""
     vlm = None
     if rt.vlm is not None:
         vlm = {
@@ -243,6 +285,7 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
         "episode": _jsonable(dataclasses.asdict(rt.config)),
         "vlm": vlm,
         "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
+        "weights": weights_identity(rt),
     }
 
 

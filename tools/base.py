@@ -137,10 +137,16 @@ class Workspace:
             self.original_size = self.image.size
 
     def require_proposals(self) -> Proposals:
+        current = self.current_proposals()
+        if len(current) == 0:
+            raise ToolError("the proposer found no candidate masks in this image")
+        return current
+
+    def current_proposals(self) -> Proposals:
+        """The candidates, possibly none (a text-conditioned proposer found nothing); raises
+        ToolError when nothing was proposed yet."""
         if self.proposals is None:
             raise ToolError("no proposals yet: call the propose tool first")
-        if len(self.proposals) == 0:
-            raise ToolError("the proposer found no candidate masks in this image")
         return self.proposals
 
     def set_proposals(self, proposals: Proposals) -> bool:
@@ -162,7 +168,7 @@ class Workspace:
         New candidates drop the rankings: their probabilities were spread over the old
         candidates only, so neither the current nor the best ranking describes the new set.
         """
-        current = self.require_proposals()
+        current = self.current_proposals()
         merged = current.append(extra)
         if merged is current:
             return False
@@ -278,6 +284,8 @@ class Tool(ABC):
     cacheable: ClassVar[bool] = True
     # A proposer's prompt tool (a box or points -> a mask), offered to the VLM with it.
     prompt_tool: ClassVar[str | None] = None
+    # Candidates depend on the query (SAM 3): re-proposed per rewrite; none found is an answer.
+    text_conditioned: ClassVar[bool] = False
     # Tools whose instances this one uses (handed over by the registry, see use_tools).
     needs: ClassVar[tuple[str, ...]] = ()
     # The tool's settings (a StrictParams model, defaults in it), read from

@@ -148,7 +148,7 @@ class PromptTool(Tool):
         # size is the same call. The candidates it is appended to are part of the record's
         # meaning (its masks become their new last entries).
         prompt = resolve_prompt(ws, params)
-        proposals = ws.require_proposals().digest
+        proposals = ws.current_proposals().digest
         return {"image": ws.image.digest, "proposals": proposals, "prompt": prompt.digest()}
 
     def key_args(self, params: Any) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class PromptTool(Tool):
             ws.add_proposals(output)
 
     async def __call__(self, ws: Workspace, params: Any) -> Proposals:
-        ws.require_proposals()
+        ws.current_proposals()  # proposed already (possibly nothing: the drawn mask is then the first)
         prompt = resolve_prompt(ws, params)
         masks, scores = await self.draw(ws, prompt)
         if masks.shape[0] == 0 or not masks.any():

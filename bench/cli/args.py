@@ -34,6 +34,7 @@ from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
 from tools.coords import UNITS
 from tools.precision import PRECISIONS
+from tools.sam3.config import SIZES as SAM3_SIZES
 
 
 def default(cls: type, name: str) -> Any:
@@ -78,7 +79,9 @@ MODEL_FLAGS = flags(
         "toolset",
         {
             "choices": sorted(TOOLSETS),
-            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)",
+            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights); "
+            f"'sam3': SAM 3 instances ranked by SAM 3's scores (the sam3 extra) (default "
+            f"{default(ModelOptions, 'toolset')})",
         },
     ),
     ("--proposer", "proposer", {"help": "propose tool name (overrides --toolset)"}),
@@ -112,6 +115,13 @@ MODEL_FLAGS = flags(
         },
     ),
 )
+# SAM 3 (--toolset sam3): shortcuts of sam3_propose's options (its Options model holds the defaults).
+SAM3_FLAGS = flags(
+    ("--sam3-size", "size", {"choices": list(SAM3_SIZES), "help": "SAM 3 architecture: full (the "
+     "official one) or tiny (tests and smoke runs) (default full); = --tool-option sam3_propose.size"}),
+    ("--sam3-checkpoint", "checkpoint", {"type": Path, "metavar": "PATH", "help": "SAM 3 weights, a "
+     "safetensors file in transformers format (default: CHECKPOINT_DIR/sam3/model.safetensors)"}),
+)  # fmt: skip
 # The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
 ACCEL_FLAGS = flags(
     ("--precision", "precision", {"choices": list(PRECISIONS), "help": "SAM and CLIP forwards under "
@@ -321,6 +331,7 @@ def given(ns: argparse.Namespace, table: tuple[Flag, ...]) -> dict[str, Any]:
 def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     """Model, controller, VLM and cache flags (``segment``, ``bench run``, ``bench suite``)."""
     add_flags(parser, "models", MODEL_FLAGS)
+    add_flags(parser, "SAM 3", SAM3_FLAGS)
     add_flags(parser, "GPU path", ACCEL_FLAGS)
     add_flags(parser, "controller", CONTROLLER_FLAGS)
     add_flags(parser, "VLM (OpenAI-compatible)", VLM_FLAGS)
@@ -331,6 +342,9 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     """The episode flags as :class:`bench.options.EpisodeOptions`."""
     models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
+    sam3 = {key: str(value) for key, value in given(ns, SAM3_FLAGS).items()}
+    if sam3:
+        models["tool_options"].setdefault("sam3_propose", {}).update(sam3)
     controller = given(ns, CONTROLLER_FLAGS)
     models["refiner"] = controller.pop("refiner", None)
     return EpisodeOptions(
