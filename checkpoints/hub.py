@@ -89,7 +89,8 @@ def download_sam3(
         raise DownloadError(gated_message(repo, token is not None)) from None
     except RepositoryNotFoundError:
         raise DownloadError(
-            f"{repo}: no such repository, or it is gated and no token was given ({gated_message(repo, False)})"
+            f"{repo}: no such repository, or it is gated and no token was given "
+            f"({gated_message(repo, False)})"
         ) from None
     except EntryNotFoundError:
         raise DownloadError(f"{repo} has no {SAM3_WEIGHTS} or {SAM3_CONFIG} at this revision") from None

@@ -24,7 +24,8 @@ def add_parser(sub: Any) -> None:
         "--token",
         default=None,
         help="sam3: Hugging Face token of an account that accepted facebook/sam3's licence "
-        "(default: $HF_TOKEN or the token `hf auth login` stored; the variable keeps it out of shell history)",
+        "(default: $HF_TOKEN or the token `hf auth login` stored; the variable keeps it out of "
+        "shell history)",
     )
     d.add_argument(
         "--revision", default=None, help="sam3: a branch, tag or commit of facebook/sam3 (default main)"
