@@ -92,7 +92,11 @@ MODEL_FLAGS = flags(
         "checkpoint_dir",
         {"type": Path, "help": "weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)"},
     ),
-    ("--sam-model", "sam_model", {"help": "SAM type: vit_b, vit_l or vit_h"}),
+    (
+        "--sam-model",
+        "sam_model",
+        {"help": "SAM type: vit_b, vit_l or vit_h (bench speed also: tiny, sam3) (default vit_b)"},
+    ),
     ("--sam-checkpoint", "sam_checkpoint", {"type": Path, "help": "explicit SAM checkpoint file"}),
     ("--points-per-side", "points_per_side", {"type": int, "help": "SAM point grid size"}),
     ("--clip-model", "clip_model", {"help": "open_clip model name"}),

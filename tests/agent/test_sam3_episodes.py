@@ -104,6 +104,7 @@ def _oracle_scene() -> tuple[Image, Target, str]:
     return Image.from_array(px), Target(box, (1000, 560), "yellow sign"), text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("controller", ["ground", "agent"])
 def test_the_vlms_box_reaches_sam3_in_its_own_frame(controller: str) -> None:
     image, target, text = _oracle_scene()

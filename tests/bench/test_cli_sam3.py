@@ -32,6 +32,7 @@ def events(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_segment_the_truck_with_sam3(truck: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["segment", str(truck), "the truck", *TINY, "--out", str(out), "--max-side", "640"]) == 0

@@ -170,6 +170,7 @@ def test_bf16_runs_and_finds_what_fp32_finds() -> None:
     assert np.abs(np.sort(bf16.scores) - np.sort(fp32.scores)).max() < 0.02
 
 
+@pytest.mark.slow
 def test_compile_changes_speed_not_answers() -> None:
     ws = Workspace(scene(), "red box")
     plain = anyio.run(tiny_proposer(), ws, OPEN)
