@@ -39,7 +39,7 @@ STAGE_LABELS = {
     "detect": "detector + mask decode",
     "postprocess": "post-process",
 }
-OPEN = {"threshold": 0.0, "max_instances": 200}  # every query slot becomes an instance
+OPEN = Sam3ProposeParams(threshold=0.0, max_instances=200)  # every query slot becomes an instance
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def run_sam3_speed(options: SpeedOptions) -> Sam3SpeedReport:
     start = time.perf_counter()
     tool.setup()
     setup = time.perf_counter() - start
-    params = Sam3ProposeParams(**(OPEN if options.thresholds == "open" else {}))
+    params = OPEN if options.thresholds == "open" else Sam3ProposeParams()
     warm = options.warmup if options.warmup is not None else device_type(device) == "cuda" or options.compile
     warmup = None
     if warm:
@@ -256,7 +256,8 @@ def format_sam3_table(r: Sam3SpeedReport) -> str:
             f"beside it: segment-anything SamAutomaticMaskGenerator, SAM 1 {ref.model}, "
             f"{ref.points_per_side}x{ref.points_per_side} points, same images, fp32",
             f"{'s/image':<26}{'SAM 3':>10}{'SAM 1':>10}{'ratio':>10}",
-            f"{'':<26}{r.seconds_per_image:>10.3f}{ref.seconds_per_image:>10.3f}{r.ratio:>9.2f}x (SAM 3 / SAM 1)",
+            f"{'':<26}{r.seconds_per_image:>10.3f}{ref.seconds_per_image:>10.3f}{r.ratio:>9.2f}x "
+            "(SAM 3 / SAM 1)",
             f"SAM 1 masks/image {ref.masks_per_image:.1f}"
             + (f"; peak memory: {ref.peak_memory.describe()}" if ref.peak_memory else ""),
         ]

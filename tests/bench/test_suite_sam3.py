@@ -16,7 +16,8 @@ def test_the_plan_puts_sam3s_recipes_beside_the_table() -> None:
     plan = plan_suite(["main", "sam3"], [1, 2], [], "vlm")
     by = {s.name: s for s in plan}
     assert [s.name for s in plan] == [
-        "oneshot", "loop_iter1", "loop_iter2", "ground", "sam3_alone", "sam3_loop_iter2", "sam3_ground", "sam3_agent",
+        "oneshot", "loop_iter1", "loop_iter2", "ground",
+        "sam3_alone", "sam3_loop_iter2", "sam3_ground", "sam3_agent",
     ]  # fmt: skip
     assert {s.toolset for s in plan if s.name.startswith("sam3_")} == {"sam3"}
     assert {s.toolset for s in plan if not s.name.startswith("sam3_")} == {"base"}
