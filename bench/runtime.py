@@ -105,10 +105,19 @@ def build_vlm(options: EpisodeOptions) -> Any:
 SAM3_TOOLS = frozenset({"sam3_propose", "sam3_rank"})
 
 
+def _random_sam3(models: ModelOptions) -> bool:
+    """Random SAM 3 weights with no threshold set: random scores sit near 0.5 x 0.5, so none
+    would pass the 0.5 threshold and a smoke run would always find nothing."""
+    given = "threshold" in models.tool_options.get("sam3_propose", {})
+    return models.weights == "random" and bool(SAM3_TOOLS & set(models.tools)) and not given
+
+
 def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
     tools = {name: dict(values) for name, values in options.models.tool_options.items()}
     # --refiner is a named shortcut of this tool option; the config always says which ran.
     tools.setdefault("refine_query", {})["refiner"] = options.refiner
+    if _random_sam3(options.models) and "threshold" not in tools.get("sam3_propose", {}):
+        tools.setdefault("sam3_propose", {})["threshold"] = 0.0  # see _tool_args' note
     if tools.get("sam3_propose") and not SAM3_TOOLS & set(options.models.tools):
         # --sam3-size / --sam3-checkpoint (shortcuts of these) would silently do nothing.
         raise ConfigError(
@@ -155,14 +164,8 @@ def _tool_args(
         propose_args.setdefault("stability_score_thresh", 0.0)
         propose_args.setdefault("box_nms_thresh", 1.0)
         notes.append("random weights: SAM quality thresholds and NMS disabled")
-    if models.weights == "random" and SAM3_TOOLS & {proposer, ranker}:
-        # Random SAM 3 scores sit near 0.5 x 0.5: none passes the 0.5 threshold, so a smoke run
-        # would always find nothing. Keep every instance (up to max_instances) instead.
-        if proposer == "sam3_propose":
-            propose_args.setdefault("threshold", 0.0)
-        if ranker == "sam3_rank":
-            rank_args.setdefault("threshold", 0.0)
-        notes.append("random weights: SAM 3's score threshold disabled")
+    if _random_sam3(models):
+        notes.append("random weights: SAM 3's score threshold set to 0 (random scores sit near 0.25)")
     if models.clip_mode is not None:
         if ranker != "clip_rank":
             raise ConfigError("--clip-mode applies to clip_rank only")

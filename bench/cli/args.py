@@ -125,6 +125,8 @@ SAM3_FLAGS = flags(
      "official one) or tiny (tests and smoke runs) (default full); = --tool-option sam3_propose.size"}),
     ("--sam3-checkpoint", "checkpoint", {"type": Path, "metavar": "PATH", "help": "SAM 3 weights, a "
      "safetensors file in transformers format (default: CHECKPOINT_DIR/sam3/model.safetensors)"}),
+    ("--sam3-threshold", "threshold", {"type": float, "metavar": "S", "help": "SAM 3 keeps instances "
+     "scoring above S, detection x presence (default 0.5; 0 with --weights random)"}),
 )  # fmt: skip
 # The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
 ACCEL_FLAGS = flags(
@@ -346,7 +348,7 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     """The episode flags as :class:`bench.options.EpisodeOptions`."""
     models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
-    sam3 = {key: str(value) for key, value in given(ns, SAM3_FLAGS).items()}
+    sam3 = {key: str(v) if isinstance(v, Path) else v for key, v in given(ns, SAM3_FLAGS).items()}
     if sam3:
         models["tool_options"].setdefault("sam3_propose", {}).update(sam3)
     controller = given(ns, CONTROLLER_FLAGS)

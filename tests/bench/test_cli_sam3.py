@@ -42,6 +42,7 @@ def test_segment_the_truck_with_sam3(truck: Path, tmp_path: Path) -> None:
     result = json.loads((out / "result.json").read_text())
     assert result["chosen"] >= 0 and np.asarray(PILImage.open(out / "mask.png")).any()
     assert any("random weights" in note for note in result["notes"])
+    assert result["config"]["settings"]["options"]["sam3_propose"]["threshold"] == 0.0  # random weights
     weights = result["config"]["weights"]
     assert (
         weights["sam3_propose"].startswith("random:sam3-tiny-")

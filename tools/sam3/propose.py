@@ -47,11 +47,12 @@ class Sam3ProposeParams(StrictParams):
         description="A short noun phrase naming the object to find, e.g. 'red car' (SAM 3 finds every "
         "instance of it); default: the current query.",
     )
-    threshold: float = Field(
-        default=DEFAULT_THRESHOLD,
+    threshold: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="Keep instances whose score (detection x presence) exceeds this.",
+        description="Keep instances whose score (detection x presence) exceeds this; default: the "
+        "tool's threshold (0.5 unless set otherwise).",
     )
     max_instances: int = Field(
         default=20, ge=1, le=200, description="Keep at most this many, best score first."
@@ -68,6 +69,9 @@ class Sam3Options(StrictParams):
     )
     config: dict[str, Any] | None = Field(
         default=None, description="Sam3VideoConfig keyword arguments merged into the size's architecture"
+    )
+    threshold: float = Field(
+        default=DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="instances scoring above this are kept"
     )
     encodings: int = Field(default=8, ge=1, description="image encodings kept (an LRU by image)")
     same_instance_iou: float = Field(
@@ -179,12 +183,17 @@ class Sam3Propose(Tool):
             raise ToolError("the query is empty; give a short noun phrase such as 'red car'")
         return query
 
+    def threshold(self, given: float | None) -> float:
+        """A call's threshold, else the tool's (``Sam3Options.threshold``)."""
+        return self.options.threshold if given is None else given
+
     def key_inputs(self, ws: Workspace, params: Any) -> dict[str, str]:
         return {"image": ws.image.digest, "query": self.resolve_query(ws, params)}
 
     def key_args(self, params: Any) -> dict[str, Any]:
         args = params.model_dump(mode="json")
         args.pop("query", None)  # in key_inputs, resolved
+        args["threshold"] = self.threshold(params.threshold)  # the one applied
         return args
 
     # -- model ----------------------------------------------------------------------------
@@ -222,7 +231,7 @@ class Sam3Propose(Tool):
         engine = self.engine()
         with engine.lock:
             encoded_before = engine.counters.encodes
-            found = engine.instances(image, query, params.threshold, params.max_instances)
+            found = engine.instances(image, query, self.threshold(params.threshold), params.max_instances)
             encoded = engine.counters.encodes > encoded_before
         out = Sam3Proposals.from_masks(found.masks, scores=found.scores, source=self.name)
         assert isinstance(out, Sam3Proposals)

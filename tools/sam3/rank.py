@@ -27,7 +27,7 @@ from pydantic import Field
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ConfigError, ToolError
 from tools.sam3.overlap import match_scores
-from tools.sam3.propose import DEFAULT_THRESHOLD, Sam3Propose
+from tools.sam3.propose import Sam3Propose
 from tools.types import Image, Proposals, Ranking, boxes_from_masks
 
 ALL_INSTANCES = 200  # SAM 3's query slots: rank against every instance above the threshold
@@ -39,11 +39,12 @@ class Sam3RankParams(StrictParams):
         max_length=500,
         description="Short noun phrase to score the candidates against; default: the current query.",
     )
-    threshold: float = Field(
-        default=DEFAULT_THRESHOLD,
+    threshold: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="SAM 3 instances scoring at most this do not count (a candidate matching none scores 0).",
+        description="SAM 3 instances scoring at most this do not count (a candidate matching none "
+        "scores 0); default: sam3_propose's threshold.",
     )
 
 
@@ -111,7 +112,7 @@ class Sam3Rank(Tool):
         return inputs
 
     def key_args(self, params: Any) -> dict[str, Any]:
-        return {"threshold": params.threshold}
+        return {"threshold": self.proposer.threshold(params.threshold)}
 
     def score_sync(self, image: Image, proposals: Proposals, query: str, threshold: float) -> np.ndarray:
         """Each candidate's SAM 3 score for ``query`` (blocking)."""
@@ -127,6 +128,11 @@ class Sam3Rank(Tool):
         if proposals.masks.shape[1:] != ws.image.size:
             raise ToolError("the candidates are not of this image's size; propose again on this image")
         scores = await run_on_device(
-            self.settings.device, self.score_sync, ws.image, proposals, query, params.threshold
+            self.settings.device,
+            self.score_sync,
+            ws.image,
+            proposals,
+            query,
+            self.proposer.threshold(params.threshold),
         )
         return scores_ranking(scores, query, proposals.digest, self.name)
