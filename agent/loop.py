@@ -67,10 +67,11 @@ async def ensure_ranking(ep: Episode) -> bool:
     ranking, props = ws.ranking, ws.proposals
     if ranking is not None and props is not None and len(ranking) == len(props) > 0:
         return False
-    if ws.proposals is None:
+    proposed = ws.proposals is None
+    if proposed:
         await ep.call(cfg.proposer, dict(cfg.propose_args))
     if found_nothing(ep):
-        return True  # nothing to rank: the episode's answer is "nothing found"
+        return proposed  # nothing to rank: the episode's answer is "nothing found"
     ws.require_proposals()
     await ep.call(cfg.ranker, dict(cfg.rank_args))
     return True

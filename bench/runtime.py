@@ -116,7 +116,7 @@ def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
     tools = {name: dict(values) for name, values in options.models.tool_options.items()}
     # --refiner is a named shortcut of this tool option; the config always says which ran.
     tools.setdefault("refine_query", {})["refiner"] = options.refiner
-    if _random_sam3(options.models) and "threshold" not in tools.get("sam3_propose", {}):
+    if _random_sam3(options.models):
         tools.setdefault("sam3_propose", {})["threshold"] = 0.0  # see _tool_args' note
     if tools.get("sam3_propose") and not SAM3_TOOLS & set(options.models.tools):
         # --sam3-size / --sam3-checkpoint (shortcuts of these) would silently do nothing.

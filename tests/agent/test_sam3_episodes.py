@@ -105,8 +105,12 @@ def _oracle_scene() -> tuple[Image, Target, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("controller", ["ground", "agent"])
-def test_the_vlms_box_reaches_sam3_in_its_own_frame(controller: str) -> None:
+@pytest.mark.parametrize(
+    ("controller", "found"),
+    [("ground", False), ("agent", True), ("agent", False)],
+    ids=["ground", "agent", "agent-nothing"],
+)
+def test_the_vlms_box_reaches_sam3_in_its_own_frame(controller: str, found: bool) -> None:
     image, target, text = _oracle_scene()
     oracle = OracleVLM({text: target}, proposer="sam3_propose", ranker="sam3_rank", prompt_tool="sam3_prompt")
     with ScriptedServer(policy=oracle, max_requests=100, max_lifetime_s=600) as srv:
@@ -124,9 +128,7 @@ def test_the_vlms_box_reaches_sam3_in_its_own_frame(controller: str) -> None:
             hooks.append(
                 engine.model.tracker_model.prompt_encoder.register_forward_pre_hook(hook, with_kwargs=True)
             )
-            config = EpisodeConfig(
-                controller=controller, **SAM3, **(NOTHING if controller == "ground" else OPEN)
-            )
+            config = EpisodeConfig(controller=controller, **SAM3, **(OPEN if found else NOTHING))
             session = Session(registry, config)
             result = anyio.run(session.run, image, text, "oracle")
         finally:
@@ -142,12 +144,14 @@ def test_the_vlms_box_reaches_sam3_in_its_own_frame(controller: str) -> None:
     origins = [c["origin"] for c in result.candidates]
     assert "sam3_prompt:box" in origins
     assert registry.get("sam3_propose").encodes == 1  # type: ignore[attr-defined]
-    if controller == "ground":  # nothing found by SAM 3: the guard sent it to the VLM
+    if controller == "ground":  # SAM 3 found nothing: the guard sent it to the VLM
         assert len(requests) == 1 and result.n_proposals == 1
         assert result.stop_reason in (StopReason.GROUNDED, StopReason.MAX_ITER)
     else:
         assert requests[0].json is not None
-        system = requests[0].json["messages"][0]["content"]
-        assert "finds every instance of a short noun phrase" in system
+        messages = requests[0].json["messages"]
+        assert "finds every instance of a short noun phrase" in messages[0]["content"]
+        warm = json.dumps(messages)
+        assert ("nothing for this query" in warm) is not found  # the warm start says so
         assert result.stop_reason == StopReason.AGENT_SUBMIT
         assert result.candidates[0]["origin"] == "sam3_prompt:box"
