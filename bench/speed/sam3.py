@@ -256,7 +256,7 @@ def format_sam3_table(r: Sam3SpeedReport) -> str:
             f"beside it: segment-anything SamAutomaticMaskGenerator, SAM 1 {ref.model}, "
             f"{ref.points_per_side}x{ref.points_per_side} points, same images, fp32",
             f"{'s/image':<26}{'SAM 3':>10}{'SAM 1':>10}{'ratio':>10}",
-            f"{'':<26}{r.seconds_per_image:>10.3f}{ref.seconds_per_image:>10.3f}{r.ratio:>9.2f}x "
+            f"{'':<26}{r.seconds_per_image:>10.3f}{ref.seconds_per_image:>10.3f}{r.ratio:>9.3g}x "
             "(SAM 3 / SAM 1)",
             f"SAM 1 masks/image {ref.masks_per_image:.1f}"
             + (f"; peak memory: {ref.peak_memory.describe()}" if ref.peak_memory else ""),

@@ -119,3 +119,14 @@ def test_missing_weights_say_how_to_get_them(tmp_path: Path) -> None:
     assert (
         "refseg weights download sam3" in message and "HF_TOKEN" in message and "--weights random" in message
     )
+
+
+def test_without_the_sam3_extra_the_tools_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from tools.errors import ConfigError
+    from tools.registry import ToolRegistry
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[sam3\]'"):
+        ToolRegistry(tiny_settings()).get("sam3_rank")

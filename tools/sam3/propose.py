@@ -28,7 +28,7 @@ from tools.errors import ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.sam3.config import Size
-from tools.sam3.loading import Sam3Source
+from tools.sam3.loading import Sam3Source, require_transformers
 from tools.sam3.overlap import new_instances
 from tools.types import Arrays, Image, Meta, Proposals
 
@@ -148,6 +148,8 @@ class Sam3Propose(Tool):
 
     def __init__(self, settings: ToolSettings | None = None, *, engine: Sam3Engine | None = None):
         super().__init__(settings)
+        if engine is None:
+            require_transformers()  # the sam3 extra: a one-line ConfigError without it
         self.options = self.read_options(Sam3Options)
         check_precision(self.settings.precision)
         self.source = Sam3Source.of(
