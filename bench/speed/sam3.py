@@ -128,12 +128,12 @@ def _pass(tool: Sam3Propose, images: list[NamedImage], query: str, params: Sam3P
     for named in images:
         engine.clear()
         clock.reset()
-        with timed(engine.device.type) as first:
+        with timed(str(engine.device)) as first:
             found = tool.propose_sync(named.image, query, params)
         for name in STAGES:
             totals[name] += clock.seconds.get(name, 0.0)
         clock.reset()
-        with timed(engine.device.type) as second:
+        with timed(str(engine.device)) as second:
             tool.propose_sync(named.image, _requery(query), params)
         for name in STAGES:
             requery[name] += clock.seconds.get(name, 0.0)
