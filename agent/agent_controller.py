@@ -11,7 +11,8 @@ The guards still hold: a ranking that passes ``tau_conf``/``tau_gap`` ends the e
 once, with no further VLM turn (that is what makes the agent cheap when CLIP is sure).
 ``max_turns`` and the token/USD budget end it with ``max_iter``; at most
 ``max_calls_per_reply`` calls of one reply and ``max_tool_calls`` calls per episode are run,
-the others are answered with a short error. Unknown tools, bad JSON,
+the others are answered with a short error (these are its options,
+:class:`agent.controller_options.AgentOptions`). Unknown tools, bad JSON,
 schema-invalid arguments and ``ToolError`` go back to the model as errors. When the VLM
 fails (``VLMError``) or answers twice without a tool call, the episode falls back to the
 best CLIP candidate, proposing and ranking directly if needed. Every path records a stop
@@ -33,10 +34,12 @@ from agent.agent_prompts import (
     prompt_payload,
     tool_payload,
 )
+from agent.controller_options import AgentOptions
+from agent.controllers import ControllerSpec, no_vlm_message
 from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
-from agent.grounding import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.invoke import format_validation_error
-from agent.loop import ensure_ranking, propose_and_rank
+from agent.loop_controller import ensure_ranking, propose_and_rank
+from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image
 from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
 from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
@@ -83,6 +86,7 @@ class AgentRun:
         self.ep = ep
         self.client = client
         self.cfg = ep.config
+        self.opts = ep.options_as(AgentOptions)
         self.tool_names, skipped = offered_tools(ep.registry, self.cfg)
         self.prompt_tool = prompt_tool_name(ep.registry, self.cfg.proposer)
         self.schemas = [ep.registry.tool_class(n).function_schema() for n in self.tool_names]
@@ -98,7 +102,7 @@ class AgentRun:
         self.overlay_at: int | None = None  # message index of the latest overlay
         self.last_overlay: tuple[int, ...] = ()
         ep.log.info("agent_tools", step=ep.step, tools=[*self.tool_names, SUBMIT], skipped=skipped)
-        self.image_url = show_image(ep)
+        self.image_url = show_image(ep, self.opts.vlm_coords)
 
     # -- conversation ------------------------------------------------------------------
 
@@ -156,11 +160,11 @@ class AgentRun:
 
     def _refusal(self, index: int, call: ToolCall) -> str | None:
         """Why this call of a reply is not run (a cap), or None when it may run."""
-        cfg = self.cfg
-        if index >= cfg.max_calls_per_reply:
-            return f"not run: at most {cfg.max_calls_per_reply} tool calls of one reply are run"
-        if call.name != SUBMIT and self.tool_calls >= cfg.max_tool_calls:
-            return f"not run: the episode's {cfg.max_tool_calls} tool calls are used up; call {SUBMIT}"
+        opts = self.opts
+        if index >= opts.max_calls_per_reply:
+            return f"not run: at most {opts.max_calls_per_reply} tool calls of one reply are run"
+        if call.name != SUBMIT and self.tool_calls >= opts.max_tool_calls:
+            return f"not run: the episode's {opts.max_tool_calls} tool calls are used up; call {SUBMIT}"
         return None
 
     async def _run_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
@@ -227,9 +231,9 @@ class AgentRun:
     def _check_limits(self) -> None:
         """Before each VLM turn: turn limit, then the episode's tokens and USD (the agent's own
         turns plus VLM-backed tools such as the VLM refiner)."""
-        if self.ep.turns >= self.cfg.max_turns:
-            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={self.cfg.max_turns} reached")
-        spent = self.ep.budget_spent()
+        if self.ep.turns >= self.opts.max_turns:
+            raise _Stop(StopReason.MAX_ITER, f"agent stopped: max_turns={self.opts.max_turns} reached")
+        spent = self.ep.budget_spent(self.opts.budget_tokens, self.opts.budget_usd)
         if spent is not None:
             raise _Stop(StopReason.BUDGET, f"agent stopped: {spent}")
 
@@ -295,7 +299,7 @@ class AgentRun:
 
     async def _loop(self) -> None:
         self._opening()
-        if self.cfg.agent_warm_start:
+        if self.opts.warm_start:
             await self._warm_start()
         while True:
             self._check_limits()
@@ -358,11 +362,7 @@ def vlm_client(ep: Episode) -> Any:
     """
     client = ep.registry.settings.vlm
     if client is None:
-        raise ConfigError(
-            f"--controller {ep.config.controller} needs a VLM: set SILICONFLOW_API_KEY (or "
-            "REFSEG_VLM_API_KEY) or pass --vlm-base-url for a local OpenAI-compatible server; "
-            "or use --controller loop"
-        )
+        raise ConfigError(no_vlm_message(ep.config.controller))
     return client
 
 
@@ -371,4 +371,15 @@ async def run_agent(ep: Episode) -> None:
     await AgentRun(ep, vlm_client(ep)).run()
 
 
-__all__ = ["AgentRun", "offered_tools", "run_agent", "vlm_client"]
+AGENT = ControllerSpec(
+    name="agent",
+    run=run_agent,
+    description="the VLM drives the tools through function calling (propose, rank, refine, "
+    "draw a box, submit); the guard, turn and budget limits still hold",
+    vlm="required",
+    prompt_tool="optional",
+    refines=True,
+    Options=AgentOptions,
+)
+
+__all__ = ["AGENT", "AgentRun", "offered_tools", "run_agent", "vlm_client"]

@@ -1,8 +1,9 @@
 """One episode: its configuration, its running state, its result, and the controller protocol.
 
-A controller (``oneshot``, ``loop``, ``ground``, ``agent``; see :data:`agent.controllers.CONTROLLERS`)
-is an async callable that drives an :class:`Episode`: it calls tools through
-:meth:`Episode.call` (the single invocation path) and sets ``episode.stop_reason``. The
+A controller (``oneshot``, ``loop``, ``ground``, ``agent`` or a plugin's; declared by a
+:class:`agent.controllers.ControllerSpec`) is an async callable that drives an
+:class:`Episode`: it calls tools through :meth:`Episode.call` (the single invocation path)
+and sets ``episode.stop_reason``; its own settings are :meth:`Episode.options_as`. The
 session derives the chosen candidate from the workspace's rankings afterwards, so every
 controller ends the same way.
 """
@@ -12,19 +13,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from agent.costs import CostBook
 from agent.invoke import CallContext, Invoker
 from agent.rank_steps import RankStep, RankSteps
 from agent.vlm_reply import VLMReply
 from tools.base import Workspace
-from tools.coords import UNITS, Units
 from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
 from tools.types import Ranking
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class StopReason(StrEnum):
@@ -44,36 +47,33 @@ class StopReason(StrEnum):
 
 @dataclass(frozen=True)
 class EpisodeConfig:
-    """How an episode runs; its defaults are the controllers' defaults.
+    """How an episode runs: what every controller shares, and each controller's own options.
+
+    The fields below hold for every controller (the session and :class:`Episode` enforce
+    them); a controller's own settings (the agent's turns and tool-call limits, the VLM
+    budgets and coordinates of ``agent`` and ``ground``, a plugin's) are its spec's
+    ``Options``, given in ``controller_options`` and validated when a session is built.
 
     Attributes:
-        controller: a name in :data:`agent.controllers.CONTROLLERS`: ``oneshot`` (propose,
-            rank, top-1), ``loop`` (refine while unsure), ``ground`` (when unsure, the VLM
-            gives the object's box and the proposer's prompt tool draws it) or ``agent``
-            (the VLM drives the tools through function calling). Checked when a session is
-            built.
+        controller: a controller's name (:func:`agent.controllers.controller_names`):
+            ``oneshot`` (propose, rank, top-1), ``loop`` (refine while unsure), ``ground``
+            (when unsure, the VLM gives the object's box and the proposer's prompt tool draws
+            it), ``agent`` (the VLM drives the tools through function calling) or a plugin's.
+            Checked when a session is built.
         proposer, ranker, refiner: tool names from the registry.
-        max_iter: most refine-and-rerank rounds in ``loop`` (0 makes it one-shot); ``ground``
-            grounds once when it is at least 1.
+        max_iter: most closed-loop rounds: refine-and-rerank rounds in ``loop`` (0 makes it
+            one-shot); ``ground`` grounds once when it is at least 1. Shared, not a controller
+            option: it is the suite's axis and the reports' label (``loop(rules) x3``).
         tau_conf: the guard needs top-1 probability >= tau_conf ...
         tau_gap: ... and top-1 minus top-2 probability >= tau_gap.
         pick: ``best`` keeps the most confident ranking seen; ``last`` the final one.
         propose_args, rank_args: fixed arguments for the proposer and ranker.
-        max_turns: most VLM turns in ``agent``.
-        agent_warm_start: ``agent`` proposes and ranks before the first VLM turn, so a
-            ranking that passes the guard ends the episode without any VLM call, and the
-            VLM starts from the ranked candidates otherwise.
-        budget_tokens, budget_usd: per-episode VLM budget in ``agent`` and ``ground``.
-        vlm_coords: how the VLM gives coordinates: ``pixels`` of the image it was shown
-            (Qwen2.5-VL) or ``norm1000``, 0-1000 normalised (Qwen2-VL and others).
-        max_tool_calls: most tool calls the VLM may have run in one ``agent`` episode (the
-            agent needs about ten: propose, a few ranks and refinements, submit); later ones
-            are answered with an error. ``submit`` is always run.
-        max_calls_per_reply: most tool calls run from one VLM reply; the rest are answered
-            with an error.
         episode_timeout_s: wall-clock seconds an episode may take (``None``: no limit); past
             it, the episode falls back to the best candidate so far (stop reason
             ``fallback``, with a note).
+        controller_options: settings by controller name (``--controller-option
+            NAME.KEY=VALUE``); the running controller's are validated against its spec's
+            ``Options`` (defaults filled in) and handed to it as ``Episode.options``.
     """
 
     controller: str = "loop"
@@ -86,14 +86,8 @@ class EpisodeConfig:
     pick: Literal["best", "last"] = "best"
     propose_args: dict[str, Any] = field(default_factory=dict)
     rank_args: dict[str, Any] = field(default_factory=dict)
-    max_turns: int = 8
-    agent_warm_start: bool = True
-    budget_tokens: int = 60_000
-    budget_usd: float = 0.05
-    vlm_coords: Units = "pixels"
-    max_tool_calls: int = 24
-    max_calls_per_reply: int = 6
     episode_timeout_s: float | None = 600.0
+    controller_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_iter < 0:
@@ -104,12 +98,6 @@ class EpisodeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
         if self.pick not in ("best", "last"):
             raise ConfigError("--pick must be 'best' or 'last'")
-        if self.max_turns < 1:
-            raise ConfigError("--max-turns must be >= 1")
-        if self.vlm_coords not in UNITS:
-            raise ConfigError(f"--vlm-coords must be one of {', '.join(UNITS)}, got {self.vlm_coords!r}")
-        if self.max_tool_calls < 1 or self.max_calls_per_reply < 1:
-            raise ConfigError("--max-tool-calls and --max-calls-per-reply must be >= 1")
         if self.episode_timeout_s is not None and not self.episode_timeout_s > 0:
             raise ConfigError(f"--episode-timeout must be > 0 seconds, got {self.episode_timeout_s}")
 
@@ -206,6 +194,8 @@ class Episode:
         invoker: runs tools (validate, memoize, trace, account).
         registry: the tools on offer (their classes, schemas and settings).
         log: the logger bound to this episode (events carry its sample id).
+        options: the controller's validated options (its spec's ``Options``; read them with
+            :meth:`options_as`).
     """
 
     def __init__(
@@ -217,10 +207,12 @@ class Episode:
         invoker: Invoker,
         registry: ToolRegistry,
         log: Any,
+        options: BaseModel | None = None,
     ):
         self.ws = ws
         self.sample_id = sample_id
         self.config = config
+        self.options = options
         self.invoker = invoker
         self.registry = registry
         self.log = log
@@ -289,15 +281,32 @@ class Episode:
         self.fallback_kind = kind
         self.notes.append(reason)
 
-    def budget_spent(self) -> str | None:
+    def options_as(self, model: type[OptionsT]) -> OptionsT:
+        """The controller's options as ``model`` (its spec's ``Options``); its defaults when
+        the episode was built without options (a controller called directly).
+
+        Raises:
+            ConfigError: the options are of another model (a run function used by a spec
+                whose ``Options`` it does not read).
+        """
+        if self.options is None:
+            return model()
+        if not isinstance(self.options, model):
+            raise ConfigError(
+                f"controller {self.config.controller} reads {model.__name__} options but its spec "
+                f"declares {type(self.options).__name__}"
+            )
+        return self.options
+
+    def budget_spent(self, budget_tokens: int, budget_usd: float) -> str | None:
         """Why the episode may not call the VLM again: its tokens or USD (VLM turns and
         VLM-backed tools together) reached ``budget_tokens`` / ``budget_usd``; ``None``: it may."""
-        total, cfg = self.costs.total(), self.config
+        total = self.costs.total()
         tokens = total.tokens_in + total.tokens_out
-        if tokens >= cfg.budget_tokens:
-            return f"token budget spent ({tokens} >= {cfg.budget_tokens})"
-        if total.usd >= cfg.budget_usd:
-            return f"USD budget spent ({total.usd:.6f} >= {cfg.budget_usd})"
+        if tokens >= budget_tokens:
+            return f"token budget spent ({tokens} >= {budget_tokens})"
+        if total.usd >= budget_usd:
+            return f"USD budget spent ({total.usd:.6f} >= {budget_usd})"
         return None
 
     def reject(self, tool: str, args: Any, message: str) -> None:
@@ -325,6 +334,6 @@ class Episode:
 
 
 class Controller(Protocol):
-    """Drives one episode to a stop reason (see :data:`agent.controllers.CONTROLLERS`)."""
+    """Drives one episode to a stop reason (a :class:`agent.controllers.ControllerSpec`'s ``run``)."""
 
     async def __call__(self, episode: Episode, /) -> None: ...

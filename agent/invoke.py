@@ -1,10 +1,11 @@
 """The one path every tool call takes: validate, memoize, run, trace, account.
 
 Controllers (and the VLM agent) never call a tool directly. :meth:`Invoker.call`
-validates the arguments against the tool's pydantic model, looks the output up in an
-in-memory LRU and then the disk cache, joins an identical call already in flight
-(so concurrent expressions of one image run SAM once), runs the tool, stores the
-output with what producing it cost, applies it to the workspace, and writes one trace
+validates the arguments against the tool's pydantic model, derives the output's key (tool,
+version, model fingerprint, inputs, arguments and the validated options: :func:`cache_key`),
+looks the output up in an in-memory LRU and then the disk cache, joins an identical call
+already in flight (so concurrent expressions of one image run SAM once), runs the tool,
+stores the output with what producing it cost, applies it to the workspace, and writes one trace
 event and one cost record (:mod:`agent.costs`: computed, joined or a cache hit, compute
 seconds, wait seconds, spent and cold cost).
 """
@@ -12,6 +13,7 @@ seconds, wait seconds, spent and cold cost).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +68,38 @@ def trace_tool_call(
     )
 
 
-def cache_key(tool: Tool, ws: Workspace, params: BaseModel) -> str | None:
-    """The output's cache key: tool, version, weights, input digests, arguments (None when
-    the tool is not cacheable)."""
+def key_options(tool: Tool, used: Iterable[Tool] = ()) -> dict[str, Any] | None:
+    """Every field of the validated options of ``tool`` and of the tools whose state it
+    uses (its ``needs``), by tool name; ``None`` when none of them has an ``Options`` model.
+
+    Raises:
+        ConfigError: a bad option value or key.
+    """
+    options = {}
+    for each in (tool, *used):
+        validated = each.validated_options()
+        if validated is not None:
+            options[each.name] = validated.model_dump(mode="json")
+    return options or None
+
+
+def cache_key(tool: Tool, ws: Workspace, params: BaseModel, used: Iterable[Tool] = ()) -> str | None:
+    """The output's cache key (also the key an identical call in flight is joined by): tool,
+    version, model fingerprint, input digests, arguments and the validated options of the
+    tool and of ``used`` (the tools in its ``needs``); ``None`` when the tool is not cacheable.
+
+    The options are added here, for every tool alike, so a plugin's settings can never be
+    left out of its keys (an option that changes outputs would otherwise serve stale results).
+    """
     if not tool.cacheable:
         return None
     return make_key(
-        tool.name, tool.version, tool.fingerprint(), tool.key_inputs(ws, params), tool.key_args(params)
+        tool.name,
+        tool.version,
+        tool.fingerprint(),
+        tool.key_inputs(ws, params),
+        tool.key_args(params),
+        key_options(tool, used),
     )
 
 
@@ -217,7 +244,8 @@ class Invoker:
         try:
             params = self.validate(tool, args)
             params_json = params.model_dump(mode="json")
-            result = await self._run(tool, ws, params, cache_key(tool, ws, params), served)
+            used = [self.registry.get(needed) for needed in tool.needs]
+            result = await self._run(tool, ws, params, cache_key(tool, ws, params, used), served)
         except Exception as exc:
             trace(error=redact_text(f"{type(exc).__name__}: {exc}"))
             ran = served.outcome == "computed"

@@ -14,11 +14,11 @@ import uuid
 import anyio
 import anyio.to_thread
 
-from agent.controllers import get_controller
+from agent.controllers import get_controller, no_vlm_message
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
-from agent.grounding import prompt_tool_name, require_prompt_tool
 from agent.invoke import Invoker
-from agent.loop import ensure_ranking
+from agent.loop_controller import ensure_ranking
+from agent.prompt_tools import prompt_tool_name, require_prompt_tool
 from agent.tracing import CURRENT_LOG, Tracer, redact_text
 from agent.transcript import CURRENT_TRANSCRIPT, Transcript
 from cache.store import ToolCache
@@ -66,14 +66,19 @@ class Session:
         self.invoker = Invoker(registry, cache)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.tracer = tracer or Tracer(None, run_id=self.run_id)
-        # Unknown controller or tool names and bad tool options fail now, not per example.
-        self.controller = get_controller(self.config.controller)
+        # What the controller's spec needs is checked now, not per example: its name, its
+        # options, a VLM and a prompt tool when it requires them, the tools' options.
         cfg = self.config
-        if cfg.controller == "ground":  # it cannot run without one: say so before any example
+        self.spec = get_controller(cfg.controller)
+        self.controller = self.spec.run
+        self.options = self.spec.options(cfg.controller_options.get(cfg.controller))
+        if self.spec.vlm == "required" and registry.settings.vlm is None:
+            raise ConfigError(no_vlm_message(cfg.controller))
+        if self.spec.prompt_tool == "required":
             require_prompt_tool(registry, cfg.proposer, cfg.controller)
-        prompt = prompt_tool_name(registry, cfg.proposer)
-        names = (cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else []))
-        registry.check_options(dict.fromkeys(names))
+        prompt = prompt_tool_name(registry, cfg.proposer) if self.spec.prompt_tool != "none" else None
+        used = (*([cfg.refiner] if self.spec.refines else []), *([prompt] if prompt else []))
+        registry.check_options(dict.fromkeys((cfg.proposer, cfg.ranker, *used)))
 
     async def setup(self) -> float:
         """Build the episode's tools and load their models now; returns the seconds it took.
@@ -87,9 +92,8 @@ class Session:
         """
         start = time.perf_counter()
         cfg = self.config
-        for name in dict.fromkeys((cfg.proposer, cfg.ranker, cfg.refiner)):
-            if cfg.controller == "oneshot" and name == cfg.refiner:
-                continue  # one-shot never refines
+        refiner = [cfg.refiner] if self.spec.refines else []  # a controller that never refines
+        for name in dict.fromkeys((cfg.proposer, cfg.ranker, *refiner)):
             tool = self.registry.get(name)
             await anyio.to_thread.run_sync(tool.setup)
         return time.perf_counter() - start
@@ -160,6 +164,7 @@ class Session:
             invoker=self.invoker,
             registry=self.registry,
             log=self.tracer.bind(sample_id=sample_id),
+            options=self.options,
         )
         episode.log.info(
             "episode_start",

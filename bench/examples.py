@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bench.data_errors import DatasetError
 from bench.rle import decode_rle, rle_area
-from tools.errors import ConfigError, DatasetError, InputError, RefsegError
+from tools.errors import ConfigError, InputError, RefsegError
 from tools.images import clean_expression, decode_image
 from tools.types import Image
 

@@ -8,12 +8,12 @@ tests build these objects directly; nothing below the CLI parses argv.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
@@ -30,7 +30,6 @@ TOOLSETS: Mapping[str, tuple[str, str]] = {
     "sam3": ("sam3_propose", "sam3_rank"),
 }
 CLIP_MODES = ("crop", "blur", "grey", "outline")
-VLM_CONTROLLERS = ("agent", "ground")  # controllers that call the VLM themselves
 Refiner = Literal["rules", "vlm"]
 
 
@@ -106,32 +105,6 @@ class ModelOptions:
         return self.proposer or proposer, self.ranker or ranker
 
 
-def parse_tool_option(text: str) -> tuple[str, str, Any]:
-    """``NAME.KEY=VALUE`` -> ``(name, key, value)``; the value is JSON when it parses as JSON.
-
-    Raises:
-        ConfigError: not of that form.
-    """
-    target, sep, raw = text.partition("=")
-    name, dot, key = target.strip().partition(".")
-    if not sep or not dot or not name or not key.strip():
-        raise ConfigError(f"--tool-option takes NAME.KEY=VALUE (e.g. refine_query.refiner=vlm), got {text!r}")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw  # a bare word: a string
-    return name, key.strip(), value
-
-
-def tool_options_from(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Collect repeated ``--tool-option`` values into ``{tool: {key: value}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for text in pairs:
-        name, key, value = parse_tool_option(text)
-        out.setdefault(name, {})[key] = value
-    return out
-
-
 @dataclass(frozen=True)
 class VLMOptions:
     """Where the VLM is (key from the environment; see :class:`agent.vlm.VLMConfig`).
@@ -185,14 +158,24 @@ class CacheOptions:
 class EpisodeOptions:
     """Everything that defines how one episode runs: tools, controller, VLM, cache.
 
-    ``episode`` carries the controller, guards and budgets; its proposer, ranker and tool
-    arguments are filled from ``models`` when the runtime is built.
+    ``episode`` carries the controller, the guard and the controllers' options; its proposer,
+    ranker and tool arguments are filled from ``models`` when the runtime is built. The
+    controller's name and every controller's options are checked when this is built (a
+    one-line ``ConfigError``), before any example runs.
     """
 
     models: ModelOptions = field(default_factory=ModelOptions)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     vlm: VLMOptions = field(default_factory=VLMOptions)
     cache: CacheOptions = field(default_factory=CacheOptions)
+
+    def __post_init__(self) -> None:
+        check_controller_options({self.episode.controller: {}, **self.episode.controller_options})
+
+    @property
+    def controller(self) -> ControllerSpec:
+        """The chosen controller's spec."""
+        return get_controller(self.episode.controller)
 
     @property
     def refiner(self) -> str:
@@ -202,15 +185,20 @@ class EpisodeOptions:
 
     @property
     def needs_vlm(self) -> bool:
-        """The controller or the refiner calls the VLM."""
-        return self.episode.controller in VLM_CONTROLLERS or (
-            self.episode.controller == "loop" and self.refiner == "vlm"
-        )
+        """The controller requires the VLM, or it refines and the refiner is the VLM's."""
+        spec = self.controller
+        return spec.vlm == "required" or (spec.refines and self.refiner == "vlm")
+
+    @property
+    def wants_vlm(self) -> bool:
+        """A VLM client is built when one is configured: it is needed, or the controller
+        uses one when it is there (``vlm="optional"``)."""
+        return self.needs_vlm or self.controller.vlm == "optional"
 
     @property
     def vlm_flag(self) -> str:
         """The option that asked for a VLM, as the user wrote it (for error messages)."""
-        if self.episode.controller in VLM_CONTROLLERS:
+        if self.controller.vlm == "required":
             return f"--controller {self.episode.controller}"
         if self.models.refiner is None and self.refiner == "vlm":
             return "--tool-option refine_query.refiner=vlm"

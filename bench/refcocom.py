@@ -40,6 +40,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
+from bench.data_errors import DatasetError
 from bench.examples import (
     Example,
     ExampleSet,
@@ -48,7 +49,7 @@ from bench.examples import (
     select_rows,
     sentence_problem,
 )
-from tools.errors import DatasetError, InputError
+from tools.errors import InputError
 from tools.images import decode_image
 from tools.types import Image
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from tools.errors import DatasetError
+from bench.data_errors import DatasetError
 
 RLE = Mapping[str, Any]
 

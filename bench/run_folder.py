@@ -123,6 +123,12 @@ def check_config(
         if diffs and not recorded:
             write_json(path, {"results": results, "run": run_info})
             return "no example was recorded yet: config.json now holds this configuration"
+        if diffs and "controller_options" not in old["results"].get("episode", {}):
+            raise ConfigError(
+                f"{run_dir} was written before controllers' options were recorded apart (its "
+                "config.json keeps the agent's settings in the episode itself): this version "
+                f"cannot resume it; `refseg bench report {run_dir}` still reads it; pick a new --out"
+            )
         if diffs:
             raise ConfigError(
                 f"{run_dir} holds a run with a different configuration ("

@@ -106,7 +106,7 @@ async def run_bench(options: BenchOptions, *, before_write: WriteHook | None = N
         )
     finally:
         rt.close()
-    from bench.report import write_run_report
+    from bench.report.markdown import write_run_report
 
     await anyio.to_thread.run_sync(write_run_report, result.run_dir, result.summary, result.notes)
     return result

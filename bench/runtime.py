@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from agent.controllers import get_controller
 from agent.episode import EpisodeConfig
 from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
 from cache.store import ToolCache
@@ -112,6 +113,21 @@ def _random_sam3(models: ModelOptions) -> bool:
     return models.weights == "random" and bool(SAM3_TOOLS & set(models.tools)) and not given
 
 
+def _optional_vlm(options: EpisodeOptions, notes: list[str]) -> Any:
+    """The VLM client of a controller that uses one when it is there (``vlm="optional"``):
+    built when one is configured, else ``None`` and a note saying the run goes without."""
+    if not options.wants_vlm:
+        return None
+    from agent.vlm import VLMConfig
+
+    vlm = options.vlm
+    reason = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model).vlm_unavailable_reason()
+    if reason:
+        notes.append(f"--controller {options.episode.controller} runs without a VLM: {reason}")
+        return None
+    return build_vlm(options)
+
+
 def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
     tools = {name: dict(values) for name, values in options.models.tool_options.items()}
     # --refiner is a named shortcut of this tool option; the config always says which ran.
@@ -183,7 +199,7 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     models = options.models
     proposer, ranker = models.tools
     propose_args, rank_args, notes = _tool_args(models, proposer, ranker)
-    vlm = build_vlm(options) if options.needs_vlm else None
+    vlm = build_vlm(options) if options.needs_vlm else _optional_vlm(options, notes)
     price_note = vlm.config.price_note() if vlm is not None else None
     if price_note:
         notes.append(price_note)
@@ -274,6 +290,16 @@ def weights_identity(rt: Runtime) -> dict[str, str]:
     return out
 
 
+def describe_episode(config: EpisodeConfig) -> dict[str, Any]:
+    """Every :class:`EpisodeConfig` field as JSON; ``controller_options`` holds the running
+    controller's options only, validated (every field, defaults included), so a resume is
+    refused when any of them differs, and never over another controller's settings."""
+    described = _jsonable(dataclasses.asdict(config))
+    options = get_controller(config.controller).options(config.controller_options.get(config.controller))
+    described["controller_options"] = {config.controller: options.model_dump(mode="json")}
+    return described
+
+
 def describe_config(rt: Runtime) -> dict[str, Any]:
     """The run's configuration as JSON (no secrets: the VLM is described by URL and model),
     with the weights each model-backed tool ran with (:func:`weights_identity`)."""
@@ -285,7 +311,7 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
         }
     return {
         "settings": describe_settings(rt.settings),
-        "episode": _jsonable(dataclasses.asdict(rt.config)),
+        "episode": describe_episode(rt.config),
         "vlm": vlm,
         "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
         "weights": weights_identity(rt),

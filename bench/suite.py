@@ -36,12 +36,13 @@ from typing import Any
 import anyio
 import numpy as np
 
-from bench.cases import CATEGORIES, totals_line, write_cases
 from bench.engines.choose import open_engine
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
-from bench.paired import DEFAULT_TOLERANCE
 from bench.perturb import PERTURBATIONS
-from bench.report import RunView, paired_against, write_report
+from bench.report.cases import CATEGORIES, totals_line, write_cases
+from bench.report.markdown import paired_against, write_report
+from bench.report.paired import DEFAULT_TOLERANCE
+from bench.report.run_reader import RunView
 from bench.runner import run_examples
 from bench.runtime import Runtime, build_runtime
 from bench.samples import IOUS, write_json

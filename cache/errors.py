@@ -1,9 +1,11 @@
-"""One base exception for the whole project, with typed subclasses.
+"""The project's base exception and the two generic ones every layer raises.
 
-User mistakes raise these with a message that says what to do; the CLI prints the
-message in one line and exits non-zero instead of showing a traceback. They live in
-``cache`` (the bottom layer) so that every package can raise them; tool and plugin
-authors import them from :mod:`tools.errors`.
+User mistakes raise a :class:`RefsegError` subclass with a message that says what to do; the
+CLI prints the message in one line and exits with the error's ``exit_code`` instead of
+showing a traceback. Only the base class and the generic input and configuration errors live
+here, in ``cache`` (the bottom layer), so that every package can raise them; each other error
+lives with the package that owns its subject (:mod:`checkpoints.errors`, :mod:`tools.errors`,
+:mod:`bench.data_errors`). Tool and plugin authors import them all from :mod:`tools.errors`.
 """
 
 from __future__ import annotations
@@ -25,41 +27,3 @@ class ConfigError(RefsegError):
     """An unknown controller, tool or model name, or inconsistent options."""
 
     exit_code = 2
-
-
-class CheckpointError(RefsegError):
-    """A weight file is missing, corrupt, or does not match its architecture."""
-
-    exit_code = 3
-
-
-class DownloadError(RefsegError):
-    """Weights could not be fetched or failed verification."""
-
-    exit_code = 4
-
-
-class DatasetError(RefsegError):
-    """A data set is missing or has the wrong schema."""
-
-    exit_code = 2
-
-
-class VLMError(RefsegError):
-    """The VLM endpoint is not configured, unreachable or out of retries."""
-
-    exit_code = 5
-
-
-class VLMAuthError(RefsegError):
-    """The VLM endpoint rejects the key (401/403) or has no such model: every VLM call would
-    fail the same way, so a run stops at once instead of falling back on every example.
-
-    Deliberately not a :class:`VLMError`: controllers catch those to fall back per example.
-    """
-
-    exit_code = 6
-
-
-class ToolError(RefsegError):
-    """A recoverable tool problem; its message goes back to the VLM as the tool result."""

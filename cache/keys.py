@@ -32,8 +32,10 @@ def make_key(
     fingerprint: str,
     inputs: dict[str, str],
     args: dict[str, Any],
+    options: dict[str, Any] | None = None,
 ) -> str:
-    """sha256 of (tool name, tool version, model fingerprint, input digests, canonical args).
+    """sha256 of (tool name, tool version, model fingerprint, input digests, canonical args,
+    validated options).
 
     Args:
         tool: tool name.
@@ -41,8 +43,18 @@ def make_key(
         fingerprint: identity of the model weights (or "none").
         inputs: digests of the inputs (image, proposals, ...), by role.
         args: only the arguments that change the output.
+        options: the tool's settings, every field of its validated ``Options`` (and those of
+            the tools whose state it uses), by tool name; ``None`` (a tool without options)
+            leaves the material as it was before options were part of keys.
     """
-    material = canonical_json(
-        {"tool": tool, "version": version, "fingerprint": fingerprint, "inputs": inputs, "args": args}
-    )
+    fields: dict[str, Any] = {
+        "tool": tool,
+        "version": version,
+        "fingerprint": fingerprint,
+        "inputs": inputs,
+        "args": args,
+    }
+    if options is not None:
+        fields["options"] = options
+    material = canonical_json(fields)
     return hashlib.sha256(material.encode()).hexdigest()

@@ -2,7 +2,7 @@
 
 The file appears under its final name only once it is complete and verified, so an
 interrupted or corrupted download never leaves a file that later loads as "the
-checkpoint". Every failure is a :class:`tools.errors.DownloadError` with one line that says
+checkpoint". Every failure is a :class:`checkpoints.errors.DownloadError` with one line that says
 what to do.
 """
 
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from tqdm import tqdm
 
-from cache.errors import DownloadError
+from checkpoints.errors import DownloadError
 from checkpoints.registry import CheckpointInfo, cached_sha256, lookup
 
 CHUNK_SIZE = 1024 * 1024

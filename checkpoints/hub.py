@@ -14,7 +14,7 @@ import contextlib
 import re
 from pathlib import Path
 
-from cache.errors import DownloadError
+from checkpoints.errors import DownloadError
 from checkpoints.registry import sha256_file
 
 SAM3_REPO = "facebook/sam3"

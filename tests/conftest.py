@@ -16,7 +16,7 @@ REPO_ROOT = TESTS_DIR.parent
 REAL_ASSETS = REPO_ROOT.parent / "shared" / "assets" / "real"
 
 if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))  # makes tests/openai_server.py importable
+    sys.path.insert(0, str(TESTS_DIR))  # makes the helpers_*.py and architecture/ modules importable
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ instances through :meth:`Tool.use_tools`.
 
 A tool with settings declares them as an ``Options`` pydantic model (defaults in it) and reads
 them with :meth:`Tool.read_options`; they come from ``ToolSettings.options[name]`` (the CLI's
-``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``.
+``--tool-option NAME.KEY=VALUE``), and a bad value is a one-line ``ConfigError``. The invoker
+puts them into every cache key: ``key_inputs``/``key_args``/``fingerprint`` never mention them.
 
 The :class:`Workspace` is changed only through its methods (``Tool.apply`` and the
 controllers use them). Tools get parameters the invoker already validated.
@@ -137,16 +138,10 @@ class Workspace:
             self.original_size = self.image.size
 
     def require_proposals(self) -> Proposals:
-        current = self.current_proposals()
-        if len(current) == 0:
-            raise ToolError("the proposer found no candidate masks in this image")
-        return current
-
-    def current_proposals(self) -> Proposals:
-        """The candidates, possibly none (a text-conditioned proposer found nothing); raises
-        ToolError when nothing was proposed yet."""
         if self.proposals is None:
             raise ToolError("no proposals yet: call the propose tool first")
+        if len(self.proposals) == 0:
+            raise ToolError("the proposer found no candidate masks in this image")
         return self.proposals
 
     def set_proposals(self, proposals: Proposals) -> bool:
@@ -168,7 +163,7 @@ class Workspace:
         New candidates drop the rankings: their probabilities were spread over the old
         candidates only, so neither the current nor the best ranking describes the new set.
         """
-        current = self.current_proposals()
+        current = self.require_proposals()
         merged = current.append(extra)
         if merged is current:
             return False
@@ -255,8 +250,9 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
 
 
-def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
-    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``.
+def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str = "tool") -> OptionsT:
+    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``; ``kind``
+    is what ``tool`` names in the error (``tool``, or ``controller`` for a controller's).
 
     Raises:
         ConfigError: one line naming the tool and each bad key, e.g.
@@ -269,7 +265,7 @@ def parse_tool_options(tool: str, model: type[OptionsT], raw: Any) -> OptionsT:
             f"option {where}: {what}" if where else f"options: {what}"
             for where, what in validation_problems(exc)
         )
-        raise ConfigError(f"tool {tool}: {problems}") from None
+        raise ConfigError(f"{kind} {tool}: {problems}") from None
 
 
 class Tool(ABC):
@@ -282,10 +278,8 @@ class Tool(ABC):
     Params: ClassVar[type[BaseModel]] = StrictParams
     Output: ClassVar[type[Any]]
     cacheable: ClassVar[bool] = True
-    # A proposer's prompt tool (a box or points -> a mask), offered to the VLM with it.
-    prompt_tool: ClassVar[str | None] = None
-    # Candidates depend on the query (SAM 3): re-proposed per rewrite; none found is an answer.
-    text_conditioned: ClassVar[bool] = False
+    prompt_tool: ClassVar[str | None] = None  # a proposer's prompt tool (box/points -> mask), offered with it
+    text_conditioned: ClassVar[bool] = False  # a proposer finding candidates per query (SAM 3); see loop
     # Tools whose instances this one uses (handed over by the registry, see use_tools).
     needs: ClassVar[tuple[str, ...]] = ()
     # The tool's settings (a StrictParams model, defaults in it), read from
@@ -319,12 +313,18 @@ class Tool(ABC):
         """
         return parse_tool_options(self.name, model, self.settings.options.get(self.name))
 
+    def validated_options(self) -> BaseModel | None:
+        """This tool's options, every field (``None``: it has no ``Options``): the invoker puts
+        them into each of its cache keys. Raises ``ConfigError`` like :meth:`read_options`."""
+        return None if self.Options is None else self.read_options(self.Options)
+
     def use_tools(self, tools: dict[str, Tool]) -> None:  # noqa: B027 - optional hook
         """Receive the instances named in ``needs`` (the registry calls this once, after
         building the tool)."""
 
     def fingerprint(self) -> str:
-        """Identity of the weights behind this tool (part of every cache key)."""
+        """Identity of the weights behind this tool (part of every cache key): a property of
+        the model (its checkpoint's digest, architecture, precision), not of the options."""
         return "none"
 
     def setup(self) -> None:  # noqa: B027 - optional hook, most tools load nothing

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -173,9 +172,7 @@ class ClipRank(Tool):
     def key_args(self, params: Any) -> dict[str, Any]:
         args = params.model_dump(mode="json")
         args.pop("query", None)  # covered by key_inputs, resolved
-        if self.style != PromptStyle():  # settings-level prompt knobs change the output too
-            args["style"] = asdict(self.style)
-        return args
+        return args  # the options (style, ...) are in every key by the invoker
 
     # -- model -------------------------------------------------------------------------
 

@@ -64,11 +64,12 @@ class RefineQuery(Tool):
         return self.refiner == "vlm"
 
     def fingerprint(self) -> str:
-        if self.refiner == "vlm":
-            return f"vlm:{getattr(self.settings.vlm, 'model', 'unknown')}"
+        """The models behind the tool: the rules' version and, when a VLM is configured, its
+        model. Which of them answers is the ``refiner`` option, in every key by the invoker."""
         from tools.refine_rules import RULES_VERSION
 
-        return f"rules:{RULES_VERSION}"
+        vlm = self.settings.vlm
+        return f"rules:{RULES_VERSION}" + (f";vlm:{getattr(vlm, 'model', 'unknown')}" if vlm else "")
 
     def key_inputs(self, ws: Workspace, params: Any) -> dict[str, str]:
         # The rewrite depends on the episode's text state and current candidates too.

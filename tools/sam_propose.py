@@ -197,6 +197,8 @@ class SamPropose(Tool):
     # -- identity -------------------------------------------------------------------------
 
     def _label(self) -> str:
+        # The architecture is the model's identity, whether it came as the constructor's
+        # ``config`` or the option (``sam_prompt``, which decodes on this model, shares it).
         if self.config is not None:
             return f"config-{self.config.digest()}"
         return self.settings.sam_model_type

@@ -4,7 +4,7 @@ Runs real bench runs offline (generated scenes, the offline toolset, no weights)
 library API and injects one fault per row:
 
 - VLM faults (:mod:`bench.chaos.vlm_rows`), each in an agent run of at least 20 examples at
-  concurrency 8 against a scripted local OpenAI-compatible server (:mod:`bench.chaos.server`):
+  concurrency 8 against a scripted local OpenAI-compatible server (:mod:`bench.doubles.scripted_server`):
   429 with ``Retry-After``, 500 bursts, connection resets, replies slower than the timeout,
   truncated JSON bodies, malformed tool arguments, unknown tool names, endless tool calls,
   empty choices and odd ``finish_reason`` values;

@@ -19,8 +19,8 @@ from typing import Any
 
 from bench.chaos.result import RowResult, account
 from bench.chaos.runs import run_offline
-from bench.chaos.server import Call, ScriptedServer, Slow, Spec, ToolCalls
 from bench.chaos.vlm_rows import PROPOSER, agent_reply, agent_run
+from bench.doubles.scripted_server import Call, ScriptedServer, Slow, Spec, ToolCalls
 from bench.samples import TRACE
 
 BURST_CALLS = 400
@@ -71,8 +71,9 @@ def unbounded_work_row(workdir: Path, seed: int = 0) -> RowResult:
     faults.update({n: ("slow", lambda r: Slow(SLOW_REPLY_S, agent_reply(r))) for n in (2, 7, 12)})
     policy = _Scheduled(faults)
     limits = {
-        "max_tool_calls": MAX_TOOL_CALLS,
-        "max_calls_per_reply": MAX_CALLS_PER_REPLY,
+        "controller_options": {
+            "agent": {"max_tool_calls": MAX_TOOL_CALLS, "max_calls_per_reply": MAX_CALLS_PER_REPLY}
+        },
         "episode_timeout_s": EPISODE_TIMEOUT_S,
     }
     with ScriptedServer(policy=policy, max_requests=100_000, max_lifetime_s=600) as srv:

@@ -19,8 +19,8 @@ from typing import Any
 
 from bench.chaos.result import RowResult, account
 from bench.chaos.runs import OfflineRun, run_offline
-from bench.chaos.server import Raw, ScriptedServer, Spec, completion_json
 from bench.chaos.vlm_rows import agent_reply, agent_run
+from bench.doubles.scripted_server import Raw, ScriptedServer, Spec, completion_json
 from bench.samples import TRACE, WriteHook
 
 HTML = "<!doctype html><html><body><h1>Sign in</h1></body></html>"

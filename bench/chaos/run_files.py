@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.chaos.result import RowResult, account, record_lines
 from bench.chaos.runs import OfflineRun, run_offline
-from bench.report import load_runs
+from bench.report.run_reader import load_runs
 from bench.samples import CONFIG, SAMPLES, TRACE
 from bench.viewer.runs import SampleStore
 from tools.errors import ConfigError

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from agent.episode import EpisodeConfig
-from agent.trace_view import render_trace
+from agent.trace_render import render_trace
 from bench.chaos.result import RowResult, account, read_json
 from bench.chaos.runs import run_offline
-from bench.chaos.server import ScriptedServer, Status
 from bench.chaos.vlm_rows import agent_reply, agent_run
+from bench.doubles.scripted_server import ScriptedServer, Status
 from bench.options import CacheOptions, EpisodeOptions, ModelOptions, SegmentOptions, VLMOptions
-from bench.report import load_runs, print_summary, print_table, write_report
+from bench.report.markdown import print_summary, print_table, write_report
+from bench.report.run_reader import load_runs
 from bench.segment import segment_images
 from bench.summary import trace_faults
 

@@ -1,7 +1,7 @@
 """The VLM fault rows: an agent run against a scripted server that misbehaves on schedule.
 
 Each row is an ``--controller agent`` run of 34 examples at concurrency 8 against
-:class:`bench.chaos.server.ScriptedServer`, whose policy answers like a well-behaved agent
+:class:`bench.doubles.scripted_server.ScriptedServer`, whose policy answers like a well-behaved agent
 (:func:`agent_reply`) except where the row's fault function injects a fault.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.chaos.result import RowResult, account
 from bench.chaos.runs import OfflineRun, run_offline
-from bench.chaos.server import (
+from bench.doubles.scripted_server import (
     Call,
     EmptyChoices,
     Reset,
@@ -165,7 +165,7 @@ VLM_FAULTS: tuple[VLMFault, ...] = (
         lambda n, g: ToolCalls.of((PROPOSER, {})),
         lambda f: int(f.get("_turn_limit_stops", 0)),
         exact=False,
-        episode={"max_turns": 4},
+        episode={"controller_options": {"agent": {"max_turns": 4}}},
     ),
     VLMFault("empty choices", _every(3, lambda n, g: EmptyChoices()), _no_status, exact=False),
     VLMFault(

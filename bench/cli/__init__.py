@@ -1,4 +1,4 @@
-"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools.
+"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools, controllers.
 
 This subpackage is the only code that reads argparse. Each command module declares its
 parser, turns the parsed namespace into typed options once, and calls a library function
@@ -49,19 +49,33 @@ def _on_sigint(handler: Handler) -> Handler:
     return previous
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``refseg`` parser with every command."""
-    import argparse
+# The command modules, in the order ``refseg --help`` lists them: each has
+# ``add_parser(subparsers)``, which registers its command and sets ``func`` (see
+# docs/architecture.md, "A CLI command"). Imported when the parser is built, not here.
+COMMANDS: tuple[str, ...] = (
+    "bench.cli.segment",
+    "bench.cli.bench",
+    "bench.cli.trace",
+    "bench.cli.weights",
+    "bench.cli.cache",
+    "bench.cli.tools",
+    "bench.cli.controllers",
+    "bench.cli.view",
+)
 
-    from bench.cli import bench, cache, segment, tools, trace, view, weights
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``refseg`` parser with every command of :data:`COMMANDS`."""
+    import argparse
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="refseg",
         description="Closed-loop referring segmentation: SAM proposes, CLIP ranks, a VLM refines.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (segment, bench, trace, weights, cache, tools, view):
-        module.add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

@@ -2,8 +2,8 @@
 
 Each flag is declared once (a :class:`Flag`: the option field it sets, argparse keywords).
 Flags have no argparse default: :func:`given` keeps only what the user typed, and the option
-dataclasses (:mod:`bench.options`, :class:`agent.episode.EpisodeConfig`) supply every
-default. Help texts that show a default read it from those classes.
+dataclasses (:mod:`bench.options`, :class:`agent.episode.EpisodeConfig`) and the controllers'
+``Options`` models supply every default. Help texts that show a default read it from those.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.controllers import CONTROLLERS
+from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
+from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
     CLIP_MODES,
     ENGINES,
@@ -28,7 +29,6 @@ from bench.options import (
     ModelOptions,
     RunOptions,
     VLMOptions,
-    tool_options_from,
 )
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
@@ -142,7 +142,7 @@ ACCEL_FLAGS = flags(
 )  # fmt: skip
 
 CONTROLLER_FLAGS = flags(
-    ("--controller", "controller", {"choices": list(CONTROLLERS)}),
+    ("--controller", "controller", {"metavar": "NAME"}),  # choices and help: the specs, at parse time
     (
         "--refiner",
         "refiner",
@@ -156,41 +156,32 @@ CONTROLLER_FLAGS = flags(
         "pick",
         {"choices": ["best", "last"], "help": "final ranking: most confident seen, or the last"},
     ),
-    ("--max-turns", "max_turns", {"type": int, "help": "agent: most VLM turns per episode"}),
-    (
-        "--agent-warm-start",
-        "agent_warm_start",
-        {
-            "action": argparse.BooleanOptionalAction,
-            "help": "agent: propose and rank before the first VLM turn (a sure ranking needs no VLM)",
-        },
-    ),
-    ("--budget-tokens", "budget_tokens", {"type": int, "help": "agent, ground: VLM tokens per episode"}),
-    ("--budget-usd", "budget_usd", {"type": float, "help": "agent, ground: VLM USD per episode"}),
-    (
-        "--vlm-coords",
-        "vlm_coords",
-        {
-            "choices": list(UNITS),
-            "help": "agent, ground: how the VLM gives boxes and points: pixels of the image it was "
-            "shown (Qwen2.5-VL) or norm1000, 0-1000 normalised (Qwen2-VL and others)",
-        },
-    ),
-    (
-        "--max-tool-calls",
-        "max_tool_calls",
-        {"type": int, "help": "agent: most tool calls the VLM may have run per episode"},
-    ),
-    (
-        "--max-calls-per-reply",
-        "max_calls_per_reply",
-        {"type": int, "help": "agent: most tool calls run from one VLM reply"},
-    ),
     (
         "--episode-timeout",
         "episode_timeout_s",
         {"type": float, "metavar": "SECONDS", "help": "past it an episode falls back to its best candidate"},
     ),
+    (
+        "--controller-option",
+        "controller_options",
+        {
+            "action": "append",
+            "metavar": "NAME.KEY=VALUE",
+            "help": "a setting of any controller, plugins included (repeatable; VALUE is JSON or a "
+            "string), e.g. agent.max_turns=4; `refseg controllers` lists each one's options",
+        },
+    ),
+)
+# Shortcuts of --controller-option: each sets its key (the field) for every controller whose
+# Options have it; the help line (controllers, description, default) comes from their specs.
+CONTROLLER_OPTION_FLAGS = flags(
+    ("--max-turns", "max_turns", {"type": int}),
+    ("--agent-warm-start", "warm_start", {"action": argparse.BooleanOptionalAction}),
+    ("--budget-tokens", "budget_tokens", {"type": int}),
+    ("--budget-usd", "budget_usd", {"type": float}),
+    ("--vlm-coords", "vlm_coords", {"choices": list(UNITS)}),
+    ("--max-tool-calls", "max_tool_calls", {"type": int}),
+    ("--max-calls-per-reply", "max_calls_per_reply", {"type": int}),
 )
 VLM_FLAGS = flags(
     ("--vlm-base-url", "base_url", {"help": "endpoint (default: SiliconFlow); a local server needs no key"}),
@@ -339,7 +330,17 @@ def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, "models", MODEL_FLAGS)
     add_flags(parser, "SAM 3", SAM3_FLAGS)
     add_flags(parser, "GPU path", ACCEL_FLAGS)
-    add_flags(parser, "controller", CONTROLLER_FLAGS)
+    choose = f"who drives the episode (default {default(EpisodeConfig, 'controller')}); {controllers_help()}"
+    named = {"choices": controller_names(), "help": choose}  # plugins installed now included
+    controller = [
+        Flag(f.flag, f.field, {**f.kwargs, **named}) if f.field == "controller" else f
+        for f in CONTROLLER_FLAGS
+    ]
+    shortcuts = [
+        Flag(f.flag, f.field, {**f.kwargs, "help": option_flag_help(f.field).replace("%", "%%")})
+        for f in CONTROLLER_OPTION_FLAGS
+    ]
+    add_flags(parser, "controller", (*controller, *shortcuts))
     add_flags(parser, "VLM (OpenAI-compatible)", VLM_FLAGS)
     add_flags(parser, "cache", CACHE_FLAGS)
 
@@ -353,6 +354,8 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
         models["tool_options"].setdefault("sam3_propose", {}).update(sam3)
     controller = given(ns, CONTROLLER_FLAGS)
     models["refiner"] = controller.pop("refiner", None)
+    pairs = controller.pop("controller_options", None) or []
+    controller["controller_options"] = controller_options_from(pairs, given(ns, CONTROLLER_OPTION_FLAGS))
     return EpisodeOptions(
         models=ModelOptions(**models),
         episode=EpisodeConfig(**controller),

@@ -23,8 +23,8 @@ from bench.cli.args import (
 )
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.options import BenchOptions
-from bench.paired import DEFAULT_TOLERANCE
 from bench.perturb import PERTURBATIONS
+from bench.report.paired import DEFAULT_TOLERANCE
 
 
 def add_parser(subparsers: Any) -> None:
@@ -104,7 +104,7 @@ def _add_cases(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.report import print_summary
+    from bench.report.markdown import print_summary
     from bench.runner import run_bench_sync
 
     options = BenchOptions(
@@ -130,7 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import load_runs, paired_against, print_pairs, print_table, write_report
+    from bench.report.markdown import paired_against, print_pairs, print_table, write_report
+    from bench.report.run_reader import load_runs
 
     runs = load_runs(args.runs, bootstrap=args.bootstrap)
     for run in runs:
@@ -147,7 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from bench.cases import totals_line, write_cases
+    from bench.report.cases import totals_line, write_cases
 
     out = args.out or args.run_b / "cases"
     picked = write_cases(args.run_a, args.run_b, out, k=args.k, tolerance=args.tolerance)

@@ -59,18 +59,18 @@ def _worker_counts(text: str) -> tuple[int, ...]:
 
 
 def cmd_engines(args: argparse.Namespace) -> int:
-    from bench.engines.benchmark import run_engine_benchmark
+    from bench.benchmarks.engines import run_engine_benchmark
 
     return run_engine_benchmark(args.n, args.concurrency, _worker_counts(args.workers), args.out)
 
 
 def cmd_viewer(args: argparse.Namespace) -> int:
-    from bench.viewer.benchmark import run_viewer_benchmark
+    from bench.benchmarks.viewer import run_viewer_benchmark
 
     return run_viewer_benchmark(args.n, args.repeat)
 
 
 def cmd_ground(args: argparse.Namespace) -> int:
-    from bench.ground_table import run_ground_table
+    from bench.benchmarks.ground import run_ground_table
 
     return run_ground_table(args.n)

@@ -1,4 +1,4 @@
-"""``refseg bench speed``: time propose + rank per stage (library: :mod:`bench.speed`).
+"""``refseg bench speed``: time propose + rank per stage (library: :mod:`bench.benchmarks.speed`).
 
 The model and GPU-path flags are the ones ``bench run`` declares (:mod:`bench.cli.args`);
 the rest are this command's. No flag has an argparse default: :class:`SpeedOptions` holds
@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.benchmarks.speed.options import SAM3, SpeedOptions
 from bench.cli.args import ACCEL_FLAGS, MODEL_FLAGS, SAM3_FLAGS, add_flags, default, flags, given
-from bench.speed.options import SAM3, SpeedOptions
 from tools.errors import ConfigError
 
 EXAMPLES = """examples:
@@ -110,9 +110,9 @@ def speed_options(ns: argparse.Namespace) -> SpeedOptions:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from bench.speed.report import format_speed_table, write_speed_json
-    from bench.speed.run import run_speed
-    from bench.speed.sam3 import format_sam3_table, run_sam3_speed
+    from bench.benchmarks.speed.report import format_speed_table, write_speed_json
+    from bench.benchmarks.speed.run import run_speed
+    from bench.benchmarks.speed.sam3 import format_sam3_table, run_sam3_speed
 
     options = speed_options(args)
     if options.sam_model == SAM3:

@@ -77,7 +77,7 @@ def suite_options(args: argparse.Namespace) -> SuiteOptions:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from bench.report import print_pairs, print_table
+    from bench.report.markdown import print_pairs, print_table
     from bench.suite import run_suite_sync
 
     options = suite_options(args)

@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from agent.trace_view import render_trace
+    from agent.trace_render import render_trace
 
     try:
         text = render_trace(args.path, sample=args.sample, as_json=args.json)

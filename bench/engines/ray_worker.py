@@ -79,7 +79,7 @@ def result_view(rt: Runtime) -> dict[str, Any]:
 
 def tools_key(options: EpisodeOptions) -> str:
     """Options that build the same tools (registry, cache, VLM) share one runtime's models."""
-    return repr((options.models, options.vlm, options.cache, options.needs_vlm))
+    return repr((options.models, options.vlm, options.cache, options.needs_vlm, options.wants_vlm))
 
 
 @dataclass

@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 import numpy as np
 
 from agent.tracing import redact
-from bench.run_view import RunView
+from bench.report.run_reader import RunView
+from bench.report.tables import cost_table, episode_cost_table, run_cost_table
 from bench.summary import run_label
-from bench.tables import cost_table, episode_cost_table, run_cost_table
 from bench.viewer.images import DatasetImages
 from bench.viewer.live_summary import Summaries
 from bench.viewer.runs import RunFolder
@@ -50,7 +50,7 @@ def with_params(base: Mapping[str, str], **changes: Any) -> str:
 
 
 def cost_tables(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    """The report's cost tables (:mod:`bench.tables`) of one run's summary, without the run
+    """The report's cost tables (:mod:`bench.report.tables`) of one run's summary, without the run
     column: per tool, then the run's total; empty when the summary has no costs (yet)."""
     if not summary.get("costs"):
         return []

@@ -29,7 +29,7 @@ def settle_heap() -> None:
     """Move what the server read at start (thousands of records, kept for its whole life) out
     of the cyclic garbage collector's way: without it, the first full collection after a
     reload pauses a request by ~100 ms on a 5,000-example run (``python -m
-    bench.viewer.benchmark``). For a process that serves until it exits, not for tests."""
+    bench.benchmarks.viewer``). For a process that serves until it exits, not for tests."""
     gc.collect()
     gc.freeze()
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.paired import change_of
+from bench.report.paired import change_of
 from bench.viewer.runs import Row
 
 PER_PAGE = (25, 50, 100, 200)

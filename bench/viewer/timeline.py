@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.trace_view import EpisodeTrace
+from agent.trace_render import EpisodeTrace
 from agent.tracing import redact
 
 _COMMON = {"event", "run_id", "sample_id", "step", "ts"}

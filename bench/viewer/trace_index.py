@@ -5,7 +5,7 @@ like the samples (a run still being written). The sample id is found with a regu
 expression on the raw line (the tracer writes ``"sample_id": "..."`` near the start of
 every episode event); the lines of one sample are JSON-decoded only when its page asks for
 them, and a line whose decoded ``sample_id`` differs is dropped then. Episodes are grouped
-by :func:`agent.trace_view.group_episodes`, exactly as ``refseg trace`` groups them.
+by :func:`agent.trace_render.group_episodes`, exactly as ``refseg trace`` groups them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agent.trace_view import EpisodeTrace, group_episodes
+from agent.trace_render import EpisodeTrace, group_episodes
 from bench.viewer.jsonl import JsonlTail, read_lines_at
 
 _SAMPLE_ID = re.compile(rb'"sample_id": ?"((?:[^"\\]|\\.)*)"')

@@ -9,13 +9,14 @@ from typing import Any
 
 import anyio
 import numpy as np
-from openai_server import Call, ScriptedServer, Text, ToolCalls
 
+from agent.controller_options import AgentOptions
 from agent.episode import EpisodeConfig, EpisodeResult
 from agent.session import Session
 from agent.tracing import Tracer
 from agent.transcript import log_vlm_call
 from agent.vlm import Price, VLMClient, VLMConfig
+from bench.doubles.scripted_server import Call, ScriptedServer, Text, ToolCalls
 from tools.base import Tool, ToolSettings, Workspace
 from tools.offline.scenes import Scene, generate_scene
 from tools.registry import ToolRegistry
@@ -51,8 +52,10 @@ def make_session(
     for name, factory in (extra_tools or {}).items():
         registry.register(name, factory)
     # Scripted conversations start from a blank slate unless a test asks for the warm start.
-    names = {"proposer": PROPOSER, "ranker": RANKER, "refiner": REFINER, "agent_warm_start": False}
-    cfg = EpisodeConfig(controller="agent", **{**names, **config})
+    names = {"proposer": PROPOSER, "ranker": RANKER, "refiner": REFINER}
+    options = {"warm_start": False, **{k: v for k, v in config.items() if k in AgentOptions.model_fields}}
+    general = {k: v for k, v in config.items() if k not in AgentOptions.model_fields}
+    cfg = EpisodeConfig(controller="agent", **{**names, **general}, controller_options={"agent": options})
     return Session(registry, cfg, tracer=Tracer(trace, run_id="test-run"))
 
 

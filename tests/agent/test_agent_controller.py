@@ -7,7 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 from helpers_agent_ctl import (
@@ -24,10 +23,10 @@ from helpers_agent_ctl import (
     scene_image,
     tool_messages,
 )
-from openai_server import Call, ScriptedServer, Status, Text, ToolCalls, endless_tool_calls
 from PIL import Image as PILImage
 
 from agent.submit import SubmittedRanking
+from bench.doubles.scripted_server import Call, ScriptedServer, Status, Text, ToolCalls, endless_tool_calls
 from tools.errors import ConfigError
 from tools.types import Ranking
 
@@ -92,7 +91,7 @@ def test_guard_pass_ends_the_episode_without_another_vlm_request(tmp_path: Path)
 def test_warm_start_sure_ranking_costs_no_vlm_call(tmp_path: Path) -> None:
     _, image = scene_image(0)
     with ScriptedServer([ToolCalls.of(("submit", {"index": 0}))]) as srv:
-        session = make_session(make_client(srv), tmp_path / "t.jsonl", agent_warm_start=True)
+        session = make_session(make_client(srv), tmp_path / "t.jsonl", warm_start=True)
         result = run_episode(session, image, SURE)
     assert result.stop_reason == "guard" and result.turns == 0 and len(srv.requests) == 0
     assert "vlm" not in result.costs.tools and result.costs.calls(RANKER) == 1
@@ -103,7 +102,7 @@ def test_warm_start_unsure_ranking_opens_with_the_ranked_candidates(tmp_path: Pa
     target = next(o for o in scene.objects if (o.color, o.shape) == ("red", "square"))
     want = best_index(image, target.mask)
     with ScriptedServer([ToolCalls.of(("submit", {"index": want}))]) as srv:
-        session = make_session(make_client(srv), tmp_path / "t.jsonl", agent_warm_start=True)
+        session = make_session(make_client(srv), tmp_path / "t.jsonl", warm_start=True)
         result = run_episode(session, image, UNSURE)
     assert result.stop_reason == "agent_submit" and result.turns == 1 and result.chosen == want
     first = srv.requests[0]
@@ -240,10 +239,8 @@ def test_the_api_key_never_reaches_the_trace(tmp_path: Path) -> None:
 
 
 def test_agent_without_a_vlm_is_a_config_error() -> None:
-    _, image = scene_image(0)
-    session = make_session(None)
     with pytest.raises(ConfigError, match="needs a VLM"):
-        anyio.run(session.run, image, SURE, "s0")
+        make_session(None)  # the spec requires a VLM: refused before any example
 
 
 def test_submitted_ranking_reports_the_rankers_view_of_the_choice() -> None:

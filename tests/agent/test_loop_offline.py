@@ -58,6 +58,7 @@ def paraphrased(tmp_path_factory: pytest.TempPathFactory):
     return {c: evaluate(c, "paraphrase", 30, cache) for c in ("oneshot", "loop")}
 
 
+@pytest.mark.slow
 def test_loop_beats_oneshot_on_paraphrases(paraphrased) -> None:
     oneshot, first, oneshot_computed = paraphrased["oneshot"]
     loop, results, computed = paraphrased["loop"]
@@ -70,6 +71,7 @@ def test_loop_beats_oneshot_on_paraphrases(paraphrased) -> None:
     assert 0 < computed["attribute_rank"] <= sum(r.iterations for r in results)
 
 
+@pytest.mark.slow
 def test_loop_refines_unsure_episodes_into_canonical_words(paraphrased) -> None:
     _, results, _ = paraphrased["loop"]
     refined = [r for r in results if r.iterations > 0]
@@ -87,6 +89,7 @@ def test_loop_refines_unsure_episodes_into_canonical_words(paraphrased) -> None:
     assert ("red" if "crimson" in sample.expression else "blue") in sample.queries[1]
 
 
+@pytest.mark.slow
 def test_loop_keeps_one_shot_quality_on_direct_expressions() -> None:
     oneshot, _, _ = evaluate("oneshot", "direct", 10)
     loop, results, _ = evaluate("loop", "direct", 10)

@@ -17,9 +17,9 @@ from helpers_sam3 import scene, tiny_settings
 from agent.episode import EpisodeConfig, EpisodeResult, StopReason
 from agent.session import Session
 from agent.tracing import Tracer
-from bench.chaos.server import ScriptedServer
-from bench.ground_table import client_for
-from bench.oracle_vlm import OracleVLM, Target
+from bench.benchmarks.ground import client_for
+from bench.doubles.oracle_vlm import OracleVLM, Target
+from bench.doubles.scripted_server import ScriptedServer
 from tools.clip_loading import register_tiny_clip
 from tools.registry import ToolRegistry
 from tools.types import Image

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from helpers_fake_tools import StripesPropose, WordRank, make_registry
 
-from agent.controllers import CONTROLLERS, get_controller
+from agent.controllers import controller_names, get_controller
 from agent.episode import EpisodeConfig, StopReason
+from agent.loop_controller import run_loop
 from agent.session import Session
 from agent.tracing import Tracer
 from cache import ToolCache
@@ -140,8 +141,8 @@ def test_bad_config_values_are_rejected() -> None:
 
 
 def test_controllers_registry_names_every_controller() -> None:
-    assert list(CONTROLLERS) == ["oneshot", "loop", "ground", "agent"]
-    assert get_controller("loop") is CONTROLLERS["loop"]
+    assert controller_names()[:4] == ["oneshot", "loop", "ground", "agent"]
+    assert get_controller("loop").run is run_loop
 
 
 def test_huge_image_is_downscaled_and_mask_mapped_back() -> None:

@@ -13,7 +13,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (until conftest does it)
 
-from openai_server import (
+from agent.vlm import (
+    DEFAULT_MODEL,
+    Price,
+    VLMCallError,
+    VLMClient,
+    VLMConfig,
+)
+from bench.doubles.scripted_server import (
     Call,
     EmptyChoices,
     Reset,
@@ -24,14 +31,6 @@ from openai_server import (
     ToolCalls,
     Truncated,
     endless_tool_calls,
-)
-
-from agent.vlm import (
-    DEFAULT_MODEL,
-    Price,
-    VLMCallError,
-    VLMClient,
-    VLMConfig,
 )
 from tools.errors import ConfigError, VLMAuthError, VLMError
 

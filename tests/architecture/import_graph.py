@@ -1,4 +1,5 @@
-"""The project's module graph from an AST scan: import cycles, package layering, module sizes.
+"""The project's module graph from an AST scan: import cycles, package layering, who imports the
+test doubles, module sizes.
 
 Imports inside functions count (a cycle through a function-level import is still a cycle);
 imports under ``if TYPE_CHECKING:`` do not (they never run).
@@ -12,6 +13,10 @@ from pathlib import Path
 # Top to bottom: a package may import the ones after it, never the ones before it.
 LAYERS = ("bench", "agent", "tools", "checkpoints", "cache")
 MAX_MODULE_LINES = 400
+# The test doubles (scripted and misbehaving VLM servers, the oracle VLM) and the only
+# packages of the product that may import them: the chaos scorecard and the benchmarks.
+DOUBLES = "bench.doubles"
+MAY_IMPORT_DOUBLES = (DOUBLES, "bench.chaos", "bench.benchmarks")
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -120,6 +125,24 @@ def layer_violations(graph: dict[str, set[str]]) -> list[str]:
             a, b = source.split(".")[0], target.split(".")[0]
             if rank[b] < rank[a]:
                 bad.append(f"{source} imports {target} ({a} must not import {b})")
+    return bad
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def doubles_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Product modules that import the test doubles (tests, chaos and benchmarks may)."""
+    bad = []
+    for source, targets in sorted(graph.items()):
+        if any(_within(source, pkg) for pkg in MAY_IMPORT_DOUBLES):
+            continue
+        bad.extend(
+            f"{source} imports {target} (only tests, {', '.join(MAY_IMPORT_DOUBLES[1:])} may)"
+            for target in sorted(targets)
+            if _within(target, DOUBLES)
+        )
     return bad
 
 

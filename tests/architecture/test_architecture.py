@@ -1,10 +1,17 @@
-"""The architecture holds: no import cycle, imports point down the layers, small modules."""
+"""The architecture holds: no import cycle, imports point down the layers, no product module
+imports the test doubles, small modules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from architecture.import_graph import cycles, import_graph, layer_violations, long_modules
+from architecture.import_graph import (
+    cycles,
+    doubles_violations,
+    import_graph,
+    layer_violations,
+    long_modules,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,6 +22,10 @@ def test_no_import_cycle_between_modules() -> None:
 
 def test_imports_point_down_the_layers() -> None:
     assert layer_violations(import_graph(ROOT)) == []
+
+
+def test_no_product_module_imports_the_test_doubles() -> None:
+    assert doubles_violations(import_graph(ROOT)) == []
 
 
 def test_no_module_over_400_lines() -> None:
@@ -66,6 +77,28 @@ def test_an_upward_import_is_a_layer_violation(tmp_path: Path) -> None:
     )
     assert layer_violations(import_graph(root)) == [
         "checkpoints.registry imports tools.errors (checkpoints must not import tools)"
+    ]
+
+
+def test_a_product_module_importing_a_test_double_is_a_violation(tmp_path: Path) -> None:
+    for pkg in ("bench/doubles", "bench/chaos", "bench/benchmarks", "bench/report"):
+        (tmp_path / pkg).mkdir(parents=True)
+        (tmp_path / pkg / "__init__.py").write_text("")
+    root = _plant(
+        tmp_path,
+        {
+            "bench/doubles/server.py": "class ScriptedServer: ...\n",
+            "bench/chaos/row.py": "from bench.doubles.server import ScriptedServer\n",
+            "bench/benchmarks/ground.py": "from bench.doubles import server\n",
+            "bench/runner.py": "def f():\n    from bench.doubles.server import ScriptedServer\n",
+            "bench/report/cases.py": "import bench.doubles\n",
+            # Never runs, so it imports nothing (as for the cycle and layer rules).
+            "bench/segment.py": "import typing\nif typing.TYPE_CHECKING:\n    import bench.doubles.server\n",
+        },
+    )
+    assert doubles_violations(import_graph(root)) == [
+        "bench.report.cases imports bench.doubles (only tests, bench.chaos, bench.benchmarks may)",
+        "bench.runner imports bench.doubles.server (only tests, bench.chaos, bench.benchmarks may)",
     ]
 
 

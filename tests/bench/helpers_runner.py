@@ -11,8 +11,8 @@ import numpy as np
 
 from agent.episode import EpisodeConfig
 from bench.data import Example, load_dataset_spec
+from bench.doubles.oracle_vlm import OracleVLM, Target
 from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions, RunOptions, VLMOptions
-from bench.oracle_vlm import OracleVLM, Target
 from bench.runner import BenchResult, run_examples_sync
 from bench.runtime import Runtime, build_runtime
 

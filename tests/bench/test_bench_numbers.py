@@ -26,9 +26,10 @@ def _propose_seconds(tmp_path: Path, name: str, examples: list, concurrency: int
     return float(propose["seconds"])
 
 
+@pytest.mark.slow
 def test_the_same_work_books_the_same_tool_seconds_at_any_concurrency(tmp_path: Path) -> None:
-    """Issue 9's acceptance test (it was 1.66 s at concurrency 1 and 11.68 s at 8: calls that
-    joined a computation in flight booked its whole wait, 7x). The machine is shared, so a
+    """Calls that join a computation in flight book no compute seconds of their own (a bug once
+    booked the whole wait to each: 1.66 s at concurrency 1, 11.68 s at 8, 7x). The machine is shared, so a
     wall-clock reading of CPU-bound work can be slowed by other processes (2x swings of a
     0.3 s reading were seen under load): each round runs both settings five times,
     interleaved, and compares the fastest readings; a round spoilt by noise is run again,
@@ -49,8 +50,9 @@ def test_the_same_work_books_the_same_tool_seconds_at_any_concurrency(tmp_path: 
     raise AssertionError(f"(concurrency 1, concurrency 8) fastest seconds per round: {rounds}")
 
 
+@pytest.mark.slow
 def test_no_query_repeats_in_a_300_example_loop_run(tmp_path: Path) -> None:
-    """Issue 9's acceptance test: guards that never pass, five rounds allowed; the rules refiner
+    """Guards that never pass, five rounds allowed: the rules refiner
     offers distinct rewrites and the loop stops with refiner_exhausted when it has no new one.
     ~8 s on a busy 2-core machine: 300 examples of 18 images, up to 6 rankings each."""
     examples = synthetic(18)[:300]
@@ -69,6 +71,7 @@ def test_no_query_repeats_in_a_300_example_loop_run(tmp_path: Path) -> None:
     assert result.summary["stop_reasons"]["refiner_exhausted"] > 0
 
 
+@pytest.mark.slow
 def test_bench_run_says_what_it_ran_over_and_writes_its_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

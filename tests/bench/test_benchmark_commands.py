@@ -9,6 +9,7 @@ import pytest
 from bench.cli import main
 
 
+@pytest.mark.slow
 def test_viewer_benchmark_prints_first_byte_figures(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "viewer", "--n", "30", "--repeat", "2"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("run page")]

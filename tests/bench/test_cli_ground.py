@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from openai_server import ScriptedServer
 from PIL import Image as PILImage
 
+from bench.benchmarks.ground import expression_of, targets_of
 from bench.cli import main
-from bench.ground_table import expression_of, targets_of
-from bench.oracle_vlm import OracleVLM
+from bench.doubles.oracle_vlm import OracleVLM
+from bench.doubles.scripted_server import ScriptedServer
 from tools.offline.missed_scenes import halo_scene
 
 
@@ -32,7 +32,8 @@ def test_segment_with_ground_then_trace_shows_both_frames(
         assert len(srv.requests) == 1
     assert code == 0
     result = json.loads((out / "result.json").read_text())
-    assert result["stop_reason"] == "grounded" and result["config"]["episode"]["vlm_coords"] == coords
+    assert result["stop_reason"] == "grounded"
+    assert result["config"]["episode"]["controller_options"]["ground"]["vlm_coords"] == coords
     assert result["candidates"][0]["origin"] == "region_prompt:box"
     np.testing.assert_allclose(result["candidates"][0]["box_xyxy"][:2], ms.box_xyxy[:2], atol=1.5)
     mask = np.asarray(PILImage.open(out / "mask.png")) > 0

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from openai_server import ScriptedServer, Status, Text
 from PIL import Image as PILImage
 
 from bench.cli import main
+from bench.doubles.scripted_server import ScriptedServer, Status, Text
 from tools.offline.scenes import generate_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))

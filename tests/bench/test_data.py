@@ -19,9 +19,10 @@ from bench.data import (
     load_refcocom,
     load_synthetic,
 )
+from bench.data_errors import DatasetError
 from bench.fixtures import demo_rows, write_refcocom_parquet
 from bench.rle import encode_rle
-from tools.errors import ConfigError, DatasetError, InputError
+from tools.errors import ConfigError, InputError
 
 SIZES = [(20, 30), (24, 16), (18, 18), (10, 40), (32, 12), (16, 16)]
 
@@ -49,6 +50,7 @@ def cache(tmp_path: Path) -> str:
     return str(tmp_path / "hf-cache")
 
 
+@pytest.mark.slow
 def test_one_example_per_sentence_with_decoded_masks_and_images(tmp_path: Path, cache: str) -> None:
     rows = _rows(3)
     path = write_refcocom_parquet(tmp_path / "refcocom.parquet", rows)

@@ -63,6 +63,7 @@ def _tiny_run(out: Path, *extra: str) -> int:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bench_run_records_them_and_refuses_to_resume_at_another_precision(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

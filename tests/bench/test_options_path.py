@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from openai_server import ScriptedServer, Text
 
 from agent.episode import EpisodeConfig
 from bench.cli import build_parser, main
 from bench.cli.args import episode_options
-from bench.options import EpisodeOptions, ModelOptions, parse_tool_option, tool_options_from
+from bench.doubles.scripted_server import ScriptedServer, Text
+from bench.option_pairs import parse_tool_option, tool_options_from
+from bench.options import EpisodeOptions, ModelOptions
 from bench.runtime import build_runtime, describe_config
 from tools.base import ToolSettings
 from tools.errors import ConfigError
@@ -79,6 +80,7 @@ def test_every_tool_setting_reaches_config_json() -> None:
     assert set(described) == {f.name for f in dataclasses.fields(ToolSettings)} - {"vlm"}
 
 
+@pytest.mark.slow
 def test_tool_option_reaches_the_tool_and_the_resume_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,7 +133,7 @@ def test_bad_tool_option_value_is_one_line_before_any_example(
 def test_a_key_no_tool_reads_is_refused_not_ignored(
     option: str, words: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A misspelt or unknown key used to do nothing in silence (review of issue 8)."""
+    """A misspelt or unknown key is refused, never ignored in silence."""
     code = main([*RUN, "--out", str(tmp_path / "r"), "--tool-option", option])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err

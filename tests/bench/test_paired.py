@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import bootstrap_ci
-from bench.paired import change_of, cluster_bootstrap_ci, paired_comparison, paired_line
+from bench.report.paired import change_of, cluster_bootstrap_ci, paired_comparison, paired_line
 
 
 def records(ious: list[float], per_image: int = 3) -> dict[str, dict[str, object]]:
@@ -64,7 +64,7 @@ def test_the_interval_resamples_images_not_expressions() -> None:
 
 
 def test_one_rule_for_improved_degraded_unchanged() -> None:
-    from bench.cases import case_totals
+    from bench.report.cases import case_totals
 
     assert [change_of(d, 0.05) for d in (0.0501, 0.05, -0.05, -0.0501)] == [
         "improved",

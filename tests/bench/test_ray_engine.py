@@ -28,7 +28,7 @@ from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions
 from tools.clip_loading import TINY_CLIP_NAME
 from tools.errors import CheckpointError
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 
 def test_ray_gives_the_local_answers_and_one_writer_writes_them(tmp_path: Path, ray_pool: RayEngine) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from helpers_ray import RAY2, run_on
 from helpers_runner import id_counts, offline_options, synthetic
-from openai_server import ScriptedServer, Slow, Text
 
 from agent.episode import EpisodeConfig
 from bench.chaos.runs import OfflineRun, spawn_offline
 from bench.cli import main
 from bench.cli.args import add_run_flags, run_options
+from bench.doubles.scripted_server import ScriptedServer, Slow, Text
 from bench.engines.compare import answers
 from bench.engines.ray_cluster import WorkerPlan, plan_workers, split
 from bench.engines.ray_engine import RayEngine
@@ -81,6 +81,7 @@ def test_workers_and_their_resources_follow_the_cluster() -> None:
     assert split(5, 2) == [3, 2] and split(4, 4) == [1, 1, 1, 1] and split(1, 2) == [1, 0]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_cluster")
 def test_bench_run_on_ray_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
@@ -99,6 +100,7 @@ def _peak_in_flight(times: list[float], seconds: float) -> int:
     return max(sum(1 for t in times if t0 <= t < t0 + seconds) for t0 in times)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_cluster")
 def test_the_vlm_sees_at_most_concurrency_calls_over_all_workers(tmp_path: Path, ray_pool: RayEngine) -> None:
     # A rewrite no scene's expression equals: each example asks once (a repeat is asked again).
@@ -117,6 +119,7 @@ def test_the_vlm_sees_at_most_concurrency_calls_over_all_workers(tmp_path: Path,
     assert 2 < _peak_in_flight(times, 0.15) <= 4
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_suite_runs_its_sub_runs_on_one_ray_pool_with_the_local_answers(tmp_path: Path) -> None:
     runs = {}
@@ -145,6 +148,7 @@ def _killed_mid_line(run: OfflineRun, at_line: int) -> None:
     assert data.count(b"\n") == at_line - 1 and not data.endswith(b"\n")  # a torn last line
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_killed_local_driver_resumes_on_ray(tmp_path: Path, ray_pool: RayEngine) -> None:
     examples, spec = synthetic(2), DataSpec("synthetic", n=2)  # as OfflineRun(n=2) runs it
@@ -157,6 +161,7 @@ def test_a_killed_local_driver_resumes_on_ray(tmp_path: Path, ray_pool: RayEngin
     assert answers(tmp_path / "run") == answers(tmp_path / "reference")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_killed_ray_driver_resumes_locally_and_its_workers_go(tmp_path: Path) -> None:
     import ray

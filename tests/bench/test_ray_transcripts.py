@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from helpers_ray import run_on
 from helpers_runner import offline_options, oracle_for, synthetic
-from openai_server import ScriptedServer
 
+from bench.doubles.scripted_server import ScriptedServer
 from bench.engines.compare import answers
 from bench.engines.ray_engine import RayEngine
 from bench.options import VLMOptions
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 
 def _transcripts(run: Path) -> dict[str, list[Any]]:

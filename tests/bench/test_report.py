@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 from helpers_runner import run, synthetic
 
-from bench.cases import pick_cases
 from bench.cli import main
 from bench.options import DataSpec
-from bench.report import (
-    RunView,
-    load_run,
-    load_runs,
-    md_table,
-    print_summary,
-    print_table,
-    text_table,
-    write_report,
-)
+from bench.report.cases import pick_cases
+from bench.report.markdown import print_summary, print_table, write_report
+from bench.report.run_reader import RunView, load_run, load_runs
+from bench.report.tables import md_table, text_table
 from tools.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -133,6 +126,7 @@ def test_pick_cases_by_iou_difference() -> None:
     assert picked["improved"][0]["diff"] == pytest.approx(0.7)
 
 
+@pytest.mark.slow
 def test_case_galleries(
     two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,7 +165,7 @@ def test_case_galleries(
 def test_random_weight_runs_say_so(tmp_path: Path) -> None:
     import io
 
-    from bench.report import render_markdown
+    from bench.report.markdown import render_markdown
 
     run(tmp_path / "r", None, synthetic(1))
     view = load_run(tmp_path / "r")
@@ -183,8 +177,8 @@ def test_random_weight_runs_say_so(tmp_path: Path) -> None:
 
 
 def test_figures_show_every_run_and_label_empty_buckets(two_runs: tuple[Path, Path]) -> None:
-    from bench.figures import buckets_figure, iou_hist_figure
-    from bench.tables import bucket_table
+    from bench.report.figures import buckets_figure, iou_hist_figure
+    from bench.report.tables import bucket_table
 
     base = load_run(two_runs[1])
     runs = [RunView(f"run{i}", base.run_dir, base.summary, base.ious) for i in range(11)]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
+from bench.data_errors import DatasetError
 from bench.rle import decode_rle, encode_rle, parse_counts, rle_area
-from tools.errors import DatasetError
 
 
 def _known_mask() -> np.ndarray:

@@ -73,6 +73,7 @@ def test_warm_cache_computes_no_proposals(tmp_path: Path) -> None:
     assert warm.summary["propose"]["per_image"] == 0.0
 
 
+@pytest.mark.slow
 def test_concurrency_1_and_8_give_identical_ious(tmp_path: Path) -> None:
     examples = synthetic(3)
     one = run(tmp_path / "c1", tmp_path / "k1", examples, concurrency=1)
@@ -186,6 +187,7 @@ def test_run_level_error_stops_the_run(tmp_path: Path) -> None:
     assert read_samples(tmp_path / "run")[0] == {}
 
 
+@pytest.mark.slow
 def test_cli_run_exit_codes_and_sigkill_resume(tmp_path: Path) -> None:
     d, cache = tmp_path / "run", tmp_path / "cache"
     args = [

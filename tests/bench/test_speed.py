@@ -1,4 +1,4 @@
-"""``bench.speed`` on the tiny real SAM and CLIP: stages, reference agreement, rank floor, JSON."""
+"""``bench.benchmarks.speed`` on the tiny real SAM and CLIP: stages, reference agreement, rank floor, JSON."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.speed.machine import peak_memory, resolve_device
-from bench.speed.options import SpeedOptions
-from bench.speed.rank_floor import loop_scores, measure_row, synthetic_candidates
-from bench.speed.report import SpeedReport, format_speed_table
-from bench.speed.run import run_speed
-from bench.speed.setup import build_models, load_images, tool_settings
+from bench.benchmarks.speed.machine import peak_memory, resolve_device
+from bench.benchmarks.speed.options import SpeedOptions
+from bench.benchmarks.speed.rank_floor import loop_scores, measure_row, synthetic_candidates
+from bench.benchmarks.speed.report import SpeedReport, format_speed_table
+from bench.benchmarks.speed.run import run_speed
+from bench.benchmarks.speed.setup import build_models, load_images, tool_settings
 from tools.errors import ConfigError
 
 TINY = {"device": "cpu", "weights": "random", "sam_model": "tiny", "clip_model": "tiny"}
@@ -47,6 +47,7 @@ def open_report(tmp_path_factory: pytest.TempPathFactory) -> SpeedReport:
     return run_speed(options)
 
 
+@pytest.mark.slow
 def test_every_stage_is_timed_per_image(open_report: SpeedReport) -> None:
     r = open_report
     assert set(r.stage_seconds) == {"encode", "decode", "postprocess", "rank_image", "rank_text"}
@@ -59,6 +60,7 @@ def test_every_stage_is_timed_per_image(open_report: SpeedReport) -> None:
     assert r.peak_memory is not None and r.peak_memory.what == "process_peak_rss"
 
 
+@pytest.mark.slow
 def test_the_official_generator_agrees_with_and_without_filters(reference_report: SpeedReport) -> None:
     ref = reference_report.reference
     assert ref is not None and ref.official_seconds_per_image > 0 and ref.ours_seconds_per_image > 0
@@ -72,6 +74,7 @@ def test_the_official_generator_agrees_with_and_without_filters(reference_report
     assert all(i.propose_seconds is not None and i.propose_seconds > 0 for i in reference_report.images)
 
 
+@pytest.mark.slow
 def test_table_and_json_say_the_same(open_report: SpeedReport, reference_report: SpeedReport) -> None:
     table = format_speed_table(open_report)
     for text in ("SAM encode", "SAM decode", "SAM post-process", "rank: image side", "rank: text side"):
@@ -104,6 +107,7 @@ def test_clip_rank_scores_equal_the_floor(tiny_models, n: int) -> None:
     assert row.floor_seconds > 0 and row.clip_rank_seconds > 0 and row.loop_seconds is None
 
 
+@pytest.mark.slow
 def test_the_per_candidate_loop_ranks_alike(tiny_models) -> None:
     models, image = tiny_models
     props = synthetic_candidates(image, 6)
@@ -165,6 +169,7 @@ def test_devices_are_resolved_or_refused() -> None:
             resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_report_json_has_no_nan(open_report: SpeedReport) -> None:
     text = Path(open_report.options["json_path"]).read_text()
     assert "NaN" not in text and not math.isnan(open_report.images_per_second)

@@ -43,6 +43,7 @@ def test_plan_covers_the_original_table() -> None:
         plan_suite(["main"], [0], [], "rules")
 
 
+@pytest.mark.slow
 def test_suite_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "suite"
     args = [
@@ -115,6 +116,7 @@ def test_suite_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert all(r["timing"]["invocations"] == 2 for r in again["runs"].values())
 
 
+@pytest.mark.slow
 def test_suite_subset(tmp_path: Path) -> None:
     out = tmp_path / "suite"
     assert (
@@ -148,8 +150,9 @@ def test_suite_subset(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_suite_with_a_vlm_refines_with_it_and_ablates_without(tmp_path: Path) -> None:
-    from openai_server import ScriptedServer, Text
+    from bench.doubles.scripted_server import ScriptedServer, Text
 
     out = tmp_path / "suite"
     reply = Text('{"query": "the red circle", "rationale": "x"}', prompt_tokens=700, completion_tokens=20)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server import ScriptedServer, Status, Text
 
 from bench.cli import main
+from bench.doubles.scripted_server import ScriptedServer, Status, Text
 
 PLANTED_KEY = "sk-planted-health-key-0123456789"
 RUN = ["bench", "run", "--dataset", "synthetic", "--n", "1", "--toolset", "offline", "--quiet"]
@@ -43,6 +43,7 @@ def test_a_rejected_key_stops_the_run_at_once_with_one_line(
     assert asked <= 8  # the examples in flight, not one per example: the run stopped
 
 
+@pytest.mark.slow
 def test_fallbacks_say_why_and_fail_the_run_past_the_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +87,7 @@ def test_fallbacks_say_why_and_fail_the_run_past_the_limit(
     assert redone["needed"] == len(needed) and redone["fallbacks"] == 0
 
 
+@pytest.mark.slow
 def test_an_unknown_model_price_is_one_line_and_the_flags_set_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

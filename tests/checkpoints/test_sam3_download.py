@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from cache.errors import DownloadError
+from checkpoints.errors import DownloadError
 from checkpoints.hub import download_sam3
 
 COMMIT = "a" * 40

@@ -1,4 +1,4 @@
-"""Cases 5 and 6: the VLM cannot make an episode do unbounded work or run past its deadline,
+"""The VLM cannot make an episode do unbounded work or run past its deadline,
 and huge tool arguments or names neither bloat the trace nor go back to the model whole."""
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from helpers_chaos import chaos_row
 
+from agent.controller_options import AgentOptions
+from agent.controllers import get_controller
 from agent.episode import EpisodeConfig
 from agent.tracing import Tracer
 from agent.vlm_reply import ToolCall
 from tools.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_tool_calls_are_capped_and_slow_episodes_fall_back() -> None:
     row = chaos_row("unbounded VLM work")
     assert row.survived, row.problems
@@ -23,11 +26,14 @@ def test_tool_calls_are_capped_and_slow_episodes_fall_back() -> None:
     assert row.fallback >= row.details["served"]["slow"] > 0
 
 
-def test_limits_are_episode_settings_with_checked_values() -> None:
-    cfg = EpisodeConfig()
-    assert cfg.max_tool_calls >= 10 and cfg.max_calls_per_reply >= 2 and cfg.episode_timeout_s
-    with pytest.raises(ConfigError, match="max-tool-calls"):
-        EpisodeConfig(max_tool_calls=0)
+def test_limits_are_settings_with_checked_values() -> None:
+    agent = get_controller("agent").options()
+    assert isinstance(agent, AgentOptions)
+    assert agent.max_tool_calls >= 10 and agent.max_calls_per_reply >= 2 and EpisodeConfig().episode_timeout_s
+    with pytest.raises(
+        ConfigError, match=r"^controller agent: option max_tool_calls: .*greater than or equal to 1"
+    ):
+        get_controller("agent").options({"max_tool_calls": 0})
     with pytest.raises(ConfigError, match="episode-timeout"):
         EpisodeConfig(episode_timeout_s=0)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers_chaos import chaos_row
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_with_reasons_and_the_run_completes() -> None:
     row = chaos_row("bad-input corpus")
     assert row.survived, row.problems

@@ -1,4 +1,4 @@
-"""Cases 3 and 4: a cache that cannot be written, read or opened never fails an example (and
+"""A cache that cannot be written, read or opened never fails an example (and
 never silently); a foreign or inflating cache entry is a miss, recomputed, bounded in memory."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ RUN = ["bench", "run", "--dataset", "synthetic", "--n", "1", "--toolset", "offli
 RUN += ["oneshot", "--quiet", "--bootstrap", "0", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_full_locked_and_unopenable_caches_fail_no_example() -> None:
     row = chaos_row("cache unwritable / locked")
     assert row.survived, row.problems

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from helpers_chaos import chaos_row
 
@@ -66,7 +67,7 @@ def test_concurrency_and_timeouts_are_not_part_of_results_or_keys(tmp_path: Path
     url = {"base_url": "http://127.0.0.1:9/v1"}
     a = _runtime(agent, {**url, "timeout_s": 5.0, "max_retries": 1})
     b = _runtime(agent, {**url, "timeout_s": 60.0, "max_retries": 6}, concurrency=2)
-    c = _runtime({**agent, "max_turns": 3}, url)
+    c = _runtime({**agent, "controller_options": {"agent": {"max_turns": 3}}}, url)
     try:
         assert result_config(a, spec, examples) == result_config(b, spec, examples)
         assert result_config(a, spec, examples) != result_config(c, spec, examples)
@@ -105,7 +106,7 @@ class _Payload:
 
 
 def test_run_folder_with_a_pickled_ious_file_runs_no_code(tmp_path: Path) -> None:
-    from bench.report import load_run
+    from bench.report.run_reader import load_run
 
     run_dir = tmp_path / "run"
     run_offline(OfflineRun(run_dir, None, n=1, episode={"controller": "oneshot"}))
@@ -117,6 +118,7 @@ def test_run_folder_with_a_pickled_ious_file_runs_no_code(tmp_path: Path) -> Non
     np.testing.assert_array_equal(view.ious, good)  # rebuilt from samples.jsonl
 
 
+@pytest.mark.slow
 def test_two_processes_sharing_a_cache_get_one_process_results() -> None:
     row = chaos_row("shared cache, 2 processes")
     assert row.survived, row.problems

@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from helpers_chaos import chaos_row
 
 from bench.chaos import RowResult, format_table, row_names, scorecard_exit_code
 from bench.cli import main
 
 
+@pytest.mark.slow
 def test_full_scorecard_every_row_survived() -> None:
     rows = [chaos_row(name) for name in row_names()]
     table = format_table(rows)
@@ -37,6 +39,7 @@ def test_exit_code_is_non_zero_when_anything_is_lost_or_duplicated() -> None:
     assert "NO" in format_table([RowResult("lossy", lost=1)])
 
 
+@pytest.mark.slow
 def test_module_entry_point_prints_the_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--rows", "unknown tool name", "--workdir", str(tmp_path)],

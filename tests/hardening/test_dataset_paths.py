@@ -1,4 +1,4 @@
-"""Case 10: data-set rows without samples and samples without sentences are counted and
+"""Data-set rows without samples and samples without sentences are counted and
 reported; image paths resolve only inside the data set's own folder unless allowed."""
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Case 9: Ctrl-C at any moment of `refseg` (start-up imports included) is one line, exit 130."""
+"""Ctrl-C at any moment of `refseg` (start-up imports included) is one line, exit 130."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers_chaos import chaos_row
 
 from bench.chaos.startup import (
@@ -13,6 +14,8 @@ from bench.chaos.startup import (
     one_line,
     refseg_command,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def test_ctrl_c_during_start_up_and_run_is_one_line_and_the_run_resumes() -> None:

@@ -9,9 +9,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from helpers_chaos import chaos_row
 
 from bench.samples import read_samples
+
+pytestmark = pytest.mark.slow
 
 
 def test_killed_runs_resume_to_the_uninterrupted_metrics() -> None:

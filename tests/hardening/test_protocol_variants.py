@@ -1,4 +1,4 @@
-"""Case 11: tool-call arguments as JSON objects, a 200 HTML page, killed invocations."""
+"""Tool-call arguments as JSON objects, a 200 HTML page, killed invocations."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from helpers_chaos import chaos_row
 
 from agent.vlm import VLMCallError, VLMClient, VLMConfig, VLMReply
 from bench.chaos.protocol import HTML, NOT_JSON, with_object_arguments
-from bench.chaos.server import Raw, ScriptedServer, ToolCalls
+from bench.doubles.scripted_server import Raw, ScriptedServer, ToolCalls
 from bench.run_folder import read_invocations
 
 
+@pytest.mark.slow
 def test_object_arguments_html_replies_and_killed_invocations() -> None:
     row = chaos_row("protocol variants")
     assert row.survived, row.problems
@@ -42,7 +43,7 @@ def test_arguments_sent_as_an_object_are_accepted() -> None:
 
 
 def _submit_body() -> dict[str, object]:
-    from bench.chaos.server import completion_json
+    from bench.doubles.scripted_server import completion_json
 
     body = completion_json(ToolCalls.of(("submit", {"index": 2, "reason": "left"})))
     body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = {"index": 2, "reason": "left"}

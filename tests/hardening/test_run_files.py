@@ -1,4 +1,4 @@
-"""Cases 7 and 8: results of different configurations never mix, however config.json fares;
+"""Results of different configurations never mix, however config.json fares;
 a disk that fills while results are written is one line, a non-zero exit, nothing lost."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def test_a_resume_with_another_config_is_refused_without_config_json() -> None:
     assert row.injected == row.detected == 2
 
 
+@pytest.mark.slow
 def test_cli_refuses_another_controller_after_config_json_is_deleted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -37,6 +38,7 @@ def test_cli_refuses_another_controller_after_config_json_is_deleted(
     assert json.loads((out / "config.json").read_text())["results"]["episode"]["controller"] == "oneshot"
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_run_resumes() -> None:
     row = chaos_row("full disk on results")
     assert row.survived, row.problems

@@ -8,9 +8,10 @@ from helpers_chaos import chaos_row
 
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
 from bench.chaos.secrets import PLANTED_KEY, files_with
-from bench.chaos.server import ScriptedServer, Status
+from bench.doubles.scripted_server import ScriptedServer, Status
 
 
+@pytest.mark.slow
 def test_no_file_of_the_run_or_cache_shows_the_key() -> None:
     row = chaos_row("planted API key")
     assert row.survived, row.problems

@@ -1,4 +1,4 @@
-"""Case 2: undecodable lines in samples.jsonl (a byte that is not UTF-8, NULs before a record)
+"""Undecodable lines in samples.jsonl (a byte that is not UTF-8, NULs before a record)
 are skipped with a note naming their line, their examples redone; never a traceback."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def test_resume_report_and_viewer_skip_undecodable_lines_and_redo_them() -> None
     assert row.injected == row.detected == 3 and row.lost == 0 and row.duplicated == 0
 
 
+@pytest.mark.slow
 def test_cli_run_and_report_name_the_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main([*RUN, "--out", str(out)]) == 0

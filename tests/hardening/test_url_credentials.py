@@ -1,4 +1,4 @@
-"""Case 1: credentials inside --vlm-base-url (user:pass@, ?api_key=) never reach a file,
+"""Credentials inside --vlm-base-url (user:pass@, ?api_key=) never reach a file,
 a trace, an error or the terminal, and the request keeps its query string."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from helpers_chaos import chaos_row
 from agent.tracing import redact_text
 from agent.vlm import VLMCallError, VLMClient, VLMConfig
 from bench.chaos.secrets import PLANTED_SECRETS, URL_PASSWORD, URL_QUERY_SECRET, URL_USER
-from bench.chaos.server import ScriptedServer, Status, Text
+from bench.doubles.scripted_server import ScriptedServer, Status, Text
 
 
+@pytest.mark.slow
 def test_url_credentials_reach_no_file_trace_or_output() -> None:
     row = chaos_row("credentials in base URL")
     assert row.survived, row.problems

@@ -14,7 +14,7 @@ from helpers_clip import tiny_clip_settings, workspace
 from pydantic import ValidationError
 
 import tools.clip_rank as clip_rank_module
-from cache.keys import make_key
+from agent.invoke import cache_key
 from tools.base import ToolSettings, Workspace
 from tools.clip_loading import (
     cached_checkpoint,
@@ -34,10 +34,8 @@ def rank(tool: ClipRank, ws, **params) -> Ranking:
     return anyio.run(tool.__call__, ws, ClipRankParams(**params))
 
 
-def key(tool: ClipRank, ws, params: ClipRankParams) -> str:
-    return make_key(
-        tool.name, tool.version, tool.fingerprint(), tool.key_inputs(ws, params), tool.key_args(params)
-    )
+def key(tool: ClipRank, ws, params: ClipRankParams) -> str | None:
+    return cache_key(tool, ws, params)  # the invoker's key: options included
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +122,8 @@ def test_default_query_is_the_workspace_query_and_part_of_the_key(tool):
     assert "query" not in tool.key_args(params)
     styled = ClipRank(tiny_clip_settings(options={"clip_rank": {"style": {"margin": 0.3}}}))
     assert styled.style.margin == 0.3
-    assert key(styled, ws, params) != key(tool, ws, params)
+    assert "style" not in styled.key_args(params)  # the tool does not add its options...
+    assert key(styled, ws, params) != key(tool, ws, params)  # ... the invoker does
 
 
 def test_apply_records_the_ranking(tool):

@@ -67,6 +67,7 @@ def test_all_candidates_up_to_the_chunk_go_through_one_forward() -> None:
     assert (tool.image_forwards, tool.text_forwards, tool.crops_encoded) == (1, 1, IMAGE_CHUNK)
 
 
+@pytest.mark.slow
 def test_compiled_towers_give_the_same_scores() -> None:
     """~4 s: Dynamo traces both towers; ``aot_eager`` skips code generation (see the SAM test)."""
     ws = workspace()

@@ -92,6 +92,7 @@ def test_missing_file_and_folder_say_what_is_wrong(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
+@pytest.mark.slow
 def test_huge_image_downscales_for_models_and_masks_map_back() -> None:
     big = Image.from_array(np.zeros((10000, 10000, 3), np.uint8))
     small = working_copy(big, 2048)

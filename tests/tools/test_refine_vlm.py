@@ -16,9 +16,8 @@ from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (until conftest does it)
 
-from openai_server import ScriptedServer, Text, ToolCalls
-
 from agent.vlm import DEFAULT_MODEL, VLMClient, VLMConfig
+from bench.doubles.scripted_server import ScriptedServer, Text, ToolCalls
 from tools.base import ToolSettings, Workspace
 from tools.errors import ToolError
 from tools.refine import RefineParams, RefineQuery
@@ -151,7 +150,7 @@ def test_refine_query_tool_uses_the_vlm_refiner() -> None:
         async def go() -> Any:
             async with VLMClient(config) as client:
                 tool = RefineQuery(ToolSettings(vlm=client, options={"refine_query": {"refiner": "vlm"}}))
-                assert tool.fingerprint() == f"vlm:{DEFAULT_MODEL}"
+                assert tool.fingerprint().endswith(f";vlm:{DEFAULT_MODEL}")  # the rules' too
                 out = await tool(ws, RefineParams())
                 tool.apply(ws, out)
                 return out

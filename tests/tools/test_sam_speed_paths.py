@@ -187,6 +187,7 @@ def test_bad_gpu_settings_are_clear_errors() -> None:
         tiny_tool({"points_per_batch": 0})
 
 
+@pytest.mark.slow
 def test_compiled_forwards_give_the_same_masks() -> None:
     """~10 s: tracing SAM's encoder with Dynamo is slow even on the tiny model, and this is
     the only check that the compiled path runs end to end. ``aot_eager`` captures and runs

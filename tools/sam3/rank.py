@@ -26,6 +26,7 @@ from pydantic import Field
 
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ConfigError, ToolError
+from tools.prompting import held_proposals
 from tools.sam3.overlap import match_scores
 from tools.sam3.propose import Sam3Propose
 from tools.types import Image, Proposals, Ranking, boxes_from_masks
@@ -121,7 +122,7 @@ class Sam3Rank(Tool):
         return match_scores(proposals.masks, proposals.boxes, found.masks, found_boxes, found.scores)
 
     async def __call__(self, ws: Workspace, params: Any) -> Ranking:
-        proposals = ws.current_proposals()
+        proposals = held_proposals(ws)
         query = self.resolve_query(ws, params)
         if len(proposals) == 0:  # nothing found: an answer, which no guard passes
             return scores_ranking(np.zeros(0, dtype=np.float32), query, proposals.digest, self.name)

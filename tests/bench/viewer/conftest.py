@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/bench: helpers_runner
 from helpers_runner import oracle_for, run, synthetic
 from helpers_viewer import client_for
-from openai_server import ScriptedServer
 
+from bench.doubles.scripted_server import ScriptedServer
 from bench.options import DataSpec, VLMOptions
 
 

@@ -19,6 +19,8 @@ from urllib.parse import urlencode
 import pytest
 from helpers_viewer import serving
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

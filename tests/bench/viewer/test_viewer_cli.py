@@ -24,6 +24,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_refseg_view_serves_until_interrupted(made_runs: dict[str, Path]) -> None:
     port = _free_port()
     cmd = [sys.executable, "-m", "bench.cli", "view", str(made_runs["loop"]), str(made_runs["oneshot"]),

@@ -11,9 +11,9 @@ from helpers_viewer import client_for, example_ids, png, records, text_of
 from starlette.testclient import TestClient
 
 from bench.data import load_dataset_spec
+from bench.report.run_reader import RunView
+from bench.report.tables import cost_table, run_cost_table
 from bench.rle import decode_rle
-from bench.run_view import RunView
-from bench.tables import cost_table, run_cost_table
 from bench.viewer.images import GT_COLOUR, PRED_COLOUR
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_viewer import client_for, png, text_of
-from openai_server import ScriptedServer
 from PIL import Image as PILImage
 
 from bench.cli import main
+from bench.doubles.scripted_server import ScriptedServer
 from bench.rle import decode_rle
 from tools.offline.scenes import generate_scene
 

@@ -1,0 +1,185 @@
+"""The report's figures, drawn on matplotlib ``Figure`` objects with the Agg canvas.
+
+No pyplot, no GUI backend, no global state: reports render on headless machines and in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.metrics import BUCKETS
+from bench.report.run_reader import RunView
+from bench.report.tables import reliability_table
+
+
+def _figure(width: float = 6.4, height: float = 4.0) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _line_style(i: int) -> dict[str, Any]:
+    """A distinct colour and dash for the ``i``-th run: 20 colours, then the next dash style."""
+    from matplotlib import colormaps
+
+    return {"color": colormaps["tab20"](i % 20), "linestyle": ("-", "--", ":", "-.")[i // 20 % 4]}
+
+
+def fig_iou_hist(runs: Sequence[RunView], path: Path) -> Path:
+    return _save(iou_hist_figure(runs), path)
+
+
+def iou_hist_figure(runs: Sequence[RunView]) -> Any:
+    """IoU histogram of every run (one step line each)."""
+    fig = _figure(6.4, 4.0 + 0.1 * max(0, len(runs) - 8))
+    ax = fig.add_subplot()
+    bins = np.linspace(0, 1, 21)
+    for i, r in enumerate(runs):
+        ax.hist(r.ious, bins=bins, histtype="step", linewidth=1.5, label=r.name, **_line_style(i))
+    ax.set(xlabel="IoU", ylabel="expressions", title=f"IoU distribution ({len(runs)} runs)")
+    ax.legend(fontsize=6, ncol=2 if len(runs) > 8 else 1)
+    return fig
+
+
+def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
+    clean = [
+        r
+        for r in runs
+        if r.label.get("perturb", "clean") == "clean" and r.summary["metrics"].get("miou") is not None
+    ]
+    series: dict[str, dict[int, float]] = {}
+    oneshot = next((r for r in clean if r.label.get("controller") == "oneshot"), None)
+    for r in clean:
+        if r.label.get("controller") == "loop":
+            series.setdefault(f"loop ({r.label.get('refiner')})", {})[int(r.label.get("max_iter") or 0)] = (
+                r.summary["metrics"]["miou"]
+            )
+    if not any(len(s) + (oneshot is not None) >= 2 for s in series.values()):
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, pts in series.items():
+        if oneshot is not None:
+            pts = {0: oneshot.summary["metrics"]["miou"], **pts}
+        xs = sorted(pts)
+        ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+    shown = sum(len(pts) for pts in series.values()) + (oneshot is not None)
+    left_out = f"; {len(runs) - shown} perturbed or other runs not shown" if len(runs) > shown else ""
+    ax.set(xlabel="max_iter (0 = one-shot)", ylabel="mIoU", title=f"mIoU vs max_iter (clean runs{left_out})")
+    ax.set_xticks(sorted({x for s in series.values() for x in s} | ({0} if oneshot else set())))
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]]) -> list[np.ndarray]:
+    """Bars per group and series; returns each series' bar positions."""
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    positions = []
+    for i, (name, values) in enumerate(series.items()):
+        at = x + (i - (len(series) - 1) / 2) * width
+        ax.bar(at, values, width, label=name)
+        positions.append(at)
+    ax.set_xticks(x, groups)
+    ax.legend(fontsize=6, ncol=2 if len(series) > 8 else 1)
+    return positions
+
+
+def fig_reliability(runs: Sequence[RunView], path: Path) -> Path | None:
+    table = reliability_table(runs)
+    if table is None:
+        return None
+    headers, rows = table
+    fig = _figure()
+    ax = fig.add_subplot()
+    _grouped_bars(ax, headers[1:], {row[0]: [float(v) if v != "—" else 0.0 for v in row[1:]] for row in rows})
+    ax.set(ylabel="mIoU", title="Reliability: methods run under several perturbations")
+    return _save(fig, path)
+
+
+def fig_buckets(runs: Sequence[RunView], path: Path) -> Path:
+    return _save(buckets_figure(runs), path)
+
+
+def buckets_figure(runs: Sequence[RunView]) -> Any:
+    """mIoU per COCO size bucket of every clean run (all runs when none is clean); a bucket
+    with no expression is labelled n=0 instead of showing an empty gap."""
+    clean = [r for r in runs if r.label.get("perturb", "clean") == "clean"] or list(runs)
+    fig = _figure(max(6.4, 0.35 * len(clean) * len(BUCKETS) + 2), 4.0)
+    ax = fig.add_subplot()
+    buckets = {r.name: r.summary["metrics"].get("buckets", {}) for r in clean}
+    series = {name: [b.get(k, {}).get("miou") or 0.0 for k in BUCKETS] for name, b in buckets.items()}
+    ns = {k: {b.get(k, {}).get("n", 0) for b in buckets.values()} for k in BUCKETS}
+    groups = [f"{k} (n={ns[k].pop()})" if len(ns[k]) == 1 else k for k in BUCKETS]
+    positions = _grouped_bars(ax, groups, series)
+    for at, b in zip(positions, buckets.values(), strict=True):
+        for x, k in zip(at, BUCKETS, strict=True):
+            if not b.get(k, {}).get("n", 0):
+                ax.text(x, 0.01, "n=0", rotation=90, ha="center", va="bottom", fontsize=6)
+    left_out = len(runs) - len(clean)
+    note = f"; {left_out} perturbed run(s) in the reliability figure" if left_out else ""
+    ax.set(ylabel="mIoU", title=f"mIoU by object size (COCO buckets){note}")
+    return fig
+
+
+def _stacked(ax: Any, runs: Sequence[RunView], keys: tuple[str, ...], title: str, ylabel: str) -> None:
+    """Bars per run of the per-image cost fields ``keys`` (summed), stacked by tool."""
+    tools = sorted({t for r in runs for t in r.summary["costs"]["tools"]})
+    bottom = np.zeros(len(runs))
+    for tool in tools:
+        per = [r.summary["costs"]["tools"].get(tool, {}).get("per_image", {}) for r in runs]
+        vals = np.array([sum(p.get(k) or 0.0 for k in keys) for p in per])
+        ax.bar(range(len(runs)), vals, bottom=bottom, label=tool)
+        bottom += vals
+    ax.set_xticks(range(len(runs)), [r.name for r in runs], rotation=30, ha="right", fontsize=7)
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=6)
+
+
+def fig_cost(runs: Sequence[RunView], path: Path) -> Path:
+    """Per run, stacked by tool: cold seconds per image (from an empty cache: comparable
+    whatever order the runs ran in), spent seconds per image, and cold VLM tokens per image
+    when any run used the VLM."""
+    tokens = any((r.summary["costs"]["total"]["per_image"].get("cold_tokens_in") or 0) > 0 for r in runs)
+    panels = 3 if tokens else 2
+    fig = _figure(max(6.4, 0.7 * len(runs) + 2) * panels / 1.5, 4.2)
+    _stacked(
+        fig.add_subplot(1, panels, 1), runs, ("cold_seconds",), "cold cost (empty cache)", "tool s / image"
+    )
+    _stacked(fig.add_subplot(1, panels, 2), runs, ("seconds",), "spent by this run", "compute s / image")
+    if tokens:
+        _stacked(
+            fig.add_subplot(1, panels, 3),
+            runs,
+            ("cold_tokens_in", "cold_tokens_out"),
+            "cold VLM tokens",
+            "tokens / image",
+        )
+    return _save(fig, path)
+
+
+def make_figures(out_dir: Path, runs: Sequence[RunView]) -> list[Path]:
+    """Draw every figure that applies to these runs into ``out_dir/figures``."""
+    figdir = out_dir / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    made = [
+        fig_iou_hist(runs, figdir / "iou_hist.png"),
+        fig_miou_vs_iter(runs, figdir / "miou_vs_iter.png"),
+        fig_reliability(runs, figdir / "reliability.png"),
+        fig_buckets(runs, figdir / "size_buckets.png"),
+        fig_cost(runs, figdir / "cost.png"),
+    ]
+    return [p for p in made if p is not None]

@@ -1,0 +1,194 @@
+"""Reports of one or several runs side by side: markdown tables, figures, terminal tables."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from bench.metrics import DEFAULT_BOOTSTRAP
+from bench.report.figures import make_figures
+from bench.report.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
+from bench.report.run_reader import RANDOM_WEIGHTS_WARNING, RunView, random_weight_runs
+from bench.report.tables import (
+    at_least,
+    bucket_table,
+    ci_text,
+    cost_table,
+    fmt,
+    health_table,
+    kinds_text,
+    md_table,
+    metric_table,
+    paired_table,
+    reliability_table,
+    run_cost_table,
+    served_text,
+    text_table,
+    timing_table,
+)
+from bench.samples import read_samples
+
+Pair = tuple[str, str, dict[str, Any]]
+
+__all__ = [
+    "paired_against",
+    "print_pairs",
+    "print_summary",
+    "print_table",
+    "write_report",
+    "write_run_report",
+]
+
+
+def print_table(runs: Sequence[RunView], file: IO[str] | None = None) -> None:
+    """The headline table (without CI and stop-reason columns) on the terminal."""
+    headers, rows = metric_table(runs)
+    keep = [i for i, h in enumerate(headers) if h not in ("mIoU 95% CI", "stop reasons")]
+    if random_weight_runs(runs):
+        print(f"note: {RANDOM_WEIGHTS_WARNING}", file=file or sys.stdout)
+    print(
+        text_table([headers[i] for i in keep], [[row[i] for i in keep] for row in rows]),
+        file=file or sys.stdout,
+    )
+
+
+def print_summary(name: str, summary: dict[str, Any], file: IO[str] | None = None) -> None:
+    """One run's headline numbers in a few lines: accuracy, time, how each tool's calls were
+    served (computed / joined / cached) and what they cost, VLM health and faults."""
+    out = file or sys.stdout
+    m, c, t = summary["metrics"], summary["counts"], summary["timing"]
+    print(
+        f"{name}: {c['examples']}/{c['expected']} expressions on {c.get('images', '?')} images, "
+        f"failed={c['failed']} mIoU={fmt(m.get('miou'))} "
+        f"{ci_text(m, 'miou_ci')} cIoU={fmt(m.get('ciou'))} Pr@0.5={fmt(m.get('pr@0.5'))} "
+        f"iters={fmt(summary.get('iterations_mean'), 2)}",
+        file=out,
+    )
+    print(
+        f"  {t.get('examples_run')} run in {fmt(t.get('wall_s'), 2)} s after {fmt(t.get('setup_s'), 2)} s "
+        f"set-up ({fmt(t.get('examples_per_s'), 1)} ex/s, "
+        f"{fmt(t.get('seconds_per_image'), 3)} s/image); propose per image "
+        f"{fmt(summary['propose'].get('last_invocation_per_image'), 2)}",
+        file=out,
+    )
+    for tool, row in summary["costs"]["tools"].items():
+        tokens = row["tokens_in"] + row["tokens_out"]
+        cold_tokens = row.get("cold_tokens_in", 0) + row.get("cold_tokens_out", 0)
+        cold_spent = at_least(row, f"{cold_tokens} tokens ${row.get('cold_usd', 0):.4f}")
+        spent = f", {tokens} tokens ${row['usd']:.4f} (cold {cold_spent})"
+        cold_s = at_least(row, fmt(row.get("cold_seconds"), 2))
+        print(
+            f"  {tool}: {served_text(row)} computed/joined/cached; compute {fmt(row['seconds'], 2)} s, "
+            f"wait {fmt(row.get('wait_seconds'), 2)} s, cold {cold_s} s"
+            + (spent if tokens or cold_tokens else ""),
+            file=out,
+        )
+    vlm, faults = summary.get("vlm") or {}, summary.get("faults") or {}
+    if vlm.get("needed") or faults.get("fallbacks"):
+        print(
+            f"  VLM: {vlm.get('needed', 0)} needed it, {vlm.get('fallbacks', 0)} fell back "
+            f"({kinds_text(faults.get('fallbacks_by_kind') or {})})",
+            file=out,
+        )
+    counted = {k: v for k, v in faults.items() if isinstance(v, int) and v and k != "fallbacks"}
+    by_status = faults.get("vlm_errors_by_status") or {}
+    if counted:
+        status = f" (HTTP status: {kinds_text(by_status)})" if by_status else ""
+        print(f"  faults: {kinds_text(counted)}{status}", file=out)
+
+
+def paired_against(
+    runs: Sequence[RunView],
+    base: RunView,
+    *,
+    B: int = DEFAULT_BOOTSTRAP,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> list[Pair]:
+    """Each run other than ``base`` compared with it, example by example (cluster bootstrap)."""
+    base_recs, _ = read_samples(base.run_dir)
+    pairs = []
+    for r in runs:
+        if r is not base:
+            recs, _ = read_samples(r.run_dir)
+            pairs.append((base.name, r.name, paired_comparison(base_recs, recs, B=B, tolerance=tolerance)))
+    return pairs
+
+
+def print_pairs(pairs: Sequence[Pair], file: IO[str] | None = None) -> None:
+    for a, b, res in pairs:
+        print(paired_line(a, b, res), file=file or sys.stdout)
+
+
+def render_markdown(
+    runs: Sequence[RunView],
+    title: str,
+    notes: Sequence[str] = (),
+    figures: Sequence[Path] = (),
+    base: Path | None = None,
+    pairs: Sequence[Pair] = (),
+    extra: Sequence[str] = (),
+) -> str:
+    """The report's markdown; ``extra`` are finished sections appended before the figures."""
+    parts = [f"# {title}", ""]
+    randomised = random_weight_runs(runs)
+    if randomised:
+        parts += [f"> **{RANDOM_WEIGHTS_WARNING}** ({', '.join(randomised)})", ""]
+    parts += [f"- {n}" for n in notes]
+    if notes:
+        parts.append("")
+    incomplete = [r.name for r in runs if not r.summary.get("complete", True)]
+    if incomplete:
+        parts += [f"> Incomplete runs (resume them): {', '.join(incomplete)}", ""]
+    sections: list[tuple[str, tuple[list[str], list[list[str]]] | None]] = [
+        ("Accuracy", metric_table(runs)),
+        (
+            "Paired comparison (B - A on the same expressions; 95% CI by bootstrap over images)",
+            paired_table(pairs) if pairs else None,
+        ),
+        ("Reliability (mIoU under perturbations)", reliability_table(runs)),
+        ("Size buckets", bucket_table(runs)),
+        ("VLM health and faults", health_table(runs)),
+        ("Cost per run (cold: from an empty cache)", run_cost_table(runs)),
+        ("Cost per tool", cost_table(runs)),
+        ("Time and memory", timing_table(runs)),
+    ]
+    for heading, table in sections:
+        if table is not None:
+            parts += [f"## {heading}", "", md_table(*table), ""]
+    parts += [*extra]
+    if figures:
+        parts += ["## Figures", ""]
+        for f in figures:
+            rel = f.relative_to(base) if base is not None and f.is_relative_to(base) else f
+            parts += [f"![{f.stem}]({rel.as_posix()})", ""]
+    return "\n".join(parts)
+
+
+def write_report(
+    out_dir: str | Path,
+    runs: Sequence[RunView],
+    *,
+    title: str = "refseg bench report",
+    notes: Sequence[str] = (),
+    pairs: Sequence[Pair] = (),
+    extra: Sequence[str] = (),
+) -> Path:
+    """Write ``out_dir/report.md`` and ``out_dir/figures/*.png``; returns the report path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = make_figures(out, runs)
+    path = out / "report.md"
+    path.write_text(render_markdown(runs, title, notes, figures, out, pairs, extra), encoding="utf-8")
+    return path
+
+
+def write_run_report(run_dir: Path, summary: dict[str, Any], notes: Sequence[str] = ()) -> Path:
+    """``bench run``'s ``RUN_DIR/report.md`` and figures, from its files."""
+    import numpy as np
+
+    from bench.samples import IOUS
+
+    view = RunView(run_dir.name or str(run_dir), run_dir, summary, np.load(run_dir / IOUS))
+    return write_report(run_dir, [view], title=f"refseg bench run {view.name}", notes=notes)

@@ -1,0 +1,161 @@
+"""What is derived from a controller's spec: the VLM a run builds, the shortcut flags, the
+report label, what config.json records (and so what a resume compares)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+from helpers_plugins import install_in_process
+from helpers_runner import run
+
+from agent.controller_options import AgentOptions
+from agent.controllers import get_controller, method_label
+from agent.episode import EpisodeConfig
+from bench.cli import build_parser
+from bench.cli.args import episode_options
+from bench.data import load_dataset_spec
+from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions, VLMOptions
+from bench.run_folder import result_config
+from bench.runtime import Runtime, build_runtime, describe_config
+from tools.errors import ConfigError
+
+LOCAL_VLM = VLMOptions(base_url="http://127.0.0.1:9/v1")  # a local server needs no key; never called
+
+
+def _options(controller: str, vlm: VLMOptions | None = None, **episode: object) -> EpisodeOptions:
+    return EpisodeOptions(
+        models=ModelOptions(toolset="offline"),
+        episode=EpisodeConfig(controller=controller, **episode),  # type: ignore[arg-type]
+        vlm=vlm or VLMOptions(),
+        cache=CacheOptions(enabled=False),
+    )
+
+
+def _close(rt: Runtime) -> None:
+    anyio.run(rt.aclose_vlm)
+    rt.close()
+
+
+@pytest.mark.parametrize(
+    ("controller", "refiner", "needs"),
+    [
+        ("oneshot", "vlm", False),  # it never refines
+        ("loop", "rules", False),
+        ("loop", "vlm", True),  # it refines, with the VLM's refiner
+        ("ground", "rules", True),  # it asks the VLM itself
+        ("agent", "rules", True),
+    ],
+)
+def test_whether_a_run_needs_the_vlm_comes_from_the_spec(controller: str, refiner: str, needs: bool) -> None:
+    options = _options(controller)
+    options = EpisodeOptions(models=ModelOptions(toolset="offline", refiner=refiner), episode=options.episode)  # type: ignore[arg-type]
+    assert options.needs_vlm is needs
+
+
+OPTIONAL_MODULE = """
+from agent.controllers import ControllerSpec
+from agent.loop_controller import run_oneshot
+
+MAYBE = ControllerSpec(name="maybe_vlm", run=run_oneshot, description="one-shot", vlm="optional")
+"""
+
+
+def test_an_optional_vlm_is_built_when_configured_and_its_absence_said(tmp_path: Path) -> None:
+    package = tmp_path / "optional_package"
+    (package / "maybe_pkg").mkdir(parents=True)
+    (package / "maybe_pkg" / "__init__.py").write_text(OPTIONAL_MODULE)
+    (package / "pyproject.toml").write_text(
+        '[project]\nname = "maybe"\nversion = "0.1"\n'
+        '[project.entry-points."refseg.controllers"]\nmaybe_vlm = "maybe_pkg:MAYBE"\n'
+    )
+    with install_in_process(tmp_path / "site", package):
+        without = build_runtime(_options("maybe_vlm"))
+        with_vlm = build_runtime(_options("maybe_vlm", LOCAL_VLM))
+    try:
+        assert without.vlm is None
+        assert any(n.startswith("--controller maybe_vlm runs without a VLM: ") for n in without.notes)
+        assert with_vlm.vlm is not None and with_vlm.settings.vlm is with_vlm.vlm
+    finally:
+        _close(without)
+        _close(with_vlm)
+
+
+def test_shortcut_flags_set_their_key_for_every_controller_that_has_it() -> None:
+    parser = build_parser()
+
+    def parsed(*args: str) -> EpisodeOptions:
+        return episode_options(parser.parse_args(["bench", "run", "--out", "x", *args]))
+
+    got = parsed("--max-turns", "3", "--budget-tokens", "5", "--no-agent-warm-start")
+    assert got.episode.controller_options == {
+        "agent": {"max_turns": 3, "budget_tokens": 5, "warm_start": False},
+        "ground": {"budget_tokens": 5},
+    }
+    same = parsed("--max-turns", "3", "--controller-option", "agent.max_turns=3")
+    assert same.episode.controller_options == {"agent": {"max_turns": 3}}
+    with pytest.raises(ConfigError, match=r"agent.max_turns=4 contradicts --max-turns 3"):
+        parsed("--max-turns", "3", "--controller-option", "agent.max_turns=4")
+    with pytest.raises(ConfigError, match=r"^controller agent: option max_turns: Input should be greater"):
+        parsed("--max-turns", "0")  # checked when the options are built, before any example
+
+
+def test_flags_feed_the_spec_options_and_defaults_live_there_once() -> None:
+    rt = build_runtime(_options("agent", LOCAL_VLM, controller_options={"agent": {"max_turns": 3}}))
+    try:
+        recorded = describe_config(rt)["episode"]["controller_options"]
+    finally:
+        _close(rt)
+    assert recorded == {"agent": {**AgentOptions().model_dump(mode="json"), "max_turns": 3}}
+    assert not set(AgentOptions.model_fields) & set(EpisodeConfig.__dataclass_fields__)  # one copy
+
+
+def test_config_records_only_the_running_controllers_options() -> None:
+    examples = load_dataset_spec("synthetic", 1)
+    spec = DataSpec("synthetic", n=1)
+    built = [
+        build_runtime(_options("loop")),
+        build_runtime(_options("loop", controller_options={"agent": {"max_turns": 3}})),
+        build_runtime(_options("agent", LOCAL_VLM)),
+        build_runtime(_options("agent", LOCAL_VLM, controller_options={"agent": {"max_turns": 3}})),
+    ]
+    try:
+        loop, loop_other, agent, agent_other = (result_config(rt, spec, examples) for rt in built)
+    finally:
+        for rt in built:
+            _close(rt)
+    assert loop["episode"]["controller_options"] == {"loop": {}}
+    assert loop == loop_other  # an agent setting cannot refuse a loop run's resume
+    assert agent != agent_other  # but refuses the agent's
+
+
+@pytest.mark.parametrize(
+    ("label", "method"),
+    [
+        ({"controller": "oneshot", "refiner": None, "max_iter": 0}, "oneshot"),
+        ({"controller": "loop", "refiner": "rules", "max_iter": 3}, "loop(rules) x3"),
+        ({"controller": "agent", "refiner": "vlm", "max_iter": 3}, "agent"),
+        ({"controller": "ground", "refiner": "vlm", "max_iter": 1}, "ground"),
+        ({"controller": "uninstalled_plugin", "max_iter": 3}, "uninstalled_plugin"),
+    ],
+)
+def test_report_labels_come_from_the_spec(label: dict[str, object], method: str) -> None:
+    assert method_label(label) == method
+    assert get_controller("loop").method_label({"refiner": "vlm", "max_iter": 2}) == "loop(vlm) x2"
+
+
+def test_a_run_folder_of_the_old_layout_is_refused_with_the_reason(tmp_path: Path) -> None:
+    examples = load_dataset_spec("synthetic", 1)[:2]
+    out = tmp_path / "run"
+    run(out, None, examples, episode={"controller": "oneshot"})
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    episode = config["results"]["episode"]
+    del episode["controller_options"]  # as written before controllers had options of their own
+    episode.update(max_turns=8, agent_warm_start=True, budget_tokens=60000, budget_usd=0.05)
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="written before controllers' options were recorded apart") as info:
+        run(out, None, examples, episode={"controller": "oneshot"})
+    assert "refseg bench report" in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,1 @@
+"""Example refseg-loop plugins (see ``pyproject.toml``'s entry points)."""
