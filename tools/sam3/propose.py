@@ -194,8 +194,7 @@ class Sam3Propose(Tool):
 
     def key_args(self, params: Any) -> dict[str, Any]:
         args = params.model_dump(mode="json")
-        args.pop("query", None)  # in key_inputs, resolved
-        args["threshold"] = self.threshold(params.threshold)  # the one applied
+        args.pop("query", None)  # in key_inputs, resolved (the options, threshold too, are in every key)
         return args
 
     # -- model ----------------------------------------------------------------------------

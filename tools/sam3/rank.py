@@ -113,7 +113,9 @@ class Sam3Rank(Tool):
         return inputs
 
     def key_args(self, params: Any) -> dict[str, Any]:
-        return {"threshold": self.proposer.threshold(params.threshold)}
+        # The query is in key_inputs, resolved; sam3_propose's options (its threshold) are in
+        # every key of a tool that needs it.
+        return {"threshold": params.threshold}
 
     def score_sync(self, image: Image, proposals: Proposals, query: str, threshold: float) -> np.ndarray:
         """Each candidate's SAM 3 score for ``query`` (blocking)."""
