@@ -34,13 +34,15 @@ from agent.agent_prompts import (
     prompt_payload,
     tool_payload,
 )
+from agent.call_styles import CallStyle
 from agent.controller_options import AgentOptions
 from agent.controllers import ControllerSpec, no_vlm_message
 from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
 from agent.invoke import format_validation_error
 from agent.loop_controller import ensure_ranking, propose_and_rank
-from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image
+from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image, view_schema
 from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
+from agent.vlm_profile import profile_of
 from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
 from tools.registry import ToolRegistry
@@ -102,7 +104,12 @@ class AgentRun:
         self.overlay_at: int | None = None  # message index of the latest overlay
         self.last_overlay: tuple[int, ...] = ()
         ep.log.info("agent_tools", step=ep.step, tools=[*self.tool_names, SUBMIT], skipped=skipped)
-        self.image_url = show_image(ep, self.opts.vlm_coords)
+        self.image_url = show_image(ep)
+        view = ep.ws.shown_view()  # the prompt tool's coordinates are described in its convention
+        self.schemas = [
+            view_schema(s, view) if s["function"]["name"] == self.prompt_tool else s for s in self.schemas
+        ]
+        self.style = CallStyle(profile_of(client).tool_calls, self.schemas)
 
     # -- conversation ------------------------------------------------------------------
 
@@ -114,6 +121,7 @@ class AgentRun:
         self.messages = opening_messages(
             self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool, text_proposer
         )
+        self.messages[0]["content"] += self.style.system_text()  # text calls: the tools described
 
     def _payload(self, output: Any) -> str:
         return json.dumps(tool_payload(output, self.ep.ws, self.cfg.ranker))
@@ -237,23 +245,26 @@ class AgentRun:
         if spent is not None:
             raise _Stop(StopReason.BUDGET, f"agent stopped: {spent}")
 
-    async def _turn(self) -> VLMReply:
+    async def _turn(self) -> tuple[VLMReply, tuple[ToolCall, ...], str]:
+        """One VLM turn: the reply, its calls and their style (``native``, ``text``, ``none``)."""
         ep = self.ep
         try:
-            reply = await ep.ask_vlm(self.client, self.messages, tools=self.schemas, tool_choice="auto")
+            reply = await ep.ask_vlm(self.client, self.messages, **self.style.request())
         except VLMError as exc:
             raise _Stop(StopReason.FALLBACK, f"agent fell back: {exc}", fallback_kind(exc)) from None
+        calls, style = self.style.read(reply)
         ep.log.info(
             "turn",
             turn=ep.turns,
             step=ep.step,
             finish_reason=reply.finish_reason,
-            tool_calls=[c.name for c in reply.tool_calls],
+            tool_calls=[c.short_name for c in calls],
+            tool_call_style=style,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             content=(reply.content or "")[:200],
         )
-        return reply
+        return reply, calls, style
 
     async def _warm_start(self) -> None:
         """Propose and rank before any VLM turn: a sure ranking ends the episode for free;
@@ -274,24 +285,25 @@ class AgentRun:
         if overlay is not None:
             self._add_overlay(overlay)
 
-    async def _answer(self, reply: VLMReply) -> None:
+    async def _answer(self, calls: tuple[ToolCall, ...], style: str) -> None:
         """Run the reply's tool calls and append their answers (nudge once when there are none)."""
-        if not reply.tool_calls:
+        if not calls:
             if self.nudged:
                 note = "agent fell back: no tool call after a nudge"
                 raise _Stop(StopReason.FALLBACK, note, "no_tool_call")
             self.nudged = True
-            self.messages.append({"role": "user", "content": NUDGE})
+            self.messages.append({"role": "user", "content": self.style.nudge(NUDGE)})
             return
-        overlay, refused = None, 0
-        for index, call in enumerate(reply.tool_calls):
+        overlay, refused, contents = None, 0, []
+        for index, call in enumerate(calls):
             refusal = self._refusal(index, call)
             if refusal is None:
                 content, image = await self._execute(call)
             else:  # every call of the reply needs an answer; this one is a short error
                 content, image, refused = json.dumps({"error": refusal}), None, refused + 1
-            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            contents.append(content)
             overlay = image or overlay
+        self.messages.extend(self.style.answers(style, calls, contents))
         if refused:
             self.ep.log.info("tool_call_limit", step=self.ep.step, turn=self.ep.turns, refused=refused)
         if overlay is not None:
@@ -303,9 +315,9 @@ class AgentRun:
             await self._warm_start()
         while True:
             self._check_limits()
-            reply = await self._turn()
+            reply, calls, style = await self._turn()
             self.messages.append(reply.assistant_message())
-            await self._answer(reply)
+            await self._answer(calls, style)
 
     async def _ensure_ranking(self) -> None:
         """Propose and rank directly when the conversation ended without a usable ranking."""
@@ -351,6 +363,7 @@ class AgentRun:
             tokens=total.tokens_in + total.tokens_out,
             usd=round(total.usd, 8),
             detail=ep.notes[-1] if ep.notes else None,
+            tool_call_styles=dict(self.style.styles),
         )
 
 

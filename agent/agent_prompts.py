@@ -15,8 +15,8 @@ import numpy as np
 from agent.episode import EpisodeConfig
 from agent.submit import SUBMIT
 from tools.base import Workspace
-from tools.coords import View
-from tools.images import downscale
+from tools.coords import Frame, View
+from tools.images import downscale, resize_to
 from tools.render import image_data_url, outline_candidates
 from tools.types import Proposals, Ranking, Refinement
 
@@ -42,7 +42,7 @@ rank again afterwards.{prompt}{others}
 - {submit}: your final answer, the index of the candidate that matches the expression.
 When the ranker is confident enough the system stops on its own. Otherwise look at the \
 outlined candidates: submit the right index if you see it, or refine and rank again. \
-Boxes are [x0, y0, x1, y1] (top-left and bottom-right corners) and points [x, y], in \
+Boxes are {box_form} (the top-left and bottom-right corners) and points {point_form}, in \
 {coords}. Always answer with a function call; be brief."""
 PROPOSER_LINE = "proposes candidate masks for the whole image. Call it first."
 TEXT_PROPOSER_LINE = (
@@ -53,6 +53,14 @@ TEXT_PROPOSER_LINE = (
 PROMPT_LINE = """
 - {name}: when no candidate is the object, give the object's box (and/or points on it) to \
 draw its mask; it becomes a new candidate: rank again, then submit its index."""
+
+
+def encode_view(pixels: np.ndarray, max_side: int, frame: Frame) -> str:
+    """A JPEG data URL of ``pixels`` downscaled to ``max_side``, then resized to exactly
+    ``frame`` (a grid the VLM's processor would resize to anyway; nothing when it is already
+    that size)."""
+    small = resize_to(downscale(pixels, max_side), (frame.height, frame.width))
+    return image_data_url(small, max_side=max(small.shape[:2]), quality=JPEG_QUALITY)
 
 
 def encode_jpeg(pixels: np.ndarray, max_side: int) -> tuple[str, tuple[int, int]]:
@@ -89,6 +97,8 @@ def opening_messages(
         prompt=PROMPT_LINE.format(name=prompt_tool) if prompt_tool else "",
         others="".join(f"\n- {name}: {description}" for name, description in others),
         coords=view.describe(),
+        box_form=view.box_form,
+        point_form=view.point_form,
     )
     w, h = view.frame.wh
     text = f'Referring expression: "{expression}"\nImage: {w}x{h} pixels.'

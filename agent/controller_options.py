@@ -7,10 +7,11 @@ controller that has it) and their ``--help`` lines all read them from here.
 Which settings are a controller's and which are shared: what the session or the episode
 enforces for every controller stays in :class:`agent.episode.EpisodeConfig` (tools, the
 guard, ``pick``, ``max_iter``, the episode deadline); what only a controller reads is its own
-option: the agent's turns, warm start and tool-call limits, and the VLM budgets and
-coordinate units of the two controllers that ask the VLM themselves (``agent`` and
-``ground``). A ``loop`` run then no longer records, or is refused a resume over, agent
-settings it never reads.
+option: the agent's turns, warm start and tool-call limits, and the VLM budgets of the two
+controllers that ask the VLM themselves (``agent`` and ``ground``). A ``loop`` run then no
+longer records, or is refused a resume over, agent settings it never reads. How the VLM
+gives coordinates is a property of the model, not of a controller: it is the VLM profile's
+(:class:`agent.vlm_profile.VLMProfile`, ``--vlm-coords``/``--vlm-profile``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from tools.base import StrictParams
-from tools.coords import Units
 
 
 class VLMAskOptions(StrictParams):
@@ -28,11 +28,6 @@ class VLMAskOptions(StrictParams):
         default=60_000, ge=0, description="VLM tokens per episode (VLM turns and VLM-backed tools together)"
     )
     budget_usd: float = Field(default=0.05, ge=0, description="VLM USD per episode")
-    vlm_coords: Units = Field(
-        default="pixels",
-        description="how the VLM gives boxes and points: pixels of the image it was shown "
-        "(Qwen2.5-VL) or norm1000, 0-1000 normalised (Qwen2-VL and others)",
-    )
 
 
 class AgentOptions(VLMAskOptions):

@@ -13,7 +13,8 @@ Every call is booked once, as exactly one of:
   ``errors`` only.
 
 ``errors`` counts failed calls (refused or raised). ``tokens_in``, ``tokens_out`` and
-``usd`` are what this call spent now (a hit spends none).
+``usd`` are what this call spent now (a hit spends none); ``reasoning_tokens`` are the part of
+``tokens_out`` a reasoning model spent thinking (priced with them, as output).
 
 The ``cold_*`` fields say what the same calls cost from an empty cache. From an empty cache a
 run produces each distinct output once and reuses it, so: a computed call books its own cost;
@@ -80,6 +81,7 @@ class ToolCost:
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0
+    reasoning_tokens: int = 0
     cold_seconds: float = 0.0
     cold_tokens_in: int = 0
     cold_tokens_out: int = 0
@@ -114,6 +116,7 @@ def _one(
     spent: ColdCost,
     cold: ColdCost | None,
     carries_cold: bool,
+    reasoning_tokens: int = 0,
 ) -> ToolCost:
     """The cost record of one call."""
     books: bool  # this call books a cold cost (its own, or the output's first use in the run)
@@ -134,6 +137,7 @@ def _one(
         tokens_in=spent.tokens_in,
         tokens_out=spent.tokens_out,
         usd=spent.usd,
+        reasoning_tokens=reasoning_tokens,
         cold_seconds=cold_known.seconds,
         cold_tokens_in=cold_known.tokens_in,
         cold_tokens_out=cold_known.tokens_out,
@@ -161,6 +165,7 @@ class CostBook:
         usd: float = 0.0,
         cold: ColdCost | None = None,
         carries_cold: bool = True,
+        reasoning_tokens: int = 0,
     ) -> None:
         """Book one call.
 
@@ -174,6 +179,7 @@ class CostBook:
             cold: what producing the output cost, for a hit or a join (``None``: unknown).
             carries_cold: the hit or join is the run's first use of the output, so it books
                 ``cold``; later uses book no cold cost.
+            reasoning_tokens: of ``tokens_out``, those a reasoning model spent thinking.
         """
         spent = ColdCost(seconds, tokens_in, tokens_out, usd)
         one = _one(
@@ -184,6 +190,7 @@ class CostBook:
             spent=spent,
             cold=cold,
             carries_cold=carries_cold,
+            reasoning_tokens=reasoning_tokens,
         )
         self.tools.setdefault(tool, ToolCost()).add(one)
 

@@ -266,6 +266,7 @@ class Episode:
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             usd=reply.usd,
+            reasoning_tokens=reply.reasoning_tokens,
         )
         return reply
 

@@ -2,8 +2,10 @@
 
 Propose and rank as the loop does; a ranking that passes the guard ends the episode. When
 it does not (and ``max_iter`` >= 1), one chat call shows the VLM the image and the
-expression and asks for the object's box (and, optionally, points on it) as JSON, in the
-coordinates of the picture it was shown (the ``vlm_coords`` option). The proposer's
+expression and asks for the object's box as JSON, in the reply format and coordinate
+convention of the VLM's profile (:class:`agent.vlm_profile.VLMProfile`: ``{"box": ...}`` with
+optional points, Qwen's ``bbox_2d``, Gemini's ``box_2d``, InternVL's ``<box>``; pixels of the
+picture it was shown or normalised), as schema-shaped JSON with ``--vlm-json-schema``. The proposer's
 prompt tool (``sam_prompt``, ``region_prompt``) draws it; the drawn mask joins the
 candidates and the ranker scores them all. The drawn mask is confirmed, and chosen with stop
 reason ``grounded``, when it agrees with the VLM's box (its tight box overlaps the VLM's
@@ -16,7 +18,7 @@ a ``ground`` event (the VLM's answer) and a ``prompt`` event (the box in the VLM
 in the original image); the call is booked under ``vlm`` like the agent's turns.
 
 Its options (:class:`agent.controller_options.GroundOptions`): the episode's VLM budget
-(``budget_tokens``, ``budget_usd``: a spent budget stops before asking) and ``vlm_coords``.
+(``budget_tokens``, ``budget_usd``: a spent budget stops before asking).
 """
 
 from __future__ import annotations
@@ -31,19 +33,38 @@ from agent.episode import Episode, StopReason, fallback_kind
 from agent.loop_controller import propose_and_rank
 from agent.prompt_tools import added_indices, log_prompt, require_prompt_tool, show_image
 from agent.submit import SubmittedRanking
+from agent.vlm_profile import VLMProfile, profile_of
 from tools.coords import View
 from tools.errors import ToolError, VLMError
 from tools.json_reply import json_values, reply_body
 from tools.prompting import AGREEMENT, PromptParams, resolve_prompt
 from tools.types import Proposals
 
-GROUND_SYSTEM = """\
-You locate objects in images for a segmentation system. Given a referring expression, find \
-the single object it describes. Answer with JSON only: \
-{{"box": [x0, y0, x1, y1], "points": [[x, y]]}} where box is the object's top-left and \
-bottom-right corners and points (optional) are one or two points well inside the object, \
-all in {coords}. If nothing in the image matches, answer {{"box": null}}."""
-BOX_KEYS = ("box", "bbox", "bbox_2d")
+GROUND_INTRO = (
+    "You locate objects in images for a segmentation system. Given a referring expression, find "
+    "the single object it describes. "
+)
+# What the ground prompt asks for, by VLMProfile.reply_format (every form is parsed).
+GROUND_FORMATS = {
+    "box": 'Answer with JSON only: {{"box": {box}, "points": [{point}]}} where box is the '
+    "object's top-left and bottom-right corners and points (optional) are one or two points well "
+    'inside the object, all in {coords}. If nothing in the image matches, answer {{"box": null}}.',
+    "bbox_2d": 'Answer with JSON only: [{{"bbox_2d": {box}, "label": "<the object>"}}] where '
+    "bbox_2d is the object's top-left and bottom-right corners in {coords}. If nothing in the "
+    "image matches, answer [].",
+    "box_2d": 'Answer with JSON only: [{{"box_2d": {box}, "label": "<the object>"}}] where box_2d '
+    "is the object's bounding box in {coords}. If nothing in the image matches, answer [].",
+    "ref_box": "Answer as <ref>the object</ref><box>[{box}]</box> where the box is the object's "
+    "top-left and bottom-right corners in {coords}. If nothing in the image matches, answer "
+    "<ref>none</ref><box>[]</box>.",
+}
+# With --vlm-json-schema the answer is one object (structured outputs take an object root).
+SCHEMA_KEY = {"box": "box", "bbox_2d": "bbox_2d", "box_2d": "box_2d", "ref_box": "box"}
+SCHEMA_FORMAT = (
+    'Answer with JSON only: {{"{key}": {box}}}, the object\'s bounding box in {coords}; if nothing '
+    'in the image matches, answer {{"{key}": null}}.'
+)
+BOX_KEYS = ("box", "bbox", "bbox_2d", "box_2d")
 POINT_KEYS = ("points", "point", "point_2d")
 MAX_ANSWER_TOKENS = 200
 _NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
@@ -59,12 +80,37 @@ class _Fallback(Exception):
         self.kind = kind
 
 
-def ground_messages(expression: str, image_url: str, view: View) -> list[dict[str, Any]]:
+def ground_system(view: View, profile: VLMProfile) -> str:
+    """The system prompt: what to find, and the reply format and coordinates ``profile`` asks for."""
+    fields = {"box": view.box_form, "point": view.point_form, "coords": view.describe()}
+    if profile.json_schema:
+        return GROUND_INTRO + SCHEMA_FORMAT.format(key=SCHEMA_KEY[profile.reply_format], **fields)
+    return GROUND_INTRO + GROUND_FORMATS[profile.reply_format].format(**fields)
+
+
+def ground_schema(profile: VLMProfile) -> dict[str, Any]:
+    """The JSON schema of the answer, for ``response_format`` (``--vlm-json-schema``)."""
+    key = SCHEMA_KEY[profile.reply_format]
+    box = {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}
+    return {
+        "name": "ground_answer",
+        "schema": {
+            "type": "object",
+            "properties": {key: {"anyOf": [box, {"type": "null"}]}},
+            "required": [key],
+            "additionalProperties": False,
+        },
+    }
+
+
+def ground_messages(
+    expression: str, image_url: str, view: View, profile: VLMProfile | None = None
+) -> list[dict[str, Any]]:
     """The one request: system prompt (how to answer, which coordinates), image, expression."""
     w, h = view.frame.wh
     text = f'Referring expression: "{expression}"\nImage: {w}x{h} pixels.'
     return [
-        {"role": "system", "content": GROUND_SYSTEM.format(coords=view.describe())},
+        {"role": "system", "content": ground_system(view, profile or VLMProfile())},
         {
             "role": "user",
             "content": [
@@ -82,17 +128,21 @@ def _first(value: dict[str, Any], keys: tuple[str, ...]) -> Any:
 def parse_ground_answer(text: str | None) -> dict[str, Any] | None:
     """The prompt tool's arguments from the VLM's answer; ``None`` when it found no object.
 
-    Takes ``{"box": [...], "points": [[x, y]], "labels": [...]}``, Qwen2.5-VL's
-    ``[{"bbox_2d": [...], "label": ...}]`` and ``point_2d`` forms, a bare ``[x0, y0, x1, y1]``
-    (fenced or inside prose), and Qwen2-VL's ``(x0,y0),(x1,y1)``. The numbers are checked by
-    the prompt tool.
+    Takes ``{"box": [...], "points": [[x, y]], "labels": [...]}``, Qwen's
+    ``[{"bbox_2d": [...], "label": ...}]`` and ``point_2d`` forms, Gemini's ``box_2d``,
+    InternVL's ``<box>[[x1, y1, x2, y2]]</box>``, a bare ``[x0, y0, x1, y1]`` (fenced or inside
+    prose), and Qwen2-VL's ``(x0,y0),(x1,y1)``; an empty list (or a null box) means nothing
+    was found. The numbers are read in the order given; the view's convention maps them, and
+    the prompt tool checks them.
 
     Raises:
         ToolError: the answer holds neither a box nor points.
     """
     for value in json_values(reply_body(text)):
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            value = value[0]  # a list of detections: the first
+        if value == []:
+            return None  # an empty list of detections
+        if isinstance(value, list) and isinstance(value[0], dict | list):
+            value = value[0]  # detections: the first (InternVL's [[x1, y1, x2, y2]] too)
         if isinstance(value, list) and len(value) == 4:
             return {"box": value}
         if not isinstance(value, dict):
@@ -121,10 +171,13 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         _Fallback: the VLM failed or its answer has no box.
     """
     client = vlm_client(ep)
-    units = ep.options_as(GroundOptions).vlm_coords
-    messages = ground_messages(ep.ws.expression, show_image(ep, units), ep.ws.shown_view())
+    profile = profile_of(client)
+    messages = ground_messages(ep.ws.expression, show_image(ep), ep.ws.shown_view(), profile)
+    schema = ground_schema(profile) if profile.json_schema else None
     try:
-        reply = await ep.ask_vlm(client, messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS)
+        reply = await ep.ask_vlm(
+            client, messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS, json_schema=schema
+        )
     except VLMError as exc:
         raise _Fallback(f"the VLM failed: {exc}", fallback_kind(exc)) from None
     view = ep.ws.shown_view()
@@ -140,6 +193,7 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         units=view.units,
         view_size=list(view.frame.wh),
         found=args is not None,
+        **({"dropped": list(reply.dropped)} if reply.dropped else {}),
     )
     return args
 

@@ -9,11 +9,13 @@ both frames: the VLM's view (as given) and the original image.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from agent.agent_prompts import IMAGE_SIDE, encode_jpeg
+from agent.agent_prompts import IMAGE_SIDE, encode_view
 from agent.episode import Episode
-from tools.coords import Frame, Units, View
+from agent.vlm_profile import profile_of
+from tools.coords import View
 from tools.errors import ConfigError
 from tools.registry import ToolRegistry
 from tools.types import Proposals
@@ -43,12 +45,34 @@ def require_prompt_tool(registry: ToolRegistry, proposer: str, controller: str) 
     return name
 
 
-def show_image(ep: Episode, units: Units) -> str:
-    """The working image as the VLM sees it (a JPEG data URL); records that view, whose
-    coordinates the VLM gives in ``units``, on the workspace."""
-    url, (w, h) = encode_jpeg(ep.ws.image.pixels, IMAGE_SIDE)
-    ep.ws.set_view(View(Frame(w, h, "view"), units))
+def show_image(ep: Episode) -> str:
+    """The working image as the VLM sees it (a JPEG data URL); records that view on the workspace.
+
+    The view is the working image downscaled to :data:`IMAGE_SIDE`, then, when the VLM's
+    profile has a grid (Qwen2.5-VL), resized onto it (:meth:`VLMProfile.view_frame`): the
+    picture sent is the frame the model answers in, and its coordinates are read in the
+    profile's convention.
+    """
+    profile = profile_of(ep.registry.settings.vlm)
+    frame = profile.view_frame(ep.ws.working_frame.downscaled(IMAGE_SIDE, "view"))
+    url = encode_view(ep.ws.image.pixels, IMAGE_SIDE, frame)
+    ep.ws.set_view(View(frame, profile.coords))
     return url
+
+
+def view_schema(schema: dict[str, Any], view: View) -> dict[str, Any]:
+    """A prompt tool's function schema with ``box`` and ``points`` described in the view's
+    convention (order and units), as the system prompt describes them."""
+    out = copy.deepcopy(schema)
+    props = out.get("function", {}).get("parameters", {}).get("properties", {})
+    if "box" in props:
+        props["box"]["description"] = f"{view.box_form}: the object's bounding box, in {view.describe()}."
+    if "points" in props:
+        props["points"]["description"] = (
+            f"[{view.point_form}, ...]: points on the object (label 1) or on what is not the object "
+            "(label 0), in the same coordinates as box."
+        )
+    return out
 
 
 def added_indices(ep: Episode, output: Proposals) -> list[int]:

@@ -136,6 +136,10 @@ def _vlm_label(ev: dict[str, Any]) -> str:
     tail = (
         f"latency {_num(ev.get('latency_s', 0))}s tokens {ev.get('tokens_in', 0)}/{ev.get('tokens_out', 0)}"
     )
+    if ev.get("reasoning_tokens") is not None:
+        tail += f" (reasoning {ev['reasoning_tokens']})"
+    if ev.get("dropped"):
+        tail += f", server refused {'+'.join(map(str, ev['dropped']))}: sent without"
     if ev.get("error"):
         retry = ev.get("retry_in_s")
         again = f", retry in {_num(retry)}s" if retry is not None else ", gave up"

@@ -6,7 +6,8 @@ An agent resends its whole conversation every turn (and a retry resends it again
 message is logged once per episode: an event carries only the messages of its request
 that no earlier call of the episode logged (with ``i``, their position in the request),
 ``sent`` (how many the request had) and ``reply`` (the assistant message, which is not
-logged again when the agent sends it back). Image parts become references to files the
+logged again when the agent sends it back; its ``reasoning``, a reasoning model's thinking,
+is kept here only). Image parts become references to files the
 tracer stores once (``{"type": "image", "file": "vlm_images/<sha256>.jpg"}``; see
 :mod:`agent.trace_images`). Text is cut within the tracer's limits (:data:`TEXT_LIMIT` a
 string, :data:`TEXT_BUDGET` an event), so the tracer never has to cut the transcript's
@@ -90,7 +91,9 @@ class Transcript:
         if skipped:
             out["messages_not_logged"] = skipped
         if isinstance(reply, dict):
-            self._seen.add(_digest(len(messages), reply))  # the agent sends it back next turn
+            # The agent sends it back next turn, without its reasoning: log it once.
+            sent_back = {k: v for k, v in reply.items() if k != "reasoning"}
+            self._seen.add(_digest(len(messages), sent_back))
             out["reply"] = self._message(reply, budget)
         return out
 
@@ -111,6 +114,8 @@ class Transcript:
         calls = msg.get("tool_calls")
         if isinstance(calls, list) and calls:
             out["tool_calls"] = [_call(c, budget) for c in calls[:MAX_PARTS]]
+        if msg.get("reasoning"):  # what a reasoning model thought (never sent back to it)
+            out["reasoning"] = budget.text(msg["reasoning"])
         return out
 
     def _part(self, part: Any, budget: _Budget) -> dict[str, Any]:

@@ -23,23 +23,22 @@ neither do credentials in the base URL or a ``Basic`` header a server echoes bac
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import math
 import random
 import re
 import time
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import anyio
 import openai
 
 from agent.redaction import redact_text, url_secrets
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
+from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
+from agent.vlm_http import auth_fix, host_of, retry_after
 from agent.vlm_reply import (
     BadResponse,
     NotJSONReply,
@@ -121,7 +120,9 @@ class VLMClient:
         self.failures = 0
         self.tokens_in = 0
         self.tokens_out = 0
+        self.reasoning_tokens = 0
         self.usd = 0.0
+        self.features = Features(config.profile)  # what the server refused, once seen
         self.price_note: str | None = None
 
     @property
@@ -169,6 +170,7 @@ class VLMClient:
             "failures": self.failures,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "reasoning_tokens": self.reasoning_tokens,
             "usd": self.usd,
         }
 
@@ -177,6 +179,8 @@ class VLMClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
+        json_schema: dict[str, Any] | None = None,
+        tools_optional: bool = False,
         **kw: Any,
     ) -> VLMReply:
         """One chat completion, retried on transient failures.
@@ -185,15 +189,44 @@ class VLMClient:
             messages: OpenAI chat messages (image parts as data URLs).
             tools: OpenAI function-calling tool schemas.
             tool_choice: ``auto``, ``none``, ``required`` or a named function.
+            json_schema: ``{"name", "schema"}`` for ``response_format``, sent when the profile
+                asks for JSON schemas (``--vlm-json-schema``); optional (see
+                :mod:`agent.vlm_features`).
+            tools_optional: a server that refuses ``tools`` is asked again without them
+                (``--vlm-tool-calls auto``: the prompt describes the tools as well).
             **kw: passed to ``chat.completions.create`` (``temperature``, ``max_tokens``...).
 
         Raises:
             VLMCallError: a non-retryable error, or retries exhausted (one-line message).
         """
-        if tools:
-            kw["tools"] = tools
-            if tool_choice is not None:
-                kw["tool_choice"] = tool_choice
+        plan = self.features.plan(tools, tool_choice, json_schema, tools_optional)
+        dropped = self.features.dropped(bool(tools) and tools_optional, json_schema is not None)
+        try:
+            return await self._complete(messages, {**kw, **plan.kw}, dropped)
+        except VLMCallError as exc:
+            if not (plan.optional and is_refusal(exc.status, str(exc))):
+                raise self._failed(exc, plan) from None
+            refusal = _one_line(str(exc), 200)
+        try:
+            reply = await self._complete(
+                messages, {**kw, **plan.without_optional()}, (*dropped, *plan.optional)
+            )
+        except VLMCallError as exc:
+            raise self._failed(exc, plan) from None
+        self.features.mark_refused(plan.optional, refusal)
+        return reply
+
+    def _failed(self, exc: VLMCallError, plan: Plan) -> VLMCallError:
+        """Count a call that failed; a refusal of native tool calls says how to turn them on."""
+        self.failures += 1
+        if plan.native_tools and is_refusal(exc.status, str(exc)):
+            return VLMCallError(f"{exc}; {NATIVE_TOOLS_FIX}", status=exc.status, kind=exc.kind)
+        return exc
+
+    async def _complete(
+        self, messages: list[dict[str, Any]], kw: dict[str, Any], dropped: tuple[str, ...]
+    ) -> VLMReply:
+        """The request with its retries; ``dropped`` is recorded on the reply."""
         total = self.config.max_retries + 1
         last: _Failure | None = None
         for attempt in range(1, total + 1):
@@ -202,6 +235,7 @@ class VLMClient:
             reply, failure = await self._attempt(messages, kw, attempt)
             latency = time.monotonic() - t0
             if reply is not None:
+                reply = replace(reply, dropped=dropped) if dropped else reply
                 self._account(reply)
                 self._emit(attempt, latency, messages, reply=reply)
                 return reply
@@ -238,10 +272,10 @@ class VLMClient:
     def _give_up(self, last: _Failure, attempts: int) -> VLMCallError | VLMAuthError:
         """The one-line error for a call that failed ``attempts`` times, last with ``last``:
         :class:`VLMAuthError` when no call can succeed (key rejected, no such model)."""
-        self.failures += 1
-        fix = _auth_fix(last, self.config.model)
+        fix = auth_fix(last, self.config.model)
         if fix is not None:
-            host = _host(self.config.base_url)
+            host = host_of(self.config.base_url)
+            self.failures += 1
             return VLMAuthError(self._redact(f"VLM at {host} answered HTTP {last.status}: {fix}"))
         where = f"{self.config.model} at {self.config.shown_url}"
         if last.retryable:
@@ -269,8 +303,8 @@ class VLMClient:
             status = exc.status_code
             detail = self._line(getattr(exc, "message", "") or str(exc))
             retryable = status in RETRYABLE_STATUS or status >= 500
-            retry_after = _retry_after(exc.response.headers) if retryable else None
-            return _Failure(f"HTTP {status}: {detail}", retryable, status, retry_after, f"http_{status}")
+            wait = retry_after(exc.response.headers) if retryable else None
+            return _Failure(f"HTTP {status}: {detail}", retryable, status, wait, f"http_{status}")
         if isinstance(exc, openai.APITimeoutError | TimeoutError):
             return _Failure(f"timed out after {self.config.timeout_s:g} s", True, kind="timeout")
         if isinstance(exc, openai.APIConnectionError):
@@ -294,6 +328,7 @@ class VLMClient:
         self.calls += 1
         self.tokens_in += reply.tokens_in
         self.tokens_out += reply.tokens_out
+        self.reasoning_tokens += reply.reasoning_tokens
         self.usd += reply.usd
 
     def _emit(
@@ -320,8 +355,12 @@ class VLMClient:
             "error": self._redact(failure.message) if failure else None,
             "retry_in_s": None if retry_in_s is None else round(retry_in_s, 4),
             "messages": messages,
-            "reply_message": reply.assistant_message() if reply else None,
+            "reply_message": reply.transcript_message() if reply else None,
         }
+        if reply is not None and (reply.reasoning_tokens or reply.reasoning):
+            event["reasoning_tokens"] = reply.reasoning_tokens
+        if reply is not None and reply.dropped:
+            event["dropped"] = list(reply.dropped)
         try:
             self.on_call(event)
         except Exception:  # a broken tracer must not fail the call; it is logged, not hidden
@@ -339,61 +378,8 @@ class VLMClient:
 
 
 _BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
-_NO_MODEL = re.compile(
-    r"model.*(not (found|exist)|does ?n.t exist|unknown|invalid)|(unknown|invalid) model", re.IGNORECASE
-)
-
-
-def _auth_fix(failure: _Failure, model: str) -> str | None:
-    """What to fix when ``failure`` means no call can succeed (else ``None``): the key is
-    rejected (401), has no access (403), or the endpoint has no such model (404, or a 400 that
-    says so)."""
-    status = failure.status
-    if status == 401:
-        return (
-            "the API key was rejected; set REFSEG_VLM_API_KEY (or SILICONFLOW_API_KEY for "
-            "SiliconFlow) to a valid key"
-        )
-    if status == 403:
-        return (
-            f"the API key has no access to model {model!r}; check the key's permissions or pass --vlm-model"
-        )
-    if status == 404 or (status == 400 and _NO_MODEL.search(failure.message)):
-        return (
-            f"no model {model!r} there (or the URL is wrong); pass --vlm-model with a model the "
-            "endpoint serves, and a --vlm-base-url that ends in /v1"
-        )
-    return None
-
-
-def _host(url: str) -> str:
-    """``host[:port]`` of ``url``: never the user, password, path or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            if scale != 1.0:
-                continue
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            seconds = when.timestamp() - time.time()
-        if math.isfinite(seconds):
-            return max(seconds, 0.0)
-    return None

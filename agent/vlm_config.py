@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agent.redaction import redact_url
+from agent.vlm_profile import VLMProfile
 from tools.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
@@ -84,6 +85,8 @@ class VLMConfig:
         retry_after_max_s: cap on a server's ``Retry-After``.
         prices: USD per million tokens by model name.
         explicit_base_url: the base URL was chosen by the user (a local server needs no key).
+        profile: how the model answers: coordinates, view sizing, tool calls, reply format
+            (:class:`agent.vlm_profile.VLMProfile`).
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -96,6 +99,7 @@ class VLMConfig:
     retry_after_max_s: float = 60.0
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     explicit_base_url: bool = False
+    profile: VLMProfile = field(default_factory=VLMProfile)
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -128,7 +132,7 @@ class VLMConfig:
         key = "None" if not self.api_key else "'***'"
         return (
             f"VLMConfig(base_url={self.shown_url!r}, model={self.model!r}, api_key={key}, "
-            f"timeout_s={self.timeout_s}, max_retries={self.max_retries})"
+            f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, profile={self.profile.name!r})"
         )
 
     __str__ = __repr__

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from agent.reasoning import message_reasoning, output_tokens, reasoning_tokens, split_reasoning
 from agent.vlm_config import VLMConfig, price_usd
 from tools.errors import VLMError
 
@@ -74,14 +75,20 @@ class VLMReply:
     """One completed chat call.
 
     Attributes:
-        content: the assistant text (``""`` when there is none).
+        content: the assistant text (``""`` when there is none), without its reasoning.
         tool_calls: function calls requested, in order.
         finish_reason: as the server said it (``stop``, ``tool_calls``, ``length``, or odd).
-        tokens_in, tokens_out: usage reported by the server (0 when missing).
+        tokens_in, tokens_out: usage reported by the server (0 when missing); ``tokens_out``
+            includes the reasoning tokens (see :func:`agent.reasoning.output_tokens`).
         usd: priced from the config's table (0 for unknown models).
         latency_s: seconds of the successful attempt.
         attempts: attempts it took (1 = no retry).
         model: the model that answered.
+        reasoning: ``<think>`` blocks and the ``reasoning_content`` / ``reasoning`` field
+            (kept for the transcript, never parsed, never sent back to the model).
+        reasoning_tokens: ``completion_tokens_details.reasoning_tokens`` (0 when not reported).
+        dropped: optional request features the server refused, so the reply came without
+            them (``json_schema``, ``tools``; see :mod:`agent.vlm_features`).
     """
 
     content: str
@@ -93,6 +100,16 @@ class VLMReply:
     latency_s: float = 0.0
     attempts: int = 1
     model: str = ""
+    reasoning: str = ""
+    reasoning_tokens: int = 0
+    dropped: tuple[str, ...] = ()
+
+    def transcript_message(self) -> dict[str, Any]:
+        """:meth:`assistant_message` with the reasoning, for the transcript only."""
+        msg = self.assistant_message()
+        if self.reasoning:
+            msg["reasoning"] = self.reasoning
+        return msg
 
     def assistant_message(self) -> dict[str, Any]:
         """The reply as an assistant message to append to the conversation (its text cut at
@@ -151,11 +168,13 @@ def parse_response(
     message = choice.message
     usage = getattr(response, "usage", None)
     tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-    tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+    tokens_out = output_tokens(usage)
     model = getattr(response, "model", None) or config.model
     usd, note = price_usd(config.model, tokens_in, tokens_out, config.prices)
+    content, thought = split_reasoning(message.content if isinstance(message.content, str) else "")
+    reasoning = "\n".join(t for t in (message_reasoning(message), thought) if t)
     reply = VLMReply(
-        content=message.content if isinstance(message.content, str) else "",
+        content=content,
         tool_calls=_tool_calls(message),
         finish_reason=str(choice.finish_reason or ""),
         tokens_in=tokens_in,
@@ -164,6 +183,8 @@ def parse_response(
         latency_s=latency,
         attempts=attempt,
         model=str(model),
+        reasoning=reasoning,
+        reasoning_tokens=reasoning_tokens(usage),
     )
     return reply, note
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
+from agent.vlm_profile import ProfileChoice
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
@@ -107,13 +108,13 @@ class ModelOptions:
 
 @dataclass(frozen=True)
 class VLMOptions:
-    """Where the VLM is (key from the environment; see :class:`agent.vlm.VLMConfig`).
+    """Where the VLM is (key from the environment; see :class:`agent.vlm.VLMConfig`) and how it
+    answers (``profile``: :class:`agent.vlm_profile.ProfileChoice`, resolved into the config).
 
     ``None`` fields take :class:`agent.vlm.VLMConfig`'s defaults. The backoff fields are for
     tests and the chaos scorecard (retries at once); the CLI does not expose them.
     ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
-    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
-    """
+    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know."""
 
     base_url: str | None = None
     model: str | None = None
@@ -123,6 +124,7 @@ class VLMOptions:
     backoff_max_s: float | None = None
     price_in: float | None = None
     price_out: float | None = None
+    profile: ProfileChoice = field(default_factory=ProfileChoice)
 
     def __post_init__(self) -> None:
         given = [p for p in (self.price_in, self.price_out) if p is not None]

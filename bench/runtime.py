@@ -18,6 +18,7 @@ import anyio
 
 from agent.controllers import get_controller
 from agent.episode import EpisodeConfig
+from agent.vlm_profile import profile_of
 from bench.options import TOOLSETS, EpisodeOptions, ModelOptions
 from cache.store import ToolCache
 from tools.base import ToolSettings, default_checkpoint_dir
@@ -92,7 +93,8 @@ def build_vlm(options: EpisodeOptions) -> Any:
     from agent.vlm import VLMClient, VLMConfig
 
     vlm = options.vlm
-    config = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model, **vlm.overrides())
+    profile = vlm.profile.resolve()
+    config = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model, profile=profile, **vlm.overrides())
     reason = config.vlm_unavailable_reason()
     if reason:
         raise ConfigError(f"{options.vlm_flag} needs a VLM: {reason}")
@@ -301,13 +303,15 @@ def describe_episode(config: EpisodeConfig) -> dict[str, Any]:
 
 
 def describe_config(rt: Runtime) -> dict[str, Any]:
-    """The run's configuration as JSON (no secrets: the VLM is described by URL and model),
-    with the weights each model-backed tool ran with (:func:`weights_identity`)."""
+    """The run's configuration as JSON (no secrets: the VLM is described by URL, model and
+    the resolved profile: coordinates, view grid, tool calls, reply format), with the weights
+    each model-backed tool ran with (:func:`weights_identity`)."""
     vlm = None
     if rt.vlm is not None:
         vlm = {
             "base_url": public_url(str(getattr(rt.vlm, "base_url", ""))),
             "model": getattr(rt.vlm, "model", ""),
+            "profile": profile_of(rt.vlm).as_dict(),
         }
     return {
         "settings": describe_settings(rt.settings),

@@ -13,13 +13,16 @@ An episode sees one picture at several sizes:
 They are the same picture scaled, so a point maps by scaling x by the ratio of widths and
 y by the ratio of heights. Coordinates are continuous: pixel ``(i, j)`` covers
 ``[i, i+1) x [j, j+1)`` and a box ``[x0, y0, x1, y1]`` covers the pixels whose centres lie
-inside it (so an object's tight box is ``[x, y, x + w, y + h]``). A VLM answers in pixels of
-its view (``pixels``, Qwen2.5-VL) or in 0-1000 normalised coordinates of it (``norm1000``,
-Qwen2-VL and others): a :class:`View` knows which.
+inside it (so an object's tight box is ``[x, y, x + w, y + h]``). A VLM answers in its own
+convention (:data:`UNITS`): pixels of its view (Qwen2.5-VL, which sees the view resized onto
+its 28-pixel grid: :func:`smart_resize`, so the view is sent on that grid), 0-1000 normalised
+(Qwen3-VL, InternVL), 0-1000 with y first (Gemini), 0-1 or percent (Molmo's points): a
+:class:`View` knows which, and maps them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,10 +32,17 @@ from numpy.typing import ArrayLike
 from tools.errors import ToolError
 from tools.images import downscaled_size
 
-Units = Literal["pixels", "norm1000"]
-UNITS: tuple[Units, ...] = ("pixels", "norm1000")
+Units = Literal["pixels", "norm1000", "norm1000-yx", "norm1", "percent"]
+UNITS: tuple[Units, ...] = ("pixels", "norm1000", "norm1000-yx", "norm1", "percent")
 NORM = 1000.0
+# The largest coordinate of each normalised convention (pixels have the picture's own size).
+SCALES: dict[str, float] = {"norm1000": NORM, "norm1000-yx": NORM, "norm1": 1.0, "percent": 100.0}
 SAM_SIDE = 1024
+# Qwen2-VL / Qwen2.5-VL's image processor: 14-pixel patches merged 2x2, and its pixel budget
+# (min_pixels 56*56; max_pixels 16384*28*28, the models' preprocessor_config.json).
+GRID = 28
+MIN_PIXELS = 56 * 56
+MAX_PIXELS = 16384 * 28 * 28
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,13 @@ class Frame:
         """This frame after :func:`tools.images.downscale` to ``max_side``."""
         h, w = downscaled_size((self.height, self.width), max_side)
         return Frame(w, h, name)
+
+    def on_grid(
+        self, factor: int = GRID, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS, name: str = ""
+    ) -> Frame:
+        """This frame after :func:`smart_resize` (Qwen2.5-VL's processor) onto a ``factor`` grid."""
+        h, w = smart_resize(self.height, self.width, factor, min_pixels, max_pixels)
+        return Frame(w, h, name or self.name)
 
     def sam(self, long_side: int = SAM_SIDE) -> Frame:
         """SAM's input frame: ``ResizeLongestSide(long_side)`` of this one."""
@@ -94,84 +111,151 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class View:
-    """The picture a VLM was shown and the units it answers in.
+    """The picture a VLM was shown and the convention it gives coordinates in.
 
     Attributes:
         frame: the shown picture's size.
-        units: ``pixels`` of that picture, or ``norm1000`` (0..1000 on both axes).
+        units: ``pixels`` of that picture; ``norm1000`` (0-1000 on both axes, Qwen3-VL,
+            InternVL); ``norm1000-yx`` (0-1000, y first: Gemini's ``box_2d`` ``[ymin, xmin,
+            ymax, xmax]`` and points ``[y, x]``); ``norm1`` (0-1); ``percent`` (0-100, Molmo).
+
+    Coordinates a model gave (``box_to``, ``points_to``, the checks) are in this
+    convention's order; coordinates it is told (``box_from``, ``points_from``) come out in it.
     """
 
     frame: Frame
     units: Units = "pixels"
 
     @property
+    def y_first(self) -> bool:
+        """Boxes are ``[ymin, xmin, ymax, xmax]`` and points ``[y, x]``."""
+        return self.units == "norm1000-yx"
+
+    @property
     def bounds(self) -> tuple[float, float]:
         """The largest x and y a point in these units can have."""
-        if self.units == "norm1000":
-            return NORM, NORM
+        scale = SCALES.get(self.units)
+        if scale is not None:
+            return scale, scale
         return float(self.frame.width), float(self.frame.height)
 
     @property
     def unit_frame(self) -> Frame:
-        """The frame whose pixels are these units (the shown picture, or a 1000x1000 grid)."""
-        return Frame(int(NORM), int(NORM), "norm1000") if self.units == "norm1000" else self.frame
+        """The frame whose pixels are these units (the shown picture, or a scale x scale grid)."""
+        scale = SCALES.get(self.units)
+        return self.frame if scale is None else Frame(int(scale), int(scale), self.units)
+
+    @property
+    def box_form(self) -> str:
+        """How a box is written in this convention."""
+        return "[ymin, xmin, ymax, xmax]" if self.y_first else "[x0, y0, x1, y1]"
+
+    @property
+    def point_form(self) -> str:
+        """How a point is written in this convention."""
+        return "[y, x]" if self.y_first else "[x, y]"
 
     def describe(self) -> str:
         """How to give coordinates, for prompts and error messages."""
         w, h = self.frame.wh
-        if self.units == "norm1000":
-            return (
-                f"coordinates normalised to 0-1000 on both axes of the {w}x{h} image you were shown "
-                "((0, 0) top-left, (1000, 1000) bottom-right)"
-            )
-        return f"pixels of the {w}x{h} image you were shown ((0, 0) top-left, ({w}, {h}) bottom-right)"
+        shown = f"the {w}x{h} image you were shown"
+        if self.units == "pixels":
+            return f"pixels of {shown} ((0, 0) top-left, ({w}, {h}) bottom-right)"
+        top = {"norm1000": "1000", "norm1000-yx": "1000", "norm1": "1", "percent": "100"}[self.units]
+        order = ", y first: boxes [ymin, xmin, ymax, xmax], points [y, x]" if self.y_first else ""
+        return (
+            f"coordinates normalised to 0-{top} on both axes of {shown} "
+            f"(0 is the top or left edge, {top} the bottom or right edge{order})"
+        )
+
+    def _xy(self, values: np.ndarray) -> np.ndarray:
+        """Values in this convention's order as ``(x, y)`` pairs, or back (swapping is its own inverse)."""
+        pairs = np.asarray(values, dtype=np.float64).reshape(-1, 2)
+        return pairs[:, ::-1].copy() if self.y_first else pairs
 
     def points_to(self, xy: ArrayLike, dst: Frame) -> np.ndarray:
-        """Points in these units as points in ``dst``."""
-        return map_points(xy, self.unit_frame, dst)
+        """Points in this convention as ``(x, y)`` points in ``dst``."""
+        return map_points(self._xy(np.asarray(xy)), self.unit_frame, dst)
 
     def points_from(self, xy: ArrayLike, src: Frame) -> np.ndarray:
-        """Points in ``src`` as points in these units."""
-        return map_points(xy, src, self.unit_frame)
+        """``(x, y)`` points in ``src`` as points in this convention."""
+        return self._xy(map_points(xy, src, self.unit_frame))
 
     def box_to(self, box: ArrayLike, dst: Frame) -> np.ndarray:
-        return map_box(box, self.unit_frame, dst)
+        """A box in this convention as ``[x0, y0, x1, y1]`` in ``dst``."""
+        return map_box(self._xy(np.asarray(box)).reshape(4), self.unit_frame, dst)
 
     def box_from(self, box: ArrayLike, src: Frame) -> np.ndarray:
-        return map_box(box, src, self.unit_frame)
+        """A box ``[x0, y0, x1, y1]`` in ``src`` as a box in this convention."""
+        return self._xy(map_box(box, src, self.unit_frame)).reshape(4)
 
     def check_box(self, box: ArrayLike) -> np.ndarray:
-        """A box the model gave, clipped to the picture.
+        """A box the model gave, clipped to the picture (in the order it was given).
 
         Raises:
             ToolError: not four finite numbers, inverted, zero area, or wholly outside the
                 picture (the message says what to send instead).
         """
-        b = _finite(box, (4,), "box")
+        given = _finite(box, (4,), "box")
+        b = self._xy(given).reshape(4)
         limit_x, limit_y = self.bounds
         if b[2] <= b[0] or b[3] <= b[1]:
             raise ToolError(
-                f"box {_fmt(b)} is inverted or has zero area: give [x0, y0, x1, y1] with x0 < x1 "
-                f"and y0 < y1, in {self.describe()}"
+                f"box {_fmt(given)} is inverted or has zero area: give {self.box_form} with the "
+                f"first corner above and left of the second, in {self.describe()}"
             )
         clipped = np.clip(b, 0.0, [limit_x, limit_y, limit_x, limit_y])
         if clipped[2] - clipped[0] < 1e-6 or clipped[3] - clipped[1] < 1e-6:
-            raise ToolError(f"box {_fmt(b)} lies outside the image; give it in {self.describe()}")
-        return clipped
+            raise ToolError(f"box {_fmt(given)} lies outside the image; give it in {self.describe()}")
+        return self._xy(clipped).reshape(4)
 
     def check_points(self, points: ArrayLike) -> np.ndarray:
-        """Points the model gave, ``(N, 2)``.
+        """Points the model gave, ``(N, 2)`` in the order they were given.
 
         Raises:
-            ToolError: not finite ``[x, y]`` pairs, or a point outside the picture.
+            ToolError: not finite pairs, or a point outside the picture.
         """
-        pts = _finite(points, (-1, 2), "points")
+        given = _finite(points, (-1, 2), "points")
+        pts = self._xy(given)
         limit_x, limit_y = self.bounds
         outside = (pts[:, 0] < 0) | (pts[:, 1] < 0) | (pts[:, 0] > limit_x) | (pts[:, 1] > limit_y)
         if outside.any():
-            bad = pts[int(np.argmax(outside))]
-            raise ToolError(f"point {_fmt(bad)} lies outside the image; give points in {self.describe()}")
-        return pts
+            bad = given[int(np.argmax(outside))]
+            where = f"give points {self.point_form} in {self.describe()}"
+            raise ToolError(f"point {_fmt(bad)} lies outside the image; {where}")
+        return given
+
+
+def smart_resize(
+    height: int, width: int, factor: int = GRID, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+) -> tuple[int, int]:
+    """``(H, W)`` Qwen2-VL / Qwen2.5-VL's processor resizes an image to before the model sees it.
+
+    Each side is rounded to a multiple of ``factor`` (patch 14 x merge 2 = 28), Python's
+    ``round`` (halves to even, as the processor does); when that leaves more than
+    ``max_pixels`` (fewer than ``min_pixels``) both sides shrink (grow) by one factor that
+    keeps the aspect ratio, then round down (up) to the grid. Qwen2.5-VL answers boxes in
+    pixels of this frame.
+
+    Raises:
+        ValueError: a side under 10 pixels, or an aspect ratio over 200 (the processor
+            refuses these too).
+    """
+    if height < 10 or width < 10:
+        raise ValueError(f"an image of {width}x{height} is too small for a {factor}-pixel grid")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"an image of {width}x{height} has an aspect ratio over 200")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
 def _finite(values: ArrayLike, shape: tuple[int, ...], what: str) -> np.ndarray:

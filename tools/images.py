@@ -116,6 +116,15 @@ def downscale(pixels: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
+def resize_to(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 3) uint8`` pixels resized to exactly ``size = (H, W)`` (bicubic, as Qwen-VL's
+    processor resizes; unchanged when already that size)."""
+    if pixels.shape[:2] == tuple(size):
+        return pixels
+    img = PILImage.fromarray(pixels).convert("RGB").resize((size[1], size[0]), PILImage.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
 def working_copy(image: Image, max_side: int = DEFAULT_MAX_SIDE) -> Image:
     """The image the models see: downscaled so its longer side is at most ``max_side``."""
     if max(image.size) <= max_side:

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from tools.base import Role, StrictParams, Tool, Workspace
-from tools.coords import box_iou, map_box, map_points, mask_box
+from tools.coords import box_iou, mask_box
 from tools.errors import ToolError
 from tools.types import Proposals
 
@@ -41,7 +41,8 @@ class PromptParams(StrictParams):
         min_length=4,
         max_length=4,
         description="[x0, y0, x1, y1]: the object's top-left and bottom-right corners, in the "
-        "coordinates of the image you were shown (pixels, or 0-1000 when the system prompt says so).",
+        "coordinates of the image you were shown (pixels, or normalised, in the order the system "
+        "prompt says).",
     )
     points: list[Annotated[list[Coord], Field(min_length=2, max_length=2)]] | None = Field(
         default=None,
@@ -118,7 +119,7 @@ def resolve_prompt(ws: Workspace, params: PromptParams) -> Prompt:
     view, working = ws.shown_view(), ws.working_frame
     box = points = labels = None
     if params.box is not None:
-        box = map_box(view.check_box(params.box), view.unit_frame, working)
+        box = view.box_to(view.check_box(params.box), working)
     if params.points:
         n = len(params.points)
         given = params.labels if params.labels is not None else [1] * n
@@ -126,7 +127,7 @@ def resolve_prompt(ws: Workspace, params: PromptParams) -> Prompt:
             raise ToolError(f"{n} point(s) but {len(given)} label(s): give one label (1 or 0) per point")
         if 1 not in given:
             raise ToolError("at least one point must be on the object (label 1)")
-        points = map_points(view.check_points(params.points), view.unit_frame, working)
+        points = view.points_to(view.check_points(params.points), working)
         labels = np.asarray(given, dtype=np.int64)
     elif params.labels:
         raise ToolError("labels were given without points: give points [[x, y], ...] with them")

@@ -38,6 +38,18 @@ SYSTEM_PROMPT = (
 )
 
 
+# The reply's shape, for servers that take response_format (asked only with --vlm-json-schema).
+REFINE_SCHEMA = {
+    "name": "refined_query",
+    "schema": {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "rationale": {"type": "string"}},
+        "required": ["query", "rationale"],
+        "additionalProperties": False,
+    },
+}
+
+
 def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | None]]:
     """``(proposal index, probability or None)`` of the best ``k`` candidates, best first."""
     props = ws.proposals
@@ -120,7 +132,7 @@ def _clean(query: str) -> str:
 
 async def _ask(client: ChatClient, messages: list[dict[str, Any]]) -> tuple[Any, str, str]:
     """One request: the reply, and its ``(query, rationale)``."""
-    reply = await client.complete(messages, temperature=0.2, max_tokens=200)
+    reply = await client.complete(messages, temperature=0.2, max_tokens=200, json_schema=REFINE_SCHEMA)
     content = getattr(reply, "content", "") or ""
     if not content.strip() and getattr(reply, "tool_calls", None):
         raise ToolError("the VLM answered with tool calls instead of a refined query")

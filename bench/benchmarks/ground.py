@@ -28,8 +28,9 @@ from agent.episode import EpisodeConfig
 from agent.session import Session
 from agent.tracing import Tracer
 from agent.vlm import DEFAULT_MODEL, VLMClient, VLMConfig
+from agent.vlm_profile import VLMProfile, resolve_profile
 from bench.doubles.oracle_vlm import OracleVLM, Target
-from bench.doubles.scripted_server import ScriptedServer
+from bench.doubles.scripted_server import Policy, ScriptedServer
 from cache.store import ToolCache
 from tools.base import ToolSettings
 from tools.offline.missed_scenes import MissedScene, halo_scenes
@@ -79,9 +80,15 @@ def expression_of(ms: MissedScene) -> str:
     return (ms.target.expressions_of("paraphrase") or ms.target.expressions)[0]
 
 
-def client_for(base_url: str) -> VLMClient:
-    """A real client for the local server (no key needed, retries off)."""
-    config = VLMConfig(base_url=base_url, model=DEFAULT_MODEL, api_key="oracle-needs-no-key", max_retries=0)
+def client_for(base_url: str, profile: VLMProfile | None = None) -> VLMClient:
+    """A real client for the local server (no key needed, retries off), answering per ``profile``."""
+    config = VLMConfig(
+        base_url=base_url,
+        model=DEFAULT_MODEL,
+        api_key="oracle-needs-no-key",
+        max_retries=0,
+        profile=profile or VLMProfile(),
+    )
     return VLMClient(config)
 
 
@@ -99,19 +106,24 @@ async def run_controller(
     settings: dict[str, Any] | None = None,
     tracer: Tracer | None = None,
     cache: ToolCache | None = None,
+    policy: Policy | None = None,
 ) -> tuple[Row, Session]:
     """One controller over the scenes against a fresh oracle server; returns its row and session.
 
     Args:
         settings: overrides: ``tools`` (ToolSettings fields), ``options`` (tool options),
-            ``episode`` (EpisodeConfig fields), ``oracle`` (OracleVLM tool names).
+            ``episode`` (EpisodeConfig fields), ``oracle`` (OracleVLM tool names), ``profile``
+            (:func:`agent.vlm_profile.resolve_profile` arguments: ``name`` and fields).
         tracer: where the episodes' events go (default: nowhere).
         cache: a disk cache shared by runs (proposals are then computed once per scene).
+        policy: the server's policy (default: the oracle, which answers as the prompt asks;
+            :class:`bench.doubles.vlm_conventions.ConventionVLM` answers as a model family does).
     """
     row = Row(controller, f"oracle jitter {jitter:.0%}" if jitter else "oracle")
-    policy = OracleVLM(targets_of(scenes), jitter=jitter, **(settings or {}).get("oracle", {}))
+    policy = policy or OracleVLM(targets_of(scenes), jitter=jitter, **(settings or {}).get("oracle", {}))
     with ScriptedServer(policy=policy, max_requests=100_000, max_lifetime_s=3600) as srv:
-        client = client_for(srv.base_url)
+        profile = resolve_profile(**(settings or {}).get("profile", {}))
+        client = client_for(srv.base_url, profile)
         options = {"refine_query": {"refiner": "vlm"}, **(settings or {}).get("options", {})}
         tool_settings = ToolSettings(vlm=client, options=options, **(settings or {}).get("tools", {}))
         config = EpisodeConfig(controller=controller, **{**OFFLINE, **(settings or {}).get("episode", {})})

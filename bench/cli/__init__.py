@@ -1,4 +1,4 @@
-"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools, controllers.
+"""The ``refseg`` command line: segment, bench, trace, weights, cache, tools, controllers, view, vlm.
 
 This subpackage is the only code that reads argparse. Each command module declares its
 parser, turns the parsed namespace into typed options once, and calls a library function
@@ -61,6 +61,7 @@ COMMANDS: tuple[str, ...] = (
     "bench.cli.tools",
     "bench.cli.controllers",
     "bench.cli.view",
+    "bench.cli.vlm",
 )
 
 

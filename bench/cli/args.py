@@ -17,6 +17,8 @@ from typing import Any
 
 from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
+from agent.vlm_profile import ProfileChoice
+from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
     CLIP_MODES,
@@ -32,7 +34,6 @@ from bench.options import (
 )
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
-from tools.coords import UNITS
 from tools.precision import PRECISIONS
 from tools.sam3.config import SIZES as SAM3_SIZES
 
@@ -179,7 +180,6 @@ CONTROLLER_OPTION_FLAGS = flags(
     ("--agent-warm-start", "warm_start", {"action": argparse.BooleanOptionalAction}),
     ("--budget-tokens", "budget_tokens", {"type": int}),
     ("--budget-usd", "budget_usd", {"type": float}),
-    ("--vlm-coords", "vlm_coords", {"choices": list(UNITS)}),
     ("--max-tool-calls", "max_tool_calls", {"type": int}),
     ("--max-calls-per-reply", "max_calls_per_reply", {"type": int}),
 )
@@ -199,6 +199,7 @@ VLM_FLAGS = flags(
         {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
     ),
 )
+PROFILE_FLAGS = flags(*PROFILE_ROWS)
 CACHE_FLAGS = flags(
     (
         "--cache-dir",
@@ -342,6 +343,7 @@ def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     ]
     add_flags(parser, "controller", (*controller, *shortcuts))
     add_flags(parser, "VLM (OpenAI-compatible)", VLM_FLAGS)
+    add_flags(parser, "VLM conventions", PROFILE_FLAGS)
     add_flags(parser, "cache", CACHE_FLAGS)
 
 
@@ -359,7 +361,7 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     return EpisodeOptions(
         models=ModelOptions(**models),
         episode=EpisodeConfig(**controller),
-        vlm=VLMOptions(**given(ns, VLM_FLAGS)),
+        vlm=VLMOptions(**given(ns, VLM_FLAGS), profile=ProfileChoice(**given(ns, PROFILE_FLAGS))),
         cache=CacheOptions(**given(ns, CACHE_FLAGS)),
     )
 

@@ -121,6 +121,7 @@ class ScriptedServer:
         policy: called with the request JSON once the queue is empty.
         max_requests: requests beyond this get HTTP 500 (a runaway client cannot loop forever).
         max_lifetime_s: the server shuts itself down after this many seconds.
+        models: served on ``GET /v1/models`` (none: that is a 404, as on servers without it).
     """
 
     def __init__(
@@ -130,7 +131,9 @@ class ScriptedServer:
         *,
         max_requests: int = 200,
         max_lifetime_s: float = 120.0,
+        models: Iterable[str] = (),
     ):
+        self.models = list(models)
         self._queue: collections.deque[Spec] = collections.deque(replies)
         self.policy = policy
         self.max_requests = max_requests
@@ -262,6 +265,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up (e.g. it timed out)
 
     def do_GET(self) -> None:
+        models = self.scripted.models
+        if models and urlsplit(self.path).path.rstrip("/").endswith("/models"):
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "scripted"} for m in models]
+            self._send(200, {"object": "list", "data": data})
+            return
         self._send(404, {"error": {"message": "only POST /v1/chat/completions"}})
 
     def _answer(self, spec: Spec, n: int, request: RecordedRequest) -> None:

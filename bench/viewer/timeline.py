@@ -228,7 +228,8 @@ def vlm_transcripts(episode: EpisodeTrace | None) -> list[dict[str, Any]]:
     Returns:
         ``[{"event": k, "model", "attempt", "status", "error", "sent", "resent", "messages":
         [MESSAGE], "reply": MESSAGE | None}]`` with MESSAGE ``{"i", "role", "parts": [{"type":
-        "text", "text"} | {"type": "image", "n": j, "file": bool, "note"}], "calls": [str]}``:
+        "text", "text"} | {"type": "image", "n": j, "file": bool, "note"}], "calls": [str],
+        "reasoning": str (only when the model returned its thinking)}``:
         ``k`` is the event's position in the episode and ``j`` the image's position among the
         event's images (the image endpoint takes both).
     """
@@ -270,6 +271,8 @@ def _message(msg: dict[str, Any], images: int) -> tuple[dict[str, Any], int]:
         if isinstance(c, dict)
     ]
     out = {"i": msg.get("i"), "role": str(msg.get("role", "?")), "parts": rendered, "calls": redact(calls)}
+    if msg.get("reasoning"):  # a reasoning model's thinking: shown folded
+        out["reasoning"] = redact(str(msg["reasoning"]))
     return out, images
 
 

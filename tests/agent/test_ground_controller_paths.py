@@ -24,12 +24,12 @@ from helpers_agent_ctl import (
 )
 
 from agent.controller_options import GroundOptions
-from agent.controllers import get_controller
 from agent.episode import EpisodeConfig
 from agent.ground_controller import parse_ground_answer
 from agent.session import Session
 from agent.trace_render import render_trace
 from agent.tracing import Tracer
+from agent.vlm_profile import VLMProfile
 from bench.doubles.scripted_server import Call, ScriptedServer, Spec, Status, Text, ToolCalls
 from tools.base import ToolSettings, Workspace
 from tools.errors import ConfigError, ToolError
@@ -172,8 +172,8 @@ def test_ground_needs_a_proposer_that_takes_prompts_and_a_vlm() -> None:
         Session(registry, EpisodeConfig(controller="ground", proposer="empty_propose", ranker=RANKER))
     with pytest.raises(ConfigError, match="--controller ground needs a VLM"):
         ground_session(None)  # refused when the session is built, before any example
-    with pytest.raises(ConfigError, match=r"^controller ground: option vlm_coords: Input should be 'pixels'"):
-        get_controller("ground").options({"vlm_coords": "inches"})
+    with pytest.raises(ConfigError, match="--vlm-coords must be one of pixels, norm1000, norm1000-yx"):
+        VLMProfile(coords="inches")  # type: ignore[arg-type]
 
 
 def test_the_agent_gets_bad_boxes_back_as_errors_and_draws_a_good_one() -> None:

@@ -96,8 +96,7 @@ def test_ground_trace_shows_the_box_in_the_vlm_view_and_the_image(tmp_path: Path
 
 def test_norm1000_coordinates(tmp_path: Path) -> None:
     scenes = [halo_scene(s) for s in UNSURE_SEEDS[:2]]
-    norm = {"vlm_coords": "norm1000"}
-    settings = {"episode": {"controller_options": {"ground": norm, "agent": norm}}}
+    settings = {"profile": {"coords": "norm1000"}}
 
     async def go() -> tuple[Row, Row]:
         ground = (await run_controller("ground", scenes, 0.0, settings))[0]

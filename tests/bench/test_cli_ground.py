@@ -32,8 +32,7 @@ def test_segment_with_ground_then_trace_shows_both_frames(
         assert len(srv.requests) == 1
     assert code == 0
     result = json.loads((out / "result.json").read_text())
-    assert result["stop_reason"] == "grounded"
-    assert result["config"]["episode"]["controller_options"]["ground"]["vlm_coords"] == coords
+    assert result["stop_reason"] == "grounded" and result["config"]["vlm"]["profile"]["coords"] == coords
     assert result["candidates"][0]["origin"] == "region_prompt:box"
     np.testing.assert_allclose(result["candidates"][0]["box_xyxy"][:2], ms.box_xyxy[:2], atol=1.5)
     mask = np.asarray(PILImage.open(out / "mask.png")) > 0

@@ -92,7 +92,9 @@ def test_boxes_are_clipped_and_points_checked() -> None:
     view = View(Frame(768, 230, "view"))
     np.testing.assert_allclose(view.check_box([-5, 10, 800, 300]), [0, 10, 768, 230])
     np.testing.assert_allclose(view.check_points([[0, 0], [768, 230]]), [[0, 0], [768, 230]])
-    with pytest.raises(ToolError, match=r"point \[769, 5\] lies outside the image; give points in pixels"):
+    with pytest.raises(
+        ToolError, match=r"point \[769, 5\] lies outside the image; give points \[x, y\] in pixels"
+    ):
         view.check_points([[3, 4], [769, 5]])
     with pytest.raises(ToolError, match="must be numbers"):
         view.check_points([[1, 2, 3]])
