@@ -35,6 +35,7 @@ from agent.redaction import (
     redact_text,
     register_secret,
 )
+from agent.trace_events import TRACE_SCHEMA_VERSION
 from agent.trace_images import VLM_IMAGE_DIR, ImageFolder, image_name, image_ref, is_image_name
 
 __all__ = [
@@ -101,6 +102,7 @@ def _clean_processor(_logger: Any, _method: str, event_dict: MutableMapping[str,
 
 def _add_time(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event_dict.setdefault("ts", round(time.time(), 3))
+    event_dict.setdefault("schema_version", TRACE_SCHEMA_VERSION)  # see agent.trace_events
     return event_dict
 
 

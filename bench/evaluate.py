@@ -1,4 +1,5 @@
-"""One example to one ``samples.jsonl`` record: decode, run the episode, score the mask."""
+"""One example to one ``samples.jsonl`` record (:class:`bench.records.SampleRecord`): decode,
+run the episode, score the mask with the data set's protocol."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import numpy as np
 
 from agent.rank_steps import RankStep
 from agent.session import Session
-from bench.data import Example
-from bench.metrics import intersection_union, size_bucket
+from bench.data.examples import Example
+from bench.data.protocol import EvalProtocol, GroundTruth
+from bench.data.protocols import MASK_IOU
+from bench.metrics import size_bucket
 from bench.perturb import perturb_image
+from bench.records import RLE, SAMPLES_SCHEMA_VERSION, RankStepRecord, SampleRecord, ToolCostRecord
 from bench.rle import encode_rle
 from tools.errors import RefsegError
 from tools.types import Image
@@ -52,106 +56,83 @@ def load_example_image(ex: Example, perturbation: str) -> Image | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def base_record(index: int, ex: Example) -> dict[str, Any]:
-    """A failed record with every field; evaluation fills in what it learns."""
-    return {
-        "index": index,
-        "example_id": ex.example_id,
-        "image_id": ex.image_id,
-        "sentence": ex.sentence,
-        "category": ex.category,
-        "failed": True,
-        "error": None,
-        "iou": 0.0,
-        "inter": 0,
-        "union": 0,
-        "gt_area": 0,
-        "bucket": None,
-        "mask": None,
-        "iterations": 0,
-        "stop_reason": "error",
-        "queries": [],
-        "conf": 0.0,
-        "gap": 0.0,
-        "chosen": -1,
-        "n_proposals": 0,
-        "costs": {},
-        "seconds": 0.0,
-        "needed_vlm": False,
-        "fallback_reason": None,
-        "fallback_kind": None,
-        "rank_steps": [],
-    }
-
-
-def failed_record(index: int, ex: Example, error: str | None = None) -> dict[str, Any]:
-    """:func:`base_record` with the ground truth's area filled in when it can be read (a miss
-    still counts the ground truth in cIoU), and ``error``."""
-    rec = base_record(index, ex)
+def failed_record(index: int, ex: Example, error: str | None = None) -> SampleRecord:
+    """A failed record of ``ex`` saying why (``error``), with the ground truth's area filled in
+    when it can be read (a miss still counts the ground truth in cIoU); evaluation fills in
+    what it learns."""
+    rec = SampleRecord(
+        schema_version=SAMPLES_SCHEMA_VERSION,
+        index=index,
+        example_id=ex.example_id,
+        image_id=ex.image_id,
+        sentence=ex.sentence,
+        category=ex.category,
+        tags=dict(ex.tags),
+        error=error,
+    )
     try:  # the area from the RLE runs
-        rec["gt_area"] = rec["union"] = ex.gt_area()
-        rec["bucket"] = size_bucket(rec["gt_area"])
+        rec.gt_area = rec.union = ex.gt_area()
+        rec.bucket = size_bucket(rec.gt_area)
     except Exception:  # a corrupt mask: evaluating the example records why
         pass
-    rec["error"] = error
     return rec
 
 
-def _checked(ex: Example, image: Image | str) -> tuple[Image, np.ndarray]:
-    """The image and its ground-truth mask, or raise: a broken example (mask, image, sentence)."""
+def _checked(ex: Example, image: Image | str) -> tuple[Image, GroundTruth]:
+    """The image and its ground truth, or raise: a broken example (mask, image, sentence)."""
     if ex.error is not None:
         raise RefsegError(ex.error)
     if isinstance(image, str):
         raise RefsegError(image)
-    gt = ex.gt_mask()
-    if gt.shape != image.size:
-        raise RefsegError(
-            f"ground-truth mask {gt.shape[0]}x{gt.shape[1]} does not match the "
-            f"image {image.height}x{image.width}"
-        )
-    return image, gt
+    truth = ex.ground_truth()
+    for what, mask in (("ground-truth mask", truth.mask), ("ignore region", truth.ignore)):
+        if mask is not None and mask.shape != image.size:
+            h, w = mask.shape
+            size = f"{image.height}x{image.width}"
+            raise RefsegError(f"{what} size {h}x{w} does not match the image size {size}")
+    return image, truth
 
 
-async def evaluate_example(session: Session, index: int, ex: Example, image: Image | str) -> dict[str, Any]:
-    """Run one example; per-example problems become a failed record, run-level ones raise."""
+async def evaluate_example(
+    session: Session, index: int, ex: Example, image: Image | str, protocol: EvalProtocol = MASK_IOU
+) -> SampleRecord:
+    """Run one example and score its mask with ``protocol``; per-example problems become a
+    failed record, run-level ones raise."""
     start = time.perf_counter()
     rec = failed_record(index, ex)
     try:
-        checked, gt = _checked(ex, image)
+        checked, truth = _checked(ex, image)
     except Exception as exc:  # broken example: record, go on
-        rec["error"] = str(exc) if isinstance(exc, RefsegError) else f"{type(exc).__name__}: {exc}"
-        rec["seconds"] = round(time.perf_counter() - start, 4)
+        rec.error = str(exc) if isinstance(exc, RefsegError) else f"{type(exc).__name__}: {exc}"
+        rec.seconds = round(time.perf_counter() - start, 4)
         return rec
     result = await session.run(checked, ex.sentence, ex.example_id)  # run-level errors propagate
-    rec.update(
-        error=result.error,
-        iterations=result.iterations,
-        stop_reason=str(result.stop_reason),
-        queries=result.queries,
-        conf=round(result.conf, 6),
-        gap=round(result.gap, 6),
-        chosen=result.chosen,
-        n_proposals=result.n_proposals,
-        costs=result.costs.as_dict(),
-        needed_vlm=result.needed_vlm,
-        fallback_reason=result.fallback_reason,
-        fallback_kind=result.fallback_kind,
-        rank_steps=rank_steps_json(result.rank_steps),
-    )
+    rec.error = result.error
+    rec.iterations = result.iterations
+    rec.stop_reason = str(result.stop_reason)
+    rec.queries = result.queries
+    rec.conf = round(result.conf, 6)
+    rec.gap = round(result.gap, 6)
+    rec.chosen = result.chosen
+    rec.n_proposals = result.n_proposals
+    rec.costs = {k: ToolCostRecord.model_validate(v) for k, v in result.costs.as_dict().items()}
+    rec.needed_vlm = result.needed_vlm
+    rec.fallback_reason = result.fallback_reason
+    rec.fallback_kind = result.fallback_kind
+    rec.rank_steps = [RankStepRecord.model_validate(s) for s in rank_steps_json(result.rank_steps)]
     # A fallback (e.g. the VLM failed mid-episode) still answers; only no answer is a failure.
     if result.mask is not None and (result.ok or result.stop_reason == "fallback"):
         try:
-            inter, union = intersection_union(result.mask, gt)
-            rec.update(
-                failed=False,
-                inter=inter,
-                union=union,
-                iou=1.0 if union == 0 else inter / union,
-                mask=encode_rle(result.mask),
-            )
+            score = protocol.score(result.mask, truth)
         except ValueError as exc:
-            rec["error"] = str(exc)
-    elif rec["error"] is None:
-        rec["error"] = "the episode chose no mask"
-    rec["seconds"] = round(time.perf_counter() - start, 4)
+            rec.error = str(exc)
+        else:
+            rec.failed = False
+            rec.inter, rec.union, rec.iou = score.inter, score.union, score.iou
+            rec.gt_area, rec.pred_area = score.gt_area, score.pred_area
+            rec.scores = dict(score.extra)
+            rec.mask = RLE.model_validate(encode_rle(result.mask))
+    elif rec.error is None:
+        rec.error = "the episode chose no mask"
+    rec.seconds = round(time.perf_counter() - start, 4)
     return rec

@@ -1,6 +1,8 @@
-"""Segmentation metrics: IoU, mIoU, cIoU, Pr@t, bootstrap confidence intervals, size buckets.
+"""Segmentation metric primitives: IoU, bootstrap confidence intervals, size buckets.
 
-Conventions (the usual referring-segmentation ones, written down once):
+The metrics a run reports (mIoU, cIoU, Pr@t, ...) are defined by its data set's protocol
+(:mod:`bench.data.protocol`, :mod:`bench.data.protocols`) on top of these. Conventions (the
+usual referring-segmentation ones, written down once):
 
 - ``iou(pred, gt)`` of two empty masks is **1.0**: predicting nothing where there is nothing
   is right. An empty prediction against a non-empty ground truth is 0.0. RefCOCO-M never has
@@ -16,7 +18,6 @@ Conventions (the usual referring-segmentation ones, written down once):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def size_bucket(area: float) -> str:
 
 
 def _chunks(b: int, n: int) -> list[int]:
-    per = max(1, _BOOT_CHUNK_CELLS // max(n, 1))
+    per = _chunk(b, n)
     return [min(per, b - start) for start in range(0, b, per)]
 
 
@@ -129,74 +130,43 @@ def _ratio(num: float, den: float) -> float:
     return 1.0 if den == 0 else num / den
 
 
-def summarize(
-    ious: Sequence[float] | np.ndarray,
-    inters: Sequence[int] | np.ndarray,
-    unions: Sequence[int] | np.ndarray,
-    gt_areas: Sequence[float] | np.ndarray | None = None,
+def cluster_ratio_ci(
+    numerators: Sequence[float] | np.ndarray,
+    denominators: Sequence[float] | np.ndarray,
+    clusters: Sequence[str],
     *,
     B: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     alpha: float = 0.05,
-) -> dict[str, Any]:
-    """All headline numbers of one run, as a JSON-able dict.
+    empty: float = 1.0,
+) -> tuple[float, float]:
+    """Percentile interval of ``sum(num) / sum(den)`` resampling whole clusters (images).
 
-    Args:
-        ious: per-example IoU.
-        inters: per-example intersection pixel counts (same order).
-        unions: per-example union pixel counts.
-        gt_areas: per-example ground-truth areas; adds per-size-bucket mIoU when given.
-        B: bootstrap resamples for the confidence intervals (0 = no intervals).
-        seed: bootstrap seed.
-        alpha: 1 - confidence level.
+    A mean is the case ``den = 1``; cIoU is ``num = intersections, den = unions``. Each of the
+    ``B`` resamples draws as many clusters as there are, with replacement, and takes the ratio
+    of the drawn clusters' sums (``empty`` when their denominators sum to 0). Draws are made
+    in bounded chunks; the same ``seed`` gives the same interval.
 
-    Returns:
-        ``{"n", "miou", "ciou", "pr@0.5", ..., "pr@0.9", "miou_ci": [lo, hi],
-        "ciou_ci": [lo, hi], "buckets": {"small": {"n", "miou"}, ...}}``; metrics of an
-        empty run are ``None``, and ``buckets`` is absent without ``gt_areas``.
+    Raises:
+        ValueError: no values, lengths that differ, ``B < 1`` or ``alpha`` outside ``(0, 1)``.
     """
-    iou_arr = np.asarray(ious, dtype=np.float64).ravel()
-    inter_arr = np.asarray(inters, dtype=np.float64).ravel()
-    union_arr = np.asarray(unions, dtype=np.float64).ravel()
-    n = iou_arr.size
-    if inter_arr.size != n or union_arr.size != n:
-        raise ValueError(f"{n} IoUs, {inter_arr.size} intersections and {union_arr.size} unions")
-    out: dict[str, Any] = {"n": n}
-    if n == 0:
-        out.update({"miou": None, "ciou": None, "miou_ci": None, "ciou_ci": None})
-        out.update({_pr_key(t): None for t in PR_THRESHOLDS})
-    else:
-        out["miou"] = float(iou_arr.mean())
-        out["ciou"] = _ratio(float(inter_arr.sum()), float(union_arr.sum()))
-        for t in PR_THRESHOLDS:
-            out[_pr_key(t)] = float(np.mean(iou_arr >= t))
-        if B > 0:
-            _, lo, hi = bootstrap_ci(iou_arr, B=B, seed=seed, alpha=alpha)
-            out["miou_ci"] = [lo, hi]
-            _, lo, hi = bootstrap_ratio_ci(inter_arr, union_arr, B=B, seed=seed, alpha=alpha)
-            out["ciou_ci"] = [lo, hi]
-        else:
-            out["miou_ci"] = out["ciou_ci"] = None
-    if gt_areas is not None:
-        out["buckets"] = bucket_miou(iou_arr, gt_areas)
-    return out
+    num = np.asarray(numerators, dtype=np.float64).ravel()
+    den = np.asarray(denominators, dtype=np.float64).ravel()
+    if num.shape != den.shape or num.size != len(clusters):
+        raise ValueError(f"{num.size} numerators, {den.size} denominators and {len(clusters)} cluster labels")
+    _check_boot(num.size, B, alpha)
+    labels, index = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    num_sums = np.bincount(index, weights=num, minlength=len(labels))
+    den_sums = np.bincount(index, weights=den, minlength=len(labels))
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(B)
+    for start, k in zip(range(0, B, _chunk(B, len(labels))), _chunks(B, len(labels)), strict=True):
+        draws = rng.integers(0, len(labels), size=(k, len(labels)))
+        n_sum, d_sum = num_sums[draws].sum(axis=1), den_sums[draws].sum(axis=1)
+        ratios[start : start + k] = np.divide(n_sum, d_sum, out=np.full_like(n_sum, empty), where=d_sum > 0)
+    lo, hi = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
 
 
-def bucket_miou(
-    ious: Sequence[float] | np.ndarray, gt_areas: Sequence[float] | np.ndarray
-) -> dict[str, dict[str, Any]]:
-    """Per size bucket: ``{"small": {"n": int, "miou": float | None}, ...}`` (all three keys)."""
-    iou_arr = np.asarray(ious, dtype=np.float64).ravel()
-    areas = np.asarray(gt_areas, dtype=np.float64).ravel()
-    if areas.size != iou_arr.size:
-        raise ValueError(f"{iou_arr.size} IoUs but {areas.size} ground-truth areas")
-    labels = np.array([size_bucket(a) for a in areas], dtype=object)
-    result: dict[str, dict[str, Any]] = {}
-    for bucket in BUCKETS:
-        sel = iou_arr[labels == bucket] if labels.size else iou_arr[:0]
-        result[bucket] = {"n": int(sel.size), "miou": float(sel.mean()) if sel.size else None}
-    return result
-
-
-def _pr_key(t: float) -> str:
-    return f"pr@{t:.1f}"
+def _chunk(b: int, n: int) -> int:
+    return max(1, _BOOT_CHUNK_CELLS // max(n, 1))

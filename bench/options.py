@@ -212,18 +212,19 @@ class DataSpec:
     """What selects (and alters) the examples; part of the result-defining configuration.
 
     Attributes:
-        dataset: hub name, a local parquet file or folder, or ``synthetic``.
-        split: hub split.
+        dataset: an adapter's name or alias, ``ADAPTER:SOURCE``, or a local file or folder in
+            an adapter's layout (``refseg bench datasets`` lists them).
+        split: the split (``None``: the adapter's default, e.g. ``validation``).
         n: number of images (``None``: all; synthetic: 20 scenes).
         per_image: ``all`` expressions of an image, or only the ``first``.
-        seed_subset: take a random ``n`` images with this seed (``None``: the first ``n``).
+        seed_subset: a random ``n`` images by this seed (``None``: the first ``n``; synthetic: its seed).
         perturb: image perturbation (robustness runs).
         allow_outside_paths: read a row's image ``path`` even when it leads outside the data
             set's folder (off: such an example fails with the reason).
     """
 
     dataset: str = "moondream/refcoco-m"
-    split: str = "validation"
+    split: str | None = None
     n: int | None = None
     per_image: str = "all"
     seed_subset: int | None = None
@@ -236,18 +237,19 @@ class DataSpec:
                 f"unknown perturbation {self.perturb!r}; choose one of {', '.join(PERTURBATIONS)}"
             )
 
-    def load(self) -> list[Any]:
-        """The examples it selects (the perturbation applies later, per decoded image)."""
-        from bench.data import load_dataset_spec
+    def open(self, cache_dir: str | None = None) -> Any:
+        """The examples it selects, streamed (a :class:`bench.data.DataSource`; the
+        perturbation applies later). Raises DatasetError when no adapter can read it."""
+        from bench.data import DataRequest, open_dataset
 
-        return load_dataset_spec(
-            self.dataset,
-            self.n,
-            self.per_image,
-            self.seed_subset,
-            split=self.split,
-            allow_outside_paths=self.allow_outside_paths,
-        )
+        sel = (self.split, self.n, self.per_image, self.seed_subset, cache_dir, self.allow_outside_paths)
+        return open_dataset(self.dataset, DataRequest(*sel))
+
+    def load(self) -> Any:
+        """Every example it selects, in memory (a :class:`bench.data.ExampleSet`)."""
+        from bench.data import ExampleSet
+
+        return ExampleSet.of(self.open())
 
 
 ENGINES = ("local", "ray")

@@ -1,8 +1,9 @@
 """The run folder's bookkeeping: the result-defining config, invocations, the summary files.
 
-``config.json`` holds ``{"results": ..., "run": ...}``: ``results`` is everything that
-changes per-example results (episode config, tool settings, VLM model, data selection and
-the examples' digest), derived from the option objects, and is compared on resume;
+``config.json`` (:class:`bench.records.RunConfig`) holds ``{"schema_version", "results",
+"run"}``: ``results`` is everything that changes per-example results (episode config, tool
+settings, VLM model, data selection, what the data set's adapter read with the files'
+digests, and the examples' digest), derived from the option objects, and is compared on resume;
 ``run`` says how the first invocation ran (concurrency, device). Every result line carries
 :func:`config_digest` of ``results`` too, so a resume with another configuration is refused
 even when ``config.json`` was deleted or damaged.
@@ -22,9 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import Example
+from bench.data.protocol import EvalProtocol
+from bench.data.registry import protocol_named
+from bench.data.stream import ExampleIndex
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.options import DataSpec
+from bench.records import CONFIG_SCHEMA_VERSION, DatasetRecord, RunConfig, Summary
 from bench.runtime import Runtime, describe_config, result_settings
 from bench.samples import (
     CONFIG,
@@ -34,6 +38,7 @@ from bench.samples import (
     SUMMARY,
     TRACE,
     config_differences,
+    read_config,
     read_json,
     read_samples,
     write_json,
@@ -42,15 +47,7 @@ from bench.summary import build_summary, trace_faults
 from tools.errors import ConfigError
 
 
-def examples_digest(examples: Sequence[Example]) -> str:
-    """A short digest of the example ids and sentences (which examples a run holds)."""
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(f"{ex.example_id}\x00{ex.sentence}\x01".encode())
-    return h.hexdigest()[:16]
-
-
-def result_config(rt: Runtime, spec: DataSpec, examples: Sequence[Example]) -> dict[str, Any]:
+def result_config(rt: Runtime, spec: DataSpec, dataset: DatasetRecord, index: ExampleIndex) -> dict[str, Any]:
     """The settings that change results: compared on resume (device, paths and timeouts excluded)."""
     described = describe_config(rt)
     return json.loads(
@@ -60,7 +57,8 @@ def result_config(rt: Runtime, spec: DataSpec, examples: Sequence[Example]) -> d
                 "settings": result_settings(rt),
                 "vlm": described["vlm"],
                 "data": asdict(spec),
-                "examples": _examples_entry(examples),
+                "dataset": dataset.model_dump(mode="json"),
+                "examples": _examples_entry(index),
             },
             default=str,
         )
@@ -73,12 +71,11 @@ def config_digest(results: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _examples_entry(examples: Sequence[Example]) -> dict[str, Any]:
+def _examples_entry(index: ExampleIndex) -> dict[str, Any]:
     """Count and digest of the examples, and what the loader dropped (only when it did)."""
-    entry: dict[str, Any] = {"count": len(examples), "digest": examples_digest(examples)}
-    dropped = {k: v for k, v in (getattr(examples, "dropped", None) or {}).items() if v}
-    if dropped:
-        entry["dropped"] = dropped
+    entry: dict[str, Any] = {"count": len(index), "digest": index.digest}
+    if index.dropped:
+        entry["dropped"] = dict(index.dropped)
     return entry
 
 
@@ -121,20 +118,21 @@ def check_config(
     if old is not None and "results" in old:
         diffs = config_differences(old["results"], results)
         if diffs and not recorded:
-            write_json(path, {"results": results, "run": run_info})
+            _write_config(path, results, run_info)
             return "no example was recorded yet: config.json now holds this configuration"
-        if diffs and "controller_options" not in old["results"].get("episode", {}):
-            raise ConfigError(
-                f"{run_dir} was written before controllers' options were recorded apart (its "
-                "config.json keeps the agent's settings in the episode itself): this version "
-                f"cannot resume it; `refseg bench report {run_dir}` still reads it; pick a new --out"
-            )
         if diffs:
+            advice = (
+                "it was written by an older refseg-loop (config.json without schema_version): "
+                f"finish it with that version or pick a new --out (`refseg bench report {run_dir}` "
+                "still reads it)"
+                if "schema_version" not in old
+                else "resume it with the same options or pick a new --out"
+            )
             raise ConfigError(
                 f"{run_dir} holds a run with a different configuration ("
                 + "; ".join(diffs[:6])
                 + ("; ..." if len(diffs) > 6 else "")
-                + "); resume it with the same options or pick a new --out"
+                + f"); {advice}"
             )
         _check_line_digests(run_dir, digest, digests)
         return None
@@ -144,13 +142,20 @@ def check_config(
             f"{path} is missing and {run_dir / SAMPLES} holds results without a configuration "
             "digest: which configuration made them cannot be told; pick a new --out"
         )
-    write_json(path, {"results": results, "run": run_info})
+    _write_config(path, results, run_info)
     if recorded:
         return (
             "config.json was missing or unreadable: rewritten, since every result line carries "
             "this configuration's digest"
         )
     return None
+
+
+def _write_config(path: Path, results: dict[str, Any], run_info: dict[str, Any]) -> None:
+    """Write ``config.json`` as a :class:`bench.records.RunConfig` (checked before written)."""
+    config = {"schema_version": CONFIG_SCHEMA_VERSION, "results": results, "run": run_info}
+    RunConfig.model_validate(config)
+    write_json(path, config)
 
 
 def _check_line_digests(run_dir: Path, digest: str, digests: Collection[str | None]) -> None:
@@ -209,23 +214,60 @@ def _append_line(path: Path, data: dict[str, Any]) -> None:
         fh.write((b"\n" if torn else b"") + (json.dumps(data, default=str) + "\n").encode("utf-8"))
 
 
+def recorded_data(config: RunConfig | None) -> DataSpec | None:
+    """The data selection a run recorded (``results.data``), or ``None`` when it has none."""
+    data = config.results.data if config is not None else None
+    if data is None:
+        return None
+    known = set(DataSpec.__dataclass_fields__)
+    return DataSpec(**{k: v for k, v in data.model_dump().items() if k in known})
+
+
+def run_protocol(config: RunConfig | None) -> EvalProtocol:
+    """The protocol a run is scored with: the one its data set's adapter recorded in
+    ``config.json`` (runs from before protocols were named: ``mask-iou``).
+
+    Raises:
+        DatasetError: no installed adapter defines that protocol.
+    """
+    dataset = config.results.dataset if config is not None else None
+    return protocol_named(dataset.protocol if dataset is not None else "mask-iou")
+
+
 def write_outputs(
-    run_dir: Path, examples: Sequence[Example] | None = None, *, bootstrap: int = DEFAULT_BOOTSTRAP
-) -> dict[str, Any]:
-    """Recompute ``summary.json`` and ``ious.npy`` from the run folder's files."""
+    run_dir: Path,
+    order: Sequence[str] | None = None,
+    *,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    protocol: EvalProtocol | None = None,
+) -> Summary:
+    """Recompute ``summary.json`` and ``ious.npy`` from the run folder's files.
+
+    Args:
+        run_dir: the run folder.
+        order: the example ids in the data set's order (``None``: the records' ``index`` order).
+        bootstrap: resamples for the confidence intervals.
+        protocol: how the run is scored (``None``: the one ``config.json`` records).
+    """
     records, _ = read_samples(run_dir)
     invocations = read_invocations(run_dir)
-    config = read_json(run_dir / CONFIG) or {}
-    if examples is not None:
-        order = [ex.example_id for ex in examples]
-    else:
-        order = [r["example_id"] for r in sorted(records.values(), key=lambda r: r.get("index", 0))]
-    expected = int(config.get("results", {}).get("examples", {}).get("count", len(order)))
+    config = read_config(run_dir) or RunConfig()
+    if order is None:
+        order = [r.example_id for r in sorted(records.values(), key=lambda r: r.index)]
+    examples = config.results.examples
+    expected = examples.count if examples is not None else len(order)
     faults = trace_faults(run_dir / TRACE)
     summary = build_summary(
-        records, order, invocations, config, expected=expected, bootstrap=bootstrap, traced_faults=faults
+        records,
+        order,
+        invocations,
+        config,
+        protocol or run_protocol(config),
+        expected=expected,
+        bootstrap=bootstrap,
+        traced_faults=faults,
     )
-    ious = np.array([records[eid]["iou"] for eid in order if eid in records], dtype=np.float64)
+    ious = np.array([records[eid].iou for eid in order if eid in records], dtype=np.float64)
     np.save(run_dir / IOUS, ious)
-    write_json(run_dir / SUMMARY, summary)
+    write_json(run_dir / SUMMARY, summary.model_dump(mode="json"))
     return summary

@@ -1,8 +1,10 @@
 """The concurrent, resumable bench runner.
 
-Examples are grouped by image: each image is decoded (and perturbed) once, its expressions
-run concurrently, and the invoker's de-duplication of identical in-flight calls makes them
-share one propose computation. At most ``concurrency`` examples are in flight. An engine
+Examples are streamed from the data set (:mod:`bench.data.stream`: one pass for the ids,
+one that hands image groups to the engine, never all examples in memory) and grouped by
+image: each image is decoded (and perturbed) once, its expressions run concurrently, and
+the invoker's de-duplication of identical in-flight calls makes them share one propose
+computation. At most ``concurrency`` examples are in flight. An engine
 (:mod:`bench.engines`: ``local`` in this process, or ``ray`` on a pool of actors) runs the
 episodes; each finished example becomes one line of ``RUN_DIR/samples.jsonl``, written here by
 a single writer task whichever engine ran it; running the same ``RUN_DIR`` again skips what
@@ -33,10 +35,12 @@ import anyio
 import anyio.to_thread
 
 from agent.tracing import Tracer
-from bench.data import Example
+from bench.data.examples import Example, ExampleSet, ExampleSource
+from bench.data.stream import ExampleIndex, index_examples, todo_groups
 from bench.engines.base import Engine, EngineJob, EngineStats, first_error
 from bench.engines.choose import open_engine
 from bench.options import BenchOptions, DataSpec, RunOptions
+from bench.records import SampleRecord, Summary
 from bench.run_folder import (
     append_invocation,
     check_config,
@@ -48,7 +52,7 @@ from bench.run_folder import (
 from bench.runtime import Runtime, build_runtime, run_settings, weights_identity
 from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
 from bench.summary import fallback_problem
-from tools.errors import ConfigError, VLMError
+from tools.errors import VLMError
 
 
 @dataclass
@@ -56,7 +60,7 @@ class BenchResult:
     """What one invocation did; ``summary`` is what ``summary.json`` holds."""
 
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     ran: int
     skipped: int
     failed_now: int = 0
@@ -65,11 +69,11 @@ class BenchResult:
 
     @property
     def failed(self) -> int:
-        return int(self.summary["counts"]["failed"])
+        return self.summary.counts.failed
 
     @property
     def missing(self) -> int:
-        return int(self.summary["counts"]["missing"])
+        return self.summary.counts.missing
 
     @property
     def fallback_problem(self) -> str | None:
@@ -98,11 +102,11 @@ async def run_bench(options: BenchOptions, *, before_write: WriteHook | None = N
         RefsegError: a run-level problem (missing checkpoint, ...) stopped the run; the lines
             already written stay, and running again resumes.
     """
-    examples = options.data.load()
+    source = options.data.open()
     rt = build_runtime(options.episode)
     try:
         result = await run_examples(
-            rt, examples, options.out, options.data, options.run, before_write=before_write
+            rt, source, options.out, options.data, options.run, before_write=before_write
         )
     finally:
         rt.close()
@@ -119,7 +123,7 @@ def run_bench_sync(options: BenchOptions, *, before_write: WriteHook | None = No
 
 async def run_examples(
     rt: Runtime,
-    examples: Sequence[Example],
+    examples: ExampleSource | Sequence[Example],
     run_dir: str | Path,
     spec: DataSpec,
     options: RunOptions | None = None,
@@ -130,6 +134,9 @@ async def run_examples(
     """Run (or resume) ``examples`` with an already built runtime (the suite shares one).
 
     Args:
+        examples: a streaming source (:meth:`bench.options.DataSpec.open`), or examples in
+            memory (scored with the mask-IoU protocol unless they are an ``ExampleSet`` that
+            says otherwise).
         engine: runs the episodes (the suite shares one; ``None``: the one ``options.engine``
             names, opened and closed for this call).
 
@@ -139,15 +146,14 @@ async def run_examples(
         RefsegError: a run-level problem stopped the run (see :func:`run_bench`).
     """
     opts = options or RunOptions()
-    if len({ex.example_id for ex in examples}) != len(examples):
-        raise ConfigError("the data set has duplicate example ids; the runner cannot resume it")
+    source = as_source(examples)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = SampleWriter(out, before_write)  # locks the run folder: one invocation at a time
     own = engine is None
     chosen = open_engine(opts.engine) if engine is None else engine
     try:
-        return await _run_locked(rt, examples, out, spec, opts, writer, chosen)
+        return await _run_locked(rt, source, out, spec, opts, writer, chosen)
     finally:
         writer.close()
         if own:
@@ -155,9 +161,17 @@ async def run_examples(
                 await chosen.aclose()
 
 
+def as_source(examples: ExampleSource | Sequence[Example]) -> ExampleSource:
+    """A streaming source as it is; examples in memory as an :class:`ExampleSet` (one already
+    is: it keeps its protocol and record)."""
+    if isinstance(examples, ExampleSet) or not isinstance(examples, Sequence):
+        return examples
+    return ExampleSet(examples)
+
+
 def run_examples_sync(
     rt: Runtime,
-    examples: Sequence[Example],
+    examples: ExampleSource | Sequence[Example],
     run_dir: str | Path,
     spec: DataSpec,
     options: RunOptions | None = None,
@@ -168,20 +182,22 @@ def run_examples_sync(
 
 @dataclass
 class _Plan:
-    """What this invocation runs: examples not done yet (by example order)."""
+    """What this invocation runs: the data set's examples (by id) and those not done yet."""
 
-    todo: list[tuple[int, Example]]
+    index: ExampleIndex
+    todo: set[str]
     skipped: int
     notes: list[str]
     digest: str = ""
 
 
 def _plan(
-    rt: Runtime, examples: Sequence[Example], out: Path, spec: DataSpec, opts: RunOptions, started: float
+    rt: Runtime, source: ExampleSource, out: Path, spec: DataSpec, opts: RunOptions, started: float
 ) -> _Plan:
+    index = index_examples(source)  # the first pass: ids, order, digest, what was dropped
     scan = scan_samples(out, repair=True)
     done = scan.records
-    notes = scan.notes() + dropped_notes(examples)
+    notes = scan.notes() + dropped_notes(index.dropped)
     run_info = {
         "created": started,
         "concurrency": opts.concurrency,
@@ -189,34 +205,30 @@ def _plan(
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
         "weights": weights_identity(rt),  # weights files' sha256 (in the cache keys, not compared)
     }
-    results = result_config(rt, spec, examples)
-    digests = [rec.get("config_digest") for rec in done.values()]
+    results = result_config(rt, spec, source.record(), index)
+    digests = [rec.config_digest for rec in done.values()]
     note = check_config(out, results, run_info, recorded=bool(done), digests=digests)
     if note:
         notes.append(note)
-    todo = [
-        (i, ex)
-        for i, ex in enumerate(examples)
-        if ex.example_id not in done or (opts.retry_failed and _redo(done[ex.example_id]))
-    ]
-    skipped = len(examples) - len(todo)
+    todo = [e for e in index.order if e not in done or (opts.retry_failed and _redo(done[e]))]
+    skipped = len(index) - len(todo)
     if opts.limit is not None:
         todo = todo[: max(0, opts.limit)]
-    return _Plan(todo, skipped, notes, config_digest(results))
+    return _Plan(index, set(todo), skipped, notes, config_digest(results))
 
 
-def dropped_notes(examples: Sequence[Example]) -> list[str]:
+def dropped_notes(dropped: dict[str, int]) -> list[str]:
     """What the loader could not turn into examples (rows without samples, ...), in words."""
-    dropped = {k: v for k, v in (getattr(examples, "dropped", None) or {}).items() if v}
+    dropped = {k: v for k, v in dropped.items() if v}
     if not dropped:
         return []
     counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in dropped.items())
     return [f"the data set has {counts}: they hold no example to evaluate (counted in summary.json)"]
 
 
-def _redo(record: dict[str, Any]) -> bool:
+def _redo(record: SampleRecord) -> bool:
     """``--retry-failed`` redoes an example that failed, or fell back because the VLM failed."""
-    return bool(record.get("failed")) or record.get("stop_reason") == "fallback"
+    return record.failed or record.stop_reason == "fallback"
 
 
 def _progress(total: int, initial: int, quiet: bool) -> Any:
@@ -238,7 +250,7 @@ async def _write_records(
 ) -> tuple[dict[str, int], EngineStats | None]:
     """Run ``job`` on ``engine``; its records become ``samples.jsonl`` lines here, written by
     one task in the order the examples finish, whichever engine produced them."""
-    send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=job.concurrency * 2)
+    send, receive = anyio.create_memory_object_stream[SampleRecord](max_buffer_size=job.concurrency * 2)
     counters = {"written": 0, "failed": 0}
     stats: EngineStats | None = None
 
@@ -247,7 +259,7 @@ async def _write_records(
             async for rec in receive:
                 await anyio.to_thread.run_sync(writer.write, rec)  # fsync off the event loop
                 counters["written"] += 1
-                counters["failed"] += int(rec["failed"])
+                counters["failed"] += int(rec.failed)
                 bar.update(1)
                 if counters["failed"]:
                     bar.set_postfix(failed=counters["failed"], refresh=False)
@@ -268,7 +280,7 @@ async def _write_records(
 
 async def _run_locked(
     rt: Runtime,
-    examples: Sequence[Example],
+    source: ExampleSource,
     out: Path,
     spec: DataSpec,
     opts: RunOptions,
@@ -276,12 +288,15 @@ async def _run_locked(
     engine: Engine,
 ) -> BenchResult:
     started = time.time()
-    plan = _plan(rt, examples, out, spec, opts, started)
+    plan = await anyio.to_thread.run_sync(_plan, rt, source, out, spec, opts, started)
     writer.stamp = {"config_digest": plan.digest}
     run_id = uuid.uuid4().hex[:12]
     start_invocation(out, {"run_id": run_id, "started": started, "examples_todo": len(plan.todo)})
     tracer = Tracer(out / TRACE, run_id=run_id)
-    job = EngineJob(rt, plan.todo, spec.perturb, run_id, tracer, opts.concurrency)
+    groups = todo_groups(source, plan.index, plan.todo)  # the second pass, streamed to the engine
+    job = EngineJob(
+        rt, groups, len(plan.todo), spec.perturb, run_id, tracer, opts.concurrency, source.protocol
+    )
     bar = _progress(plan.skipped + len(plan.todo), plan.skipped, opts.quiet)
     t0 = time.perf_counter()
     try:
@@ -307,7 +322,7 @@ async def _run_locked(
         },
     )
     plan.notes += [problem for problem in (_cache_problem(rt), tracer.error) if problem]
-    summary = write_outputs(out, examples, bootstrap=opts.bootstrap)
+    summary = write_outputs(out, plan.index.order, bootstrap=opts.bootstrap, protocol=source.protocol)
     return BenchResult(
         out,
         summary,

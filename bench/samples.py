@@ -1,5 +1,6 @@
 """The run folder's files: ``samples.jsonl`` (one line per finished example), ``config.json``.
 
+Each line is a :class:`bench.records.SampleRecord`, read back with :func:`scan_samples`.
 ``samples.jsonl`` is append-only. Each line is written with one ``write`` + flush + fsync,
 so a kill can only tear the *last* line; :func:`read_samples` with ``repair=True`` cuts a
 torn tail off (the runner then redoes that example). A later line for the same
@@ -19,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from bench.records import RunConfig, SampleRecord, Summary, parse_sample
 from tools.errors import ConfigError, RefsegError
 
 SAMPLES = "samples.jsonl"
@@ -66,10 +70,11 @@ class SamplesScan:
         records: the last record per ``example_id``.
         torn: a torn last line (a writer killed mid-line): 1 when one was cut off or seen.
         bad_lines: line numbers (from 1) of complete lines that are not a record: not UTF-8,
-            not JSON (NULs left by a crash), or not an object with an ``example_id``.
+            not JSON (NULs left by a crash), or not a record (no ``example_id``, a field of
+            the wrong type).
     """
 
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, SampleRecord] = field(default_factory=dict)
     torn: int = 0
     bad_lines: list[int] = field(default_factory=list)
 
@@ -82,18 +87,49 @@ class SamplesScan:
             shown = ", ".join(str(n) for n in self.bad_lines[:10])
             more = f" and {len(self.bad_lines) - 10} more" if len(self.bad_lines) > 10 else ""
             out.append(
-                f"skipped unreadable line(s) {shown}{more} of {SAMPLES} (not a UTF-8 JSON record); "
+                f"skipped unreadable line(s) {shown}{more} of {SAMPLES} (not a UTF-8 JSON result record); "
                 "an example whose record was there is redone"
             )
         return out
 
 
-def scan_samples(run_dir: str | Path, *, repair: bool = False) -> SamplesScan:
+_RANK_STEPS = b',"rank_steps":['
+
+
+def without_rank_steps(line: bytes) -> bytes | None:
+    """``line`` with its ``rank_steps`` cut off, when they are its last field (the writer puts
+    them there, :class:`SampleWriter`); else ``None``.
+
+    The marker cannot occur inside a JSON string (its quotes would be escaped), so the last
+    one is the field itself; the caller still checks that the rest decodes.
+    """
+    start = line.rfind(_RANK_STEPS)
+    if start < 0 or not line.rstrip().endswith(b"]}"):
+        return None
+    return line[:start] + b"}"
+
+
+def parse_line(line: bytes, *, rank_steps: bool = True) -> SampleRecord | None:
+    """The record of one line, or ``None`` when it is not one; without ``rank_steps`` the
+    line's ranking steps (most of its bytes) are cut off unread."""
+    if not rank_steps:
+        cut = without_rank_steps(line)
+        rec = parse_sample(cut) if cut is not None else None
+        if rec is not None:
+            return rec
+    rec = parse_sample(line)
+    if rec is not None and not rank_steps:
+        rec.rank_steps = []
+    return rec
+
+
+def scan_samples(run_dir: str | Path, *, repair: bool = False, rank_steps: bool = False) -> SamplesScan:
     """Read ``run_dir/samples.jsonl`` line by line; never raises for what a line holds.
 
     Args:
         run_dir: the run folder.
         repair: truncate a torn last line (a writer killed mid-line) from the file.
+        rank_steps: keep each record's ``rank_steps`` (off: cut off unread, ``[]``).
     """
     path = Path(run_dir) / SAMPLES
     scan = SamplesScan()
@@ -106,29 +142,29 @@ def scan_samples(run_dir: str | Path, *, repair: bool = False) -> SamplesScan:
             if not raw.endswith(b"\n"):
                 scan.torn += 1  # torn tail (only seen when not repairing)
                 continue
-            try:
-                rec = json.loads(raw)  # bytes: a UnicodeDecodeError is a ValueError too
-            except ValueError:
-                rec = None
-            if isinstance(rec, dict) and isinstance(rec.get("example_id"), str):
-                scan.records[rec["example_id"]] = rec
+            rec = parse_line(raw.rstrip(b"\n"), rank_steps=rank_steps)
+            if rec is not None:
+                scan.records[rec.example_id] = rec
             elif raw.strip():
                 scan.bad_lines.append(number)
     return scan
 
 
-def read_samples(run_dir: str | Path, *, repair: bool = False) -> tuple[dict[str, dict[str, Any]], int]:
+def read_samples(
+    run_dir: str | Path, *, repair: bool = False, rank_steps: bool = False
+) -> tuple[dict[str, SampleRecord], int]:
     """The last record per ``example_id`` in ``run_dir/samples.jsonl``.
 
     Args:
         run_dir: the run folder.
         repair: truncate a torn last line (a writer killed mid-line) from the file.
+        rank_steps: keep each record's ``rank_steps`` (off: ``[]``).
 
     Returns:
         ``(records by example_id, number of torn or unreadable lines skipped)``; see
         :func:`scan_samples` for which lines they were.
     """
-    scan = scan_samples(run_dir, repair=repair)
+    scan = scan_samples(run_dir, repair=repair, rank_steps=rank_steps)
     return scan.records, scan.torn + len(scan.bad_lines)
 
 
@@ -172,17 +208,14 @@ class SampleWriter:
         self._before_write = before_write
         self.stamp: dict[str, Any] = {}
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: SampleRecord) -> None:
         """Append ``record`` (with :attr:`stamp`) as one line.
 
         Raises:
             ResultsWriteError: the line could not be written (a partial line is cut off and
                 redone by the next invocation).
         """
-        line = {**record, **self.stamp}
-        if "rank_steps" in line:
-            line["rank_steps"] = line.pop("rank_steps")  # last (see the class docstring)
-        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        data = record.model_copy(update=self.stamp).to_line()
         self._written += 1
         if self._before_write is not None:
             self._before_write(self._written, data, self._fh)
@@ -212,6 +245,47 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_config(run_dir: str | Path) -> RunConfig | None:
+    """``run_dir/config.json`` (``None`` when absent; older files read with defaults).
+
+    Raises:
+        ConfigError: it is there but unreadable, or not a run's configuration.
+    """
+    path = Path(run_dir) / CONFIG
+    data = read_json(path)
+    if data is None:
+        return None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: not a run's configuration ({_first_problem(exc)}); remove it or pick a new --out"
+        ) from None
+
+
+def read_summary(run_dir: str | Path) -> Summary | None:
+    """``run_dir/summary.json`` (``None`` when absent; older files read with defaults).
+
+    Raises:
+        ConfigError: it is there but unreadable, or not a run's summary.
+    """
+    path = Path(run_dir) / SUMMARY
+    data = read_json(path)
+    if data is None:
+        return None
+    try:
+        return Summary.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: not a run's summary ({_first_problem(exc)}); delete it to recompute it"
+        ) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename), so a kill never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -222,6 +296,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, set | frozenset | tuple):

@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
@@ -227,7 +228,9 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
     if options.episode.models.toolset == "sam3" and SAM3_EXPERIMENT not in experiments:
         experiments = (*experiments, SAM3_EXPERIMENT)  # SAM 3's rows beside SAM 1's
     plan = plan_suite(experiments, options.max_iters, options.perturbations, refiner)
-    examples = options.data.load()
+    # Held once for every sub-run (references into the data set; images are read as they run),
+    # instead of each sub-run reading (or generating) the data set again.
+    examples = ExampleSet.of(options.data.open())
     bases: dict[str, Runtime] = {}
     try:
         for toolset in dict.fromkeys(s.toolset for s in plan):
@@ -245,7 +248,7 @@ def run_suite_sync(options: SuiteOptions, *, echo: Callable[[str], None] | None 
 
 async def _run_plan(
     bases: dict[str, Runtime],
-    examples: Sequence[Any],
+    examples: ExampleSource,
     options: SuiteOptions,
     plan: Sequence[SubRun],
     refiner_note: str,
@@ -289,8 +292,8 @@ async def _run_plan(
     return SuiteResult(
         out,
         views,
-        sum(int(v.summary["counts"]["failed"]) for v in views),
-        sum(int(v.summary["counts"]["missing"]) for v in views),
+        sum(v.summary.counts.failed for v in views),
+        sum(v.summary.counts.missing for v in views),
         wall,
         report,
         refiner_note,
@@ -313,18 +316,21 @@ def _pairs(
 
 
 def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
-    """Case galleries of one-shot against the best clean loop run; the report's section."""
+    """Case galleries of one-shot against the best clean loop run (by the headline metric);
+    the report's section."""
     oneshot = next((v for v in views if v.name == "oneshot"), None)
+
+    def headline(v: RunView) -> float | None:
+        return v.summary.metrics.value(v.summary.metrics.headline)
+
     loops = [
         v
         for v in views
-        if v.label.get("controller") == "loop"
-        and v.label.get("perturb", "clean") == "clean"
-        and v.summary["metrics"].get("miou") is not None
+        if v.label.controller == "loop" and v.label.perturb == "clean" and headline(v) is not None
     ]
     if oneshot is None or not loops:
         return []
-    best = max(loops, key=lambda v: v.summary["metrics"]["miou"])
+    best = max(loops, key=lambda v: headline(v) or 0.0)
     try:
         cases = write_cases(oneshot.run_dir, best.run_dir, out / "cases")
     except InputError as exc:  # nothing to show (e.g. no finished example): say so

@@ -1,5 +1,5 @@
-"""``summary.json`` of a run: metrics, counts, stop reasons, VLM health, costs and timing,
-from its files.
+"""``summary.json`` of a run (:class:`bench.records.Summary`): the protocol's metrics, counts,
+stop reasons, VLM health, costs and timing, from its files.
 
 ``n_images`` and ``n_expressions`` say what the numbers are over (``--n`` counts images; each
 image has one or more expressions). Costs are per tool and in total, spent now and cold (what
@@ -9,36 +9,38 @@ expressions.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.costs import CostBook, ToolCost
-from bench.metrics import DEFAULT_BOOTSTRAP, bucket_miou, summarize
+from agent.trace_events import ToolCall, ToolCallLimit, Turn, VLMCall, parse_event
+from bench.data.protocol import EvalProtocol
+from bench.metrics import DEFAULT_BOOTSTRAP
+from bench.records import SUMMARY_SCHEMA_VERSION, CostRow, RunConfig, RunLabel, SampleRecord, Summary
 
 
-def run_label(config: dict[str, Any]) -> dict[str, Any]:
+def run_label(config: RunConfig) -> RunLabel:
     """The few settings that tell runs apart in tables (from ``config.json``)."""
-    res = config.get("results", {})
-    ep = res.get("episode", {})
-    data = res.get("data", {})
-    refiner = res.get("settings", {}).get("options", {}).get("refine_query", {}).get("refiner")
-    return {
-        "controller": ep.get("controller"),
-        "max_iter": ep.get("max_iter") if ep.get("controller") != "oneshot" else 0,
-        "refiner": refiner if ep.get("controller") != "oneshot" else None,
-        "proposer": ep.get("proposer"),
-        "ranker": ep.get("ranker"),
-        "weights": res.get("settings", {}).get("weights"),
-        "perturb": data.get("perturb", "clean"),
-        "dataset": data.get("dataset"),
-        "n": data.get("n"),
-        "per_image": data.get("per_image"),
-    }
+    res = config.results
+    ep, data = res.episode, res.data
+    oneshot = ep.get("controller") == "oneshot"
+    refiner = res.settings.get("options", {}).get("refine_query", {}).get("refiner")
+    return RunLabel(
+        controller=ep.get("controller"),
+        max_iter=0 if oneshot else ep.get("max_iter"),
+        refiner=None if oneshot else refiner,
+        proposer=ep.get("proposer"),
+        ranker=ep.get("ranker"),
+        weights=res.settings.get("weights"),
+        perturb=data.perturb if data is not None else "clean",
+        dataset=data.dataset if data is not None else None,
+        n=data.n if data is not None else None,
+        per_image=data.per_image if data is not None else None,
+    )
 
 
 # Cost fields reported per image, and the token and USD ones per 1,000 expressions.
@@ -68,7 +70,7 @@ def _cost_row(cost: ToolCost, images: int, expressions: int) -> dict[str, Any]:
     row["per_image"] = {k: _per(row[k], images) for k in PER_IMAGE_KEYS}
     row["per_1000_expressions"] = {k: _per(row[k], expressions, 1000.0) for k in PER_1000_KEYS}
     row["calls_per_example"] = _per(cost.calls, expressions)
-    return row
+    return CostRow.model_validate(row).model_dump()
 
 
 def _cost_table(book: CostBook, images: int, expressions: int) -> dict[str, Any]:
@@ -77,29 +79,29 @@ def _cost_table(book: CostBook, images: int, expressions: int) -> dict[str, Any]
     return {"tools": tools, "total": _cost_row(book.total(), images, expressions)}
 
 
-def vlm_health(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def vlm_health(recs: Sequence[SampleRecord]) -> dict[str, Any]:
     """How many examples needed the VLM (their episode asked it at least once) and how many
     of those fell back, with the fallback rate and the kinds of failure."""
-    needed = [r for r in recs if r.get("needed_vlm")]
-    fell = [r for r in needed if r.get("stop_reason") == "fallback"]
+    needed = [r for r in recs if r.needed_vlm]
+    fell = [r for r in needed if r.stop_reason == "fallback"]
     return {
         "needed": len(needed),
         "fallbacks": len(fell),
         "fallback_rate": round(len(fell) / len(needed), 6) if needed else None,
-        "by_kind": dict(Counter(r.get("fallback_kind") or "unknown" for r in fell).most_common()),
+        "by_kind": dict(Counter(r.fallback_kind or "unknown" for r in fell).most_common()),
     }
 
 
-def fallback_problem(summary: dict[str, Any], max_rate: float) -> str | None:
+def fallback_problem(summary: Summary, max_rate: float) -> str | None:
     """One line saying that more than ``max_rate`` of the examples that needed the VLM fell
     back, with the commonest kinds; ``None`` when within the limit."""
-    vlm = summary.get("vlm") or {}
-    rate = vlm.get("fallback_rate")
+    vlm = summary.vlm
+    rate = vlm.fallback_rate
     if rate is None or rate <= max_rate:
         return None
-    kinds = ", ".join(f"{k} {v}" for k, v in list(vlm.get("by_kind", {}).items())[:3])
+    kinds = ", ".join(f"{k} {v}" for k, v in list(vlm.by_kind.items())[:3])
     return (
-        f"{vlm['fallbacks']} of {vlm['needed']} examples that needed the VLM fell back "
+        f"{vlm.fallbacks} of {vlm.needed} examples that needed the VLM fell back "
         f"({rate:.1%} > --max-fallback-rate {max_rate:g}; {kinds}): these are not VLM results; "
         "see fallback_reason in samples.jsonl; fix the endpoint, then run again with --retry-failed"
     )
@@ -133,34 +135,30 @@ def trace_faults(path: Path) -> dict[str, Any]:
             for raw in fh:
                 if not any(word in raw for word in _FAULT_WORDS):
                     continue  # most lines are tool calls and guards: skip the JSON parse
-                try:
-                    ev = json.loads(raw)
-                except ValueError:
-                    continue  # a line torn by a kill
-                kind = ev.get("event") if isinstance(ev, dict) else None
-                if kind == "vlm_call" and ev.get("error"):
+                ev = parse_event(raw)  # None: a line torn by a kill, or not an event
+                if isinstance(ev, VLMCall) and ev.error:
                     out["vlm_attempt_errors"] += 1
-                    out["vlm_errors_by_status"][str(ev.get("status") or "none")] += 1
-                    out["vlm_retries"] += ev.get("retry_in_s") is not None
-                elif kind == "tool_call" and ev.get("rejected"):
+                    out["vlm_errors_by_status"][str(ev.status or "none")] += 1
+                    out["vlm_retries"] += ev.retry_in_s is not None
+                elif isinstance(ev, ToolCall) and ev.rejected:
                     out["rejected_tool_calls"] += 1
-                elif kind == "turn" and ev.get("finish_reason") not in ("stop", "tool_calls"):
+                elif isinstance(ev, Turn) and ev.finish_reason not in ("stop", "tool_calls"):
                     out["odd_finish_reasons"] += 1
-                elif kind == "tool_call_limit":
-                    out["refused_tool_calls"] += int(ev.get("refused") or 0)
-                elif kind == "episode_timeout":
+                elif isinstance(ev, ToolCallLimit):
+                    out["refused_tool_calls"] += ev.refused
+                elif ev is not None and ev.event == "episode_timeout":
                     out["episode_timeouts"] += 1
     out["vlm_errors_by_status"] = dict(sorted(out["vlm_errors_by_status"].items()))
     return out
 
 
-def _faults(recs: Sequence[dict[str, Any]], book: CostBook, traced: dict[str, Any] | None) -> dict[str, Any]:
+def _faults(recs: Sequence[SampleRecord], book: CostBook, traced: dict[str, Any] | None) -> dict[str, Any]:
     vlm = book.tools.get("vlm")
-    fell = [r for r in recs if r.get("stop_reason") == "fallback"]
+    fell = [r for r in recs if r.stop_reason == "fallback"]
     return {
-        "failed_examples": sum(1 for r in recs if r.get("failed")),
+        "failed_examples": sum(1 for r in recs if r.failed),
         "fallbacks": len(fell),
-        "fallbacks_by_kind": dict(Counter(r.get("fallback_kind") or "unknown" for r in fell).most_common()),
+        "fallbacks_by_kind": dict(Counter(r.fallback_kind or "unknown" for r in fell).most_common()),
         "vlm_failed_calls": vlm.errors if vlm is not None else 0,
         "tool_errors": sum(c.errors for name, c in book.tools.items() if name != "vlm"),
         **(traced or {}),
@@ -227,31 +225,17 @@ def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _metrics(recs: Sequence[dict[str, Any]], bootstrap: int) -> dict[str, Any]:
-    """mIoU, cIoU, Pr@k, CIs and size buckets over the records (failed ones count IoU 0)."""
-    metrics = summarize(
-        [float(r["iou"]) for r in recs],
-        [int(r["inter"]) for r in recs],
-        [int(r["union"]) for r in recs],
-        B=bootstrap if recs else 0,
-    )
-    # Size buckets only for examples whose ground-truth area is known (a corrupt mask has none:
-    # it counts as IoU 0 above, but is no "small" object).
-    sized = [r for r in recs if r.get("bucket") is not None]
-    metrics["buckets"] = bucket_miou([float(r["iou"]) for r in sized], [int(r["gt_area"]) for r in sized])
-    return metrics
-
-
 def build_summary(
-    records: dict[str, dict[str, Any]],
+    records: Mapping[str, SampleRecord],
     order: Sequence[str],
     invocations: Sequence[dict[str, Any]],
-    config: dict[str, Any],
+    config: RunConfig,
+    protocol: EvalProtocol,
     *,
     expected: int | None = None,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     traced_faults: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """Everything ``summary.json`` holds.
 
     Args:
@@ -259,43 +243,48 @@ def build_summary(
         order: example ids in example order; metrics use the recorded ones in this order.
         invocations: the lines of ``invocations.jsonl``.
         config: ``config.json``.
+        protocol: the data set's protocol (its metrics and breakdowns).
         expected: number of examples the run should have.
         bootstrap: resamples for the confidence intervals (0 = none).
         traced_faults: :func:`trace_faults` of the run, merged into ``faults``.
     """
     recs = [records[e] for e in order if e in records]
-    failed = [r for r in recs if r.get("failed")]
-    images = len({r["image_id"] for r in recs})
+    failed = [r for r in recs if r.failed]
+    images = len({r.image_id for r in recs})
     book = CostBook()
     for r in recs:
-        book.merge(CostBook.from_dict(r.get("costs") or {}))
+        book.merge(CostBook.from_dict({k: c.model_dump() for k, c in r.costs.items()}))
     peaks = [i["peak_cuda_memory_bytes"] for i in invocations if i.get("peak_cuda_memory_bytes") is not None]
     n_expected = expected if expected is not None else len(order)
-    return {
-        "label": run_label(config),
-        "n_images": images,
-        "n_expressions": len(recs),
-        "complete": len(recs) == n_expected,
-        "metrics": _metrics(recs, bootstrap),
-        "counts": {
-            "expected": n_expected,
-            "examples": len(recs),
-            "missing": n_expected - len(recs),
-            "ok": len(recs) - len(failed),
-            "failed": len(failed),
-            "images": images,
-        },
-        # Rows and samples of the data set that held no example (no samples, no sentences).
-        "dropped": dict(config.get("results", {}).get("examples", {}).get("dropped") or {}),
-        "stop_reasons": dict(sorted(Counter(r.get("stop_reason", "error") for r in recs).items())),
-        "iterations_mean": float(np.mean([r.get("iterations", 0) for r in recs])) if recs else None,
-        "episode_seconds_mean": float(np.mean([r.get("seconds", 0.0) for r in recs])) if recs else None,
-        "faults": _faults(recs, book, traced_faults),
-        "vlm": vlm_health(recs),
-        "failures": [{"example_id": r["example_id"], "error": r.get("error")} for r in failed[:20]],
-        "costs": _cost_table(book, images, len(recs)),
-        "propose": _propose_stats(invocations),
-        "cache": _cache_health(invocations),
-        "timing": _timing(invocations),
-        "peak_cuda_memory_bytes": max(peaks) if peaks else None,
-    }
+    examples = config.results.examples
+    return Summary.model_validate(
+        {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "label": run_label(config),
+            "n_images": images,
+            "n_expressions": len(recs),
+            "complete": len(recs) == n_expected,
+            "metrics": protocol.summarize(recs, bootstrap=bootstrap if recs else 0),
+            "counts": {
+                "expected": n_expected,
+                "examples": len(recs),
+                "missing": n_expected - len(recs),
+                "ok": len(recs) - len(failed),
+                "failed": len(failed),
+                "images": images,
+            },
+            # Rows and samples of the data set that held no example (no samples, no sentences).
+            "dropped": dict(examples.dropped) if examples is not None else {},
+            "stop_reasons": dict(sorted(Counter(r.stop_reason for r in recs).items())),
+            "iterations_mean": float(np.mean([r.iterations for r in recs])) if recs else None,
+            "episode_seconds_mean": float(np.mean([r.seconds for r in recs])) if recs else None,
+            "faults": _faults(recs, book, traced_faults),
+            "vlm": vlm_health(recs),
+            "failures": [{"example_id": r.example_id, "error": r.error} for r in failed[:20]],
+            "costs": _cost_table(book, images, len(recs)),
+            "propose": _propose_stats(invocations),
+            "cache": _cache_health(invocations),
+            "timing": _timing(invocations),
+            "peak_cuda_memory_bytes": max(peaks) if peaks else None,
+        }
+    )

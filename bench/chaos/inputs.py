@@ -98,7 +98,7 @@ def bad_input_rows() -> tuple[list[dict[str, Any]], dict[str, str]]:
 
 def bad_input_row(workdir: Path, seed: int = 0) -> RowResult:
     """One run over the bad-input corpus: each item ends recorded, failed ones with a reason."""
-    from bench.fixtures import write_refcocom_parquet
+    from bench.data.fixtures import write_refcocom_parquet
 
     row = RowResult("bad-input corpus")
     t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def _dataset_with_paths(workdir: Path) -> tuple[Path, Path]:
     """A parquet data set (in its own folder) with a row without samples, a sample without
     sentences, and image paths inside it, relative outside it and absolute outside it.
     Returns the parquet file and the planted outside image."""
-    from bench.fixtures import write_refcocom_parquet
+    from bench.data.fixtures import write_refcocom_parquet
     from tools.offline.scenes import generate_scene
 
     scene = generate_scene(11)

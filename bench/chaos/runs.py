@@ -138,7 +138,9 @@ def run_offline(run: OfflineRun, *, before_write: WriteHook | None = None) -> Ru
     finally:
         rt.close()
     ids = [ex.example_id for ex in examples]
-    return RunOutcome(result.exit_code, ids, corrupt, list(result.notes), result.summary)
+    return RunOutcome(
+        result.exit_code, ids, corrupt, list(result.notes), result.summary.model_dump(mode="json")
+    )
 
 
 def spawn_offline(run: OfflineRun, *, kill_at_line: int = 0) -> subprocess.Popen[bytes]:

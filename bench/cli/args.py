@@ -18,6 +18,7 @@ from typing import Any
 from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
 from agent.vlm_profile import ProfileChoice
+from bench.cli.sam3_flags import SAM3_ROWS, with_sam3_options
 from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
@@ -35,7 +36,6 @@ from bench.options import (
 from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
 from tools.precision import PRECISIONS
-from tools.sam3.config import SIZES as SAM3_SIZES
 
 
 def default(cls: type, name: str) -> Any:
@@ -81,8 +81,7 @@ MODEL_FLAGS = flags(
         {
             "choices": sorted(TOOLSETS),
             "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights); "
-            f"'sam3': SAM 3 instances ranked by SAM 3's scores (the sam3 extra) (default "
-            f"{default(ModelOptions, 'toolset')})",
+            f"'sam3': SAM 3 and its scores (the sam3 extra) (default {default(ModelOptions, 'toolset')})",
         },
     ),
     ("--proposer", "proposer", {"help": "propose tool name (overrides --toolset)"}),
@@ -93,11 +92,7 @@ MODEL_FLAGS = flags(
         "checkpoint_dir",
         {"type": Path, "help": "weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)"},
     ),
-    (
-        "--sam-model",
-        "sam_model",
-        {"help": "SAM type: vit_b, vit_l or vit_h (bench speed also: tiny, sam3) (default vit_b)"},
-    ),
+    ("--sam-model", "sam_model", {"help": "SAM type: vit_b, vit_l or vit_h"}),
     ("--sam-checkpoint", "sam_checkpoint", {"type": Path, "help": "explicit SAM checkpoint file"}),
     ("--points-per-side", "points_per_side", {"type": int, "help": "SAM point grid size"}),
     ("--clip-model", "clip_model", {"help": "open_clip model name"}),
@@ -120,15 +115,7 @@ MODEL_FLAGS = flags(
         },
     ),
 )
-# SAM 3 (--toolset sam3): shortcuts of sam3_propose's options (its Options model holds the defaults).
-SAM3_FLAGS = flags(
-    ("--sam3-size", "size", {"choices": list(SAM3_SIZES), "help": "SAM 3 architecture: full (the "
-     "official one) or tiny (tests and smoke runs) (default full); = --tool-option sam3_propose.size"}),
-    ("--sam3-checkpoint", "checkpoint", {"type": Path, "metavar": "PATH", "help": "SAM 3 weights, a "
-     "safetensors file in transformers format (default: CHECKPOINT_DIR/sam3/model.safetensors)"}),
-    ("--sam3-threshold", "threshold", {"type": float, "metavar": "S", "help": "SAM 3 keeps instances "
-     "scoring above S, detection x presence (default 0.5; 0 with --weights random)"}),
-)  # fmt: skip
+SAM3_FLAGS = flags(*SAM3_ROWS)  # SAM 3: shortcuts of sam3_propose's options (bench.cli.sam3_flags)
 # The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
 ACCEL_FLAGS = flags(
     ("--precision", "precision", {"choices": list(PRECISIONS), "help": "SAM and CLIP forwards under "
@@ -212,9 +199,13 @@ DATA_FLAGS = flags(
     (
         "--dataset",
         "dataset",
-        {"help": "hub name, a local parquet file or folder, or 'synthetic' (generated scenes)"},
+        {
+            "help": "a data set's name (synthetic, refcoco-m, ...), ADAPTER:SOURCE, or a local file "
+            "or folder in an adapter's layout; `refseg bench datasets` lists them "
+            f"(default {default(DataSpec, 'dataset')})"
+        },
     ),
-    ("--split", "split", {"help": f"hub split (default: {default(DataSpec, 'split')})"}),
+    ("--split", "split", {"help": "split (default: the data set's own, e.g. validation)"}),
     ("--n", "n", {"type": int, "help": "number of images (default: all; synthetic: 20 scenes)"}),
     (
         "--per-image",
@@ -224,7 +215,11 @@ DATA_FLAGS = flags(
     (
         "--seed-subset",
         "seed_subset",
-        {"type": int, "help": "take a random --n images with this seed (default: the first --n)"},
+        {
+            "type": int,
+            "help": "take a random --n images with this seed (default: the first --n; "
+            "synthetic: the generator's seed, default 0)",
+        },
     ),
     (
         "--allow-image-paths-outside",
@@ -351,9 +346,7 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     """The episode flags as :class:`bench.options.EpisodeOptions`."""
     models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
-    sam3 = {key: str(v) if isinstance(v, Path) else v for key, v in given(ns, SAM3_FLAGS).items()}
-    if sam3:
-        models["tool_options"].setdefault("sam3_propose", {}).update(sam3)
+    models["tool_options"] = with_sam3_options(models["tool_options"], given(ns, SAM3_FLAGS))
     controller = given(ns, CONTROLLER_FLAGS)
     models["refiner"] = controller.pop("refiner", None)
     pairs = controller.pop("controller_options", None) or []

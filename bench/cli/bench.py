@@ -1,4 +1,5 @@
-"""``refseg bench run | suite | report | cases | chaos | engines | viewer | ground | speed``.
+"""``refseg bench run | suite | report | cases | chaos | engines | viewer | ground | speed |
+datasets | schema``.
 
 This module creates the ``bench`` command and its subcommands; ``suite``, ``chaos``, ``speed``
 and the benchmark commands are declared in their own modules. Errors the project raises on purpose
@@ -31,10 +32,13 @@ def add_parser(subparsers: Any) -> None:
     """Register ``bench`` and its subcommands on the ``refseg`` subparsers."""
     from bench.cli.benchmarks import add_parsers as add_benchmark_parsers
     from bench.cli.chaos import add_parser as add_chaos_parser
+    from bench.cli.datasets import add_parsers as add_dataset_parsers
     from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
 
-    bench = subparsers.add_parser("bench", help="evaluate on RefCOCO-M or generated scenes; reports")
+    bench = subparsers.add_parser(
+        "bench", help="evaluate on a data set (RefCOCO-M, generated scenes, plugins); reports"
+    )
     sub = bench.add_subparsers(dest="bench_command", required=True)
     _add_run(sub)
     add_suite_parser(sub)
@@ -43,6 +47,7 @@ def add_parser(subparsers: Any) -> None:
     add_chaos_parser(sub)
     add_benchmark_parsers(sub)
     add_speed_parser(sub)
+    add_dataset_parsers(sub)
 
 
 def _add_run(sub: Any) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmarks.speed.options import SAM3, SpeedOptions
-from bench.cli.args import ACCEL_FLAGS, MODEL_FLAGS, SAM3_FLAGS, add_flags, default, flags, given
+from bench.cli.args import ACCEL_FLAGS, MODEL_FLAGS, SAM3_FLAGS, Flag, add_flags, default, flags, given
 from tools.errors import ConfigError
 
 EXAMPLES = """examples:
@@ -51,8 +51,13 @@ def _d(name: str) -> Any:
     return default(SpeedOptions, name)
 
 
-MODEL = tuple(f for f in MODEL_FLAGS if f.field in SPEED_MODEL_FIELDS) + flags(
-    *((f.flag, f"sam3_{f.field}", f.kwargs) for f in SAM3_FLAGS),
+SAM_MODEL = {"help": f"vit_b, vit_l, vit_h, tiny, or sam3 (SAM 3's stages) (default {_d('sam_model')})"}
+MODEL = tuple(
+    Flag(f.flag, f.field, SAM_MODEL) if f.field == "sam_model" else f
+    for f in MODEL_FLAGS
+    if f.field in SPEED_MODEL_FIELDS
+) + flags(
+    *((f.flag, f"sam3_{f.field}", f.kwargs) for f in SAM3_FLAGS if f.field != "threshold"),
     ("--reference-sam-model", "reference_sam_model", {"help": "with --sam-model sam3 --reference: the SAM 1 "
      f"model of the official generator beside it (default {_d('reference_sam_model')})"}),
 )  # fmt: skip

@@ -9,6 +9,7 @@ afterwards. Resume, reports and the viewer therefore do not care which engine ra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,11 +17,13 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from agent.tracing import Tracer
-from bench.examples import Example
+from bench.data.examples import Example
+from bench.data.protocol import EvalProtocol
+from bench.records import SampleRecord
 from bench.runtime import Runtime
 from tools.errors import RefsegError
 
-RecordStream = MemoryObjectSendStream[dict[str, Any]]
+RecordStream = MemoryObjectSendStream[SampleRecord]
 
 
 @dataclass
@@ -29,19 +32,24 @@ class EngineJob:
 
     Attributes:
         rt: the runtime the driver built (its ``options`` rebuild it on a Ray worker).
-        todo: ``(index in the data set's example order, example)`` pairs to run.
+        groups: the image groups to run, streamed from the data set (read them once, in
+            order): each a list of ``(index in the data set's example order, example)``.
+        count: how many examples ``groups`` holds.
         perturb: the image perturbation.
         run_id: this invocation's id (in every trace event).
         tracer: the run's ``trace.jsonl``; the driver process is its only writer.
         concurrency: examples in flight at once, over all workers.
+        protocol: how each example's mask is scored.
     """
 
     rt: Runtime
-    todo: list[tuple[int, Example]]
+    groups: Iterator[list[tuple[int, Example]]]
+    count: int
     perturb: str
     run_id: str
     tracer: Tracer
     concurrency: int
+    protocol: EvalProtocol
 
 
 @dataclass
@@ -94,7 +102,7 @@ class Engine(Protocol):
     name: str
 
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
-        """Run ``job.todo``, sending one record per example to ``send`` (do not close it).
+        """Run ``job.groups``, sending one record per example to ``send`` (do not close it).
 
         Raises:
             RefsegError: a run-level problem (missing checkpoint, ...) stops the run.

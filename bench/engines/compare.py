@@ -22,10 +22,10 @@ def answers(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     An error text's object address (e.g. PIL's ``<_io.BytesIO object at 0x7f..>``) differs
     from process to process and is left out.
     """
-    records, _ = read_samples(run_dir)
+    records, _ = read_samples(run_dir, rank_steps=True)
     out = {}
     for example_id, rec in records.items():
-        fields = {k: rec.get(k) for k in ANSWER_FIELDS}
+        fields = rec.model_dump(mode="json", include=set(ANSWER_FIELDS))
         if fields["error"]:
             fields["error"] = _ADDRESS.sub("", str(fields["error"]))
         out[example_id] = fields

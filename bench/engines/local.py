@@ -6,6 +6,7 @@ import anyio
 import anyio.to_thread
 
 from agent.session import Session
+from bench.data.examples import Example
 from bench.engines.base import (
     EngineJob,
     EngineStats,
@@ -14,15 +15,15 @@ from bench.engines.base import (
     reset_peak_cuda_memory,
 )
 from bench.evaluate import evaluate_example, load_example_image
-from bench.examples import Example, group_by_image
 from tools.types import Image
 
 
 class LocalEngine:
     """Runs every episode in this process's event loop (an anyio task group).
 
-    At most ``job.concurrency`` examples are in flight (a ``CapacityLimiter``); each image is
-    decoded (and perturbed) once, in a thread, while the previous image's examples run.
+    At most ``job.concurrency`` examples are in flight (a ``CapacityLimiter``); the next image
+    group is read from the data set and its image decoded (and perturbed) once, in a thread,
+    while the previous image's examples run, so one group at a time is held.
     """
 
     name = "local"
@@ -31,28 +32,31 @@ class LocalEngine:
         rt = job.rt
         reset_peak_cuda_memory(rt.settings.device)
         session = Session(rt.registry, rt.config, rt.cache, job.tracer, run_id=job.run_id)
-        index_of = {ex.example_id: i for i, ex in job.todo}
         limiter = anyio.CapacityLimiter(job.concurrency)
         stats = EngineStats(self.name, workers=1)
-        if job.todo:  # models load here, booked as set-up, not in the first episode
+        if job.count:  # models load here, booked as set-up, not in the first episode
             stats.setup_s = await session.setup()
 
-        async def one(ex: Example, image: Image | str, token: object) -> None:
+        async def one(index: int, ex: Example, image: Image | str, token: object) -> None:
             try:
-                await send.send(await evaluate_example(session, index_of[ex.example_id], ex, image))
+                await send.send(await evaluate_example(session, index, ex, image, job.protocol))
             finally:
                 limiter.release_on_behalf_of(token)
 
         try:
             async with anyio.create_task_group() as tg:
-                for _image_id, group in group_by_image([ex for _, ex in job.todo]):
+                while True:
+                    # Reading the data set and decoding run in a thread while the previous
+                    # image's examples run.
+                    group = await anyio.to_thread.run_sync(next, job.groups, None)
+                    if group is None:
+                        break
                     stats.images += 1
-                    # Decoding runs in a thread while the previous image's examples run.
-                    image = await anyio.to_thread.run_sync(load_example_image, group[0], job.perturb)
-                    for ex in group:
+                    image = await anyio.to_thread.run_sync(load_example_image, group[0][1], job.perturb)
+                    for index, ex in group:
                         token = object()
                         await limiter.acquire_on_behalf_of(token)
-                        tg.start_soon(one, ex, image, token)
+                        tg.start_soon(one, index, ex, image, token)
         finally:
             stats.computed = dict(session.invoker.computed)
             stats.peak_cuda_memory_bytes = peak_cuda_memory(rt.settings.device)

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from bench.data.examples import Example, self_contained
 from bench.engines.base import EngineJob, EngineStats, RecordStream
 from bench.engines.ray_cluster import (
     WorkerPlan,
@@ -42,8 +43,8 @@ from bench.engines.ray_cluster import (
 )
 from bench.engines.ray_worker import EpisodeWorker, GroupResult, WorkerJob, result_view
 from bench.evaluate import failed_record
-from bench.examples import Example, group_by_image, self_contained
 from bench.options import EngineOptions
+from bench.records import SampleRecord
 from bench.samples import config_differences
 from tools.errors import ConfigError, RefsegError
 
@@ -69,7 +70,7 @@ class _Slot:
     generation: int = 0
 
 
-def died_records(group: _Group) -> list[dict[str, Any]]:
+def died_records(group: _Group) -> list[SampleRecord]:
     """Failed records for a group that killed its worker ``MAX_ATTEMPTS`` times."""
     error = (
         f"the Ray worker running this image died {group.deaths} times; "
@@ -98,16 +99,16 @@ class RayEngine:
         self._actor_class: Any = None
 
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
-        index_of = {ex.example_id: i for i, ex in job.todo}
-        groups = [
-            _Group([(index_of[ex.example_id], ex) for ex in members])
-            for _image_id, members in group_by_image([ex for _, ex in job.todo])
-        ]
+        # The driver holds this invocation's groups (references into the data set; each is
+        # made self-contained when first sent): a dead worker's groups are sent again.
+        groups = [_Group(items) for items in job.groups]
         if not groups:
             return EngineStats(self.name, workers=len(self._slots))
         started = time.perf_counter()
         plan = await self._start(job)
-        base = WorkerJob(job.run_id, worker_options(job.rt, plan.gpus), job.perturb, share=1)
+        base = WorkerJob(
+            job.run_id, worker_options(job.rt, plan.gpus), job.perturb, share=1, protocol=job.protocol.name
+        )
         await self._check_workers(base, result_view(job.rt))
         feeding = _Feeding(self, job, send, groups)
         feeding.stats.start_s = time.perf_counter() - started

@@ -27,10 +27,12 @@ import anyio.to_thread
 
 from agent.session import Session
 from agent.tracing import Collected, CollectingSink, Tracer, collect_lines
+from bench.data.examples import Example
+from bench.data.registry import protocol_named
 from bench.engines.base import first_error, peak_cuda_memory, reset_peak_cuda_memory
 from bench.evaluate import evaluate_example, load_example_image
-from bench.examples import Example
 from bench.options import EpisodeOptions
+from bench.records import SampleRecord
 from bench.runtime import Runtime, build_runtime, describe_config, result_settings
 
 
@@ -43,12 +45,15 @@ class WorkerJob:
         options: what builds the runtime.
         perturb: the image perturbation.
         share: examples this worker runs at once (its share of ``--concurrency``).
+        protocol: the name of the protocol that scores the examples (the worker looks it up
+            among its installed dataset adapters).
     """
 
     run_id: str
     options: EpisodeOptions
     perturb: str
     share: int
+    protocol: str = "mask-iou"
 
 
 @dataclass
@@ -64,7 +69,7 @@ class GroupResult:
         pid: the worker's process id.
     """
 
-    records: list[dict[str, Any]]
+    records: list[SampleRecord]
     lines: list[str]
     images: dict[str, bytes]
     computed: dict[str, int]
@@ -124,13 +129,15 @@ class EpisodeWorker:
             RefsegError: a run-level problem (missing checkpoint, ...); the driver stops the run.
         """
         run = self._prepare(job)
+        protocol = protocol_named(job.protocol)
         image = await anyio.to_thread.run_sync(load_example_image, items[0][1], job.perturb)
-        outcomes: list[tuple[dict[str, Any], Collected]] = [({}, Collected())] * len(items)
+        outcomes: list[tuple[SampleRecord | None, Collected]] = [(None, Collected())] * len(items)
 
         async def one(k: int, index: int, ex: Example) -> None:
             async with run.limiter:
                 with collect_lines() as collected:
-                    outcomes[k] = (await evaluate_example(run.session, index, ex, image), collected)
+                    rec = await evaluate_example(run.session, index, ex, image, protocol)
+                    outcomes[k] = (rec, collected)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -140,7 +147,7 @@ class EpisodeWorker:
             raise first_error(group_exc) from None
         parts = [run.sink.take_loose(), *(collected for _, collected in outcomes)]
         return GroupResult(
-            records=[rec for rec, _ in outcomes],
+            records=[rec for rec, _ in outcomes if rec is not None],
             lines=[line for part in parts for line in part.lines],
             images={name: data for part in parts for name, data in part.images.items()},
             computed=dict(run.session.invoker.computed),

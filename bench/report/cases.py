@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import Example, load_dataset_spec
+from bench.data.examples import Example
 from bench.perturb import perturb_image
+from bench.records import SampleRecord
 from bench.report.paired import DEFAULT_TOLERANCE, change_of
 from bench.rle import decode_rle
-from bench.samples import CONFIG, read_json, read_samples
+from bench.run_folder import recorded_data
+from bench.samples import CONFIG, read_config, read_samples
 from tools.errors import InputError
 from tools.render import overlay
 
@@ -30,23 +32,17 @@ CATEGORIES = ("improved", "degraded", "unchanged")
 
 
 def pick_cases(
-    a: dict[str, dict[str, Any]],
-    b: dict[str, dict[str, Any]],
+    a: dict[str, SampleRecord],
+    b: dict[str, SampleRecord],
     k: int = 6,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, list[dict[str, Any]]]:
     """Pairs by category: ``{"improved": [{"example_id", "iou_a", "iou_b", "diff"}, ...], ...}``."""
     if k < 1:
         raise InputError("--k must be >= 1")
-    common = sorted(set(a) & set(b), key=lambda e: (b[e].get("index", 0), e))
+    common = sorted(set(a) & set(b), key=lambda e: (b[e].index, e))
     pairs: list[dict[str, Any]] = [
-        {
-            "example_id": e,
-            "iou_a": float(a[e]["iou"]),
-            "iou_b": float(b[e]["iou"]),
-            "diff": float(b[e]["iou"]) - float(a[e]["iou"]),
-        }
-        for e in common
+        {"example_id": e, "iou_a": a[e].iou, "iou_b": b[e].iou, "diff": b[e].iou - a[e].iou} for e in common
     ]
     by_change: dict[str, list[dict[str, Any]]] = {"improved": [], "degraded": [], "unchanged": []}
     for p in pairs:
@@ -60,10 +56,10 @@ def pick_cases(
 
 
 def case_totals(
-    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], tolerance: float = DEFAULT_TOLERANCE
+    a: dict[str, SampleRecord], b: dict[str, SampleRecord], tolerance: float = DEFAULT_TOLERANCE
 ) -> dict[str, int]:
     """How many paired examples fall in each category (all of them, not only those shown)."""
-    changes = [change_of(float(b[e]["iou"]) - float(a[e]["iou"]), tolerance) for e in set(a) & set(b)]
+    changes = [change_of(b[e].iou - a[e].iou, tolerance) for e in set(a) & set(b)]
     return {
         **{kind: changes.count(kind) for kind in ("improved", "degraded", "unchanged")},
         "paired": len(changes),
@@ -78,23 +74,18 @@ def totals_line(totals: dict[str, int], shown: dict[str, list[Any]], tolerance: 
     )
 
 
-def _examples_of(run_dir: Path) -> tuple[dict[str, Example], str]:
-    config = read_json(run_dir / CONFIG)
-    if config is None:
-        raise InputError(f"{run_dir}: not a run folder (no {CONFIG})")
-    data = config["results"]["data"]
-    examples = load_dataset_spec(
-        data["dataset"],
-        data.get("n"),
-        data.get("per_image", "all"),
-        data.get("seed_subset"),
-        split=data.get("split", "validation"),
-    )
-    return {ex.example_id: ex for ex in examples}, data.get("perturb", "clean")
+def _examples_of(run_dir: Path, wanted: set[str]) -> tuple[dict[str, Example], str]:
+    """The examples ``wanted`` of the data set a run recorded (streamed: only those are
+    kept), and the run's perturbation."""
+    spec = recorded_data(read_config(run_dir))
+    if spec is None:
+        raise InputError(f"{run_dir}: not a run folder (no {CONFIG} with its data set)")
+    found = {ex.example_id: ex for group in spec.open().groups() for ex in group if ex.example_id in wanted}
+    return found, spec.perturb
 
 
-def _mask(rec: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
-    return decode_rle(rec["mask"]) if rec.get("mask") else np.zeros(size, dtype=bool)
+def _mask(rec: SampleRecord, size: tuple[int, int]) -> np.ndarray:
+    return decode_rle(rec.mask.model_dump()) if rec.mask is not None else np.zeros(size, dtype=bool)
 
 
 def _panel(name: str, iou: float, queries: list[str]) -> str:
@@ -158,9 +149,10 @@ def write_cases(
     picked = pick_cases(recs_a, recs_b, k, tolerance)
     if not any(picked.values()):
         raise InputError(f"{dir_a} and {dir_b} share no example ids; compare runs over the same data")
-    examples, perturb_a = _examples_of(dir_a)
-    if any(p["example_id"] not in examples for rows in picked.values() for p in rows):
-        more, _ = _examples_of(dir_b)
+    wanted = {p["example_id"] for rows in picked.values() for p in rows}
+    examples, perturb_a = _examples_of(dir_a, wanted)
+    if wanted - set(examples):
+        more, _ = _examples_of(dir_b, wanted - set(examples))
         examples = {**more, **examples}
     out.mkdir(parents=True, exist_ok=True)
     names = (dir_a.name or "A", dir_b.name or "B")
@@ -183,8 +175,8 @@ def write_cases(
                     "gt": ex.gt_mask(),
                     "mask_a": _mask(recs_a[p["example_id"]], size),
                     "mask_b": _mask(recs_b[p["example_id"]], size),
-                    "queries_a": list(recs_a[p["example_id"]].get("queries") or []),
-                    "queries_b": list(recs_b[p["example_id"]].get("queries") or []),
+                    "queries_a": list(recs_a[p["example_id"]].queries),
+                    "queries_b": list(recs_b[p["example_id"]].queries),
                 }
             )
         if rows:

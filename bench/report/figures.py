@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.metrics import BUCKETS
 from bench.report.run_reader import RunView
-from bench.report.tables import reliability_table
+from bench.report.tables import headline_of, reliability_table
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> Any:
@@ -55,25 +55,20 @@ def iou_hist_figure(runs: Sequence[RunView]) -> Any:
 
 
 def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
-    clean = [
-        r
-        for r in runs
-        if r.label.get("perturb", "clean") == "clean" and r.summary["metrics"].get("miou") is not None
-    ]
+    clean = [r for r in runs if r.label.perturb == "clean" and r.summary.metrics.value("miou") is not None]
     series: dict[str, dict[int, float]] = {}
-    oneshot = next((r for r in clean if r.label.get("controller") == "oneshot"), None)
+    oneshot = next((r for r in clean if r.label.controller == "oneshot"), None)
     for r in clean:
-        if r.label.get("controller") == "loop":
-            series.setdefault(f"loop ({r.label.get('refiner')})", {})[int(r.label.get("max_iter") or 0)] = (
-                r.summary["metrics"]["miou"]
-            )
+        miou = r.summary.metrics.value("miou")
+        if r.label.controller == "loop" and miou is not None:
+            series.setdefault(f"loop ({r.label.refiner})", {})[int(r.label.max_iter or 0)] = miou
     if not any(len(s) + (oneshot is not None) >= 2 for s in series.values()):
         return None
     fig = _figure()
     ax = fig.add_subplot()
     for name, pts in series.items():
         if oneshot is not None:
-            pts = {0: oneshot.summary["metrics"]["miou"], **pts}
+            pts = {0: oneshot.summary.metrics.value("miou") or 0.0, **pts}
         xs = sorted(pts)
         ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
     shown = sum(len(pts) for pts in series.values()) + (oneshot is not None)
@@ -106,28 +101,36 @@ def fig_reliability(runs: Sequence[RunView], path: Path) -> Path | None:
     fig = _figure()
     ax = fig.add_subplot()
     _grouped_bars(ax, headers[1:], {row[0]: [float(v) if v != "—" else 0.0 for v in row[1:]] for row in rows})
-    ax.set(ylabel="mIoU", title="Reliability: methods run under several perturbations")
+    label = headline_of(runs[0].summary.metrics)[1]
+    ax.set(ylabel=label, title="Reliability: methods run under several perturbations")
     return _save(fig, path)
 
 
-def fig_buckets(runs: Sequence[RunView], path: Path) -> Path:
+def fig_buckets(runs: Sequence[RunView], path: Path) -> Path | None:
+    if not any("size" in r.summary.metrics.breakdowns for r in runs):
+        return None  # a protocol without the size breakdown
     return _save(buckets_figure(runs), path)
+
+
+def _bucket(r: RunView, k: str) -> tuple[float, int]:
+    """mIoU and count of size bucket ``k`` in a run (0, 0 when it has none)."""
+    stat = r.summary.metrics.breakdowns.get("size", {}).get(k)
+    return (stat.value("miou") or 0.0, stat.n) if stat is not None else (0.0, 0)
 
 
 def buckets_figure(runs: Sequence[RunView]) -> Any:
     """mIoU per COCO size bucket of every clean run (all runs when none is clean); a bucket
     with no expression is labelled n=0 instead of showing an empty gap."""
-    clean = [r for r in runs if r.label.get("perturb", "clean") == "clean"] or list(runs)
+    clean = [r for r in runs if r.label.perturb == "clean"] or list(runs)
     fig = _figure(max(6.4, 0.35 * len(clean) * len(BUCKETS) + 2), 4.0)
     ax = fig.add_subplot()
-    buckets = {r.name: r.summary["metrics"].get("buckets", {}) for r in clean}
-    series = {name: [b.get(k, {}).get("miou") or 0.0 for k in BUCKETS] for name, b in buckets.items()}
-    ns = {k: {b.get(k, {}).get("n", 0) for b in buckets.values()} for k in BUCKETS}
+    series = {r.name: [_bucket(r, k)[0] for k in BUCKETS] for r in clean}
+    ns = {k: {_bucket(r, k)[1] for r in clean} for k in BUCKETS}
     groups = [f"{k} (n={ns[k].pop()})" if len(ns[k]) == 1 else k for k in BUCKETS]
     positions = _grouped_bars(ax, groups, series)
-    for at, b in zip(positions, buckets.values(), strict=True):
+    for at, r in zip(positions, clean, strict=True):
         for x, k in zip(at, BUCKETS, strict=True):
-            if not b.get(k, {}).get("n", 0):
+            if not _bucket(r, k)[1]:
                 ax.text(x, 0.01, "n=0", rotation=90, ha="center", va="bottom", fontsize=6)
     left_out = len(runs) - len(clean)
     note = f"; {left_out} perturbed run(s) in the reliability figure" if left_out else ""
@@ -137,10 +140,10 @@ def buckets_figure(runs: Sequence[RunView]) -> Any:
 
 def _stacked(ax: Any, runs: Sequence[RunView], keys: tuple[str, ...], title: str, ylabel: str) -> None:
     """Bars per run of the per-image cost fields ``keys`` (summed), stacked by tool."""
-    tools = sorted({t for r in runs for t in r.summary["costs"]["tools"]})
+    tools = sorted({t for r in runs for t in r.summary.costs.tools})
     bottom = np.zeros(len(runs))
     for tool in tools:
-        per = [r.summary["costs"]["tools"].get(tool, {}).get("per_image", {}) for r in runs]
+        per = [row.per_image if (row := r.summary.costs.tools.get(tool)) is not None else {} for r in runs]
         vals = np.array([sum(p.get(k) or 0.0 for k in keys) for p in per])
         ax.bar(range(len(runs)), vals, bottom=bottom, label=tool)
         bottom += vals
@@ -153,7 +156,7 @@ def fig_cost(runs: Sequence[RunView], path: Path) -> Path:
     """Per run, stacked by tool: cold seconds per image (from an empty cache: comparable
     whatever order the runs ran in), spent seconds per image, and cold VLM tokens per image
     when any run used the VLM."""
-    tokens = any((r.summary["costs"]["total"]["per_image"].get("cold_tokens_in") or 0) > 0 for r in runs)
+    tokens = any((r.summary.costs.total.per_image.get("cold_tokens_in") or 0) > 0 for r in runs)
     panels = 3 if tokens else 2
     fig = _figure(max(6.4, 0.7 * len(runs) + 2) * panels / 1.5, 4.2)
     _stacked(

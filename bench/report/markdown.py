@@ -7,16 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from bench.data.registry import metric_columns, protocol_named
 from bench.metrics import DEFAULT_BOOTSTRAP
+from bench.records import Summary
 from bench.report.figures import make_figures
 from bench.report.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
 from bench.report.run_reader import RANDOM_WEIGHTS_WARNING, RunView, random_weight_runs
 from bench.report.tables import (
     at_least,
-    bucket_table,
+    breakdown_tables,
     ci_text,
     cost_table,
     fmt,
+    headline_of,
     health_table,
     kinds_text,
     md_table,
@@ -45,7 +48,7 @@ __all__ = [
 def print_table(runs: Sequence[RunView], file: IO[str] | None = None) -> None:
     """The headline table (without CI and stop-reason columns) on the terminal."""
     headers, rows = metric_table(runs)
-    keep = [i for i, h in enumerate(headers) if h not in ("mIoU 95% CI", "stop reasons")]
+    keep = [i for i, h in enumerate(headers) if not h.endswith(" 95% CI") and h != "stop reasons"]
     if random_weight_runs(runs):
         print(f"note: {RANDOM_WEIGHTS_WARNING}", file=file or sys.stdout)
     print(
@@ -54,46 +57,47 @@ def print_table(runs: Sequence[RunView], file: IO[str] | None = None) -> None:
     )
 
 
-def print_summary(name: str, summary: dict[str, Any], file: IO[str] | None = None) -> None:
+def print_summary(name: str, summary: Summary, file: IO[str] | None = None) -> None:
     """One run's headline numbers in a few lines: accuracy, time, how each tool's calls were
     served (computed / joined / cached) and what they cost, VLM health and faults."""
     out = file or sys.stdout
-    m, c, t = summary["metrics"], summary["counts"], summary["timing"]
+    m, c, t = summary.metrics, summary.counts, summary.timing
+    key, label = headline_of(m)
+    # The protocol's first metrics besides the headline (mask IoU: cIoU, Pr@0.5).
+    others = " ".join(f"{lab}={fmt(m.value(k))}" for k, lab in metric_columns(m)[:3] if k != key)
     print(
-        f"{name}: {c['examples']}/{c['expected']} expressions on {c.get('images', '?')} images, "
-        f"failed={c['failed']} mIoU={fmt(m.get('miou'))} "
-        f"{ci_text(m, 'miou_ci')} cIoU={fmt(m.get('ciou'))} Pr@0.5={fmt(m.get('pr@0.5'))} "
-        f"iters={fmt(summary.get('iterations_mean'), 2)}",
+        f"{name}: {c.examples}/{c.expected} expressions on {fmt(c.images)} images, "
+        f"failed={c.failed} {label}={fmt(m.value(key))} {ci_text(m, key)} {others} "
+        f"iters={fmt(summary.iterations_mean, 2)}",
         file=out,
     )
     print(
-        f"  {t.get('examples_run')} run in {fmt(t.get('wall_s'), 2)} s after {fmt(t.get('setup_s'), 2)} s "
-        f"set-up ({fmt(t.get('examples_per_s'), 1)} ex/s, "
-        f"{fmt(t.get('seconds_per_image'), 3)} s/image); propose per image "
-        f"{fmt(summary['propose'].get('last_invocation_per_image'), 2)}",
+        f"  {t.examples_run} run in {fmt(t.wall_s, 2)} s after {fmt(t.setup_s, 2)} s "
+        f"set-up ({fmt(t.examples_per_s, 1)} ex/s, "
+        f"{fmt(t.seconds_per_image, 3)} s/image); propose per image "
+        f"{fmt(summary.propose.last_invocation_per_image, 2)}",
         file=out,
     )
-    for tool, row in summary["costs"]["tools"].items():
-        tokens = row["tokens_in"] + row["tokens_out"]
-        cold_tokens = row.get("cold_tokens_in", 0) + row.get("cold_tokens_out", 0)
-        cold_spent = at_least(row, f"{cold_tokens} tokens ${row.get('cold_usd', 0):.4f}")
-        spent = f", {tokens} tokens ${row['usd']:.4f} (cold {cold_spent})"
-        cold_s = at_least(row, fmt(row.get("cold_seconds"), 2))
+    for tool, row in summary.costs.tools.items():
+        tokens = row.tokens_in + row.tokens_out
+        cold_tokens = row.cold_tokens_in + row.cold_tokens_out
+        cold_spent = at_least(row, f"{cold_tokens} tokens ${row.cold_usd:.4f}")
+        spent = f", {tokens} tokens ${row.usd:.4f} (cold {cold_spent})"
+        cold_s = at_least(row, fmt(row.cold_seconds, 2))
         print(
-            f"  {tool}: {served_text(row)} computed/joined/cached; compute {fmt(row['seconds'], 2)} s, "
-            f"wait {fmt(row.get('wait_seconds'), 2)} s, cold {cold_s} s"
-            + (spent if tokens or cold_tokens else ""),
+            f"  {tool}: {served_text(row)} computed/joined/cached; compute {fmt(row.seconds, 2)} s, "
+            f"wait {fmt(row.wait_seconds, 2)} s, cold {cold_s} s" + (spent if tokens or cold_tokens else ""),
             file=out,
         )
-    vlm, faults = summary.get("vlm") or {}, summary.get("faults") or {}
-    if vlm.get("needed") or faults.get("fallbacks"):
+    vlm, faults = summary.vlm, summary.faults
+    if vlm.needed or faults.fallbacks:
         print(
-            f"  VLM: {vlm.get('needed', 0)} needed it, {vlm.get('fallbacks', 0)} fell back "
-            f"({kinds_text(faults.get('fallbacks_by_kind') or {})})",
+            f"  VLM: {vlm.needed} needed it, {vlm.fallbacks} fell back "
+            f"({kinds_text(faults.fallbacks_by_kind)})",
             file=out,
         )
-    counted = {k: v for k, v in faults.items() if isinstance(v, int) and v and k != "fallbacks"}
-    by_status = faults.get("vlm_errors_by_status") or {}
+    counted = faults.counted()
+    by_status = faults.vlm_errors_by_status
     if counted:
         status = f" (HTTP status: {kinds_text(by_status)})" if by_status else ""
         print(f"  faults: {kinds_text(counted)}{status}", file=out)
@@ -106,13 +110,21 @@ def paired_against(
     B: int = DEFAULT_BOOTSTRAP,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[Pair]:
-    """Each run other than ``base`` compared with it, example by example (cluster bootstrap)."""
+    """Each run other than ``base`` compared with it, example by example (cluster bootstrap), on
+    the headline metric of ``base``'s protocol.
+
+    Raises:
+        DatasetError: no installed adapter defines ``base``'s protocol.
+    """
     base_recs, _ = read_samples(base.run_dir)
+    metrics = base.summary.metrics
+    headline = protocol_named(metrics.protocol).metric(metrics.headline)
     pairs = []
     for r in runs:
         if r is not base:
             recs, _ = read_samples(r.run_dir)
-            pairs.append((base.name, r.name, paired_comparison(base_recs, recs, B=B, tolerance=tolerance)))
+            res = paired_comparison(base_recs, recs, metric=headline, B=B, tolerance=tolerance)
+            pairs.append((base.name, r.name, res))
     return pairs
 
 
@@ -138,7 +150,7 @@ def render_markdown(
     parts += [f"- {n}" for n in notes]
     if notes:
         parts.append("")
-    incomplete = [r.name for r in runs if not r.summary.get("complete", True)]
+    incomplete = [r.name for r in runs if not r.summary.complete]
     if incomplete:
         parts += [f"> Incomplete runs (resume them): {', '.join(incomplete)}", ""]
     sections: list[tuple[str, tuple[list[str], list[list[str]]] | None]] = [
@@ -147,8 +159,8 @@ def render_markdown(
             "Paired comparison (B - A on the same expressions; 95% CI by bootstrap over images)",
             paired_table(pairs) if pairs else None,
         ),
-        ("Reliability (mIoU under perturbations)", reliability_table(runs)),
-        ("Size buckets", bucket_table(runs)),
+        ("Reliability (the headline metric under perturbations)", reliability_table(runs)),
+        *breakdown_tables(runs),
         ("VLM health and faults", health_table(runs)),
         ("Cost per run (cold: from an empty cache)", run_cost_table(runs)),
         ("Cost per tool", cost_table(runs)),
@@ -184,7 +196,7 @@ def write_report(
     return path
 
 
-def write_run_report(run_dir: Path, summary: dict[str, Any], notes: Sequence[str] = ()) -> Path:
+def write_run_report(run_dir: Path, summary: Summary, notes: Sequence[str] = ()) -> Path:
     """``bench run``'s ``RUN_DIR/report.md`` and figures, from its files."""
     import numpy as np
 

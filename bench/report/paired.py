@@ -1,13 +1,14 @@
 """Paired comparison of two runs over the same examples: what an ablation table needs.
 
-The mIoU difference ``B - A`` over the examples both runs recorded, with a 95% confidence
-interval from a **cluster** bootstrap that resamples *images*, not expressions: the
-expressions of one image share its proposals and its difficulty, so they are not
-independent, and resampling them one by one would give an interval that is too narrow.
-Each resample draws as many images as there are, with replacement, and takes the mean
-difference over all expressions of the drawn images (each expression weighs the same, as in
-mIoU). Counts of improved / degraded / unchanged examples use a stated IoU tolerance: a
-difference within ``±tolerance`` is unchanged. Failed examples count IoU 0, as in mIoU.
+The difference ``B - A`` of a metric (the protocol's headline, mIoU by default) over the
+examples both runs recorded, with a 95% confidence interval from a **cluster** bootstrap
+that resamples *images*, not expressions: the expressions of one image share its proposals
+and its difficulty, so they are not independent, and resampling them one by one would give
+an interval that is too narrow. Each resample draws as many images as there are, with
+replacement, and takes the metric of B minus that of A over all expressions of the drawn
+images (for mIoU: the mean difference, each expression weighing the same). Counts of
+improved / degraded / unchanged examples use a stated IoU tolerance: a difference within
+``±tolerance`` is unchanged. Failed examples count IoU 0, as in mIoU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.data.protocol import Metric
+from bench.data.protocols import MIOU
 from bench.metrics import DEFAULT_BOOTSTRAP
+from bench.records import SampleRecord
 
 DEFAULT_TOLERANCE = 0.01
 
@@ -33,9 +37,10 @@ def change_of(diff: float, tolerance: float = DEFAULT_TOLERANCE) -> str:
 
 
 def paired_comparison(
-    a: Mapping[str, Mapping[str, Any]],
-    b: Mapping[str, Mapping[str, Any]],
+    a: Mapping[str, SampleRecord],
+    b: Mapping[str, SampleRecord],
     *,
+    metric: Metric = MIOU,
     B: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     alpha: float = 0.05,
@@ -44,7 +49,8 @@ def paired_comparison(
     """Compare run B with run A example by example.
 
     Args:
-        a, b: records by example id (``samples.jsonl`` lines: ``iou`` and ``image_id``).
+        a, b: records by example id (``samples.jsonl``).
+        metric: what is compared (the protocol's headline; a ratio of per-example sums).
         B: bootstrap resamples of images (0: no interval).
         seed: bootstrap seed (the same seed gives the same interval).
         alpha: 1 - confidence level.
@@ -52,16 +58,17 @@ def paired_comparison(
 
     Returns:
         ``n_expressions`` and ``n_images`` paired, ``only_a`` / ``only_b`` (examples one run
-        lacks, left out), ``miou_a``, ``miou_b``, ``diff`` (B - A), ``ci`` ([lo, hi] or
-        ``None``), ``improved``, ``degraded``, ``unchanged``, ``tolerance``; the metrics are
-        ``None`` when no example is paired.
+        lacks, left out), ``metric`` and ``label`` (what is compared), ``value_a``,
+        ``value_b``, ``diff`` (B - A), ``ci`` ([lo, hi] or ``None``), ``improved``,
+        ``degraded``, ``unchanged``, ``tolerance``; the values are ``None`` when no example
+        is paired (or none the metric applies to).
     """
     common = sorted(set(a) & set(b))
-    iou_a = np.array([float(a[e]["iou"]) for e in common], dtype=np.float64)
-    iou_b = np.array([float(b[e]["iou"]) for e in common], dtype=np.float64)
-    diff = iou_b - iou_a
-    images = [str(a[e].get("image_id", e)) for e in common]
-    changes = [change_of(float(d), tolerance) for d in diff]
+    recs_a, recs_b = [a[e] for e in common], [b[e] for e in common]
+    images = [r.image_id for r in recs_a]
+    changes = [change_of(rb.iou - ra.iou, tolerance) for ra, rb in zip(recs_a, recs_b, strict=True)]
+    value_a, value_b = metric.value(recs_a), metric.value(recs_b)
+    diff = None if value_a is None or value_b is None else value_b - value_a
     out: dict[str, Any] = {
         "n_expressions": len(common),
         "n_images": len(set(images)),
@@ -69,38 +76,52 @@ def paired_comparison(
         "only_b": len(set(b) - set(a)),
         "tolerance": tolerance,
         **{kind: changes.count(kind) for kind in ("improved", "degraded", "unchanged")},
-        "miou_a": float(iou_a.mean()) if common else None,
-        "miou_b": float(iou_b.mean()) if common else None,
-        "diff": float(diff.mean()) if common else None,
+        "metric": metric.key,
+        "label": metric.label,
+        "value_a": value_a,
+        "value_b": value_b,
+        "diff": diff,
         "ci": None,
         "bootstrap": {"resamples": B, "unit": "image", "seed": seed, "alpha": alpha},
     }
-    if common and B > 0:
-        out["ci"] = cluster_bootstrap_ci(diff, images, B=B, seed=seed, alpha=alpha)
+    if diff is not None and B > 0:
+        out["ci"] = _paired_ci(metric, recs_a, recs_b, B=B, seed=seed, alpha=alpha)
     return out
 
 
-def cluster_bootstrap_ci(
-    values: np.ndarray, clusters: list[str], *, B: int = DEFAULT_BOOTSTRAP, seed: int = 0, alpha: float = 0.05
+def _paired_ci(
+    metric: Metric, a: list[SampleRecord], b: list[SampleRecord], *, B: int, seed: int, alpha: float
 ) -> list[float]:
-    """Percentile interval of the mean of ``values`` resampling whole clusters (images).
+    """Percentile interval of ``metric(B) - metric(A)`` resampling images (both runs' records
+    of the drawn images)."""
+    keep = [
+        i for i, (ra, rb) in enumerate(zip(a, b, strict=True)) if metric.applies(ra) and metric.applies(rb)
+    ]
+    labels, index = np.unique(np.array([a[i].image_id for i in keep], dtype=str), return_inverse=True)
 
-    Raises:
-        ValueError: no values, or ``values`` and ``clusters`` differ in length.
-    """
-    if len(values) == 0 or len(values) != len(clusters):
-        raise ValueError(f"{len(values)} values for {len(clusters)} cluster labels")
-    labels, index = np.unique(np.asarray(clusters), return_inverse=True)
-    sums = np.bincount(index, weights=values, minlength=len(labels))
-    sizes = np.bincount(index, minlength=len(labels)).astype(np.float64)
+    def sums(recs: list[SampleRecord]) -> tuple[np.ndarray, np.ndarray]:
+        num = np.array([metric.numerator(recs[i]) for i in keep], dtype=np.float64)
+        den = np.array([metric.denominator(recs[i]) for i in keep], dtype=np.float64)
+        return (
+            np.bincount(index, weights=num, minlength=len(labels)),
+            np.bincount(index, weights=den, minlength=len(labels)),
+        )
+
+    (num_a, den_a), (num_b, den_b) = sums(a), sums(b)
     rng = np.random.default_rng(seed)
-    means = np.empty(B)
-    chunk = max(1, 4_000_000 // len(labels))  # bounded (draws x images) index matrices
+    diffs = np.empty(B)
+    chunk = max(1, 4_000_000 // max(len(labels), 1))  # bounded (draws x images) index matrices
     for start in range(0, B, chunk):
         draws = rng.integers(0, len(labels), size=(min(chunk, B - start), len(labels)))
-        means[start : start + len(draws)] = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+        ratio_a = _ratio(num_a[draws].sum(axis=1), den_a[draws].sum(axis=1), metric.empty)
+        ratio_b = _ratio(num_b[draws].sum(axis=1), den_b[draws].sum(axis=1), metric.empty)
+        diffs[start : start + len(draws)] = ratio_b - ratio_a
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     return [float(lo), float(hi)]
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
+    return np.divide(num, den, out=np.full_like(num, empty), where=den > 0)
 
 
 def paired_line(name_a: str, name_b: str, result: Mapping[str, Any]) -> str:
@@ -112,7 +133,8 @@ def paired_line(name_a: str, name_b: str, result: Mapping[str, Any]) -> str:
     ci = result.get("ci")
     interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (95% CI, {result['n_images']} images resampled)" if ci else ""
     return (
-        f"{name_b} - {name_a}: mIoU {result['diff']:+.3f}{interval}; {result['improved']} improved, "
+        f"{name_b} - {name_a}: {result.get('label', 'mIoU')} {result['diff']:+.3f}{interval}; "
+        f"{result['improved']} improved, "
         f"{result['degraded']} degraded, {result['unchanged']} unchanged (|dIoU| <= {result['tolerance']:g}) "
         f"of {result['n_expressions']} paired expressions"
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from agent.controllers import method_label
 from bench.metrics import DEFAULT_BOOTSTRAP
-from bench.samples import IOUS, SAMPLES, SUMMARY, read_json, scan_samples
+from bench.records import RunLabel, Summary
+from bench.samples import IOUS, SAMPLES, SUMMARY, read_summary, scan_samples
 from tools.errors import InputError
 
 
@@ -21,26 +21,26 @@ class RunView:
 
     name: str
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     ious: np.ndarray
     notes: list[str] = field(default_factory=list)  # unreadable lines of samples.jsonl, ...
 
     @property
-    def label(self) -> dict[str, Any]:
-        return dict(self.summary.get("label", {}))
+    def label(self) -> RunLabel:
+        return self.summary.label
 
     @property
     def method(self) -> str:
         """``oneshot``, ``loop(rules) x3``, ``agent``, ... (the configuration without the
         perturbation), as the controller's spec labels its runs."""
-        return method_label(self.label)
+        return method_label(self.label.model_dump())
 
 
 RANDOM_WEIGHTS_WARNING = "random weights (--weights random): figures for smoke tests and timing only"
 
 
 def random_weight_runs(runs: Sequence[RunView]) -> list[str]:
-    return [r.name for r in runs if r.label.get("weights") == "random"]
+    return [r.name for r in runs if r.label.weights == "random"]
 
 
 def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | None = None) -> RunView:
@@ -53,7 +53,7 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
         raise InputError(
             f"{path}: not a run folder (no {SAMPLES}); run `refseg bench run --out {path}` first"
         )
-    summary = read_json(path / SUMMARY)
+    summary = read_summary(path)
     stale = summary is not None and (path / SAMPLES).stat().st_mtime_ns > (path / SUMMARY).stat().st_mtime_ns
     if summary is None or stale or bootstrap is not None:
         summary = write_outputs(path, bootstrap=DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)

@@ -1,8 +1,10 @@
-"""The report's tables, as (headers, rows) of strings: accuracy, buckets, VLM health, cost,
-time, reliability, paired comparisons.
+"""The report's tables, as (headers, rows) of strings: accuracy, breakdowns, VLM health,
+cost, time, reliability, paired comparisons.
 
 Every table says what it is over: ``images`` and ``expressions`` columns (``--n`` counts
-images; an image has one or more expressions), ``n=`` in each size bucket.
+images; an image has one or more expressions), ``n=`` in each breakdown group. The accuracy
+columns are the metrics each run's protocol defines (:mod:`bench.data.protocol`), read from
+its summary: a new metric reaches every table without editing this module.
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.metrics import BUCKETS, PR_THRESHOLDS
+from bench.data.registry import metric_columns, summary_protocol
 from bench.perturb import PERTURBATIONS
+from bench.records import MetricsSummary, ToolCostRecord
 from bench.report.run_reader import RunView
-
-PR_KEYS = [f"pr@{t:.1f}" for t in PR_THRESHOLDS]
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -27,12 +28,34 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def ci_text(metrics: dict[str, Any], key: str) -> str:
-    ci = metrics.get(key)
-    return "—" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+def ci_text(metrics: MetricsSummary, key: str) -> str:
+    ci = metrics.ci(key)
+    return "—" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def metric_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
+def _metric_keys(runs: Sequence[RunView]) -> list[tuple[str, str]]:
+    """``(key, label)`` of every metric of the runs' protocols, in order, without repeats."""
+    seen: dict[str, str] = {}
+    for r in runs:
+        for key, label in metric_columns(r.summary.metrics):
+            seen.setdefault(key, label)
+    return list(seen.items())
+
+
+def headline_of(metrics: MetricsSummary) -> tuple[str, str]:
+    """``(key, label)`` of the run's headline metric."""
+    return next(
+        ((k, lab) for k, lab in metric_columns(metrics) if k == metrics.headline), (metrics.headline,) * 2
+    )
+
+
+def metric_table(runs: Sequence[RunView]) -> Table:
+    """Each run's protocol metrics (the headline's 95% CI beside it), counts and stop reasons."""
+    keys = _metric_keys(runs)
+    headline = headline_of(runs[0].summary.metrics)[0] if runs else "miou"
+    columns: list[str] = []
+    for key, label in keys:
+        columns += [label, f"{label} 95% CI"] if key == headline else [label]
     headers = [
         "run",
         "method",
@@ -40,61 +63,77 @@ def metric_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
         "images",
         "expressions",
         "failed",
-        "mIoU",
-        "mIoU 95% CI",
-        "cIoU",
-        *[k.replace("pr@", "Pr@") for k in PR_KEYS],
+        *columns,
         "iters",
         "stop reasons",
     ]
     rows = []
     for r in runs:
-        m, c = r.summary["metrics"], r.summary["counts"]
-        stops = ", ".join(f"{k} {v}" for k, v in r.summary.get("stop_reasons", {}).items())
+        m, c = r.summary.metrics, r.summary.counts
+        stops = ", ".join(f"{k} {v}" for k, v in r.summary.stop_reasons.items())
+        cells: list[str] = []
+        for key, _label in keys:
+            cells += [fmt(m.value(key)), ci_text(m, key)] if key == headline else [fmt(m.value(key))]
         rows.append(
             [
                 r.name,
                 r.method,
-                r.label.get("perturb", "clean"),
-                str(c.get("images", "—")),
-                str(c["examples"]),
-                str(c["failed"]),
-                fmt(m.get("miou")),
-                ci_text(m, "miou_ci"),
-                fmt(m.get("ciou")),
-                *[fmt(m.get(k)) for k in PR_KEYS],
-                fmt(r.summary.get("iterations_mean"), 2),
+                r.label.perturb,
+                fmt(c.images),
+                str(c.examples),
+                str(c.failed),
+                *cells,
+                fmt(r.summary.iterations_mean, 2),
                 stops,
             ]
         )
     return headers, rows
 
 
-def bucket_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
-    headers = ["run", *[f"{b} mIoU" for b in BUCKETS]]
-    rows = []
+def breakdown_tables(runs: Sequence[RunView]) -> list[tuple[str, Table]]:
+    """One table per breakdown of the runs' protocols (e.g. mIoU by object size), titled by
+    its label: a column per group and metric, each cell ``value (n=...)``."""
+    labels: dict[str, str] = {}  # breakdown key -> label
+    groups: dict[str, list[str]] = {}
+    metrics: dict[str, list[str]] = {}
+    names = dict(_metric_keys(runs))
     for r in runs:
-        buckets = r.summary["metrics"].get("buckets", {})
-        cells = []
-        for b in BUCKETS:
-            n = buckets.get(b, {}).get("n", 0)
-            cells.append(f"{fmt(buckets.get(b, {}).get('miou'))} (n={n})")
-        rows.append([r.name, *cells])
-    return headers, rows
+        protocol = summary_protocol(r.summary.metrics.protocol)
+        for b in protocol.breakdowns if protocol is not None else ():
+            labels.setdefault(b.key, b.label)
+        for key, by_group in r.summary.metrics.breakdowns.items():
+            labels.setdefault(key, key)
+            groups[key] = list(dict.fromkeys([*groups.get(key, []), *by_group]))
+            found = [m for stat in by_group.values() for m in stat.model_extra or {}]
+            metrics[key] = list(dict.fromkeys([*metrics.get(key, []), *found]))
+    tables = []
+    for key in groups:
+        headers = ["run", *[f"{g} {names.get(m, m)}" for g in groups[key] for m in metrics[key]]]
+        rows = []
+        for r in runs:
+            by_group = r.summary.metrics.breakdowns.get(key, {})
+            cells = [
+                f"{fmt(stat.value(m))} (n={stat.n})" if (stat := by_group.get(g)) is not None else "—"
+                for g in groups[key]
+                for m in metrics[key]
+            ]
+            rows.append([r.name, *cells])
+        tables.append((f"By {labels[key]}", (headers, rows)))
+    return tables
 
 
-def _tokens(per: dict[str, Any], prefix: str = "") -> float:
+def _tokens(per: dict[str, float | None], prefix: str = "") -> float:
     return float((per.get(f"{prefix}tokens_in") or 0) + (per.get(f"{prefix}tokens_out") or 0))
 
 
-def at_least(row: dict[str, Any], text: str) -> str:
+def at_least(row: ToolCostRecord, text: str) -> str:
     """Mark a cold figure that leaves out hits on records without a stored cost."""
-    return f"≥{text}" if row.get("cold_unknown") else text
+    return f"≥{text}" if row.cold_unknown else text
 
 
-def served_text(row: dict[str, Any]) -> str:
-    """``"347: 20/0/327"``: calls, then computed / joined / cached (``?`` in older runs)."""
-    return f"{row['calls']}: {row.get('computed', '?')}/{row.get('joined', '?')}/{row['cache_hits']}"
+def served_text(row: ToolCostRecord) -> str:
+    """``"347: 20/0/327"``: calls, then computed / joined / cached."""
+    return f"{row.calls}: {row.computed}/{row.joined}/{row.cache_hits}"
 
 
 def cost_table(runs: Sequence[RunView]) -> Table:
@@ -113,14 +152,14 @@ def cost_table(runs: Sequence[RunView]) -> Table:
     ]
     rows = []
     for r in runs:
-        for tool, row in r.summary["costs"]["tools"].items():
-            per, k = row["per_image"], row.get("per_1000_expressions", {})
+        for tool, row in r.summary.costs.tools.items():
+            per, k = row.per_image, row.per_1000_expressions
             rows.append(
                 [
                     r.name,
                     tool,
                     served_text(row),
-                    fmt(per["seconds"], 4),
+                    fmt(per.get("seconds"), 4),
                     fmt(per.get("wait_seconds"), 4),
                     at_least(row, fmt(per.get("cold_seconds"), 4)),
                     fmt(_tokens(per), 1),
@@ -132,7 +171,7 @@ def cost_table(runs: Sequence[RunView]) -> Table:
     return headers, rows
 
 
-def episode_cost_table(costs: dict[str, Any]) -> Table:
+def episode_cost_table(costs: dict[str, ToolCostRecord]) -> Table:
     """One example's (or episode's) costs per tool, as recorded: how its calls were served,
     what they spent now and their cold cost."""
     headers = [
@@ -148,19 +187,17 @@ def episode_cost_table(costs: dict[str, Any]) -> Table:
     ]
     rows = []
     for tool, row in costs.items():
-        if not isinstance(row, dict) or "calls" not in row or "cache_hits" not in row:
-            continue
         rows.append(
             [
                 tool,
                 served_text(row),
-                str(row.get("errors", 0)),
-                fmt(row.get("seconds"), 4),
-                fmt(row.get("wait_seconds"), 4),
-                at_least(row, fmt(row.get("cold_seconds"), 4)),
-                f"{row.get('tokens_in', 0)}/{row.get('tokens_out', 0)}",
-                fmt(row.get("usd"), 6),
-                at_least(row, fmt(row.get("cold_usd"), 6)),
+                str(row.errors),
+                fmt(row.seconds, 4),
+                fmt(row.wait_seconds, 4),
+                at_least(row, fmt(row.cold_seconds, 4)),
+                f"{row.tokens_in}/{row.tokens_out}",
+                fmt(row.usd, 6),
+                at_least(row, fmt(row.cold_usd, 6)),
             ]
         )
     return headers, rows
@@ -183,19 +220,19 @@ def run_cost_table(runs: Sequence[RunView]) -> Table:
     ]
     rows = []
     for r in runs:
-        total, c = r.summary["costs"]["total"], r.summary["counts"]
-        per, k = total["per_image"], total.get("per_1000_expressions", {})
+        total, c = r.summary.costs.total, r.summary.counts
+        per, k = total.per_image, total.per_1000_expressions
         rows.append(
             [
                 r.name,
-                str(c.get("images", "—")),
-                str(c["examples"]),
+                fmt(c.images),
+                str(c.examples),
                 at_least(total, fmt(per.get("cold_seconds"), 4)),
                 at_least(total, fmt(_tokens(per, "cold_"), 1)),
                 at_least(total, fmt(_tokens(k, "cold_"), 0)),
                 at_least(total, fmt(per.get("cold_usd"), 6)),
                 at_least(total, fmt(k.get("cold_usd"), 4)),
-                fmt(per["seconds"], 4),
+                fmt(per.get("seconds"), 4),
                 fmt(k.get("usd"), 4),
             ]
         )
@@ -206,13 +243,12 @@ def kinds_text(by_kind: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in by_kind.items()) or "—"
 
 
-def _with_status(faults: dict[str, Any]) -> str:
+def _with_status(faults: Any) -> str:
     """``"12 (HTTP 500 10, no status 2)"``: failed VLM attempts and their statuses."""
-    n = int(faults.get("vlm_attempt_errors", 0))
+    n = faults.vlm_attempt_errors
     if not n:
         return "0"
-    statuses = faults.get("vlm_errors_by_status") or {}
-    named = {("no status" if k == "none" else f"HTTP {k}"): v for k, v in statuses.items()}
+    named = {("no status" if k == "none" else f"HTTP {k}"): v for k, v in faults.vlm_errors_by_status.items()}
     return f"{n} ({kinds_text(named)})"
 
 
@@ -221,16 +257,16 @@ def health_table(runs: Sequence[RunView]) -> Table | None:
     headers = ["run", "needed VLM", "fell back", "rate", "fallbacks by kind", "VLM attempt errors", "failed"]
     rows = []
     for r in runs:
-        vlm, faults = r.summary.get("vlm") or {}, r.summary.get("faults") or {}
+        vlm, faults = r.summary.vlm, r.summary.faults
         rows.append(
             [
                 r.name,
-                str(vlm.get("needed", 0)),
-                str(vlm.get("fallbacks", 0)),
-                "—" if vlm.get("fallback_rate") is None else f"{vlm['fallback_rate']:.1%}",
-                kinds_text(faults.get("fallbacks_by_kind") or {}),
+                str(vlm.needed),
+                str(vlm.fallbacks),
+                "—" if vlm.fallback_rate is None else f"{vlm.fallback_rate:.1%}",
+                kinds_text(faults.fallbacks_by_kind),
                 _with_status(faults),
-                str(faults.get("failed_examples", 0)),
+                str(faults.failed_examples),
             ]
         )
     interesting = any(row[1] != "0" or row[2] != "0" or row[5] != "0" for row in rows)
@@ -243,8 +279,9 @@ def paired_table(pairs: Sequence[tuple[str, str, dict[str, Any]]]) -> Table:
         "B vs A",
         "images",
         "expressions",
-        "mIoU A",
-        "mIoU B",
+        "metric",
+        "A",
+        "B",
         "B - A",
         "95% CI (images)",
         "better/worse/same",
@@ -257,8 +294,9 @@ def paired_table(pairs: Sequence[tuple[str, str, dict[str, Any]]]) -> Table:
                 f"{b} vs {a}",
                 str(res["n_images"]),
                 str(res["n_expressions"]),
-                fmt(res.get("miou_a")),
-                fmt(res.get("miou_b")),
+                str(res.get("label", "mIoU")),
+                fmt(res.get("value_a")),
+                fmt(res.get("value_b")),
                 "—" if res.get("diff") is None else f"{res['diff']:+.3f}",
                 "—" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]",
                 f"{res['improved']}/{res['degraded']}/{res['unchanged']} (±{res['tolerance']:g})",
@@ -280,17 +318,17 @@ def timing_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
     ]
     rows = []
     for r in runs:
-        t, p = r.summary["timing"], r.summary["propose"]
-        peak = r.summary.get("peak_cuda_memory_bytes")
+        t, p = r.summary.timing, r.summary.propose
+        peak = r.summary.peak_cuda_memory_bytes
         rows.append(
             [
                 r.name,
-                fmt(t.get("wall_s_total"), 2),
-                fmt(t.get("setup_s_total"), 2),
-                fmt(t.get("examples_per_s"), 1),
-                fmt(t.get("seconds_per_image"), 4),
-                fmt(t.get("concurrency")),
-                fmt(p.get("per_image"), 2),
+                fmt(t.wall_s_total, 2),
+                fmt(t.setup_s_total, 2),
+                fmt(t.examples_per_s, 1),
+                fmt(t.seconds_per_image, 4),
+                fmt(t.concurrency),
+                fmt(p.per_image, 2),
                 "—" if peak is None else f"{peak / 2**20:.0f}",
             ]
         )
@@ -298,13 +336,15 @@ def timing_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
 
 
 def reliability_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]] | None:
-    """mIoU per method (rows) and perturbation (columns); None without perturbed runs."""
-    perturbs = [p for p in PERTURBATIONS if any(r.label.get("perturb", "clean") == p for r in runs)]
+    """The headline metric per method (rows) and perturbation (columns); None without
+    perturbed runs."""
+    perturbs = [p for p in PERTURBATIONS if any(r.label.perturb == p for r in runs)]
     if perturbs == ["clean"] or not perturbs:
         return None
     grid: dict[str, dict[str, float | None]] = {}
     for r in runs:
-        grid.setdefault(r.method, {})[r.label.get("perturb", "clean")] = r.summary["metrics"].get("miou")
+        m = r.summary.metrics
+        grid.setdefault(r.method, {})[r.label.perturb] = m.value(m.headline)
     headers = ["method", *perturbs]
     rows = []
     for method, cells in grid.items():

@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image as PILImage
 
 from agent.trace_images import VLM_IMAGE_DIR
+from bench.records import SampleRecord
+from bench.records.sample import as_rank_step
 from bench.viewer.images import (
     GT_COLOUR,
     PRED_COLOUR,
@@ -41,14 +43,14 @@ class Drawings:
         self.images = images
 
     def _frame(
-        self, run: RunFolder, record: dict[str, Any]
+        self, run: RunFolder, record: SampleRecord
     ) -> tuple[np.ndarray | None, tuple[int, int] | None]:
         """The image as the run saw it (or ``None``) and the frame size of its masks."""
-        pixels, _ = self.images.pixels(run.data_spec(), record["example_id"])
+        pixels, _ = self.images.pixels(run.data_spec(), record.example_id)
         if pixels is not None:
             return pixels, (int(pixels.shape[0]), int(pixels.shape[1]))
-        size = (record.get("mask") or {}).get("size") if isinstance(record.get("mask"), dict) else None
-        if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        size = record.mask.size if record.mask is not None else None
+        if size is not None and all(v > 0 for v in size):
             return None, (size[0], size[1])
         return None, None
 
@@ -65,7 +67,7 @@ class Drawings:
         if layer == "gt":
             gt, _ = self.images.ground_truth(run.data_spec(), example_id)
             return layer_png(gt, size, GT_COLOUR)
-        return layer_png(mask_of(record.get("mask")), size, PRED_COLOUR)
+        return layer_png(mask_of(record.mask), size, PRED_COLOUR)
 
     def candidate(self, run: RunFolder, example_id: str, step: int, cand: int) -> bytes | None:
         """Candidate ``cand`` of ranking step ``step`` (the record's ``rank_steps``), over the image."""
@@ -87,18 +89,18 @@ def candidate_picture(
 ) -> bytes | None:
     """A thumbnail of candidate ``cand`` of ``steps[step]`` over ``pixels`` (grey without them);
     ``None`` when there is no such candidate."""
-    if not isinstance(steps, list) or not 0 <= step < len(steps) or not isinstance(steps[step], dict):
+    if not isinstance(steps, list) or not 0 <= step < len(steps):
         return None
-    cands = steps[step].get("candidates")
-    if not isinstance(cands, list) or not 0 <= cand < len(cands) or not isinstance(cands[cand], dict):
+    picked = as_rank_step(steps[step])
+    if picked is None or not 0 <= cand < len(picked.candidates):
         return None
-    mask = mask_of(cands[cand].get("mask"))
+    chosen = picked.candidates[cand]
+    mask = mask_of(chosen.mask)
     if size is None and mask is not None:
         size = (int(mask.shape[0]), int(mask.shape[1]))
     if size is None:
         return None
-    prob = cands[cand].get("prob")
-    label = f"#{cands[cand].get('index')}" + (f" p={prob:.3f}" if isinstance(prob, int | float) else "")
+    label = f"#{chosen.index} p={chosen.prob:.3f}"
     return candidate_png(pixels if pixels is not None else canvas(size), mask, label)
 
 

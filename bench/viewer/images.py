@@ -1,8 +1,8 @@
 """Pictures for the example page, drawn on demand: the image, ground truth and masks as layers.
 
 The image and the ground truth come from the data set the run records in ``config.json``
-(``results.data``: synthetic scenes are generated again, parquet files and hub data sets
-are read through :func:`bench.data.load_dataset_spec`), with the run's perturbation
+(``results.data``, opened through its dataset adapter: synthetic scenes are generated again,
+parquet files and hub data sets are read again), with the run's perturbation
 applied, so the page shows the image as the run saw it. Predicted and candidate masks come
 from the RLE in the records. Masks are served as transparent RGBA layers the page stacks
 on the image, so toggling one costs no request. Without the data set (offline, moved
@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from bench.data import Example, load_dataset_spec
+from bench.data.examples import Example
+from bench.options import DataSpec
 from bench.perturb import perturb_image
+from bench.records import RLE
 from bench.rle import decode_rle
 from bench.segment import IMAGE_SUFFIXES
 from tools.errors import RefsegError
@@ -65,6 +67,8 @@ def candidate_png(pixels: np.ndarray, mask: np.ndarray | None, label: str, max_s
 
 def mask_of(rle: Any) -> np.ndarray | None:
     """The decoded mask of a record's RLE, or ``None`` when it is absent or corrupt."""
+    if isinstance(rle, RLE):
+        rle = rle.model_dump()
     if not isinstance(rle, Mapping):
         return None
     try:
@@ -73,8 +77,10 @@ def mask_of(rle: Any) -> np.ndarray | None:
         return None
 
 
-def _spec_key(spec: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(spec.get(k) for k in ("dataset", "split", "n", "per_image", "seed_subset"))
+def _spec_key(spec: DataSpec | None) -> tuple[Any, ...]:
+    if spec is None:
+        return (None,)
+    return (spec.dataset, spec.split, spec.n, spec.per_image, spec.seed_subset, spec.allow_outside_paths)
 
 
 class DatasetImages:
@@ -85,7 +91,7 @@ class DatasetImages:
         self._sets: dict[tuple[Any, ...], tuple[dict[str, Example], str | None]] = {}
         self._pixels: OrderedDict[tuple[Any, ...], np.ndarray | str] = OrderedDict()
 
-    def examples(self, spec: Mapping[str, Any]) -> tuple[dict[str, Example], str | None]:
+    def examples(self, spec: DataSpec | None) -> tuple[dict[str, Example], str | None]:
         """``(examples by id, None)``, or ``({}, why they cannot be loaded)``."""
         key = _spec_key(spec)
         with self._lock:
@@ -93,19 +99,19 @@ class DatasetImages:
                 self._sets[key] = _load(spec)
             return self._sets[key]
 
-    def example(self, spec: Mapping[str, Any], example_id: str) -> tuple[Example | None, str | None]:
+    def example(self, spec: DataSpec | None, example_id: str) -> tuple[Example | None, str | None]:
         examples, error = self.examples(spec)
         if error is not None:
             return None, error
         found = examples.get(example_id)
         return (found, None) if found is not None else (None, f"{example_id} is not in the run's data set")
 
-    def pixels(self, spec: Mapping[str, Any], example_id: str) -> tuple[np.ndarray | None, str | None]:
+    def pixels(self, spec: DataSpec | None, example_id: str) -> tuple[np.ndarray | None, str | None]:
         """The example's image as the run saw it (perturbed), or ``(None, why not)``."""
         ex, error = self.example(spec, example_id)
-        if ex is None:
+        if ex is None or spec is None:
             return None, error
-        perturbation = str(spec.get("perturb") or "clean")
+        perturbation = spec.perturb
         key = (*_spec_key(spec), perturbation, ex.image_id)
         with self._lock:
             cached = self._pixels.get(key)
@@ -138,7 +144,7 @@ class DatasetImages:
                     self._pixels.popitem(last=False)
         return None if isinstance(cached, str) else cached
 
-    def ground_truth(self, spec: Mapping[str, Any], example_id: str) -> tuple[np.ndarray | None, str | None]:
+    def ground_truth(self, spec: DataSpec | None, example_id: str) -> tuple[np.ndarray | None, str | None]:
         ex, error = self.example(spec, example_id)
         if ex is None:
             return None, error
@@ -148,20 +154,16 @@ class DatasetImages:
             return None, str(exc)
 
 
-def _load(spec: Mapping[str, Any]) -> tuple[dict[str, Example], str | None]:
-    if not spec.get("dataset"):
+def _load(spec: DataSpec | None) -> tuple[dict[str, Example], str | None]:
+    """The run's examples by id (a run's examples are few enough for a page to hold them:
+    references into the data set, whose images and masks are read when drawn)."""
+    if spec is None:
         return {}, "the run's config.json does not say which data set it used"
     try:
-        examples = load_dataset_spec(
-            str(spec["dataset"]),
-            spec.get("n"),
-            str(spec.get("per_image") or "all"),
-            spec.get("seed_subset"),
-            split=str(spec.get("split") or "validation"),
-        )
+        examples = {ex.example_id: ex for group in spec.open().groups() for ex in group}
     except Exception as exc:  # any loader failure (offline hub, moved file) only hides the images
-        return {}, f"data set {spec['dataset']!r} cannot be loaded here ({type(exc).__name__}: {exc})"
-    return {ex.example_id: ex for ex in examples}, None
+        return {}, f"data set {spec.dataset!r} cannot be loaded here ({type(exc).__name__}: {exc})"
+    return examples, None
 
 
 def _decode(ex: Example, perturbation: str) -> np.ndarray | str:

@@ -15,12 +15,13 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.metrics import DEFAULT_BOOTSTRAP
-from bench.run_folder import read_invocations
+from bench.records import RunConfig, SampleRecord, Summary
+from bench.run_folder import read_invocations, run_protocol
 from bench.summary import build_summary, trace_faults
 from bench.viewer.runs import RunFolder
+from tools.errors import RefsegError
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,25 @@ class SummaryView:
     """What the run page shows as the summary.
 
     Attributes:
-        data: the summary, shaped like ``summary.json`` (empty while the first is computed).
+        data: the summary (``None`` while the first is computed, or when it cannot be).
         source: ``"summary.json"`` or ``"live"``.
         examples: how many examples it covers.
-        pending: a newer live summary is being computed (``data`` is older, or empty).
+        pending: a newer live summary is being computed (``data`` is older, or absent).
+        error: why no summary can be computed (e.g. the run's protocol is not installed).
     """
 
-    data: dict[str, Any]
+    data: Summary | None
     source: str
     examples: int
     pending: bool = False
+    error: str | None = None
 
 
 @dataclass
 class _Job:
     version: int
     examples: int
-    future: Future[dict[str, Any]]
+    future: Future[Summary | str]
 
 
 class Summaries:
@@ -81,11 +84,11 @@ class Summaries:
             job.future.result()
         if job.future.done():
             self._done[key] = job
-            return SummaryView(job.future.result(), "live", job.examples)
+            return _view(job, pending=False)
         older = self._done.get(key)
         if older is not None:
-            return SummaryView(older.future.result(), "live", older.examples, pending=True)
-        return SummaryView({}, "live", 0, pending=True)
+            return _view(older, pending=True)
+        return SummaryView(None, "live", 0, pending=True)
 
     def _submit(self, run: RunFolder) -> _Job:
         records = dict(run.samples.records)  # records are never changed once read: a copy of the dict will do
@@ -95,30 +98,39 @@ class Summaries:
             records,
             order,
             run.path,
-            run.config(),
+            run.config() or RunConfig(),
             run.expected() or len(order),
             run.trace.path,
         )
         return _Job(run.samples.version, len(records), future)
 
 
+def _view(job: _Job, *, pending: bool) -> SummaryView:
+    result = job.future.result()
+    if isinstance(result, str):
+        return SummaryView(None, "live", job.examples, pending=pending, error=result)
+    return SummaryView(result, "live", job.examples, pending=pending)
+
+
 def _summarise(
-    records: dict[str, dict[str, Any]],
+    records: dict[str, SampleRecord],
     order: list[str],
     folder: Path,
-    config: dict[str, Any],
+    config: RunConfig,
     expected: int,
     trace: Path,
-) -> dict[str, Any]:
+) -> Summary | str:
+    """The summary, or why it cannot be computed."""
     try:
         return build_summary(
             records,
             order,
             read_invocations(folder),
             config,
+            run_protocol(config),
             expected=expected,
             bootstrap=DEFAULT_BOOTSTRAP,  # the bench's default
             traced_faults=trace_faults(trace),
         )
-    except (KeyError, TypeError, ValueError) as exc:  # a record without iou, inter or union
-        return {"error": f"cannot summarise {folder / 'samples.jsonl'}: {type(exc).__name__}: {exc}"}
+    except RefsegError as exc:  # the run's protocol is not installed here
+        return f"cannot summarise {folder}: {exc}"

@@ -14,6 +14,9 @@ from urllib.parse import urlencode
 import numpy as np
 
 from agent.tracing import redact
+from bench.data.registry import metric_columns, summary_protocol
+from bench.records import Summary, ToolCostRecord
+from bench.records.sample import as_rank_step
 from bench.report.run_reader import RunView
 from bench.report.tables import cost_table, episode_cost_table, run_cost_table
 from bench.summary import run_label
@@ -49,19 +52,61 @@ def with_params(base: Mapping[str, str], **changes: Any) -> str:
     return "?" + urlencode(merged) if merged else "?"
 
 
-def cost_tables(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+def cost_tables(summary: Summary | None, name: str) -> list[dict[str, Any]]:
     """The report's cost tables (:mod:`bench.report.tables`) of one run's summary, without the run
     column: per tool, then the run's total; empty when the summary has no costs (yet)."""
-    if not summary.get("costs"):
+    if summary is None or not summary.costs.tools:
         return []
-    view = RunView(name, Path(), dict(summary), np.zeros(0))
+    view = RunView(name, Path(), summary, np.zeros(0))
     out = []
     for title, make in (("Cost per tool", cost_table), ("The run's total cost", run_cost_table)):
-        try:
-            headers, rows = make([view])
-        except (KeyError, TypeError):  # a summary written before the costs had these columns
-            continue
+        headers, rows = make([view])
         out.append({"title": title, "headers": headers[1:], "rows": [row[1:] for row in rows]})
+    return out
+
+
+def metric_rows(summary: Summary | None) -> list[dict[str, Any]]:
+    """The summary's metrics as the run page lists them: what the run's protocol defines (its
+    label, value, 95% interval, description), headline first; for a protocol no installed
+    adapter defines, the metrics the summary holds, by key."""
+    if summary is None:
+        return []
+    m = summary.metrics
+    protocol = summary_protocol(m.protocol)
+    described = {x.key: x.description for x in protocol.metrics} if protocol is not None else {}
+    rows = [
+        {
+            "key": key,
+            "label": label,
+            "value": m.value(key),
+            "ci": m.ci(key),
+            "description": described.get(key, ""),
+            "headline": key == m.headline,
+        }
+        for key, label in metric_columns(m)
+    ]
+    return sorted(rows, key=lambda r: not r["headline"])  # stable: the protocol's order after
+
+
+def breakdown_rows(summary: Summary | None) -> list[dict[str, Any]]:
+    """Each breakdown (e.g. by object size): its label and, per group, ``n`` and its metrics."""
+    if summary is None:
+        return []
+    m = summary.metrics
+    protocol = summary_protocol(m.protocol)
+    labels = {b.key: b.label for b in protocol.breakdowns} if protocol is not None else {}
+    names = dict(metric_columns(m))
+    out = []
+    for key, groups in m.breakdowns.items():
+        cells = [
+            {
+                "group": g,
+                "n": stat.n,
+                "metrics": [(names.get(k, k), v) for k, v in (stat.model_extra or {}).items()],
+            }
+            for g, stat in groups.items()
+        ]
+        out.append({"label": labels.get(key, key), "groups": cells})
     return out
 
 
@@ -70,13 +115,17 @@ def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
     config = run.config()
     expected = run.expected()
     recorded = len(run.samples.records)
+    faults = summary.data.faults.model_dump() if summary.data is not None else {}
     return {
         "name": run.name,
         "path": str(run.path),
         "summary": summary,
-        "label": run_label(config) if config else {},
+        "label": run_label(config) if config is not None else None,
+        "metrics": metric_rows(summary.data),
+        "breakdowns": breakdown_rows(summary.data),
+        "faults": {k: v for k, v in faults.items() if isinstance(v, int) and v},
         "cost_tables": cost_tables(summary.data, run.name),
-        "config": redact(config),
+        "config": redact(config.model_dump(mode="json")) if config is not None else {},
         "config_error": run.config_error,
         "recorded": recorded,
         "expected": expected,
@@ -132,19 +181,19 @@ def _side(run: RunFolder, which: str, example_id: str, images: DatasetImages) ->
     return {
         "which": which,
         "name": run.name,
-        "record": redact({k: v for k, v in record.items() if k != "mask"}),
+        "record": redact(record.model_dump(mode="json", exclude={"mask", "rank_steps"})),
         "row": run.samples.row(example_id),
         "image_error": image_error,
         "has_image": pixels is not None,
         "gt_error": gt_error,
-        "has_pred": isinstance(record.get("mask"), dict),
-        "perturb": spec.get("perturb") or "clean",
-        "queries": query_history(record, last),
+        "has_pred": record.mask is not None,
+        "perturb": spec.perturb if spec is not None else "clean",
+        "queries": query_history(record.queries, last),
         "episodes": len(episodes),
         "header": episode_header(last) if last else {},
         "timeline": timeline(last) if last else [],
         "trace_exists": run.trace.exists,
-        "costs": episode_cost_table(record.get("costs") or {}),
+        "costs": episode_cost_table(record.costs),
         "rank_steps": rank_steps_view(run.rank_steps(example_id)),
         "vlm": vlm_transcripts(last),
         "vlm_calls": vlm_call_count(last),
@@ -155,25 +204,19 @@ def _side(run: RunFolder, which: str, example_id: str, images: DatasetImages) ->
 
 def rank_steps_view(steps: Any) -> list[dict[str, Any]] | None:
     """A record's ``rank_steps`` for the page (``None``: not recorded), each candidate
-    numbered for its picture's URL."""
+    numbered for its picture's URL (a ``refseg segment`` result's are JSON, checked here)."""
     if not isinstance(steps, list):
         return None
     out = []
-    for i, step in enumerate(steps):
-        if not isinstance(step, dict):
+    for i, raw in enumerate(steps):
+        step = as_rank_step(raw)
+        if step is None:
             continue
         cands = [
-            {
-                "j": j,
-                "index": c.get("index"),
-                "prob": c.get("prob"),
-                "origin": c.get("origin"),
-                "has_mask": isinstance(c.get("mask"), dict),
-            }
-            for j, c in enumerate(step.get("candidates") or [])
-            if isinstance(c, dict)
+            {"j": j, "index": c.index, "prob": c.prob, "origin": c.origin, "has_mask": c.mask is not None}
+            for j, c in enumerate(step.candidates)
         ]
-        out.append({"i": i, "step": step.get("step"), "query": step.get("query"), "candidates": cands})
+        out.append({"i": i, "step": step.step, "query": step.query, "candidates": cands})
     return out
 
 
@@ -227,11 +270,11 @@ def segment_result(folder: SegmentFolder, n: int, images: DatasetImages) -> dict
         "result": redact({k: v for k, v in result.result.items() if k != "config"}),
         "config": redact(result.result.get("config") or {}),
         "pictures": [name for name in ("overlay.png", "mask.png") if result.picture(name) is not None],
-        "queries": query_history(result.result, last),
+        "queries": query_history([str(q) for q in result.result.get("queries") or []], last),
         "timeline": timeline(last) if last else [],
         "episodes": len(episodes),
         "trace_exists": trace is not None,
-        "costs": episode_cost_table(result.result.get("costs") or {}),
+        "costs": episode_cost_table(_costs(result.result.get("costs"))),
         "rank_steps": rank_steps_view(result.result.get("rank_steps")),
         "has_image": images.file_pixels(result.result.get("image")) is not None,
         "vlm": vlm_transcripts(last),
@@ -241,3 +284,16 @@ def segment_result(folder: SegmentFolder, n: int, images: DatasetImages) -> dict
         "prev": n - 1 if n > 0 else None,
         "next": n + 1 if n + 1 < count else None,
     }
+
+
+def _costs(raw: Any) -> dict[str, ToolCostRecord]:
+    """A ``refseg segment`` result's per-tool costs (entries that are not costs left out)."""
+    out = {}
+    for tool, row in (raw or {}).items() if isinstance(raw, dict) else ():
+        if not isinstance(row, dict) or "calls" not in row:
+            continue
+        try:
+            out[str(tool)] = ToolCostRecord.model_validate(row)
+        except ValueError:
+            continue
+    return out

@@ -1,7 +1,8 @@
 """The run index: a bench run folder read as it is, including while it is being written.
 
-``samples.jsonl`` is read incrementally (:class:`bench.viewer.jsonl.JsonlTail`): the last
-record per ``example_id`` wins, as in :func:`bench.samples.read_samples`. Each record also
+``samples.jsonl`` is read incrementally (:class:`bench.viewer.jsonl.JsonlTail`), each line as a
+:class:`bench.records.SampleRecord`: the last record per ``example_id`` wins, as in
+:func:`bench.samples.read_samples`. Each record also
 gives one compact :class:`Row` for the examples table. A record's ``rank_steps`` (most of a
 line's bytes: candidate masks) are cut out before the line is decoded and kept on disk: the
 example page reads them from the line's offset (:meth:`RunFolder.rank_steps`). ``trace.jsonl`` is indexed by
@@ -13,13 +14,19 @@ the records (:mod:`bench.viewer.live_summary`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bench.samples import CONFIG, INVOCATIONS, SAMPLES, SUMMARY, TRACE, read_json
+from pydantic import BaseModel
+
+from bench.options import DataSpec
+from bench.records import RankStepRecord, RunConfig, SampleRecord, Summary
+from bench.run_folder import recorded_data
+from bench.samples import CONFIG, INVOCATIONS, SAMPLES, SUMMARY, TRACE, parse_line, read_config, read_summary
 from bench.viewer.jsonl import FileState, JsonlTail, read_lines_at
 from bench.viewer.trace_index import TraceIndex
-from tools.errors import InputError
+from tools.errors import InputError, RefsegError
 
 
 class ViewerError(InputError):
@@ -49,68 +56,25 @@ class Row(NamedTuple):
     search_text: str  # lower-cased id, sentence and queries
 
     @classmethod
-    def of(cls, rec: dict[str, Any]) -> Row:
-        queries = tuple(str(q) for q in rec.get("queries") or () if q is not None)
-        sentence = str(rec.get("sentence") or "")
-        costs = rec.get("costs")
-        usd = 0.0
-        if isinstance(costs, dict):
-            for c in costs.values():
-                if isinstance(c, dict) and isinstance(c.get("usd"), int | float):
-                    usd += c["usd"]
-        example_id = rec["example_id"]
+    def of(cls, rec: SampleRecord) -> Row:
+        queries = tuple(rec.queries)
         return cls(
-            _int(rec.get("index")),
-            example_id,
-            str(rec.get("image_id", "")),
-            sentence,
-            _float(rec.get("iou")) or 0.0,
-            bool(rec.get("failed")),
-            rec.get("error"),
-            str(rec.get("stop_reason") or "error"),
-            _int(rec.get("iterations")),
-            _float(rec.get("conf")),
-            _float(rec.get("gap")),
-            _float(rec.get("seconds")) or 0.0,
-            usd,
+            rec.index,
+            rec.example_id,
+            rec.image_id,
+            rec.sentence,
+            rec.iou,
+            rec.failed,
+            rec.error,
+            rec.stop_reason,
+            rec.iterations,
+            rec.conf,
+            rec.gap,
+            rec.seconds,
+            rec.usd,
             queries,
-            "\n".join((example_id, sentence, *queries)).lower(),
+            "\n".join((rec.example_id, rec.sentence, *queries)).lower(),
         )
-
-
-def _decode(line: bytes | None) -> dict[str, Any] | None:
-    """A record from one line, or ``None`` (not JSON, not an object with an ``example_id``)."""
-    if line is None:
-        return None
-    try:
-        rec = json.loads(line)
-    except ValueError:  # UnicodeDecodeError is a ValueError too
-        return None
-    return rec if isinstance(rec, dict) and isinstance(rec.get("example_id"), str) else None
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-_RANK_STEPS = b',"rank_steps":['
-
-
-def without_rank_steps(line: bytes) -> bytes | None:
-    """``line`` with its ``rank_steps`` cut off, when they are its last field (the bench's
-    writer puts them there, :class:`bench.samples.SampleWriter`); else ``None``.
-
-    The marker cannot occur inside a JSON string (its quotes would be escaped), so the last
-    one is the field itself; the caller still checks that the rest decodes.
-    """
-    start = line.rfind(_RANK_STEPS)
-    if start < 0 or not line.rstrip().endswith(b"]}"):
-        return None
-    return line[:start] + b"}"
 
 
 class SampleStore:
@@ -122,7 +86,7 @@ class SampleStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, SampleRecord] = {}
         self.offsets: dict[str, int] = {}
         self._by_id: dict[str, Row] = {}
         self.version = 0  # bumped whenever records change
@@ -134,28 +98,27 @@ class SampleStore:
         self.records, self.offsets, self._by_id = {}, {}, {}
 
     def _add_line(self, offset: int, line: bytes) -> bool:
-        rec = _decode(without_rank_steps(line)) or _decode(line)
+        rec = parse_line(line, rank_steps=False)  # read again from the line when a page asks for them
         if rec is None:
             return False
-        rec.pop("rank_steps", None)  # read again from the line when a page asks for them
-        self.records[rec["example_id"]] = rec
-        self.offsets[rec["example_id"]] = offset
-        self._by_id[rec["example_id"]] = Row.of(rec)
+        self.records[rec.example_id] = rec
+        self.offsets[rec.example_id] = offset
+        self._by_id[rec.example_id] = Row.of(rec)
         return True
 
-    def rank_steps(self, example_id: str) -> list[Any] | None:
+    def rank_steps(self, example_id: str) -> list[RankStepRecord] | None:
         """The example's ``rank_steps`` from its line (``None``: not recorded, or the file changed)."""
         offset = self.offsets.get(example_id)
         if offset is None:
             return None
         try:
-            rec = _decode(read_lines_at(self.path, [offset])[0])
+            line = read_lines_at(self.path, [offset])[0]
         except OSError:
             return None
-        if rec is None or rec["example_id"] != example_id:
+        rec = parse_line(line)
+        if rec is None or rec.example_id != example_id:
             return None  # rewritten since it was read: the next refresh reads it again
-        steps = rec.get("rank_steps")
-        return steps if isinstance(steps, list) else None
+        return rec.rank_steps if b'"rank_steps"' in line else None
 
     def refresh(self) -> None:
         if self.tail.refresh():
@@ -173,21 +136,22 @@ class SampleStore:
 
 
 class _JsonFile:
-    """A small JSON file re-read only when it changed."""
+    """A small JSON file (read as ``model``) re-read only when it changed."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read: Callable[[Path], BaseModel | None]):
         self.path = path
+        self._read = read
         self._state: FileState | None = None
-        self._data: dict[str, Any] | None = None
+        self._data: Any = None
         self.error: str | None = None
 
-    def get(self) -> dict[str, Any] | None:
+    def get(self) -> Any:
         state = FileState.of(self.path)
         if state != self._state:
             self._state, self.error = state, None
             try:
-                self._data = read_json(self.path) if state is not None else None
-            except InputError as exc:  # half-written or damaged: say so, keep going
+                self._data = self._read(self.path.parent) if state is not None else None
+            except RefsegError as exc:  # half-written or damaged: say so, keep going
                 self._data, self.error = None, str(exc)
         return self._data
 
@@ -216,38 +180,39 @@ class RunFolder:
         self.name = name or path.resolve().name
         self.samples = SampleStore(path / SAMPLES)
         self.trace = TraceIndex(path / TRACE)
-        self._config = _JsonFile(path / CONFIG)
-        self._summary = _JsonFile(path / SUMMARY)
+        self._config = _JsonFile(path / CONFIG, read_config)
+        self._summary = _JsonFile(path / SUMMARY, read_summary)
 
     def refresh(self) -> None:
         """Pick up lines appended since the last call (cheap when nothing changed)."""
         self.samples.refresh()
 
-    def config(self) -> dict[str, Any]:
-        return self._config.get() or {}
+    def config(self) -> RunConfig | None:
+        """``config.json`` (``None`` when absent or unreadable: see :attr:`config_error`)."""
+        config: RunConfig | None = self._config.get()
+        return config
 
     @property
     def config_error(self) -> str | None:
         return self._config.error
 
-    def data_spec(self) -> dict[str, Any]:
-        """``results.data`` of ``config.json``: where the examples (and images) came from."""
-        data = self.config().get("results", {}).get("data")
-        return data if isinstance(data, dict) else {}
+    def data_spec(self) -> DataSpec | None:
+        """The data selection the run recorded: where its examples (and images) came from."""
+        return recorded_data(self.config())
 
     def expected(self) -> int | None:
-        count = self.config().get("results", {}).get("examples", {}).get("count")
-        return int(count) if isinstance(count, int) else None
+        config = self.config()
+        examples = config.results.examples if config is not None else None
+        return examples.count if examples is not None else None
 
-    def stored_summary(self) -> dict[str, Any] | None:
+    def stored_summary(self) -> Summary | None:
         """``summary.json`` when it describes exactly the records read now, else ``None``."""
-        summary = self._summary.get()
+        summary: Summary | None = self._summary.get()
         samples_state = self.samples.tail.state
         if summary is None or self._summary.state is None or samples_state is None:
             return None
-        counts = summary.get("counts") or {}
         fresh = self._summary.state.mtime_ns >= samples_state.mtime_ns
-        return summary if fresh and counts.get("examples") == len(self.samples.records) else None
+        return summary if fresh and summary.counts.examples == len(self.samples.records) else None
 
     def invocations(self) -> list[dict[str, Any]]:
         path = self.path / INVOCATIONS
@@ -265,10 +230,10 @@ class RunFolder:
                 out.append(item)
         return out
 
-    def record(self, example_id: str) -> dict[str, Any] | None:
+    def record(self, example_id: str) -> SampleRecord | None:
         """The example's last record, without ``rank_steps`` (see :meth:`rank_steps`)."""
         return self.samples.records.get(example_id)
 
-    def rank_steps(self, example_id: str) -> list[Any] | None:
+    def rank_steps(self, example_id: str) -> list[RankStepRecord] | None:
         """The example's ``rank_steps`` (``None`` when its record has none)."""
         return self.samples.rank_steps(example_id)

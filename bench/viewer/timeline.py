@@ -17,7 +17,7 @@ from typing import Any
 from agent.trace_render import EpisodeTrace
 from agent.tracing import redact
 
-_COMMON = {"event", "run_id", "sample_id", "step", "ts"}
+_COMMON = {"event", "run_id", "sample_id", "step", "ts", "schema_version"}
 _SHORT = 240
 
 
@@ -177,15 +177,15 @@ def episode_header(episode: EpisodeTrace) -> dict[str, Any]:
     return {k: v for k, v in redact(start).items() if k not in _COMMON}
 
 
-def query_history(record: dict[str, Any], episode: EpisodeTrace | None) -> list[dict[str, Any]]:
-    """Each query of the record with what ranking it gave (conf, gap, top-3) when traced."""
+def query_history(queries: list[str], episode: EpisodeTrace | None) -> list[dict[str, Any]]:
+    """Each query of a record with what ranking it gave (conf, gap, top-3) when traced."""
     ranked: dict[str, dict[str, Any]] = {}
     for ev in episode.events if episode else []:
         result = ev.get("result")
         if ev.get("event") == "tool_call" and isinstance(result, dict) and "query" in result:
             ranked[str(result["query"])] = result
     out = []
-    for i, query in enumerate(record.get("queries") or []):
+    for i, query in enumerate(queries):
         res = ranked.get(str(query), {})
         top3 = res.get("top3") or []
         out.append(

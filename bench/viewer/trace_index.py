@@ -4,7 +4,8 @@ The index stores, per sample id, the byte offsets of its lines; it grows increme
 like the samples (a run still being written). The sample id is found with a regular
 expression on the raw line (the tracer writes ``"sample_id": "..."`` near the start of
 every episode event); the lines of one sample are JSON-decoded only when its page asks for
-them, and a line whose decoded ``sample_id`` differs is dropped then. Episodes are grouped
+them (as :mod:`agent.trace_events` records), and a line that is not an event or whose
+``sample_id`` differs is dropped then. Episodes are grouped
 by :func:`agent.trace_render.group_episodes`, exactly as ``refseg trace`` groups them.
 """
 
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from agent.trace_events import parse_event
 from agent.trace_render import EpisodeTrace, group_episodes
 from bench.viewer.jsonl import JsonlTail, read_lines_at
 
@@ -48,12 +50,9 @@ class TraceIndex:
             return []
         events: list[dict[str, Any]] = []
         for raw in read_lines_at(self.path, offsets):
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(ev, dict) and isinstance(ev.get("event"), str) and ev.get("sample_id") == sample_id:
-                events.append(ev)
+            ev = parse_event(raw)  # a typed event (agent.trace_events), or None: not one
+            if ev is not None and ev.sample_id == sample_id:
+                events.append(ev.model_dump(exclude_unset=True))  # the fields the line has
         return group_episodes(events)
 
 

@@ -16,7 +16,7 @@ from tools.base import normalise_query
 def _propose_seconds(tmp_path: Path, name: str, examples: list, concurrency: int) -> float:
     """``region_propose``'s booked compute seconds in one run, after checking its counts."""
     result = run(tmp_path / name, None, examples, episode={"controller": "loop"}, concurrency=concurrency)
-    propose = result.summary["costs"]["tools"]["region_propose"]
+    propose = result.summary.costs.tools["region_propose"].model_dump()
     assert propose["computed"] == 3 and propose["calls"] == len(examples)
     assert propose["cold_seconds"] == pytest.approx(propose["seconds"])
     if concurrency == 8:
@@ -68,7 +68,7 @@ def test_no_query_repeats_in_a_300_example_loop_run(tmp_path: Path) -> None:
         assert rec["stop_reason"] in ("max_iter", "refiner_exhausted")
         if rec["stop_reason"] == "max_iter":
             assert rec["iterations"] == 5
-    assert result.summary["stop_reasons"]["refiner_exhausted"] > 0
+    assert result.summary.stop_reasons["refiner_exhausted"] > 0
 
 
 @pytest.mark.slow

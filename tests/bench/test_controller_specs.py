@@ -3,20 +3,18 @@ report label, what config.json records (and so what a resume compares)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import anyio
 import pytest
 from helpers_plugins import install_in_process
-from helpers_runner import run
 
 from agent.controller_options import AgentOptions
 from agent.controllers import get_controller, method_label
 from agent.episode import EpisodeConfig
 from bench.cli import build_parser
 from bench.cli.args import episode_options
-from bench.data import load_dataset_spec
+from bench.data.stream import index_examples
 from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions, VLMOptions
 from bench.run_folder import result_config
 from bench.runtime import Runtime, build_runtime, describe_config
@@ -113,8 +111,9 @@ def test_flags_feed_the_spec_options_and_defaults_live_there_once() -> None:
 
 
 def test_config_records_only_the_running_controllers_options() -> None:
-    examples = load_dataset_spec("synthetic", 1)
     spec = DataSpec("synthetic", n=1)
+    source = spec.open()
+    examples = (source.record(), index_examples(source))
     built = [
         build_runtime(_options("loop")),
         build_runtime(_options("loop", controller_options={"agent": {"max_turns": 3}})),
@@ -122,7 +121,7 @@ def test_config_records_only_the_running_controllers_options() -> None:
         build_runtime(_options("agent", LOCAL_VLM, controller_options={"agent": {"max_turns": 3}})),
     ]
     try:
-        loop, loop_other, agent, agent_other = (result_config(rt, spec, examples) for rt in built)
+        loop, loop_other, agent, agent_other = (result_config(rt, spec, *examples) for rt in built)
     finally:
         for rt in built:
             _close(rt)
@@ -144,18 +143,3 @@ def test_config_records_only_the_running_controllers_options() -> None:
 def test_report_labels_come_from_the_spec(label: dict[str, object], method: str) -> None:
     assert method_label(label) == method
     assert get_controller("loop").method_label({"refiner": "vlm", "max_iter": 2}) == "loop(vlm) x2"
-
-
-def test_a_run_folder_of_the_old_layout_is_refused_with_the_reason(tmp_path: Path) -> None:
-    examples = load_dataset_spec("synthetic", 1)[:2]
-    out = tmp_path / "run"
-    run(out, None, examples, episode={"controller": "oneshot"})
-    path = out / "config.json"
-    config = json.loads(path.read_text())
-    episode = config["results"]["episode"]
-    del episode["controller_options"]  # as written before controllers had options of their own
-    episode.update(max_turns=8, agent_warm_start=True, budget_tokens=60000, budget_usd=0.05)
-    path.write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="written before controllers' options were recorded apart") as info:
-        run(out, None, examples, episode={"controller": "oneshot"})
-    assert "refseg bench report" in str(info.value) and "\n" not in str(info.value)

@@ -12,15 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
 
-from bench.data import (
-    Example,
-    group_by_image,
-    load_dataset_spec,
-    load_refcocom,
-    load_synthetic,
-)
+from bench.data import Example, group_by_image, load_dataset_spec
+from bench.data.fixtures import demo_rows, write_refcocom_parquet
+from bench.data.refcocom import load_refcocom
+from bench.data.synthetic import load_synthetic
 from bench.data_errors import DatasetError
-from bench.fixtures import demo_rows, write_refcocom_parquet
 from bench.rle import encode_rle
 from tools.errors import ConfigError, InputError
 
@@ -144,6 +140,10 @@ def test_wrong_schema_names_what_is_missing(tmp_path: Path, cache: str) -> None:
 
 
 def test_row_problems_are_flagged_not_dropped(tmp_path: Path, cache: str) -> None:
+    import anyio
+
+    from bench.evaluate import evaluate_example, load_example_image
+
     rows = _rows(2)
     rows[0]["samples"][0]["mask"] = encode_rle(np.ones((5, 5), bool))  # image is 20x30
     rows[1]["samples"][0]["sentences"] = ["  ", "fine"]
@@ -151,8 +151,16 @@ def test_row_problems_are_flagged_not_dropped(tmp_path: Path, cache: str) -> Non
     examples = load_refcocom(str(write_refcocom_parquet(tmp_path / "p.parquet", rows)), cache_dir=cache)
     assert len(examples) == 5
     by_id = {e.example_id: e for e in examples}
-    assert "5x5 does not match the image size 20x30" in (by_id["1000:1:0"].error or "")
-    assert "5x5" in (by_id["1000:1:1"].error or "")
+
+    def recorded(ex: Example) -> str:  # the error its samples.jsonl line would carry (no episode runs)
+        image = load_example_image(ex, "clean")
+        rec = anyio.run(evaluate_example, None, 0, ex, image)  # type: ignore[arg-type]
+        assert rec.failed and rec.gt_area == 25 == rec.union  # the miss still counts in cIoU
+        return rec.error or ""
+
+    # The mask's size is checked against the decoded image (loading decodes nothing).
+    assert "ground-truth mask size 5x5 does not match the image size 20x30" in recorded(by_id["1000:1:0"])
+    assert "5x5" in recorded(by_id["1000:1:1"])
     assert by_id["1000:2:0"].ok  # the other sample of the same image is fine
     assert "empty" in (by_id["1001:11:0"].error or "")
     broken = by_id["1001:11:1"]
@@ -210,10 +218,10 @@ def test_unreachable_hub_name_is_a_dataset_error(monkeypatch: pytest.MonkeyPatch
 def test_self_contained_examples_carry_bytes_or_the_readers_error(tmp_path: Path) -> None:
     from dataclasses import replace
 
+    from bench.data.examples import EncodedImage, self_contained
     from bench.evaluate import load_example_image
-    from bench.examples import EncodedImage, self_contained
 
-    class Row:  # a data set row reference, as bench.refcocom.ArrowImage
+    class Row:  # a data set row reference, as bench.data.parquet.ArrowImage
         name = "row 7"
 
         def __init__(self, data: bytes | Exception):

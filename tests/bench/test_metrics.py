@@ -1,21 +1,51 @@
-"""Metrics against hand-computed values."""
+"""Metrics against hand-computed values: the primitives, and the mask-IoU protocol's summary."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 
+from bench.data.protocols import MASK_IOU
 from bench.metrics import (
     bootstrap_ci,
     bootstrap_ratio_ci,
-    bucket_miou,
+    cluster_ratio_ci,
     intersection_union,
     iou,
     size_bucket,
-    summarize,
 )
+from bench.records import SampleRecord
+
+
+def summarize(
+    ious: Sequence[float],
+    inters: Sequence[int],
+    unions: Sequence[int],
+    gt_areas: Sequence[int] | None = None,
+    *,
+    B: int = 2000,
+) -> dict[str, Any]:
+    """The protocol's metrics over records with these numbers (one image each), as summary.json holds them."""
+    records = [
+        SampleRecord(
+            index=i,
+            example_id=f"e{i}",
+            image_id=f"img{i}",
+            sentence="x",
+            failed=False,
+            iou=v,
+            inter=inters[i],
+            union=unions[i],
+            bucket=size_bucket(gt_areas[i]) if gt_areas is not None else None,
+        )
+        for i, v in enumerate(ious)
+    ]
+    dumped: dict[str, Any] = MASK_IOU.summarize(records, bootstrap=B).model_dump(mode="json")
+    return dumped
 
 
 def _masks() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -78,8 +108,8 @@ def test_precision_at_thresholds_counts_ge() -> None:
 
 def test_empty_run_and_all_empty_unions() -> None:
     s = summarize([], [], [], gt_areas=[])
-    assert s["n"] == 0 and s["miou"] is None and s["pr@0.5"] is None
-    assert s["buckets"]["small"] == {"n": 0, "miou": None}
+    assert s["n"] == 0 and s["miou"] is None and s["pr@0.5"] is None and s["miou_ci"] is None
+    assert s["breakdowns"]["size"]["small"] == {"n": 0, "miou": None}
     assert summarize([1.0], [0], [0], B=10)["ciou"] == 1.0
 
 
@@ -120,11 +150,28 @@ def test_size_buckets_coco_thresholds() -> None:
     assert size_bucket(32**2) == "medium"
     assert size_bucket(96**2 - 1) == "medium"
     assert size_bucket(96**2) == "large"
-    b = bucket_miou([0.2, 0.4, 0.9, 1.0], [100, 500, 5000, 20000])
+    b = summarize([0.2, 0.4, 0.9, 1.0], [0] * 4, [1] * 4, [100, 500, 5000, 20000], B=0)["breakdowns"]["size"]
     assert b["small"] == {"n": 2, "miou": pytest.approx(0.3)}
     assert b["medium"] == {"n": 1, "miou": pytest.approx(0.9)}
     assert b["large"] == {"n": 1, "miou": pytest.approx(1.0)}
     s = summarize([0.2, 0.4], [1, 2], [5, 5], gt_areas=[10, 20000], B=0)
-    assert s["buckets"]["small"]["miou"] == pytest.approx(0.2)
-    assert s["buckets"]["large"]["miou"] == pytest.approx(0.4)
-    assert s["buckets"]["medium"]["n"] == 0
+    assert s["breakdowns"]["size"]["small"]["miou"] == pytest.approx(0.2)
+    assert s["breakdowns"]["size"]["large"]["miou"] == pytest.approx(0.4)
+    assert s["breakdowns"]["size"]["medium"]["n"] == 0
+
+
+def test_cluster_ratio_ci_resamples_images_and_takes_the_ratio_of_sums() -> None:
+    rng = np.random.default_rng(4)
+    unions = rng.integers(10, 1000, size=300).astype(float)
+    inters = unions * rng.random(300)
+    images = [f"img{i // 3}" for i in range(300)]
+    lo, hi = cluster_ratio_ci(inters, unions, images, B=800)
+    assert lo < inters.sum() / unions.sum() < hi
+    # A mean is the case denominator 1; one example per image: the plain bootstrap's interval.
+    values = rng.random(200)
+    single = cluster_ratio_ci(values, np.ones(200), [str(i) for i in range(200)], B=4000, seed=5)
+    _, plo, phi = bootstrap_ci(values, B=4000, seed=5)
+    assert single == pytest.approx((plo, phi), abs=0.01)
+    assert cluster_ratio_ci([0.0, 0.0], [0.0, 0.0], ["a", "b"], B=20, empty=1.0) == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        cluster_ratio_ci([1.0], [1.0, 2.0], ["a"])

@@ -1,16 +1,32 @@
-"""Paired comparison of two runs: mIoU difference, a bootstrap CI over images, change counts."""
+"""Paired comparison of two runs: the headline metric's difference, a bootstrap CI over images,
+change counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from bench.data.protocols import CIOU
 from bench.metrics import bootstrap_ci
-from bench.report.paired import change_of, cluster_bootstrap_ci, paired_comparison, paired_line
+from bench.records import SampleRecord
+from bench.report.paired import change_of, paired_comparison, paired_line
 
 
-def records(ious: list[float], per_image: int = 3) -> dict[str, dict[str, object]]:
-    return {f"e{i}": {"iou": v, "image_id": f"img{i // per_image}"} for i, v in enumerate(ious)}
+def record(example_id: str, image_id: str, iou: float, inter: int = 0, union: int = 1) -> SampleRecord:
+    return SampleRecord(
+        index=0,
+        example_id=example_id,
+        image_id=image_id,
+        sentence="x",
+        failed=False,
+        iou=iou,
+        inter=inter,
+        union=union,
+    )
+
+
+def records(ious: list[float], per_image: int = 3) -> dict[str, SampleRecord]:
+    return {f"e{i}": record(f"e{i}", f"img{i // per_image}", v) for i, v in enumerate(ious)}
 
 
 def test_identical_runs_differ_by_zero_with_an_interval_holding_zero() -> None:
@@ -43,7 +59,7 @@ def test_examples_only_one_run_has_are_left_out_and_said() -> None:
     res = paired_comparison(a, b, B=0)
     assert res["n_expressions"] == 2 and res["only_a"] == 1 and res["ci"] is None
     assert res["diff"] == pytest.approx(0.15)
-    assert paired_comparison(records([0.1]), {"x": {"iou": 1.0}}, B=10)["diff"] is None
+    assert paired_comparison(records([0.1]), {"x": record("x", "i", 1.0)}, B=10)["diff"] is None
 
 
 def test_the_interval_resamples_images_not_expressions() -> None:
@@ -51,16 +67,31 @@ def test_the_interval_resamples_images_not_expressions() -> None:
     # is ten times more evidence than there is, and give too narrow an interval.
     image_effect = np.random.default_rng(3).normal(0, 0.2, 20)
     diffs = np.repeat(image_effect, 10)
-    clusters = [f"img{i}" for i in range(20) for _ in range(10)]
-    by_image = cluster_bootstrap_ci(diffs, clusters, B=2000)
+    base = [0.5] * 200
+    a = {f"e{i}": record(f"e{i}", f"img{i // 10}", base[i]) for i in range(200)}
+    b = {f"e{i}": record(f"e{i}", f"img{i // 10}", base[i] + d) for i, d in enumerate(diffs)}
+    by_image = paired_comparison(a, b, B=2000)["ci"]
     _, lo, hi = bootstrap_ci(diffs, B=2000)
     assert (by_image[1] - by_image[0]) > 2 * (hi - lo)
     # With one expression per image both resample the same units.
-    single = cluster_bootstrap_ci(image_effect, [f"i{k}" for k in range(20)], B=4000, seed=5)
+    a1 = {f"e{k}": record(f"e{k}", f"i{k}", 0.5) for k in range(20)}
+    b1 = {f"e{k}": record(f"e{k}", f"i{k}", 0.5 + d) for k, d in enumerate(image_effect)}
+    single = paired_comparison(a1, b1, B=4000, seed=5)["ci"]
     _, lo, hi = bootstrap_ci(image_effect, B=4000, seed=5)
     assert single == pytest.approx([lo, hi], abs=0.03)
-    with pytest.raises(ValueError):
-        cluster_bootstrap_ci(np.zeros(2), ["a"])
+
+
+def test_a_ratio_headline_is_compared_as_a_ratio_of_sums() -> None:
+    # cIoU: B's big object improves a lot, its small ones worsen a little; the cumulative
+    # ratio weighs the big one (mIoU would say B is worse).
+    a = {"big": record("big", "i0", 0.5, 500, 1000), "s1": record("s1", "i1", 0.9, 9, 10)}
+    b = {"big": record("big", "i0", 0.9, 900, 1000), "s1": record("s1", "i1", 0.1, 1, 10)}
+    res = paired_comparison(a, b, metric=CIOU, B=200)
+    assert (res["metric"], res["label"]) == ("ciou", "cIoU")
+    assert res["value_a"] == pytest.approx(509 / 1010) and res["value_b"] == pytest.approx(901 / 1010)
+    assert res["diff"] == pytest.approx(392 / 1010)
+    assert paired_comparison(a, b, B=0)["diff"] == pytest.approx(-0.2)  # mIoU: B is worse
+    assert paired_line("A", "B", res).startswith("B - A: cIoU +0.388 [")
 
 
 def test_one_rule_for_improved_degraded_unchanged() -> None:
@@ -72,8 +103,8 @@ def test_one_rule_for_improved_degraded_unchanged() -> None:
         "unchanged",
         "degraded",
     ]
-    a = {str(i): {"iou": 0.5, "image_id": str(i)} for i in range(4)}
-    b = {str(i): {"iou": 0.5 + d, "image_id": str(i)} for i, d in enumerate((0.2, -0.2, 0.005, 0.0))}
+    a = {str(i): record(str(i), str(i), 0.5) for i in range(4)}
+    b = {str(i): record(str(i), str(i), 0.5 + d) for i, d in enumerate((0.2, -0.2, 0.005, 0.0))}
     paired = paired_comparison(a, b, B=0)
     totals = case_totals(a, b)
     for kind, count in (("improved", 1), ("degraded", 1), ("unchanged", 2)):

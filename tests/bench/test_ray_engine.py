@@ -20,10 +20,10 @@ from helpers_runner import id_counts, sample_lines, synthetic
 
 from agent.episode import EpisodeConfig
 from bench.data import load_dataset_spec
+from bench.data.fixtures import demo_rows, write_refcocom_parquet
 from bench.engines.compare import answers
 from bench.engines.ray_engine import RayEngine
 from bench.engines.ray_worker import GroupResult
-from bench.fixtures import demo_rows, write_refcocom_parquet
 from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions
 from tools.clip_loading import TINY_CLIP_NAME
 from tools.errors import CheckpointError
@@ -42,7 +42,7 @@ def test_ray_gives_the_local_answers_and_one_writer_writes_them(tmp_path: Path, 
     inv = last_invocation(tmp_path / "ray")
     assert (inv["engine"], inv["workers"], inv["worker_deaths"]) == ("ray", 2, 0)
     assert inv["computed"]["region_propose"] == 3  # SAM's stand-in runs once per image
-    assert result.summary["timing"]["engine"] == "ray" and result.summary["timing"]["workers"] == 2
+    assert result.summary.timing.engine == "ray" and result.summary.timing.workers == 2
     configs = [json.loads((tmp_path / r / "config.json").read_text()) for r in ("local", "ray")]
     assert configs[0]["results"] == configs[1]["results"]  # the engine is not a result setting
 

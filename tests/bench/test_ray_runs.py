@@ -114,7 +114,7 @@ def test_the_vlm_sees_at_most_concurrency_calls_over_all_workers(tmp_path: Path,
         examples = synthetic(2)  # two images: each worker runs one group of ~18 examples
         result = run_on(tmp_path / "run", examples, options=options, engine=ray_pool, concurrency=4)
         times = [r.t for r in srv.requests]
-    assert result.summary["counts"]["ok"] == len(examples) == len(times)
+    assert result.summary.counts.ok == len(examples) == len(times)
     # Each worker's share is 2 of --concurrency 4: more than one worker's share, never more.
     assert 2 < _peak_in_flight(times, 0.15) <= 4
 

@@ -11,6 +11,7 @@ from helpers_runner import run, synthetic
 
 from bench.cli import main
 from bench.options import DataSpec
+from bench.records import SampleRecord, Summary
 from bench.report.cases import pick_cases
 from bench.report.markdown import print_summary, print_table, write_report
 from bench.report.run_reader import RunView, load_run, load_runs
@@ -45,12 +46,12 @@ def test_report_of_several_runs_side_by_side(two_runs: tuple[Path, Path], tmp_pa
     for heading in (
         "## Accuracy",
         "## Reliability",
-        "## Size buckets",
+        "## By object size",
         "## Cost per tool",
         "## Time and memory",
     ):
         assert heading in text
-    miou = runs[1].summary["metrics"]["miou"]
+    miou = runs[1].summary.metrics.value("miou")
     assert f"| loop | loop(rules) x2 | clean | 2 | {len(runs[1].ious)} | 0 | {miou:.3f} |" in text
     assert "| oneshot | " in text and "blur9" in text
     figs = {p.name for p in (tmp_path / "rep" / "figures").iterdir()}
@@ -72,7 +73,7 @@ def test_load_run_recomputes_a_missing_summary(two_runs: tuple[Path, Path], tmp_
     before = json.loads((a / "summary.json").read_text())
     (a / "summary.json").unlink()
     again = load_run(a)
-    assert again.summary["metrics"]["miou"] == pytest.approx(before["metrics"]["miou"])
+    assert again.summary.metrics.value("miou") == pytest.approx(before["metrics"]["miou"])
     assert (a / "summary.json").exists()
     with pytest.raises(InputError, match="not a run folder"):
         load_run(tmp_path)
@@ -92,10 +93,10 @@ def test_tables_align_and_escape(capsys: pytest.CaptureFixture[str], two_runs: t
 def test_console_summary_marks_cold_cost_that_leaves_out_unpriced_hits(
     two_runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    summary = json.loads((two_runs[0] / "summary.json").read_text())
-    tools = summary["costs"]["tools"]
-    tools["region_propose"]["cold_unknown"] = 2  # hits on records an older version wrote
-    tools["attribute_rank"]["cold_unknown"] = 0
+    summary = Summary.model_validate_json((two_runs[0] / "summary.json").read_text())
+    tools = summary.costs.tools
+    tools["region_propose"].cold_unknown = 2  # hits on records an older version wrote
+    tools["attribute_rank"].cold_unknown = 0
     print_summary("r", summary)
     lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
     assert ", cold ≥" in lines["region_propose"]
@@ -116,9 +117,12 @@ def test_cli_report_with_the_paired_comparison(
 
 
 def test_pick_cases_by_iou_difference() -> None:
-    a = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.1, 0.9, 0.5, 0.5, 0.0, 1.0])}
-    b = {f"e{i}": {"iou": v, "index": i} for i, v in enumerate([0.8, 0.2, 0.5, 0.95, 0.0, 1.0])}
-    b["only_b"] = {"iou": 1.0, "index": 9}
+    def rec(example_id: str, iou: float, index: int) -> SampleRecord:
+        return SampleRecord(index=index, example_id=example_id, image_id="i", sentence="s", iou=iou)
+
+    a = {f"e{i}": rec(f"e{i}", v, i) for i, v in enumerate([0.1, 0.9, 0.5, 0.5, 0.0, 1.0])}
+    b = {f"e{i}": rec(f"e{i}", v, i) for i, v in enumerate([0.8, 0.2, 0.5, 0.95, 0.0, 1.0])}
+    b["only_b"] = rec("only_b", 1.0, 9)
     picked = pick_cases(a, b, k=2, tolerance=0.01)
     assert [p["example_id"] for p in picked["improved"]] == ["e0", "e3"]
     assert [p["example_id"] for p in picked["degraded"]] == ["e1"]
@@ -170,7 +174,7 @@ def test_random_weight_runs_say_so(tmp_path: Path) -> None:
     run(tmp_path / "r", None, synthetic(1))
     view = load_run(tmp_path / "r")
     assert "random weights" not in render_markdown([view], "t")
-    view.summary["label"]["weights"] = "random"
+    view.summary.label.weights = "random"
     buf = io.StringIO()
     print_table([view], file=buf)
     assert "random weights" in buf.getvalue() and "random weights" in render_markdown([view], "t")
@@ -178,15 +182,15 @@ def test_random_weight_runs_say_so(tmp_path: Path) -> None:
 
 def test_figures_show_every_run_and_label_empty_buckets(two_runs: tuple[Path, Path]) -> None:
     from bench.report.figures import buckets_figure, iou_hist_figure
-    from bench.report.tables import bucket_table
+    from bench.report.tables import breakdown_tables
 
     base = load_run(two_runs[1])
     runs = [RunView(f"run{i}", base.run_dir, base.summary, base.ious) for i in range(11)]
     legend = iou_hist_figure(runs).axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [f"run{i}" for i in range(11)]  # none dropped
-    empty = [b for b, v in base.summary["metrics"]["buckets"].items() if v["n"] == 0]
+    empty = [b for b, v in base.summary.metrics.breakdowns["size"].items() if v.n == 0]
     assert empty, "generated scenes have no small objects"
     texts = [t.get_text() for t in buckets_figure(runs[:2]).axes[0].texts]
     assert texts.count("n=0") == 2 * len(empty)
-    _, rows = bucket_table(runs[:1])
-    assert "— (n=0)" in rows[0]
+    [(title, (_, rows))] = breakdown_tables(runs[:1])
+    assert title.startswith("By object size") and "— (n=0)" in rows[0]

@@ -19,4 +19,4 @@ def test_report_recomputes_a_summary_older_than_the_samples(tmp_path: Path) -> N
     (d / "summary.json").write_bytes(old)
     t = (d / "samples.jsonl").stat().st_mtime_ns
     os.utime(d / "summary.json", ns=(t - 10**9, t - 10**9))
-    assert load_run(d).summary["counts"]["examples"] == 4
+    assert load_run(d).summary.counts.examples == 4

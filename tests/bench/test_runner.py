@@ -16,7 +16,7 @@ from helpers_runner import id_counts, run, sample_lines, synthetic
 
 from bench.cli import main
 from bench.data import load_dataset_spec
-from bench.fixtures import write_refcocom_parquet
+from bench.data.fixtures import write_refcocom_parquet
 from bench.metrics import iou
 from bench.options import DataSpec
 from bench.rle import decode_rle
@@ -45,7 +45,7 @@ def test_one_line_per_sentence_and_outputs(tmp_path: Path) -> None:
     order = [ex.example_id for ex in examples]
     recs = {r["example_id"]: r for r in lines}
     assert ious.tolist() == [recs[e]["iou"] for e in order]  # example order, not finish order
-    s = res.summary
+    s = res.summary.model_dump(mode="json")
     assert s["counts"] == {
         "expected": len(examples),
         "examples": len(examples),
@@ -68,9 +68,9 @@ def test_warm_cache_computes_no_proposals(tmp_path: Path) -> None:
     examples = synthetic(2)
     cold = run(tmp_path / "a", tmp_path / "cache", examples)
     warm = run(tmp_path / "b", tmp_path / "cache", examples)
-    assert cold.summary["propose"]["computations"] == 2
-    assert warm.summary["propose"]["computations"] == 0
-    assert warm.summary["propose"]["per_image"] == 0.0
+    assert cold.summary.propose.computations == 2
+    assert warm.summary.propose.computations == 0
+    assert warm.summary.propose.per_image == 0.0
 
 
 @pytest.mark.slow
@@ -81,10 +81,10 @@ def test_concurrency_1_and_8_give_identical_ious(tmp_path: Path) -> None:
     ious1 = {r["example_id"]: r["iou"] for r in sample_lines(tmp_path / "c1")}
     ious8 = {r["example_id"]: r["iou"] for r in sample_lines(tmp_path / "c8")}
     assert ious1 == ious8
-    assert eight.summary["propose"]["per_image"] == one.summary["propose"]["per_image"] == 1.0
+    assert eight.summary.propose.per_image == one.summary.propose.per_image == 1.0
     print(
-        f"examples/s: concurrency 1 {one.summary['timing']['examples_per_s']}, "
-        f"8 {eight.summary['timing']['examples_per_s']}"
+        f"examples/s: concurrency 1 {one.summary.timing.examples_per_s}, "
+        f"8 {eight.summary.timing.examples_per_s}"
     )
 
 
@@ -105,8 +105,8 @@ def test_resume_after_limit_and_torn_line(tmp_path: Path) -> None:
     counts = id_counts(d)
     assert set(counts) == {ex.example_id for ex in examples}
     assert set(counts.values()) == {1}  # every example exactly once, the torn one redone
-    assert second.summary["complete"] and second.exit_code == 0
-    assert second.summary["timing"]["invocations"] == 2
+    assert second.summary.complete and second.exit_code == 0
+    assert second.summary.timing.invocations == 2
     third = run(d, tmp_path / "cache", examples)  # nothing left: a no-op
     assert third.ran == 0 and len(sample_lines(d)) == len(examples)
 
@@ -123,8 +123,8 @@ def test_retry_failed_redoes_only_failed_and_supersedes(tmp_path: Path) -> None:
     retried = run(d, tmp_path / "cache", examples, retry_failed=True)
     assert retried.ran == 1 and retried.failed == 0
     records, _ = read_samples(d)
-    assert records[victim["example_id"]]["iou"] == victim["iou"]
-    assert records[victim["example_id"]]["error"] is None
+    assert records[victim["example_id"]].iou == victim["iou"]
+    assert records[victim["example_id"]].error is None
     assert id_counts(d)[victim["example_id"]] == 3  # old, failed, redone: the last one counts
 
 
@@ -154,9 +154,9 @@ def test_bad_examples_are_recorded_and_the_run_completes(tmp_path: Path) -> None
     assert len(bad_mask) == 2 and all(r["failed"] and "size" in r["error"] for r in bad_mask)
     good = [r for r in recs.values() if not r["failed"]]
     assert len(good) == 6
-    assert res.summary["counts"]["failed"] == 6 and res.exit_code == 1
-    assert res.summary["metrics"]["n"] == 12  # failed examples count as IoU 0
-    assert res.summary["metrics"]["miou"] == pytest.approx(sum(r["iou"] for r in good) / 12)
+    assert res.summary.counts.failed == 6 and res.exit_code == 1
+    assert res.summary.metrics.n == 12  # failed examples count as IoU 0
+    assert res.summary.metrics.value("miou") == pytest.approx(sum(r["iou"] for r in good) / 12)
 
 
 def test_resume_with_another_controller_is_refused(tmp_path: Path) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from helpers_plugins import install_in_process
 
@@ -205,60 +204,61 @@ def test_tool_recipe_a_plugin_ranker_registered_by_entry_point_runs_from_the_cli
 # --- a metric -------------------------------------------------------------------------------
 
 
-def median_iou(ious: Sequence[float]) -> float | None:
-    """The recipe's step 1 (a function in ``bench/metrics.py``): the median per-example IoU."""
-    return float(np.median(np.asarray(ious, dtype=np.float64))) if len(ious) else None
-
-
-def test_metric_recipe_a_run_metric_reaches_summary_json_and_the_report(
+def test_metric_recipe_a_protocol_metric_reaches_summary_json_the_report_and_the_viewer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import bench.summary
+    from dataclasses import replace
+
+    from bench.data import MASK_IOU, Metric
+    from bench.data.synthetic import SyntheticAdapter
+    from bench.records import SampleRecord
     from bench.report import tables
 
     text = recipe("A metric")
-    for step in (
-        "bench/metrics.py",
-        "_metrics",
-        "bench/summary.py",
-        "metric_table",
-        "bench/report/tables.py",
-    ):
+    for step in ("bench.data.Metric", "numerator", "applies", "MASK_IOU", "bench/data/protocols.py"):
         assert step in text, step
-    original_metrics, original_table = bench.summary._metrics, tables.metric_table
 
-    def metrics_with_median(recs: Sequence[dict[str, Any]], bootstrap: int) -> dict[str, Any]:
-        out = original_metrics(recs, bootstrap)  # step 2: one more entry of summary.json's metrics
-        out["median_iou"] = median_iou([float(r["iou"]) for r in recs])
-        return out
+    # Step 1-2: a metric over the line's fields, over the expressions that have a target.
+    recall = Metric(
+        "recall@0.9",
+        "Recall@0.9",
+        "fraction of expressions whose prediction covers >= 90% of the target",
+        numerator=lambda rec: float(rec.gt_area > 0 and rec.inter >= 0.9 * rec.gt_area),
+        applies=lambda rec: rec.gt_area > 0,
+    )
+    # Step 3: added to the protocol of the data set (here the synthetic scenes').
+    protocol = replace(MASK_IOU, name="mask-iou-recall", metrics=(*MASK_IOU.metrics, recall))
+    monkeypatch.setattr(SyntheticAdapter, "protocol", protocol)
 
-    def table_with_median(runs: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
-        headers, rows = original_table(runs)  # step 3: one more column of the accuracy table
-        cells = [tables.fmt(r.summary["metrics"].get("median_iou")) for r in runs]
-        return [*headers, "median IoU"], [[*row, cell] for row, cell in zip(rows, cells, strict=True)]
-
-    replace_everywhere(monkeypatch, original_metrics, metrics_with_median)
-    replace_everywhere(monkeypatch, original_table, table_with_median)
-
-    run_dir = tmp_path / "run"  # two scenes, every expression: IoUs that differ
+    run_dir = tmp_path / "run"  # two scenes, every expression: predictions that differ
     argv = ["bench", "run", "--dataset", "synthetic", "--toolset", "offline", "--n", "2", "--quiet"]
-    argv += ["--controller", "oneshot"]
-    assert main([*argv, "--bootstrap", "0", "--out", str(run_dir)]) == 0
-    ious = np.load(run_dir / "ious.npy", allow_pickle=False)
+    assert main([*argv, "--controller", "oneshot", "--out", str(run_dir)]) == 0
+    lines = (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [SampleRecord.model_validate_json(line) for line in lines]
+    kept = [r for r in records if r.gt_area > 0]
+    expected = sum(r.inter >= 0.9 * r.gt_area for r in kept) / len(kept)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    assert len(set(ious.tolist())) > 1
-    assert summary["metrics"]["median_iou"] == pytest.approx(float(np.median(ious)))
-    assert summary["metrics"]["median_iou"] != pytest.approx(summary["metrics"]["miou"])  # not the mean
+    assert 0 < expected < 1  # some expressions are covered, some are not: the metric can tell
+    assert summary["metrics"]["recall@0.9"] == pytest.approx(expected)
+    lo, hi = summary["metrics"]["recall@0.9_ci"]
+    assert lo <= expected <= hi
 
     capsys.readouterr()
     assert main(["bench", "report", str(run_dir), "--out", str(tmp_path / "report")]) == 0
-    assert "median IoU" in capsys.readouterr().out  # the terminal table
+    assert "Recall@0.9" in capsys.readouterr().out  # the terminal table
     report = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
-    header = next(line for line in report.splitlines() if "median IoU" in line)
+    header = next(line for line in report.splitlines() if "Recall@0.9" in line)
     cells = [c.strip() for c in header.strip("|").split("|")]
-    row = next(line for line in report.splitlines()[report.splitlines().index(header) + 2 :])
-    value = [c.strip() for c in row.strip("|").split("|")][cells.index("median IoU")]
-    assert value == tables.fmt(float(np.median(ious)))
+    row = report.splitlines()[report.splitlines().index(header) + 2]
+    assert [c.strip() for c in row.strip("|").split("|")][cells.index("Recall@0.9")] == tables.fmt(expected)
+
+    from starlette.testclient import TestClient
+
+    from bench.viewer import ViewerOptions, create_app
+
+    app = create_app(ViewerOptions(run=run_dir, preload=False))
+    page = TestClient(app, base_url="http://127.0.0.1").get("/")
+    assert page.status_code == 200 and "Recall@0.9" in page.text and tables.fmt(expected) in page.text
 
 
 # --- a CLI command --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 from helpers_chaos import chaos_row
 
 from bench.chaos.runs import OfflineRun, run_offline
-from bench.data import load_dataset_spec
+from bench.data.stream import index_examples
 from bench.options import DataSpec
 from bench.run_folder import result_config
 from bench.runtime import Runtime, build_runtime
@@ -61,16 +61,17 @@ def _runtime(episode: dict[str, object], vlm: dict[str, object], concurrency: in
 
 
 def test_concurrency_and_timeouts_are_not_part_of_results_or_keys(tmp_path: Path) -> None:
-    examples = load_dataset_spec("synthetic", 1)
     spec = DataSpec("synthetic", n=1)
+    source = spec.open()
+    examples = (source.record(), index_examples(source))
     agent = {"controller": "agent"}
     url = {"base_url": "http://127.0.0.1:9/v1"}
     a = _runtime(agent, {**url, "timeout_s": 5.0, "max_retries": 1})
     b = _runtime(agent, {**url, "timeout_s": 60.0, "max_retries": 6}, concurrency=2)
     c = _runtime({**agent, "controller_options": {"agent": {"max_turns": 3}}}, url)
     try:
-        assert result_config(a, spec, examples) == result_config(b, spec, examples)
-        assert result_config(a, spec, examples) != result_config(c, spec, examples)
+        assert result_config(a, spec, *examples) == result_config(b, spec, *examples)
+        assert result_config(a, spec, *examples) != result_config(c, spec, *examples)
     finally:
         for rt in (a, b, c):
             rt.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers_chaos import chaos_row
 
-from bench.refcocom import image_path
+from bench.data.files import image_path
 from tools.errors import InputError
 
 

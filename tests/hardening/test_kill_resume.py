@@ -35,9 +35,11 @@ def test_killed_runs_resume_to_the_uninterrupted_metrics() -> None:
 def test_kill_hook_tears_the_nth_line_and_kills(tmp_path: Path) -> None:
     code = (
         "import sys; from bench.samples import SampleWriter; from bench.chaos.kill import kill_mid_line\n"
+        "from bench.records import SampleRecord\n"
         "hook = kill_mid_line(int(sys.argv[2])) if int(sys.argv[2]) else None\n"
         "w = SampleWriter(sys.argv[1], before_write=hook)\n"
-        "for i in range(5): w.write({'example_id': f'e{i}', 'pad': 'x' * 50})\n"
+        "for i in range(5):\n"
+        "    w.write(SampleRecord(index=i, example_id=f'e{i}', image_id='i', sentence='x' * 50))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), "3"], timeout=60)
     assert proc.returncode == -signal.SIGKILL

@@ -69,11 +69,13 @@ def test_a_truncated_or_replaced_file_is_read_again_from_the_start(tmp_path: Pat
 
 def test_sample_store_keeps_the_last_record_per_example(tmp_path: Path) -> None:
     path = tmp_path / "samples.jsonl"
+    ids = {"image_id": "i", "sentence": "s"}
     lines = [
-        {"index": 1, "example_id": "b", "iou": 0.5, "queries": ["x"]},
-        {"index": 0, "example_id": "a", "iou": 0.0, "failed": True, "queries": ["y"]},
-        {"index": 0, "example_id": "a", "iou": 0.9, "queries": ["y", "z"]},  # --retry-failed
+        {"index": 1, "example_id": "b", "iou": 0.5, "queries": ["x"], **ids},
+        {"index": 0, "example_id": "a", "iou": 0.0, "failed": True, "queries": ["y"], **ids},
+        {"index": 0, "example_id": "a", "iou": 0.9, "failed": False, "queries": ["y", "z"], **ids},  # retried
         ["not", "a", "record"],
+        {"index": 2, "example_id": "c", "iou": "high", **ids},  # a field of the wrong type: not a record
     ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     store = SampleStore(path)
@@ -81,4 +83,4 @@ def test_sample_store_keeps_the_last_record_per_example(tmp_path: Path) -> None:
     rows = store.rows()
     assert [r.example_id for r in rows] == ["a", "b"]  # example order, not file order
     assert rows[0].iou == 0.9 and rows[0].queries == ("y", "z") and not rows[0].failed
-    assert store.tail.skipped == 1 and store.version == 1
+    assert store.tail.skipped == 2 and store.version == 1

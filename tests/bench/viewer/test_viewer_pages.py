@@ -11,6 +11,7 @@ from helpers_viewer import client_for, example_ids, png, records, text_of
 from starlette.testclient import TestClient
 
 from bench.data import load_dataset_spec
+from bench.records import Summary
 from bench.report.run_reader import RunView
 from bench.report.tables import cost_table, run_cost_table
 from bench.rle import decode_rle
@@ -24,9 +25,10 @@ def test_run_page_shows_the_summary_json_figures(loop_client: TestClient, runs: 
     text = text_of(page.text)
     m = summary["metrics"]
     assert f"mIoU {m['miou']:.3f} 95% CI [{m['miou_ci'][0]:.3f}, {m['miou_ci'][1]:.3f}]" in text
-    assert f"cIoU {m['ciou']:.3f}" in text and f"@0.9 {m['pr@0.9']:.3f}" in text
+    assert f"cIoU {m['ciou']:.3f}" in text and f"Pr@0.9 {m['pr@0.9']:.3f}" in text
+    assert "by object size" in text and "scored by protocol mask-iou" in text
     assert "source: summary.json" not in text and "summary.json" in text and "complete" in text
-    view = RunView("loop", runs["loop"], summary, np.zeros(0))
+    view = RunView("loop", runs["loop"], Summary.model_validate(summary), np.zeros(0))
     for make in (cost_table, run_cost_table):  # the report's cost tables, without the run column
         headers, rows = make([view])
         assert " ".join(headers[1:]) in text and rows

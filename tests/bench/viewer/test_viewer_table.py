@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from bench.records import SampleRecord
 from bench.viewer.runs import Row
 from bench.viewer.table import TableQuery, ordered_rows, table_page
 
 
 def _row(i: int, iou: float, stop: str = "guard", queries: tuple[str, ...] = (), failed: bool = False) -> Row:
     return Row.of(
-        {
-            "index": i,
-            "example_id": f"ex{i}",
-            "sentence": f"sentence {i}",
-            "iou": iou,
-            "stop_reason": stop,
-            "failed": failed,
-            "queries": [f"sentence {i}", *queries],
-            "costs": {"vlm": {"usd": 0.001 * i}, "clip": {"usd": 0.0}},
-        }
+        SampleRecord.model_validate(
+            {
+                "index": i,
+                "example_id": f"ex{i}",
+                "image_id": f"img{i}",
+                "sentence": f"sentence {i}",
+                "iou": iou,
+                "stop_reason": stop,
+                "failed": failed,
+                "queries": [f"sentence {i}", *queries],
+                "costs": {"vlm": {"usd": 0.001 * i}, "clip": {"usd": 0.0}},
+            }
+        )
     )
 
 

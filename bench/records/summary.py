@@ -1,0 +1,232 @@
+"""``summary.json``: a run's metrics, counts, stop reasons, VLM health, costs and timing.
+
+:class:`Summary` is built by :func:`bench.summary.build_summary` and read by the report, the
+tables, the suite and the viewer. The metrics block holds what the data set's protocol
+defines (:mod:`bench.data.protocol`): each metric's value under its key (``miou``, ``ciou``,
+``pr@0.5``, ...), its 95% interval under ``<key>_ci`` where it has one, the protocol's name,
+its headline metric and its breakdowns. Files written before summaries were versioned
+(``schema_version`` 0) read too: their ``buckets`` become the ``size`` breakdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bench.records.sample import ToolCostRecord
+
+SUMMARY_SCHEMA_VERSION = 1
+DEFAULT_PROTOCOL = "mask-iou"  # what every run before protocols were named was scored with
+
+MetricValue = float | list[float] | None
+
+
+class GroupMetrics(BaseModel):
+    """The metrics of one group of a breakdown (e.g. the ``small`` objects): ``n`` examples,
+    and each metric's value under its key."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, float | None] = Field(init=False)
+
+    n: int = 0
+
+    def value(self, key: str) -> float | None:
+        return (self.model_extra or {}).get(key)
+
+
+class MetricsSummary(BaseModel):
+    """The protocol's metrics over a run (see the module docstring for the layout)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, MetricValue] = Field(init=False)
+
+    protocol: str = Field(default=DEFAULT_PROTOCOL, description="the protocol that scored the run")
+    headline: str = Field(default="miou", description="the key of the protocol's headline metric")
+    n: int = Field(default=0, description="examples the metrics are over (failed ones count IoU 0)")
+    breakdowns: dict[str, dict[str, GroupMetrics]] = Field(
+        default_factory=dict, description="by breakdown, then group: metrics over that group"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_buckets(cls, data: Any) -> Any:
+        """A version-0 summary's ``buckets`` is the ``size`` breakdown."""
+        if isinstance(data, dict) and isinstance(data.get("buckets"), dict):
+            data = dict(data)
+            buckets = data.pop("buckets")
+            data.setdefault("breakdowns", {}).setdefault("size", buckets)
+        return data
+
+    def value(self, key: str) -> float | None:
+        """A metric's value (``None``: not computed, or no example to compute it over)."""
+        value = (self.model_extra or {}).get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    def ci(self, key: str) -> tuple[float, float] | None:
+        """A metric's 95% interval, or ``None``."""
+        value = (self.model_extra or {}).get(f"{key}_ci")
+        return (float(value[0]), float(value[1])) if isinstance(value, list) and len(value) == 2 else None
+
+
+class RunLabel(BaseModel):
+    """The few settings that tell runs apart in tables (from ``config.json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    controller: str | None = None
+    max_iter: int | None = None
+    refiner: str | None = None
+    proposer: str | None = None
+    ranker: str | None = None
+    weights: str | None = None
+    perturb: str = "clean"
+    dataset: str | None = None
+    n: int | None = None
+    per_image: str | None = None
+
+
+class Counts(BaseModel):
+    """How many examples the run should have, has, and how they ended."""
+
+    model_config = ConfigDict(extra="allow")
+
+    expected: int = 0
+    examples: int = 0
+    missing: int = 0
+    ok: int = 0
+    failed: int = 0
+    images: int | None = None
+
+
+class Faults(BaseModel):
+    """Faults the run saw: from its records, its costs and its trace (see
+    :func:`bench.summary.trace_faults`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    failed_examples: int = 0
+    fallbacks: int = 0
+    fallbacks_by_kind: dict[str, int] = Field(default_factory=dict)
+    vlm_failed_calls: int = 0
+    tool_errors: int = 0
+    vlm_attempt_errors: int = 0
+    vlm_retries: int = 0
+    vlm_errors_by_status: dict[str, int] = Field(default_factory=dict)
+    rejected_tool_calls: int = 0
+    odd_finish_reasons: int = 0
+    refused_tool_calls: int = 0
+    episode_timeouts: int = 0
+
+    def counted(self) -> dict[str, int]:
+        """Every fault count that is not zero, by name (``fallbacks`` excluded: reported apart)."""
+        out = {}
+        for key, value in self.model_dump().items():
+            if isinstance(value, int) and not isinstance(value, bool) and value and key != "fallbacks":
+                out[key] = value
+        return out
+
+
+class VLMHealth(BaseModel):
+    """Examples that needed the VLM and how many of those fell back, by kind."""
+
+    model_config = ConfigDict(extra="allow")
+
+    needed: int = 0
+    fallbacks: int = 0
+    fallback_rate: float | None = None
+    by_kind: dict[str, int] = Field(default_factory=dict)
+
+
+class Failure(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    example_id: str
+    error: str | None = None
+
+
+class CostRow(ToolCostRecord):
+    """One tool's (or the total's) calls over the run, per image and per 1,000 expressions."""
+
+    cache_hit_rate: float | None = None
+    per_image: dict[str, float | None] = Field(default_factory=dict)
+    per_1000_expressions: dict[str, float | None] = Field(default_factory=dict)
+    calls_per_example: float | None = None
+
+
+class CostTable(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tools: dict[str, CostRow] = Field(default_factory=dict)
+    total: CostRow = Field(default_factory=CostRow)
+
+
+class ProposeStats(BaseModel):
+    """Propose computations per image run (SAM runs once per image)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tool: str | None = None
+    computations: int = 0
+    images_run: int = 0
+    per_image: float | None = None
+    last_invocation_per_image: float | None = None
+
+
+class CacheHealth(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    degraded_invocations: int = 0
+    errors: int = 0
+    corrupt_entries: int = 0
+    reason: str | None = None
+
+
+class Timing(BaseModel):
+    """Wall time and throughput (see :func:`bench.summary.build_summary`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    wall_s: float = 0.0
+    wall_s_total: float = 0.0
+    setup_s: float = 0.0
+    setup_s_total: float = 0.0
+    examples_run: int = 0
+    examples_per_s: float | None = None
+    seconds_per_image: float | None = None
+    concurrency: int | None = None
+    engine: str = "local"
+    workers: int = 1
+    invocations: int = 0
+    killed_invocations: int = 0
+
+
+class Summary(BaseModel):
+    """Everything ``summary.json`` holds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = Field(
+        default=0,
+        description=f"layout of this file: {SUMMARY_SCHEMA_VERSION} now, 0 before files were versioned",
+    )
+    label: RunLabel = Field(default_factory=RunLabel)
+    n_images: int = 0
+    n_expressions: int = 0
+    complete: bool = True
+    metrics: MetricsSummary = Field(default_factory=lambda: MetricsSummary())
+    counts: Counts = Field(default_factory=Counts)
+    dropped: dict[str, int] = Field(
+        default_factory=dict, description="rows and samples of the data set that held no example, by kind"
+    )
+    stop_reasons: dict[str, int] = Field(default_factory=dict)
+    iterations_mean: float | None = None
+    episode_seconds_mean: float | None = None
+    faults: Faults = Field(default_factory=Faults)
+    vlm: VLMHealth = Field(default_factory=VLMHealth)
+    failures: list[Failure] = Field(default_factory=list, description="the first 20 failed examples")
+    costs: CostTable = Field(default_factory=CostTable)
+    propose: ProposeStats = Field(default_factory=ProposeStats)
+    cache: CacheHealth = Field(default_factory=CacheHealth)
+    timing: Timing = Field(default_factory=Timing)
+    peak_cuda_memory_bytes: int | None = None

@@ -1,0 +1,78 @@
+"""Every record of a fresh run validates against the JSON Schema `refseg bench schema NAME` prints
+(checked with the jsonschema package), and the schemas reject what is not a record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from bench.cli import main
+from bench.records import CONFIG_SCHEMA_VERSION, SAMPLES_SCHEMA_VERSION, SUMMARY_SCHEMA_VERSION
+from bench.records.sample import parse_sample
+
+
+def printed_schema(name: str, capsys: pytest.CaptureFixture[str]) -> jsonschema.Draft202012Validator:
+    assert main(["bench", "schema", name]) == 0
+    schema: dict[str, Any] = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def fresh_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("records") / "run"
+    args = ["bench", "run", "--dataset", "synthetic", "--toolset", "offline", "--n", "2", "--out", str(out),
+            "--quiet", "--bootstrap", "50", "--no-cache"]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+def test_every_line_and_file_of_a_fresh_run_validates(
+    fresh_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    samples = printed_schema("samples", capsys)
+    lines = [json.loads(line) for line in (fresh_run / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 34
+    for line in lines:
+        samples.validate(line)
+        assert line["schema_version"] == SAMPLES_SCHEMA_VERSION and list(line)[-1] == "rank_steps"
+    summary = json.loads((fresh_run / "summary.json").read_text())
+    printed_schema("summary", capsys).validate(summary)
+    assert summary["schema_version"] == SUMMARY_SCHEMA_VERSION
+    config = json.loads((fresh_run / "config.json").read_text())
+    printed_schema("config", capsys).validate(config)
+    assert config["schema_version"] == CONFIG_SCHEMA_VERSION
+    trace = printed_schema("trace", capsys)
+    events = [json.loads(line) for line in (fresh_run / "trace.jsonl").read_text().splitlines()]
+    for event in events:
+        trace.validate(event)
+    assert {e["event"] for e in events} >= {"episode_start", "tool_call", "guard", "episode_end"}
+    assert {e["schema_version"] for e in events} == {1}
+
+
+def test_the_schemas_reject_what_is_not_a_record(fresh_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    samples = printed_schema("samples", capsys)
+    line = json.loads((fresh_run / "samples.jsonl").read_text().splitlines()[0])
+    for broken in ({**line, "iou": "high"}, {k: v for k, v in line.items() if k != "example_id"},
+                   {**line, "mask": {"size": [3], "counts": "x"}}):  # fmt: skip
+        assert not samples.is_valid(broken)
+        assert parse_sample(json.dumps(broken)) is None  # what the schema refuses, readers skip
+    summary = json.loads((fresh_run / "summary.json").read_text())
+    assert not printed_schema("summary", capsys).is_valid({**summary, "counts": {"failed": "none"}})
+    trace = printed_schema("trace", capsys)
+    events = [json.loads(line) for line in (fresh_run / "trace.jsonl").read_text().splitlines()]
+    event = next(e for e in events if e["event"] == "tool_call")
+    assert trace.is_valid(event) and not trace.is_valid({**event, "tool": 3})
+    assert trace.is_valid({"event": "a_plugins_own", "run_id": "r", "anything": [1]})  # other kinds read
+
+
+def test_an_unknown_record_name_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "schema", "invocations"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
