@@ -49,7 +49,7 @@ from bench.run_folder import (
     start_invocation,
     write_outputs,
 )
-from bench.runtime import Runtime, build_runtime, run_settings
+from bench.runtime import Runtime, build_runtime, run_settings, weights_identity
 from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
 from bench.summary import fallback_problem
 from tools.errors import VLMError
@@ -203,6 +203,7 @@ def _plan(
         "concurrency": opts.concurrency,
         "engine": opts.engine.name,
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
+        "weights": weights_identity(rt),  # weights files' sha256 (in the cache keys, not compared)
     }
     results = result_config(rt, spec, source.record(), index)
     digests = [rec.config_digest for rec in done.values()]
