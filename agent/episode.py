@@ -323,7 +323,10 @@ class Episode:
         self.invoker.trace_rejected(tool, args, message, self._context())
 
     def guard(self, ranking: Ranking) -> bool:
-        """Log and return whether the ranking is sure enough to stop."""
+        """Log and return whether the ranking is sure enough to stop (an empty ranking, which no
+        tool call returned, is kept as a ranking step here: the check is recorded)."""
+        if len(ranking) == 0:
+            self.rank_steps.capture_empty(self.step, ranking, self.ws.proposals, self.spend())
         passed = self.config.passes_guard(ranking.conf, ranking.gap)
         self.log.info(
             "guard",

@@ -11,7 +11,9 @@ the episode ends, so a record's masks all live in one frame.
 Each step also keeps what the guard saw (the ranking's exact ``conf`` and ``gap``) and what
 the episode had spent asking for help when the ranking was made (:class:`agent.costs.Spend`):
 with them a run at ``tau_conf = tau_gap = 1`` replays the guard at any other thresholds
-(``refseg bench frontier``).
+(``refseg bench frontier``). A guard check of an empty ranking (a text-conditioned proposer
+found nothing) is a step without candidates, and ``proposal_set`` counts the times the
+candidates were replaced or added to (the workspace's best ranking starts again then).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class RankStep:
     conf: float = 0.0
     gap: float = 0.0
     spend: Spend = field(default_factory=Spend)
+    proposal_set: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class _Captured:
     conf: float
     gap: float
     spend: Spend
+    proposal_set: int
 
 
 class RankSteps:
@@ -74,6 +78,8 @@ class RankSteps:
         self.top_k = top_k
         self._steps: list[_Captured] = []
         self._packed: dict[tuple[str, int], tuple[np.ndarray, tuple[int, int]]] = {}
+        self._digest: str | None = None  # of the candidates the last step ranked
+        self._set = 0  # times they changed (see the module docstring)
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -86,6 +92,7 @@ class RankSteps:
         ``spend``: what the episode had spent asking for help up to it."""
         if proposals is None or len(ranking) != len(proposals) or len(ranking) == 0:
             return
+        self._next_set(proposals.digest)
         ranked = [int(i) for i in ranking.order]
         drawn = [i for i in ranked[self.top_k :] if proposals.origins[i] != proposals.source]
         order = ranked[: self.top_k] + drawn[: self.top_k]
@@ -104,8 +111,21 @@ class RankSteps:
                 conf=ranking.conf,
                 gap=ranking.gap,
                 spend=spend or Spend(),
+                proposal_set=self._set,
             )
         )
+
+    def capture_empty(self, step: int, ranking: Ranking, proposals: Proposals | None, spend: Spend) -> None:
+        """Keep a guard check of an empty ranking ("nothing found"): a step without candidates."""
+        self._next_set(proposals.digest if proposals is not None else "")
+        self._steps.append(
+            _Captured(step, ranking.query, (), (), (), ranking.conf, ranking.gap, spend, self._set)
+        )
+
+    def _next_set(self, digest: str) -> None:
+        if self._digest is not None and digest != self._digest:
+            self._set += 1
+        self._digest = digest
 
     def finish(self, size: tuple[int, int]) -> list[RankStep]:
         """The steps with their masks at ``size = (H, W)`` (the original image's)."""
@@ -124,6 +144,7 @@ class RankSteps:
                 s.conf,
                 s.gap,
                 s.spend,
+                s.proposal_set,
             )
             for s in self._steps
         ]

@@ -54,6 +54,7 @@ def rank_steps_json(
             "conf": s.conf,
             "gap": s.gap,
             "spent": s.spend.as_dict(),
+            **({"proposal_set": s.proposal_set} if s.proposal_set else {}),
             "candidates": [candidate(c) for c in s.candidates],
         }
         for s in steps

@@ -10,11 +10,13 @@ Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
   max_iter. Without a VLM it equals ``loop_iter3``; the report says so.
 - ``reliability``: ``oneshot`` and ``loop_iter3`` on clean images plus ``*_noise10``,
   ``*_noise20``, ``*_blur5``, ``*_blur9``.
-- ``frontier``: ``loop_ask`` (the loop at the largest max_iter with thresholds 1/1: it always
-  asks) and with the VLM ``ground_ask``; every other threshold pair is replayed from them
-  (:mod:`bench.frontier`): the report's cost-quality frontier, the guard's calibration, and
-  with ``--pick-thresholds`` thresholds chosen on held-out images (or ``--pick-split``, whose
-  ``loop_ask_pick`` / ``ground_ask_pick`` runs choose) and scored on the others.
+- ``frontier``: ``loop_ask`` (the loop at the largest max_iter at thresholds 1/1: it always asks)
+  and with the VLM ``ground_ask``; every other threshold pair is replayed from them
+  (:mod:`bench.frontier.in_suite`: the frontier, the guard's calibration, ``--pick-thresholds``).
+- ``sam3`` (added by ``--toolset sam3``; the other experiments then run on SAM 1, the ``models``
+  toolset): the field's recipes on SAM 3: ``sam3_alone`` (SAM 3's top instance for the
+  expression), ``sam3_loop_iterN`` (the loop, re-querying SAM 3 with each rewrite), and with the
+  VLM ``sam3_ground`` and ``sam3_agent`` (the VLM drives SAM 3: SAM 3 Agent's recipe).
 
 Size buckets, bootstrap CIs and the cost table come from these runs. All sub-runs share one
 tool registry (models load once) and the disk cache (an image is proposed once for the
@@ -37,11 +39,9 @@ from typing import Any
 import anyio
 import numpy as np
 
-from agent.episode import EpisodeConfig
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
-from bench.frontier.frontier import Mark
-from bench.frontier.in_suite import AskRun, suite_guard_report
+from bench.frontier.in_suite import always_ask_runs, suite_guard_sections, with_tau
 from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
 from bench.report.cases import CATEGORIES, totals_line, write_cases
@@ -55,8 +55,6 @@ from bench.summary import fallback_problem
 from tools.errors import ConfigError, InputError
 from tools.registry import ToolRegistry
 
-ALWAYS_ASK = (1.0, 1.0)  # thresholds at which the guard never stops an episode
-
 
 @dataclass(frozen=True)
 class SubRun:
@@ -68,8 +66,12 @@ class SubRun:
     max_iter: int
     refiner: str
     perturb: str = "clean"
+    toolset: str = "base"  # "base": the suite's toolset (SAM 1 when --toolset sam3); or "sam3"
     tau: tuple[float, float] | None = None  # the guard's thresholds (None: the suite's)
     split: str | None = None  # another split of the data set (None: the suite's)
+
+
+SAM3_EXPERIMENT = "sam3"
 
 
 def plan_suite(
@@ -80,10 +82,11 @@ def plan_suite(
     pick_split: str | None = None,
 ) -> list[SubRun]:
     """The sub-runs of the chosen experiments, without duplicates, in table order."""
-    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    known = (*EXPERIMENTS, SAM3_EXPERIMENT)
+    unknown = [e for e in experiments if e not in known]
     if unknown or not experiments:
         raise ConfigError(
-            f"unknown experiment(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(EXPERIMENTS)}"
+            f"unknown experiment(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}"
         )
     if not max_iters or any(k < 1 for k in max_iters):
         raise ConfigError("--max-iters needs values >= 1, e.g. 1,2,3")
@@ -114,15 +117,13 @@ def plan_suite(
             add(SubRun(f"oneshot_{p}", "reliability", "oneshot", 0, refiner, p))
             add(SubRun(f"loop_iter{top}_{p}", "reliability", "loop", top, refiner, p))
     if "frontier" in experiments:
-        asks = [("loop_ask", "loop", top)] + ([("ground_ask", "ground", 1)] if refiner == "vlm" else [])
-        for name, controller, k in asks:
-            add(SubRun(name, "frontier", controller, k, refiner, tau=ALWAYS_ASK))
-            if pick_split is not None:
-                add(
-                    SubRun(
-                        f"{name}_pick", "frontier", controller, k, refiner, tau=ALWAYS_ASK, split=pick_split
-                    )
-                )
+        for name, controller, k, tau, split in always_ask_runs(top, refiner, pick_split):
+            add(SubRun(name, "frontier", controller, k, refiner, tau=tau, split=split))
+    if SAM3_EXPERIMENT in experiments:
+        for name, controller, k in [("sam3_alone", "oneshot", 0), (f"sam3_loop_iter{top}", "loop", top)] + (
+            [("sam3_ground", "ground", 1), ("sam3_agent", "agent", top)] if refiner == "vlm" else []
+        ):
+            add(SubRun(name, SAM3_EXPERIMENT, controller, k, refiner, toolset="sam3"))
     return list(plan.values())
 
 
@@ -134,10 +135,12 @@ def _shared(registry: ToolRegistry, name: str) -> Any:
 
 
 def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
-    """The runtime of one sub-run: the base tools, another controller / max_iter / refiner."""
-    if sub.refiner not in cache:
+    """The runtime of one sub-run: the base tools (of its toolset), another controller /
+    max_iter / refiner."""
+    key = f"{sub.toolset}:{sub.refiner}"
+    if key not in cache:
         if base.settings.options.get("refine_query", {}).get("refiner") == sub.refiner:
-            cache[sub.refiner] = base
+            cache[key] = base
         else:
             refine = {**base.settings.options.get("refine_query", {}), "refiner": sub.refiner}
             options = {**base.settings.options, "refine_query": refine}
@@ -148,11 +151,13 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
             for name in (base.config.proposer, base.config.ranker):
                 # Share the loaded models: the refiner is the only tool that differs.
                 registry.register(name, _shared(base.registry, name))
-            cache[sub.refiner] = Runtime(
+            cache[key] = Runtime(
                 settings, base.config, registry, base.cache, base.vlm if sub.refiner == "vlm" else None
             )
-    rt = cache[sub.refiner]
-    config = _guard(dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter), sub)
+    rt = cache[key]
+    config = with_tau(
+        dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter), sub.tau
+    )
     built_from = None if base.options is None else sub_options(base.options, sub)
     return dataclasses.replace(rt, config=config, options=built_from)
 
@@ -162,15 +167,10 @@ def sub_options(options: EpisodeOptions, sub: SubRun) -> EpisodeOptions:
     return dataclasses.replace(
         options,
         models=dataclasses.replace(options.models, refiner=sub.refiner),  # type: ignore[arg-type]
-        episode=_guard(
-            dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter), sub
+        episode=with_tau(
+            dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter), sub.tau
         ),
     )
-
-
-def _guard(config: EpisodeConfig, sub: SubRun) -> EpisodeConfig:
-    """``config`` with the sub-run's own thresholds, when it has them."""
-    return config if sub.tau is None else dataclasses.replace(config, tau_conf=sub.tau[0], tau_gap=sub.tau[1])
 
 
 @dataclass
@@ -202,6 +202,24 @@ def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
     return "rules", f"refiner: rules, no VLM configured ({reason})"
 
 
+def toolset_options(options: EpisodeOptions, toolset: str) -> EpisodeOptions:
+    """The episode options of one side of the suite: ``sam3`` (SAM 3's tools; --proposer and
+    --ranker apply when --toolset sam3 chose them), or ``base`` (the suite's toolset, SAM 1's
+    ``models`` when --toolset sam3; SAM 3's options dropped)."""
+    models = options.models
+    chosen = models.toolset == "sam3"
+    if toolset == "sam3":
+        if chosen:
+            return options
+        models = dataclasses.replace(models, toolset="sam3", proposer=None, ranker=None)
+        return dataclasses.replace(options, models=models)
+    tool_options = {k: v for k, v in models.tool_options.items() if k != "sam3_propose"}
+    models = dataclasses.replace(models, tool_options=tool_options)
+    if chosen:
+        models = dataclasses.replace(models, toolset="models", proposer=None, ranker=None)
+    return dataclasses.replace(options, models=models)
+
+
 def base_options(options: SuiteOptions, refiner: str) -> EpisodeOptions:
     """The episode options the suite's shared tools are built with (the loop at its deepest)."""
     episode = options.episode
@@ -223,16 +241,22 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
         echo: called with a progress line before each sub-run (``None``: silent).
     """
     refiner, note = choose_refiner(options.episode)
+    experiments = options.experiments
+    if options.episode.models.toolset == "sam3" and SAM3_EXPERIMENT not in experiments:
+        experiments = (*experiments, SAM3_EXPERIMENT)  # SAM 3's rows beside SAM 1's
     pick_split = options.pick.split if options.pick.enabled else None
-    plan = plan_suite(options.experiments, options.max_iters, options.perturbations, refiner, pick_split)
+    plan = plan_suite(experiments, options.max_iters, options.perturbations, refiner, pick_split)
     # Held once for every sub-run (references into the data set; images are read as they run),
     # instead of each sub-run reading (or generating) the data set again.
     examples = ExampleSet.of(options.data.open())
-    base = build_runtime(base_options(options, refiner))
+    bases: dict[str, Runtime] = {}
     try:
-        return await _run_plan(base, examples, options, plan, note, echo)
+        for toolset in dict.fromkeys(s.toolset for s in plan):
+            bases[toolset] = build_runtime(toolset_options(base_options(options, refiner), toolset))
+        return await _run_plan(bases, examples, options, plan, note, echo)
     finally:
-        base.close()
+        for base in bases.values():
+            base.close()
 
 
 def run_suite_sync(options: SuiteOptions, *, echo: Callable[[str], None] | None = None) -> SuiteResult:
@@ -241,7 +265,7 @@ def run_suite_sync(options: SuiteOptions, *, echo: Callable[[str], None] | None 
 
 
 async def _run_plan(
-    base: Runtime,
+    bases: dict[str, Runtime],
     examples: ExampleSource,
     options: SuiteOptions,
     plan: Sequence[SubRun],
@@ -253,17 +277,18 @@ async def _run_plan(
     start = time.perf_counter()
     runtimes: dict[str, Runtime] = {}
     views: list[RunView] = []
-    splits: dict[str | None, ExampleSource] = {None: examples}
+    splits: dict[str | None, ExampleSource] = {None: examples}  # --pick-split: another split, once
     engine = open_engine(options.run.engine)  # one Ray cluster and worker pool for every sub-run
     try:
         for i, sub in enumerate(plan, 1):
             if echo is not None:
                 echo(f"[{i}/{len(plan)}] {sub.name}")
-            rt = variant(base, sub, runtimes)
-            spec = dataclasses.replace(options.data, perturb=sub.perturb)
-            if sub.split is not None:  # --pick-split: the always-ask runs that choose
-                spec = dataclasses.replace(spec, split=sub.split)
-                splits.setdefault(sub.split, ExampleSet.of(spec.open()))
+            rt = variant(bases[sub.toolset], sub, runtimes)
+            spec = dataclasses.replace(
+                options.data, perturb=sub.perturb, split=sub.split or options.data.split
+            )
+            if sub.split not in splits:
+                splits[sub.split] = ExampleSet.of(spec.open())
             data = splits[sub.split]
             result = await run_examples(rt, data, out / sub.name, spec, options.run, engine=engine)
             views.append(RunView(sub.name, out / sub.name, result.summary, np.load(out / sub.name / IOUS)))
@@ -271,9 +296,10 @@ async def _run_plan(
         with anyio.CancelScope(shield=True):
             await engine.aclose()
     wall = time.perf_counter() - start
-    notes = _notes(base, options, plan, refiner_note, wall)
+    notes = _notes(bases, options, plan, refiner_note, wall)
     pairs = _pairs(views, plan, options.run.bootstrap)
-    extra = [*_galleries(out, views), *_guard_sections(out, views, plan, options)]
+    asks = [(s.name, s.controller, s.tau, s.split) for s in plan]
+    extra = [*_galleries(out, views), *suite_guard_sections(out, views, asks, options)]
     report = write_report(out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=extra)
     problems = [
         f"{v.name}: {p}" for v in views if (p := fallback_problem(v.summary, options.run.max_fallback_rate))
@@ -345,46 +371,23 @@ def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
     return lines
 
 
-def _guard_sections(
-    out: Path, views: Sequence[RunView], plan: Sequence[SubRun], options: SuiteOptions
-) -> list[str]:
-    """The frontier of the always-ask runs (each beside the run of its controller at the
-    suite's thresholds), the guard's calibration, and the picked thresholds."""
-    by_name = {v.name: v for v in views}
-    top = max(options.max_iters)
-    beside = {"loop_ask": f"loop_iter{top}", "ground_ask": "ground"}
-    asks = []
-    for sub in plan:
-        if sub.tau == ALWAYS_ASK and sub.split is None and sub.name in by_name:
-            other = by_name.get(beside.get(sub.name, ""))
-            measured = None if other is None else (other.name, other.run_dir, _headline(other))
-            pick = out / f"{sub.name}_pick" if options.pick.enabled and options.pick.split else None
-            asks.append(AskRun(sub.name, out / sub.name, measured, pick))
-    if not asks:
-        return []
-    ep = options.episode.episode
-    mark = Mark("the suite's thresholds", ep.tau_conf, ep.tau_gap)
-    return suite_guard_report(out, asks, mark=mark, pick=options.pick, bootstrap=options.run.bootstrap)
-
-
-def _headline(view: RunView) -> float | None:
-    return view.summary.metrics.value(view.summary.metrics.headline)
-
-
 def _notes(
-    base: Runtime, options: SuiteOptions, plan: Sequence[SubRun], refiner_note: str, wall: float
+    bases: dict[str, Runtime], options: SuiteOptions, plan: Sequence[SubRun], refiner_note: str, wall: float
 ) -> list[str]:
     data = options.data
     notes = [refiner_note] if refiner_note else []
-    notes += base.notes
+    notes += list(dict.fromkeys(n for base in bases.values() for n in base.notes))
     notes.append(
         "the runs share one disk cache, so what a run spent depends on the order they ran in; "
         "compare their cold cost (what each costs from an empty cache)"
     )
-    notes.append(
-        f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); "
-        f"proposer {base.config.proposer}, ranker {base.config.ranker}, weights {base.settings.weights}"
+    tools = "; ".join(
+        f"{'sam3_* runs' if name == 'sam3' else 'runs'}: proposer {b.config.proposer}, "
+        f"ranker {b.config.ranker}"
+        for name, b in bases.items()
     )
+    weights = next(iter(bases.values())).settings.weights
+    notes.append(f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); {tools}; weights {weights}")
     if any(s.name == "loop_novlm" for s in plan) and all(s.refiner == "rules" for s in plan):
         notes.append(
             "no VLM configured: the loop already uses the rules refiner, so loop_novlm "

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.episode import EpisodeConfig
 from bench.frontier.calibration import calibrations
 from bench.frontier.frontier import Frontier, Mark, Measured, compute_frontier
 from bench.frontier.options import PickOptions
@@ -15,10 +17,84 @@ from bench.frontier.points import FrontierPoint
 from bench.frontier.report import guard_markdown, measured_point, write_guard_files
 from bench.frontier.source import FrontierSource, read_source
 from bench.frontier.tables import point_headers, point_row
+from bench.options import SuiteOptions
+from bench.report.run_reader import RunView
 from bench.report.tables import md_table
 from bench.samples import write_json
 
 PICK_JSON = "pick.json"
+ALWAYS_ASK = (1.0, 1.0)  # thresholds at which the guard never stops an episode
+# The suite's run of each always-ask run's controller at the suite's thresholds (drawn beside).
+BESIDE = {"loop_ask": "loop_iter{top}", "ground_ask": "ground"}
+
+
+AskPlan = tuple[str, str, int, tuple[float, float], str | None]
+
+
+def always_ask_runs(top: int, refiner: str, pick_split: str | None) -> list[AskPlan]:
+    """The frontier experiment's sub-runs: ``(name, controller, max_iter, thresholds, split)``:
+    ``loop_ask`` (and with the VLM ``ground_ask``), and with ``--pick-split`` the same on that
+    split (``*_pick``)."""
+    asks = [("loop_ask", "loop", top)] + ([("ground_ask", "ground", 1)] if refiner == "vlm" else [])
+    out: list[AskPlan] = [(name, controller, k, ALWAYS_ASK, None) for name, controller, k in asks]
+    if pick_split is not None:
+        out += [(f"{name}_pick", controller, k, ALWAYS_ASK, pick_split) for name, controller, k in asks]
+    return out
+
+
+def with_tau(config: EpisodeConfig, tau: tuple[float, float] | None) -> EpisodeConfig:
+    """``config`` at the thresholds ``tau`` (``None``: as it is)."""
+    return config if tau is None else dataclasses.replace(config, tau_conf=tau[0], tau_gap=tau[1])
+
+
+def suite_guard_sections(
+    out: Path,
+    views: Sequence[RunView],
+    plan: Sequence[tuple[str, str, tuple[float, float] | None, str | None]],
+    options: SuiteOptions,
+) -> list[str]:
+    """The suite report's guard sections, from its sub-runs ``(name, controller, thresholds,
+    split)``: the frontier of each always-ask run beside the suite's run of its controller
+    (``BESIDE``), the calibration of every ranker the suite ran, the picked thresholds."""
+    by_name = {v.name: v for v in views}
+    top = max(options.max_iters)
+    asks = []
+    for name, _controller, tau, split in plan:
+        if tau == ALWAYS_ASK and split is None and name in by_name:
+            other = by_name.get(BESIDE.get(name, "").format(top=top))
+            measured = None if other is None else (other.name, other.run_dir, _headline(other))
+            pick = out / f"{name}_pick" if options.pick.enabled and options.pick.split else None
+            asks.append(AskRun(name, out / name, measured, pick))
+    if not asks:
+        return []
+    ep = options.episode.episode
+    rankers = {by_name[a.name].label.ranker for a in asks}
+    others = _one_run_per_ranker([v for v in views if v.label.ranker not in rankers])
+    return suite_guard_report(
+        out,
+        asks,
+        mark=Mark("the suite's thresholds", ep.tau_conf, ep.tau_gap),
+        pick=options.pick,
+        bootstrap=options.run.bootstrap,
+        calibration_runs=[(v.name, v.run_dir) for v in others],
+    )
+
+
+def _headline(view: RunView) -> float | None:
+    return view.summary.metrics.value(view.summary.metrics.headline)
+
+
+def _one_run_per_ranker(views: Sequence[RunView]) -> list[RunView]:
+    """For each other ranker (SAM 3's when the suite runs it), its clean run that ranked most
+    often (the deepest loop): its guard decisions are the calibration's."""
+    best: dict[str | None, RunView] = {}
+    for v in views:
+        if v.label.perturb != "clean":
+            continue
+        held = best.get(v.label.ranker)
+        if held is None or (v.label.max_iter or 0) > (held.label.max_iter or 0):
+            best[v.label.ranker] = v
+    return list(best.values())
 
 
 @dataclass(frozen=True)

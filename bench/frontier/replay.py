@@ -89,11 +89,15 @@ def _ran(rec: SampleRecord, **changes: Any) -> Outcome:
 
 def _picked(steps: list[RankStepRecord], k: int, pick: str) -> RankStepRecord:
     """The final ranking of a prefix ending at step ``k``: the last, or the first most
-    confident (the workspace keeps its best until a strictly higher conf)."""
+    confident since the candidates last changed (the workspace keeps its best until a strictly
+    higher conf, and starts again when the candidates are replaced or added to)."""
     if pick == "last":
         return steps[k]
-    best = steps[0]
-    for step in steps[1 : k + 1]:
+    start = k
+    while start > 0 and steps[start - 1].proposal_set == steps[k].proposal_set:
+        start -= 1
+    best = steps[start]
+    for step in steps[start + 1 : k + 1]:
         if (step.conf or 0.0) > (best.conf or 0.0):
             best = step
     return best
@@ -117,9 +121,17 @@ def stopped(rec: SampleRecord, k: int, pick: str, iterations: int) -> Outcome:
         "spent": spend,
         "rank_steps": [],
     }
-    if top is None or top.iou is None:
-        update |= {"chosen": -1, "failed": True, "error": "the chosen candidate has no recorded score"}
-        update |= {"iou": 0.0, "inter": 0, "union": rec.gt_area, "pred_area": 0, "mask": None}
+    if top is None or top.iou is None:  # nothing found (an empty ranking), or not scored
+        error = "the episode chose no mask" if top is None else "the chosen candidate has no recorded score"
+        update |= {"chosen": -1, "failed": True, "error": error, "conf": 0.0, "gap": 0.0}
+        update |= {
+            "iou": 0.0,
+            "inter": 0,
+            "union": rec.gt_area,
+            "pred_area": None,
+            "mask": None,
+            "scores": {},
+        }
     else:
         update |= {"chosen": top.index, "failed": False, "error": None, "iou": top.iou, "inter": top.inter}
         update |= {"union": top.union, "pred_area": top.pred_area, "scores": dict(top.scores or {})}

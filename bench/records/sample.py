@@ -86,7 +86,8 @@ class RankedCandidateRecord(BaseModel):
 class RankStepRecord(BaseModel):
     """One ranking an episode made: its step, its query and its top candidates; ``conf`` and
     ``gap`` exactly as the guard compared them, and ``spent``: what the episode had spent
-    asking for help up to it (both absent before version 2)."""
+    asking for help up to it (both absent before version 2). A guard check of an empty ranking
+    (nothing found) has no candidates."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -95,6 +96,9 @@ class RankStepRecord(BaseModel):
     conf: float | None = None
     gap: float | None = None
     spent: SpendRecord | None = None
+    proposal_set: int = Field(
+        default=0, description="times the candidates were replaced or added to before this ranking"
+    )
     candidates: list[RankedCandidateRecord] = Field(default_factory=list)
 
 

@@ -13,7 +13,8 @@ from helpers_runner import oracle_for, synthetic
 from bench.cli import main
 from bench.doubles.scripted_refiner import ScriptedRefiner, synthetic_rewrites
 from bench.doubles.scripted_server import ScriptedServer
-from bench.suite import ALWAYS_ASK, plan_suite
+from bench.frontier.in_suite import ALWAYS_ASK
+from bench.suite import plan_suite
 
 
 def test_the_frontier_experiment_plans_always_ask_runs() -> None:
