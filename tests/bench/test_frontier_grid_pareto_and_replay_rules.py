@@ -72,6 +72,22 @@ def test_pick_best_keeps_the_first_of_equally_confident_rankings() -> None:
     assert replay_loop(_record(tied, "max_iter"), "best").at(0.0, 0.1).record.chosen == 1  # type: ignore[union-attr]
 
 
+def test_pick_best_starts_again_when_the_candidates_change() -> None:
+    steps = [_step(2, 0.9, 0.05, 1, 0.3, 0), _step(5, 0.6, 0.3, 2, 0.8, 1)]
+    steps[1].proposal_set = 1  # a text-conditioned proposer found other candidates for the rewrite
+    assert replay_loop(_record(steps, "max_iter"), "best").at(0.5, 0.2).record.chosen == 2  # type: ignore[union-attr]
+    steps[1].proposal_set = 0  # the same candidates: the first, more confident ranking stays best
+    assert replay_loop(_record(steps, "max_iter"), "best").at(0.5, 0.2).record.chosen == 1  # type: ignore[union-attr]
+
+
+def test_an_empty_ranking_stopped_at_chooses_no_mask() -> None:
+    empty = RankStepRecord(step=2, query="q", conf=0.0, gap=0.0, spent=SpendRecord(), candidates=[])
+    ep = replay_loop(_record([_step(1, 0.3, 0.1, 4, 0.2, 0)], "not_found", rank_steps=[empty]), "best")
+    out = ep.at(0.0, 0.0).record
+    assert out is not None and out.failed and out.chosen == -1 and out.error == "the episode chose no mask"
+    assert out.union == 100 and out.iou == 0.0
+
+
 def test_ground_relabels_an_unconfirmed_drawing_by_the_guard_on_its_re_rank() -> None:
     steps = [_step(2, 0.3, 0.1, 4, 0.2, 0), _step(5, 0.7, 0.5, 9, 0.8, 1)]
     ep = replay_ground(_record(steps, "max_iter", chosen=9, iou=0.8), "best")
