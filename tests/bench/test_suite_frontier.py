@@ -19,7 +19,7 @@ from bench.suite import plan_suite
 
 def test_the_frontier_experiment_plans_always_ask_runs() -> None:
     plan = {s.name: s for s in plan_suite(["main", "frontier"], [1, 3], [], "vlm", pick_split="train")}
-    assert [n for n in plan if "ask" in n] == ["loop_ask", "loop_ask_pick", "ground_ask", "ground_ask_pick"]
+    assert [n for n in plan if "ask" in n] == ["loop_ask", "ground_ask", "loop_ask_pick", "ground_ask_pick"]
     assert plan["loop_ask"].tau == ALWAYS_ASK and plan["loop_ask"].max_iter == 3
     assert plan["ground_ask"].controller == "ground" and plan["ground_ask_pick"].split == "train"
     assert plan["loop_iter3"].tau is None  # the main table keeps the suite's thresholds
