@@ -157,11 +157,16 @@ def guard_sections(
         except RefsegError as exc:
             problems.append(f"- guard sections leave out {name}: {exc}")
     cals = calibrations([(s.name, s.ranker, s.records) for s in sources])
-    frontiers = [
-        compute_frontier(s, bootstrap=bootstrap, marks=marks or [default_mark()], measured=measured)
-        for s in always_asking(sources)
-        if s.records and all(scored(r) for r in s.records)
-    ]
+    frontiers = []
+    for src in always_asking(sources):
+        if not src.records or not all(scored(r) for r in src.records):
+            continue
+        try:
+            frontiers.append(
+                compute_frontier(src, bootstrap=bootstrap, marks=marks or [default_mark()], measured=measured)
+            )
+        except RefsegError as exc:  # e.g. an agent run without warm start: nothing to replay
+            problems.append(f"- no frontier for {src.name}: {exc}")
     files = write_guard_files(out_dir, frontiers, cals, figures=out_dir / "figures")
     lines = guard_markdown(frontiers, cals, files, out_dir)
     return [*lines, *problems, ""] if problems and lines else lines
