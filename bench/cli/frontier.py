@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
         help="the cost-quality frontier: every guard threshold replayed from a run at 1/1",
         description="Replay the guard (conf >= tau_conf and gap >= tau_gap) of a loop or ground run "
         "made at --tau-conf 1 --tau-gap 1 at every threshold pair of a grid: the protocol's headline "
-        "metric with its 95%% CI (bootstrap over images), VLM calls, tokens and USD per 1,000 "
+        "metric with its 95% CI (bootstrap over images), VLM calls, tokens and USD per 1,000 "
         "expressions and the fraction that asked; prints the Pareto-optimal points and the guard's "
         "calibration, writes frontier.png, calibration.png and frontier.json. An agent run gives "
         "only its warm-start guard decision.",
