@@ -194,7 +194,7 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
     # Held once for every sub-run (references into the data set; images are read as they run),
     # instead of each sub-run reading (or generating) the data set again.
     examples = ExampleSet.of(options.data.open())
-    base = build_runtime(base_options(options, refiner))
+    base = build_runtime(base_options(options, refiner).for_data(examples.protocol.empty_targets))
     try:
         return await _run_plan(base, examples, options, plan, note, echo)
     finally:

@@ -142,6 +142,16 @@ CONTROLLER_FLAGS = flags(
         {"choices": ["best", "last"], "help": "final ranking: most confident seen, or the last"},
     ),
     (
+        "--not-found",
+        "not_found",
+        {
+            "choices": ["keep", "empty"],
+            "help": "the answer when a controller says no such object is there (stop reason not_found): "
+            "keep its best candidate, or an empty mask (default: empty on data sets with no-target "
+            "expressions, such as grefcoco and jsonl; else keep)",
+        },
+    ),
+    (
         "--episode-timeout",
         "episode_timeout_s",
         {"type": float, "metavar": "SECONDS", "help": "past it an episode falls back to its best candidate"},
