@@ -77,8 +77,8 @@ class JsonlSource(DataSource):
         if not self.path.is_file():
             raise DatasetError(f"{source}: no such file; pass a .jsonl file")
         self.root = self.path.parent
-        groups = sum(1 for _ in self._runs())
-        super().__init__(adapter, source, request, total_images=groups, files=[self.path])
+        super().__init__(adapter, source, request, files=[self.path])
+        self.total_images = sum(1 for _ in self._runs())  # a first read: the image groups
 
     def _lines(self) -> Iterator[tuple[int, Mapping[str, Any] | None]]:
         """``(line number, object)``; the object is ``None`` for a line that is not one."""
