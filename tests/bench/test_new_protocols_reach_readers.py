@@ -24,6 +24,7 @@ def _text(html: str) -> str:
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
+@pytest.mark.slow
 def test_the_suite_reports_grefcoco_on_its_own_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
