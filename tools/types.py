@@ -355,7 +355,7 @@ class Refinement:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "usd": self.usd,
-            "no_match": self.no_match,
+            **({"no_match": True} if self.no_match else {}),  # absent otherwise: records as before
         }
 
     @classmethod

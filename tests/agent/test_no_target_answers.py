@@ -127,3 +127,14 @@ def test_not_found_is_checked_and_recorded_only_when_set() -> None:
         EpisodeConfig(not_found="maybe")  # type: ignore[arg-type]
     assert "not_found" not in describe_episode(EpisodeConfig())  # unset: config.json as before
     assert describe_episode(EpisodeConfig(not_found="empty"))["not_found"] == "empty"
+
+
+def test_a_no_match_rewrite_survives_the_cache_record_and_others_record_as_before() -> None:
+    from tools.types import Refinement
+
+    none = Refinement("", "no unicorn", "vlm:test", no_match=True)
+    assert Refinement.from_record(*none.to_record()).no_match is True
+    plain = Refinement("the red dog", "colour", "rules")
+    assert "no_match" not in plain.to_record()[1] and not Refinement.from_record(*plain.to_record()).no_match
+    with pytest.raises(ValueError, match="no_match"):
+        Refinement.from_record({}, {**plain.to_record()[1], "no_match": "yes"})
