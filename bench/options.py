@@ -9,14 +9,13 @@ tests build these objects directly; nothing below the CLI parses argv.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
 from agent.vlm_profile import ProfileChoice
-from bench.frontier.options import PickOptions
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
@@ -174,6 +173,14 @@ class EpisodeOptions:
 
     def __post_init__(self) -> None:
         check_controller_options({self.episode.controller: {}, **self.episode.controller_options})
+
+    def for_data(self, empty_targets: bool) -> EpisodeOptions:
+        """These options with ``not_found`` decided by the data set when not given: ``empty``
+        where expressions may have no target (its protocol's ``empty_targets``); else it stays
+        unset, which episodes read as ``keep`` (and ``config.json`` records as before)."""
+        if self.episode.not_found is not None or not empty_targets:
+            return self
+        return replace(self, episode=replace(self.episode, not_found="empty"))
 
     @property
     def controller(self) -> ControllerSpec:
@@ -349,31 +356,6 @@ class BenchOptions:
     episode: EpisodeOptions = field(default_factory=EpisodeOptions)
     data: DataSpec = field(default_factory=DataSpec)
     run: RunOptions = field(default_factory=RunOptions)
-
-
-EXPERIMENTS = ("main", "ablation", "reliability", "frontier")
-DEFAULT_PERTURBATIONS = ("noise10", "noise20", "blur5", "blur9")
-
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    """``refseg bench suite``: the original project's table as resumable sub-runs.
-
-    Attributes:
-        experiments: which of main, ablation, reliability, frontier.
-        max_iters: loop ``max_iter`` values of the main table.
-        perturbations: perturbations of the reliability experiment.
-        pick: ``--pick-thresholds``: thresholds chosen on some images, scored on the others.
-    """
-
-    out: Path
-    episode: EpisodeOptions = field(default_factory=EpisodeOptions)
-    data: DataSpec = field(default_factory=DataSpec)
-    run: RunOptions = field(default_factory=RunOptions)
-    experiments: tuple[str, ...] = EXPERIMENTS
-    max_iters: tuple[int, ...] = (1, 2, 3)
-    perturbations: tuple[str, ...] = DEFAULT_PERTURBATIONS
-    pick: PickOptions = field(default_factory=PickOptions)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import numpy as np
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
 from bench.frontier.in_suite import always_ask_runs, suite_guard_sections, with_tau
-from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
+from bench.options import EpisodeOptions
 from bench.perturb import PERTURBATIONS
 from bench.report.cases import CATEGORIES, totals_line, write_cases
 from bench.report.markdown import paired_against, write_report
@@ -51,6 +51,7 @@ from bench.report.run_reader import RunView
 from bench.runner import run_examples
 from bench.runtime import Runtime, build_runtime
 from bench.samples import IOUS, write_json
+from bench.suite_options import EXPERIMENTS, SuiteOptions
 from bench.summary import fallback_problem
 from tools.errors import ConfigError, InputError
 from tools.registry import ToolRegistry
@@ -252,7 +253,8 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
     bases: dict[str, Runtime] = {}
     try:
         for toolset in dict.fromkeys(s.toolset for s in plan):
-            bases[toolset] = build_runtime(toolset_options(base_options(options, refiner), toolset))
+            episode = base_options(options, refiner).for_data(examples.protocol.empty_targets)
+            bases[toolset] = build_runtime(toolset_options(episode, toolset))
         return await _run_plan(bases, examples, options, plan, note, echo)
     finally:
         for base in bases.values():

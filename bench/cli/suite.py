@@ -18,7 +18,7 @@ from bench.cli.args import (
     run_options,
 )
 from bench.frontier.options import PickOptions
-from bench.options import EXPERIMENTS, SuiteOptions
+from bench.suite_options import EXPERIMENTS, SuiteOptions
 from tools.errors import ConfigError, VLMError
 
 
@@ -111,7 +111,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def suite_options(args: argparse.Namespace) -> SuiteOptions:
-    """The ``bench suite`` namespace as :class:`bench.options.SuiteOptions`."""
+    """The ``bench suite`` namespace as :class:`bench.suite_options.SuiteOptions`."""
     for flag, value in (("--controller", args.controller), ("--max-iter", args.max_iter)):
         if value is not None:  # silently running something else would be worse
             raise ConfigError(

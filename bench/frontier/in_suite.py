@@ -17,10 +17,10 @@ from bench.frontier.points import FrontierPoint
 from bench.frontier.report import guard_markdown, measured_point, write_guard_files
 from bench.frontier.source import FrontierSource, read_source
 from bench.frontier.tables import point_headers, point_row
-from bench.options import SuiteOptions
 from bench.report.run_reader import RunView
 from bench.report.tables import md_table
 from bench.samples import write_json
+from bench.suite_options import SuiteOptions
 
 PICK_JSON = "pick.json"
 ALWAYS_ASK = (1.0, 1.0)  # thresholds at which the guard never stops an episode
