@@ -73,7 +73,9 @@ def warm_start_table(f: Frontier) -> Table:
     headers = ["point", "tau_conf", "tau_gap", "settled by the warm start", f"{f.headline_label} of those"]
     picked = [("one-shot", f.one_shot), ("always asks", f.always_ask)]
     picked += [(m.label, p) for m, p in f.marks]
-    picked += [("", p) for p in f.points if p.tau_gap == 0.0 and round(p.tau_conf * 10) == p.tau_conf * 10]
+    picked += [
+        ("", p) for p in f.points if p.tau_gap == 0.0 and abs(p.tau_conf * 10 - round(p.tau_conf * 10)) < 1e-9
+    ]
     rows = [
         [what, f"{p.tau_conf:g}", f"{p.tau_gap:g}", f"{p.settled}/{p.n}", fmt(p.settled_value)]
         for what, p in picked
