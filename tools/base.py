@@ -255,17 +255,27 @@ def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str 
     is what ``tool`` names in the error (``tool``, or ``controller`` for a controller's).
 
     Raises:
-        ConfigError: one line naming the tool and each bad key, e.g.
-            ``tool refine_query: option refiner: Input should be 'rules' or 'vlm'``.
+        ConfigError: one line naming the tool, each bad key with the type it takes, and where
+            the options are listed, e.g. ``tool refine_query: option refiner: Input should be
+            'rules' or 'vlm' (refiner takes string (rules | vlm); `refseg tools refine_query`
+            lists the options)``.
     """
     try:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"option {where}: {what}" if where else f"options: {what}"
-            for where, what in validation_problems(exc)
-        )
-        raise ConfigError(f"{kind} {tool}: {problems}") from None
+        from tools.option_docs import field_type
+
+        problems = []
+        for where, what in validation_problems(exc):
+            key = where.split(".")[0]
+            takes = field_type(model, key) if where else None
+            problems.append(
+                f"option {where}: {what}" + (f" ({key} takes {takes})" if takes else "")
+                if where
+                else f"options: {what}"
+            )
+        listed = "`refseg tools " + tool + "`" if kind == "tool" else "`refseg controllers`"
+        raise ConfigError(f"{kind} {tool}: {'; '.join(problems)}; {listed} lists the options") from None
 
 
 class Tool(ABC):
@@ -285,6 +295,9 @@ class Tool(ABC):
     # The tool's settings (a StrictParams model, defaults in it), read from
     # ``ToolSettings.options[name]`` (the CLI's ``--tool-option NAME.KEY=VALUE``).
     Options: ClassVar[type[BaseModel] | None] = None
+    # The ToolSettings fields the tool reads (None: possibly any). A run records the settings
+    # its tools read, so a run without SAM or CLIP does not claim their models or weights.
+    reads_settings: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, settings: ToolSettings | None = None):
         self.settings = settings or ToolSettings()

@@ -85,7 +85,8 @@ class ClipRankOptions(StrictParams):
 
     style: dict[str, Any] = Field(
         default_factory=dict,
-        description="visual prompt style: margin, grey, blur_sigma, outline_width, outline_color",
+        description="visual prompt style, an object with any of margin (0.1), grey (128), blur_sigma "
+        '(0.04), outline_width (0.01), outline_color ([255, 0, 0]), e.g. {"margin": 0.2}',
     )
     cache_dir: str | None = Field(default=None, description="open_clip's download cache")
 
@@ -113,6 +114,11 @@ class ClipRank(Tool):
     )
     version = "1"
     role = "rank"
+    # ToolSettings it reads (config.json records only what the run's tools read).
+    reads_settings = frozenset(
+        {"weights", "device", "clip_model", "clip_pretrained", "seed", "precision", "compile"}
+        | {"compile_backend"}
+    )
     Params = ClipRankParams
     Output = Ranking
     Options = ClipRankOptions

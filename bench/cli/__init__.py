@@ -67,13 +67,15 @@ COMMANDS: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``refseg`` parser with every command of :data:`COMMANDS`."""
-    import argparse
     import importlib
 
-    parser = argparse.ArgumentParser(
+    from bench.cli.help import RefsegParser, VersionAction
+
+    parser = RefsegParser(
         prog="refseg",
         description="Closed-loop referring segmentation: SAM proposes, CLIP ranks, a VLM refines.",
     )
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)

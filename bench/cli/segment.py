@@ -17,13 +17,13 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "segment",
         help="segment the object an expression refers to, in one or more images",
-        description="refseg segment IMAGE [IMAGE ...] EXPRESSION  (IMAGE may be a folder)",
+        usage="%(prog)s [-h] [options] IMAGE [IMAGE ...] EXPRESSION",
+        description="Segment what EXPRESSION refers to in each IMAGE (a file, or a folder of images). "
+        "Writes mask.png, overlay.png, result.json and trace.jsonl into --out.",
     )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="IMAGE... EXPRESSION",
-        help="image files or folders, then the referring expression",
+        "expression", metavar="EXPRESSION", help='the referring expression, in quotes: "the black dog"'
     )
     p.add_argument("--out", type=Path, default=None, help="output folder (default: ./out)")
     p.add_argument(
@@ -36,22 +36,18 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_segment)
 
 
-def split_inputs(inputs: list[str]) -> tuple[list[Path], str]:
-    """The positional arguments as image paths and the expression (the last one)."""
-    if len(inputs) < 2:
-        raise InputError('give an image and an expression: refseg segment IMAGE "the black dog"')
-    *paths, expression = inputs
+def check_expression(expression: str) -> str:
+    """The expression, unless it is an image file (the arguments in the wrong order)."""
     if Path(expression).exists() and Path(expression).suffix.lower() in IMAGE_SUFFIXES:
         raise InputError(f"the last argument ({expression}) is a file; put the expression last, in quotes")
-    return [Path(p) for p in paths], expression
+    return expression
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    images, expression = split_inputs(args.inputs)
     out = {"out": args.out} if args.out is not None else {}
     options = SegmentOptions(
-        images=tuple(images),
-        expression=expression,
+        images=tuple(Path(p) for p in args.images),
+        expression=check_expression(args.expression),
         episode=episode_options(args),
         compare=args.compare,
         **out,

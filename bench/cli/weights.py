@@ -11,13 +11,18 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("weights", help="download or list model weights")
     wsub = p.add_subparsers(dest="weights_action", required=True)
     d = wsub.add_parser("download", help="fetch official weights with sha256 verification")
-    d.add_argument("family", choices=["sam", "clip"])
+    d.add_argument("family", choices=["sam", "clip"], help="which model's weights")
     d.add_argument("--model", default=None, help="sam: vit_b|vit_l|vit_h (default vit_b); clip: ViT-B-16")
     d.add_argument("--pretrained", default="openai", help="clip: open_clip pretrained tag")
     d.add_argument("--dest", type=Path, default=None, help="sam: folder (default ./checkpoints)")
     d.set_defaults(func=cmd_weights_download)
     ls = wsub.add_parser("list", help="known checkpoints and whether they are present")
-    ls.add_argument("--dest", type=Path, default=None)
+    ls.add_argument(
+        "--dest",
+        type=Path,
+        default=None,
+        help="SAM weights folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)",
+    )
     ls.set_defaults(func=cmd_weights_list)
 
 
