@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.args import add_episode_flags, episode_options
+from bench.cli.progress import Progress
 from bench.options import SegmentOptions
 from bench.segment import IMAGE_SUFFIXES, SegmentedImage, segment_images
 from tools.errors import InputError
@@ -52,11 +53,23 @@ def cmd_segment(args: argparse.Namespace) -> int:
         compare=args.compare,
         **out,
     )
-    report = segment_images(options, on_result=_print_result)
+    with Progress() as progress:  # a live line on a terminal; nothing when piped
+
+        def print_result(done: SegmentedImage) -> None:
+            progress.done()
+            _print_result(done)
+
+        report = segment_images(options, on_result=print_result, on_stage=progress.stage_hook)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for path, reason in report.skipped:
         print(f"refseg: skipped {path}: {reason}", file=sys.stderr)
+    for done in report.fell_back:
+        print(
+            f"refseg: error: {done.path.name}: {done.result.fallback_reason or 'the episode fell back'}; "
+            "its mask is the best candidate so far",
+            file=sys.stderr,
+        )
     if report.random_weights:
         print(
             "note: random weights: masks are meaningless; use this for smoke runs and timing only",
@@ -74,7 +87,7 @@ def _print_result(done: SegmentedImage) -> None:
     status = (
         f"error: {result.error}"
         if result.error
-        else (f"candidate {result.chosen} conf={result.conf:.3f} gap={result.gap:.3f}")
+        else f"chosen #{result.chosen} of {result.n_proposals} conf={result.conf:.3f} gap={result.gap:.3f}"
     )
     print(
         f"{done.path.name} [{result.controller}] {status}; stop={result.stop_reason} "

@@ -125,7 +125,8 @@ class Viewer:
     def html(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         a_name = self.a.name
         title = a_name + (f" vs {self.b.name}" if self.b else "")
-        body = self.env.get_template(template).render(title=title, viewer=self, **context)
+        marks = {"random_weights": pages.random_weight_names(self.a, self.b)} | context
+        body = self.env.get_template(template).render(title=title, viewer=self, **marks)
         return HTMLResponse(body, status_code=status_code)
 
     def not_found(self, what: str) -> HTMLResponse:

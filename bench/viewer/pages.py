@@ -136,6 +136,30 @@ def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
     }
 
 
+def _random_weights(settings: Any) -> bool:
+    return isinstance(settings, Mapping) and settings.get("weights") == "random"
+
+
+def _result_random(result: Mapping[str, Any]) -> bool:
+    """A ``refseg segment`` result.json made with random weights."""
+    config = result.get("config")
+    return _random_weights(config.get("settings") if isinstance(config, Mapping) else None)
+
+
+def random_weight_names(a: RunFolder | SegmentFolder, b: RunFolder | None) -> list[str]:
+    """The runs of the page (or the segment results) made with random weights: every page
+    says so (a page of a single segment result narrows it to that result)."""
+    names = []
+    for run in (a, b):
+        if isinstance(run, RunFolder):
+            config = run.config()
+            if config is not None and _random_weights(config.results.settings):
+                names.append(run.name)
+        elif isinstance(run, SegmentFolder):
+            names += [r.rel for r in run.results() if _result_random(r.result)]
+    return names
+
+
 def run_page(
     run: RunFolder, run_b: RunFolder | None, params: Mapping[str, str], summaries: Summaries
 ) -> dict[str, Any]:
@@ -265,6 +289,7 @@ def segment_result(folder: SegmentFolder, n: int, images: DatasetImages) -> dict
     last = episodes[-1] if episodes else None
     count = len(folder.results())
     return {
+        "random_weights": [result.rel] if _result_random(result.result) else [],
         "folder": folder,
         "res": result,
         "result": redact({k: v for k, v in result.result.items() if k != "config"}),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tools.images import hw_text
+
 MISSING = "–"
 
 
@@ -43,6 +45,11 @@ def ci(value: Any) -> str:
     return f"[{num(value[0])}, {num(value[1])}]"
 
 
+def wh(value: Any) -> str:
+    """An ``[H, W]`` size as people read it: ``800×534`` (width first)."""
+    return hw_text(value).replace("x", "×")
+
+
 def pretty(value: Any) -> str:
     """Indented JSON for ``<pre>`` blocks."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
@@ -55,4 +62,5 @@ FILTERS = {
     "secs": secs,
     "ci": ci,
     "pretty": pretty,
+    "wh": wh,
 }
