@@ -5,9 +5,9 @@
 Runs the same generated scenes (offline toolset, no disk cache, so every example computes)
 with the local engine, then with the Ray engine at each ``--workers`` count on one local Ray
 cluster started here (its start-up time is printed apart), and prints examples per second,
-side by side with the local engine's. ``wall`` is the invocation's wall time as
-``summary.json`` records it (it includes starting the workers and building their tools);
-``work`` leaves the engine's start out. Then it checks every Ray run against the local one
+side by side with the local engine's. ``wall`` is the invocation's time with the engine's
+start (the workers started, their tools built); ``work`` is the wall time ``summary.json``
+records, which books that start as set-up. Then it checks every Ray run against the local one
 example by example (IoU, mask, query history, ...), and runs Ray with 2 workers once more,
 SIGKILLing the worker that returns the first image group, and counts the lines written.
 """
@@ -53,8 +53,10 @@ def _run(out: Path, n: int, concurrency: int, engine: Engine) -> dict[str, Any]:
 
 
 def _row(name: str, inv: dict[str, Any], local_rate: float | None) -> list[str]:
-    wall, start, n = inv["wall_s"], inv.get("engine_start_s", 0.0), inv["examples_run"]
-    rate, work_rate = n / wall, n / max(wall - start, 1e-9)
+    # invocations.jsonl books the engine's start as set-up, apart from its wall time (the work).
+    work, start, n = inv["wall_s"], inv.get("engine_start_s", 0.0), inv["examples_run"]
+    wall = work + start
+    rate, work_rate = n / wall, n / max(work, 1e-9)
     ratio = f"{work_rate / local_rate:.2f}x" if local_rate else "1.00x"
     figures = [f"{wall:.2f}", f"{start:.2f}", f"{rate:.1f}", f"{work_rate:.1f}", ratio]
     return [name, str(inv["workers"]), str(n), *figures]
@@ -110,7 +112,7 @@ def run_engine_benchmark(n: int, concurrency: int, workers: tuple[int, ...], out
     counts = list(workers)
     out = out or Path(tempfile.mkdtemp(prefix="refseg-engines-"))
     local = _run(out / "local", n, concurrency, open_engine(EngineOptions()))
-    local_rate = local["examples_run"] / local["wall_s"]
+    local_rate = local["examples_run"] / max(local["wall_s"], 1e-9)
     rows = [_row("local", local, None)]
     ray = import_ray()
     t0 = time.perf_counter()

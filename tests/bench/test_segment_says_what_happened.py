@@ -111,6 +111,13 @@ def test_random_weights_mark_the_overlay_and_the_recorded_config(
     assert settings["weights"] == "random" and settings["options"]["sam_propose"]["config"] == "tiny"
     assert "random weights" in capsys.readouterr().err
     assert RANDOM_WEIGHTS_MARK.startswith("RANDOM WEIGHTS")
+    from starlette.testclient import TestClient
+
+    from bench.viewer import ViewerOptions, create_app
+
+    with TestClient(create_app(ViewerOptions(run=out, preload=False)), base_url="http://127.0.0.1") as client:
+        for page in ("/", "/result/0"):
+            assert 'id="random-weights"' in client.get(page).text
 
 
 def test_an_offline_run_records_no_model_weights_and_refuses_random_weights(
