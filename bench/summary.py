@@ -221,7 +221,8 @@ def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "setup_s": round(_setup(last), 3),
         "setup_s_total": round(sum(_setup(i) for i in invocations), 3),
         "examples_run": last_ex,
-        "examples_per_s": round(last_ex / last_wall, 3) if last_wall > 0 else None,
+        # Four significant digits: a slow run (one example in minutes) is not rounded to 0.
+        "examples_per_s": float(f"{last_ex / last_wall:.4g}") if last_wall > 0 else None,
         "seconds_per_image": round(last_wall / last_images, 4) if last_images else None,
         "concurrency": last.get("concurrency"),
         "engine": last.get("engine", "local"),  # lines from before engines existed: local
