@@ -50,6 +50,11 @@ def wh(value: Any) -> str:
     return hw_text(value).replace("x", "×")
 
 
+def breakable(value: Any) -> str:
+    """A header that may wrap after each ``/`` (``tokens/img``: narrow columns, no scrolling)."""
+    return str(value).replace("/", "/\u200b")
+
+
 def pretty(value: Any) -> str:
     """Indented JSON for ``<pre>`` blocks."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
@@ -63,4 +68,5 @@ FILTERS = {
     "ci": ci,
     "pretty": pretty,
     "wh": wh,
+    "breakable": breakable,
 }

@@ -11,7 +11,10 @@ from helpers_runner import run, synthetic
 from helpers_viewer import client_for, example_ids, text_of
 from starlette.testclient import TestClient
 
+from bench.cli import main
 from bench.options import DataSpec
+from bench.records import Summary
+from bench.viewer.pages import fault_chips
 
 
 def test_a_model_run_page_and_example_page_carry_no_random_mark(loop_client: TestClient) -> None:
@@ -38,3 +41,32 @@ def test_every_page_of_a_random_weight_run_says_so(tmp_path: Path) -> None:
         assert banner is not None and "Random weights (--weights random): smoke." in banner.group(1)
         example = client.get("/example", params={"id": example_ids(page.text)[0]})
         assert 'id="random-weights"' in example.text
+
+
+def test_faults_show_by_name_and_kind_never_as_python_dicts() -> None:
+    summary = Summary.model_validate(
+        {"faults": {"fallbacks": 3, "fallbacks_by_kind": {"http_429": 2, "timeout": 1}, "tool_errors": 2,
+                    "vlm_errors_by_status": {"429": 2}}}
+    )  # fmt: skip
+    chips = fault_chips(summary)
+    assert chips == [
+        "fallbacks 3",
+        "fallbacks by kind: http_429 2, timeout 1",
+        "tool errors 2",
+        "vlm errors by status: 429 2",
+    ]
+    assert not any("{" in c for c in chips)
+
+
+def test_the_compare_page_gives_the_paired_difference_as_bench_report_does(
+    pair_client: TestClient, runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = text_of(pair_client.get("/").text)
+    assert (
+        main(["bench", "report", str(runs["loop"]), str(runs["oneshot"]), "--out", str(runs["loop"] / "r")])
+        == 0
+    )
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("oneshot - loop: mIoU"))
+    assert "Paired difference (the examples both runs hold; 95% CI by bootstrap over images" in text
+    assert line in text  # the same numbers, interval and counts
+    assert "(only 2 images: a rough interval)" in text  # the runs' own intervals too
