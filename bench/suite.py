@@ -34,7 +34,7 @@ import numpy as np
 
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
-from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
+from bench.options import EXPERIMENTS, TOOLSETS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
 from bench.report.cases import CATEGORIES, totals_line, write_cases
 from bench.report.markdown import paired_against, write_report
@@ -153,6 +153,27 @@ class SuiteResult:
     refiner_note: str = ""
     pairs: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     fallback_problems: list[str] = dataclasses.field(default_factory=list)
+    world_note: str = ""
+
+
+OFFLINE_GAIN_NOTE = (
+    "offline toolset: the loop's gain over one-shot is built into this world: attribute_rank knows "
+    "no synonyms (a 'jade star' is a star of no colour it knows) and the rules refiner rewrites "
+    "them to its words ('the green star'); the gain shows that the loop and the harness work, not "
+    "what a model-based loop gains"
+)
+
+
+def _weights(rt: Runtime) -> str:
+    """The weights the run's tools use (``none`` when no tool has weights: the offline toolset)."""
+    read = rt.settings_read
+    has_weights = read is None or "weights" in read
+    return rt.settings.weights if has_weights else "none (no tool of this run has weights)"
+
+
+def world_note(rt: Runtime) -> str:
+    """What a table of this toolset can and cannot say (the offline ranker's blind spot)."""
+    return OFFLINE_GAIN_NOTE if rt.config.ranker == TOOLSETS["offline"][1] else ""
 
 
 def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
@@ -259,6 +280,7 @@ async def _run_plan(
         refiner_note,
         pairs,
         problems,
+        world_note(base),
     )
 
 
@@ -308,6 +330,7 @@ def _notes(
 ) -> list[str]:
     data = options.data
     notes = [refiner_note] if refiner_note else []
+    notes += [note for note in (world_note(base),) if note]
     notes += base.notes
     notes.append(
         "the runs share one disk cache, so what a run spent depends on the order they ran in; "
@@ -315,7 +338,7 @@ def _notes(
     )
     notes.append(
         f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); "
-        f"proposer {base.config.proposer}, ranker {base.config.ranker}, weights {base.settings.weights}"
+        f"proposer {base.config.proposer}, ranker {base.config.ranker}, weights {_weights(base)}"
     )
     if any(s.name == "loop_novlm" for s in plan) and all(s.refiner == "rules" for s in plan):
         notes.append(

@@ -93,6 +93,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     result = run_suite_sync(options, echo=echo)
     print(result.refiner_note)
     print_table(result.runs)
+    if result.world_note:
+        print(f"note: {result.world_note}")
     print_pairs([p for p in result.pairs if p[0] == "oneshot"])  # the clean ones; the report has all
     print(f"suite: {len(result.runs)} runs in {result.wall_s:.1f} s; report {result.report}")
     print_unfinished(
