@@ -6,9 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.cli.help import show_default
+from bench.options import ModelOptions
+
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("weights", help="download or list model weights")
+    p = sub.add_parser("weights", help="download or list model weights (SAM checkpoints, CLIP)")
     wsub = p.add_subparsers(dest="weights_action", required=True)
     d = wsub.add_parser("download", help="fetch official weights with sha256 verification")
     d.add_argument("family", choices=["sam", "clip"], help="which model's weights")
@@ -16,13 +19,23 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--pretrained", default="openai", help="clip: open_clip pretrained tag")
     d.add_argument("--dest", type=Path, default=None, help="sam: folder (default ./checkpoints)")
     d.set_defaults(func=cmd_weights_download)
-    ls = wsub.add_parser("list", help="known checkpoints and whether they are present")
+    ls = wsub.add_parser(
+        "list",
+        help="the SAM checkpoints and the CLIP weights the models use, and whether they are here",
+        description="Each SAM checkpoint of the registry (file, present or missing, where it comes "
+        "from) and the CLIP weights of --clip-model/--clip-pretrained (where open_clip fetches "
+        "them, and the cached file). No network.",
+    )
     ls.add_argument(
         "--dest",
         type=Path,
         default=None,
         help="SAM weights folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)",
     )
+    clip = ls.add_argument("--clip-model", default=None, help="the open_clip model to look up")
+    tag = ls.add_argument("--clip-pretrained", default=None, help="its pretrained tag")
+    show_default(clip, ModelOptions, "clip_model")
+    show_default(tag, ModelOptions, "clip_pretrained")
     ls.set_defaults(func=cmd_weights_list)
 
 
@@ -45,9 +58,22 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
 def cmd_weights_list(args: argparse.Namespace) -> int:
     from checkpoints.registry import KNOWN_CHECKPOINTS
     from tools.base import default_checkpoint_dir
+    from tools.clip_loading import clip_weights
 
     dest = args.dest or default_checkpoint_dir()
     for key, ck in KNOWN_CHECKPOINTS.items():
         present = "present" if (dest / ck.filename).exists() else "missing"
-        print(f"{key:8} {ck.filename:28} {present:8} {ck.url}")
+        print(f"{key:10} {ck.filename:28} {present:8} {ck.url}")
+    print(f"(SAM files in {dest}; `refseg weights download sam --model vit_b` fetches one)")
+    model = args.clip_model or ModelOptions.clip_model
+    tag = args.clip_pretrained or ModelOptions.clip_pretrained
+    source, cached = clip_weights(model, tag)
+    name = f"clip {model}/{tag}"
+    print(f"{name:39} {'present' if cached else 'missing':8} {source}")
+    print(
+        f"(CLIP weights in open_clip's cache: {cached})"
+        if cached
+        else f"(`refseg weights download clip --model {model} --pretrained {tag}` fetches them into "
+        "open_clip's cache)"
+    )
     return 0
