@@ -36,6 +36,7 @@ import anyio
 import openai
 
 from agent.redaction import redact_text, url_secrets
+from agent.vlm_body import capped_http_client, parse_body
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
 from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
 from agent.vlm_http import auth_fix, host_of, retry_after
@@ -144,6 +145,7 @@ class VLMClient:
                 default_query=query or None,
                 timeout=self.config.timeout_s,
                 max_retries=0,
+                http_client=capped_http_client(),
             )
         return client
 
@@ -262,7 +264,7 @@ class VLMClient:
                 raw = await self._client.chat.completions.with_raw_response.create(
                     model=cfg.model, messages=cast(Any, messages), timeout=cfg.timeout_s, **kw
                 )
-                response = raw.parse()
+                response = await parse_body(raw)
             if isinstance(response, str):  # the SDK hands back the text of a non-JSON body
                 raise NotJSONReply(str(raw.headers.get("content-type") or "no content type"))
             return self._reply(response, time.monotonic() - t0, attempt), None
@@ -311,8 +313,8 @@ class VLMClient:
             cause = exc.__cause__ or exc.__context__
             detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
             return _Failure(f"connection error{detail}", True, kind="connection")
-        if isinstance(exc, NotJSONReply):  # a web page, not an API: asking again will not help
-            return _Failure(f"{exc}; check --vlm-base-url (it should end in /v1)", False, kind="not_json")
+        if isinstance(exc, BadResponse) and not exc.retryable:  # a web page, an oversized body
+            return _Failure(str(exc), False, kind=exc.kind)
         if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
             return _Failure(f"malformed response: {self._line(str(exc))}", True, kind="malformed")
         return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors

@@ -256,26 +256,14 @@ def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str 
 
     Raises:
         ConfigError: one line naming the tool, each bad key with the type it takes, and where
-            the options are listed, e.g. ``tool refine_query: option refiner: Input should be
-            'rules' or 'vlm' (refiner takes string (rules | vlm); `refseg tools refine_query`
-            lists the options)``.
+            the options are listed (:func:`tools.option_docs.options_error`).
     """
     try:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        from tools.option_docs import field_type
+        from tools.option_docs import options_error
 
-        problems = []
-        for where, what in validation_problems(exc):
-            key = where.split(".")[0]
-            takes = field_type(model, key) if where else None
-            problems.append(
-                f"option {where}: {what}" + (f" ({key} takes {takes})" if takes else "")
-                if where
-                else f"options: {what}"
-            )
-        listed = "`refseg tools " + tool + "`" if kind == "tool" else "`refseg controllers`"
-        raise ConfigError(f"{kind} {tool}: {'; '.join(problems)}; {listed} lists the options") from None
+        raise ConfigError(options_error(kind, tool, model, validation_problems(exc))) from None
 
 
 class Tool(ABC):
@@ -288,15 +276,14 @@ class Tool(ABC):
     Params: ClassVar[type[BaseModel]] = StrictParams
     Output: ClassVar[type[Any]]
     cacheable: ClassVar[bool] = True
-    # A proposer's prompt tool (a box or points -> a mask), offered to the VLM with it.
-    prompt_tool: ClassVar[str | None] = None
+    prompt_tool: ClassVar[str | None] = None  # a proposer's prompt tool (box/points -> mask), offered with it
+    text_conditioned: ClassVar[bool] = False  # a proposer finding candidates per query (SAM 3); see loop
     # Tools whose instances this one uses (handed over by the registry, see use_tools).
     needs: ClassVar[tuple[str, ...]] = ()
     # The tool's settings (a StrictParams model, defaults in it), read from
     # ``ToolSettings.options[name]`` (the CLI's ``--tool-option NAME.KEY=VALUE``).
     Options: ClassVar[type[BaseModel] | None] = None
-    # The ToolSettings fields the tool reads (None: possibly any). A run records the settings
-    # its tools read, so a run without SAM or CLIP does not claim their models or weights.
+    # ToolSettings fields it reads (None: any); a run records only those of its tools.
     reads_settings: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, settings: ToolSettings | None = None):

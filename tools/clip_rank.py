@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -27,11 +27,11 @@ from cache.lru import LRU
 from tools.accel import autocast, compiled
 from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
-from tools.errors import ConfigError, ToolError
+from tools.errors import ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.types import Image, Proposals, Ranking
-from tools.visual_prompts import PromptMode, PromptStyle, prompt_batch
+from tools.visual_prompts import DEFAULT_STYLE, PromptMode, PromptStyle, prompt_batch
 
 # Candidates per vision forward. Up to this many, ranking is exactly the compute floor (one
 # batched forward); beyond it, chunks bound peak memory (activations grow with the batch).
@@ -80,13 +80,27 @@ def apply_template(template: str, query: str) -> str:
     return template.replace("{}", query)
 
 
+Colour = Annotated[int, Field(ge=0, le=255, strict=True)]
+
+
+class StyleOptions(StrictParams):
+    """``clip_rank.style``: the :class:`PromptStyle` fields, each checked when the run is set up
+    (fractions are of the image's longer side; defaults are :data:`DEFAULT_STYLE`'s)."""
+
+    margin: float = Field(default=DEFAULT_STYLE.margin, ge=0.0, le=2.0, allow_inf_nan=False)
+    grey: int = Field(default=DEFAULT_STYLE.grey, ge=0, le=255, strict=True)
+    blur_sigma: float = Field(default=DEFAULT_STYLE.blur_sigma, gt=0.0, le=1.0, allow_inf_nan=False)
+    outline_width: float = Field(default=DEFAULT_STYLE.outline_width, ge=0.0, le=0.25, allow_inf_nan=False)
+    outline_color: tuple[Colour, Colour, Colour] = DEFAULT_STYLE.outline_color
+
+
 class ClipRankOptions(StrictParams):
     """Settings of ``clip_rank`` (``--tool-option clip_rank.KEY=VALUE``)."""
 
-    style: dict[str, Any] = Field(
-        default_factory=dict,
-        description="visual prompt style, an object with any of margin (0.1), grey (128), blur_sigma "
-        '(0.04), outline_width (0.01), outline_color ([255, 0, 0]), e.g. {"margin": 0.2}',
+    style: StyleOptions = Field(
+        default_factory=StyleOptions,
+        description="visual prompt style, an object with any of margin, grey, blur_sigma, outline_width, "
+        'outline_color, e.g. {"margin": 0.2}',
     )
     cache_dir: str | None = Field(default=None, description="open_clip's download cache")
 
@@ -127,13 +141,7 @@ class ClipRank(Tool):
         super().__init__(settings)
         check_precision(self.settings.precision)
         opts = self.read_options(ClipRankOptions)
-        try:
-            self.style = PromptStyle(**opts.style)
-        except TypeError as exc:
-            raise ConfigError(
-                f"clip_rank style options: {exc}; known: margin, grey, blur_sigma, "
-                "outline_width, outline_color"
-            ) from None
+        self.style = PromptStyle(**opts.style.model_dump())
         self.cache_dir = opts.cache_dir
         self.image_forwards = 0
         self.text_forwards = 0

@@ -74,11 +74,10 @@ def describe_fields(model: type[BaseModel]) -> list[FieldDoc]:
     docs = []
     for key, info in model.model_fields.items():
         schema = properties.get(info.alias or key, {})
-        default = (
-            "required"
-            if info.is_required()
-            else json.dumps(info.get_default(call_default_factory=True), default=str)
-        )
+        value = None if info.is_required() else info.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):  # a nested settings model: its fields' defaults
+            value = value.model_dump(mode="json")
+        default = "required" if info.is_required() else json.dumps(value, default=str)
         docs.append(FieldDoc(key, _type_text(schema), default, _allowed_text(schema), info.description or ""))
     return docs
 
@@ -90,3 +89,21 @@ def field_type(model: type[BaseModel], key: str) -> str | None:
         if doc.key == key:
             return f"{doc.type} ({doc.allowed})" if doc.allowed else doc.type
     return None
+
+
+def options_error(kind: str, name: str, model: type[BaseModel], problems: list[tuple[str, str]]) -> str:
+    """The one line of bad options: each ``(key, problem)`` with the type the key takes, and
+    where the options are listed, e.g. ``tool refine_query: option refiner: Input should be
+    'rules' or 'vlm' (refiner takes string (rules | vlm)); `refseg tools refine_query` lists the
+    options``. ``kind``: ``tool`` or ``controller``."""
+    parts = []
+    for where, what in problems:
+        if not where:
+            parts.append(f"options: {what}")
+            continue
+        key = where.split(".")[0]
+        takes = field_type(model, key)
+        parts.append(f"option {where}: {what}" + (f" ({key} takes {takes})" if takes else ""))
+    listed = f"`refseg tools {name}`" if kind == "tool" else "`refseg controllers`"
+    return f"{kind} {name}: {'; '.join(parts)}; {listed} lists the options"
+

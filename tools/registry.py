@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from tools.base import Tool, ToolFactory, ToolSettings
+from pydantic import ValidationError
+
+from tools.base import Tool, ToolFactory, ToolSettings, validation_problems
 from tools.errors import ConfigError
 
 ENTRY_POINT_GROUP = "refseg.tools"
@@ -149,6 +151,23 @@ class ToolRegistry:
             factory = self.factory(name)
             if isinstance(factory, type) and issubclass(factory, Tool):
                 factory.check_options(self.settings)
+
+    def check_arguments(self, name: str, args: dict[str, Any]) -> None:
+        """Validate fixed call arguments (``EpisodeConfig.propose_args`` / ``rank_args``, set by
+        flags such as ``--points-per-side``) against the tool's ``Params``, without building it:
+        a value every call would refuse fails the run's set-up, not each example.
+
+        Raises:
+            ConfigError: one line naming the tool and each bad argument.
+        """
+        factory = self.factory(name)
+        if not (isinstance(factory, type) and issubclass(factory, Tool)):
+            return
+        try:
+            factory.Params.model_validate(dict(args))
+        except ValidationError as exc:
+            problems = "; ".join(f"argument {where}: {what}" for where, what in validation_problems(exc))
+            raise ConfigError(f"tool {name}: {problems}") from None
 
     def describe(self) -> list[dict[str, str]]:
         rows = []

@@ -49,6 +49,7 @@ from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.sam_loading import (
     SamConfig,
+    SamProposeOptions,
     coerce_config,
     load_sam,
     missing_checkpoint_message,
@@ -56,8 +57,6 @@ from tools.sam_loading import (
 )
 from tools.sam_postprocess import DeviceCandidates, HostSurvivors, filter_batch, nms_survivors
 from tools.types import Image, Proposals
-
-DEFAULT_EMBEDDING_CACHE = 8
 
 
 class SamProposeParams(StrictParams):
@@ -120,16 +119,6 @@ def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple
     if not holes:
         fill = [i for i in range(n_labels + 1) if i not in fill] or [int(np.argmax(sizes)) + 1]
     return np.isin(regions, fill), True
-
-
-class SamProposeOptions(StrictParams):
-    """Settings of ``sam_propose`` (``--tool-option sam_propose.KEY=VALUE``)."""
-
-    config: Any = Field(
-        default=None,
-        description='a SamConfig as a dict, or "tiny": build that architecture instead of sam_model_type',
-    )
-    embedding_cache: int = Field(default=DEFAULT_EMBEDDING_CACHE, ge=1, description="image embeddings kept")
 
 
 class SamPropose(Tool):

@@ -22,6 +22,7 @@ from agent.vlm_profile import ProfileChoice
 
 # Re-exported: bench.cli.speed (and other commands' flag tables) import them from here.
 from bench.cli.flags import Flag, add_flags, default, flags, given
+from bench.cli.sam3_flags import SAM3_ROWS, with_sam3_options
 from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
@@ -54,7 +55,8 @@ MODEL_FLAGS = flags(
         "toolset",
         {
             "choices": sorted(TOOLSETS),
-            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)",
+            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights); "
+            f"'sam3': SAM 3 and its scores (the sam3 extra) (default {default(ModelOptions, 'toolset')})",
         },
     ),
     ("--proposer", "proposer", {"help": "propose tool name (default: the --toolset's)"}),
@@ -114,6 +116,7 @@ MODEL_FLAGS = flags(
     ),
     owner=ModelOptions,
 )
+SAM3_FLAGS = flags(*SAM3_ROWS)  # SAM 3: shortcuts of sam3_propose's options (bench.cli.sam3_flags)
 # The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
 ACCEL_FLAGS = flags(
     ("--precision", "precision", {"choices": list(PRECISIONS), "help": "SAM and CLIP forwards under "
@@ -174,36 +177,19 @@ CONTROLLER_OPTION_FLAGS = flags(
     ("--max-tool-calls", "max_tool_calls", {"type": int}),
     ("--max-calls-per-reply", "max_calls_per_reply", {"type": int}),
 )
+_PRICE = "the model's price per million {} tokens (default: the built-in price table's; a model it "
 VLM_FLAGS = flags(
-    (
-        "--vlm-base-url",
-        "base_url",
-        {"help": "OpenAI-compatible endpoint, ending in /v1; a local server needs no key"},
-    ),
+    ("--vlm-base-url", "base_url", {"help": "OpenAI-compatible endpoint, ending in /v1; a local server "
+     "needs no key"}),
     ("--vlm-model", "model", {"help": "model name sent with every request"}),
     ("--vlm-timeout", "timeout_s", {"type": float, "help": "seconds per VLM call"}),
     ("--vlm-max-retries", "max_retries", {"type": int, "help": "retries on 429/5xx/timeouts"}),
-    (
-        "--vlm-price-in",
-        "price_in",
-        {
-            "type": float,
-            "metavar": "USD",
-            "help": "the model's price per million input tokens (default: the built-in price "
-            "table's; a model it does not know costs 0, and the run says so)",
-        },
-    ),
-    (
-        "--vlm-price-out",
-        "price_out",
-        {
-            "type": float,
-            "metavar": "USD",
-            "help": "the model's price per million output tokens (default: as --vlm-price-in)",
-        },
-    ),
+    ("--vlm-price-in", "price_in", {"type": float, "metavar": "USD", "help": _PRICE.format("input")
+     + "does not know costs 0, and the run says so)"}),
+    ("--vlm-price-out", "price_out", {"type": float, "metavar": "USD", "help": _PRICE.format("output")
+     + "does not know costs 0)"}),
     owner=VLMConfig,
-)
+)  # fmt: skip
 PROFILE_FLAGS = flags(*PROFILE_ROWS)
 CACHE_FLAGS = flags(
     (
@@ -329,6 +315,7 @@ def add_episode_flags(parser: argparse.ArgumentParser, hidden: tuple[str, ...] =
     the controller flags of the fields in ``hidden`` are parsed but not shown in the help (the
     suite sets them per sub-run and refuses them with a hint)."""
     add_flags(parser, "models", MODEL_FLAGS)
+    add_flags(parser, "SAM 3", SAM3_FLAGS)
     add_flags(parser, "GPU path", ACCEL_FLAGS)
     choose = f"who drives the episode (default {default(EpisodeConfig, 'controller')}); {controllers_help()}"
     named = {"choices": controller_names(), "help": choose}  # plugins installed now included
@@ -354,6 +341,7 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     """The episode flags as :class:`bench.options.EpisodeOptions`."""
     models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
+    models["tool_options"] = with_sam3_options(models["tool_options"], given(ns, SAM3_FLAGS))
     controller = given(ns, CONTROLLER_FLAGS)
     models["refiner"] = controller.pop("refiner", None)
     pairs = controller.pop("controller_options", None) or []

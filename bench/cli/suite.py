@@ -31,7 +31,8 @@ def add_parser(sub: Any) -> None:
         "--experiments",
         default=None,
         metavar="NAME,...",
-        help=f"comma-separated subset of {', '.join(EXPERIMENTS)} (default: all)",
+        help=f"comma-separated subset of {', '.join(EXPERIMENTS)}, sam3 (default: all but sam3; "
+        "--toolset sam3 adds sam3 and runs the others on SAM 1)",
     )
     iters = s.add_argument(
         "--max-iters",
