@@ -272,7 +272,13 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
 
 
 def _check_weights(models: ModelOptions, registry: ToolRegistry, config: EpisodeConfig) -> None:
-    """``--weights random`` where no tool has weights would mark every output for nothing."""
+    """``--weights random`` where no tool has weights would mark every output for nothing; the
+    tiny architectures have no weights to load."""
+    tiny = [f"--{kind}-model tiny" for kind, name in (("sam", models.sam_model), ("clip", models.clip_model))
+            if name == TINY]  # fmt: skip
+    if tiny and models.weights != "random":
+        given = " and ".join(tiny)
+        raise ConfigError(f"{given}: test-sized architectures have no weights; add --weights random")
     names = sorted({config.proposer, config.ranker, config.refiner})
     read = registry.settings_read(names)
     if models.weights == "random" and read is not None and "weights" not in read:

@@ -132,6 +132,10 @@ def test_an_offline_run_records_no_model_weights_and_refuses_random_weights(
     assert (np.asarray(PILImage.open(plain / "overlay.png"))[-3] != WARNING_FILL).any(axis=-1).all()
     assert main(["segment", str(path), expression, *OFFLINE, "--weights", "random", "--out", str(plain)]) == 2
     assert "no tool of this run has weights" in capsys.readouterr().err
+    assert main(["segment", str(path), expression, "--sam-model", "tiny", "--out", str(plain)]) == 2
+    assert "--sam-model tiny: test-sized architectures have no weights; add --weights random" in (
+        capsys.readouterr().err
+    )
 
 
 def _segment_stderr(tmp_path: Path, on_terminal: bool) -> str:
