@@ -106,4 +106,3 @@ def options_error(kind: str, name: str, model: type[BaseModel], problems: list[t
         parts.append(f"option {where}: {what}" + (f" ({key} takes {takes})" if takes else ""))
     listed = f"`refseg tools {name}`" if kind == "tool" else "`refseg controllers`"
     return f"{kind} {name}: {'; '.join(parts)}; {listed} lists the options"
-
