@@ -9,7 +9,7 @@ tests build these objects directly; nothing below the CLI parses argv.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,6 +173,14 @@ class EpisodeOptions:
 
     def __post_init__(self) -> None:
         check_controller_options({self.episode.controller: {}, **self.episode.controller_options})
+
+    def for_data(self, empty_targets: bool) -> EpisodeOptions:
+        """These options with ``not_found`` decided by the data set when not given: ``empty``
+        where expressions may have no target (its protocol's ``empty_targets``); else it stays
+        unset, which episodes read as ``keep`` (and ``config.json`` records as before)."""
+        if self.episode.not_found is not None or not empty_targets:
+            return self
+        return replace(self, episode=replace(self.episode, not_found="empty"))
 
     @property
     def controller(self) -> ControllerSpec:

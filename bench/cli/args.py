@@ -130,6 +130,10 @@ ACCEL_FLAGS = flags(
     owner=ModelOptions,
 )  # fmt: skip
 
+NOT_FOUND_HELP = (
+    "answer to 'no such object' (stop reason not_found): keep the best candidate, or an empty mask "
+    "(default: empty where the data set has no-target expressions, e.g. grefcoco, jsonl; else keep)"
+)
 CONTROLLER_FLAGS = flags(
     ("--controller", "controller", {"metavar": "NAME"}),  # choices and help: the specs, at parse time
     (
@@ -149,6 +153,7 @@ CONTROLLER_FLAGS = flags(
         "pick",
         {"choices": ["best", "last"], "help": "final ranking: most confident seen, or the last"},
     ),
+    ("--not-found", "not_found", {"choices": ["keep", "empty"], "help": NOT_FOUND_HELP}),
     (
         "--episode-timeout",
         "episode_timeout_s",
