@@ -41,9 +41,8 @@ import numpy as np
 
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
-from bench.frontier.in_suite import always_ask_runs, suite_guard_sections, with_tau
-from bench.options import EpisodeOptions
-from bench.perturb import PERTURBATIONS
+from bench.frontier.in_suite import suite_guard_sections, with_tau
+from bench.options import TOOLSETS, EpisodeOptions
 from bench.report.cases import CATEGORIES, totals_line, write_cases
 from bench.report.markdown import paired_against, write_report
 from bench.report.paired import DEFAULT_TOLERANCE
@@ -51,81 +50,11 @@ from bench.report.run_reader import RunView
 from bench.runner import run_examples
 from bench.runtime import Runtime, build_runtime
 from bench.samples import IOUS, write_json
-from bench.suite_options import EXPERIMENTS, SuiteOptions
+from bench.suite_options import SuiteOptions
+from bench.suite_plan import SAM3_EXPERIMENT, SubRun, plan_suite
 from bench.summary import fallback_problem
-from tools.errors import ConfigError, InputError
+from tools.errors import InputError
 from tools.registry import ToolRegistry
-
-
-@dataclass(frozen=True)
-class SubRun:
-    """One run of the suite."""
-
-    name: str
-    experiment: str
-    controller: str
-    max_iter: int
-    refiner: str
-    perturb: str = "clean"
-    toolset: str = "base"  # "base": the suite's toolset (SAM 1 when --toolset sam3); or "sam3"
-    tau: tuple[float, float] | None = None  # the guard's thresholds (None: the suite's)
-    split: str | None = None  # another split of the data set (None: the suite's)
-
-
-SAM3_EXPERIMENT = "sam3"
-
-
-def plan_suite(
-    experiments: Sequence[str],
-    max_iters: Sequence[int],
-    perturbations: Sequence[str],
-    refiner: str,
-    pick_split: str | None = None,
-) -> list[SubRun]:
-    """The sub-runs of the chosen experiments, without duplicates, in table order."""
-    known = (*EXPERIMENTS, SAM3_EXPERIMENT)
-    unknown = [e for e in experiments if e not in known]
-    if unknown or not experiments:
-        raise ConfigError(
-            f"unknown experiment(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}"
-        )
-    if not max_iters or any(k < 1 for k in max_iters):
-        raise ConfigError("--max-iters needs values >= 1, e.g. 1,2,3")
-    bad = [p for p in perturbations if p not in PERTURBATIONS or p == "clean"]
-    if bad:
-        raise ConfigError(
-            f"unknown perturbation(s) {', '.join(bad)}; choose from "
-            f"{', '.join(p for p in PERTURBATIONS if p != 'clean')}"
-        )
-    top = max(max_iters)
-    plan: dict[str, SubRun] = {}
-
-    def add(run: SubRun) -> None:
-        plan.setdefault(run.name, run)
-
-    if "main" in experiments:
-        add(SubRun("oneshot", "main", "oneshot", 0, refiner))
-        for k in sorted(set(max_iters)):
-            add(SubRun(f"loop_iter{k}", "main", "loop", k, refiner))
-        if refiner == "vlm":  # grounding needs the VLM that the vlm refiner has
-            add(SubRun("ground", "main", "ground", 1, refiner))
-    if "ablation" in experiments:
-        add(SubRun("loop_novlm", "ablation", "loop", top, "rules"))
-    if "reliability" in experiments:
-        add(SubRun("oneshot", "reliability", "oneshot", 0, refiner))
-        add(SubRun(f"loop_iter{top}", "reliability", "loop", top, refiner))
-        for p in perturbations:
-            add(SubRun(f"oneshot_{p}", "reliability", "oneshot", 0, refiner, p))
-            add(SubRun(f"loop_iter{top}_{p}", "reliability", "loop", top, refiner, p))
-    if "frontier" in experiments:
-        for name, controller, k, tau, split in always_ask_runs(top, refiner, pick_split):
-            add(SubRun(name, "frontier", controller, k, refiner, tau=tau, split=split))
-    if SAM3_EXPERIMENT in experiments:
-        for name, controller, k in [("sam3_alone", "oneshot", 0), (f"sam3_loop_iter{top}", "loop", top)] + (
-            [("sam3_ground", "ground", 1), ("sam3_agent", "agent", top)] if refiner == "vlm" else []
-        ):
-            add(SubRun(name, SAM3_EXPERIMENT, controller, k, refiner, toolset="sam3"))
-    return list(plan.values())
 
 
 def _shared(registry: ToolRegistry, name: str) -> Any:
@@ -187,6 +116,27 @@ class SuiteResult:
     refiner_note: str = ""
     pairs: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     fallback_problems: list[str] = dataclasses.field(default_factory=list)
+    world_note: str = ""
+
+
+OFFLINE_GAIN_NOTE = (
+    "offline toolset: the loop's gain over one-shot is built into this world: attribute_rank knows "
+    "no synonyms (a 'jade star' is a star of no colour it knows) and the rules refiner rewrites "
+    "them to its words ('the green star'); the gain shows that the loop and the harness work, not "
+    "what a model-based loop gains"
+)
+
+
+def _weights(rt: Runtime) -> str:
+    """The weights the run's tools use (``none`` when no tool has weights: the offline toolset)."""
+    read = rt.settings_read
+    has_weights = read is None or "weights" in read
+    return rt.settings.weights if has_weights else "none (no tool of this run has weights)"
+
+
+def world_note(rt: Runtime) -> str:
+    """What a table of this toolset can and cannot say (the offline ranker's blind spot)."""
+    return OFFLINE_GAIN_NOTE if rt.config.ranker == TOOLSETS["offline"][1] else ""
 
 
 def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
@@ -325,6 +275,7 @@ async def _run_plan(
         refiner_note,
         pairs,
         problems,
+        " ".join(dict.fromkeys(note for b in bases.values() if (note := world_note(b)))),
     )
 
 
@@ -378,6 +329,7 @@ def _notes(
 ) -> list[str]:
     data = options.data
     notes = [refiner_note] if refiner_note else []
+    notes += [note for note in dict.fromkeys(world_note(b) for b in bases.values()) if note]
     notes += list(dict.fromkeys(n for base in bases.values() for n in base.notes))
     notes.append(
         "the runs share one disk cache, so what a run spent depends on the order they ran in; "
@@ -388,7 +340,7 @@ def _notes(
         f"ranker {b.config.ranker}"
         for name, b in bases.items()
     )
-    weights = next(iter(bases.values())).settings.weights
+    weights = _weights(next(iter(bases.values())))
     notes.append(f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); {tools}; weights {weights}")
     if any(s.name == "loop_novlm" for s in plan) and all(s.refiner == "rules" for s in plan):
         notes.append(

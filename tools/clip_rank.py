@@ -99,7 +99,8 @@ class ClipRankOptions(StrictParams):
 
     style: StyleOptions = Field(
         default_factory=StyleOptions,
-        description="visual prompt style: margin, grey, blur_sigma, outline_width, outline_color",
+        description="visual prompt style, an object with any of margin, grey, blur_sigma, outline_width, "
+        'outline_color, e.g. {"margin": 0.2}',
     )
     cache_dir: str | None = Field(default=None, description="open_clip's download cache")
 
@@ -127,6 +128,11 @@ class ClipRank(Tool):
     )
     version = "1"
     role = "rank"
+    # ToolSettings it reads (config.json records only what the run's tools read).
+    reads_settings = frozenset(
+        {"weights", "device", "clip_model", "clip_pretrained", "seed", "precision", "compile"}
+        | {"compile_backend"}
+    )
     Params = ClipRankParams
     Output = Ranking
     Options = ClipRankOptions

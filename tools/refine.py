@@ -51,6 +51,7 @@ class RefineQuery(Tool):
     )
     version = "2"  # 2: never repeats a query (rules: distinct rewrites; VLM: history, one re-ask)
     role = "refine"
+    reads_settings = frozenset[str]()  # the VLM client and its options only
     Params = RefineParams
     Output = Refinement
     Options = RefineOptions

@@ -102,6 +102,25 @@ class ToolRegistry:
             return factory
         return type(self.get(name))
 
+    def settings_read(self, names: Iterable[str]) -> frozenset[str] | None:
+        """The :class:`ToolSettings` fields the named tools (and the tools they need) read;
+        ``None`` when one of them may read any (it declares no ``reads_settings``)."""
+        read: set[str] = set()
+        pending, seen = list(names), set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            factory = self.factory(name)
+            if not (isinstance(factory, type) and issubclass(factory, Tool)):
+                return None  # a plain factory: it may read any
+            if factory.reads_settings is None:
+                return None  # a tool that declares nothing: it may read any
+            read |= factory.reads_settings
+            pending += [*factory.needs, *([factory.prompt_tool] if factory.prompt_tool else [])]
+        return frozenset(read)
+
     def get(self, name: str) -> Tool:
         """The tool instance (built on first use, with the tools it ``needs``)."""
         if name not in self._tools:

@@ -45,6 +45,7 @@ class SamPrompt(PromptTool):
     )
     version = "1"
     needs = ("sam_propose",)
+    reads_settings = frozenset({"device", "precision"})  # and, through sam_propose, SAM's
 
     def __init__(self, settings: ToolSettings | None = None, *, proposer: SamPropose | None = None):
         super().__init__(settings)

@@ -149,6 +149,13 @@ class SamPropose(Tool):
     )
     version = "1"
     role = "propose"
+    # ToolSettings it reads (config.json records only what the run's tools read).
+    reads_settings = frozenset(
+        {
+            "weights", "device", "checkpoint_dir", "sam_model_type", "sam_checkpoint", "seed", "precision",
+            "compile", "compile_backend", "encoder_batch", "points_per_batch",
+        }
+    )  # fmt: skip
     Params = SamProposeParams
     Output = Proposals
     prompt_tool = "sam_prompt"

@@ -209,6 +209,7 @@ class AttributeRank(Tool):
     )
     version = "1"
     role = "rank"
+    reads_settings = frozenset({"device"})  # no models, no weights
     Params = AttributeParams
     Output = Ranking
     FEATURE_CACHE = 16

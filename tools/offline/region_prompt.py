@@ -107,6 +107,7 @@ class RegionPrompt(PromptTool):
     """The region under a box or points, as a new candidate (the offline ``sam_prompt``)."""
 
     name = "region_prompt"
+    reads_settings = frozenset[str]()  # no models, no weights
     description = (
         "Draw the mask of the object at a box and/or points you give (no model: the uniformly "
         "coloured region under them) and add it to the candidates; then rank and submit it. "

@@ -282,6 +282,7 @@ class RegionPropose(Tool):
     )
     version = "2"
     role = "propose"
+    reads_settings = frozenset({"device"})  # no models, no weights
     Params = RegionParams
     Output = Proposals
     prompt_tool = "region_prompt"
