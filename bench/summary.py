@@ -40,6 +40,8 @@ def run_label(config: RunConfig) -> RunLabel:
         dataset=data.dataset if data is not None else None,
         n=data.n if data is not None else None,
         per_image=data.per_image if data is not None else None,
+        tau_conf=ep.get("tau_conf"),
+        tau_gap=ep.get("tau_gap"),
     )
 
 

@@ -28,6 +28,7 @@ from bench.records.sample import (
     RankedCandidateRecord,
     RankStepRecord,
     SampleRecord,
+    SpendRecord,
     ToolCostRecord,
     parse_sample,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "RunConfig",
     "RunLabel",
     "SampleRecord",
+    "SpendRecord",
     "Summary",
     "ToolCostRecord",
     "json_schema",

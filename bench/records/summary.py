@@ -84,6 +84,15 @@ class RunLabel(BaseModel):
     dataset: str | None = None
     n: int | None = None
     per_image: str | None = None
+    tau_conf: float | None = Field(
+        default=None, description="the guard's thresholds (absent in older summaries)"
+    )
+    tau_gap: float | None = None
+
+    @property
+    def always_asks(self) -> bool:
+        """Made at thresholds 1/1: the guard never stops it (a frontier's source)."""
+        return self.controller != "oneshot" and self.tau_conf == 1.0 and self.tau_gap == 1.0
 
 
 class Counts(BaseModel):

@@ -31,6 +31,11 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+# The renderer's entry points for figures drawn elsewhere (bench.frontier.figures).
+new_figure = _figure
+save_figure = _save
+
+
 def _line_style(i: int) -> dict[str, Any]:
     """A distinct colour and dash for the ``i``-th run: 20 colours, then the next dash style."""
     from matplotlib import colormaps
@@ -65,7 +70,8 @@ def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
     for r in clean:
         value = r.summary.metrics.value(key)
         if r.label.controller == "loop" and value is not None:
-            series.setdefault(f"loop ({r.label.refiner})", {})[int(r.label.max_iter or 0)] = value
+            asks = ", always asks" if r.label.always_asks else ""  # at thresholds 1/1
+            series.setdefault(f"loop ({r.label.refiner}{asks})", {})[int(r.label.max_iter or 0)] = value
     if not any(len(s) + (oneshot is not None) >= 2 for s in series.values()):
         return None
     fig = _figure()

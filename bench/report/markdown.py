@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.data.registry import metric_columns, protocol_named
+from bench.frontier.report import guard_sections
 from bench.metrics import DEFAULT_BOOTSTRAP, FEW_IMAGES, rough_interval_note
 from bench.records import Summary
 from bench.report.figures import make_figures
@@ -229,4 +230,5 @@ def write_run_report(run_dir: Path, summary: Summary, notes: Sequence[str] = ())
     from bench.samples import IOUS
 
     view = RunView(run_dir.name or str(run_dir), run_dir, summary, np.load(run_dir / IOUS))
-    return write_report(run_dir, [view], title=f"refseg bench run {view.name}", notes=notes)
+    guard = guard_sections(run_dir, [(view.name, run_dir)])  # calibration; frontier at 1/1
+    return write_report(run_dir, [view], title=f"refseg bench run {view.name}", notes=notes, extra=guard)
