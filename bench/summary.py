@@ -184,21 +184,35 @@ def _cache_health(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _propose_stats(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Propose computations per image run, over all invocations and in the last one."""
+    """Propose computations per image run (for SAM 3 one per query), and the proposer's image
+    encodes per image run (one per image for SAM 1 and SAM 3 alike, from an empty cache), over
+    all invocations and in the last one. Encodes are over the invocations that counted them
+    (lines from before they were counted have none); ``None`` when none did."""
     proposer = next((i.get("proposer") for i in reversed(invocations) if i.get("proposer")), None)
     computations = sum(int(i.get("computed", {}).get(proposer, 0)) for i in invocations)
     images_run = sum(int(i.get("images_run", 0)) for i in invocations)
     last = _last_ended(invocations)
     last_images = int(last.get("images_run", 0))
+    counted = [i for i in invocations if i.get("image_encodes") is not None]
+    encodes = sum(int(i["image_encodes"]) for i in counted)
+    encoded_images = sum(int(i.get("images_run", 0)) for i in counted)
+    last_encodes = last.get("image_encodes")
     return {
         "tool": proposer,
         "computations": computations,
         "images_run": images_run,
-        "per_image": round(computations / images_run, 4) if images_run else None,
-        "last_invocation_per_image": (
-            round(int(last.get("computed", {}).get(proposer, 0)) / last_images, 4) if last_images else None
+        "per_image": _ratio(computations, images_run),
+        "last_invocation_per_image": _ratio(int(last.get("computed", {}).get(proposer, 0)), last_images),
+        "image_encodes": encodes if counted else None,
+        "image_encodes_per_image": _ratio(encodes, encoded_images) if counted else None,
+        "last_invocation_image_encodes_per_image": (
+            _ratio(int(last_encodes), last_images) if last_encodes is not None else None
         ),
     }
+
+
+def _ratio(count: int, images: int) -> float | None:
+    return round(count / images, 4) if images else None
 
 
 def _setup(invocation: Mapping[str, Any]) -> float:

@@ -162,7 +162,10 @@ class CostTable(BaseModel):
 
 
 class ProposeStats(BaseModel):
-    """Propose computations per image run (SAM runs once per image)."""
+    """Propose computations per image run (SAM 1 proposes once per image, SAM 3 once per
+    query), and the proposer's image encodes per image run (images its model ran the image
+    encoder on: one per image for both from an empty cache; ``None`` when the proposer does not
+    count them or the run predates the count)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -171,6 +174,9 @@ class ProposeStats(BaseModel):
     images_run: int = 0
     per_image: float | None = None
     last_invocation_per_image: float | None = None
+    image_encodes: int | None = None
+    image_encodes_per_image: float | None = None
+    last_invocation_image_encodes_per_image: float | None = None
 
 
 class CacheHealth(BaseModel):
