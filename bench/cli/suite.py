@@ -81,7 +81,11 @@ def suite_options(args: argparse.Namespace) -> SuiteOptions:
                 f"--max-iters must be comma-separated integers, got {args.max_iters!r}"
             ) from None
     return SuiteOptions(
-        out=args.out, episode=episode_options(args), data=data_spec(args), run=run_options(args), **lists
+        out=args.out,
+        episode=episode_options(args, one_controller=False),
+        data=data_spec(args),
+        run=run_options(args),
+        **lists,
     )
 
 

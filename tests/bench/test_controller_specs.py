@@ -85,7 +85,9 @@ def test_shortcut_flags_set_their_key_for_every_controller_that_has_it() -> None
     parser = build_parser()
 
     def parsed(*args: str) -> EpisodeOptions:
-        return episode_options(parser.parse_args(["bench", "run", "--out", "x", *args]))
+        return episode_options(
+            parser.parse_args(["bench", "run", "--out", "x", "--controller", "agent", *args])
+        )
 
     got = parsed("--max-turns", "3", "--budget-tokens", "5", "--no-agent-warm-start")
     assert got.episode.controller_options == {
@@ -98,6 +100,41 @@ def test_shortcut_flags_set_their_key_for_every_controller_that_has_it() -> None
         parsed("--max-turns", "3", "--controller-option", "agent.max_turns=4")
     with pytest.raises(ConfigError, match=r"^controller agent: option max_turns: Input should be greater"):
         parsed("--max-turns", "0")  # checked when the options are built, before any example
+
+
+@pytest.mark.parametrize("command", [["bench", "run", "--out", "x"], ["segment", "a.png", "the dog"]])
+def test_options_of_a_controller_that_does_not_run_are_refused(command: list[str]) -> None:
+    parser = build_parser()
+
+    def parsed(*args: str) -> EpisodeOptions:
+        return episode_options(parser.parse_args([*command, *args]))
+
+    with pytest.raises(
+        ConfigError, match=r"^--max-turns sets max_turns of agent, but the controller that runs is loop"
+    ):
+        parsed("--controller", "loop", "--max-turns", "3")
+    with pytest.raises(
+        ConfigError, match=r"^--controller-option agent.max_turns is an option of agent, .* is loop; "
+    ):
+        parsed("--controller-option", "agent.max_turns=3")  # loop: the default controller
+    with pytest.raises(
+        ConfigError, match=r"^--budget-usd sets budget_usd of ground and agent, .* is oneshot"
+    ):
+        parsed("--controller", "oneshot", "--budget-usd", "1")
+    assert parsed("--controller", "ground", "--budget-usd", "1").episode.controller_options["ground"] == {
+        "budget_usd": 1.0
+    }
+
+
+def test_the_suite_still_hands_options_to_every_controller_that_has_them() -> None:
+    from bench.cli.suite import suite_options
+
+    ns = build_parser().parse_args(["bench", "suite", "--out", "x", "--max-turns", "3", "--budget-usd", "1"])
+    got = suite_options(ns)
+    assert got.episode.episode.controller_options == {
+        "agent": {"max_turns": 3, "budget_usd": 1.0},
+        "ground": {"budget_usd": 1.0},
+    }
 
 
 def test_flags_feed_the_spec_options_and_defaults_live_there_once() -> None:
