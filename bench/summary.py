@@ -16,23 +16,36 @@ from typing import Any
 
 import numpy as np
 
+from agent.controllers import get_controller
 from agent.costs import CostBook, ToolCost
 from agent.trace_events import ToolCall, ToolCallLimit, Turn, VLMCall, parse_event
 from bench.data.protocol import EvalProtocol
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.records import SUMMARY_SCHEMA_VERSION, CostRow, RunConfig, RunLabel, SampleRecord, Summary
+from tools.errors import ConfigError
 
 
 def run_label(config: RunConfig) -> RunLabel:
-    """The few settings that tell runs apart in tables (from ``config.json``)."""
+    """The few settings that tell runs apart in tables (from ``config.json``). From the
+    controller's spec: no refiner for one that never refines, ``max_iter`` 0 for one that
+    only proposes and ranks (no refiner, no VLM, no prompt tool: no rounds to run). A
+    controller not installed here keeps what its config recorded."""
     res = config.results
     ep, data = res.episode, res.data
-    oneshot = ep.get("controller") == "oneshot"
     refiner = res.settings.get("options", {}).get("refine_query", {}).get("refiner")
+    max_iter = ep.get("max_iter")
+    try:
+        spec = get_controller(str(ep.get("controller")))
+    except ConfigError:
+        spec = None
+    if spec is not None and not spec.refines:
+        refiner = None
+        if spec.vlm == "none" and spec.prompt_tool == "none":
+            max_iter = 0
     return RunLabel(
         controller=ep.get("controller"),
-        max_iter=0 if oneshot else ep.get("max_iter"),
-        refiner=None if oneshot else refiner,
+        max_iter=max_iter,
+        refiner=refiner,
         proposer=ep.get("proposer"),
         ranker=ep.get("ranker"),
         weights=res.settings.get("weights"),
