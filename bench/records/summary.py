@@ -38,7 +38,7 @@ class GroupMetrics(BaseModel):
 class MetricsSummary(BaseModel):
     """The protocol's metrics over a run (see the module docstring for the layout)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
     __pydantic_extra__: dict[str, MetricValue] = Field(init=False)
 
     protocol: str = Field(default=DEFAULT_PROTOCOL, description="the protocol that scored the run")
@@ -89,7 +89,7 @@ class RunLabel(BaseModel):
 class Counts(BaseModel):
     """How many examples the run should have, has, and how they ended."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     expected: int = 0
     examples: int = 0
@@ -208,9 +208,11 @@ class Timing(BaseModel):
 
 
 class Summary(BaseModel):
-    """Everything ``summary.json`` holds."""
+    """Everything ``summary.json`` holds. A current writer writes every field (its JSON
+    Schema requires them, ``refseg bench schema summary``); readers default what older files
+    lack."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     schema_version: int = Field(
         default=0,
