@@ -191,9 +191,10 @@ class EpisodeResult:
 
 
 def fallback_kind(exc: BaseException) -> str:
-    """A short class of the failure behind a fallback, for tallies: the VLM client's own
-    (``http_500``, ``timeout``, ``connection``, ``malformed``...), else ``tool_error`` (e.g. a
-    VLM reply without a usable query) or ``vlm_error``."""
+    """A short class of the failure behind a fallback, for tallies: the error's own ``kind``
+    (the VLM client's ``http_500``, ``timeout``, ``connection``, ``malformed``, ``oversized``...;
+    an answer too long to read is ``oversized``), else ``tool_error`` (e.g. a VLM reply without
+    a usable query) or ``vlm_error``."""
     kind = getattr(exc, "kind", None)
     if isinstance(kind, str) and kind:
         return kind

@@ -189,7 +189,10 @@ class Invoker:
         for value in vars(output).values():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-        self._memory.put(key, _Entry(output, cold))
+        # A later hit gets the output as a hit sees it: ``as_cached()`` drops facts of the one
+        # computation (SAM 3's "this call encoded the image"), as a disk record does.
+        as_cached = getattr(output, "as_cached", None)
+        self._memory.put(key, _Entry(as_cached() if callable(as_cached) else output, cold))
 
     def _lookup(self, tool: Tool, ws: Workspace, key: str) -> tuple[_Entry | None, Outcome]:
         """The entry from memory (decoded once), else from the disk cache, else ``None``.

@@ -203,7 +203,7 @@ def _plan(
         "concurrency": opts.concurrency,
         "engine": opts.engine.name,
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
-        "weights": weights_identity(rt),  # weights files' sha256 (in the cache keys, not compared)
+        "weights": weights_identity(rt),  # weights files' sha256: compared on resume (run_folder)
     }
     results = result_config(rt, spec, source.record(), index)
     digests = [rec.config_digest for rec in done.values()]

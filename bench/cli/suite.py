@@ -147,7 +147,7 @@ def suite_options(args: argparse.Namespace) -> SuiteOptions:
         )
     return SuiteOptions(
         out=args.out,
-        episode=episode_options(args),
+        episode=episode_options(args, one_controller=False),
         data=data_spec(args),
         run=run_options(args),
         pick=pick,

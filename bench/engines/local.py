@@ -11,6 +11,8 @@ from bench.engines.base import (
     EngineJob,
     EngineStats,
     RecordStream,
+    encodes_since,
+    image_encodes,
     peak_cuda_memory,
     reset_peak_cuda_memory,
 )
@@ -36,6 +38,7 @@ class LocalEngine:
         stats = EngineStats(self.name, workers=1)
         if job.count:  # models load here, booked as set-up, not in the first episode
             stats.setup_s = await session.setup()
+        encodes_before = image_encodes(session) if job.count else None
 
         async def one(index: int, ex: Example, image: Image | str, token: object) -> None:
             try:
@@ -59,6 +62,7 @@ class LocalEngine:
                         tg.start_soon(one, index, ex, image, token)
         finally:
             stats.computed = dict(session.invoker.computed)
+            stats.image_encodes = encodes_since(session, encodes_before)
             stats.peak_cuda_memory_bytes = peak_cuda_memory(rt.settings.device)
         return stats
 

@@ -29,7 +29,13 @@ from agent.session import Session
 from agent.tracing import Collected, CollectingSink, Tracer, collect_lines
 from bench.data.examples import Example
 from bench.data.registry import protocol_named
-from bench.engines.base import first_error, peak_cuda_memory, reset_peak_cuda_memory
+from bench.engines.base import (
+    encodes_since,
+    first_error,
+    image_encodes,
+    peak_cuda_memory,
+    reset_peak_cuda_memory,
+)
 from bench.evaluate import evaluate_example, load_example_image
 from bench.options import EpisodeOptions
 from bench.records import SampleRecord
@@ -65,6 +71,8 @@ class GroupResult:
         lines: the group's trace lines (already redacted).
         images: the images those lines refer to, by file name (``<sha256>.<ext>``).
         computed: this worker's tool computations in this run so far (cumulative).
+        image_encodes: this worker's proposer's image encodes in this run so far
+            (cumulative; ``None``: the proposer does not count them).
         peak_cuda_memory_bytes: this worker's CUDA peak in this run.
         pid: the worker's process id.
     """
@@ -75,6 +83,7 @@ class GroupResult:
     computed: dict[str, int]
     peak_cuda_memory_bytes: int | None
     pid: int
+    image_encodes: int | None = None
 
 
 def result_view(rt: Runtime) -> dict[str, Any]:
@@ -94,6 +103,7 @@ class _Run:
     sink: CollectingSink
     limiter: anyio.CapacityLimiter
     device: str
+    encodes_before: int | None  # the proposer's counter when the run began (tools outlive runs)
 
 
 class EpisodeWorker:
@@ -151,6 +161,7 @@ class EpisodeWorker:
             lines=[line for part in parts for line in part.lines],
             images={name: data for part in parts for name, data in part.images.items()},
             computed=dict(run.session.invoker.computed),
+            image_encodes=encodes_since(run.session, run.encodes_before),
             peak_cuda_memory_bytes=peak_cuda_memory(run.device),
             pid=os.getpid(),
         )
@@ -173,7 +184,8 @@ class EpisodeWorker:
             session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=job.run_id)
             reset_peak_cuda_memory(rt.settings.device)
             limiter = anyio.CapacityLimiter(job.share)
-            self._run = _Run(job.run_id, session, sink, limiter, rt.settings.device)
+            before = image_encodes(session)
+            self._run = _Run(job.run_id, session, sink, limiter, rt.settings.device, before)
         return self._run
 
     def _runtime(self, options: EpisodeOptions) -> Runtime:

@@ -77,8 +77,9 @@ def print_summary(name: str, summary: Summary, file: IO[str] | None = None) -> N
     print(
         f"  {t.examples_run} run in {fmt(t.wall_s, 2)} s after {fmt(t.setup_s, 2)} s "
         f"set-up ({rate_text(t.examples_per_s)} ex/s, "
-        f"{fmt(t.seconds_per_image, 3)} s/image); propose per image "
-        f"{fmt(summary.propose.last_invocation_per_image, 2)}",
+        f"{fmt(t.seconds_per_image, 3)} s/image); per image: propose computations "
+        f"{fmt(summary.propose.last_invocation_per_image, 2)}, image encodes "
+        f"{fmt(summary.propose.last_invocation_image_encodes_per_image, 2)}",
         file=out,
     )
     for tool, row in summary.costs.tools.items():
