@@ -24,7 +24,7 @@ from tools.types import Proposals
 def prompt_tool_name(registry: ToolRegistry, proposer: str) -> str | None:
     """The proposer's prompt tool, when it names one the registry has."""
     try:
-        name = registry.tool_class(proposer).prompt_tool
+        name = registry.declaration(proposer).prompt_tool
     except ConfigError:
         return None
     return name if name is not None and name in registry.names() else None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from tools.base import StrictParams
+from tools.declaration import function_schema
 from tools.types import Ranking
 
 SUBMIT = "submit"
@@ -24,14 +26,14 @@ class SubmitParams(StrictParams):
     reason: str | None = Field(default=None, max_length=500, description="One short sentence why.")
 
 
+@functools.cache
+def _submit_schema() -> dict[str, Any]:
+    return function_schema(SUBMIT, SUBMIT_DESCRIPTION, SubmitParams)
+
+
 def submit_schema() -> dict[str, Any]:
-    """The OpenAI function schema of ``submit``."""
-    params = SubmitParams.model_json_schema()
-    params.pop("title", None)
-    return {
-        "type": "function",
-        "function": {"name": SUBMIT, "description": SUBMIT_DESCRIPTION, "parameters": params},
-    }
+    """The OpenAI function schema of ``submit`` (made once; shared: read it, never change it)."""
+    return _submit_schema()
 
 
 class SubmittedRanking(Ranking):

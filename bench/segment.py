@@ -142,6 +142,8 @@ async def _segment_all(
             name: Session(rt.registry, dataclasses.replace(rt.config, controller=name), rt.cache, tracer)
             for name in controllers
         }
+        for session in sessions.values():  # models load now, off the event loop, not in the first episode
+            await session.setup()
         for path in images:
             try:
                 image = load_image(path)

@@ -21,54 +21,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
 
 from cache.lru import LRU
 from tools.accel import autocast, compiled
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
+from tools.clip_declaration import CLIP_RANK, ClipRankOptions, PromptMode
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
 from tools.errors import ConfigError, ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.types import Image, Proposals, Ranking
-from tools.visual_prompts import PromptMode, PromptStyle, prompt_batch
+from tools.visual_prompts import PromptStyle, prompt_batch
 
 # Candidates per vision forward. Up to this many, ranking is exactly the compute floor (one
 # batched forward); beyond it, chunks bound peak memory (activations grow with the batch).
 IMAGE_CHUNK = 256
 IMAGE_CACHE_SIZE = 32
 TEXT_CACHE_SIZE = 1024
-
-
-class ClipRankParams(StrictParams):
-    query: str | None = Field(
-        default=None,
-        description="Text to rank the candidates against; default: the current query.",
-        max_length=1000,
-    )
-    mode: PromptMode = Field(
-        default="crop",
-        description=(
-            "How each candidate is shown to CLIP: crop (its box with some context), "
-            "blur or grey (the full image, blurred or greyed outside the mask), "
-            "outline (the full image with a red contour around the mask)."
-        ),
-    )
-    temperature: float = Field(
-        default=0.01, gt=0.0, le=10.0, description="Softmax temperature over cosine scores."
-    )
-    prompt_template: str = Field(
-        default="a photo of {}",
-        description="Text template; {} is replaced by the query.",
-        max_length=200,
-    )
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _one_slot(cls, value: str) -> str:
-        if value.count("{}") != 1:
-            raise ValueError('prompt_template needs exactly one "{}" where the query goes')
-        return value
 
 
 def apply_template(template: str, query: str) -> str:
@@ -78,16 +47,6 @@ def apply_template(template: str, query: str) -> str:
     if prefix and query.lower().startswith(prefix):
         return query
     return template.replace("{}", query)
-
-
-class ClipRankOptions(StrictParams):
-    """Settings of ``clip_rank`` (``--tool-option clip_rank.KEY=VALUE``)."""
-
-    style: dict[str, Any] = Field(
-        default_factory=dict,
-        description="visual prompt style: margin, grey, blur_sigma, outline_width, outline_color",
-    )
-    cache_dir: str | None = Field(default=None, description="open_clip's download cache")
 
 
 class ClipRank(Tool):
@@ -106,16 +65,8 @@ class ClipRank(Tool):
         crops_encoded: visual prompts encoded so far.
     """
 
-    name = "clip_rank"
-    description = (
-        "Score every candidate mask against a text query with CLIP and return the "
-        "ranking: per-candidate probability, conf (top-1 probability) and gap (top-1 minus top-2)."
-    )
-    version = "1"
-    role = "rank"
-    Params = ClipRankParams
+    declaration = CLIP_RANK
     Output = Ranking
-    Options = ClipRankOptions
 
     def __init__(self, settings: ToolSettings | None = None, *, bundle: ClipBundle | None = None):
         super().__init__(settings)

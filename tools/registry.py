@@ -3,11 +3,14 @@
 A plugin package declares, in its ``pyproject.toml``::
 
     [project.entry-points."refseg.tools"]
-    my_tool = "my_pkg.my_module:MyTool"
+    my_tool = "my_pkg.declared:MY_TOOL"
 
-where ``MyTool`` is a :class:`tools.base.Tool` subclass (or any callable taking
-:class:`tools.base.ToolSettings` and returning a tool). Tools are imported and built lazily,
-so listing tools never loads a model.
+where ``MY_TOOL`` is a :class:`tools.declaration.ToolDeclaration` (in a light module: what the
+tool is, and the ``"module:Class"`` that runs it), or the :class:`tools.base.Tool` subclass
+itself (or any callable taking :class:`tools.base.ToolSettings` and returning a tool). Roles,
+schemas and options come from declarations, so listing tools, offering them to a VLM and
+checking options import no model code; a tool's implementation is imported when it is built.
+A class or factory entry is imported when its declaration is first asked for.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from tools.base import Tool, ToolFactory, ToolSettings
+from tools.declaration import ToolDeclaration
 from tools.errors import ConfigError
 
 ENTRY_POINT_GROUP = "refseg.tools"
 
 BUILTIN_TOOLS: dict[str, str] = {
-    "sam_propose": "tools.sam_propose:SamPropose",
-    "sam_prompt": "tools.sam_prompt:SamPrompt",
-    "clip_rank": "tools.clip_rank:ClipRank",
-    "refine_query": "tools.refine:RefineQuery",
+    "sam_propose": "tools.sam_declaration:SAM_PROPOSE",
+    "sam_prompt": "tools.sam_declaration:SAM_PROMPT",
+    "clip_rank": "tools.clip_declaration:CLIP_RANK",
+    "refine_query": "tools.refine:REFINE_QUERY",
 }
 
 
@@ -56,6 +60,8 @@ class ToolRegistry:
             name: ToolSpec(name, target, "builtin") for name, target in BUILTIN_TOOLS.items()
         }
         self._factories: dict[str, ToolFactory] = {}
+        self._declarations: dict[str, ToolDeclaration] = {}
+        self._broken: dict[str, ConfigError] = {}  # a plugin that failed to import stays failed
         self._tools: dict[str, Tool] = {}
         self._building: set[str] = set()
         if plugins:
@@ -67,6 +73,8 @@ class ToolRegistry:
         """Add (or replace) a tool programmatically."""
         self._specs[name] = ToolSpec(name, f"<{getattr(factory, '__name__', factory)!s}>", "registered")
         self._factories[name] = factory
+        self._declarations.pop(name, None)
+        self._broken.pop(name, None)
         self._tools.pop(name, None)
 
     def names(self) -> list[str]:
@@ -80,21 +88,57 @@ class ToolRegistry:
             )
         return self._specs[name]
 
+    def _target(self, name: str, target: str) -> Any:
+        """The object ``target`` names; a failure is remembered (one import try per run)."""
+        if name in self._broken:
+            raise self._broken[name]
+        try:
+            return _resolve(target)
+        except Exception as exc:  # a broken plugin must not take the others down
+            error = ConfigError(f"tool {name!r} ({target}) failed to import: {exc}")
+            self._broken[name] = error
+            raise error from exc
+
+    def declaration(self, name: str) -> ToolDeclaration:
+        """What the tool is (role, description, schema, options), without importing the code
+        that runs it when it is registered by its declaration (see the module docstring).
+
+        Raises:
+            ConfigError: an unknown tool, or one that cannot be imported.
+        """
+        if name in self._declarations:
+            return self._declarations[name]
+        spec = self.spec(name)
+        found = None if name in self._factories else self._target(name, spec.target)
+        if isinstance(found, ToolDeclaration):
+            if found.name != name:
+                raise ConfigError(f"tool registered as {name!r} declares itself {found.name!r}")
+            declaration = found
+        else:
+            declaration = ToolDeclaration.of_tool(self.tool_class(name))
+        self._declarations[name] = declaration
+        return declaration
+
     def factory(self, name: str) -> ToolFactory:
+        """What builds the tool (its class, for a declared or class-registered tool).
+
+        Raises:
+            ConfigError: an unknown tool, or one that cannot be imported.
+        """
         spec = self.spec(name)
         if name in self._factories:
             return self._factories[name]
-        try:
-            factory = _resolve(spec.target)
-        except Exception as exc:  # a broken plugin must not take the others down
-            raise ConfigError(f"tool {name!r} ({spec.target}) failed to import: {exc}") from exc
-        if not callable(factory):
+        found = self._target(name, spec.target)
+        if isinstance(found, ToolDeclaration):
+            found = self._target(name, found.implementation)
+        if not callable(found):
             raise ConfigError(f"tool {name!r} ({spec.target}) is not a Tool class or factory")
-        self._factories[name] = factory
-        return factory
+        self._factories[name] = found
+        return found
 
     def tool_class(self, name: str) -> type[Tool]:
-        """The tool's class without building it (for schemas and roles)."""
+        """The tool's class without building it (imports its implementation: prefer
+        :meth:`declaration` for roles and schemas)."""
         factory = self.factory(name)
         if isinstance(factory, type) and issubclass(factory, Tool):
             return factory
@@ -127,23 +171,28 @@ class ToolRegistry:
             ConfigError: an unknown tool name, or a bad option value or key.
         """
         for name in names:
-            factory = self.factory(name)
-            if isinstance(factory, type) and issubclass(factory, Tool):
-                factory.check_options(self.settings)
+            if self._declared_without_building(name):
+                self.declaration(name).check_options(self.settings.options)
+
+    def _declared_without_building(self, name: str) -> bool:
+        """Whether the tool's declaration is known without building it (a plain factory's is not)."""
+        spec = self.spec(name)
+        found = self._factories[name] if name in self._factories else self._target(name, spec.target)
+        return isinstance(found, ToolDeclaration) or (isinstance(found, type) and issubclass(found, Tool))
 
     def describe(self) -> list[dict[str, str]]:
         rows = []
         for name in self.names():
             spec = self._specs[name]
             try:
-                cls = self.tool_class(name)
+                declared = self.declaration(name)
                 rows.append(
                     {
                         "name": name,
-                        "role": cls.role,
-                        "version": cls.version,
+                        "role": declared.role,
+                        "version": declared.version,
                         "origin": spec.origin,
-                        "description": cls.description,
+                        "description": declared.description,
                     }
                 )
             except ConfigError as exc:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, build_all_layer_point_grids
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -42,11 +42,16 @@ from tools.accel import (
     compiled,
     default_points_per_batch,
 )
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.encode_queue import EncodeQueue
 from tools.errors import CheckpointError, ConfigError, ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
+from tools.sam_declaration import (
+    SAM_PROPOSE,
+    SamProposeOptions,
+    SamProposeParams,
+)
 from tools.sam_loading import (
     SamConfig,
     coerce_config,
@@ -56,44 +61,6 @@ from tools.sam_loading import (
 )
 from tools.sam_postprocess import DeviceCandidates, HostSurvivors, filter_batch, nms_survivors
 from tools.types import Image, Proposals
-
-DEFAULT_EMBEDDING_CACHE = 8
-
-
-class SamProposeParams(StrictParams):
-    """Knobs of SAM's automatic mask generator (names and meaning as in segment-anything)."""
-
-    points_per_side: int = Field(
-        default=16, ge=1, le=64, description="Grid of points_per_side^2 point prompts (official default 32)."
-    )
-    points_per_batch: int | None = Field(
-        default=None,
-        ge=1,
-        le=4096,
-        description="Points decoded per batch (speed/memory only; default: 256 on CUDA, 64 on CPU).",
-    )
-    pred_iou_thresh: float = Field(
-        default=0.88,
-        ge=0.0,
-        le=1.0,
-        description="Keep masks whose predicted IoU exceeds this (0: no filter).",
-    )
-    stability_score_thresh: float = Field(
-        default=0.95, ge=0.0, le=1.0, description="Keep masks at least this stable (0: no filter)."
-    )
-    stability_score_offset: float = Field(
-        default=1.0, gt=0.0, le=10.0, description="Logit offset used for the stability score."
-    )
-    box_nms_thresh: float = Field(
-        default=0.7, gt=0.0, le=1.0, description="Box IoU above which duplicates are suppressed."
-    )
-    min_mask_region_area: int = Field(
-        default=0, ge=0, description="Fill holes and drop islands smaller than this many pixels (0: off)."
-    )
-    min_area: int = Field(default=0, ge=0, description="Drop masks with fewer pixels than this.")
-    max_proposals: int = Field(
-        default=64, ge=1, le=1000, description="Keep at most this many masks, best predicted IoU first."
-    )
 
 
 @dataclass
@@ -122,16 +89,6 @@ def remove_small_regions(mask: np.ndarray, area_thresh: int, mode: str) -> tuple
     return np.isin(regions, fill), True
 
 
-class SamProposeOptions(StrictParams):
-    """Settings of ``sam_propose`` (``--tool-option sam_propose.KEY=VALUE``)."""
-
-    config: Any = Field(
-        default=None,
-        description='a SamConfig as a dict, or "tiny": build that architecture instead of sam_model_type',
-    )
-    embedding_cache: int = Field(default=DEFAULT_EMBEDDING_CACHE, ge=1, description="image embeddings kept")
-
-
 class SamPropose(Tool):
     """Candidate masks for the whole image from SAM's automatic mask generator.
 
@@ -151,19 +108,8 @@ class SamPropose(Tool):
         clock: seconds spent per stage (``encode``, ``decode``, ``postprocess``).
     """
 
-    name = "sam_propose"
-    description = (
-        "Propose candidate object masks for the whole image with Segment Anything "
-        "(a grid of point prompts, filtered by predicted IoU and stability, duplicates removed). "
-        "Call again with a denser grid (points_per_side) or lower thresholds if the target "
-        "object is not among the candidates."
-    )
-    version = "1"
-    role = "propose"
-    Params = SamProposeParams
+    declaration = SAM_PROPOSE
     Output = Proposals
-    prompt_tool = "sam_prompt"
-    Options = SamProposeOptions
 
     def __init__(
         self,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -34,7 +33,8 @@ import torch.nn.functional as F
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
-PromptMode = Literal["crop", "blur", "grey", "outline"]
+from tools.clip_declaration import PromptMode
+
 MODES: tuple[PromptMode, ...] = ("crop", "blur", "grey", "outline")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

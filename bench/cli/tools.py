@@ -20,5 +20,5 @@ def cmd_tools(args: argparse.Namespace) -> int:
     for row in registry.describe():
         print(f"{row['name']:16} {row['role']:8} v{row['version']:4} {row['origin']:8} {row['description']}")
         if args.schema and row["role"] != "?":
-            print(json.dumps(registry.tool_class(row["name"]).function_schema(), indent=2))
+            print(json.dumps(registry.declaration(row["name"]).function_schema(), indent=2))
     return 0
