@@ -69,13 +69,21 @@ class ToolRegistry:
                 if ep.name not in self._specs:
                     self._specs[ep.name] = ToolSpec(ep.name, ep.value, "plugin")
 
-    def register(self, name: str, factory: ToolFactory) -> None:
-        """Add (or replace) a tool programmatically."""
-        self._specs[name] = ToolSpec(name, f"<{getattr(factory, '__name__', factory)!s}>", "registered")
-        self._factories[name] = factory
+    def register(self, name: str, factory: ToolFactory | ToolDeclaration) -> None:
+        """Add (or replace) a tool programmatically: its class or factory, or its declaration
+        (whose implementation is imported when the tool is built)."""
         self._declarations.pop(name, None)
+        self._factories.pop(name, None)
         self._broken.pop(name, None)
         self._tools.pop(name, None)
+        if isinstance(factory, ToolDeclaration):
+            if factory.name != name:
+                raise ConfigError(f"tool registered as {name!r} declares itself {factory.name!r}")
+            self._specs[name] = ToolSpec(name, factory.implementation, "registered")
+            self._declarations[name] = factory
+            return
+        self._specs[name] = ToolSpec(name, f"<{getattr(factory, '__name__', factory)!s}>", "registered")
+        self._factories[name] = factory
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -177,6 +185,8 @@ class ToolRegistry:
     def _declared_without_building(self, name: str) -> bool:
         """Whether the tool's declaration is known without building it (a plain factory's is not)."""
         spec = self.spec(name)
+        if name in self._declarations:
+            return True
         found = self._factories[name] if name in self._factories else self._target(name, spec.target)
         return isinstance(found, ToolDeclaration) or (isinstance(found, type) and issubclass(found, Tool))
 
