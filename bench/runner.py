@@ -39,6 +39,7 @@ from bench.data.examples import Example, ExampleSet, ExampleSource
 from bench.data.stream import ExampleIndex, index_examples, todo_groups
 from bench.engines.base import Engine, EngineJob, EngineStats, first_error
 from bench.engines.choose import open_engine
+from bench.loop_lag import LagMonitor
 from bench.options import BenchOptions, DataSpec, RunOptions
 from bench.records import SampleRecord, Summary
 from bench.run_folder import (
@@ -252,6 +253,7 @@ async def _write_records(
     send, receive = anyio.create_memory_object_stream[SampleRecord](max_buffer_size=job.concurrency * 2)
     counters = {"written": 0, "failed": 0}
     stats: EngineStats | None = None
+    monitor = LagMonitor()  # this loop's lag while the episodes run (a Ray worker measures its own)
 
     async def write_loop() -> None:
         async with receive:
@@ -265,15 +267,21 @@ async def _write_records(
 
     async def produce() -> None:
         nonlocal stats
-        async with send:  # closed when the engine is done: the writer drains and stops
-            stats = await engine.run(job, send)
+        try:
+            async with send:  # closed when the engine is done: the writer drains and stops
+                stats = await engine.run(job, send)
+        finally:
+            monitor.stop()
 
     try:
         async with anyio.create_task_group() as outer:
+            outer.start_soon(monitor.run)
             outer.start_soon(write_loop)
             outer.start_soon(produce)
     except BaseExceptionGroup as group_exc:
         raise first_error(group_exc) from None
+    if stats is not None:
+        stats.lag.merge(monitor.lag)
     return counters, stats
 
 

@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from agent.tracing import Tracer
 from bench.data.examples import Example
 from bench.data.protocol import EvalProtocol
+from bench.loop_lag import LoopLag
 from bench.records import SampleRecord
 from bench.runtime import Runtime
 from tools.errors import RefsegError
@@ -69,6 +70,10 @@ class EngineStats:
         setup_s: seconds spent building the tools and loading their models before the first
             example (the driver's session; Ray workers count theirs in ``start_s``); not part
             of the invocation's wall time.
+        lag: event-loop lag of every loop that ran episodes or wrote records (the driver's,
+            and each Ray worker's), merged.
+        cpu_s: CPU seconds (all threads) the run's processes spent while the examples ran
+            (the driver's, plus each Ray worker's from its first group on).
     """
 
     engine: str
@@ -80,6 +85,8 @@ class EngineStats:
     groups_redone: int = 0
     start_s: float = 0.0
     setup_s: float = 0.0
+    lag: LoopLag = field(default_factory=LoopLag)
+    cpu_s: float = 0.0
 
     def invocation_fields(self) -> dict[str, Any]:
         """The fields of the ``invocations.jsonl`` line this engine fills in."""
@@ -93,6 +100,8 @@ class EngineStats:
             "groups_redone": self.groups_redone,
             "engine_start_s": round(self.start_s, 4),
             "setup_s": round(self.setup_s, 4),
+            "event_loop": self.lag.as_record(),
+            "cpu_s": round(self.cpu_s, 3),
         }
 
 

@@ -43,6 +43,7 @@ from bench.engines.ray_cluster import (
 )
 from bench.engines.ray_worker import EpisodeWorker, GroupResult, WorkerJob, result_view
 from bench.evaluate import failed_record
+from bench.loop_lag import LoopLag
 from bench.options import EngineOptions
 from bench.records import SampleRecord
 from bench.samples import config_differences
@@ -112,7 +113,10 @@ class RayEngine:
         await self._check_workers(base, result_view(job.rt))
         feeding = _Feeding(self, job, send, groups)
         feeding.stats.start_s = time.perf_counter() - started
-        return await feeding.run(base)
+        cpu0 = time.process_time()  # the driver's share: feeding, collecting, writing
+        stats = await feeding.run(base)
+        stats.cpu_s += time.process_time() - cpu0
+        return stats
 
     async def aclose(self) -> None:
         """Close and stop the actors; shut the cluster down (or disconnect) if this engine started it."""
@@ -272,6 +276,8 @@ class _Feeding:
         else:
             records = result.records
             self.latest[result.pid] = result.computed
+            self.stats.lag.merge(LoopLag.from_record(result.lag))
+            self.stats.cpu_s += result.cpu_s
             peak = result.peak_cuda_memory_bytes
             if peak is not None:
                 self.stats.peak_cuda_memory_bytes = max(peak, self.stats.peak_cuda_memory_bytes or 0)

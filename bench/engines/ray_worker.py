@@ -17,8 +17,10 @@ driver stores the images in the run's ``vlm_images/`` and appends the lines to `
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from bench.data.examples import Example
 from bench.data.registry import protocol_named
 from bench.engines.base import first_error, peak_cuda_memory, reset_peak_cuda_memory
 from bench.evaluate import evaluate_example, load_example_image
+from bench.loop_lag import LagMonitor
 from bench.options import EpisodeOptions
 from bench.records import SampleRecord
 from bench.runtime import Runtime, build_runtime, describe_config, result_settings
@@ -67,6 +70,8 @@ class GroupResult:
         computed: this worker's tool computations in this run so far (cumulative).
         peak_cuda_memory_bytes: this worker's CUDA peak in this run.
         pid: the worker's process id.
+        lag: this worker's event-loop lag since its last group (:meth:`LoopLag.as_record`).
+        cpu_s: CPU seconds this worker's process spent since its last group (or its run's start).
     """
 
     records: list[SampleRecord]
@@ -75,6 +80,8 @@ class GroupResult:
     computed: dict[str, int]
     peak_cuda_memory_bytes: int | None
     pid: int
+    lag: dict[str, Any] | None = None
+    cpu_s: float = 0.0
 
 
 def result_view(rt: Runtime) -> dict[str, Any]:
@@ -94,6 +101,14 @@ class _Run:
     sink: CollectingSink
     limiter: anyio.CapacityLimiter
     device: str
+    monitor: LagMonitor
+    cpu_mark: float  # process CPU seconds when the last group's figures were taken
+
+    def cpu_since(self) -> float:
+        """CPU seconds since the last call (or the run's start)."""
+        now = time.process_time()
+        spent, self.cpu_mark = now - self.cpu_mark, now
+        return spent
 
 
 class EpisodeWorker:
@@ -103,6 +118,7 @@ class EpisodeWorker:
         self._tools: dict[str, Runtime] = {}  # by tools_key: these own the models
         self._runtimes: dict[str, Runtime] = {}  # by the full options
         self._run: _Run | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
 
     async def ping(self) -> int:
         """The worker's process id (answers once the actor has started)."""
@@ -153,10 +169,14 @@ class EpisodeWorker:
             computed=dict(run.session.invoker.computed),
             peak_cuda_memory_bytes=peak_cuda_memory(run.device),
             pid=os.getpid(),
+            lag=run.monitor.take().as_record(),
+            cpu_s=run.cpu_since(),
         )
 
     async def close(self) -> None:
         """Close the VLM connections (they belong to this loop), the tools and the caches."""
+        if self._run is not None:
+            self._run.monitor.stop()
         self._run = None
         for rt in self._tools.values():
             await rt.aclose_vlm()
@@ -173,7 +193,13 @@ class EpisodeWorker:
             session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=job.run_id)
             reset_peak_cuda_memory(rt.settings.device)
             limiter = anyio.CapacityLimiter(job.share)
-            self._run = _Run(job.run_id, session, sink, limiter, rt.settings.device)
+            if self._run is not None:
+                self._run.monitor.stop()
+            monitor = LagMonitor()
+            # Ray's asyncio loop runs this actor's methods; the task is kept (the loop holds it weakly).
+            self._monitor_task = asyncio.get_running_loop().create_task(monitor.run())
+            run = _Run(job.run_id, session, sink, limiter, rt.settings.device, monitor, time.process_time())
+            self._run = run
         return self._run
 
     def _runtime(self, options: EpisodeOptions) -> Runtime:

@@ -36,10 +36,12 @@ from bench.records.summary import (
     SUMMARY_SCHEMA_VERSION,
     CostRow,
     Counts,
+    EventLoopLag,
     GroupMetrics,
     MetricsSummary,
     RunLabel,
     Summary,
+    Timing,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "DataSelection",
     "DatasetRecord",
     "EventBase",
+    "EventLoopLag",
     "ExamplesRecord",
     "GroupMetrics",
     "MetricsSummary",
@@ -66,6 +69,7 @@ __all__ = [
     "RunLabel",
     "SampleRecord",
     "Summary",
+    "Timing",
     "ToolCostRecord",
     "json_schema",
     "parse_event",

@@ -113,7 +113,8 @@ def test_a_declaration_under_another_name_is_refused() -> None:
 
 def test_a_broken_plugin_is_tried_once_and_skipped_by_the_agent() -> None:
     registry = ToolRegistry(plugins=False)
-    registry.register("ghost", ToolDeclaration("ghost", "other", "x", "no_such_module_xyz:Ghost", StrictParams))
+    ghost = ToolDeclaration("ghost", "other", "x", "no_such_module_xyz:Ghost", StrictParams)
+    registry.register("ghost", ghost)
     registry._specs["ghost2"] = registry._specs["ghost"].__class__("ghost2", "no_such_module_xyz:G", "plugin")
     names, skipped = offered_tools(registry, EpisodeConfig(controller="agent"))
     assert "ghost" in names  # declared: its role is known without importing it
