@@ -112,7 +112,7 @@ class AgentRun:
         if not top or props is None or top == self.last_overlay:
             return None  # nothing to show, or the model has seen exactly these outlines
         self.last_overlay = top
-        return overlay_message(self.ep.ws.image.pixels, props.masks, top)
+        return overlay_message(self.ep.ws, top)
 
     def _add_overlay(self, message: dict[str, Any]) -> None:
         if self.overlay_at is not None:  # only the latest overlay is worth its image tokens

@@ -30,7 +30,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import openai
@@ -47,6 +47,7 @@ from agent.vlm_reply import (
     VLMReply,
     parse_response,
 )
+from agent.vlm_transport import post_chat
 from tools.errors import VLMAuthError, VLMError
 
 # The client's public surface; configuration and reply types live in agent.vlm_config and
@@ -259,12 +260,7 @@ class VLMClient:
         t0 = time.monotonic()
         try:
             with anyio.fail_after(cfg.timeout_s + 1.0):  # the SDK timeout is per read
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=cfg.model, messages=cast(Any, messages), timeout=cfg.timeout_s, **kw
-                )
-                response = raw.parse()
-            if isinstance(response, str):  # the SDK hands back the text of a non-JSON body
-                raise NotJSONReply(str(raw.headers.get("content-type") or "no content type"))
+                response = await post_chat(self._client, cfg.model, messages, cfg.timeout_s, kw)
             return self._reply(response, time.monotonic() - t0, attempt), None
         except (openai.OpenAIError, ValueError, TimeoutError, BadResponse) as exc:
             return None, self._classify(exc)  # anything else is a bug: let it surface
