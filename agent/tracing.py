@@ -75,36 +75,41 @@ def _redact_short(text: str, state: tuple[object, ...]) -> str:
 _secret_key = functools.lru_cache(maxsize=4096)(is_secret_key)
 
 
-def clip(text: str, limit: int = MAX_STRING) -> str:
-    """``text`` redacted and cut to ``limit`` characters, with a marker giving its length."""
+def clip(text: str, limit: int = MAX_STRING, state: tuple[object, ...] | None = None) -> str:
+    """``text`` redacted and cut to ``limit`` characters, with a marker giving its length.
+
+    ``state``: :func:`agent.redaction.secrets_state`, when the caller read it already (an
+    event's strings are redacted under one state).
+    """
     if len(text) <= limit:
         if len(text) <= MEMO_CHARS:
-            return _redact_short(text, secrets_state())
+            return _redact_short(text, secrets_state() if state is None else state)
         return redact_text(text)
     # Redact a little more than is kept: a secret that straddles the cut is replaced whole.
     return redact_text(text[: limit + _SLACK])[:limit] + f"…[truncated: {len(text)} chars]"
 
 
-def bound(value: Any, budget: list[int] | None = None) -> Any:
+def bound(value: Any, budget: list[int] | None = None, state: tuple[object, ...] | None = None) -> Any:
     """``value`` redacted and bounded (strings, entries and the event's total; see module doc)."""
     budget = budget if budget is not None else [EVENT_BUDGET]
+    state = secrets_state() if state is None else state
     if isinstance(value, str):
         limit = max(0, min(MAX_STRING, budget[0]))
         budget[0] -= min(len(value), limit) + 32
-        return clip(value, limit) if limit else f"[truncated: {len(value)} chars]"
+        return clip(value, limit, state) if limit else f"[truncated: {len(value)} chars]"
     if isinstance(value, dict | list | tuple):
         if budget[0] <= 0:
             return f"[truncated: {len(value)} entries]"
         if isinstance(value, dict):
             items = list(value.items())
             out: Any = {
-                clip(str(k), 200): (REDACTED if _secret_key(k) else bound(v, budget))
+                clip(str(k), 200, state): (REDACTED if _secret_key(k) else bound(v, budget, state))
                 for k, v in items[:MAX_ITEMS]
             }
             if len(items) > MAX_ITEMS:
                 out["…"] = f"[truncated: {len(items)} entries]"
             return out
-        out = [bound(v, budget) for v in value[:MAX_ITEMS]]
+        out = [bound(v, budget, state) for v in value[:MAX_ITEMS]]
         if len(value) > MAX_ITEMS:
             out.append(f"…[truncated: {len(value)} items]")
         return out
