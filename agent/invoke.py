@@ -321,7 +321,8 @@ class Invoker:
             try:
                 output = await tool(ws, params)
             finally:
-                served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited)
+                served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited - clock.booked_wait)
+                served.wait_s += clock.booked_wait
         served.cold = _cold_of(output, served.compute_s)
         if key is not None:
             self._remember(key, output, served.cold)  # identical calls waiting read it from here

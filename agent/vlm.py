@@ -39,6 +39,7 @@ from agent.redaction import redact_text, url_secrets
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
 from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
 from agent.vlm_http import auth_fix, host_of, retry_after
+from agent.vlm_limits import Limiter, hold
 from agent.vlm_reply import (
     BadResponse,
     NotJSONReply,
@@ -101,12 +102,14 @@ class VLMClient:
     ``tokens_in``, ``tokens_out``, ``usd``.
     """
 
-    def __init__(self, config: VLMConfig, on_call: OnCall | None = None):
+    def __init__(self, config: VLMConfig, on_call: OnCall | None = None, limiter: Limiter | None = None):
         reason = config.vlm_unavailable_reason()
         if reason:
             raise VLMError(reason)
         self.config = config
         self.on_call = on_call
+        # The endpoint's limits; a Ray worker swaps in the proxy of the run's one limiter actor.
+        self.limiter = limiter if limiter is not None else config.limits.limiter()
         # The key and any credentials inside the base URL (user, password, query values).
         secrets = [config.api_key or "", *url_secrets(config.base_url)]
         self._secrets = sorted((v for v in secrets if v), key=len, reverse=True)
@@ -230,13 +233,17 @@ class VLMClient:
         """The request with its retries; ``dropped`` is recorded on the reply."""
         total = self.config.max_retries + 1
         last: _Failure | None = None
+        waited = 0.0  # held back by the endpoint's limits (agent.vlm_limits), all attempts
         for attempt in range(1, total + 1):
             self.attempts += 1
-            t0 = time.monotonic()
-            reply, failure = await self._attempt(messages, kw, attempt)
-            latency = time.monotonic() - t0
+            async with hold(self.limiter, messages, kw) as slot:
+                t0 = time.monotonic()
+                reply, failure = await self._attempt(messages, kw, attempt)
+                latency = time.monotonic() - t0
+                slot.used = reply.tokens_in + reply.tokens_out if reply is not None else None
+            waited += slot.waited_s
             if reply is not None:
-                reply = replace(reply, dropped=dropped) if dropped else reply
+                reply = replace(reply, dropped=dropped, wait_s=waited)
                 self._account(reply)
                 self._emit(attempt, latency, messages, reply=reply)
                 return reply
@@ -246,9 +253,14 @@ class VLMClient:
             self._emit(attempt, latency, messages, failure=failure, retry_in_s=delay)
             if delay is None:
                 break
+            if failure.retry_after is not None and self.limiter is not None:
+                await self.limiter.pause(delay)  # the endpoint said so: every request waits
             await anyio.sleep(delay)
         assert last is not None
-        raise self._give_up(last, attempt)
+        error = self._give_up(last, attempt)
+        if isinstance(error, VLMCallError):
+            error.wait_s = waited
+        raise error
 
     # -- internals -------------------------------------------------------------------------
 

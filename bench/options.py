@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
+from agent.vlm_limits import VLMLimits
 from agent.vlm_profile import ProfileChoice
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
@@ -113,7 +114,10 @@ class VLMOptions:
     ``None`` fields take :class:`agent.vlm.VLMConfig`'s defaults. The backoff fields are for
     tests and the chaos scorecard (retries at once); the CLI does not expose them.
     ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
-    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know."""
+    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
+    ``max_concurrency``, ``rpm``, ``tpm``: the endpoint's limits (``--vlm-max-concurrency``,
+    ``--vlm-rpm``, ``--vlm-tpm``; :class:`agent.vlm_limits.VLMLimits`), held by every request of
+    the run, all Ray workers together; they do not change results."""
 
     base_url: str | None = None
     model: str | None = None
@@ -124,8 +128,12 @@ class VLMOptions:
     price_in: float | None = None
     price_out: float | None = None
     profile: ProfileChoice = field(default_factory=ProfileChoice)
+    max_concurrency: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def __post_init__(self) -> None:
+        self.limits  # noqa: B018 - a bad limit is a one-line error now, not at the first request
         given = [p for p in (self.price_in, self.price_out) if p is not None]
         if len(given) == 1:
             raise ConfigError("give both --vlm-price-in and --vlm-price-out (USD per million tokens)")
@@ -136,7 +144,15 @@ class VLMOptions:
         """The fields given, as :class:`agent.vlm.VLMConfig` keyword arguments (except the
         prices, which need the model's name: see ``VLMConfig.with_price``)."""
         names = ("timeout_s", "max_retries", "backoff_base_s", "backoff_max_s")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        given = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {**given, "limits": self.limits}
+
+    @property
+    def limits(self) -> VLMLimits:
+        """The endpoint's limits as :class:`agent.vlm_limits.VLMLimits`."""
+        # A slot is never held longer than a request may run (a dead holder's is reclaimed then).
+        lease = (self.timeout_s or 60.0) + 30.0
+        return VLMLimits(max_concurrency=self.max_concurrency, rpm=self.rpm, tpm=self.tpm, lease_s=lease)
 
 
 @dataclass(frozen=True)

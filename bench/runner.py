@@ -204,6 +204,7 @@ def _plan(
         "concurrency": opts.concurrency,
         "engine": opts.engine.name,
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
+        "vlm_limits": _limits_of(rt),
     }
     results = result_config(rt, spec, source.record(), index)
     digests = [rec.config_digest for rec in done.values()]
@@ -339,6 +340,12 @@ async def _run_locked(
         notes=[*plan.notes, *rt.notes],
         max_fallback_rate=opts.max_fallback_rate,
     )
+
+
+def _limits_of(rt: Runtime) -> dict[str, Any] | None:
+    """The VLM endpoint's limits the run was held to (``None``: no VLM, or none given)."""
+    limits = getattr(getattr(rt.vlm, "config", None), "limits", None)
+    return limits.as_dict() if limits is not None and limits.enabled else None
 
 
 def _cache_problem(rt: Runtime) -> str | None:

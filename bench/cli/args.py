@@ -182,7 +182,25 @@ VLM_FLAGS = flags(
         "price_out",
         {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
     ),
-)
+    (
+        "--vlm-max-concurrency",
+        "max_concurrency",
+        {"type": int, "metavar": "N", "help": "VLM requests in flight at once, the whole run (all Ray "
+         "workers) together; waiting for it is booked as wait (default: no limit)"},
+    ),
+    (
+        "--vlm-rpm",
+        "rpm",
+        {"type": int, "metavar": "N", "help": "VLM requests in any minute, the whole run together "
+         "(default: no limit)"},
+    ),
+    (
+        "--vlm-tpm",
+        "tpm",
+        {"type": int, "metavar": "N", "help": "VLM tokens (prompt + reply) in any minute, the whole run "
+         "together; a request reserves an estimate until its reply reports its usage (default: no limit)"},
+    ),
+)  # fmt: skip
 PROFILE_FLAGS = flags(*PROFILE_ROWS)
 CACHE_FLAGS = flags(
     (

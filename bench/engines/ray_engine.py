@@ -42,6 +42,7 @@ from bench.engines.ray_cluster import (
     worker_options,
 )
 from bench.engines.ray_worker import EpisodeWorker, GroupResult, WorkerJob, result_view
+from bench.engines.vlm_limiter import LimiterActor
 from bench.evaluate import failed_record
 from bench.loop_lag import LoopLag
 from bench.options import EngineOptions
@@ -98,6 +99,7 @@ class RayEngine:
         self._plan: WorkerPlan | None = None
         self._slots: list[_Slot] = []
         self._actor_class: Any = None
+        self._limiter: tuple[Any, Any] | None = None  # (limits, the run's VLM limiter actor)
 
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
         # The driver holds this invocation's groups (references into the data set; each is
@@ -108,7 +110,12 @@ class RayEngine:
         started = time.perf_counter()
         plan = await self._start(job)
         base = WorkerJob(
-            job.run_id, worker_options(job.rt, plan.gpus), job.perturb, share=1, protocol=job.protocol.name
+            job.run_id,
+            worker_options(job.rt, plan.gpus),
+            job.perturb,
+            share=1,
+            protocol=job.protocol.name,
+            limiter=self._vlm_limiter(job),
         )
         await self._check_workers(base, result_view(job.rt))
         feeding = _Feeding(self, job, send, groups)
@@ -118,11 +125,24 @@ class RayEngine:
         stats.cpu_s += time.process_time() - cpu0
         return stats
 
+    def _vlm_limiter(self, job: EngineJob) -> Any:
+        """The run's VLM limiter actor (one per engine and limits; ``None`` without limits)."""
+        limits = getattr(getattr(job.rt.vlm, "config", None), "limits", None)
+        if limits is None or not limits.enabled:
+            return None
+        if self._limiter is None or self._limiter[0] != limits:
+            actor = self._ray.remote(LimiterActor).options(num_cpus=0, max_concurrency=10_000)
+            self._limiter = (limits, actor.remote(limits))
+        return self._limiter[1]
+
     async def aclose(self) -> None:
         """Close and stop the actors; shut the cluster down (or disconnect) if this engine started it."""
         ray, slots, self._slots = self._ray, self._slots, []
+        limiter, self._limiter = self._limiter, None
         if ray is None:
             return
+        if limiter is not None:
+            ray.kill(limiter[1])
         with anyio.move_on_after(30):
             for slot in slots:
                 with anyio.move_on_after(10), contextlib.suppress(ray.exceptions.RayError):

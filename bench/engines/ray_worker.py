@@ -32,6 +32,7 @@ from agent.tracing import Collected, CollectingSink, Tracer, collect_lines
 from bench.data.examples import Example
 from bench.data.registry import protocol_named
 from bench.engines.base import first_error, peak_cuda_memory, reset_peak_cuda_memory
+from bench.engines.vlm_limiter import RemoteLimiter
 from bench.evaluate import evaluate_example, load_example_image
 from bench.loop_lag import LagMonitor
 from bench.options import EpisodeOptions
@@ -50,6 +51,8 @@ class WorkerJob:
         share: examples this worker runs at once (its share of ``--concurrency``).
         protocol: the name of the protocol that scores the examples (the worker looks it up
             among its installed dataset adapters).
+        limiter: the handle of the run's VLM limiter actor (``None``: no VLM limits), which
+            every worker's VLM client goes through (:mod:`bench.engines.vlm_limiter`).
     """
 
     run_id: str
@@ -57,6 +60,7 @@ class WorkerJob:
     perturb: str
     share: int
     protocol: str = "mask-iou"
+    limiter: Any = None
 
 
 @dataclass
@@ -188,6 +192,8 @@ class EpisodeWorker:
         """The run's session, made on its first group (a new run id replaces the last run's)."""
         if self._run is None or self._run.run_id != job.run_id:
             rt = self._runtime(job.options)
+            if rt.vlm is not None and job.limiter is not None:  # the cluster's one limiter
+                rt.vlm.limiter = RemoteLimiter(job.limiter)
             sink = CollectingSink()
             tracer = Tracer(None, run_id=job.run_id, sink=sink)
             session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=job.run_id)
