@@ -280,7 +280,9 @@ class EngineOptions:
         ray_address: a running Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``);
             ``None`` starts a local cluster for the run and shuts it down afterwards.
         workers: Ray actors (``None``: one per GPU when the cluster has GPUs and the device is
-            not cpu, else one per CPU; never more than ``--concurrency``).
+            not cpu, else one per CPU; ``"auto"``: one per core of this machine, or per free CPU
+            of a running cluster: the way to use every core for VLM-bound runs; never more than
+            ``--concurrency``).
         gpus_per_worker: GPUs each actor reserves (``None``: 1 when the cluster has a GPU for
             every worker and the device is not cpu, else 0 and the workers run on the CPU).
         cpus_per_worker: CPUs each actor reserves (``None``: 1).
@@ -288,7 +290,7 @@ class EngineOptions:
 
     name: str = "local"
     ray_address: str | None = None
-    workers: int | None = None
+    workers: int | Literal["auto"] | None = None
     gpus_per_worker: float | None = None
     cpus_per_worker: float | None = None
 
@@ -304,8 +306,12 @@ class EngineOptions:
         given = [flag for flag, value in ray_only.items() if value is not None]
         if self.name != "ray" and given:
             raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
+        if (
+            self.workers is not None
+            and self.workers != "auto"
+            and (not isinstance(self.workers, int) or self.workers < 1)
+        ):
+            raise ConfigError(f"--workers must be a number of at least 1, or auto; got {self.workers!r}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
             raise ConfigError("--gpus-per-worker must be 0 or more (fractions share a GPU)")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
@@ -342,7 +348,7 @@ class RunOptions:
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         workers = self.engine.workers
-        if workers is not None and workers > self.concurrency:
+        if isinstance(workers, int) and workers > self.concurrency:
             raise ConfigError(
                 f"--workers {workers} needs --concurrency {workers} or more: the examples in "
                 "flight are shared among the workers"

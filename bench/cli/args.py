@@ -18,6 +18,7 @@ from typing import Any
 from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
 from agent.vlm_profile import ProfileChoice
+from bench.cli.scale_flags import LIMIT_ROWS, workers_arg
 from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
@@ -182,24 +183,7 @@ VLM_FLAGS = flags(
         "price_out",
         {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
     ),
-    (
-        "--vlm-max-concurrency",
-        "max_concurrency",
-        {"type": int, "metavar": "N", "help": "VLM requests in flight at once, the whole run (all Ray "
-         "workers) together; waiting for it is booked as wait (default: no limit)"},
-    ),
-    (
-        "--vlm-rpm",
-        "rpm",
-        {"type": int, "metavar": "N", "help": "VLM requests in any minute, the whole run together "
-         "(default: no limit)"},
-    ),
-    (
-        "--vlm-tpm",
-        "tpm",
-        {"type": int, "metavar": "N", "help": "VLM tokens (prompt + reply) in any minute, the whole run "
-         "together; a request reserves an estimate until its reply reports its usage (default: no limit)"},
-    ),
+    *LIMIT_ROWS,
 )  # fmt: skip
 PROFILE_FLAGS = flags(*PROFILE_ROWS)
 CACHE_FLAGS = flags(
@@ -307,7 +291,13 @@ ENGINE_FLAGS = flags(
     (
         "--workers",
         "workers",
-        {"type": int, "help": "Ray actors (default: one per GPU, else one per CPU; at most --concurrency)"},
+        {
+            "type": workers_arg,
+            "metavar": "N|auto",
+            "help": "Ray actors; auto: one per core of this "
+            "machine, the way to use every core for VLM-bound runs (default: one per GPU, else one per "
+            "CPU; at most --concurrency)",
+        },
     ),
     (
         "--gpus-per-worker",
