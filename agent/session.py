@@ -93,6 +93,9 @@ class Session:
         """
         start = time.perf_counter()
         await anyio.to_thread.run_sync(self._set_up_tools)  # imports, builds, loads: off the loop
+        prepare = getattr(self.registry.settings.vlm, "prepare", None)
+        if prepare is not None:  # the VLM client's connection set-up, off the loop too
+            await prepare()
         return time.perf_counter() - start
 
     def tools_used(self) -> list[str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 import weakref
 from collections.abc import Callable
@@ -33,12 +32,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import openai
 
 from agent.redaction import redact_text, url_secrets
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
 from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
-from agent.vlm_http import auth_fix, host_of, retry_after
+from agent.vlm_http import BEARER, auth_fix, host_of, one_line, retry_after
 from agent.vlm_limits import Limiter, hold
 from agent.vlm_reply import (
     BadResponse,
@@ -141,15 +141,24 @@ class VLMClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            base_url, query = self.config.request_url()
-            client = self._clients[loop] = openai.AsyncOpenAI(
-                api_key=self.config.api_key,
-                base_url=base_url,
-                default_query=query or None,
-                timeout=self.config.timeout_s,
-                max_retries=0,
-            )
+            client = self._clients[loop] = self._new_client()
         return client
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        base_url, query = self.config.request_url()
+        return openai.AsyncOpenAI(
+            api_key=self.config.api_key,
+            base_url=base_url,
+            default_query=query or None,
+            timeout=self.config.timeout_s,
+            max_retries=0,
+        )
+
+    async def prepare(self) -> None:
+        """Make this loop's SDK client now, in a thread (its TLS set-up takes ~0.3 s)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            self._clients[loop] = await anyio.to_thread.run_sync(self._new_client)
 
     @property
     def base_url(self) -> str:
@@ -210,7 +219,7 @@ class VLMClient:
         except VLMCallError as exc:
             if not (plan.optional and is_refusal(exc.status, str(exc))):
                 raise self._failed(exc, plan) from None
-            refusal = _one_line(str(exc), 200)
+            refusal = one_line(str(exc), 200)
         try:
             reply = await self._complete(
                 messages, {**kw, **plan.without_optional()}, (*dropped, *plan.optional)
@@ -375,19 +384,11 @@ class VLMClient:
             log.exception("VLM on_call hook failed")
 
     def _line(self, text: str) -> str:
-        # Redact before _one_line cuts the text: a key cut in half would no longer match.
-        return _one_line(self._redact(text))
+        # Redact before one_line cuts the text: a key cut in half would no longer match.
+        return one_line(self._redact(text))
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         # A server echoing the request's Authorization header (Bearer or Basic) or the URL.
-        return redact_text(_BEARER.sub("[REDACTED]", text))
-
-
-_BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+        return redact_text(BEARER.sub("[REDACTED]", text))

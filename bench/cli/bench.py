@@ -33,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
     from bench.cli.benchmarks import add_parsers as add_benchmark_parsers
     from bench.cli.chaos import add_parser as add_chaos_parser
     from bench.cli.datasets import add_parsers as add_dataset_parsers
+    from bench.cli.scale import add_parser as add_scale_parser
     from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
 
@@ -47,6 +48,7 @@ def add_parser(subparsers: Any) -> None:
     add_chaos_parser(sub)
     add_benchmark_parsers(sub)
     add_speed_parser(sub)
+    add_scale_parser(sub)
     add_dataset_parsers(sub)
 
 

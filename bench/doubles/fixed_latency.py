@@ -15,7 +15,9 @@ Replies (told apart by the request's system prompt, cheaply: no image is decoded
   offered), then ``submit`` of the top index the last ranking reported: two calls an example.
 
 ``GET /stats`` answers ``{"requests", "in_flight", "max_in_flight", "arrivals"}``
-(``arrivals``: seconds since the server started, one per request, in order).
+(``arrivals``: seconds since the server started, one per request, in order);
+``GET /stats/reset`` answers the same and starts counting afresh (one benchmark cell after
+another).
 """
 
 from __future__ import annotations
@@ -130,14 +132,17 @@ class _Counts:
         with self.lock:
             self.in_flight -= 1
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, reset: bool = False) -> dict[str, Any]:
         with self.lock:
-            return {
+            seen = {
                 "requests": self.requests,
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "arrivals": list(self.arrivals),
             }
+            if reset:
+                self.requests, self.max_in_flight, self.arrivals = 0, self.in_flight, []
+            return seen
 
 
 class _Server(ThreadingHTTPServer):
@@ -181,8 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
             counts.leave()
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/stats"):
-            self._send(200, self.server.counts.as_dict())
+        path = self.path.rstrip("/")
+        if path.endswith(("/stats", "/stats/reset")):
+            self._send(200, self.server.counts.as_dict(reset=path.endswith("/reset")))
         else:
             self._send(404, {"error": {"message": "POST /v1/chat/completions, GET /stats"}})
 
@@ -237,11 +243,13 @@ class LatencyEndpoint:
         self.port = int(line)
         return self
 
-    def stats(self) -> dict[str, Any]:
-        """What the server saw: requests, in flight now, the most in flight, arrival times."""
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """What the server saw: requests, in flight now, the most in flight, arrival times
+        (since it started, or since the last reset; ``reset``: count afresh from now)."""
         if self._server is not None:
-            return self._server.counts.as_dict()
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as response:
+            return self._server.counts.as_dict(reset)
+        url = f"http://127.0.0.1:{self.port}/stats{'/reset' if reset else ''}"
+        with urllib.request.urlopen(url, timeout=10) as response:
             stats: dict[str, Any] = json.loads(response.read())
         return stats
 

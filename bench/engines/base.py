@@ -9,6 +9,7 @@ afterwards. Resume, reports and the viewer therefore do not care which engine ra
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -74,6 +75,8 @@ class EngineStats:
             and each Ray worker's), merged.
         cpu_s: CPU seconds (all threads) the run's processes spent while the examples ran
             (the driver's, plus each Ray worker's from its first group on).
+        worker_peak_rss_bytes: the largest peak resident set of a Ray worker process (``None``
+            with the local engine, whose one process is the driver).
     """
 
     engine: str
@@ -87,6 +90,7 @@ class EngineStats:
     setup_s: float = 0.0
     lag: LoopLag = field(default_factory=LoopLag)
     cpu_s: float = 0.0
+    worker_peak_rss_bytes: int | None = None
 
     def invocation_fields(self) -> dict[str, Any]:
         """The fields of the ``invocations.jsonl`` line this engine fills in."""
@@ -102,6 +106,7 @@ class EngineStats:
             "setup_s": round(self.setup_s, 4),
             "event_loop": self.lag.as_record(),
             "cpu_s": round(self.cpu_s, 3),
+            "worker_peak_rss_bytes": self.worker_peak_rss_bytes,
         }
 
 
@@ -153,6 +158,17 @@ def reset_peak_cuda_memory(device: str) -> None:
                 torch.cuda.reset_peak_memory_stats(device)
         except Exception:  # no CUDA runtime: nothing to reset
             pass
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set in bytes (``None`` where the platform does not say)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):  # pragma: no cover - not a Unix
+        return None
+    return int(peak) * (1 if sys.platform == "darwin" else 1024)  # macOS: bytes; Linux: KiB
 
 
 def peak_cuda_memory(device: str) -> int | None:

@@ -298,6 +298,10 @@ class _Feeding:
             self.latest[result.pid] = result.computed
             self.stats.lag.merge(LoopLag.from_record(result.lag))
             self.stats.cpu_s += result.cpu_s
+            if result.peak_rss_bytes is not None:
+                self.stats.worker_peak_rss_bytes = max(
+                    result.peak_rss_bytes, self.stats.worker_peak_rss_bytes or 0
+                )
             peak = result.peak_cuda_memory_bytes
             if peak is not None:
                 self.stats.peak_cuda_memory_bytes = max(peak, self.stats.peak_cuda_memory_bytes or 0)

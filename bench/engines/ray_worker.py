@@ -31,7 +31,7 @@ from agent.session import Session
 from agent.tracing import Collected, CollectingSink, Tracer, collect_lines
 from bench.data.examples import Example
 from bench.data.registry import protocol_named
-from bench.engines.base import first_error, peak_cuda_memory, reset_peak_cuda_memory
+from bench.engines.base import first_error, peak_cuda_memory, peak_rss_bytes, reset_peak_cuda_memory
 from bench.engines.vlm_limiter import RemoteLimiter
 from bench.evaluate import evaluate_example, load_example_image
 from bench.loop_lag import LagMonitor
@@ -76,6 +76,7 @@ class GroupResult:
         pid: the worker's process id.
         lag: this worker's event-loop lag since its last group (:meth:`LoopLag.as_record`).
         cpu_s: CPU seconds this worker's process spent since its last group (or its run's start).
+        peak_rss_bytes: this worker process's peak resident set so far.
     """
 
     records: list[SampleRecord]
@@ -86,6 +87,7 @@ class GroupResult:
     pid: int
     lag: dict[str, Any] | None = None
     cpu_s: float = 0.0
+    peak_rss_bytes: int | None = None
 
 
 def result_view(rt: Runtime) -> dict[str, Any]:
@@ -175,6 +177,7 @@ class EpisodeWorker:
             pid=os.getpid(),
             lag=run.monitor.take().as_record(),
             cpu_s=run.cpu_since(),
+            peak_rss_bytes=peak_rss_bytes(),
         )
 
     async def close(self) -> None:
