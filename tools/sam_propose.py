@@ -59,7 +59,15 @@ from tools.sam_loading import (
     missing_checkpoint_message,
     resolve_sam_checkpoint,
 )
-from tools.sam_postprocess import DeviceCandidates, HostSurvivors, filter_batch, nms_survivors
+from tools.sam_postprocess import (
+    DeviceCandidates,
+    HostSurvivors,
+    TopScored,
+    fewest_upscaled,
+    filter_batch,
+    nms_survivors,
+    top_candidates,
+)
 from tools.types import Image, Proposals
 
 
@@ -274,13 +282,27 @@ class SamPropose(Tool):
             points = grid * np.array([[w, h]], dtype=np.float64)
             transform = ResizeLongestSide(self.model.image_encoder.img_size)
             coords = transform.apply_coords(points, (h, w))
-            found = DeviceCandidates()
-            for (batch,) in batch_iterator(self.points_per_batch(p), coords):
-                low_res, iou = self._decode(emb, batch)
-                with self.clock.stage("postprocess"):
-                    filter_batch(self.model, low_res, iou, p, emb.input_size, emb.original_size, found)
+            found = self._best_only(emb, coords, p) if fewest_upscaled(p) else None
+            if found is None:  # every candidate upscaled and filtered as it is decoded
+                found = DeviceCandidates()
+                for (batch,) in batch_iterator(self.points_per_batch(p), coords):
+                    low_res, iou = self._decode(emb, batch)
+                    with self.clock.stage("postprocess"):
+                        filter_batch(self.model, low_res, iou, p, emb.input_size, emb.original_size, found)
             with self.clock.stage("postprocess"):
                 return self._select(found, p, (h, w))
+
+    def _best_only(self, emb: _Embedding, coords: np.ndarray, p: SamProposeParams) -> DeviceCandidates | None:
+        """With NMS keeping every box: hold the best-scored candidates' logits while decoding,
+        then upscale only as many as ``max_proposals`` needs (:func:`top_candidates`); ``None``
+        when that cannot promise the full way's result (it then runs)."""
+        top = TopScored(cap=min(4 * p.max_proposals + 64, 1024))
+        for (batch,) in batch_iterator(self.points_per_batch(p), coords):
+            low_res, iou = self._decode(emb, batch)
+            with self.clock.stage("postprocess"):
+                top.add(low_res, iou, p.pred_iou_thresh)
+        with self.clock.stage("postprocess"):
+            return top_candidates(self.model, top, p, emb.input_size, emb.original_size)
 
     def _select(self, found: DeviceCandidates, p: SamProposeParams, size: tuple[int, int]) -> Proposals:
         if len(found) == 0:
