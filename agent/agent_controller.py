@@ -97,8 +97,9 @@ class AgentRun:
         core = {self.cfg.proposer, self.cfg.ranker, self.cfg.refiner, self.prompt_tool}
         others = [(n, self.ep.registry.declaration(n).description) for n in self.tool_names if n not in core]
         ws = self.ep.ws
+        text_proposer = self.ep.registry.declaration(self.cfg.proposer).text_conditioned
         self.messages = opening_messages(
-            self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool
+            self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool, text_proposer
         )
         self.messages[0]["content"] += self.style.system_text()  # text calls: the tools described
 

@@ -37,7 +37,7 @@ NUDGE = (
 SYSTEM_PROMPT = """\
 You segment the single object that a referring expression describes in an image.
 You cannot draw masks yourself; you work through tools:
-- {proposer}: proposes candidate masks for the whole image. Call it first.
+- {proposer}: {proposer_line}
 - {ranker}: scores every candidate against the current query and returns the top \
 candidates (index, probability, box), with conf (top-1 probability) and gap (top-1 minus \
 top-2). A picture with the top candidates outlined and numbered by index follows.
@@ -48,6 +48,12 @@ When the ranker is confident enough the system stops on its own. Otherwise look 
 outlined candidates: submit the right index if you see it, or refine and rank again. \
 Boxes are {box_form} (the top-left and bottom-right corners) and points {point_form}, in \
 {coords}. Always answer with a function call; be brief."""
+PROPOSER_LINE = "proposes candidate masks for the whole image. Call it first."
+TEXT_PROPOSER_LINE = (
+    "finds every instance of a short noun phrase (its query; default: the current query) and "
+    "adds them to the candidates; it may find nothing. Call it first, and again with another "
+    "phrase (e.g. the head noun) when the object is not among the candidates."
+)
 PROMPT_LINE = """
 - {name}: when no candidate is the object, give the object's box (and/or points on it) to \
 draw its mask; it becomes a new candidate: rank again, then submit its index."""
@@ -87,6 +93,7 @@ def opening_messages(
     image_url: str,
     view: View,
     prompt_tool: str | None = None,
+    text_proposer: bool = False,
 ) -> list[dict[str, Any]]:
     """The system prompt and the first user message (expression and image).
 
@@ -94,9 +101,11 @@ def opening_messages(
         others: ``(name, description)`` of the extra tools on offer.
         view: the image as the model sees it, and the coordinate units.
         prompt_tool: the proposer's prompt tool, when it is on offer.
+        text_proposer: the proposer finds instances of a phrase (SAM 3), not every mask.
     """
     system = SYSTEM_PROMPT.format(
         proposer=cfg.proposer,
+        proposer_line=TEXT_PROPOSER_LINE if text_proposer else PROPOSER_LINE,
         ranker=cfg.ranker,
         refiner=cfg.refiner,
         submit=SUBMIT,
@@ -132,6 +141,13 @@ def ranking_payload(ranking: Ranking, ws: Workspace) -> dict[str, Any]:
     """The top candidates (index, probability, box in the shown image's coordinates, origin
     when candidates come from several tools), conf and gap."""
     props = ws.proposals
+    if len(ranking) == 0:
+        return {
+            "query": ranking.query,
+            "n": 0,
+            "found": "nothing for this query: propose with another short phrase, or give the "
+            "object's box to the prompt tool",
+        }
     top = []
     for i in ranking.order[:RESULT_TOP_K]:
         entry: dict[str, Any] = {"index": int(i), "prob": round(float(ranking.probs[i]), 4)}

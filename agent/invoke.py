@@ -30,6 +30,7 @@ from cache.store import COST_META, ToolCache
 from tools.base import Tool, Workspace, validation_problems
 from tools.device import compute_clock
 from tools.errors import ToolError
+from tools.output_fit import check_fits
 from tools.registry import ToolRegistry
 
 MEMORY_ENTRIES = 64
@@ -156,15 +157,23 @@ def _cold_of(output: Any, seconds: float) -> ColdCost:
     )
 
 
-def decode_output(tool: Tool, record: tuple[dict[str, np.ndarray], dict[str, Any]]) -> Any | None:
+def decode_output(
+    tool: Tool, record: tuple[dict[str, np.ndarray], dict[str, Any]], ws: Workspace | None = None
+) -> Any | None:
     """``tool.Output.from_record(*record)``, or ``None`` when the record is not one of its
-    outputs (whatever ``from_record`` raises on a foreign layout, or a value of another type)."""
+    outputs (whatever ``from_record`` raises on a foreign layout or contents that contradict
+    themselves, a value of another type) or, given the workspace, does not fit this call
+    (:func:`tools.output_fit.check_fits`)."""
     try:
         output = tool.Output.from_record(*record)
+        output_type = tool.Output
+        if isinstance(output_type, type) and not isinstance(output, output_type):
+            return None
+        if ws is not None:
+            check_fits(ws.image.size, ws.proposals, output)
     except Exception:  # a record of another layout: KeyError, ValueError, TypeError, ...
         return None
-    output_type = tool.Output
-    return output if not isinstance(output_type, type) or isinstance(output, output_type) else None
+    return output
 
 
 class Invoker:
@@ -191,17 +200,18 @@ class Invoker:
                 value.setflags(write=False)
         self._memory.put(key, _Entry(output, cold))
 
-    def _read_disk(self, tool: Tool, key: str) -> tuple[Any, ColdCost | None] | None:
+    def _read_disk(self, tool: Tool, ws: Workspace, key: str) -> tuple[Any, ColdCost | None] | None:
         """The decoded disk entry and its cold cost (blocking). An entry that does not decode to
-        the tool's output type (another layout, a foreign writer, inconsistent arrays) is a
-        miss: it is dropped and recomputed."""
+        the tool's output type (another layout, a foreign writer, inconsistent arrays, NaN) or
+        does not fit the call (masks of another size than the image, a ranking of other
+        candidates) is a miss: it is dropped, counted (``ToolCache.corrupt``) and recomputed."""
         assert self.cache is not None
         record = self.cache.get(key)
         if record is None:
             return None
         arrays, meta = record
         cold = ColdCost.from_dict(meta.pop(COST_META, None)) if isinstance(meta, dict) else None
-        output = decode_output(tool, (arrays, meta))
+        output = decode_output(tool, (arrays, meta), ws)
         if output is None:
             self.cache.discard(key)
             return None
@@ -291,7 +301,7 @@ class Invoker:
         pending = self._inflight[key] = _Pending()
         try:
             if self.cache is not None:  # a database read may wait on a lock: off the event loop
-                found = await anyio.to_thread.run_sync(self._read_disk, tool, key)
+                found = await anyio.to_thread.run_sync(self._read_disk, tool, ws, key)
                 if found is not None:
                     self._remember(key, *found)
                     return self._serve(key, _Entry(*found), "disk", served)

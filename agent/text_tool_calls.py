@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.vlm_reply import ToolCall
+from tools.safe_json import check_bounds
 
 MAX_TEXT_CHARS = 64_000  # of one reply searched for calls (a reply is a few hundred)
 MAX_TEXT_CALLS = 32  # calls built from one reply; the agent runs at most max_calls_per_reply
@@ -113,8 +114,9 @@ def _json_calls(block: str) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for span in _spans(block):
         try:
+            check_bounds(span, max_chars=MAX_TEXT_CHARS)  # nesting: RecursionError otherwise
             value = json.loads(span)
-        except ValueError:
+        except ValueError:  # not JSON, or past tools.safe_json.MAX_DEPTH
             continue
         for item in value if isinstance(value, list) else [value]:
             call = _as_call(item)
@@ -145,8 +147,9 @@ def _xml_calls(block: str) -> list[tuple[str, Any]]:
         for param in _between(params, "<parameter=", "</parameter>", unclosed=False):
             key, _, raw = param.partition(">")
             try:
+                check_bounds(raw, max_chars=MAX_TEXT_CHARS)
                 args[key.strip()] = json.loads(raw.strip())
-            except ValueError:
+            except ValueError:  # not JSON (or nested past the bound): the text as written
                 args[key.strip()] = raw.strip()
         if name.strip():
             out.append((name.strip(), args))

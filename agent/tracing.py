@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
@@ -53,7 +52,6 @@ __all__ = [
     "register_secret",
 ]
 
-log = logging.getLogger(__name__)
 
 MAX_STRING = 2_000  # characters of one logged string
 MAX_ITEMS = 50  # entries of one logged list or dict
@@ -129,8 +127,9 @@ def _add_time(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) 
 class _LockedWriter:
     """A line writer shared by worker threads: one lock, flush per line.
 
-    A write that fails (a full disk) turns the writer off: ``failure`` says why, one warning
-    is logged, and the episodes go on untraced rather than failing.
+    A write that fails (a full disk) turns the writer off: ``failure`` says why and the
+    episodes go on untraced rather than failing. Nothing is printed then: the run reports it
+    once, as a note at its end, or not at all when the same full disk stops it in one line.
     """
 
     def __init__(self, fh: IO[str], path: Path):
@@ -147,8 +146,8 @@ class _LockedWriter:
                 self._fh.write(message + "\n")
                 self._fh.flush()
             except OSError as exc:
-                self.failure = f"cannot write {self._path}: {exc.strerror or exc}"
-                log.warning("%s; tracing is off for the rest of this run", self.failure)
+                reason = exc.strerror or exc
+                self.failure = f"cannot write {self._path}: {reason}; tracing was off for the rest of the run"
 
     log = debug = info = warning = error = msg
 

@@ -36,13 +36,13 @@ import anyio.to_thread
 import openai
 
 from agent.redaction import redact_text, url_secrets
+from agent.vlm_body import capped_http_client
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
 from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
 from agent.vlm_http import BEARER, auth_fix, host_of, one_line, retry_after
 from agent.vlm_limits import Limiter, hold
 from agent.vlm_reply import (
     BadResponse,
-    NotJSONReply,
     ToolCall,
     VLMCallError,
     VLMReply,
@@ -152,6 +152,7 @@ class VLMClient:
             default_query=query or None,
             timeout=self.config.timeout_s,
             max_retries=0,
+            http_client=capped_http_client(),
         )
 
     async def prepare(self) -> None:
@@ -328,8 +329,8 @@ class VLMClient:
             cause = exc.__cause__ or exc.__context__
             detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
             return _Failure(f"connection error{detail}", True, kind="connection")
-        if isinstance(exc, NotJSONReply):  # a web page, not an API: asking again will not help
-            return _Failure(f"{exc}; check --vlm-base-url (it should end in /v1)", False, kind="not_json")
+        if isinstance(exc, BadResponse) and not exc.retryable:  # a web page, an oversized body
+            return _Failure(str(exc), False, kind=exc.kind)
         if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
             return _Failure(f"malformed response: {self._line(str(exc))}", True, kind="malformed")
         return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors

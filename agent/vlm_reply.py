@@ -9,6 +9,7 @@ from typing import Any
 from agent.reasoning import message_reasoning, output_tokens, reasoning_tokens, split_reasoning
 from agent.vlm_config import VLMConfig, price_usd
 from tools.errors import VLMError
+from tools.safe_json import JSONLimitError, check_bounds
 
 MAX_ARGUMENT_CHARS = 8_000  # a tool call's arguments; the agent's tools need a few hundred
 MAX_NAME_CHARS = 64  # OpenAI's own limit on function names
@@ -37,8 +38,9 @@ class ToolCall:
         """The arguments as a dict.
 
         Raises:
-            ValueError: not a JSON object, or longer than :data:`MAX_ARGUMENT_CHARS`; the
-                message is fit to send back to the model.
+            ValueError: not a JSON object, longer than :data:`MAX_ARGUMENT_CHARS`, or nested
+                deeper than :data:`tools.safe_json.MAX_DEPTH`; the message is fit to send back
+                to the model.
         """
         if len(self.arguments) > MAX_ARGUMENT_CHARS:
             raise ValueError(
@@ -47,7 +49,10 @@ class ToolCall:
             )
         text = self.arguments.strip() or "{}"
         try:
+            check_bounds(text, max_chars=MAX_ARGUMENT_CHARS, what=f"arguments of {self.short_name!r}")
             value = json.loads(text)
+        except JSONLimitError as exc:  # 3,000 brackets fit in 6 KB: refused before parsing
+            raise ValueError(f"{exc}; send a flat JSON object") from None
         except ValueError as exc:
             raise ValueError(f"arguments of {self.short_name!r} are not valid JSON ({exc})") from None
         if not isinstance(value, dict):
@@ -146,14 +151,24 @@ class VLMCallError(VLMError):
 
 
 class BadResponse(Exception):
-    """A 200 response the client cannot use (no choices)."""
+    """A 200 response the client cannot use (no choices, nested too deeply); ``retryable``
+    says whether asking again may help, ``kind`` classes it for the fallback tallies."""
+
+    retryable = True
+    kind = "malformed"
 
 
 class NotJSONReply(BadResponse):
     """A 200 response whose body is not JSON (an HTML page, plain text): not an API at all."""
 
+    retryable = False  # a web page, not an API: asking again will not help
+    kind = "not_json"
+
     def __init__(self, content_type: str):
-        super().__init__(f"not an OpenAI-compatible JSON reply ({content_type.split(';')[0].strip()})")
+        super().__init__(
+            f"not an OpenAI-compatible JSON reply ({content_type.split(';')[0].strip()}); "
+            "check --vlm-base-url (it should end in /v1)"
+        )
 
 
 def parse_response(

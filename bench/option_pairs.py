@@ -9,12 +9,12 @@ shortcut flags (``--max-turns``...) are derived from the controllers' specs here
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from agent.controllers import available_controllers, controller_names, get_controller
 from tools.errors import ConfigError
+from tools.safe_json import option_value
 
 
 def parse_tool_option(
@@ -26,17 +26,14 @@ def parse_tool_option(
         flag, example: what the error names (``--controller-option``, ``agent.max_turns=4``).
 
     Raises:
-        ConfigError: not of that form.
+        ConfigError: not of that form, or a value too long or too deeply nested (bounded
+            before parsing: 3,000 nested brackets would be a RecursionError, not a message).
     """
     target, sep, raw = text.partition("=")
     name, dot, key = target.strip().partition(".")
     if not sep or not dot or not name or not key.strip():
         raise ConfigError(f"{flag} takes NAME.KEY=VALUE (e.g. {example}), got {text!r}")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw  # a bare word: a string
-    return name, key.strip(), value
+    return name, key.strip(), option_value(raw, f"{flag} {name}.{key.strip()}")
 
 
 def tool_options_from(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:

@@ -29,6 +29,7 @@ TOOLSETS: Mapping[str, tuple[str, str]] = {
     # name: (proposer, ranker)
     "models": ("sam_propose", "clip_rank"),
     "offline": ("region_propose", "attribute_rank"),
+    "sam3": ("sam3_propose", "sam3_rank"),
 }
 CLIP_MODES = ("crop", "blur", "grey", "outline")
 Refiner = Literal["rules", "vlm"]
@@ -41,7 +42,7 @@ class ModelOptions:
     Attributes:
         weights: ``pretrained`` loads checkpoint files; ``random`` builds the same
             architectures with random weights (offline smoke runs and timing only).
-        toolset: ``models`` (SAM + CLIP) or ``offline`` (classical regions + attribute ranker).
+        toolset: ``models`` (SAM + CLIP), ``offline`` (regions + attribute ranker), ``sam3``.
         proposer, ranker: tool names that override the toolset's.
         device: torch device (``None``: cuda if available, else cpu).
         checkpoint_dir: weight files folder (``None``: ``$REFSEG_CHECKPOINT_DIR`` or ./checkpoints).

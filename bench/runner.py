@@ -50,7 +50,7 @@ from bench.run_folder import (
     start_invocation,
     write_outputs,
 )
-from bench.runtime import Runtime, build_runtime, run_settings
+from bench.runtime import Runtime, build_runtime, run_settings, weights_identity
 from bench.samples import TRACE, SampleWriter, WriteHook, scan_samples
 from bench.summary import fallback_problem
 from tools.errors import VLMError
@@ -205,6 +205,7 @@ def _plan(
         "engine": opts.engine.name,
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
         "vlm_limits": _limits_of(rt),
+        "weights": weights_identity(rt),  # weights files' sha256 (in the cache keys, not compared)
     }
     results = result_config(rt, spec, source.record(), index)
     digests = [rec.config_digest for rec in done.values()]
@@ -349,6 +350,15 @@ def _limits_of(rt: Runtime) -> dict[str, Any] | None:
 
 
 def _cache_problem(rt: Runtime) -> str | None:
-    if rt.cache is None or rt.cache.degraded is None:
+    if rt.cache is None:
         return None
-    return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"
+    if rt.cache.degraded is not None:
+        return f"{rt.cache.degraded}; {rt.cache.errors} cache read(s)/write(s) failed"
+    if rt.cache.corrupt:
+        one = rt.cache.corrupt == 1
+        return (
+            f"{rt.cache.corrupt} tool cache entr{'y' if one else 'ies'} in {rt.cache.directory} "
+            f"{'was' if one else 'were'} damaged or did not fit {'its' if one else 'their'} call "
+            "(another layout, sizes, non-finite values): dropped and recomputed"
+        )
+    return None

@@ -105,6 +105,16 @@ def build_vlm(options: EpisodeOptions) -> Any:
     return VLMClient(config, on_call=log_vlm_call)
 
 
+SAM3_TOOLS = frozenset({"sam3_propose", "sam3_rank"})
+
+
+def _random_sam3(models: ModelOptions) -> bool:
+    """Random SAM 3 weights with no threshold set: random scores sit near 0.5 x 0.5, so none
+    would pass the 0.5 threshold and a smoke run would always find nothing."""
+    given = "threshold" in models.tool_options.get("sam3_propose", {})
+    return models.weights == "random" and bool(SAM3_TOOLS & set(models.tools)) and not given
+
+
 def _optional_vlm(options: EpisodeOptions, notes: list[str]) -> Any:
     """The VLM client of a controller that uses one when it is there (``vlm="optional"``):
     built when one is configured, else ``None`` and a note saying the run goes without."""
@@ -124,6 +134,14 @@ def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
     tools = {name: dict(values) for name, values in options.models.tool_options.items()}
     # --refiner is a named shortcut of this tool option; the config always says which ran.
     tools.setdefault("refine_query", {})["refiner"] = options.refiner
+    if _random_sam3(options.models):
+        tools.setdefault("sam3_propose", {})["threshold"] = 0.0  # see _tool_args' note
+    if tools.get("sam3_propose") and not SAM3_TOOLS & set(options.models.tools):
+        # --sam3-size / --sam3-checkpoint (shortcuts of these) would silently do nothing.
+        raise ConfigError(
+            f"SAM 3 options ({', '.join(sorted(tools['sam3_propose']))}) apply to the SAM 3 tools only; "
+            "add --toolset sam3 or drop them"
+        )
     return tools
 
 
@@ -136,10 +154,12 @@ def _check_accel_flags(models: ModelOptions, proposer: str, ranker: str) -> None
     given = [flag for flag, on in sam_only.items() if on]
     if given and proposer != "sam_propose":
         raise ConfigError(f"{', '.join(given)} apply to sam_propose only")
-    if (models.precision != ToolSettings.precision or models.compile) and (
-        proposer != "sam_propose" and ranker != "clip_rank"
+    if (models.precision != ToolSettings.precision or models.compile) and not (
+        {proposer, ranker} & {"sam_propose", "clip_rank", *SAM3_TOOLS}
     ):
-        raise ConfigError("--precision and --compile apply to sam_propose and clip_rank only")
+        raise ConfigError(
+            "--precision and --compile apply to sam_propose, clip_rank and the SAM 3 tools only"
+        )
 
 
 def _tool_args(
@@ -162,6 +182,8 @@ def _tool_args(
         propose_args.setdefault("stability_score_thresh", 0.0)
         propose_args.setdefault("box_nms_thresh", 1.0)
         notes.append("random weights: SAM quality thresholds and NMS disabled")
+    if _random_sam3(models):
+        notes.append("random weights: SAM 3's score threshold set to 0 (random scores sit near 0.25)")
     if models.clip_mode is not None:
         if ranker != "clip_rank":
             raise ConfigError("--clip-mode applies to clip_rank only")
@@ -213,6 +235,8 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     for name in (config.proposer, config.ranker, config.refiner, *settings.options):
         registry.spec(name)  # unknown tool names (also in --tool-option) fail now
     registry.check_options(settings.options)  # and bad option values, in one line
+    registry.check_arguments(config.proposer, config.propose_args)  # --points-per-side 100000
+    registry.check_arguments(config.ranker, config.rank_args)
     cache = (
         ToolCache(options.cache.directory, timeout_s=options.cache.timeout_s)
         if options.cache.enabled
@@ -248,6 +272,28 @@ def describe_settings(settings: ToolSettings) -> dict[str, Any]:
     }
 
 
+def weights_identity(rt: Runtime) -> dict[str, str]:
+    """The fingerprint of each model-backed tool of the run (its cache-key identity: a weights
+    file's sha256, or ``random:...``, and the precision), by tool name; a tool whose weights
+    this process cannot see (a Ray cluster elsewhere) says why instead."""
+    from tools.errors import RefsegError
+
+    cfg = rt.config
+    names = [cfg.proposer, cfg.ranker]
+    prompt = rt.registry.tool_class(cfg.proposer).prompt_tool
+    if prompt is not None and prompt in rt.registry.names():
+        names.append(prompt)
+    out: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        try:
+            fingerprint = rt.registry.get(name).fingerprint()
+        except RefsegError as exc:
+            fingerprint = f"unavailable here: {exc}"
+        if fingerprint != "none":
+            out[name] = fingerprint
+    return out
+
+
 def describe_episode(config: EpisodeConfig) -> dict[str, Any]:
     """Every :class:`EpisodeConfig` field as JSON; ``controller_options`` holds the running
     controller's options only, validated (every field, defaults included), so a resume is
@@ -260,7 +306,8 @@ def describe_episode(config: EpisodeConfig) -> dict[str, Any]:
 
 def describe_config(rt: Runtime) -> dict[str, Any]:
     """The run's configuration as JSON (no secrets: the VLM is described by URL, model and
-    the resolved profile: coordinates, view grid, tool calls, reply format)."""
+    the resolved profile: coordinates, view grid, tool calls, reply format), with the weights
+    each model-backed tool ran with (:func:`weights_identity`)."""
     vlm = None
     if rt.vlm is not None:
         vlm = {
@@ -273,6 +320,7 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
         "episode": describe_episode(rt.config),
         "vlm": vlm,
         "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
+        "weights": weights_identity(rt),
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bench.json_file import read_json_object
 from bench.records import RunConfig, SampleRecord, Summary, parse_sample
 from tools.errors import ConfigError, RefsegError
 
@@ -236,13 +237,8 @@ class SampleWriter:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc}); remove it or pick a new --out") from None
-    return data if isinstance(data, dict) else None
+    """A run file's JSON object (see :func:`bench.json_file.read_json_object`)."""
+    return read_json_object(path)
 
 
 def read_config(run_dir: str | Path) -> RunConfig | None:

@@ -170,4 +170,6 @@ async def _segment_all(
                 side_by_side([PILImage.open(p) for p in panels]).save(
                     panels[0].parent.parent / "side_by_side.png"
                 )
+        if tracer.error is not None:
+            report.notes.append(tracer.error)
     return report

@@ -250,8 +250,8 @@ class Tool(ABC):
     Params: ClassVar[type[BaseModel]] = StrictParams
     Output: ClassVar[type[Any]]
     cacheable: ClassVar[bool] = True
-    # A proposer's prompt tool (a box or points -> a mask), offered to the VLM with it.
-    prompt_tool: ClassVar[str | None] = None
+    prompt_tool: ClassVar[str | None] = None  # a proposer's prompt tool (box/points -> mask), offered with it
+    text_conditioned: ClassVar[bool] = False  # a proposer finding candidates per query (SAM 3); see loop
     # Tools whose instances this one uses (handed over by the registry, see use_tools).
     needs: ClassVar[tuple[str, ...]] = ()
     # The tool's settings (a StrictParams model, defaults in it), read from

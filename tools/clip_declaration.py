@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -12,6 +13,28 @@ from tools.declaration import ToolDeclaration
 
 # How each candidate is shown to CLIP (tools.visual_prompts draws them).
 PromptMode = Literal["crop", "blur", "grey", "outline"]
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """Knobs of the visual prompts (fractions are of the image's longer side).
+
+    Attributes:
+        margin: crop context on each side, as a fraction of the box's longer side.
+        grey: grey level (0..255) outside the mask in ``grey`` mode.
+        blur_sigma: Gaussian sigma of ``blur`` mode.
+        outline_width: contour thickness of ``outline`` mode (at least 1 pixel).
+        outline_color: contour colour, RGB 0..255.
+    """
+
+    margin: float = 0.1
+    grey: int = 128
+    blur_sigma: float = 0.04
+    outline_width: float = 0.01
+    outline_color: tuple[int, int, int] = (255, 0, 0)
+
+
+DEFAULT_STYLE = PromptStyle()
 
 
 class ClipRankParams(StrictParams):
@@ -45,11 +68,25 @@ class ClipRankParams(StrictParams):
         return value
 
 
+Colour = Annotated[int, Field(ge=0, le=255, strict=True)]
+
+
+class StyleOptions(StrictParams):
+    """``clip_rank.style``: the :class:`PromptStyle` fields, each checked when the run is set up
+    (fractions are of the image's longer side; defaults are :data:`DEFAULT_STYLE`'s)."""
+
+    margin: float = Field(default=DEFAULT_STYLE.margin, ge=0.0, le=2.0, allow_inf_nan=False)
+    grey: int = Field(default=DEFAULT_STYLE.grey, ge=0, le=255, strict=True)
+    blur_sigma: float = Field(default=DEFAULT_STYLE.blur_sigma, gt=0.0, le=1.0, allow_inf_nan=False)
+    outline_width: float = Field(default=DEFAULT_STYLE.outline_width, ge=0.0, le=0.25, allow_inf_nan=False)
+    outline_color: tuple[Colour, Colour, Colour] = DEFAULT_STYLE.outline_color
+
+
 class ClipRankOptions(StrictParams):
     """Settings of ``clip_rank`` (``--tool-option clip_rank.KEY=VALUE``)."""
 
-    style: dict[str, Any] = Field(
-        default_factory=dict,
+    style: StyleOptions = Field(
+        default_factory=StyleOptions,
         description="visual prompt style: margin, grey, blur_sigma, outline_width, outline_color",
     )
     cache_dir: str | None = Field(default=None, description="open_clip's download cache")

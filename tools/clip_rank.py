@@ -27,7 +27,7 @@ from tools.accel import autocast, compiled
 from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.clip_declaration import CLIP_RANK, ClipRankOptions, PromptMode
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
-from tools.errors import ConfigError, ToolError
+from tools.errors import ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.types import Image, Proposals, Ranking
@@ -72,13 +72,7 @@ class ClipRank(Tool):
         super().__init__(settings)
         check_precision(self.settings.precision)
         opts = self.read_options(ClipRankOptions)
-        try:
-            self.style = PromptStyle(**opts.style)
-        except TypeError as exc:
-            raise ConfigError(
-                f"clip_rank style options: {exc}; known: margin, grey, blur_sigma, "
-                "outline_width, outline_color"
-            ) from None
+        self.style = PromptStyle(**opts.style.model_dump())
         self.cache_dir = opts.cache_dir
         self.image_forwards = 0
         self.text_forwards = 0

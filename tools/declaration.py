@@ -28,7 +28,9 @@ from tools.params import parse_tool_options
 
 Role = Literal["propose", "rank", "refine", "prompt", "other"]
 # The attributes a declaration gives its implementing class.
-DECLARED = ("name", "role", "description", "version", "Params", "Options", "prompt_tool", "needs")
+DECLARED = (
+    "name", "role", "description", "version", "Params", "Options", "prompt_tool", "needs", "text_conditioned"
+)  # fmt: skip
 
 
 def function_schema(name: str, description: str, params: type[BaseModel]) -> dict[str, Any]:
@@ -53,6 +55,8 @@ class ToolDeclaration:
         version: bump it when outputs change (the cache invalidates).
         prompt_tool: a proposer's prompt tool (a box or points -> a mask).
         needs: tools whose instances this one uses.
+        text_conditioned: a proposer that finds candidates for the query (SAM 3): the loop
+            proposes again for each new query.
     """
 
     name: str
@@ -64,6 +68,7 @@ class ToolDeclaration:
     version: str = "1"
     prompt_tool: str | None = None
     needs: tuple[str, ...] = ()
+    text_conditioned: bool = False
     _schema: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -83,6 +88,7 @@ class ToolDeclaration:
             version=tool.version,
             prompt_tool=tool.prompt_tool,
             needs=tuple(tool.needs),
+            text_conditioned=bool(getattr(tool, "text_conditioned", False)),
         )
 
     def function_schema(self) -> dict[str, Any]:

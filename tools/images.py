@@ -8,6 +8,7 @@ applied; huge images are accepted up to ``MAX_PIXELS`` and downscaled for the mo
 from __future__ import annotations
 
 import io
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -42,6 +43,9 @@ def _to_rgb_array(img: PILImage.Image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
 def decode_image(data: bytes, name: str = "image") -> Image:
     """Decode encoded image bytes (JPEG, PNG, WebP, ...) into an RGB :class:`Image`.
 
@@ -72,8 +76,11 @@ def decode_image(data: bytes, name: str = "image") -> Image:
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # PIL names the stream it read (<_io.BytesIO object at 0x...>): the input is `name`.
+        detail = "not a known image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        detail = _BUFFER_REPR.sub("the data", detail)
         raise InputError(
-            f"{name}: cannot decode the image ({exc}); is it a complete JPEG/PNG file?"
+            f"{name}: cannot decode the image ({detail}); is it a complete JPEG/PNG file?"
         ) from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise InputError(f"{name}: the image is too large to decode safely") from None

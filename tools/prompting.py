@@ -134,6 +134,17 @@ def resolve_prompt(ws: Workspace, params: PromptParams) -> Prompt:
     return Prompt(box, points, labels)
 
 
+def held_proposals(ws: Workspace) -> Proposals:
+    """The candidates drawn masks join: possibly none (a text-conditioned proposer found nothing).
+
+    Raises:
+        ToolError: nothing was proposed yet.
+    """
+    if ws.proposals is None:
+        raise ToolError("no proposals yet: call the propose tool first")
+    return ws.proposals
+
+
 class PromptTool(Tool):
     """Base of prompt tools: draws masks from a :class:`Prompt` and appends them.
 
@@ -149,7 +160,7 @@ class PromptTool(Tool):
         # size is the same call. The candidates it is appended to are part of the record's
         # meaning (its masks become their new last entries).
         prompt = resolve_prompt(ws, params)
-        proposals = ws.require_proposals().digest
+        proposals = held_proposals(ws).digest
         return {"image": ws.image.digest, "proposals": proposals, "prompt": prompt.digest()}
 
     def key_args(self, params: Any) -> dict[str, Any]:
@@ -157,10 +168,13 @@ class PromptTool(Tool):
 
     def apply(self, ws: Workspace, output: Any) -> None:
         if isinstance(output, Proposals):
-            ws.add_proposals(output)
+            if len(held_proposals(ws)) == 0:  # nothing was found: the drawn masks are the candidates
+                ws.set_proposals(output)
+            else:
+                ws.add_proposals(output)
 
     async def __call__(self, ws: Workspace, params: Any) -> Proposals:
-        ws.require_proposals()
+        held_proposals(ws)
         prompt = resolve_prompt(ws, params)
         masks, scores = await self.draw(ws, prompt)
         if masks.shape[0] == 0 or not masks.any():

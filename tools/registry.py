@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from tools.base import Tool, ToolFactory, ToolSettings
+from pydantic import ValidationError
+
+from tools.base import Tool, ToolFactory, ToolSettings, validation_problems
 from tools.declaration import ToolDeclaration
 from tools.errors import ConfigError
 
@@ -189,6 +191,22 @@ class ToolRegistry:
             return True
         found = self._factories[name] if name in self._factories else self._target(name, spec.target)
         return isinstance(found, ToolDeclaration) or (isinstance(found, type) and issubclass(found, Tool))
+
+    def check_arguments(self, name: str, args: dict[str, Any]) -> None:
+        """Validate fixed call arguments (``EpisodeConfig.propose_args`` / ``rank_args``, set by
+        flags such as ``--points-per-side``) against the tool's ``Params``, without building it:
+        a value every call would refuse fails the run's set-up, not each example.
+
+        Raises:
+            ConfigError: one line naming the tool and each bad argument.
+        """
+        if not self._declared_without_building(name):
+            return  # a plain factory's tool checks its arguments when it is called
+        try:
+            self.declaration(name).Params.model_validate(dict(args))
+        except ValidationError as exc:
+            problems = "; ".join(f"argument {where}: {what}" for where, what in validation_problems(exc))
+            raise ConfigError(f"tool {name}: {problems}") from None
 
     def describe(self) -> list[dict[str, str]]:
         rows = []

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from tools.base import StrictParams
 from tools.declaration import ToolDeclaration
 from tools.prompting import PromptParams
-
-DEFAULT_EMBEDDING_CACHE = 8
+from tools.sam_configs import SamProposeOptions
 
 
 class SamProposeParams(StrictParams):
@@ -48,16 +45,6 @@ class SamProposeParams(StrictParams):
     max_proposals: int = Field(
         default=64, ge=1, le=1000, description="Keep at most this many masks, best predicted IoU first."
     )
-
-
-class SamProposeOptions(StrictParams):
-    """Settings of ``sam_propose`` (``--tool-option sam_propose.KEY=VALUE``)."""
-
-    config: Any = Field(
-        default=None,
-        description='a SamConfig as a dict, or "tiny": build that architecture instead of sam_model_type',
-    )
-    embedding_cache: int = Field(default=DEFAULT_EMBEDDING_CACHE, ge=1, description="image embeddings kept")
 
 
 SAM_PROPOSE = ToolDeclaration(

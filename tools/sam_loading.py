@@ -12,11 +12,8 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -24,74 +21,19 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from checkpoints.registry import SAM_MODEL_TYPES, sam_checkpoint_info
 from tools.base import ToolSettings
 from tools.errors import CheckpointError, ConfigError
+from tools.sam_configs import (
+    DEFAULT_EMBEDDING_CACHE,
+    MAX_SAM_PARAMETERS,
+    SAM_BOUNDS,
+    SAM_CONFIGS,
+    TINY_SAM_CONFIG,
+    SamConfig,
+    SamConfigOption,
+    SamProposeOptions,
+    coerce_config,
+)
 
 DOWNLOAD_COMMAND = "refseg weights download sam --model {model_type}"
-
-
-@dataclass(frozen=True)
-class SamConfig:
-    """Architecture of a SAM model; field names follow ``segment_anything.build_sam``.
-
-    The official models differ only in the encoder (``vit_b``: 768 wide, 12 deep, 12 heads;
-    ``vit_l``: 1024/24/16; ``vit_h``: 1280/32/16) and share ``img_size=1024``,
-    ``patch_size=16``, ``prompt_embed_dim=256``.
-    """
-
-    encoder_embed_dim: int
-    encoder_depth: int
-    encoder_num_heads: int
-    encoder_global_attn_indexes: tuple[int, ...]
-    img_size: int = 1024
-    patch_size: int = 16
-    window_size: int = 14
-    prompt_embed_dim: int = 256
-    mask_in_chans: int = 16
-    decoder_depth: int = 2
-    decoder_mlp_dim: int = 2048
-    decoder_num_heads: int = 8
-    iou_head_depth: int = 3
-    iou_head_hidden_dim: int = 256
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SamConfig:
-        """Build from a plain dict (e.g. ``settings.options``); unknown keys are an error."""
-        try:
-            values = dict(data)
-            if "encoder_global_attn_indexes" in values:
-                values["encoder_global_attn_indexes"] = tuple(values["encoder_global_attn_indexes"])
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"bad SAM config {data!r}: {exc}") from None
-
-    def digest(self) -> str:
-        """Short stable id of the architecture (part of cache fingerprints)."""
-        text = repr(sorted(asdict(self).items()))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-SAM_CONFIGS: dict[str, SamConfig] = {
-    "vit_b": SamConfig(768, 12, 12, (2, 5, 8, 11)),
-    "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
-    "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
-}
-
-TINY_SAM_CONFIG = SamConfig(
-    encoder_embed_dim=32,
-    encoder_depth=2,
-    encoder_num_heads=2,
-    encoder_global_attn_indexes=(1,),
-    img_size=128,
-    patch_size=16,
-    window_size=4,
-    prompt_embed_dim=32,
-    mask_in_chans=4,
-    decoder_depth=1,
-    decoder_mlp_dim=64,
-    decoder_num_heads=2,
-    iou_head_depth=2,
-    iou_head_hidden_dim=32,
-)
-"""A ~0.1M-parameter SAM from the real classes: 128 px input, 8x8 embedding, 32x32 masks."""
 
 
 def build_sam_from_config(cfg: SamConfig) -> Sam:
@@ -275,19 +217,21 @@ def load_sam(settings: ToolSettings, config: SamConfig | None = None) -> Sam:
     return sam
 
 
-def coerce_config(value: Any) -> SamConfig | None:
-    """``settings.options["sam_propose"]["config"]``: a SamConfig, a dict, ``"tiny"`` or a
-    registry type name (``"vit_b"``), into a :class:`SamConfig` (None when unset)."""
-    if value is None:
-        return None
-    if isinstance(value, SamConfig):
-        return value
-    if isinstance(value, str):
-        if value == "tiny":
-            return TINY_SAM_CONFIG
-        if value in SAM_CONFIGS:
-            return SAM_CONFIGS[value]
-        raise ConfigError(f"unknown SAM config {value!r}; use 'tiny', {', '.join(SAM_CONFIGS)} or a dict")
-    if isinstance(value, dict):
-        return SamConfig.from_dict(value)
-    raise ConfigError(f"SAM config must be a dict or a name, got {type(value).__name__}")
+# Re-exported: the configs and sam_propose's options live in tools.sam_configs (no torch).
+__all__ = [
+    "DEFAULT_EMBEDDING_CACHE",
+    "MAX_SAM_PARAMETERS",
+    "SAM_BOUNDS",
+    "SAM_CONFIGS",
+    "TINY_SAM_CONFIG",
+    "SamConfig",
+    "SamConfigOption",
+    "SamProposeOptions",
+    "build_sam_from_config",
+    "build_sam_random",
+    "coerce_config",
+    "load_sam",
+    "missing_checkpoint_message",
+    "read_state_dict",
+    "resolve_sam_checkpoint",
+]

@@ -13,6 +13,8 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
+from tools.record_checks import proposals_fields, ranking_fields, refinement_fields
+
 Arrays = dict[str, np.ndarray]
 Meta = dict[str, Any]
 
@@ -178,24 +180,18 @@ class Proposals:
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Proposals:
-        """Inverse of :meth:`to_record`.
+        """Inverse of :meth:`to_record`, checked before anything is allocated from it (see
+        :mod:`tools.record_checks`).
 
         Raises:
-            KeyError, ValueError: the record has another layout (a cache miss to the invoker).
+            KeyError, ValueError: the record has another layout, or contents that contradict
+                themselves (a cache miss to the invoker).
         """
-        n, h, w = (int(v) for v in meta["shape"])
-        masks = np.unpackbits(arrays["masks"], axis=-1, count=w).astype(bool).reshape(n, h, w)
-        _check_lengths(n, arrays, ("boxes", "scores", "stability", "areas"))
-        return cls(
-            masks=masks,
-            boxes=arrays["boxes"],
-            scores=arrays["scores"],
-            stability=arrays["stability"],
-            areas=arrays["areas"],
-            source=meta["source"],
-            origins=np.array(meta.get("origins", []), dtype=str),
-            _digest=meta.get("digest"),  # checksummed with the record: no need to re-hash
-        )
+        fields = proposals_fields(arrays, meta)  # shapes first: nothing is inflated before
+        digest = digest_array(arrays["masks"])
+        if meta.get("digest", digest) != digest:
+            raise ValueError("the stored digest is not the masks' digest")
+        return cls(**fields, _digest=digest)
 
     @property
     def mixed_origins(self) -> bool:
@@ -257,13 +253,6 @@ class Proposals:
         if self.mixed_origins:
             out["origins"] = self.origin_counts()
         return out
-
-
-def _check_lengths(n: int, arrays: Arrays, names: tuple[str, ...]) -> None:
-    """Each named array has ``n`` rows (a record of another layout fails here, not later)."""
-    for name in names:
-        if arrays[name].ndim < 1 or arrays[name].shape[0] != n:
-            raise ValueError(f"array {name!r} has shape {arrays[name].shape}, expected {n} rows")
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -343,16 +332,9 @@ class Ranking:
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Ranking:
-        """Inverse of :meth:`to_record` (raises KeyError or ValueError on another layout)."""
-        _check_lengths(len(arrays["scores"]), arrays, ("probs",))
-        return cls(
-            arrays["scores"],
-            arrays["probs"],
-            meta["query"],
-            float(meta["temperature"]),
-            meta.get("proposals_digest", ""),
-            meta.get("source", ""),
-        )
+        """Inverse of :meth:`to_record` (raises KeyError or ValueError on another layout, or on
+        scores and probabilities that are not finite, not of one length, or not a distribution)."""
+        return cls(**ranking_fields(arrays, meta))
 
     def summary(self) -> Meta:
         order = self.order[:3]
@@ -387,7 +369,8 @@ class Refinement:
 
     @classmethod
     def from_record(cls, arrays: Arrays, meta: Meta) -> Refinement:
-        return cls(**meta)
+        """Inverse of :meth:`to_record` (ValueError on a field of the wrong type or range)."""
+        return cls(**refinement_fields(meta))
 
     def summary(self) -> Meta:
         return {"query": self.query, "rationale": self.rationale[:200]}

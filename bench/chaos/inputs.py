@@ -41,6 +41,7 @@ def _image_cases(img: np.ndarray) -> list[tuple[str, bytes | np.ndarray, tuple[i
     return [
         ("truncated JPEG", jpeg[: len(jpeg) // 2], (h, w), "failed"),
         ("zero-byte file", b"", (h, w), "failed"),
+        ("not an image", b"<html><body>a web page, not a photo</body></html>", (h, w), "failed"),
         ("PNG named .jpg", _png(img), (h, w), "ok"),
         ("1x1 image", np.full((1, 1, 3), 200, np.uint8), (1, 1), "any"),
         ("10000x10000 image", buf.getvalue(), (10_000, 10_000), "ok"),
@@ -117,6 +118,8 @@ def bad_input_row(workdir: Path, seed: int = 0) -> RowResult:
         got = "failed" if rec["failed"] else "ok"
         outcomes[name] = f"{got}: {rec['error']}" if rec["failed"] else f"ok (iou {rec['iou']:.2f})"
         row.check(want in ("any", got), f"{name}: expected {want}, got {got} ({rec.get('error')})")
+    reprs = [name for name, said in outcomes.items() if "BytesIO" in said or " at 0x" in said]
+    row.check(not reprs, f"errors that show a stream's repr instead of naming the input: {reprs}")
     row.detected = row.failed
     row.details["outcomes"] = outcomes
     row.seconds = time.perf_counter() - t0

@@ -143,11 +143,15 @@ def run_offline(run: OfflineRun, *, before_write: WriteHook | None = None) -> Ru
     )
 
 
-def spawn_offline(run: OfflineRun, *, kill_at_line: int = 0) -> subprocess.Popen[bytes]:
+def spawn_offline(
+    run: OfflineRun, *, kill_at_line: int = 0, stats: Path | None = None
+) -> subprocess.Popen[bytes]:
     """``run`` in a child process (``python -m bench.chaos.worker``); with ``kill_at_line`` N
-    the child tears its N-th result line and SIGKILLs itself."""
+    the child tears its N-th result line and SIGKILLs itself; with ``stats`` it writes its peak
+    RSS there as JSON."""
+    extra = [str(stats)] if stats is not None else []
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.chaos.worker", run.to_json(), str(kill_at_line)],
+        [sys.executable, "-m", "bench.chaos.worker", run.to_json(), str(kill_at_line), *extra],
         env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -15,15 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.chaos.agent_limits import huge_content_row, unbounded_work_row
+from bench.chaos.cache_contents import forged_contents_row
 from bench.chaos.cache_faults import foreign_entries_row, unusable_cache_row
 from bench.chaos.cache_rows import cache_row, shared_cache_row
 from bench.chaos.inputs import bad_input_row, dataset_rows_row
 from bench.chaos.kill import kill_resume_row
 from bench.chaos.protocol import protocol_row
+from bench.chaos.ray_address import ray_address_row
+from bench.chaos.ray_kills import ray_kills_row
+from bench.chaos.reply_bounds import deep_replies_row
 from bench.chaos.result import RowResult
 from bench.chaos.run_files import full_disk_row, other_config_row, undecodable_lines_row
-from bench.chaos.secrets import credentials_url_row, secret_files, secrets_row
+from bench.chaos.secret_encodings import ENCODED_SECRETS, encoded_credentials_row
+from bench.chaos.secrets import credentials_url_row, files_with, secret_files, secrets_row
 from bench.chaos.startup import ctrl_c_row
+from bench.chaos.tool_options import tool_options_row
+from bench.chaos.unreadable_files import unreadable_files_row
+from bench.chaos.viewer_bounds import viewer_bounds_row
 from bench.chaos.vlm_rows import VLM_FAULTS, vlm_row
 from tools.errors import ConfigError
 
@@ -45,6 +53,15 @@ EXTRA_ROWS: dict[str, Callable[[Path, int], RowResult]] = {
     "Ctrl-C during start-up": ctrl_c_row,
     "dataset rows and paths": dataset_rows_row,
     "protocol variants": protocol_row,
+    # Hardening, round three (issue 20): one row per family of the audit's findings.
+    "forged cache contents": forged_contents_row,
+    "huge and deep replies": deep_replies_row,
+    "Ray address": ray_address_row,
+    "URL-encoded credentials": encoded_credentials_row,
+    "unreadable run files": unreadable_files_row,
+    "viewer resource bounds": viewer_bounds_row,
+    "tool options": tool_options_row,
+    "Ray driver and worker kills": ray_kills_row,
 }
 
 
@@ -72,7 +89,8 @@ def row_names() -> list[str]:
 
 def run_row(name: str, workdir: Path, *, seed: int = 0) -> RowResult:
     """Run one scorecard row by name (see :func:`row_names`) in its own folder under
-    ``workdir``; afterwards every file it left is searched for the planted secrets."""
+    ``workdir``; afterwards every file it left is searched for the planted secrets (those of
+    :mod:`bench.chaos.secrets` and every encoding of :mod:`bench.chaos.secret_encodings`')."""
     folder = workdir / "".join(c if c.isalnum() else "-" for c in name.lower())
     folder.mkdir(parents=True, exist_ok=True)
     fault = next((f for f in VLM_FAULTS if f.name == name), None)
@@ -82,7 +100,7 @@ def run_row(name: str, workdir: Path, *, seed: int = 0) -> RowResult:
         row = EXTRA_ROWS[name](folder, seed)
     else:
         raise KeyError(f"unknown scorecard row {name!r}; rows: {', '.join(row_names())}")
-    leaks = secret_files(folder)
+    leaks = secret_files(folder) + files_with(folder, [s.encode() for s in ENCODED_SECRETS])
     row.secrets = len(leaks)
     row.check(not leaks, f"planted secrets in {'; '.join(leaks[:3])}")
     return row

@@ -18,6 +18,7 @@ from typing import Any
 from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
 from agent.vlm_profile import ProfileChoice
+from bench.cli.sam3_flags import SAM3_ROWS, with_sam3_options
 from bench.cli.scale_flags import LIMIT_ROWS, workers_arg
 from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
@@ -80,7 +81,8 @@ MODEL_FLAGS = flags(
         "toolset",
         {
             "choices": sorted(TOOLSETS),
-            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights)",
+            "help": "'models': SAM + CLIP; 'offline': classical regions + attribute ranker (no weights); "
+            f"'sam3': SAM 3 and its scores (the sam3 extra) (default {default(ModelOptions, 'toolset')})",
         },
     ),
     ("--proposer", "proposer", {"help": "propose tool name (overrides --toolset)"}),
@@ -114,6 +116,7 @@ MODEL_FLAGS = flags(
         },
     ),
 )
+SAM3_FLAGS = flags(*SAM3_ROWS)  # SAM 3: shortcuts of sam3_propose's options (bench.cli.sam3_flags)
 # The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
 ACCEL_FLAGS = flags(
     ("--precision", "precision", {"choices": list(PRECISIONS), "help": "SAM and CLIP forwards under "
@@ -329,6 +332,7 @@ def given(ns: argparse.Namespace, table: tuple[Flag, ...]) -> dict[str, Any]:
 def add_episode_flags(parser: argparse.ArgumentParser) -> None:
     """Model, controller, VLM and cache flags (``segment``, ``bench run``, ``bench suite``)."""
     add_flags(parser, "models", MODEL_FLAGS)
+    add_flags(parser, "SAM 3", SAM3_FLAGS)
     add_flags(parser, "GPU path", ACCEL_FLAGS)
     choose = f"who drives the episode (default {default(EpisodeConfig, 'controller')}); {controllers_help()}"
     named = {"choices": controller_names(), "help": choose}  # plugins installed now included
@@ -350,6 +354,7 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     """The episode flags as :class:`bench.options.EpisodeOptions`."""
     models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
+    models["tool_options"] = with_sam3_options(models["tool_options"], given(ns, SAM3_FLAGS))
     controller = given(ns, CONTROLLER_FLAGS)
     models["refiner"] = controller.pop("refiner", None)
     pairs = controller.pop("controller_options", None) or []

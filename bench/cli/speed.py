@@ -11,15 +11,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.benchmarks.speed.options import SpeedOptions
-from bench.cli.args import ACCEL_FLAGS, MODEL_FLAGS, add_flags, default, flags, given
+from bench.benchmarks.speed.options import SAM3, SpeedOptions
+from bench.cli.args import ACCEL_FLAGS, MODEL_FLAGS, SAM3_FLAGS, Flag, add_flags, default, flags, given
 from tools.errors import ConfigError
 
 EXAMPLES = """examples:
   refseg bench speed --weights random --points-per-side 16 --reference /work/photos/dog.jpg
   refseg bench speed --device cuda --precision bf16 --images 8 --encoder-batch 4 --json speed.json
   refseg bench speed --weights random --rank-floor --rank-candidates 16,64,256 photo.jpg
-  (--sam-model tiny / --clip-model tiny: the test-sized architectures, random weights)
+  refseg bench speed --sam-model sam3 --weights random --reference photo.jpg   # beside SAM 1 vit_b
+  (--sam-model tiny / --clip-model tiny / --sam3-size tiny: the test-sized architectures)
 """
 SPEED_MODEL_FIELDS = {
     "weights", "device", "checkpoint_dir", "sam_model", "sam_checkpoint", "points_per_side",
@@ -50,7 +51,16 @@ def _d(name: str) -> Any:
     return default(SpeedOptions, name)
 
 
-MODEL = tuple(f for f in MODEL_FLAGS if f.field in SPEED_MODEL_FIELDS)
+SAM_MODEL = {"help": f"vit_b, vit_l, vit_h, tiny, or sam3 (SAM 3's stages) (default {_d('sam_model')})"}
+MODEL = tuple(
+    Flag(f.flag, f.field, SAM_MODEL) if f.field == "sam_model" else f
+    for f in MODEL_FLAGS
+    if f.field in SPEED_MODEL_FIELDS
+) + flags(
+    *((f.flag, f"sam3_{f.field}", f.kwargs) for f in SAM3_FLAGS if f.field != "threshold"),
+    ("--reference-sam-model", "reference_sam_model", {"help": "with --sam-model sam3 --reference: the SAM 1 "
+     f"model of the official generator beside it (default {_d('reference_sam_model')})"}),
+)  # fmt: skip
 SPEED_FLAGS = flags(
     ("--images", "generated_images", {"type": int, "metavar": "N",
      "help": f"generated scenes to run on when no photos are given (default {_d('generated_images')})"}),
@@ -105,12 +115,19 @@ def speed_options(ns: argparse.Namespace) -> SpeedOptions:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from bench.benchmarks.speed.report import format_speed_table
+    from bench.benchmarks.speed.report import format_speed_table, write_speed_json
     from bench.benchmarks.speed.run import run_speed
+    from bench.benchmarks.speed.sam3 import format_sam3_table, run_sam3_speed
 
     options = speed_options(args)
-    report = run_speed(options)
-    print(format_speed_table(report))
+    if options.sam_model == SAM3:
+        sam3 = run_sam3_speed(options)
+        print(format_sam3_table(sam3))
+        if options.json_path is not None:
+            write_speed_json(sam3, options.json_path)
+    else:
+        report = run_speed(options)
+        print(format_speed_table(report))
     if options.json_path is not None:
         print(f"json: {options.json_path}")
     return 0

@@ -28,7 +28,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--experiments",
         default=None,
-        help=f"comma-separated subset of {', '.join(EXPERIMENTS)} (default: all)",
+        help=f"comma-separated subset of {', '.join(EXPERIMENTS)}, sam3 (default: all but sam3; "
+        "--toolset sam3 adds sam3 and runs the others on SAM 1)",
     )
     s.add_argument(
         "--max-iters",

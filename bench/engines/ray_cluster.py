@@ -24,24 +24,59 @@ def import_ray() -> Any:
     return ray
 
 
+# HTTP/2's client preface and an empty SETTINGS frame: Ray's GCS and its Ray Client server
+# speak gRPC, so they answer with a SETTINGS frame (frame type 4) of their own.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS_FRAME = 4
+_FIX = (
+    "check --ray-address (HOST:6379 for the head node, ray://HOST:10001 for Ray Client, "
+    "or auto on a node of the cluster)"
+)
+
+
 def check_reachable(address: str, timeout_s: float = 10.0) -> None:
-    """For a ``HOST:PORT`` (or ``ray://HOST:PORT``) address, check that something listens there
-    (``ray.init`` would retry a wrong address forever). ``auto`` and other forms pass.
+    """For a ``HOST:PORT`` (or ``ray://HOST:PORT``) address, check that a Ray cluster answers
+    there, each wait bounded by ``timeout_s`` (``ray.init`` retries a wrong address forever):
+    something listens, and it speaks gRPC (it answers HTTP/2's preface with a SETTINGS frame).
+    With ``RAY_USE_TLS`` set only the connection is checked. ``auto`` and other forms pass.
 
     Raises:
-        ConfigError: nothing answered.
+        ConfigError: nothing listens, nothing answers, or what answers is not gRPC.
     """
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit() or not host:
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return  # the server expects a TLS handshake first
+            sock.sendall(_H2_PREFACE)
+            head = _read_up_to(sock, 9)
+    except TimeoutError:
+        raise ConfigError(
+            f"{address} answered nothing within {timeout_s:g} s: not a Ray cluster; {_FIX}"
+        ) from None
     except OSError as exc:
         raise ConfigError(
-            f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}); "
-            "check --ray-address (HOST:6379 for the head node, ray://HOST:10001 for Ray Client, "
-            "or auto on a node of the cluster)"
+            f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}); {_FIX}"
         ) from None
+    if len(head) < 9 or head[3] != _SETTINGS_FRAME:
+        said = head.split(b"\r\n", 1)[0].decode("ascii", "replace") or "nothing, then closed"
+        raise ConfigError(
+            f"something listens at {address} but it is not a Ray cluster (it does not speak gRPC; it "
+            f"answered {said[:40]!r}); {_FIX}"
+        )
+
+
+def _read_up_to(sock: socket.socket, n: int) -> bytes:
+    """Up to ``n`` bytes: fewer when the peer closes first (the socket's timeout applies)."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -147,9 +182,31 @@ def connect(ray: Any, options: EngineOptions) -> None:
             cpus = math.ceil(asked * (options.cpus_per_worker or 1.0))
             cpus = max(machine_cores(), cpus) + 1  # more logical CPUs than workers: see above
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        cluster_messages_to_stderr()
     except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, ...
         where = options.ray_address or "a local cluster (RAY_ADDRESS set? pass --ray-address)"
         raise RefsegError(f"Ray could not start or reach {where}: {one_line(exc)}") from None
+
+
+def cluster_messages_to_stderr() -> None:
+    """Ray's driver prints cluster error messages ("(raylet) A worker died...") on stdout, from
+    a background thread, whatever ``log_to_driver`` says; refseg's stdout is its results (the
+    summary is its first line), so those messages go to stderr instead. This patches a private
+    function (``ray._private.worker.print_to_stdstream``, looked up at each message): when a
+    Ray release moves it, nothing breaks and the messages stay on stdout."""
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - Ray without that module
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "refseg_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> Any:
+        return original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
+
+    to_stderr.refseg_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def one_line(exc: BaseException) -> str:

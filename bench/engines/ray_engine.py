@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from bench.data.examples import Example, self_contained
+from bench.engines import ray_reaper
 from bench.engines.base import EngineJob, EngineStats, RecordStream
 from bench.engines.ray_cluster import (
     WorkerPlan,
@@ -100,6 +102,7 @@ class RayEngine:
         self._slots: list[_Slot] = []
         self._actor_class: Any = None
         self._limiter: tuple[Any, Any] | None = None  # (limits, the run's VLM limiter actor)
+        self._watchdog: ray_reaper.Watchdog | None = None
 
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
         # The driver holds this invocation's groups (references into the data set; each is
@@ -152,6 +155,9 @@ class RayEngine:
         if self._owns_connection:
             ray.shutdown()
             self._owns_connection = False
+        if self._watchdog is not None:  # shut down in order: the watchdog has nothing to do
+            self._watchdog.release()
+            self._watchdog = None
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -175,6 +181,8 @@ class RayEngine:
         async with anyio.create_task_group() as tg:
             for slot in self._slots:
                 tg.start_soon(self._await_started, slot.actor)
+        if self._owns_connection and not self.options.ray_address:  # our own local cluster
+            self._watchdog = ray_reaper.start(ray_reaper.ray_descendants(os.getpid()))
         self._plan = plan
         return plan
 

@@ -7,7 +7,6 @@ would start with less than :data:`MIN_LEFT_S` left is skipped and says so.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,8 +20,10 @@ from agent.vlm import VLMClient, VLMConfig, VLMReply
 from agent.vlm_reply import VLMCallError
 from bench.probe.fit import Answer
 from bench.probe.images import ProbeImage
+from tools import safe_json
 from tools.coords import Frame
 from tools.errors import ToolError
+from tools.json_reply import MAX_REPLY_CHARS
 from tools.render import image_data_url
 
 MAX_REQUESTS = 10
@@ -206,8 +207,8 @@ def _numbers(text: str) -> list[float] | None:
 
 
 def _is_answer_object(text: str) -> bool:
-    try:
-        value = json.loads(text)
+    try:  # bounded: an endpoint under probe may answer anything (nesting: RecursionError)
+        value = safe_json.loads(text, max_chars=MAX_REPLY_CHARS, what="the answer")
     except ValueError:
         return False
     return isinstance(value, dict) and isinstance(value.get("answer"), str)

@@ -12,7 +12,7 @@ from agent.controllers import method_label
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.records import RunLabel, Summary
 from bench.samples import IOUS, SAMPLES, SUMMARY, read_summary, scan_samples
-from tools.errors import InputError
+from tools.errors import ConfigError, InputError
 
 
 @dataclass
@@ -53,7 +53,10 @@ def load_run(run_dir: str | Path, name: str | None = None, *, bootstrap: int | N
         raise InputError(
             f"{path}: not a run folder (no {SAMPLES}); run `refseg bench run --out {path}` first"
         )
-    summary = read_summary(path)
+    try:
+        summary = read_summary(path)
+    except ConfigError:  # damaged: it is derived from the other files, so rebuild it
+        summary = None
     stale = summary is not None and (path / SAMPLES).stat().st_mtime_ns > (path / SUMMARY).stat().st_mtime_ns
     if summary is None or stale or bootstrap is not None:
         summary = write_outputs(path, bootstrap=DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap)

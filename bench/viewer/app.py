@@ -38,13 +38,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import bench.viewer.pages as pages
-from bench.viewer.draw import Drawings, vlm_image
-from bench.viewer.images import DatasetImages
+from bench.viewer.draw import MAX_IMAGE_FILE_BYTES, Drawings, vlm_image
+from bench.viewer.images import DatasetImages, PictureTooLarge
 from bench.viewer.live_summary import Summaries
 from bench.viewer.options import ViewerOptions
 from bench.viewer.runs import RunFolder, ViewerError
 from bench.viewer.segment_folder import SegmentFolder, SegmentResult
-from bench.viewer.template_filters import FILTERS
+from bench.viewer.template_filters import FILTERS, MAX_PAGE_CHARS, shown
 
 HERE = Path(__file__).resolve().parent
 SECURITY_HEADERS = {
@@ -113,6 +113,7 @@ class Viewer:
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
+            finalize=shown,  # every {{ value }} of every template: long texts cut, length shown
         )
         self.env.filters.update(FILTERS)
         for name in self.env.list_templates(extensions=["html"]):
@@ -126,6 +127,12 @@ class Viewer:
         a_name = self.a.name
         title = a_name + (f" vs {self.b.name}" if self.b else "")
         body = self.env.get_template(template).render(title=title, viewer=self, **context)
+        if len(body) > MAX_PAGE_CHARS and template != "error.html":  # many long items
+            message = (
+                f"this page would be {len(body):,} characters, over the viewer's limit of "
+                f"{MAX_PAGE_CHARS:,}; its records hold too many items to show (read samples.jsonl)"
+            )
+            return self.html("error.html", status_code=413, message=message)
         return HTMLResponse(body, status_code=status_code)
 
     def not_found(self, what: str) -> HTMLResponse:
@@ -192,7 +199,7 @@ class Viewer:
     async def segment_picture(self, request: Request) -> Response:
         result = self._segment(request)
         path = result.picture(request.path_params["name"] + ".png") if result is not None else None
-        if path is None:
+        if path is None or path.stat().st_size > MAX_IMAGE_FILE_BYTES:
             return self.not_found("no such picture")
         return Response(path.read_bytes(), media_type="image/png")
 
@@ -231,6 +238,11 @@ def _png(data: bytes | None) -> Response:
     return Response(data, media_type="image/png")
 
 
+async def _too_large(_request: Request, exc: Exception) -> Response:
+    """A picture over the drawing limit: HTTP 413 with the reason, not a MemoryError and a 500."""
+    return Response(str(exc), status_code=413, media_type="text/plain")
+
+
 def create_app(options: ViewerOptions) -> Starlette:
     """The viewer app for ``options`` (the folders are opened and checked now).
 
@@ -261,6 +273,11 @@ def create_app(options: ViewerOptions) -> Starlette:
         yield
         viewer.summaries.close()
 
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={PictureTooLarge: _too_large},
+    )
     app.state.viewer = viewer
     return app

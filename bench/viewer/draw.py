@@ -2,7 +2,10 @@
 
 Nothing here takes a path from a request. The files read by name are named by the runs' own
 records: an image a VLM call recorded it was shown (only inside the ``vlm_images/`` folder
-beside that trace), and the input image a ``refseg segment`` result names.
+beside that trace), and the input image a ``refseg segment`` result names. Nothing here
+allocates for a picture over :data:`bench.viewer.images.MAX_DRAWN_PIXELS` (a record may claim
+any size): :class:`bench.viewer.images.PictureTooLarge` is raised first, and files served as
+they are must be under :data:`MAX_IMAGE_FILE_BYTES`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bench.viewer.images import (
     DatasetImages,
     candidate_png,
     canvas,
+    check_drawable,
     layer_png,
     mask_of,
     png_bytes,
@@ -33,6 +37,7 @@ from bench.viewer.trace_index import TraceIndex
 
 LAYERS = ("image", "gt", "pred")
 _VLM_FILE = re.compile(r"^vlm_images/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(png|jpe?g|webp)$")
+MAX_IMAGE_FILE_BYTES = 64 * 2**20  # an image file served as it is (a VLM's picture, an overlay)
 _MEDIA = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -45,12 +50,19 @@ class Drawings:
     def _frame(
         self, run: RunFolder, record: SampleRecord
     ) -> tuple[np.ndarray | None, tuple[int, int] | None]:
-        """The image as the run saw it (or ``None``) and the frame size of its masks."""
+        """The image as the run saw it (or ``None``) and the frame size of its masks.
+
+        Raises:
+            PictureTooLarge: the frame is over :data:`bench.viewer.images.MAX_DRAWN_PIXELS`.
+        """
         pixels, _ = self.images.pixels(run.data_spec(), record.example_id)
         if pixels is not None:
-            return pixels, (int(pixels.shape[0]), int(pixels.shape[1]))
+            frame = (int(pixels.shape[0]), int(pixels.shape[1]))
+            check_drawable(frame)
+            return pixels, frame
         size = record.mask.size if record.mask is not None else None
-        if size is not None and all(v > 0 for v in size):
+        if size is not None and len(size) == 2 and all(v > 0 for v in size):
+            check_drawable((size[0], size[1]))
             return None, (size[0], size[1])
         return None, None
 
@@ -96,6 +108,8 @@ def candidate_picture(
         return None
     chosen = picked.candidates[cand]
     mask = mask_of(chosen.mask)
+    if size is not None:
+        check_drawable(size)
     if size is None and mask is not None:
         size = (int(mask.shape[0]), int(mask.shape[1]))
     if size is None:
@@ -121,6 +135,6 @@ def vlm_image(trace: TraceIndex | None, sample_id: str, event: int, part: int) -
         return None
     folder = (trace.path.parent / VLM_IMAGE_DIR).resolve()
     path = (trace.path.parent / name).resolve()
-    if path.parent != folder or not path.is_file():
+    if path.parent != folder or not path.is_file() or path.stat().st_size > MAX_IMAGE_FILE_BYTES:
         return None
     return path.read_bytes(), _MEDIA[path.suffix.lower().lstrip(".")]

@@ -31,11 +31,30 @@ from tools.errors import RefsegError
 from tools.images import load_image
 from tools.render import mask_edges, overlay
 
+# What one picture request may draw: its pixels come from the records (a mask's size) or the
+# data set, and a 100-byte line can claim any size. 25 MP (a 6000x4000 photo) costs ~100 MB as
+# an RGBA layer; a larger frame is refused (HTTP 413) before anything is allocated for it.
+MAX_DRAWN_PIXELS = 25_000_000
 GT_COLOUR = (0, 200, 90)
 PRED_COLOUR = (255, 0, 200)
 CANVAS_GREY = 96
 _FILL_ALPHA = 90
 _CACHED_IMAGES = 32
+
+
+class PictureTooLarge(RefsegError):
+    """A picture over :data:`MAX_DRAWN_PIXELS`: not drawn (the viewer answers HTTP 413)."""
+
+    def __init__(self, size: tuple[int, int]):
+        super().__init__(
+            f"a {size[0]}x{size[1]} picture is over the viewer's {MAX_DRAWN_PIXELS:,}-pixel limit"
+        )
+
+
+def check_drawable(size: tuple[int, int]) -> None:
+    """Raise :class:`PictureTooLarge` when a ``(H, W)`` frame is over :data:`MAX_DRAWN_PIXELS`."""
+    if size[0] * size[1] > MAX_DRAWN_PIXELS:
+        raise PictureTooLarge(size)
 
 
 def png_bytes(image: PILImage.Image) -> bytes:
@@ -66,11 +85,19 @@ def candidate_png(pixels: np.ndarray, mask: np.ndarray | None, label: str, max_s
 
 
 def mask_of(rle: Any) -> np.ndarray | None:
-    """The decoded mask of a record's RLE, or ``None`` when it is absent or corrupt."""
+    """The decoded mask of a record's RLE, or ``None`` when it is absent or corrupt.
+
+    Raises:
+        PictureTooLarge: its declared size is over :data:`MAX_DRAWN_PIXELS` (checked before
+            decoding: the runs of a one-line RLE can cover any size).
+    """
     if isinstance(rle, RLE):
         rle = rle.model_dump()
     if not isinstance(rle, Mapping):
         return None
+    size = rle.get("size")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        check_drawable((size[0], size[1]))
     try:
         return decode_rle(rle)
     except RefsegError:

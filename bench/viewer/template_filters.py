@@ -1,11 +1,48 @@
-"""Jinja filters of the viewer's templates: numbers, money, seconds and JSON, one way each."""
+"""Jinja filters of the viewer's templates: numbers, money, seconds and JSON, one way each; and
+the bound on what a page carries (:func:`shown`, every template's ``finalize``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from markupsafe import Markup
+
 MISSING = "–"
+# What one page may carry: each text at most MAX_SHOWN_CHARS (then cut, its length shown), and
+# the page as a whole at most MAX_PAGE_CHARS (the viewer answers with an error page instead).
+MAX_SHOWN_CHARS = 4_000
+MAX_PAGE_CHARS = 8_000_000
+
+
+def clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with its full length shown."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text):,} characters in all]"
+
+
+def shown(value: Any) -> Any:
+    """Jinja's ``finalize``: every ``{{ value }}`` of every template goes through it. Text,
+    and containers rendered as text, are cut (:func:`clip`); rendered markup (a macro's
+    output, already made of cut parts) and other values pass."""
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, list | tuple | dict | set):
+        return clip(str(value))
+    return value
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, dict):
+        return {k: _clipped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clipped(v) for v in value]
+    return value
 
 
 def num(value: Any, digits: int = 3) -> str:
@@ -43,9 +80,10 @@ def ci(value: Any) -> str:
     return f"[{num(value[0])}, {num(value[1])}]"
 
 
-def pretty(value: Any) -> str:
-    """Indented JSON for ``<pre>`` blocks."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+def pretty(value: Any) -> Markup:
+    """Indented JSON for ``<pre>`` blocks, every string in it cut (:func:`clip`), so the
+    structure stays whole; escaped here (the result is markup: ``finalize`` passes it)."""
+    return Markup.escape(json.dumps(_clipped(value), indent=2, ensure_ascii=False, default=str))
 
 
 FILTERS = {

@@ -13,7 +13,7 @@ def test_bad_inputs_fail_with_reasons_and_the_run_completes() -> None:
     row = chaos_row("bad-input corpus")
     assert row.survived, row.problems
     out = row.details["outcomes"]
-    assert len(out) == row.examples == row.injected == 16
+    assert len(out) == row.examples == row.injected == 17
     must_fail = {
         "truncated JPEG": "truncated",
         "zero-byte file": "no image bytes",

@@ -251,7 +251,7 @@ def test_params_schema_and_validation():
     for bad in ({"mode": "sketch"}, {"temperature": 0}, {"prompt_template": "no slot"}, {"k": 1}):
         with pytest.raises(ValidationError):
             ClipRankParams(**bad)
-    with pytest.raises(ConfigError, match="style options"):
+    with pytest.raises(ConfigError, match=r"option style\.thickness: Extra inputs"):
         ClipRank(tiny_clip_settings(options={"clip_rank": {"style": {"thickness": 3}}}))
 
 

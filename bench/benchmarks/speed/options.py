@@ -13,12 +13,15 @@ from bench.options import CLIP_MODES
 from tools.base import ToolSettings, WeightsMode
 from tools.errors import ConfigError
 from tools.precision import Precision, check_precision
+from tools.sam3.config import check_size as check_sam3_size
 
 if TYPE_CHECKING:
     from tools.visual_prompts import PromptMode
 
 Thresholds = Literal["default", "open"]
 TINY = "tiny"  # --sam-model tiny / --clip-model tiny: the test-sized real architectures
+SAM3 = "sam3"  # --sam-model sam3: SAM 3's stages, beside SAM 1's official generator
+SAM1_MODELS = ("vit_b", "vit_l", "vit_h", TINY)
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,13 @@ class SpeedOptions:
         weights: ``pretrained`` (checkpoint files) or ``random`` (timing does not depend on
             weight values; mask agreement is then a weaker check).
         checkpoint_dir: SAM weight folder (default: ``$REFSEG_CHECKPOINT_DIR`` or ``./checkpoints``).
-        sam_model: ``vit_b``, ``vit_l``, ``vit_h`` or ``tiny``.
+        sam_model: ``vit_b``, ``vit_l``, ``vit_h``, ``tiny`` or ``sam3`` (SAM 3's stages: vision
+            encode, text encode, detector + mask decode, post-process; ``reference`` then runs
+            SAM 1's official generator beside it).
         sam_checkpoint: explicit SAM checkpoint file.
+        sam3_size: SAM 3's architecture, ``full`` or ``tiny`` (``sam_model`` sam3).
+        sam3_checkpoint: SAM 3 safetensors file (default: ``CHECKPOINT_DIR/sam3/model.safetensors``).
+        reference_sam_model: the SAM 1 model whose official generator runs beside SAM 3.
         clip_model: open_clip model name, or ``tiny``.
         clip_pretrained: open_clip tag or checkpoint file.
         seed: seed of random weights.
@@ -70,6 +78,9 @@ class SpeedOptions:
     checkpoint_dir: Path | None = None
     sam_model: str = ToolSettings.sam_model_type
     sam_checkpoint: Path | None = None
+    sam3_size: str = "full"
+    sam3_checkpoint: Path | None = None
+    reference_sam_model: str = ToolSettings.sam_model_type
     clip_model: str = ToolSettings.clip_model
     clip_pretrained: str = ToolSettings.clip_pretrained
     seed: int = ToolSettings.seed
@@ -105,6 +116,13 @@ class SpeedOptions:
             ConfigError: the first bad value, in one line that says what to use instead.
         """
         check_precision(self.precision)
+        check_sam3_size(self.sam3_size)
+        if self.reference_sam_model not in SAM1_MODELS:
+            raise ConfigError(f"--reference-sam-model must be one of {', '.join(SAM1_MODELS)}")
+        if self.sam_model == SAM3 and self.rank_floor:
+            raise ConfigError(
+                "--rank-floor times clip_rank on SAM 1's candidates; drop it with --sam-model sam3"
+            )
         _at_least("points per side", self.points_per_side, 1)
         if self.points_per_side > 64:
             raise ConfigError(f"points per side must be at most 64, got {self.points_per_side}")

@@ -106,7 +106,7 @@ class SpeedReport:
         return out
 
 
-def write_speed_json(report: SpeedReport, path: Path) -> Path:
+def write_speed_json(report: Any, path: Path) -> Path:
     """Write the report as JSON (NaN as null); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_no_nan(report.as_json()), indent=2) + "\n")
