@@ -42,7 +42,7 @@ from agent.episode import Episode, StopReason, fallback_kind
 from agent.invoke import format_validation_error
 from agent.loop_controller import ensure_ranking, propose_and_rank
 from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image, view_schema
-from agent.submit import SUBMIT, SubmitParams, SubmittedRanking, submit_schema
+from agent.submit import SUBMIT, SubmittedRanking, submit_params, submit_schema
 from agent.vlm_profile import profile_of
 from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
@@ -72,7 +72,7 @@ class AgentRun:
         self.tool_names, skipped = offered_tools(ep.registry, self.cfg)
         self.prompt_tool = prompt_tool_name(ep.registry, self.cfg.proposer)
         self.schemas = [ep.registry.declaration(n).shared_schema() for n in self.tool_names]
-        self.schemas.append(submit_schema())
+        self.schemas.append(submit_schema(self.cfg.answers_empty))
         self.defaults = {
             self.cfg.proposer: dict(self.cfg.propose_args),
             self.cfg.ranker: dict(self.cfg.rank_args),
@@ -184,9 +184,12 @@ class AgentRun:
     def _submit(self, args: dict[str, Any]) -> str:
         ep = self.ep
         try:
-            params = SubmitParams.model_validate(args)
+            params = submit_params(self.cfg.answers_empty).model_validate(args)
         except ValidationError as exc:
             return self._reject(SUBMIT, args, format_validation_error(SUBMIT, exc))
+        if params.index is None:  # no_match (the only answer without an index)
+            ep.log.info("submit", step=ep.step, no_match=True, reason=params.reason)
+            raise _Stop(StopReason.NOT_FOUND, "agent: the VLM answered that nothing matches the expression")
         ranking, props = ep.ws.ranking, ep.ws.proposals
         if ranking is None or props is None or len(ranking) != len(props):
             return self._reject(

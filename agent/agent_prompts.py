@@ -48,6 +48,9 @@ When the ranker is confident enough the system stops on its own. Otherwise look 
 outlined candidates: submit the right index if you see it, or refine and rank again. \
 Boxes are {box_form} (the top-left and bottom-right corners) and points {point_form}, in \
 {coords}. Always answer with a function call; be brief."""
+NO_MATCH_LINE = """
+The expression may refer to nothing in this image: when no object matches it, call {submit} \
+with no_match: true instead of an index."""
 PROPOSER_LINE = "proposes candidate masks for the whole image. Call it first."
 TEXT_PROPOSER_LINE = (
     "finds every instance of a short noun phrase (its query; default: the current query) and "
@@ -115,6 +118,8 @@ def opening_messages(
         box_form=view.box_form,
         point_form=view.point_form,
     )
+    if cfg.answers_empty:
+        system += NO_MATCH_LINE.format(submit=SUBMIT)
     w, h = view.frame.wh
     text = f'Referring expression: "{expression}"\nImage: {w}x{h} pixels.'
     return [

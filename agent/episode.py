@@ -36,7 +36,7 @@ class StopReason(StrEnum):
     GUARD = "guard"  # the ranking passed tau_conf / tau_gap
     MAX_ITER = "max_iter"  # out of rounds or turns
     BUDGET = "budget"  # the episode's token or USD budget was spent (agent, ground)
-    NOT_FOUND = "not_found"  # ground: the VLM answered that no such object is in the image
+    NOT_FOUND = "not_found"  # no such object is in the image (the VLM, or a proposer, said so)
     REFINER_EXHAUSTED = "refiner_exhausted"  # the refiner had no query that was not tried yet
     AGENT_SUBMIT = "agent_submit"  # the VLM submitted a candidate
     GROUNDED = "grounded"  # the VLM's box was drawn and the drawn mask chosen (ground)
@@ -74,6 +74,13 @@ class EpisodeConfig:
         controller_options: settings by controller name (``--controller-option
             NAME.KEY=VALUE``); the running controller's are validated against its spec's
             ``Options`` (defaults filled in) and handed to it as ``Episode.options``.
+        not_found: the answer when the controller says no such object is there (stop reason
+            ``not_found``): ``keep`` its best candidate (every expression of the data set has
+            a target), ``empty`` an empty mask (data sets with no-target expressions, such as
+            gRefCOCO); ``None``: the data set's protocol decides (``bench run``), else
+            ``keep``. An episode that found no candidate at all answers empty either way.
+            With ``empty`` the controllers are also offered that answer (the agent's ``submit``
+            takes ``no_match``, the loop's refiner may reply that nothing matches).
     """
 
     controller: str = "loop"
@@ -88,6 +95,7 @@ class EpisodeConfig:
     rank_args: dict[str, Any] = field(default_factory=dict)
     episode_timeout_s: float | None = 600.0
     controller_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    not_found: Literal["keep", "empty"] | None = None
 
     def __post_init__(self) -> None:
         if self.max_iter < 0:
@@ -98,8 +106,15 @@ class EpisodeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
         if self.pick not in ("best", "last"):
             raise ConfigError("--pick must be 'best' or 'last'")
+        if self.not_found not in (None, "keep", "empty"):
+            raise ConfigError(f"--not-found must be 'keep' or 'empty', got {self.not_found!r}")
         if self.episode_timeout_s is not None and not self.episode_timeout_s > 0:
             raise ConfigError(f"--episode-timeout must be > 0 seconds, got {self.episode_timeout_s}")
+
+    @property
+    def answers_empty(self) -> bool:
+        """``not_found`` is answered with an empty mask (and the controllers may give it)."""
+        return self.not_found == "empty"
 
     def passes_guard(self, conf: float, gap: float) -> bool:
         """The ranking is sure enough to stop."""

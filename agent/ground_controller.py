@@ -12,10 +12,13 @@ reason ``grounded``, when it agrees with the VLM's box (its tight box overlaps t
 with IoU >= :data:`tools.prompting.AGREEMENT`: the drawing is what the VLM pointed at);
 otherwise the ranker's choice stands and a note says why.
 
-When the VLM fails, or answers nothing usable, or a box the prompt tool refuses, the loop's
-answer (the best ranking so far) stands: stop reason ``fallback`` and a note. The trace has
-a ``ground`` event (the VLM's answer) and a ``prompt`` event (the box in the VLM's view and
-in the original image); the call is booked under ``vlm`` like the agent's turns.
+When the VLM answers that no such object is there, the episode ends ``not_found``: the
+ranker's choice stands, or, with ``not_found`` ``empty`` (data sets with no-target
+expressions), the answer is an empty mask. When the VLM fails, or answers nothing usable,
+or a box the prompt tool refuses, the loop's answer (the best ranking so far) stands: stop
+reason ``fallback`` and a note. The trace has a ``ground`` event (the VLM's answer) and a
+``prompt`` event (the box in the VLM's view and in the original image); the call is booked
+under ``vlm`` like the agent's turns.
 
 Its options (:class:`agent.controller_options.GroundOptions`): the episode's VLM budget
 (``budget_tokens``, ``budget_usd``: a spent budget stops before asking).
@@ -252,7 +255,8 @@ async def run_ground(ep: Episode) -> None:
     try:
         args = await _ask(ep)
         if args is None:
-            ep.notes.append("ground: the VLM found no such object; kept the ranker's choice")
+            kept = "" if ep.config.answers_empty else "; kept the ranker's choice"  # else: empty mask
+            ep.notes.append(f"ground: the VLM found no such object{kept}")
             ep.stop_reason = StopReason.NOT_FOUND
             return
         await _draw_and_choose(ep, tool, args)

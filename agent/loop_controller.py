@@ -82,6 +82,13 @@ async def ensure_ranking(ep: Episode) -> bool:
     return True
 
 
+def refine_args(ep: Episode) -> dict[str, Any]:
+    """The refiner's arguments: ``allow_none`` where "nothing matches" is an answer the episode
+    takes (``not_found`` empty) and the refiner has that parameter (``refine_query`` does)."""
+    fields = getattr(ep.registry.declaration(ep.config.refiner).Params, "model_fields", {})
+    return {"allow_none": True} if ep.config.answers_empty and "allow_none" in fields else {}
+
+
 async def run_oneshot(ep: Episode) -> None:
     """Propose, rank, take top-1."""
     await propose_and_rank(ep)
@@ -107,10 +114,14 @@ async def run_loop(ep: Episode) -> None:
             return
         tried = len(ep.ws.history)
         try:
-            refinement = await ep.call(cfg.refiner, {})
+            refinement = await ep.call(cfg.refiner, refine_args(ep))
         except (ToolError, VLMError) as exc:
             # A refiner outage must not cost the example: keep the best candidate so far.
             ep.fall_back(f"refiner failed, fell back to the best ranking: {exc}", fallback_kind(exc))
+            return
+        if getattr(refinement, "no_match", False):  # the refiner says the expression refers to nothing
+            ep.notes.append(f"{cfg.refiner}: nothing in the image matches the expression")
+            ep.stop_reason = StopReason.NOT_FOUND
             return
         if len(ep.ws.history) == tried:
             # Nothing new: re-ranking an earlier query would only repeat an earlier ranking.

@@ -13,6 +13,7 @@ import uuid
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
 from agent.controllers import get_controller, no_vlm_message
 from agent.episode import Episode, EpisodeConfig, EpisodeResult, StopReason
@@ -214,6 +215,10 @@ class Session:
         ranking = ep.final_ranking()
         if ranking is not None and ws.proposals is not None and len(ranking) > 0:
             _choose(ws, ws.proposals, ranking, result)
+        if result.stop_reason == StopReason.NOT_FOUND and (ep.config.answers_empty or result.mask is None):
+            # "No such object" as the answer: an empty mask (the ranking stays in the record).
+            result.mask, result.chosen = np.zeros(ws.original_size, dtype=bool), -1
+            result.notes.append("not_found: answered with an empty mask")
 
 
 def _choose(ws: Workspace, proposals: Proposals, ranking: Ranking, result: EpisodeResult) -> None:

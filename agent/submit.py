@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tools.base import StrictParams
 from tools.declaration import function_schema
@@ -17,6 +17,9 @@ SUBMIT_DESCRIPTION = (
     "Finish: choose the candidate mask that matches the referring expression, by the index "
     "the ranker reported. Ends the episode."
 )
+NO_MATCH_DESCRIPTION = (
+    " Or, when nothing in the image matches the expression, no_match: true (an empty mask)."
+)
 
 
 class SubmitParams(StrictParams):
@@ -26,14 +29,38 @@ class SubmitParams(StrictParams):
     reason: str | None = Field(default=None, max_length=500, description="One short sentence why.")
 
 
+class SubmitOrNoneParams(StrictParams):
+    """Arguments of ``submit`` when "no such object" is an answer the episode takes
+    (``EpisodeConfig.not_found`` is ``empty``): a candidate's index, or ``no_match``."""
+
+    index: int | None = Field(
+        default=None, ge=0, description="Index of the chosen candidate, as the ranker reported it."
+    )
+    no_match: bool = Field(
+        default=False,
+        description="True when no object in the image matches the expression (it refers to "
+        "nothing); give no index then.",
+    )
+    reason: str | None = Field(default=None, max_length=500, description="One short sentence why.")
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> SubmitOrNoneParams:
+        if (self.index is None) == (not self.no_match):
+            raise ValueError("give either index (a candidate) or no_match: true (nothing matches), not both")
+        return self
+
+
+def submit_params(allow_none: bool) -> type[SubmitParams] | type[SubmitOrNoneParams]:
+    """The parameters of ``submit``: with ``allow_none``, an index or ``no_match``."""
+    return SubmitOrNoneParams if allow_none else SubmitParams
+
+
 @functools.cache
-def _submit_schema() -> dict[str, Any]:
-    return function_schema(SUBMIT, SUBMIT_DESCRIPTION, SubmitParams)
-
-
-def submit_schema() -> dict[str, Any]:
-    """The OpenAI function schema of ``submit`` (made once; shared: read it, never change it)."""
-    return _submit_schema()
+def submit_schema(allow_none: bool = False) -> dict[str, Any]:
+    """The OpenAI function schema of ``submit`` (with ``allow_none``: ``no_match`` too); made
+    once per form and shared: read it, never change it."""
+    description = SUBMIT_DESCRIPTION + (NO_MATCH_DESCRIPTION if allow_none else "")
+    return function_schema(SUBMIT, description, submit_params(allow_none))
 
 
 class SubmittedRanking(Ranking):

@@ -73,6 +73,15 @@ class VLMLimits:
         if not (self.window_s > 0 and self.lease_s > 0):
             raise ConfigError("VLM limit windows and leases must be longer than 0 seconds")
 
+    @classmethod
+    def of(
+        cls, max_concurrency: int | None, rpm: int | None, tpm: int | None, timeout_s: float | None
+    ) -> VLMLimits:
+        """The limits of ``--vlm-max-concurrency``, ``--vlm-rpm`` and ``--vlm-tpm``; a slot is held
+        at most a request's ``timeout_s`` (default 60) plus 30 s (a dead holder's comes back then)."""
+        lease = (timeout_s or 60.0) + 30.0
+        return cls(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm, lease_s=lease)
+
     @property
     def enabled(self) -> bool:
         return any(v is not None for v in (self.max_concurrency, self.rpm, self.tpm))

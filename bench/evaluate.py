@@ -11,7 +11,7 @@ import numpy as np
 from agent.rank_steps import RankStep
 from agent.session import Session
 from bench.data.examples import Example
-from bench.data.protocol import EvalProtocol, GroundTruth
+from bench.data.protocol import EvalProtocol, GroundTruth, score_masks
 from bench.data.protocols import MASK_IOU
 from bench.metrics import size_bucket
 from bench.perturb import perturb_image
@@ -84,7 +84,7 @@ def _checked(ex: Example, image: Image | str) -> tuple[Image, GroundTruth]:
         raise RefsegError(ex.error)
     if isinstance(image, str):
         raise RefsegError(image)
-    truth = ex.ground_truth()
+    truth = ex.ground_truth((image.height, image.width))
     for what, mask in (("ground-truth mask", truth.mask), ("ignore region", truth.ignore)):
         if mask is not None and mask.shape != image.size:
             h, w = mask.shape
@@ -106,6 +106,9 @@ async def evaluate_example(
         rec.error = str(exc) if isinstance(exc, RefsegError) else f"{type(exc).__name__}: {exc}"
         rec.seconds = round(time.perf_counter() - start, 4)
         return rec
+    # A miss counts the target's pixels outside the ignore region (drawn masks: known only now).
+    rec.gt_area = rec.union = score_masks(np.zeros_like(truth.mask, dtype=bool), truth).gt_area
+    rec.bucket = size_bucket(rec.gt_area)
     result = await session.run(checked, ex.sentence, ex.example_id)  # run-level errors propagate
     rec.error = result.error
     rec.iterations = result.iterations

@@ -9,7 +9,7 @@ tests build these objects directly; nothing below the CLI parses argv.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +17,8 @@ from agent.controllers import ControllerSpec, check_controller_options, get_cont
 from agent.episode import EpisodeConfig
 from agent.vlm_limits import VLMLimits
 from agent.vlm_profile import ProfileChoice
+from bench.engines.options import ENGINES as ENGINES  # re-exported: the CLI lists them
+from bench.engines.options import EngineOptions
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
@@ -116,9 +118,7 @@ class VLMOptions:
     tests and the chaos scorecard (retries at once); the CLI does not expose them.
     ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
     (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
-    ``max_concurrency``, ``rpm``, ``tpm``: the endpoint's limits (``--vlm-max-concurrency``,
-    ``--vlm-rpm``, ``--vlm-tpm``; :class:`agent.vlm_limits.VLMLimits`), held by every request of
-    the run, all Ray workers together; they do not change results."""
+    ``max_concurrency``, ``rpm``, ``tpm``: the endpoint's limits (:class:`agent.vlm_limits.VLMLimits`)."""
 
     base_url: str | None = None
     model: str | None = None
@@ -150,10 +150,7 @@ class VLMOptions:
 
     @property
     def limits(self) -> VLMLimits:
-        """The endpoint's limits as :class:`agent.vlm_limits.VLMLimits`."""
-        # A slot is never held longer than a request may run (a dead holder's is reclaimed then).
-        lease = (self.timeout_s or 60.0) + 30.0
-        return VLMLimits(max_concurrency=self.max_concurrency, rpm=self.rpm, tpm=self.tpm, lease_s=lease)
+        return VLMLimits.of(self.max_concurrency, self.rpm, self.tpm, self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -189,6 +186,14 @@ class EpisodeOptions:
 
     def __post_init__(self) -> None:
         check_controller_options({self.episode.controller: {}, **self.episode.controller_options})
+
+    def for_data(self, empty_targets: bool) -> EpisodeOptions:
+        """These options with ``not_found`` decided by the data set when not given: ``empty``
+        where expressions may have no target (its protocol's ``empty_targets``); else it stays
+        unset, which episodes read as ``keep`` (and ``config.json`` records as before)."""
+        if self.episode.not_found is not None or not empty_targets:
+            return self
+        return replace(self, episode=replace(self.episode, not_found="empty"))
 
     @property
     def controller(self) -> ControllerSpec:
@@ -266,57 +271,6 @@ class DataSpec:
         from bench.data import ExampleSet
 
         return ExampleSet.of(self.open())
-
-
-ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """Which engine runs the episodes; none of these change per-example results.
-
-    Attributes:
-        name: ``local`` (one process, an anyio task group) or ``ray`` (a pool of Ray actors;
-            the driver still writes the run folder alone).
-        ray_address: a running Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``);
-            ``None`` starts a local cluster for the run and shuts it down afterwards.
-        workers: Ray actors (``None``: one per GPU when the cluster has GPUs and the device is
-            not cpu, else one per CPU; ``"auto"``: one per core of this machine, or per free CPU
-            of a running cluster: the way to use every core for VLM-bound runs; never more than
-            ``--concurrency``).
-        gpus_per_worker: GPUs each actor reserves (``None``: 1 when the cluster has a GPU for
-            every worker and the device is not cpu, else 0 and the workers run on the CPU).
-        cpus_per_worker: CPUs each actor reserves (``None``: 1).
-    """
-
-    name: str = "local"
-    ray_address: str | None = None
-    workers: int | Literal["auto"] | None = None
-    gpus_per_worker: float | None = None
-    cpus_per_worker: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.name not in ENGINES:
-            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
-        ray_only = {
-            "--ray-address": self.ray_address,
-            "--workers": self.workers,
-            "--gpus-per-worker": self.gpus_per_worker,
-            "--cpus-per-worker": self.cpus_per_worker,
-        }
-        given = [flag for flag, value in ray_only.items() if value is not None]
-        if self.name != "ray" and given:
-            raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
-        if (
-            self.workers is not None
-            and self.workers != "auto"
-            and (not isinstance(self.workers, int) or self.workers < 1)
-        ):
-            raise ConfigError(f"--workers must be a number of at least 1, or auto; got {self.workers!r}")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise ConfigError("--gpus-per-worker must be 0 or more (fractions share a GPU)")
-        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
-            raise ConfigError("--cpus-per-worker must be more than 0")
 
 
 @dataclass(frozen=True)

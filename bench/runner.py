@@ -104,7 +104,7 @@ async def run_bench(options: BenchOptions, *, before_write: WriteHook | None = N
             already written stay, and running again resumes.
     """
     source = options.data.open()
-    rt = build_runtime(options.episode)
+    rt = build_runtime(options.episode.for_data(source.protocol.empty_targets))
     try:
         result = await run_examples(
             rt, source, options.out, options.data, options.run, before_write=before_write

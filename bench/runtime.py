@@ -299,6 +299,8 @@ def describe_episode(config: EpisodeConfig) -> dict[str, Any]:
     controller's options only, validated (every field, defaults included), so a resume is
     refused when any of them differs, and never over another controller's settings."""
     described = _jsonable(dataclasses.asdict(config))
+    if described.get("not_found") is None:  # unset (keep): recorded as before the setting existed
+        described.pop("not_found", None)
     options = get_controller(config.controller).options(config.controller_options.get(config.controller))
     described["controller_options"] = {config.controller: options.model_dump(mode="json")}
     return described

@@ -234,7 +234,8 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
     bases: dict[str, Runtime] = {}
     try:
         for toolset in dict.fromkeys(s.toolset for s in plan):
-            bases[toolset] = build_runtime(toolset_options(base_options(options, refiner), toolset))
+            episode = base_options(options, refiner).for_data(examples.protocol.empty_targets)
+            bases[toolset] = build_runtime(toolset_options(episode, toolset))
         return await _run_plan(bases, examples, options, plan, note, echo)
     finally:
         for base in bases.values():

@@ -160,7 +160,7 @@ def ranking_fields(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[
     }
 
 
-REFINEMENT_FIELDS = frozenset({"query", "rationale", "source", "tokens_in", "tokens_out", "usd"})
+REFINEMENT_FIELDS = frozenset({"query", "rationale", "source", "tokens_in", "tokens_out", "usd", "no_match"})
 
 
 def refinement_fields(meta: dict[str, Any]) -> dict[str, Any]:
@@ -175,4 +175,13 @@ def refinement_fields(meta: dict[str, Any]) -> dict[str, Any]:
         "tokens_in": count_field(meta, "tokens_in"),
         "tokens_out": count_field(meta, "tokens_out"),
         "usd": amount_field(meta, "usd"),
+        "no_match": _flag(meta, "no_match"),
     }
+
+
+def _flag(meta: dict[str, Any], key: str) -> bool:
+    """A boolean field (``False`` when absent)."""
+    value = meta.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"record field {key!r} is not true or false")
+    return value

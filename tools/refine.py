@@ -37,6 +37,11 @@ class RefineParams(StrictParams):
         description="Optional guidance for the rewrite, e.g. 'the object is on the left'.",
         max_length=500,
     )
+    allow_none: bool = Field(
+        default=False,
+        description="Allow the answer that nothing in the image matches the original expression "
+        "(no_match; the VLM refiner only), for expressions that may refer to nothing.",
+    )
 
 
 REFINE_QUERY = ToolDeclaration(
@@ -78,6 +83,12 @@ class RefineQuery(Tool):
         vlm = self.settings.vlm
         return f"rules:{RULES_VERSION}" + (f";vlm:{getattr(vlm, 'model', 'unknown')}" if vlm else "")
 
+    def key_args(self, params: Any) -> dict[str, Any]:
+        args: dict[str, Any] = params.model_dump(mode="json")
+        if not args.get("allow_none"):  # the question asked before it existed: same key as then
+            args.pop("allow_none", None)
+        return args
+
     def key_inputs(self, ws: Workspace, params: Any) -> dict[str, str]:
         # The rewrite depends on the episode's text state and current candidates too.
         state: dict[str, Any] = {"expression": ws.expression, "history": ws.history}
@@ -96,7 +107,7 @@ class RefineQuery(Tool):
             from tools.refine_vlm import refine_with_vlm
 
             assert self.settings.vlm is not None  # checked in __init__
-            return await refine_with_vlm(self.settings.vlm, ws, params.hint)
+            return await refine_with_vlm(self.settings.vlm, ws, params.hint, params.allow_none)
         from tools.refine_rules import refine_with_rules
 
         return refine_with_rules(ws, params.hint)

@@ -38,6 +38,12 @@ SYSTEM_PROMPT = (
 )
 
 
+NO_MATCH_PROMPT = (
+    "The expression may refer to nothing in this image. If no object in the image matches the "
+    'ORIGINAL expression, reply {"query": null, "no_match": true, "rationale": "..."} instead.'
+)
+
+
 # The reply's shape, for servers that take response_format (asked only with --vlm-json-schema).
 REFINE_SCHEMA = {
     "name": "refined_query",
@@ -45,6 +51,22 @@ REFINE_SCHEMA = {
         "type": "object",
         "properties": {"query": {"type": "string"}, "rationale": {"type": "string"}},
         "required": ["query", "rationale"],
+        "additionalProperties": False,
+    },
+}
+
+
+# The same when "nothing matches" is an answer (allow_none).
+REFINE_OR_NONE_SCHEMA = {
+    "name": "refined_query_or_none",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "query": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "no_match": {"type": "boolean"},
+            "rationale": {"type": "string"},
+        },
+        "required": ["query", "no_match", "rationale"],
         "additionalProperties": False,
     },
 }
@@ -71,8 +93,9 @@ def candidate_overlay(ws: Workspace, k: int = TOP_K) -> np.ndarray | None:
     return outline_candidates(ws.image.pixels, masks, [str(rank + 1) for rank in range(len(top))])
 
 
-def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
-    """The chat messages of one refinement request."""
+def build_messages(ws: Workspace, hint: str | None, allow_none: bool = False) -> list[dict[str, Any]]:
+    """The chat messages of one refinement request (``allow_none``: "nothing matches" is an
+    answer the caller takes)."""
     content: list[dict[str, Any]] = [
         {"type": "image_url", "image_url": {"url": image_data_url(ws.image.pixels)}}
     ]
@@ -97,8 +120,11 @@ def build_messages(ws: Workspace, hint: str | None) -> list[dict[str, Any]]:
     if hint:
         lines.append(f"Hint: {hint}")
     lines.append('Reply with JSON only: {"query": "...", "rationale": "..."}')
+    if allow_none:
+        lines.append(NO_MATCH_PROMPT)
     content.append({"type": "text", "text": "\n".join(lines)})
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    system = SYSTEM_PROMPT + (" " + NO_MATCH_PROMPT if allow_none else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": content}]
 
 
 _PREFIX = re.compile(r"^(?:new\s+|refined\s+|better\s+)?(?:query|expression)\s*[:=-]\s*", re.IGNORECASE)
@@ -130,12 +156,29 @@ def _clean(query: str) -> str:
     return query[:MAX_QUERY_CHARS].strip()
 
 
-async def _ask(client: ChatClient, messages: list[dict[str, Any]]) -> tuple[Any, str, str]:
-    """One request: the reply, and its ``(query, rationale)``."""
-    reply = await client.complete(messages, temperature=0.2, max_tokens=200, json_schema=REFINE_SCHEMA)
+def parse_no_match(text: str) -> str | None:
+    """The rationale when the reply says nothing matches (``{"no_match": true, ...}``), else ``None``."""
+    for value in json_values(reply_body(text)):
+        if isinstance(value, dict) and value.get("no_match") is True:
+            return str(value.get("rationale") or "")
+        if isinstance(value, dict):
+            return None
+    return None
+
+
+async def _ask(
+    client: ChatClient, messages: list[dict[str, Any]], allow_none: bool = False
+) -> tuple[Any, str, str]:
+    """One request: the reply, and its ``(query, rationale)`` (query ``""``: nothing matches,
+    when ``allow_none``)."""
+    schema = REFINE_OR_NONE_SCHEMA if allow_none else REFINE_SCHEMA
+    reply = await client.complete(messages, temperature=0.2, max_tokens=200, json_schema=schema)
     content = getattr(reply, "content", "") or ""
     if not content.strip() and getattr(reply, "tool_calls", None):
         raise ToolError("the VLM answered with tool calls instead of a refined query")
+    none_because = parse_no_match(content) if allow_none else None
+    if none_because is not None:
+        return reply, "", none_because
     query, rationale = parse_refinement(content)
     return reply, query, rationale
 
@@ -148,8 +191,11 @@ def _spent(replies: list[Any]) -> dict[str, Any]:
     }
 
 
-async def refine_with_vlm(client: ChatClient, ws: Workspace, hint: str | None) -> Refinement:
-    """Ask the VLM for a better query for ``ws``.
+async def refine_with_vlm(
+    client: ChatClient, ws: Workspace, hint: str | None, allow_none: bool = False
+) -> Refinement:
+    """Ask the VLM for a better query for ``ws`` (with ``allow_none``, or its answer that nothing
+    in the image matches: ``no_match``).
 
     The prompt lists the queries already tried. A reply that repeats one (compared case-,
     space- and punctuation-blind) is sent back once, saying so; a second repeat is returned
@@ -160,10 +206,10 @@ async def refine_with_vlm(client: ChatClient, ws: Workspace, hint: str | None) -
         ToolError: the reply has no usable query (empty, or only tool calls).
         VLMError: the VLM could not be reached (from the client).
     """
-    messages = build_messages(ws, hint)
-    reply, query, rationale = await _ask(client, messages)
+    messages = build_messages(ws, hint, allow_none)
+    reply, query, rationale = await _ask(client, messages, allow_none)
     replies = [reply]
-    if ws.tried(query):
+    if query and ws.tried(query):
         again = [
             *messages,
             {"role": "assistant", "content": getattr(reply, "content", "") or query},
@@ -173,9 +219,13 @@ async def refine_with_vlm(client: ChatClient, ws: Workspace, hint: str | None) -
                 'JSON only: {"query": "...", "rationale": "..."}',
             },
         ]
-        reply, query, rationale = await _ask(client, again)
+        reply, query, rationale = await _ask(client, again, allow_none)
         replies.append(reply)
     model = getattr(reply, "model", "") or getattr(client, "model", "")
     return Refinement(
-        query=query, rationale=rationale, source=f"vlm:{model}" if model else "vlm", **_spent(replies)
+        query=query,
+        rationale=rationale,
+        source=f"vlm:{model}" if model else "vlm",
+        no_match=not query,
+        **_spent(replies),
     )

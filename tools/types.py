@@ -348,7 +348,8 @@ class Ranking:
 
 @dataclass
 class Refinement:
-    """A rewritten query and why."""
+    """A rewritten query and why; ``no_match``: the refiner answered that nothing in the image
+    matches the expression (``query`` is then empty)."""
 
     query: str
     rationale: str = ""
@@ -356,6 +357,7 @@ class Refinement:
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0
+    no_match: bool = False
 
     def to_record(self) -> tuple[Arrays, Meta]:
         return {}, {
@@ -365,6 +367,7 @@ class Refinement:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "usd": self.usd,
+            **({"no_match": True} if self.no_match else {}),  # absent otherwise: records as before
         }
 
     @classmethod
@@ -373,4 +376,5 @@ class Refinement:
         return cls(**refinement_fields(meta))
 
     def summary(self) -> Meta:
-        return {"query": self.query, "rationale": self.rationale[:200]}
+        out: Meta = {"query": self.query, "rationale": self.rationale[:200]}
+        return {**out, "no_match": True} if self.no_match else out

@@ -19,7 +19,7 @@ from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
 from agent.vlm_profile import ProfileChoice
 from bench.cli.sam3_flags import SAM3_ROWS, with_sam3_options
-from bench.cli.scale_flags import LIMIT_ROWS, workers_arg
+from bench.cli.scale_flags import LIMIT_ROWS, WORKERS_ROW
 from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
@@ -130,6 +130,10 @@ ACCEL_FLAGS = flags(
      f"(default {default(ModelOptions, 'compile_backend')})"}),
 )  # fmt: skip
 
+NOT_FOUND_HELP = (
+    "answer to 'no such object' (stop reason not_found): keep the best candidate, or an empty mask "
+    "(default: empty where the data set has no-target expressions, e.g. grefcoco, jsonl; else keep)"
+)
 CONTROLLER_FLAGS = flags(
     ("--controller", "controller", {"metavar": "NAME"}),  # choices and help: the specs, at parse time
     (
@@ -145,6 +149,7 @@ CONTROLLER_FLAGS = flags(
         "pick",
         {"choices": ["best", "last"], "help": "final ranking: most confident seen, or the last"},
     ),
+    ("--not-found", "not_found", {"choices": ["keep", "empty"], "help": NOT_FOUND_HELP}),
     (
         "--episode-timeout",
         "episode_timeout_s",
@@ -291,17 +296,7 @@ ENGINE_FLAGS = flags(
         "ray_address",
         {"help": "a running Ray cluster (e.g. auto); default: start a local one for the run"},
     ),
-    (
-        "--workers",
-        "workers",
-        {
-            "type": workers_arg,
-            "metavar": "N|auto",
-            "help": "Ray actors; auto: one per core of this "
-            "machine, the way to use every core for VLM-bound runs (default: one per GPU, else one per "
-            "CPU; at most --concurrency)",
-        },
-    ),
+    WORKERS_ROW,
     (
         "--gpus-per-worker",
         "gpus_per_worker",

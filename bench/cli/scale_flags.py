@@ -49,3 +49,15 @@ def workers_arg(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+
+
+WORKERS_ROW: tuple[str, str, dict[str, Any]] = (
+    "--workers",
+    "workers",
+    {
+        "type": workers_arg,
+        "metavar": "N|auto",
+        "help": "Ray actors; auto: one per core of this machine, the way to use every core for "
+        "VLM-bound runs (default: one per GPU, else one per CPU; at most --concurrency)",
+    },
+)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from bench.data.masks import RasterMask
 from bench.data_errors import DatasetError
 from bench.rle import decode_rle, rle_area
 from tools.errors import ConfigError, InputError, RefsegError
@@ -26,9 +27,9 @@ if TYPE_CHECKING:
     from bench.records import DatasetRecord
 
 PER_IMAGE = ("all", "first")
-# A mask as a data set gives it: COCO RLE, an array, or a function that reads it when asked
-# (a polygon rasterised on demand, a PNG file, an empty target of the image's size).
-MaskSource = Mapping[str, Any] | np.ndarray | Callable[[], np.ndarray]
+# A mask as a data set gives it: COCO RLE, an array, a function that reads it when asked (a
+# PNG file), or a drawing made at the image's size when scored (polygons, an empty target).
+MaskSource = Mapping[str, Any] | np.ndarray | Callable[[], np.ndarray] | RasterMask
 
 
 class ImageSource(Protocol):
@@ -91,41 +92,49 @@ class Example:
         """Decode the image. Raises InputError when it is unreadable (this example only)."""
         return self.image_ref.load()
 
-    def gt_mask(self) -> np.ndarray:
+    def gt_mask(self, size: tuple[int, int] | None = None) -> np.ndarray:
         """Ground truth ``(H, W) bool`` (an RLE is decoded on each call; arrays are read-only).
 
+        Args:
+            size: the image's ``(height, width)``: a drawn mask (polygons) needs it.
+
         Raises:
-            DatasetError: the mask is corrupt or missing.
+            DatasetError: the mask is corrupt or missing, or is drawn and no size was given.
         """
         if self.mask_ref is None:
             raise DatasetError(f"example {self.example_id} has no ground-truth mask")
-        return _read_mask(self.mask_ref)
+        return _read_mask(self.mask_ref, size)
 
-    def ground_truth(self) -> GroundTruth:
-        """The target mask and the region left out of scoring (see :mod:`bench.data.protocol`).
+    def ground_truth(self, size: tuple[int, int] | None = None) -> GroundTruth:
+        """The target mask and the region left out of scoring (see :mod:`bench.data.protocol`),
+        drawn at ``size`` (the image's ``(height, width)``) where they are drawings.
 
         Raises:
             DatasetError: a mask is corrupt or missing.
         """
         from bench.data.protocol import GroundTruth
 
-        ignore = _read_mask(self.ignore_ref) if self.ignore_ref is not None else None
-        return GroundTruth(self.gt_mask(), ignore)
+        ignore = _read_mask(self.ignore_ref, size) if self.ignore_ref is not None else None
+        return GroundTruth(self.gt_mask(size), ignore)
 
-    def gt_area(self) -> int:
+    def gt_area(self, size: tuple[int, int] | None = None) -> int:
         """Ground-truth area in pixels (an RLE's from its runs, without decoding)."""
         if self.mask_ref is None:
             raise DatasetError(f"example {self.example_id} has no ground-truth mask")
         if isinstance(self.mask_ref, Mapping):
             return rle_area(self.mask_ref)
-        return int(np.count_nonzero(_read_mask(self.mask_ref)))
+        return int(np.count_nonzero(_read_mask(self.mask_ref, size)))
 
 
-def _read_mask(source: MaskSource) -> np.ndarray:
+def _read_mask(source: MaskSource, size: tuple[int, int] | None = None) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return source
     if isinstance(source, Mapping):
         return decode_rle(source)
+    if isinstance(source, RasterMask):
+        if size is None:
+            raise DatasetError("the ground truth is drawn at the image's size: load the image first")
+        return source.draw(*size)
     try:
         mask = np.asarray(source(), dtype=bool)
     except RefsegError:

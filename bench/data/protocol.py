@@ -167,6 +167,10 @@ class EvalProtocol:
         headline: the key of the metric a run is known by.
         breakdowns: groupings reports show.
         scorer: per-example scoring (default :func:`score_masks`).
+        empty_targets: expressions may refer to nothing (gRefCOCO's no-target ones): a run's
+            default is then to answer a controller's "no such object" (stop reason
+            ``not_found``) with an empty mask instead of its best candidate
+            (:attr:`agent.episode.EpisodeConfig.not_found`).
     """
 
     name: str
@@ -175,6 +179,7 @@ class EvalProtocol:
     headline: str
     breakdowns: tuple[Breakdown, ...] = ()
     scorer: Scorer = score_masks
+    empty_targets: bool = False
 
     def __post_init__(self) -> None:
         keys = [m.key for m in self.metrics]
@@ -241,6 +246,7 @@ class EvalProtocol:
             "name": self.name,
             "description": self.description,
             "headline": self.headline,
+            "empty_targets": self.empty_targets,
             "metrics": [{"key": m.key, "label": m.label, "description": m.description} for m in self.metrics],
             "breakdowns": [
                 {"key": b.key, "label": b.label, "groups": list(b.groups)} for b in self.breakdowns

@@ -32,6 +32,12 @@ ENTRY_POINT_GROUP = "refseg.datasets"
 BUILTIN_ADAPTERS: dict[str, str] = {
     "synthetic": "bench.data.synthetic:SyntheticAdapter",
     "refcoco-m": "bench.data.refcocom:RefcocomAdapter",
+    "refcoco": "bench.data.refcoco:RefcocoAdapter",
+    "refcoco+": "bench.data.refcoco:RefcocoPlusAdapter",
+    "refcocog": "bench.data.refcoco:RefcocogAdapter",
+    "grefcoco": "bench.data.grefcoco:GrefcocoAdapter",
+    "reasonseg": "bench.data.reasonseg:ReasonSegAdapter",
+    "jsonl": "bench.data.jsonl:JsonlAdapter",
 }
 
 

@@ -172,7 +172,7 @@ def write_cases(
                     **p,
                     "sentence": ex.sentence,
                     "pixels": image.pixels,
-                    "gt": ex.gt_mask(),
+                    "gt": ex.gt_mask((image.height, image.width)),
                     "mask_a": _mask(recs_a[p["example_id"]], size),
                     "mask_b": _mask(recs_b[p["example_id"]], size),
                     "queries_a": list(recs_a[p["example_id"]].queries),

@@ -55,25 +55,31 @@ def iou_hist_figure(runs: Sequence[RunView]) -> Any:
 
 
 def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
-    clean = [r for r in runs if r.label.perturb == "clean" and r.summary.metrics.value("miou") is not None]
+    """The headline metric (mIoU, gIoU, ...) of the clean runs against ``max_iter``."""
+    if not runs:
+        return None
+    key, label = headline_of(runs[0].summary.metrics)
+    clean = [r for r in runs if r.label.perturb == "clean" and r.summary.metrics.value(key) is not None]
     series: dict[str, dict[int, float]] = {}
     oneshot = next((r for r in clean if r.label.controller == "oneshot"), None)
     for r in clean:
-        miou = r.summary.metrics.value("miou")
-        if r.label.controller == "loop" and miou is not None:
-            series.setdefault(f"loop ({r.label.refiner})", {})[int(r.label.max_iter or 0)] = miou
+        value = r.summary.metrics.value(key)
+        if r.label.controller == "loop" and value is not None:
+            series.setdefault(f"loop ({r.label.refiner})", {})[int(r.label.max_iter or 0)] = value
     if not any(len(s) + (oneshot is not None) >= 2 for s in series.values()):
         return None
     fig = _figure()
     ax = fig.add_subplot()
     for name, pts in series.items():
         if oneshot is not None:
-            pts = {0: oneshot.summary.metrics.value("miou") or 0.0, **pts}
+            pts = {0: oneshot.summary.metrics.value(key) or 0.0, **pts}
         xs = sorted(pts)
         ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
     shown = sum(len(pts) for pts in series.values()) + (oneshot is not None)
     left_out = f"; {len(runs) - shown} perturbed or other runs not shown" if len(runs) > shown else ""
-    ax.set(xlabel="max_iter (0 = one-shot)", ylabel="mIoU", title=f"mIoU vs max_iter (clean runs{left_out})")
+    ax.set(
+        xlabel="max_iter (0 = one-shot)", ylabel=label, title=f"{label} vs max_iter (clean runs{left_out})"
+    )
     ax.set_xticks(sorted({x for s in series.values() for x in s} | ({0} if oneshot else set())))
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -112,29 +118,44 @@ def fig_buckets(runs: Sequence[RunView], path: Path) -> Path | None:
     return _save(buckets_figure(runs), path)
 
 
-def _bucket(r: RunView, k: str) -> tuple[float, int]:
-    """mIoU and count of size bucket ``k`` in a run (0, 0 when it has none)."""
+def size_metric(runs: Sequence[RunView]) -> tuple[str, str]:
+    """``(key, label)`` of the metric the size breakdown holds: the headline when it is there
+    (mIoU, gIoU), else its first."""
+    key, label = headline_of(runs[0].summary.metrics) if runs else ("miou", "mIoU")
+    found = [
+        m
+        for r in runs
+        for g in r.summary.metrics.breakdowns.get("size", {}).values()
+        for m in g.model_extra or {}
+    ]
+    return (key, label) if key in found or not found else (found[0], found[0])
+
+
+def _bucket(r: RunView, k: str, key: str = "miou") -> tuple[float, int]:
+    """The metric ``key`` and count of size bucket ``k`` in a run (0, 0 when it has none)."""
     stat = r.summary.metrics.breakdowns.get("size", {}).get(k)
-    return (stat.value("miou") or 0.0, stat.n) if stat is not None else (0.0, 0)
+    return (stat.value(key) or 0.0, stat.n) if stat is not None else (0.0, 0)
 
 
 def buckets_figure(runs: Sequence[RunView]) -> Any:
-    """mIoU per COCO size bucket of every clean run (all runs when none is clean); a bucket
-    with no expression is labelled n=0 instead of showing an empty gap."""
+    """The size breakdown's metric (mIoU, gIoU) per COCO size bucket of every clean run (all
+    runs when none is clean); a bucket with no expression is labelled n=0 instead of showing
+    an empty gap."""
     clean = [r for r in runs if r.label.perturb == "clean"] or list(runs)
+    key, label = size_metric(clean)
     fig = _figure(max(6.4, 0.35 * len(clean) * len(BUCKETS) + 2), 4.0)
     ax = fig.add_subplot()
-    series = {r.name: [_bucket(r, k)[0] for k in BUCKETS] for r in clean}
-    ns = {k: {_bucket(r, k)[1] for r in clean} for k in BUCKETS}
+    series = {r.name: [_bucket(r, k, key)[0] for k in BUCKETS] for r in clean}
+    ns = {k: {_bucket(r, k, key)[1] for r in clean} for k in BUCKETS}
     groups = [f"{k} (n={ns[k].pop()})" if len(ns[k]) == 1 else k for k in BUCKETS]
     positions = _grouped_bars(ax, groups, series)
     for at, r in zip(positions, clean, strict=True):
         for x, k in zip(at, BUCKETS, strict=True):
-            if not _bucket(r, k)[1]:
+            if not _bucket(r, k, key)[1]:
                 ax.text(x, 0.01, "n=0", rotation=90, ha="center", va="bottom", fontsize=6)
     left_out = len(runs) - len(clean)
     note = f"; {left_out} perturbed run(s) in the reliability figure" if left_out else ""
-    ax.set(ylabel="mIoU", title=f"mIoU by object size (COCO buckets){note}")
+    ax.set(ylabel=label, title=f"{label} by object size (COCO buckets){note}")
     return fig
 
 

@@ -175,8 +175,10 @@ class DatasetImages:
         ex, error = self.example(spec, example_id)
         if ex is None:
             return None, error
+        pixels, _ = self.pixels(spec, example_id)  # a drawn target (polygons) needs the image's size
+        size = (int(pixels.shape[0]), int(pixels.shape[1])) if pixels is not None else None
         try:
-            return ex.gt_mask(), None
+            return ex.gt_mask(size), None
         except RefsegError as exc:
             return None, str(exc)
 

@@ -71,7 +71,9 @@ def test_nothing_found_is_an_answer_the_loop_refines_then_ends_not_found(tmp_pat
             [(scene(), "the red box on the left")], tracer, controller="loop", max_iter=2, **NOTHING
         )
     assert result.ok and result.error is None
-    assert result.stop_reason == StopReason.NOT_FOUND and result.mask is None and result.chosen == -1
+    assert result.stop_reason == StopReason.NOT_FOUND and result.chosen == -1
+    # Nothing found is the answer: an empty mask at the image's size (no candidate to keep).
+    assert result.mask is not None and not result.mask.any() and result.mask.shape == result.image_size
     assert result.iterations == 2 and len(result.queries) == 3  # refined twice, each query searched
     assert result.costs.calls("sam3_propose") == 3 and result.costs.calls("sam3_rank") == 0
     found_nothing = [e for e in events(trace) if e.get("event") == "nothing_found"]

@@ -53,12 +53,12 @@ def test_what_no_adapter_claims_is_one_line_naming_the_choices(tmp_path: Path) -
         resolve(str(junk))
     with pytest.raises(DatasetError, match=r"no such file or folder; name one of synthetic, refcoco-m"):
         resolve(str(tmp_path / "missing.parquet"))
-    with pytest.raises(DatasetError, match=r"unknown data set 'refcoco'; name one of"):
-        resolve("refcoco")
+    with pytest.raises(DatasetError, match=r"unknown data set 'refclef'; name one of"):
+        resolve("refclef")
     with pytest.raises(
-        DatasetError, match=r"no dataset adapter knows this hub name.*refcoco-m:lmms-lab/RefCOCO"
+        DatasetError, match=r"no dataset adapter knows this hub name.*refcoco-m:someone/RefCLEF"
     ):
-        resolve("lmms-lab/RefCOCO")
+        resolve("someone/RefCLEF")
     with pytest.raises(DatasetError, match="no dataset adapter 'nope'"):
         from bench.data import adapter_named
 

@@ -26,7 +26,7 @@ from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
-from tools.sam3.declarations import SAM3_PROPOSE, Sam3Options, Sam3ProposeParams
+from tools.sam3.declarations import DEFAULT_THRESHOLD, SAM3_PROPOSE, Sam3Options, Sam3ProposeParams
 from tools.sam3.loading import Sam3Source, require_transformers
 from tools.sam3.overlap import new_instances
 from tools.types import Arrays, Image, Meta, Proposals
@@ -221,3 +221,7 @@ def _subset(props: Proposals, keep: list[int]) -> Proposals:
         source=props.source,
         origins=props.origins[idx],
     )
+
+
+# The parameters and options are declared in tools.sam3.declarations; importable here too.
+__all__ = ["DEFAULT_THRESHOLD", "Sam3Options", "Sam3Proposals", "Sam3Propose", "Sam3ProposeParams"]

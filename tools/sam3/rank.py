@@ -26,7 +26,7 @@ import numpy as np
 from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ConfigError, ToolError
 from tools.prompting import held_proposals
-from tools.sam3.declarations import SAM3_RANK
+from tools.sam3.declarations import SAM3_RANK, Sam3RankParams
 from tools.sam3.overlap import match_scores
 from tools.sam3.propose import Sam3Propose
 from tools.types import Image, Proposals, Ranking, boxes_from_masks
@@ -115,3 +115,7 @@ class Sam3Rank(Tool):
             self.proposer.threshold(params.threshold),
         )
         return scores_ranking(scores, query, proposals.digest, self.name)
+
+
+# The parameters are declared in tools.sam3.declarations; importable here too.
+__all__ = ["Sam3Rank", "Sam3RankParams", "scores_ranking", "scores_to_probs"]
