@@ -48,7 +48,7 @@ class EngineOptions:
         if self.name != "ray" and given:
             raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
         if self.workers not in (None, "auto") and not (isinstance(self.workers, int) and self.workers >= 1):
-            raise ConfigError(f"--workers must be a number of at least 1, or auto; got {self.workers!r}")
+            raise ConfigError(f"--workers must be at least 1 (a number, or auto), got {self.workers!r}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
             raise ConfigError("--gpus-per-worker must be 0 or more (fractions share a GPU)")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:

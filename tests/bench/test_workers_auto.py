@@ -44,7 +44,7 @@ def test_workers_auto_from_the_command_line() -> None:
     assert run_options(ns).engine.workers == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "run", "--out", "x", "--engine", "ray", "--workers", "many"])
-    with pytest.raises(ConfigError, match="--workers must be a number of at least 1, or auto"):
+    with pytest.raises(ConfigError, match=r"--workers must be at least 1 \(a number, or auto\)"):
         EngineOptions(name="ray", workers=0)
     RunOptions(concurrency=1, engine=EngineOptions(name="ray", workers="auto"))  # capped at run time
     assert machine_cores() >= 1
