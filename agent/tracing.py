@@ -56,6 +56,7 @@ __all__ = [
 MAX_STRING = 2_000  # characters of one logged string
 MAX_ITEMS = 50  # entries of one logged list or dict
 EVENT_BUDGET = 64_000  # characters of strings in one event; beyond it, values become markers
+_PLAIN = frozenset({int, float, bool})
 MEMO_CHARS = 200  # strings up to this long are redacted once per secrets state (see clip)
 _SLACK = 1_000  # redact this much past a cut, so a secret across the cut is still caught
 # The running episode's bound logger: VLM calls made deep inside a tool land in its trace
@@ -89,6 +90,8 @@ def clip(text: str, limit: int = MAX_STRING, state: tuple[object, ...] | None = 
 
 def bound(value: Any, budget: list[int] | None = None, state: tuple[object, ...] | None = None) -> Any:
     """``value`` redacted and bounded (strings, entries and the event's total; see module doc)."""
+    if value is None or type(value) in _PLAIN:  # most values: numbers and flags, as they are
+        return value
     budget = budget if budget is not None else [EVENT_BUDGET]
     state = secrets_state() if state is None else state
     if isinstance(value, str):
