@@ -256,6 +256,7 @@ async def _write_records(
     counters = {"written": 0, "failed": 0}
     stats: EngineStats | None = None
     monitor = LagMonitor()  # this loop's lag while the episodes run (a Ray worker measures its own)
+    job.on_start = monitor.take  # set-up and a cluster's start are not the examples' lag
 
     async def write_loop() -> None:
         async with receive:

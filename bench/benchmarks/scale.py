@@ -32,7 +32,7 @@ from typing import Any, Literal
 from bench.doubles.fixed_latency import LatencyEndpoint
 from bench.engines.ray_cluster import machine_cores
 from bench.run_folder import read_invocations
-from tools.errors import ConfigError
+from tools.errors import ConfigError, RefsegError
 
 SCENE_EXAMPLES = 16  # generated scenes hold about 18 examples; ask for enough scenes
 # What makes each controller ask the VLM on every example (the guard is off for all of them).
@@ -137,7 +137,8 @@ def cell_command(options: ScaleOptions, controller: str, c: int, url: str, run_d
     cmd += ["--n", str(-(-n // SCENE_EXAMPLES)), "--limit", str(n), "--out", str(run_dir)]
     cmd += ["--cache-dir", str(run_dir / "cache"), "--quiet", "--bootstrap", "0", "--max-fallback-rate", "1"]
     if options.engine == "ray":
-        cmd += ["--engine", "ray", *(["--workers", str(options.workers)] if options.workers else [])]
+        workers = min(options.workers, c) if isinstance(options.workers, int) else options.workers
+        cmd += ["--engine", "ray", *(["--workers", str(workers)] if workers else [])]
     if options.vlm_max_concurrency:
         cmd += ["--vlm-max-concurrency", str(options.vlm_max_concurrency)]
     return cmd
@@ -156,7 +157,7 @@ def run_cell(options: ScaleOptions, controller: str, c: int, endpoint: LatencyEn
     """One cell: the run, then its figures from its own files, the endpoint and ``wait4``.
 
     Raises:
-        RuntimeError: the run failed (its log says why).
+        RefsegError: the run failed (the last line it printed says why).
     """
     run_dir = root / f"{controller}-{options.engine}-c{c}"
     load = os.getloadavg()[0]
@@ -168,8 +169,9 @@ def run_cell(options: ScaleOptions, controller: str, c: int, endpoint: LatencyEn
     ended = [i for i in read_invocations(run_dir) if i.get("ended", True) and "wall_s" in i]
     summary_path = run_dir / "summary.json"
     if status not in (0, 1) or not ended or not summary_path.exists():  # 1: examples left by --limit
-        raise RuntimeError(
-            f"the {controller} run at c={c} failed (exit {status}); see {run_dir.with_suffix('.log')}"
+        said = [line for line in run_dir.with_suffix(".log").read_text(errors="replace").splitlines() if line]
+        raise RefsegError(
+            f"the {controller} run at c={c} failed (exit {status}): {said[-1] if said else 'no output'}"
         )
     inv, summary = ended[-1], json.loads(summary_path.read_text())
     timing, lag = summary.get("timing", {}), summary.get("timing", {}).get("event_loop", {})

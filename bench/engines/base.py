@@ -10,7 +10,7 @@ afterwards. Resume, reports and the viewer therefore do not care which engine ra
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +42,9 @@ class EngineJob:
         tracer: the run's ``trace.jsonl``; the driver process is its only writer.
         concurrency: examples in flight at once, over all workers.
         protocol: how each example's mask is scored.
+        on_start: called when the first example is about to start (set-up, a Ray cluster's
+            start and its workers' tools are behind): the run's measures of its examples
+            (event-loop lag) start there.
     """
 
     rt: Runtime
@@ -52,6 +55,7 @@ class EngineJob:
     tracer: Tracer
     concurrency: int
     protocol: EvalProtocol
+    on_start: Callable[[], object] = field(default=lambda: None)
 
 
 @dataclass

@@ -38,6 +38,7 @@ class LocalEngine:
         stats = EngineStats(self.name, workers=1)
         if job.count:  # models load here, booked as set-up, not in the first episode
             stats.setup_s = await session.setup()
+        job.on_start()
         cpu0 = time.process_time()
 
         async def one(index: int, ex: Example, image: Image | str, token: object) -> None:

@@ -123,6 +123,7 @@ class RayEngine:
         await self._check_workers(base, result_view(job.rt))
         feeding = _Feeding(self, job, send, groups)
         feeding.stats.start_s = time.perf_counter() - started
+        job.on_start()
         cpu0 = time.process_time()  # the driver's share: feeding, collecting, writing
         stats = await feeding.run(base)
         stats.cpu_s += time.process_time() - cpu0
