@@ -57,7 +57,7 @@ MAX_STRING = 2_000  # characters of one logged string
 MAX_ITEMS = 50  # entries of one logged list or dict
 EVENT_BUDGET = 64_000  # characters of strings in one event; beyond it, values become markers
 _PLAIN = frozenset({int, float, bool})
-MEMO_CHARS = 200  # strings up to this long are redacted once per secrets state (see clip)
+MEMO_CHARS = MAX_STRING  # strings up to this long are redacted once per secrets state (see clip)
 _SLACK = 1_000  # redact this much past a cut, so a secret across the cut is still caught
 # The running episode's bound logger: VLM calls made deep inside a tool land in its trace
 # (agent.transcript.log_vlm_call).
