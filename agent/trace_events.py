@@ -36,7 +36,9 @@ class EpisodeStart(EventBase):
     event: Literal["episode_start"] = "episode_start"
     expression: str | None = None
     controller: str | None = None
-    image_size: list[int] | None = None
+    image_size: list[int] | None = Field(
+        default=None, description="[H, W] of the input image (array order; shown as W x H)"
+    )
 
 
 class ToolCall(EventBase):

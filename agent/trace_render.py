@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.redaction import redact
 from tools.errors import InputError
+from tools.images import hw_text
 
 TRACE_FILE = "trace.jsonl"
 _COMMON = {"event", "run_id", "sample_id", "step", "ts"}
@@ -214,8 +215,8 @@ def _other_label(ev: dict[str, Any]) -> str:
     return f"{name} {_compact(rest)}"
 
 
-def _size(value: Any) -> str:
-    return "x".join(str(v) for v in value) if isinstance(value, list) else "?"
+def _size(value: Any) -> str:  # a prompt event's view_size / image_size: [W, H] (a frame's)
+    return hw_text(value[::-1]) if isinstance(value, list) else "?"
 
 
 def _prompt_label(ev: dict[str, Any]) -> str:
@@ -297,7 +298,7 @@ def episode_tree(ep: EpisodeTrace) -> _Node:
     if start:
         label += f" controller={start.get('controller')} expression={start.get('expression')!r}"
         if start.get("image_size"):
-            label += f" image={'x'.join(str(v) for v in start['image_size'])}"
+            label += f" image={hw_text(start['image_size'])}"  # [H, W], shown W x H
     root = _Node(label)
     level = root  # the current turn, or the episode itself before/without turns
     pending: list[dict[str, Any]] = []  # vlm_call events waiting for what they belong to

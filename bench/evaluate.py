@@ -18,6 +18,7 @@ from bench.perturb import perturb_image
 from bench.records import RLE, SAMPLES_SCHEMA_VERSION, RankStepRecord, SampleRecord, ToolCostRecord
 from bench.rle import encode_rle
 from tools.errors import RefsegError
+from tools.images import size_text
 from tools.types import Image
 
 
@@ -87,9 +88,8 @@ def _checked(ex: Example, image: Image | str) -> tuple[Image, GroundTruth]:
     truth = ex.ground_truth((image.height, image.width))
     for what, mask in (("ground-truth mask", truth.mask), ("ignore region", truth.ignore)):
         if mask is not None and mask.shape != image.size:
-            h, w = mask.shape
-            size = f"{image.height}x{image.width}"
-            raise RefsegError(f"{what} size {h}x{w} does not match the image size {size}")
+            size = size_text(image.height, image.width)
+            raise RefsegError(f"{what} size {size_text(*mask.shape)} does not match the image size {size}")
     return image, truth
 
 

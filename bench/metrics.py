@@ -23,6 +23,17 @@ import numpy as np
 
 # Bootstrap resamples for every confidence interval a report prints (bench run, report, view).
 DEFAULT_BOOTSTRAP = 2000
+# Below this many images a bootstrap over images has too few clusters to resample: its
+# interval is rough (too narrow, and jumpy from run to run). Every place that shows one says so.
+FEW_IMAGES = 10
+
+
+def rough_interval_note(n_images: int | None) -> str:
+    """``"only 3 images: a rough interval"`` below :data:`FEW_IMAGES` images, else ``""``."""
+    if n_images is None or n_images >= FEW_IMAGES:
+        return ""
+    return f"only {n_images} image{'s' if n_images != 1 else ''}: a rough interval"
+
 
 PR_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 SMALL_MAX = 32**2

@@ -96,7 +96,7 @@ def _runs_of(rle: RLE) -> tuple[int, int, np.ndarray]:
     total = int(runs.sum())
     if total != h * w:
         raise DatasetError(
-            f"RLE runs cover {total} pixels but size {h}x{w} has {h * w}; the mask is corrupt "
+            f"RLE runs cover {total} pixels but size [{h}, {w}] ([H, W]) has {h * w}; the mask is corrupt "
             "or its size is wrong"
         )
     return h, w, runs

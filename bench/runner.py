@@ -320,8 +320,9 @@ async def _run_locked(
         {
             "run_id": run_id,
             "started": started,
-            # Set-up (tools built, models loaded) is booked apart, not as episode time.
-            "wall_s": round(time.perf_counter() - t0 - (stats.setup_s if stats else 0.0), 4),
+            # Set-up (tools built, models loaded, an engine's cluster and workers started) is
+            # booked apart, not as the run's wall time.
+            "wall_s": round(time.perf_counter() - t0 - (stats.setup_s + stats.start_s if stats else 0.0), 4),
             "examples_run": counters["written"],
             "concurrency": opts.concurrency,
             "skipped": plan.skipped,

@@ -32,6 +32,22 @@ T = TypeVar("T")
 NOT_RESULT_SETTINGS = frozenset(
     {"device", "checkpoint_dir", "compile", "compile_backend", "encoder_batch", "points_per_batch"}
 )
+# Recorded whatever the tools read: the session's working copy and the tools' options.
+SESSION_SETTINGS = frozenset({"max_side", "device", "options"})
+TINY = "tiny"  # --sam-model tiny / --clip-model tiny: the test-sized real architectures
+
+
+def tiny_models(sam_model: str, clip_model: str) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """``(sam_model_type, clip_model, tool options)`` for ``--sam-model`` / ``--clip-model``,
+    where ``tiny`` is the test-sized SAM (``sam_propose.config=tiny``) or CLIP architecture."""
+    options: dict[str, dict[str, Any]] = {}
+    if sam_model == TINY:
+        sam_model, options["sam_propose"] = "vit_b", {"config": TINY}
+    if clip_model == TINY:
+        from tools.clip_loading import register_tiny_clip
+
+        clip_model = register_tiny_clip()
+    return sam_model, clip_model, options
 
 
 def default_device() -> str:
@@ -59,6 +75,12 @@ class Runtime:
     vlm: Any | None = None
     notes: list[str] = field(default_factory=list)
     options: EpisodeOptions | None = None
+
+    @property
+    def settings_read(self) -> frozenset[str] | None:
+        """The settings the run's tools read (``None``: possibly all): what it records."""
+        names = {self.config.proposer, self.config.ranker, self.config.refiner, *self.settings.options}
+        return self.registry.settings_read(sorted(names))
 
     async def aclose_vlm(self) -> None:
         """Close the VLM client's connections, shielded from cancellation.
@@ -130,8 +152,10 @@ def _optional_vlm(options: EpisodeOptions, notes: list[str]) -> Any:
     return build_vlm(options)
 
 
-def _tool_options(options: EpisodeOptions) -> dict[str, dict[str, Any]]:
+def _tool_options(options: EpisodeOptions, tiny: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     tools = {name: dict(values) for name, values in options.models.tool_options.items()}
+    for name, values in tiny.items():  # --sam-model tiny; an explicit --tool-option wins
+        tools[name] = {**values, **tools.get(name, {})}
     # --refiner is a named shortcut of this tool option; the config always says which ran.
     tools.setdefault("refine_query", {})["refiner"] = options.refiner
     if _random_sam3(options.models):
@@ -205,14 +229,15 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     price_note = vlm.config.price_note() if vlm is not None else None
     if price_note:
         notes.append(price_note)
+    sam_type, clip_model, tiny = tiny_models(models.sam_model, models.clip_model)
     settings = ToolSettings(
         weights=models.weights,
         # The offline toolset needs no torch: do not import it (seconds) just to pick cpu.
         device=models.device or ("cpu" if (proposer, ranker) == TOOLSETS["offline"] else default_device()),
         checkpoint_dir=models.checkpoint_dir or default_checkpoint_dir(),
-        sam_model_type=models.sam_model,
+        sam_model_type=sam_type,
         sam_checkpoint=models.sam_checkpoint,
-        clip_model=models.clip_model,
+        clip_model=clip_model,
         clip_pretrained=models.clip_pretrained,
         seed=models.seed,
         max_side=models.max_side,
@@ -222,7 +247,7 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
         encoder_batch=models.encoder_batch,
         points_per_batch=models.points_per_batch,
         vlm=vlm,
-        options=_tool_options(options),
+        options=_tool_options(options, tiny),
     )
     config = dataclasses.replace(
         options.episode,
@@ -237,12 +262,30 @@ def build_runtime(options: EpisodeOptions) -> Runtime:
     registry.check_options(settings.options)  # and bad option values, in one line
     registry.check_arguments(config.proposer, config.propose_args)  # --points-per-side 100000
     registry.check_arguments(config.ranker, config.rank_args)
+    _check_weights(models, registry, config)
     cache = (
         ToolCache(options.cache.directory, timeout_s=options.cache.timeout_s)
         if options.cache.enabled
         else None
     )
     return Runtime(settings, config, registry, cache, vlm, notes, options)
+
+
+def _check_weights(models: ModelOptions, registry: ToolRegistry, config: EpisodeConfig) -> None:
+    """``--weights random`` where no tool has weights would mark every output for nothing; the
+    tiny architectures have no weights to load."""
+    tiny = [f"--{kind}-model tiny" for kind, name in (("sam", models.sam_model), ("clip", models.clip_model))
+            if name == TINY]  # fmt: skip
+    if tiny and models.weights != "random":
+        given = " and ".join(tiny)
+        raise ConfigError(f"{given}: test-sized architectures have no weights; add --weights random")
+    names = sorted({config.proposer, config.ranker, config.refiner})
+    read = registry.settings_read(names)
+    if models.weights == "random" and read is not None and "weights" not in read:
+        raise ConfigError(
+            f"--weights random: no tool of this run has weights ({', '.join(names)}); drop it, "
+            "or use --toolset models"
+        )
 
 
 def public_url(url: str) -> str:
@@ -264,11 +307,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def describe_settings(settings: ToolSettings) -> dict[str, Any]:
-    """Every :class:`ToolSettings` field as JSON; the VLM client is described by
+def describe_settings(settings: ToolSettings, read: frozenset[str] | None = None) -> dict[str, Any]:
+    """The :class:`ToolSettings` fields as JSON: those in ``read`` (the fields the run's tools
+    read; ``None``: every field) and the session's own; the VLM client is described by
     :func:`describe_config` (URL and model, never a key)."""
     return {
-        f.name: _jsonable(getattr(settings, f.name)) for f in dataclasses.fields(settings) if f.name != "vlm"
+        f.name: _jsonable(getattr(settings, f.name))
+        for f in dataclasses.fields(settings)
+        if f.name != "vlm" and (read is None or f.name in read or f.name in SESSION_SETTINGS)
     }
 
 
@@ -318,7 +364,7 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
             "profile": profile_of(rt.vlm).as_dict(),
         }
     return {
-        "settings": describe_settings(rt.settings),
+        "settings": describe_settings(rt.settings, rt.settings_read),
         "episode": describe_episode(rt.config),
         "vlm": vlm,
         "cache_dir": str(rt.cache.directory) if rt.cache is not None else None,
@@ -328,9 +374,11 @@ def describe_config(rt: Runtime) -> dict[str, Any]:
 
 def result_settings(rt: Runtime) -> dict[str, Any]:
     """The settings that change results (device, paths and speed knobs left out)."""
-    return {k: v for k, v in describe_settings(rt.settings).items() if k not in NOT_RESULT_SETTINGS}
+    described = describe_settings(rt.settings, rt.settings_read)
+    return {k: v for k, v in described.items() if k not in NOT_RESULT_SETTINGS}
 
 
 def run_settings(rt: Runtime) -> dict[str, Any]:
     """The other settings: where and how fast (device, paths, batch sizes, compile)."""
-    return {k: v for k, v in describe_settings(rt.settings).items() if k in NOT_RESULT_SETTINGS}
+    described = describe_settings(rt.settings, rt.settings_read)
+    return {k: v for k, v in described.items() if k in NOT_RESULT_SETTINGS}

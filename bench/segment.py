@@ -18,17 +18,18 @@ from pathlib import Path
 
 import anyio
 
-from agent.episode import EpisodeResult
+from agent.episode import EpisodeResult, StopReason
 from agent.session import Session
 from agent.tracing import Tracer
 from bench.evaluate import rank_steps_json
 from bench.options import SegmentOptions
 from bench.runtime import Runtime, build_runtime, describe_config
-from tools.errors import InputError
+from tools.errors import InputError, VLMError
 from tools.images import clean_expression, load_image
 from tools.render import overlay, save_mask_png, side_by_side
 from tools.types import Image
 
+RANDOM_WEIGHTS_MARK = "RANDOM WEIGHTS (--weights random): this mask means nothing"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
@@ -51,9 +52,18 @@ class SegmentReport:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def fell_back(self) -> list[SegmentedImage]:
+        """Episodes that fell back to their best candidate because the VLM (or their deadline)
+        failed them: their masks are not what the controller would have chosen."""
+        return [s for s in self.done if s.result.stop_reason == StopReason.FALLBACK]
+
+    @property
     def exit_code(self) -> int:
-        """0 when every image was read and every episode succeeded, else 1."""
-        return 1 if self.skipped or any(not s.result.ok for s in self.done) else 0
+        """1 when an image could not be read or an episode failed; else 5 (as ``bench run``
+        over ``--max-fallback-rate``) when an episode fell back; else 0."""
+        if self.skipped or any(not s.result.ok for s in self.done):
+            return 1
+        return VLMError.exit_code if self.fell_back else 0
 
 
 def collect_images(paths: Sequence[Path]) -> list[Path]:
@@ -76,6 +86,12 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     return images
 
 
+def candidate_labels(result: EpisodeResult) -> list[str]:
+    """The overlay's label of each top candidate: ``#<proposal index> p=<probability>``, the
+    number the console (``chosen #12 of 48``), result.json, the trace and the viewer use."""
+    return [f"#{cand['index']} p={cand['prob']:.2f}" for cand in result.candidates]
+
+
 def write_result(
     out: Path, image: Image, result: EpisodeResult, rt: Runtime, source: Path | None = None
 ) -> None:
@@ -83,12 +99,10 @@ def write_result(
     named in result.json so the viewer can draw the ranking steps' candidates over it)."""
     out.mkdir(parents=True, exist_ok=True)
     save_mask_png(result.mask, image.size, out / "mask.png")
-    candidates = [
-        (mask, f"#{rank + 1} p={cand['prob']:.2f}")
-        for rank, (cand, mask) in enumerate(zip(result.candidates, result.candidate_masks, strict=True))
-    ]
+    candidates = list(zip(result.candidate_masks, candidate_labels(result), strict=True))
     title = f"{result.controller}: {result.queries[-1] if result.queries else result.expression}"
-    overlay(image.pixels, result.mask, candidates, title).save(out / "overlay.png")
+    warning = RANDOM_WEIGHTS_MARK if rt.settings.weights == "random" else ""  # on every copy
+    overlay(image.pixels, result.mask, candidates, title, warning).save(out / "overlay.png")
     payload = {
         **result.to_json(),
         "image": str(source.resolve()) if source is not None else None,
@@ -98,14 +112,25 @@ def write_result(
     (out / "result.json").write_text(json.dumps(payload, indent=2))
 
 
+Stage = Callable[[str, bool], None]  # (what runs now, keep a line saying how long it took)
+
+
 def segment_images(
-    options: SegmentOptions, *, on_result: Callable[[SegmentedImage], None] | None = None
+    options: SegmentOptions,
+    *,
+    on_result: Callable[[SegmentedImage], None] | None = None,
+    on_stage: Stage | None = None,
 ) -> SegmentReport:
     """Segment every image with the configured controller (and one-shot beside it).
+
+    The tools are built and their models loaded before the first image (the one-time
+    start-up is not charged to the first episode).
 
     Args:
         options: images, expression, output folder, tools and controller.
         on_result: called after each episode (the CLI prints a line).
+        on_stage: called when a stage starts: the start-up, then each episode (the CLI
+            shows it on a terminal with its seconds so far).
 
     Raises:
         InputError: a bad path, an empty expression, or a single image that cannot be read.
@@ -115,7 +140,8 @@ def segment_images(
     compare = options.compare if options.compare is not None else len(images) > 1
     rt = build_runtime(options.episode)
     try:
-        work = functools.partial(_segment_all, options.out, rt, images, expression, compare, on_result)
+        hooks = (on_result, on_stage or (lambda _text, _keep: None))
+        work = functools.partial(_segment_all, options.out, rt, images, expression, compare, hooks)
         return anyio.run(rt.closing_vlm, work)
     finally:
         rt.close()
@@ -127,8 +153,9 @@ async def _segment_all(
     images: list[Path],
     expression: str,
     compare: bool,
-    on_result: Callable[[SegmentedImage], None] | None,
+    hooks: tuple[Callable[[SegmentedImage], None] | None, Stage],
 ) -> SegmentReport:
+    on_result, on_stage = hooks
     out.mkdir(parents=True, exist_ok=True)
     report = SegmentReport(
         random_weights=rt.settings.weights == "random",
@@ -142,7 +169,8 @@ async def _segment_all(
             name: Session(rt.registry, dataclasses.replace(rt.config, controller=name), rt.cache, tracer)
             for name in controllers
         }
-        for session in sessions.values():  # models load now, off the event loop, not in the first episode
+        on_stage(f"building tools and loading models ({rt.config.proposer}, {rt.config.ranker})", True)
+        for session in sessions.values():  # off the event loop, not in the first episode
             await session.setup()
         for path in images:
             try:
@@ -157,6 +185,7 @@ async def _segment_all(
                 target = out if len(images) == 1 and len(sessions) == 1 else out / path.stem
                 if len(sessions) > 1:
                     target = target / name
+                on_stage(f"{path.name} [{name}]", False)
                 result = await session.run(image, expression, f"{path.stem}:{name}")
                 write_result(target, image, result, rt, path)
                 panels.append(target / "overlay.png")

@@ -38,7 +38,7 @@ import numpy as np
 
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
-from bench.options import EXPERIMENTS, EpisodeOptions, SuiteOptions
+from bench.options import EXPERIMENTS, TOOLSETS, EpisodeOptions, SuiteOptions
 from bench.perturb import PERTURBATIONS
 from bench.report.cases import CATEGORIES, totals_line, write_cases
 from bench.report.markdown import paired_against, write_report
@@ -169,6 +169,27 @@ class SuiteResult:
     refiner_note: str = ""
     pairs: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     fallback_problems: list[str] = dataclasses.field(default_factory=list)
+    world_note: str = ""
+
+
+OFFLINE_GAIN_NOTE = (
+    "offline toolset: the loop's gain over one-shot is built into this world: attribute_rank knows "
+    "no synonyms (a 'jade star' is a star of no colour it knows) and the rules refiner rewrites "
+    "them to its words ('the green star'); the gain shows that the loop and the harness work, not "
+    "what a model-based loop gains"
+)
+
+
+def _weights(rt: Runtime) -> str:
+    """The weights the run's tools use (``none`` when no tool has weights: the offline toolset)."""
+    read = rt.settings_read
+    has_weights = read is None or "weights" in read
+    return rt.settings.weights if has_weights else "none (no tool of this run has weights)"
+
+
+def world_note(rt: Runtime) -> str:
+    """What a table of this toolset can and cannot say (the offline ranker's blind spot)."""
+    return OFFLINE_GAIN_NOTE if rt.config.ranker == TOOLSETS["offline"][1] else ""
 
 
 def choose_refiner(options: EpisodeOptions) -> tuple[str, str]:
@@ -300,6 +321,7 @@ async def _run_plan(
         refiner_note,
         pairs,
         problems,
+        " ".join(dict.fromkeys(note for b in bases.values() if (note := world_note(b)))),
     )
 
 
@@ -349,6 +371,7 @@ def _notes(
 ) -> list[str]:
     data = options.data
     notes = [refiner_note] if refiner_note else []
+    notes += [note for note in dict.fromkeys(world_note(b) for b in bases.values()) if note]
     notes += list(dict.fromkeys(n for base in bases.values() for n in base.notes))
     notes.append(
         "the runs share one disk cache, so what a run spent depends on the order they ran in; "
@@ -359,7 +382,7 @@ def _notes(
         f"ranker {b.config.ranker}"
         for name, b in bases.items()
     )
-    weights = next(iter(bases.values())).settings.weights
+    weights = _weights(next(iter(bases.values())))
     notes.append(f"data: {data.dataset} (n={data.n}, per_image={data.per_image}); {tools}; weights {weights}")
     if any(s.name == "loop_novlm" for s in plan) and all(s.refiner == "rules" for s in plan):
         notes.append(

@@ -201,10 +201,16 @@ def _propose_stats(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _setup(invocation: Mapping[str, Any]) -> float:
+    """An invocation's set-up: its session's and its engine's start."""
+    return float(invocation.get("setup_s", 0.0)) + float(invocation.get("engine_start_s", 0.0))
+
+
 def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Wall time and throughput of the last finished invocation, wall time of all of them,
-    how many were killed before they finished; ``setup_s`` is the one-time start-up (tools
-    built, models loaded) before the first example, not part of ``wall_s``."""
+    how many were killed before they finished; ``setup_s`` is the one-time start-up before the
+    first example (tools built, models loaded, and an engine's start: a Ray cluster and its
+    workers, ``engine_start_s``), not part of ``wall_s``."""
     last = _last_ended(invocations)
     last_wall = float(last.get("wall_s", 0.0))
     last_ex = int(last.get("examples_run", 0))
@@ -212,10 +218,11 @@ def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "wall_s": round(last_wall, 3),
         "wall_s_total": round(sum(float(i.get("wall_s", 0.0)) for i in invocations), 3),
-        "setup_s": round(float(last.get("setup_s", 0.0)), 3),
-        "setup_s_total": round(sum(float(i.get("setup_s", 0.0)) for i in invocations), 3),
+        "setup_s": round(_setup(last), 3),
+        "setup_s_total": round(sum(_setup(i) for i in invocations), 3),
         "examples_run": last_ex,
-        "examples_per_s": round(last_ex / last_wall, 3) if last_wall > 0 else None,
+        # Four significant digits: a slow run (one example in minutes) is not rounded to 0.
+        "examples_per_s": float(f"{last_ex / last_wall:.4g}") if last_wall > 0 else None,
         "seconds_per_image": round(last_wall / last_images, 4) if last_images else None,
         "concurrency": last.get("concurrency"),
         "engine": last.get("engine", "local"),  # lines from before engines existed: local

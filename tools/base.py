@@ -257,6 +257,8 @@ class Tool(ABC):
     # The tool's settings (a StrictParams model, defaults in it), read from
     # ``ToolSettings.options[name]`` (the CLI's ``--tool-option NAME.KEY=VALUE``).
     Options: ClassVar[type[BaseModel] | None] = None
+    # ToolSettings fields it reads (None: any); a run records only those of its tools.
+    reads_settings: ClassVar[frozenset[str] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -102,4 +102,17 @@ CLIP_RANK = ToolDeclaration(
     implementation="tools.clip_rank:ClipRank",
     Params=ClipRankParams,
     Options=ClipRankOptions,
+    # ToolSettings it reads (config.json records only what the run's tools read).
+    reads_settings=frozenset(
+        {
+            "weights",
+            "device",
+            "clip_model",
+            "clip_pretrained",
+            "seed",
+            "precision",
+            "compile",
+            "compile_backend",
+        }
+    ),
 )

@@ -161,6 +161,20 @@ def cached_checkpoint(model: str, tag: str, cache_dir: str | None = None) -> str
     return None
 
 
+def clip_weights(model: str, tag: str, cache_dir: str | None = None) -> tuple[str, str | None]:
+    """Where open_clip fetches ``model``/``tag`` from (``hf-hub:REPO`` or a URL) and the local
+    file when it is cached (``None``: not downloaded yet); no network.
+
+    Raises:
+        ConfigError: unknown model or tag.
+    """
+    _check_model_name(model)
+    cfg = _tag_cfg(model, tag)
+    hub = _hub_files(cfg)
+    source = f"hf-hub:{hub[0]}" if hub is not None else str(cfg.get("url") or cfg.get("file") or "?")
+    return source, cached_checkpoint(model, tag, cache_dir)
+
+
 def _offline() -> bool:
     from huggingface_hub import constants
 

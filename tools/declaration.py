@@ -29,7 +29,8 @@ from tools.params import parse_tool_options
 Role = Literal["propose", "rank", "refine", "prompt", "other"]
 # The attributes a declaration gives its implementing class.
 DECLARED = (
-    "name", "role", "description", "version", "Params", "Options", "prompt_tool", "needs", "text_conditioned"
+    "name", "role", "description", "version", "Params", "Options", "prompt_tool", "needs", "text_conditioned",
+    "reads_settings",
 )  # fmt: skip
 
 
@@ -57,6 +58,8 @@ class ToolDeclaration:
         needs: tools whose instances this one uses.
         text_conditioned: a proposer that finds candidates for the query (SAM 3): the loop
             proposes again for each new query.
+        reads_settings: the :class:`tools.base.ToolSettings` fields it reads (``None``: any); a
+            run records only those of its tools in ``config.json``.
     """
 
     name: str
@@ -69,6 +72,7 @@ class ToolDeclaration:
     prompt_tool: str | None = None
     needs: tuple[str, ...] = ()
     text_conditioned: bool = False
+    reads_settings: frozenset[str] | None = None
     _schema: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -89,6 +93,7 @@ class ToolDeclaration:
             prompt_tool=tool.prompt_tool,
             needs=tuple(tool.needs),
             text_conditioned=bool(getattr(tool, "text_conditioned", False)),
+            reads_settings=getattr(tool, "reads_settings", None),
         )
 
     def function_schema(self) -> dict[str, Any]:

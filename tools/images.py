@@ -103,6 +103,19 @@ def load_image(path: str | Path) -> Image:
     return decode_image(data, name=str(p))
 
 
+def size_text(height: int, width: int) -> str:
+    """An image size as people read it, width first (``800x534`` for an 800-wide photo);
+    arrays and records hold ``(H, W)``. Every size shown to a person goes through here."""
+    return f"{int(width)}x{int(height)}"
+
+
+def hw_text(size: object) -> str:
+    """``size_text`` of an ``[H, W]`` record field (``?`` when it is not two numbers)."""
+    if isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(v, int | float) for v in size):
+        return size_text(int(size[0]), int(size[1]))
+    return "?"
+
+
 def downscaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """``(H, W)`` of an image of ``size = (H, W)`` after :func:`downscale` to ``max_side``."""
     h, w = size

@@ -28,14 +28,12 @@ def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str 
     is what ``tool`` names in the error (``tool``, or ``controller`` for a controller's).
 
     Raises:
-        ConfigError: one line naming the tool and each bad key, e.g.
-            ``tool refine_query: option refiner: Input should be 'rules' or 'vlm'``.
+        ConfigError: one line naming the tool, each bad key with the type it takes, and where
+            the options are listed (:func:`tools.option_docs.options_error`).
     """
     try:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"option {where}: {what}" if where else f"options: {what}"
-            for where, what in validation_problems(exc)
-        )
-        raise ConfigError(f"{kind} {tool}: {problems}") from None
+        from tools.option_docs import options_error
+
+        raise ConfigError(options_error(kind, tool, model, validation_problems(exc))) from None

@@ -55,6 +55,7 @@ REFINE_QUERY = ToolDeclaration(
     Params=RefineParams,
     Options=RefineOptions,
     version="2",  # 2: never repeats a query (rules: distinct rewrites; VLM: history, one re-ask)
+    reads_settings=frozenset(),  # the VLM client and its options only
 )
 
 

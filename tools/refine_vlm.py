@@ -85,12 +85,13 @@ def top_candidates(ws: Workspace, k: int = TOP_K) -> list[tuple[int, float | Non
 
 
 def candidate_overlay(ws: Workspace, k: int = TOP_K) -> np.ndarray | None:
-    """The image with the top-``k`` masks outlined in palette colours and numbered 1..k."""
+    """The image with the top-``k`` masks outlined in palette colours, each labelled with its
+    proposal index (``#12``), as every picture and record numbers candidates."""
     top = top_candidates(ws, k)
     if not top or ws.proposals is None:
         return None
     masks = [ws.proposals.masks[idx] for idx, _ in top]
-    return outline_candidates(ws.image.pixels, masks, [str(rank + 1) for rank in range(len(top))])
+    return outline_candidates(ws.image.pixels, masks, [f"#{idx}" for idx, _ in top])
 
 
 def build_messages(ws: Workspace, hint: str | None, allow_none: bool = False) -> list[dict[str, Any]]:
@@ -108,9 +109,9 @@ def build_messages(ws: Workspace, hint: str | None, allow_none: bool = False) ->
     if overlay is not None:
         content.append({"type": "image_url", "image_url": {"url": image_data_url(overlay)}})
         described = []
-        for rank, (_, prob) in enumerate(top_candidates(ws)):
+        for rank, (idx, prob) in enumerate(top_candidates(ws)):
             p = "" if prob is None else f", p={prob:.2f}"
-            described.append(f"{rank + 1} ({palette_colour(rank).name}{p})")
+            described.append(f"#{idx} ({palette_colour(rank).name}{p})")
         lines.append(
             "The second image outlines the current top candidates, best first: "
             + ", ".join(described)

@@ -154,6 +154,25 @@ class ToolRegistry:
             return factory
         return type(self.get(name))
 
+    def settings_read(self, names: Iterable[str]) -> frozenset[str] | None:
+        """The :class:`ToolSettings` fields the named tools (and the tools they need) read;
+        ``None`` when one of them may read any (it declares no ``reads_settings``)."""
+        read: set[str] = set()
+        pending, seen = list(names), set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if not self._declared_without_building(name):
+                return None  # a plain factory: it may read any
+            declared = self.declaration(name)  # no tool module imported for a declared tool
+            if declared.reads_settings is None:
+                return None  # a tool that declares nothing: it may read any
+            read |= declared.reads_settings
+            pending += [*declared.needs, *([declared.prompt_tool] if declared.prompt_tool else [])]
+        return frozenset(read)
+
     def get(self, name: str) -> Tool:
         """The tool instance (built on first use, with the tools it ``needs``)."""
         if name not in self._tools:

@@ -42,6 +42,7 @@ PALETTE: tuple[Colour, ...] = (
 )
 CHOSEN_FILL: RGB = (0, 220, 90)  # the chosen mask is tinted green ...
 CHOSEN_EDGE: RGB = (255, 0, 255)  # ... and edged in magenta: readable on the tint and on any colour
+WARNING_FILL: RGB = (200, 0, 0)  # the band of a warning every copy of the picture must carry
 TINT = 0.45
 LABEL_PAD = 2
 
@@ -90,24 +91,53 @@ def _draw_outlines(out: np.ndarray, masks: Sequence[np.ndarray], width: int) -> 
         out[mask_edges(masks[rank], width)] = palette_colour(rank).rgb
 
 
-def _draw_labels(img: PILImage.Image, masks: Sequence[np.ndarray], labels: Sequence[str]) -> None:
-    """Each label on a box of its mask's colour, just above the mask (inside when no room)."""
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label_box(mask_box: Box, size: tuple[float, float], image: tuple[int, int], clear: Sequence[Box]) -> Box:
+    """Where a label of ``size`` (w, h, padding included) goes beside its mask's box: above it,
+    else below, right, left (the first inside the image that covers none of ``clear``: the
+    chosen mask stays visible), else inside the box's top-left corner."""
+    (x0, y0, x1, y1), (w, h), (width, height) = mask_box, size, image
+    spots = ((x0, y0 - h - 1), (x0, y1 + 2), (x1 + 2, y0), (x0 - w - 2, y0))
+    boxes = [(x, y, x + w, y + h) for x, y in spots]
+    inside = [b for b in boxes if b[0] >= 0 and b[1] >= 0 and b[2] <= width and b[3] <= height]
+    for box in inside:
+        if not any(_overlaps(box, c) for c in clear):
+            return box
+    x, y = min(max(x0, 0.0), max(width - w, 0.0)), min(max(y0, 0.0), max(height - h, 0.0))
+    return inside[0] if inside else (x, y, x + w, y + h)
+
+
+def _mask_box(mask: np.ndarray) -> Box | None:
+    ys, xs = np.nonzero(mask)
+    return (float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1) if ys.size else None
+
+
+def _draw_labels(
+    img: PILImage.Image, masks: Sequence[np.ndarray], labels: Sequence[str], keep_clear: Box | None = None
+) -> None:
+    """Each label on a box of its mask's colour beside the mask (never over it, nor over
+    ``keep_clear`` where there is room elsewhere)."""
     draw = ImageDraw.Draw(img)
     font = _font(img.height, img.width)
     for rank in reversed(range(len(masks))):
-        ys, xs = np.nonzero(masks[rank])
-        if not ys.size or not labels[rank]:
+        box = _mask_box(masks[rank])
+        if box is None or not labels[rank]:
             continue
+        left, top, right, bottom = draw.textbbox((0, 0), labels[rank], font=font)
+        size = (right - left + 2 * LABEL_PAD, bottom - top + 2 * LABEL_PAD)
+        clear = [box] if keep_clear is None else [box, keep_clear]
+        bx, by, bx1, by1 = _label_box(box, size, (img.width, img.height), clear)
         colour = palette_colour(rank).rgb
-        x, y = float(xs.min()), float(ys.min())
-        left, top, right, bottom = draw.textbbox((x, y), labels[rank], font=font)
-        if top - (bottom - top) - 3 * LABEL_PAD >= 0:  # room above: do not hide the object
-            y -= bottom - top + 2 * LABEL_PAD
-            left, top, right, bottom = draw.textbbox((x, y), labels[rank], font=font)
-        draw.rectangle(
-            (left - LABEL_PAD, top - LABEL_PAD, right + LABEL_PAD, bottom + LABEL_PAD), fill=colour
+        draw.rectangle((bx, by, bx1 - 1, by1 - 1), fill=colour)
+        draw.text(
+            (bx + LABEL_PAD - left, by + LABEL_PAD - top), labels[rank], fill=_text_colour(colour), font=font
         )
-        draw.text((x, y), labels[rank], fill=_text_colour(colour), font=font)
 
 
 def _draw_title(img: PILImage.Image, title: str) -> None:
@@ -118,31 +148,48 @@ def _draw_title(img: PILImage.Image, title: str) -> None:
     draw.text((5, 2), title, fill=(255, 255, 255), font=font)
 
 
+def _draw_warning(img: PILImage.Image, warning: str) -> None:
+    """``warning`` in white on a red band across the bottom of the picture."""
+    draw = ImageDraw.Draw(img)
+    font = _font(img.height, img.width)
+    left, top, _, bottom = draw.textbbox((0, 0), warning, font=font)
+    band = bottom - top + 4 * LABEL_PAD
+    draw.rectangle((0, img.height - band, img.width, img.height), fill=WARNING_FILL)
+    draw.text((5 - left, img.height - band + 2 * LABEL_PAD - top), warning, fill=(255, 255, 255), font=font)
+
+
 def overlay(
     pixels: np.ndarray,
     mask: np.ndarray | None,
     candidates: Sequence[tuple[np.ndarray, str]] = (),
     title: str = "",
+    warning: str = "",
 ) -> PILImage.Image:
     """The image with the chosen mask tinted and the candidates outlined and labelled.
 
     Args:
         pixels: ``(H, W, 3) uint8``.
         mask: the chosen ``(H, W) bool`` mask, or ``None``.
-        candidates: ``(mask, label)`` pairs, best first, outlined in :data:`PALETTE` order.
+        candidates: ``(mask, label)`` pairs, best first, outlined in :data:`PALETTE` order;
+            labels go beside their masks, clear of the chosen one where there is room.
         title: text drawn in the top-left corner.
+        warning: text on a red band across the bottom (e.g. that the weights are random).
     """
     out = pixels.astype(np.float32)
     width = line_width(*pixels.shape[:2])
+    chosen_box = None
     if mask is not None and mask.any():
         out[mask] = (1 - TINT) * out[mask] + TINT * np.array(CHOSEN_FILL, dtype=np.float32)
         out[mask_edges(mask, width)] = CHOSEN_EDGE
+        chosen_box = _mask_box(mask)
     masks = [m for m, _ in candidates]
     _draw_outlines(out, masks, width)
     img = PILImage.fromarray(out.clip(0, 255).astype(np.uint8))
-    _draw_labels(img, masks, [label for _, label in candidates])
+    _draw_labels(img, masks, [label for _, label in candidates], chosen_box)
     if title:
         _draw_title(img, title)
+    if warning:
+        _draw_warning(img, warning)
     return img
 
 

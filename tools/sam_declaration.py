@@ -47,6 +47,12 @@ class SamProposeParams(StrictParams):
     )
 
 
+# ToolSettings sam_propose reads (config.json records only what the run's tools read).
+_SAM_SETTINGS = frozenset(
+    {"weights", "device", "checkpoint_dir", "sam_model_type", "sam_checkpoint", "seed", "precision"}
+    | {"compile", "compile_backend", "encoder_batch", "points_per_batch"}
+)
+
 SAM_PROPOSE = ToolDeclaration(
     name="sam_propose",
     role="propose",
@@ -60,6 +66,7 @@ SAM_PROPOSE = ToolDeclaration(
     Params=SamProposeParams,
     Options=SamProposeOptions,
     prompt_tool="sam_prompt",
+    reads_settings=_SAM_SETTINGS,
 )
 
 SAM_PROMPT = ToolDeclaration(
@@ -73,4 +80,5 @@ SAM_PROMPT = ToolDeclaration(
     implementation="tools.sam_prompt:SamPrompt",
     Params=PromptParams,
     needs=("sam_propose",),
+    reads_settings=frozenset({"device", "precision"}),  # and, through sam_propose, SAM's
 )

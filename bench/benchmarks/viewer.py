@@ -140,8 +140,8 @@ def write_run(folder: Path, n: int, *, summary: bool) -> Path:
     config = {
         "results": {
             "episode": {"controller": "loop", "max_iter": 3},
-            "settings": {"weights": "pretrained"},
-            "data": {"dataset": "synthetic", "split": "validation", "n": 1, "per_image": "all"},
+            "settings": {"max_side": 2048},  # generated records: no model, no weights, no split
+            "data": {"dataset": "synthetic", "split": None, "n": 1, "per_image": "all"},
             "examples": {"count": n, "digest": "benchmark"},
         },
         "run": {"created": time.time()},

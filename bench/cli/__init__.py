@@ -67,13 +67,15 @@ COMMANDS: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``refseg`` parser with every command of :data:`COMMANDS`."""
-    import argparse
     import importlib
 
-    parser = argparse.ArgumentParser(
+    from bench.cli.help import RefsegParser, VersionAction
+
+    parser = RefsegParser(
         prog="refseg",
         description="Closed-loop referring segmentation: SAM proposes, CLIP ranks, a VLM refines.",
     )
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)
@@ -104,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             _on_sigint(_exit_now)
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush into the closed pipe is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's capture): nothing to flush
+        pass
+
+
 def _report(exc: BaseException) -> int:
     """The one line for an error a command raised, and its exit code (others re-raise)."""
     from tools.errors import RefsegError
@@ -111,6 +122,9 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    if isinstance(exc, BrokenPipeError):  # `refseg ... | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     if isinstance(exc, RefsegError | OSError):  # OSError: --out names a file, no permission, full disk
         from agent.tracing import redact_text
 

@@ -3,21 +3,25 @@
 Each flag is declared once (a :class:`Flag`: the option field it sets, argparse keywords).
 Flags have no argparse default: :func:`given` keeps only what the user typed, and the option
 dataclasses (:mod:`bench.options`, :class:`agent.episode.EpisodeConfig`) and the controllers'
-``Options`` models supply every default. Help texts that show a default read it from those.
+``Options`` models supply every default. Each table is bound to the option class that holds its
+fields (``owner``): :func:`add_flags` hands the field's default to the help formatter
+(:mod:`bench.cli.help`), which shows it; a field whose default is ``None`` (decided at run time)
+says what it is in its help text.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
+from agent.vlm_config import VLMConfig
 from agent.vlm_profile import ProfileChoice
+
+# Re-exported: bench.cli.speed (and other commands' flag tables) import them from here.
+from bench.cli.flags import Flag, add_flags, default, flags, given
 from bench.cli.sam3_flags import SAM3_ROWS, with_sam3_options
 from bench.cli.scale_flags import LIMIT_ROWS, WORKERS_ROW
 from bench.cli.vlm_flags import PROFILE_ROWS
@@ -38,35 +42,6 @@ from cache.store import ENV_VAR as CACHE_ENV_VAR
 from cache.store import default_cache_dir
 from tools.precision import PRECISIONS
 
-
-def default(cls: type, name: str) -> Any:
-    """The default of dataclass field ``name`` of ``cls`` (for help texts)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            if f.default_factory is not dataclasses.MISSING:
-                return f.default_factory()
-    raise KeyError(f"{cls.__name__} has no field {name!r}")
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One command-line flag: ``--flag`` sets option field ``field``."""
-
-    flag: str
-    field: str
-    kwargs: dict[str, Any]
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
-
-
-def flags(*rows: tuple[str, str, dict[str, Any]]) -> tuple[Flag, ...]:
-    return tuple(Flag(flag, name, kwargs) for flag, name, kwargs in rows)
-
-
 MODEL_FLAGS = flags(
     (
         "--weights",
@@ -85,23 +60,47 @@ MODEL_FLAGS = flags(
             f"'sam3': SAM 3 and its scores (the sam3 extra) (default {default(ModelOptions, 'toolset')})",
         },
     ),
-    ("--proposer", "proposer", {"help": "propose tool name (overrides --toolset)"}),
-    ("--ranker", "ranker", {"help": "rank tool name (overrides --toolset)"}),
+    ("--proposer", "proposer", {"help": "propose tool name (default: the --toolset's)"}),
+    ("--ranker", "ranker", {"help": "rank tool name (default: the --toolset's)"}),
     ("--device", "device", {"help": "torch device (default: cuda if available, else cpu)"}),
     (
         "--checkpoint-dir",
         "checkpoint_dir",
         {"type": Path, "help": "weight files folder (default: $REFSEG_CHECKPOINT_DIR or ./checkpoints)"},
     ),
-    ("--sam-model", "sam_model", {"help": "SAM type: vit_b, vit_l or vit_h"}),
-    ("--sam-checkpoint", "sam_checkpoint", {"type": Path, "help": "explicit SAM checkpoint file"}),
-    ("--points-per-side", "points_per_side", {"type": int, "help": "SAM point grid size"}),
-    ("--clip-model", "clip_model", {"help": "open_clip model name"}),
+    (
+        "--sam-model",
+        "sam_model",
+        {"help": "SAM type: vit_b, vit_l, vit_h, or tiny (a test-sized architecture, with --weights random)"},
+    ),
+    (
+        "--sam-checkpoint",
+        "sam_checkpoint",
+        {
+            "type": Path,
+            "help": "explicit SAM checkpoint file (default: "
+            "the --sam-model's file in --checkpoint-dir; `refseg weights list`)",
+        },
+    ),
+    (
+        "--points-per-side",
+        "points_per_side",
+        {
+            "type": int,
+            "help": "SAM point grid size (default: the "
+            "proposer's own: sam_propose 16, the official generator 32)",
+        },
+    ),
+    (
+        "--clip-model",
+        "clip_model",
+        {"help": "open_clip model name, or tiny (a test-sized architecture, with --weights random)"},
+    ),
     ("--clip-pretrained", "clip_pretrained", {"help": "open_clip pretrained tag or a local file"}),
     (
         "--clip-mode",
         "clip_mode",
-        {"choices": list(CLIP_MODES), "help": "visual prompt for CLIP (default: crop)"},
+        {"choices": list(CLIP_MODES), "help": "visual prompt for CLIP (default: the ranker's, crop)"},
     ),
     ("--max-side", "max_side", {"type": int, "help": "longest image side the models see"}),
     ("--seed", "seed", {"type": int, "help": "seed of random weights"}),
@@ -112,22 +111,24 @@ MODEL_FLAGS = flags(
             "action": "append",
             "metavar": "NAME.KEY=VALUE",
             "help": "a setting of any tool, plugins included (repeatable; VALUE is JSON or a "
-            "string), e.g. refine_query.refiner=vlm",
+            "string), e.g. refine_query.refiner=vlm; `refseg tools NAME` lists a tool's options "
+            "(default: each tool's own)",
         },
     ),
+    owner=ModelOptions,
 )
 SAM3_FLAGS = flags(*SAM3_ROWS)  # SAM 3: shortcuts of sam3_propose's options (bench.cli.sam3_flags)
 # The GPU path (ModelOptions and bench speed's SpeedOptions have fields of these names).
 ACCEL_FLAGS = flags(
     ("--precision", "precision", {"choices": list(PRECISIONS), "help": "SAM and CLIP forwards under "
-     f"autocast at this precision (default {default(ModelOptions, 'precision')}; masks stay float32)"}),
+     "autocast at this precision (masks stay float32)"}),
     ("--points-per-batch", "points_per_batch", {"type": int, "help": "SAM point prompts per decoder "
-     "batch, speed and memory only (default: chosen per device)"}),
+     "batch, speed and memory only (default: 256 on CUDA, 64 on CPU)"}),
     ("--encoder-batch", "encoder_batch", {"type": int, "help": "most images per SAM encoder forward, "
-     f"from calls waiting for the device (default {default(ModelOptions, 'encoder_batch')})"}),
+     "from calls waiting for the device"}),
     ("--compile", "compile", {"action": "store_true", "help": "torch.compile the SAM and CLIP forwards"}),
-    ("--compile-backend", "compile_backend", {"help": "torch.compile backend "
-     f"(default {default(ModelOptions, 'compile_backend')})"}),
+    ("--compile-backend", "compile_backend", {"help": "torch.compile backend"}),
+    owner=ModelOptions,
 )  # fmt: skip
 
 NOT_FOUND_HELP = (
@@ -139,7 +140,11 @@ CONTROLLER_FLAGS = flags(
     (
         "--refiner",
         "refiner",
-        {"choices": ["rules", "vlm"], "help": "how the loop rewrites the query ('rules' needs no VLM)"},
+        {
+            "choices": ["rules", "vlm"],
+            "help": "how the loop rewrites the query ('rules' needs no VLM) (default: rules; "
+            "bench suite: vlm when a VLM is configured)",
+        },
     ),
     ("--max-iter", "max_iter", {"type": int, "help": "most refine-and-rerank rounds"}),
     ("--tau-conf", "tau_conf", {"type": float, "help": "guard: top-1 probability needed to stop"}),
@@ -162,9 +167,11 @@ CONTROLLER_FLAGS = flags(
             "action": "append",
             "metavar": "NAME.KEY=VALUE",
             "help": "a setting of any controller, plugins included (repeatable; VALUE is JSON or a "
-            "string), e.g. agent.max_turns=4; `refseg controllers` lists each one's options",
+            "string), e.g. agent.max_turns=4; `refseg controllers` lists each one's options "
+            "(default: each controller's own)",
         },
     ),
+    owner=EpisodeConfig,
 )
 # Shortcuts of --controller-option: each sets its key (the field) for every controller whose
 # Options have it; the help line (controllers, description, default) comes from their specs.
@@ -176,22 +183,19 @@ CONTROLLER_OPTION_FLAGS = flags(
     ("--max-tool-calls", "max_tool_calls", {"type": int}),
     ("--max-calls-per-reply", "max_calls_per_reply", {"type": int}),
 )
+_PRICE = "the model's price per million {} tokens (default: the built-in price table's; a model it "
 VLM_FLAGS = flags(
-    ("--vlm-base-url", "base_url", {"help": "endpoint (default: SiliconFlow); a local server needs no key"}),
-    ("--vlm-model", "model", {"help": "default: Qwen/Qwen2.5-VL-72B-Instruct"}),
+    ("--vlm-base-url", "base_url", {"help": "OpenAI-compatible endpoint, ending in /v1; a local server "
+     "needs no key"}),
+    ("--vlm-model", "model", {"help": "model name sent with every request"}),
     ("--vlm-timeout", "timeout_s", {"type": float, "help": "seconds per VLM call"}),
     ("--vlm-max-retries", "max_retries", {"type": int, "help": "retries on 429/5xx/timeouts"}),
-    (
-        "--vlm-price-in",
-        "price_in",
-        {"type": float, "metavar": "USD", "help": "the model's price per million input tokens"},
-    ),
-    (
-        "--vlm-price-out",
-        "price_out",
-        {"type": float, "metavar": "USD", "help": "the model's price per million output tokens"},
-    ),
+    ("--vlm-price-in", "price_in", {"type": float, "metavar": "USD", "help": _PRICE.format("input")
+     + "does not know costs 0, and the run says so)"}),
+    ("--vlm-price-out", "price_out", {"type": float, "metavar": "USD", "help": _PRICE.format("output")
+     + "does not know costs 0)"}),
     *LIMIT_ROWS,
+    owner=VLMConfig,
 )  # fmt: skip
 PROFILE_FLAGS = flags(*PROFILE_ROWS)
 CACHE_FLAGS = flags(
@@ -201,6 +205,7 @@ CACHE_FLAGS = flags(
         {"type": Path, "help": f"tool-output cache (default: ${CACHE_ENV_VAR} or {default_cache_dir()})"},
     ),
     ("--no-cache", "enabled", {"action": "store_false", "help": "do not read or write the disk cache"}),
+    owner=CacheOptions,
 )
 DATA_FLAGS = flags(
     (
@@ -208,8 +213,7 @@ DATA_FLAGS = flags(
         "dataset",
         {
             "help": "a data set's name (synthetic, refcoco-m, ...), ADAPTER:SOURCE, or a local file "
-            "or folder in an adapter's layout; `refseg bench datasets` lists them "
-            f"(default {default(DataSpec, 'dataset')})"
+            "or folder in an adapter's layout; `refseg bench datasets` lists them"
         },
     ),
     ("--split", "split", {"help": "split (default: the data set's own, e.g. validation)"}),
@@ -237,6 +241,7 @@ DATA_FLAGS = flags(
             "an example fails)",
         },
     ),
+    owner=DataSpec,
 )
 RUN_FLAGS = flags(
     (
@@ -244,8 +249,7 @@ RUN_FLAGS = flags(
         "concurrency",
         {
             "type": int,
-            "help": "examples in flight, all Ray workers together "
-            f"(default {default(RunOptions, 'concurrency')})",
+            "help": "examples in flight, all Ray workers together",
         },
     ),
     (
@@ -259,15 +263,17 @@ RUN_FLAGS = flags(
         {
             "type": int,
             "metavar": "B",
-            "help": "bootstrap resamples for 95%% CIs "
-            f"(0 = none; default {default(RunOptions, 'bootstrap')})",
+            "help": "bootstrap resamples for 95%% CIs (0 = none)",
         },
     ),
     ("--quiet", "quiet", {"action": "store_true", "help": "no progress bar"}),
     (
         "--limit",
         "limit",
-        {"type": int, "help": "run at most this many new examples now; run again to resume"},
+        {
+            "type": int,
+            "help": "run at most this many new examples now; run again to resume (default: all)",
+        },
     ),
     (
         "--max-fallback-rate",
@@ -276,9 +282,10 @@ RUN_FLAGS = flags(
             "type": float,
             "metavar": "R",
             "help": "fail (exit 5) when more than R of the examples that asked the VLM fell back "
-            f"(default {default(RunOptions, 'max_fallback_rate')}; 1 allows any)",
+            "(1 allows any)",
         },
     ),
+    owner=RunOptions,
 )
 
 ENGINE_FLAGS = flags(
@@ -287,8 +294,7 @@ ENGINE_FLAGS = flags(
         "name",
         {
             "choices": list(ENGINES),
-            "help": "local: this process; ray: a pool of Ray actors "
-            f"(default {default(EngineOptions, 'name')})",
+            "help": "local: this process; ray: a pool of Ray actors",
         },
     ),
     (
@@ -303,40 +309,29 @@ ENGINE_FLAGS = flags(
         {"type": float, "help": "GPUs per Ray actor (default: 1 when there is one per worker, else 0)"},
     ),
     ("--cpus-per-worker", "cpus_per_worker", {"type": float, "help": "CPUs per Ray actor (default 1)"}),
+    owner=EngineOptions,
 )
 
 
-def add_flags(parser: argparse.ArgumentParser, title: str, table: tuple[Flag, ...]) -> None:
-    """Declare ``table`` in an argument group; none has a default (see module docstring)."""
-    group = parser.add_argument_group(title)
-    for flag in table:
-        kwargs = dict(flag.kwargs)
-        if kwargs.get("action") in ("store_true", "store_false"):
-            # Unset stays None, so the dataclass default applies.
-            kwargs["const"] = kwargs.pop("action") == "store_true"
-            kwargs["action"] = "store_const"
-        group.add_argument(flag.flag, dest=flag.dest, default=None, **kwargs)
-
-
-def given(ns: argparse.Namespace, table: tuple[Flag, ...]) -> dict[str, Any]:
-    """The option fields the user set on the command line, by field name."""
-    values = {f.field: getattr(ns, f.dest, None) for f in table}
-    return {name: value for name, value in values.items() if value is not None}
-
-
-def add_episode_flags(parser: argparse.ArgumentParser) -> None:
-    """Model, controller, VLM and cache flags (``segment``, ``bench run``, ``bench suite``)."""
+def add_episode_flags(parser: argparse.ArgumentParser, hidden: tuple[str, ...] = ()) -> None:
+    """Model, controller, VLM and cache flags (``segment``, ``bench run``, ``bench suite``);
+    the controller flags of the fields in ``hidden`` are parsed but not shown in the help (the
+    suite sets them per sub-run and refuses them with a hint)."""
     add_flags(parser, "models", MODEL_FLAGS)
     add_flags(parser, "SAM 3", SAM3_FLAGS)
     add_flags(parser, "GPU path", ACCEL_FLAGS)
     choose = f"who drives the episode (default {default(EpisodeConfig, 'controller')}); {controllers_help()}"
     named = {"choices": controller_names(), "help": choose}  # plugins installed now included
     controller = [
-        Flag(f.flag, f.field, {**f.kwargs, **named}) if f.field == "controller" else f
+        Flag(f.flag, f.field, {**f.kwargs, **named}, f.owner) if f.field == "controller" else f
         for f in CONTROLLER_FLAGS
     ]
+    controller = [
+        Flag(f.flag, f.field, {**f.kwargs, "help": argparse.SUPPRESS}, f.owner) if f.field in hidden else f
+        for f in controller
+    ]
     shortcuts = [
-        Flag(f.flag, f.field, {**f.kwargs, "help": option_flag_help(f.field).replace("%", "%%")})
+        Flag(f.flag, f.field, {**f.kwargs, "help": option_flag_help(f.field).replace("%", "%%")}, f.owner)
         for f in CONTROLLER_OPTION_FLAGS
     ]
     add_flags(parser, "controller", (*controller, *shortcuts))

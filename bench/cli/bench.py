@@ -22,8 +22,9 @@ from bench.cli.args import (
     print_unfinished,
     run_options,
 )
+from bench.cli.help import show_default
 from bench.metrics import DEFAULT_BOOTSTRAP
-from bench.options import BenchOptions
+from bench.options import BenchOptions, DataSpec
 from bench.perturb import PERTURBATIONS
 from bench.report.paired import DEFAULT_TOLERANCE
 
@@ -60,9 +61,10 @@ def _add_run(sub: Any) -> None:
     )
     add_data_flags(run)
     run.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
-    run.add_argument(
+    perturb = run.add_argument(
         "--perturb", choices=PERTURBATIONS, default=None, help="image perturbation (robustness runs)"
     )
+    show_default(perturb, DataSpec, "perturb")
     add_run_flags(run)
     add_episode_flags(run)
     run.set_defaults(func=cmd_run)
@@ -70,20 +72,27 @@ def _add_run(sub: Any) -> None:
 
 def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="markdown report and figures for one or more runs")
-    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folders; the first is the baseline the others are compared with, paired",
+    )
     report.add_argument(
         "--out",
         type=Path,
         default=None,
         help="report folder (default: the run folder for one run, else ./report)",
     )
-    report.add_argument("--title", default=None)
+    report.add_argument("--title", default=None, help="the report's title (default: refseg bench report)")
     report.add_argument(
         "--bootstrap",
         type=int,
         default=None,
         metavar="B",
-        help="recompute summaries with B bootstrap resamples",
+        help="recompute summaries with B bootstrap resamples (default: each run's summary.json as "
+        f"written; the paired comparisons use {DEFAULT_BOOTSTRAP})",
     )
     report.add_argument(
         "--tolerance",
@@ -96,8 +105,8 @@ def _add_report(sub: Any) -> None:
 
 def _add_cases(sub: Any) -> None:
     cases = sub.add_parser("cases", help="galleries of improved / degraded / unchanged examples")
-    cases.add_argument("run_a", type=Path, metavar="RUN_A")
-    cases.add_argument("run_b", type=Path, metavar="RUN_B")
+    cases.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run folder")
+    cases.add_argument("run_b", type=Path, metavar="RUN_B", help="the run folder compared with RUN_A")
     cases.add_argument("--out", type=Path, default=None, help="default: RUN_B/cases")
     cases.add_argument("--k", type=int, default=6, help="examples per category (default 6)")
     cases.add_argument(

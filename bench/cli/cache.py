@@ -13,7 +13,7 @@ from cache.store import ToolCache, default_cache_dir
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("cache", help="show or clear the tool-output cache")
-    p.add_argument("action", choices=["stats", "clear"])
+    p.add_argument("action", choices=["stats", "clear"], help="stats: entries, size, hits; clear: empty it")
     p.add_argument(
         "--cache-dir", type=Path, default=None, help=f"default: ${CACHE_ENV_VAR} or {default_cache_dir()}"
     )

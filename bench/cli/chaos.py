@@ -27,12 +27,18 @@ def add_parser(sub: Any) -> None:
         description=(chaos.__doc__ or "").split("\n\n")[0],
     )
     p.add_argument(
-        "--rows", nargs="+", default=None, metavar="ROW", help="only these rows (names as printed)"
+        "--rows",
+        nargs="+",
+        default=None,
+        metavar="ROW",
+        help="only these rows (names as --list prints them; default: every row)",
     )
     p.add_argument("--list", action="store_true", help="list the rows and exit")
     p.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random kill points")
-    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument(
+        "--json", type=Path, default=None, help="also write the rows as JSON here (default: not written)"
+    )
     p.set_defaults(func=cmd_chaos)
 
 

@@ -16,11 +16,12 @@ from bench.cli.args import ACCEL_FLAGS, MODEL_FLAGS, SAM3_FLAGS, Flag, add_flags
 from tools.errors import ConfigError
 
 EXAMPLES = """examples:
-  refseg bench speed --weights random --points-per-side 16 --reference /work/photos/dog.jpg
+  refseg bench speed --weights random --points-per-side 16 --reference photo.jpg
   refseg bench speed --device cuda --precision bf16 --images 8 --encoder-batch 4 --json speed.json
   refseg bench speed --weights random --rank-floor --rank-candidates 16,64,256 photo.jpg
+  refseg bench speed --weights random --sam-model tiny --clip-model tiny   # seconds: test-sized models
   refseg bench speed --sam-model sam3 --weights random --reference photo.jpg   # beside SAM 1 vit_b
-  (--sam-model tiny / --clip-model tiny / --sam3-size tiny: the test-sized architectures)
+  (--sam3-size tiny: SAM 3's test-sized architecture)
 """
 SPEED_MODEL_FIELDS = {
     "weights", "device", "checkpoint_dir", "sam_model", "sam_checkpoint", "points_per_side",
@@ -69,7 +70,8 @@ SPEED_FLAGS = flags(
      "NMS as shipped, or all off for the timed pass (default: default)"}),
     ("--warmup", "warmup", {"action": argparse.BooleanOptionalAction,
      "help": "one untimed run first (default: on CUDA or with --compile)"}),
-    ("--json", "json_path", {"type": Path, "metavar": "PATH", "help": "also write the report as JSON"}),
+    ("--json", "json_path", {"type": Path, "metavar": "PATH",
+     "help": "also write the report as JSON (default: not written)"}),
 )  # fmt: skip
 COMPARISON_FLAGS = flags(
     ("--reference", "reference", {"action": "store_true",
@@ -98,7 +100,7 @@ def add_parser(bench_subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="*", type=Path, metavar="IMAGE", help="photos (default: generated scenes)")
     for title, table in zip(("models", "GPU path", "speed", "comparisons"), TABLES, strict=True):
-        add_flags(p, title, table)
+        add_flags(p, title, table, owner=SpeedOptions)
     p.set_defaults(func=cmd_speed)
 
 

@@ -16,7 +16,9 @@ from bench.cli.args import (
     print_unfinished,
     run_options,
 )
+from bench.cli.help import show_default
 from bench.options import EXPERIMENTS, SuiteOptions
+from bench.perturb import PERTURBATIONS
 from tools.errors import ConfigError, VLMError
 
 
@@ -24,26 +26,33 @@ def add_parser(sub: Any) -> None:
     suite = sub.add_parser("suite", help="the original project's whole table (resumable sub-runs)")
     add_data_flags(suite)
     suite.add_argument("--out", type=Path, required=True, metavar="DIR", help="suite folder")
-    s = suite.add_argument_group("suite (--controller and --max-iter are set per sub-run)")
+    s = suite.add_argument_group("suite (each sub-run sets its own controller and max_iter)")
     s.add_argument(
         "--experiments",
         default=None,
+        metavar="NAME,...",
         help=f"comma-separated subset of {', '.join(EXPERIMENTS)}, sam3 (default: all but sam3; "
         "--toolset sam3 adds sam3 and runs the others on SAM 1)",
     )
-    s.add_argument(
+    iters = s.add_argument(
         "--max-iters",
         default=None,
-        help="loop max_iter values of the main table",
+        metavar="N,...",
+        help="comma-separated integers: the loop's max_iter of each run of the main table, e.g. 1,2",
     )
-    s.add_argument(
+    perturbations = s.add_argument(
         "--perturbations",
         default=None,
-        help="perturbations of the reliability experiment",
+        metavar="NAME,...",
+        help="comma-separated perturbations of the reliability experiment, of "
+        f"{', '.join(p for p in PERTURBATIONS if p != 'clean')}",
     )
+    show_default(iters, SuiteOptions, "max_iters")
+    show_default(perturbations, SuiteOptions, "perturbations")
     add_run_flags(suite)
-    # The suite chooses the refiner itself (vlm when configured, else rules) unless told.
-    add_episode_flags(suite)
+    # The suite chooses the refiner itself (vlm when configured, else rules) unless told;
+    # --controller and --max-iter are set per sub-run: not offered (refused with a hint if given).
+    add_episode_flags(suite, hidden=("controller", "max_iter"))
     suite.set_defaults(func=cmd_suite)
 
 
@@ -85,6 +94,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     result = run_suite_sync(options, echo=echo)
     print(result.refiner_note)
     print_table(result.runs)
+    if result.world_note:
+        print(f"note: {result.world_note}")
     print_pairs([p for p in result.pairs if p[0] == "oneshot"])  # the clean ones; the report has all
     print(f"suite: {len(result.runs)} runs in {result.wall_s:.1f} s; report {result.report}")
     print_unfinished(

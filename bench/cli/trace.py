@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
         description="Render the episodes of a trace.jsonl as a readable tree.",
     )
     p.add_argument("path", help="a trace.jsonl, or a run folder holding one")
-    p.add_argument("--sample", default=None, help="show only this sample id")
+    p.add_argument("--sample", default=None, help="show only this sample id (default: every episode)")
     p.add_argument("--json", action="store_true", help="print the selected events grouped as JSON")
     p.set_defaults(func=cmd_trace)
 

@@ -24,7 +24,12 @@ def add_parser(subparsers: Any) -> None:
         "run", type=Path, metavar="RUN", help="a `refseg bench run` --out folder, or a segment output"
     )
     p.add_argument(
-        "run_b", type=Path, nargs="?", default=None, metavar="RUN_B", help="a second run to compare"
+        "run_b",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="RUN_B",
+        help="a second run to compare (default: none, RUN alone)",
     )
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"

@@ -29,7 +29,11 @@ def add_parser(sub: Any) -> None:
         help="model to probe (default: $REFSEG_VLM_MODEL, else the first the endpoint lists)",
     )
     probe.add_argument(
-        "--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON"
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the report as JSON (default: not written)",
     )
     probe.add_argument(
         "--deadline",

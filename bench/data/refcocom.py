@@ -168,7 +168,7 @@ def mask_problem(mask: Any) -> str | None:
     except (TypeError, ValueError):
         return f"mask size {mask['size']!r} is not [H, W]"
     if h < 1 or w < 1:
-        return f"mask size {h}x{w} is empty"
+        return f"mask size [{h}, {w}] ([H, W]) is empty"
     return None
 
 

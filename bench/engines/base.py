@@ -71,7 +71,8 @@ class EngineStats:
         worker_deaths: workers that died and were replaced.
         groups_redone: image groups sent to another worker after theirs died.
         start_s: seconds spent starting the engine in this invocation (a Ray cluster, its
-            actors and their runtimes), part of the invocation's wall time.
+            actors and their runtimes, the workers' models); booked as set-up, not as part of
+            the invocation's wall time (``engine_start_s`` in ``invocations.jsonl``).
         setup_s: seconds spent building the tools and loading their models before the first
             example (the driver's session; Ray workers count theirs in ``start_s``); not part
             of the invocation's wall time.

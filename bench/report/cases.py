@@ -95,15 +95,20 @@ def _panel(name: str, iou: float, queries: list[str]) -> str:
     return f"{name}: IoU {iou:.3f}\n{wrapped}"
 
 
-def render_gallery(rows: list[dict[str, Any]], path: Path, names: tuple[str, str], title: str) -> Path:
-    """One PNG: a row per case with image, ground truth, prediction A and prediction B."""
+TITLE_IN = 0.45  # inches above the first row for the gallery's title
+CAPTIONS_IN = 0.75  # ... and for the first row's captions (up to 4 lines of 8 pt) below it
+
+
+def gallery_figure(rows: list[dict[str, Any]], names: tuple[str, str], title: str) -> Any:
+    """The gallery as a matplotlib ``Figure``: a row per case with image, ground truth,
+    prediction A and prediction B; the title sits above the first row's captions."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    height = 3.4 * max(1, len(rows))
+    height = 3.4 * max(1, len(rows)) + TITLE_IN
     fig = Figure(figsize=(12, height), dpi=72)
     FigureCanvasAgg(fig)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1 - 0.08 / height, va="top")
     for i, row in enumerate(rows):
         panels = [
             (row["pixels"], "\n".join(textwrap.wrap(f'"{row["sentence"]}"', 40))),
@@ -123,7 +128,14 @@ def render_gallery(rows: list[dict[str, Any]], path: Path, names: tuple[str, str
             ax.set_title(label, fontsize=8)
             ax.axis("off")
     # Fixed margins: tight_layout over dozens of axes costs seconds and gains nothing here.
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / height, wspace=0.05, hspace=0.45)
+    top = 1 - (TITLE_IN + CAPTIONS_IN) / height
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.05, hspace=0.45)
+    return fig
+
+
+def render_gallery(rows: list[dict[str, Any]], path: Path, names: tuple[str, str], title: str) -> Path:
+    """One PNG of :func:`gallery_figure`."""
+    fig = gallery_figure(rows, names, title)
     fig.savefig(path, pil_kwargs={"compress_level": 1})  # big photos: fast zlib, slightly larger file
     return path
 

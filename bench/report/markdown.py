@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.data.registry import metric_columns, protocol_named
-from bench.metrics import DEFAULT_BOOTSTRAP
+from bench.metrics import DEFAULT_BOOTSTRAP, FEW_IMAGES, rough_interval_note
 from bench.records import Summary
 from bench.report.figures import make_figures
 from bench.report.paired import DEFAULT_TOLERANCE, paired_comparison, paired_line
@@ -25,6 +25,7 @@ from bench.report.tables import (
     md_table,
     metric_table,
     paired_table,
+    rate_text,
     reliability_table,
     run_cost_table,
     served_text,
@@ -65,15 +66,16 @@ def print_summary(name: str, summary: Summary, file: IO[str] | None = None) -> N
     key, label = headline_of(m)
     # The protocol's first metrics besides the headline (mask IoU: cIoU, Pr@0.5).
     others = " ".join(f"{lab}={fmt(m.value(k))}" for k, lab in metric_columns(m)[:3] if k != key)
+    rough = rough_interval_note(c.images) if m.ci(key) is not None else ""
     print(
         f"{name}: {c.examples}/{c.expected} expressions on {fmt(c.images)} images, "
-        f"failed={c.failed} {label}={fmt(m.value(key))} {ci_text(m, key)} {others} "
-        f"iters={fmt(summary.iterations_mean, 2)}",
+        f"failed={c.failed} {label}={fmt(m.value(key))} {ci_text(m, key)}{f' ({rough})' if rough else ''} "
+        f"{others} iters={fmt(summary.iterations_mean, 2)}",
         file=out,
     )
     print(
         f"  {t.examples_run} run in {fmt(t.wall_s, 2)} s after {fmt(t.setup_s, 2)} s "
-        f"set-up ({fmt(t.examples_per_s, 1)} ex/s, "
+        f"set-up ({rate_text(t.examples_per_s)} ex/s, "
         f"{fmt(t.seconds_per_image, 3)} s/image); propose per image "
         f"{fmt(summary.propose.last_invocation_per_image, 2)}",
         file=out,
@@ -141,6 +143,27 @@ def print_pairs(pairs: Sequence[Pair], file: IO[str] | None = None) -> None:
         print(paired_line(a, b, res), file=file or sys.stdout)
 
 
+def caveats(runs: Sequence[RunView], pairs: Sequence[Pair] = ()) -> list[str]:
+    """What the report's numbers do not show by themselves: intervals over so few images that
+    they are rough, and paired comparisons of runs that do not hold the same expressions."""
+    out = []
+    images = {r.name: r.summary.counts.images for r in runs}
+    few = [f"{name} ({n} images)" for name, n in images.items() if rough_interval_note(n)]
+    if few:
+        out.append(
+            f"95% intervals over fewer than {FEW_IMAGES} images are rough (the bootstrap resamples "
+            f"images, and has few to resample): {', '.join(few)}"
+        )
+    for a, b, res in pairs:
+        if res.get("only_a") or res.get("only_b"):
+            n = res["n_expressions"]
+            out.append(
+                f"{b} vs {a}: paired over the {n} expressions both runs hold "
+                f"({a} has {n + res['only_a']}, {b} {n + res['only_b']}); the others are left out"
+            )
+    return out
+
+
 def render_markdown(
     runs: Sequence[RunView],
     title: str,
@@ -157,6 +180,9 @@ def render_markdown(
         parts += [f"> **{RANDOM_WEIGHTS_WARNING}** ({', '.join(randomised)})", ""]
     parts += [f"- {n}" for n in notes]
     if notes:
+        parts.append("")
+    parts += [f"> {c}" for c in caveats(runs, pairs)]
+    if caveats(runs, pairs):
         parts.append("")
     incomplete = [r.name for r in runs if not r.summary.complete]
     if incomplete:

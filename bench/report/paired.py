@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.data.protocol import Metric
 from bench.data.protocols import MIOU
-from bench.metrics import DEFAULT_BOOTSTRAP
+from bench.metrics import DEFAULT_BOOTSTRAP, rough_interval_note
 from bench.records import SampleRecord
 
 DEFAULT_TOLERANCE = 0.01
@@ -131,10 +131,19 @@ def paired_line(name_a: str, name_b: str, result: Mapping[str, Any]) -> str:
     if result.get("diff") is None:
         return f"{name_b} - {name_a}: no example in common"
     ci = result.get("ci")
-    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (95% CI, {result['n_images']} images resampled)" if ci else ""
-    return (
+    rough = rough_interval_note(result["n_images"])
+    resampled = f"{result['n_images']} images resampled" + (f"; {rough}" if rough else "")
+    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (95% CI, {resampled})" if ci else ""
+    line = (
         f"{name_b} - {name_a}: {result.get('label', 'mIoU')} {result['diff']:+.3f}{interval}; "
         f"{result['improved']} improved, "
         f"{result['degraded']} degraded, {result['unchanged']} unchanged (|dIoU| <= {result['tolerance']:g}) "
         f"of {result['n_expressions']} paired expressions"
     )
+    only_a, only_b = result.get("only_a", 0), result.get("only_b", 0)
+    if only_a or only_b:  # runs of different sizes: say what was left out
+        line += (
+            f" (only the expressions both runs hold: {name_a} has {result['n_expressions'] + only_a}, "
+            f"{name_b} {result['n_expressions'] + only_b})"
+        )
+    return line

@@ -28,6 +28,16 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def rate_text(value: float | None) -> str:
+    """A rate (examples per second) with the digits it needs: ``12.3``, ``0.42``, ``0.0041``
+    (a slow run is never shown as ``0.0``)."""
+    if value is None:
+        return "—"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+
+
 def ci_text(metrics: MetricsSummary, key: str) -> str:
     ci = metrics.ci(key)
     return "—" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
@@ -325,7 +335,7 @@ def timing_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
                 r.name,
                 fmt(t.wall_s_total, 2),
                 fmt(t.setup_s_total, 2),
-                fmt(t.examples_per_s, 1),
+                rate_text(t.examples_per_s),
                 fmt(t.seconds_per_image, 4),
                 fmt(t.concurrency),
                 fmt(p.per_image, 2),

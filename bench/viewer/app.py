@@ -126,7 +126,8 @@ class Viewer:
     def html(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         a_name = self.a.name
         title = a_name + (f" vs {self.b.name}" if self.b else "")
-        body = self.env.get_template(template).render(title=title, viewer=self, **context)
+        marks = {"random_weights": pages.random_weight_names(self.a, self.b)} | context
+        body = self.env.get_template(template).render(title=title, viewer=self, **marks)
         if len(body) > MAX_PAGE_CHARS and template != "error.html":  # many long items
             message = (
                 f"this page would be {len(body):,} characters, over the viewer's limit of "

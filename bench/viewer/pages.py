@@ -15,13 +15,15 @@ import numpy as np
 
 from agent.tracing import redact
 from bench.data.registry import metric_columns, summary_protocol
+from bench.metrics import rough_interval_note
 from bench.records import Summary, ToolCostRecord
 from bench.records.sample import as_rank_step
 from bench.report.run_reader import RunView
-from bench.report.tables import cost_table, episode_cost_table, run_cost_table
+from bench.report.tables import cost_table, episode_cost_table, health_table, kinds_text, run_cost_table
 from bench.summary import run_label
 from bench.viewer.images import DatasetImages
 from bench.viewer.live_summary import Summaries
+from bench.viewer.paired_view import paired_view
 from bench.viewer.runs import RunFolder
 from bench.viewer.segment_folder import SegmentFolder
 from bench.viewer.table import TableQuery, ordered_rows, table_page
@@ -59,9 +61,16 @@ def cost_tables(summary: Summary | None, name: str) -> list[dict[str, Any]]:
         return []
     view = RunView(name, Path(), summary, np.zeros(0))
     out = []
-    for title, make in (("Cost per tool", cost_table), ("The run's total cost", run_cost_table)):
-        headers, rows = make([view])
-        out.append({"title": title, "headers": headers[1:], "rows": [row[1:] for row in rows]})
+    makers = (
+        ("VLM health", health_table),
+        ("Cost per tool", cost_table),
+        ("The run's total cost", run_cost_table),
+    )
+    for title, make in makers:
+        table = make([view])
+        if table is not None:
+            headers, rows = table
+            out.append({"title": title, "headers": headers[1:], "rows": [row[1:] for row in rows]})
     return out
 
 
@@ -110,12 +119,26 @@ def breakdown_rows(summary: Summary | None) -> list[dict[str, Any]]:
     return out
 
 
+def fault_chips(summary: Summary | None) -> list[str]:
+    """Each fault the run saw, by name: counts (``tool errors 2``) and tallies by kind
+    (``vlm errors by status: 429 2, 500 1``), as the report's health table words them."""
+    if summary is None:
+        return []
+    chips = []
+    for key, value in summary.faults.model_dump().items():
+        label = key.replace("_", " ")
+        if isinstance(value, dict) and value:
+            chips.append(f"{label}: {kinds_text(value)}")
+        elif isinstance(value, int) and not isinstance(value, bool) and value:
+            chips.append(f"{label} {value}")
+    return chips
+
+
 def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
     summary = summaries.get(run)
     config = run.config()
     expected = run.expected()
     recorded = len(run.samples.records)
-    faults = summary.data.faults.model_dump() if summary.data is not None else {}
     return {
         "name": run.name,
         "path": str(run.path),
@@ -123,7 +146,8 @@ def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
         "label": run_label(config) if config is not None else None,
         "metrics": metric_rows(summary.data),
         "breakdowns": breakdown_rows(summary.data),
-        "faults": {k: v for k, v in faults.items() if isinstance(v, int) and v},
+        "faults": fault_chips(summary.data),
+        "rough": rough_interval_note(summary.data.counts.images) if summary.data is not None else "",
         "cost_tables": cost_tables(summary.data, run.name),
         "config": redact(config.model_dump(mode="json")) if config is not None else {},
         "config_error": run.config_error,
@@ -136,6 +160,30 @@ def _run_info(run: RunFolder, summaries: Summaries) -> dict[str, Any]:
     }
 
 
+def _random_weights(settings: Any) -> bool:
+    return isinstance(settings, Mapping) and settings.get("weights") == "random"
+
+
+def _result_random(result: Mapping[str, Any]) -> bool:
+    """A ``refseg segment`` result.json made with random weights."""
+    config = result.get("config")
+    return _random_weights(config.get("settings") if isinstance(config, Mapping) else None)
+
+
+def random_weight_names(a: RunFolder | SegmentFolder, b: RunFolder | None) -> list[str]:
+    """The runs of the page (or the segment results) made with random weights: every page
+    says so (a page of a single segment result narrows it to that result)."""
+    names = []
+    for run in (a, b):
+        if isinstance(run, RunFolder):
+            config = run.config()
+            if config is not None and _random_weights(config.results.settings):
+                names.append(run.name)
+        elif isinstance(run, SegmentFolder):
+            names += [r.rel for r in run.results() if _result_random(r.result)]
+    return names
+
+
 def run_page(
     run: RunFolder, run_b: RunFolder | None, params: Mapping[str, str], summaries: Summaries
 ) -> dict[str, Any]:
@@ -146,9 +194,11 @@ def run_page(
     query = TableQuery.parse(params)
     page = table_page(run.samples.rows(), run_b.samples.rows() if run_b else None, query)
     base = table_params(params)
+    a = _run_info(run, summaries)
     return {
-        "a": _run_info(run, summaries),
+        "a": a,
         "b": _run_info(run_b, summaries) if run_b else None,
+        "paired": paired_view(run, run_b, a["summary"].data) if run_b else None,
         "page": page,
         "q": page.query,
         "params": base,
@@ -265,6 +315,7 @@ def segment_result(folder: SegmentFolder, n: int, images: DatasetImages) -> dict
     last = episodes[-1] if episodes else None
     count = len(folder.results())
     return {
+        "random_weights": [result.rel] if _result_random(result.result) else [],
         "folder": folder,
         "res": result,
         "result": redact({k: v for k, v in result.result.items() if k != "config"}),

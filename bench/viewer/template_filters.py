@@ -8,6 +8,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from tools.images import hw_text
+
 MISSING = "–"
 # What one page may carry: each text at most MAX_SHOWN_CHARS (then cut, its length shown), and
 # the page as a whole at most MAX_PAGE_CHARS (the viewer answers with an error page instead).
@@ -80,6 +82,16 @@ def ci(value: Any) -> str:
     return f"[{num(value[0])}, {num(value[1])}]"
 
 
+def wh(value: Any) -> str:
+    """An ``[H, W]`` size as people read it: ``800×534`` (width first)."""
+    return hw_text(value).replace("x", "×")
+
+
+def breakable(value: Any) -> str:
+    """A header that may wrap after each ``/`` (``tokens/img``: narrow columns, no scrolling)."""
+    return clip(str(value)).replace("/", "/\u200b")
+
+
 def pretty(value: Any) -> Markup:
     """Indented JSON for ``<pre>`` blocks, every string in it cut (:func:`clip`), so the
     structure stays whole; escaped here (the result is markup: ``finalize`` passes it)."""
@@ -93,4 +105,6 @@ FILTERS = {
     "secs": secs,
     "ci": ci,
     "pretty": pretty,
+    "wh": wh,
+    "breakable": breakable,
 }

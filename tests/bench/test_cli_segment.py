@@ -105,8 +105,9 @@ def test_missing_expression_and_missing_file(
     scene_png: tuple[Path, str, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, _, _ = scene_png
-    assert main(["segment", str(path), *OFFLINE]) == 2
-    assert "expression" in one_line_error(capsys)
+    with pytest.raises(SystemExit) as exc:  # argparse: usage, then the missing argument
+        main(["segment", str(path), *OFFLINE])
+    assert exc.value.code == 2 and "required: EXPRESSION" in capsys.readouterr().err
     assert main(["segment", str(tmp_path / "nope.png"), "dog", *OFFLINE]) == 2
     assert "no such file" in one_line_error(capsys)
 

@@ -159,7 +159,8 @@ def test_row_problems_are_flagged_not_dropped(tmp_path: Path, cache: str) -> Non
         return rec.error or ""
 
     # The mask's size is checked against the decoded image (loading decodes nothing).
-    assert "ground-truth mask size 5x5 does not match the image size 20x30" in recorded(by_id["1000:1:0"])
+    # Sizes read W x H: the image is 30 wide, 20 high.
+    assert "ground-truth mask size 5x5 does not match the image size 30x20" in recorded(by_id["1000:1:0"])
     assert "5x5" in recorded(by_id["1000:1:1"])
     assert by_id["1000:2:0"].ok  # the other sample of the same image is fine
     assert "empty" in (by_id["1001:11:0"].error or "")

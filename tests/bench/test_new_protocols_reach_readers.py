@@ -45,7 +45,15 @@ def test_the_suite_reports_grefcoco_on_its_own_metrics(
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"miou_vs_iter.png", "size_buckets.png", "iou_hist.png"} <= figures  # drawn on gIoU
     summary = json.loads((out / "oneshot" / "summary.json").read_text())["metrics"]
-    assert main(["bench", "report", str(out / "oneshot"), str(out / "loop_iter2")]) == 0
+    pairs = [
+        "bench",
+        "report",
+        str(out / "oneshot"),
+        str(out / "loop_iter2"),
+        "--out",
+        str(tmp_path / "pairs"),
+    ]
+    assert main(pairs) == 0
     compared = capsys.readouterr().out
     assert f"{summary['giou']:.3f}" in compared and re.search(r"loop_iter2 - oneshot: gIoU ", compared)
 

@@ -71,13 +71,17 @@ def test_cli_defaults_come_from_the_option_classes() -> None:
 
 
 def test_every_tool_setting_reaches_config_json() -> None:
-    rt = build_runtime(EpisodeOptions(models=ModelOptions(toolset="offline")))
-    try:
-        described = describe_config(rt)["settings"]
-    finally:
-        rt.close()
+    described = {}
+    for toolset in ("models", "offline"):  # SAM + CLIP read every setting; offline tools none
+        rt = build_runtime(EpisodeOptions(models=ModelOptions(toolset=toolset)))
+        try:
+            described[toolset] = describe_config(rt)["settings"]
+        finally:
+            rt.close()
     # Derived from the dataclass: a new ToolSettings field is covered without editing a list.
-    assert set(described) == {f.name for f in dataclasses.fields(ToolSettings)} - {"vlm"}
+    assert set(described["models"]) == {f.name for f in dataclasses.fields(ToolSettings)} - {"vlm"}
+    # A run records only the settings its tools read (and the session's own).
+    assert set(described["offline"]) == {"max_side", "device", "options"}
 
 
 @pytest.mark.slow

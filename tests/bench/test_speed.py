@@ -66,7 +66,8 @@ def test_the_official_generator_agrees_with_and_without_filters(reference_report
     assert ref is not None and ref.official_seconds_per_image > 0 and ref.ours_seconds_per_image > 0
     assert ref.speedup == pytest.approx(ref.official_seconds_per_image / ref.ours_seconds_per_image)
     default, opened = ref.agreements
-    assert default.thresholds == "default" and default.agree
+    # Random weights: no mask passes the default filters on either side, so nothing was compared.
+    assert default.thresholds == "default" and default.ours == default.official == 0 and default.agree is None
     # Filters and NMS off: 4x4 points x 3 masks, all bit-identical to the official ones.
     assert opened.thresholds == "open" and opened.agree
     assert opened.ours == opened.exact == opened.official == 48

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.suite import plan_suite
+from bench.suite import OFFLINE_GAIN_NOTE, plan_suite
 from tools.errors import ConfigError
 
 
@@ -93,6 +93,11 @@ def test_suite_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert runs["loop_novlm"]["metrics"]["miou"] == runs["loop_iter3"]["metrics"]["miou"]
     report = (out / "report.md").read_text()
     assert "loop_novlm equals loop_iter3" in report and "## Reliability" in report
+    # What the offline table can say, beside it; no model or weights claimed for it.
+    assert f"note: {OFFLINE_GAIN_NOTE}" in printed and f"- {OFFLINE_GAIN_NOTE}" in report
+    assert "weights none (no tool of this run has weights)" in report
+    settings = json.loads((out / "oneshot" / "config.json").read_text())["results"]["settings"]
+    assert "weights" not in settings and "clip_model" not in settings and "sam_model_type" not in settings
     assert (out / "figures" / "reliability.png").exists() and (out / "figures" / "miou_vs_iter.png").exists()
     # Cold cost does not depend on the order: the loop runs hit the proposals one-shot left in
     # the shared cache, and still cost at least what one-shot's proposals cost.

@@ -13,7 +13,9 @@ from PIL import Image as PILImage
 from tools.errors import InputError
 from tools.render import (
     CHOSEN_EDGE,
+    CHOSEN_FILL,
     PALETTE,
+    WARNING_FILL,
     image_data_url,
     mask_edges,
     outline_candidates,
@@ -97,3 +99,21 @@ def test_image_data_url_downscales_jpeg() -> None:
         image_data_url(np.zeros((10, 10, 4), np.uint8))
     with pytest.raises(InputError):
         image_data_url(np.zeros((10, 10, 3), np.float32))
+
+
+def test_labels_stay_off_a_small_chosen_mask_even_at_the_top_edge() -> None:
+    pixels = np.full((120, 200, 3), 128, np.uint8)
+    chosen = box_mask(120, 200, 0, 10, 40, 50)  # small, at the top edge: no room for a label above
+    other = box_mask(120, 200, 0, 30, 120, 160)  # room below it too
+    img = np.asarray(overlay(pixels, chosen, [(chosen, "#12 p=0.40"), (other, "#3 p=0.20")]))
+    tinted = np.round(0.55 * 128 + 0.45 * np.array(CHOSEN_FILL)).astype(int)
+    inside = img[chosen & ~mask_edges(chosen, 2)]
+    assert inside.size and (np.abs(inside.astype(int) - tinted) <= 1).all()  # no label over it
+    # Each label is on a box of its candidate's colour, beside (below) its own mask.
+    assert (img[11:40, 40:120] == palette_colour(0).rgb).all(axis=-1).sum() > 50
+    assert (img[31:60, 120:200] == palette_colour(1).rgb).all(axis=-1).sum() > 50
+
+
+def test_a_warning_band_runs_across_the_bottom() -> None:
+    img = np.asarray(overlay(np.full((80, 120, 3), 128, np.uint8), None, warning="RANDOM WEIGHTS"))
+    assert (img[-2] == WARNING_FILL).all(axis=-1).mean() > 0.9 and (img[5] == 128).all()

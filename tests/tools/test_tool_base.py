@@ -130,7 +130,10 @@ def test_tool_apply_goes_through_the_workspace_methods() -> None:
 def test_tool_options_are_validated_into_one_line_errors() -> None:
     assert RefineQuery(ToolSettings()).refiner == "rules"  # the default lives in RefineOptions
     bad = ToolSettings(options={"refine_query": {"refiner": "oracle"}})
-    one_line = r"^tool refine_query: option refiner: Input should be 'rules' or 'vlm'$"
+    one_line = (
+        r"^tool refine_query: option refiner: Input should be 'rules' or 'vlm' "
+        r"\(refiner takes string \(rules \| vlm\)\); `refseg tools refine_query` lists the options$"
+    )
     with pytest.raises(ConfigError, match=one_line):
         RefineQuery(bad)
     typo = ToolSettings(options={"refine_query": {"refinr": "vlm"}})

@@ -43,6 +43,7 @@ REGION_PROPOSE = ToolDeclaration(
     Params=RegionParams,
     version="2",
     prompt_tool="region_prompt",
+    reads_settings=frozenset({"device"}),  # no models, no weights
 )
 
 ATTRIBUTE_RANK = ToolDeclaration(
@@ -55,6 +56,7 @@ ATTRIBUTE_RANK = ToolDeclaration(
     ),
     implementation="tools.offline.attribute_rank:AttributeRank",
     Params=AttributeParams,
+    reads_settings=frozenset({"device"}),  # no models, no weights
 )
 
 REGION_PROMPT = ToolDeclaration(
@@ -67,4 +69,5 @@ REGION_PROMPT = ToolDeclaration(
     ),
     implementation="tools.offline.region_prompt:RegionPrompt",
     Params=PromptParams,
+    reads_settings=frozenset(),  # no models, no weights
 )

@@ -221,7 +221,7 @@ def generate_scene(seed: int, size: tuple[int, int] = (240, 320)) -> Scene:
     """
     h, w = size
     if h < 96 or w < 96:
-        raise ValueError(f"scenes need at least 96x96 pixels, got {h}x{w}")
+        raise ValueError(f"scenes need at least 96x96 pixels, got {w}x{h} (W x H)")
     rng = np.random.default_rng(seed)
     image = _background(rng, h, w)
     palette = list(rng.choice(list(COLORS), size=int(rng.integers(2, 4)), replace=False))

@@ -46,8 +46,14 @@ class Agreement:
     mean_iou: float
 
     @property
-    def agree(self) -> bool:
-        return self.ours == self.official == self.exact
+    def compared(self) -> bool:
+        """Any mask to compare: with none on either side, agreement was never checked."""
+        return self.ours > 0 or self.official > 0
+
+    @property
+    def agree(self) -> bool | None:
+        """Every mask has a bit-identical twin; ``None`` when nothing was compared."""
+        return self.ours == self.official == self.exact if self.compared else None
 
 
 @dataclass(frozen=True)

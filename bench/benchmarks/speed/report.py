@@ -158,6 +158,9 @@ def _reference(ref: ReferenceSummary) -> list[str]:
         f"{ref.speedup:>9.2f}x (official / refseg)",
     ]
     for a in ref.agreements:
+        if not a.compared:  # e.g. random weights under the default thresholds: no mask passes
+            lines.append(f"masks agree, {a.thresholds} thresholds: not compared (0 masks on either side)")
+            continue
         verdict = "yes" if a.agree else "no"
         ious = f"; best IoU min {a.min_iou:.4f}, mean {a.mean_iou:.4f}" if a.ours else ""
         lines.append(

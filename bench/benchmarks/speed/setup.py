@@ -7,9 +7,10 @@ from pathlib import Path
 
 from segment_anything.modeling import Sam
 
-from bench.benchmarks.speed.options import TINY, SpeedOptions
+from bench.benchmarks.speed.options import SpeedOptions
+from bench.runtime import tiny_models
 from tools.base import ToolSettings, default_checkpoint_dir
-from tools.clip_loading import ClipBundle, load_clip, register_tiny_clip
+from tools.clip_loading import ClipBundle, load_clip
 from tools.images import load_image, working_copy
 from tools.offline.scenes import generate_scene
 from tools.sam_loading import coerce_config, load_sam
@@ -33,14 +34,14 @@ class Models:
 
 def tool_settings(options: SpeedOptions, device: str) -> ToolSettings:
     """The :class:`ToolSettings` the tools of a speed run get."""
-    sam_options = {"sam_propose": {"config": TINY}} if options.sam_model == TINY else {}
+    sam_type, clip_model, tiny_options = tiny_models(options.sam_model, options.clip_model)
     return ToolSettings(
         weights=options.weights,
         device=device,
         checkpoint_dir=options.checkpoint_dir or default_checkpoint_dir(),
-        sam_model_type="vit_b" if options.sam_model == TINY else options.sam_model,
+        sam_model_type=sam_type,
         sam_checkpoint=options.sam_checkpoint,
-        clip_model=register_tiny_clip() if options.clip_model == TINY else options.clip_model,
+        clip_model=clip_model,
         clip_pretrained=options.clip_pretrained,
         seed=options.seed,
         max_side=options.max_side,
@@ -49,7 +50,7 @@ def tool_settings(options: SpeedOptions, device: str) -> ToolSettings:
         compile_backend=options.compile_backend,
         encoder_batch=options.encoder_batch,
         points_per_batch=options.points_per_batch,
-        options=sam_options,
+        options=tiny_options,
     )
 
 

@@ -28,8 +28,9 @@ def client_for(run: Path, run_b: Path | None = None) -> TestClient:
 
 
 def text_of(html: str) -> str:
-    """The visible text of a page, tags dropped and whitespace squeezed."""
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+    """The visible text of a page, tags dropped, whitespace squeezed, zero-width break
+    opportunities (table headers may wrap after ``/``) removed."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).replace("\u200b", "")
 
 
 def example_ids(html: str) -> list[str]:

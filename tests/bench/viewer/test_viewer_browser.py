@@ -117,3 +117,17 @@ def save_small_screenshot(browser: Any, path: Path, height: int = 1700) -> None:
         path, optimize=True
     )
     full.unlink()
+
+
+def test_cost_tables_fit_their_column_on_the_compare_page(browser: Any, made_runs: dict[str, Path]) -> None:
+    with serving(made_runs["loop"], made_runs["oneshot"]) as port:
+        browser.set_window_size(1200, 1000)
+        try:
+            browser.get(f"http://127.0.0.1:{port}/")
+            widths = browser.execute_script(
+                "return [...document.querySelectorAll('table.costs')]"
+                ".map(t => [t.scrollWidth, t.parentElement.clientWidth])"
+            )
+        finally:
+            browser.set_window_size(1400, 1000)
+    assert len(widths) == 4 and all(table <= column for table, column in widths)  # no horizontal scrolling
