@@ -27,7 +27,8 @@ is counted in ``cold_unknown`` and adds nothing, so a table can say "at least".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Outcome = Literal["computed", "joined", "memory", "disk", "refused"]
@@ -150,6 +151,34 @@ def _one(
     )
 
 
+@dataclass(frozen=True)
+class Spend:
+    """What an episode had spent asking for help, at some point of it (a ranking step, its end).
+
+    ``vlm_calls`` counts the calls that asked the VLM: calls of VLM-backed tools (``refine_query``
+    with the VLM refiner) and the controller's own VLM calls (booked under ``vlm``), whether the
+    cache served them or not (a call is a request for an answer; what it cost is the tokens and
+    USD). ``asks`` counts the calls past the ranking that asked for help, VLM or not: the
+    refiner's (rules or VLM) and the VLM's own; for the VLM refiner they equal ``vlm_calls``.
+    Tokens and USD are spent now and ``cold_*`` from an empty cache (see the module docstring).
+    """
+
+    vlm_calls: int = 0
+    asks: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+    cold_tokens_in: int = 0
+    cold_tokens_out: int = 0
+    cold_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are not 0 (a record reads the others back as 0)."""
+        d = asdict(self)
+        d["usd"], d["cold_usd"] = round(self.usd, 10), round(self.cold_usd, 10)
+        return {k: v for k, v in d.items() if v}
+
+
 @dataclass
 class CostBook:
     """Costs by tool name (the VLM's own turns are booked under ``vlm``)."""
@@ -210,6 +239,25 @@ class CostBook:
 
     def calls(self, tool: str) -> int:
         return self.tools[tool].calls if tool in self.tools else 0
+
+    def spend(self, vlm_tools: Collection[str], ask_tools: Collection[str]) -> Spend:
+        """What the calls booked so far spent asking for help (see :class:`Spend`).
+
+        Args:
+            vlm_tools: the tools whose calls ask the VLM (``vlm`` always does).
+            ask_tools: the tools whose calls ask for help past the ranking (the refiner).
+        """
+        total = self.total()
+        return Spend(
+            vlm_calls=sum(c.calls for n, c in self.tools.items() if n == "vlm" or n in vlm_tools),
+            asks=sum(c.calls for n, c in self.tools.items() if n == "vlm" or n in ask_tools),
+            tokens_in=total.tokens_in,
+            tokens_out=total.tokens_out,
+            usd=total.usd,
+            cold_tokens_in=total.cold_tokens_in,
+            cold_tokens_out=total.cold_tokens_out,
+            cold_usd=total.cold_usd,
+        )
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {name: cost.as_dict() for name, cost in sorted(self.tools.items())}

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from agent.costs import CostBook
+from agent.costs import CostBook, Spend
 from agent.invoke import CallContext, Invoker
 from agent.rank_steps import RankStep, RankSteps
 from agent.vlm_reply import VLMReply
@@ -157,6 +157,7 @@ class EpisodeResult:
     fallback_kind: str | None = None
     candidate_masks: list[np.ndarray] = field(default_factory=list, repr=False)
     rank_steps: list[RankStep] = field(default_factory=list, repr=False)
+    spend: Spend = field(default_factory=Spend)
 
     @property
     def ok(self) -> bool:
@@ -190,9 +191,10 @@ class EpisodeResult:
 
 
 def fallback_kind(exc: BaseException) -> str:
-    """A short class of the failure behind a fallback, for tallies: the VLM client's own
-    (``http_500``, ``timeout``, ``connection``, ``malformed``...), else ``tool_error`` (e.g. a
-    VLM reply without a usable query) or ``vlm_error``."""
+    """A short class of the failure behind a fallback, for tallies: the error's own ``kind``
+    (the VLM client's ``http_500``, ``timeout``, ``connection``, ``malformed``, ``oversized``...;
+    an answer too long to read is ``oversized``), else ``tool_error`` (e.g. a VLM reply without
+    a usable query) or ``vlm_error``."""
     kind = getattr(exc, "kind", None)
     if isinstance(kind, str) and kind:
         return kind
@@ -241,6 +243,7 @@ class Episode:
         self.fallback_reason: str | None = None
         self.fallback_kind: str | None = None
         self.rank_steps = RankSteps()  # every ranking's top candidates, for the result
+        self._vlm_tools: set[str] = set()  # tools called that ask the VLM (see spend)
 
     def _context(self) -> CallContext:
         return CallContext(costs=self.costs, log=self.log, step=self.step)
@@ -251,10 +254,16 @@ class Episode:
         self.step += 1
         if self.registry.get(tool).uses_vlm:
             self.needed_vlm = True
+            self._vlm_tools.add(tool)
         output = await self.invoker.call(tool, self.ws, args, self._context())
         if isinstance(output, Ranking):
-            self.rank_steps.capture(self.step, output, self.ws.proposals)
+            self.rank_steps.capture(self.step, output, self.ws.proposals, self.spend())
         return output
+
+    def spend(self) -> Spend:
+        """What the episode has spent asking for help so far: VLM calls, the refiner's and the
+        VLM's calls, tokens and USD (see :class:`agent.costs.Spend`)."""
+        return self.costs.spend(self._vlm_tools, (self.config.refiner,))
 
     async def ask_vlm(self, client: Any, messages: list[dict[str, Any]], **kwargs: Any) -> VLMReply:
         """One chat call made by the controller itself (not through a tool), its cost booked.
@@ -337,7 +346,10 @@ class Episode:
         self.invoker.trace_rejected(tool, args, message, self._context())
 
     def guard(self, ranking: Ranking) -> bool:
-        """Log and return whether the ranking is sure enough to stop."""
+        """Log and return whether the ranking is sure enough to stop (an empty ranking, which no
+        tool call returned, is kept as a ranking step here: the check is recorded)."""
+        if len(ranking) == 0:
+            self.rank_steps.capture_empty(self.step, ranking, self.ws.proposals, self.spend())
         passed = self.config.passes_guard(ranking.conf, ranking.gap)
         self.log.info(
             "guard",

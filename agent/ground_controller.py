@@ -188,7 +188,7 @@ async def _ask(ep: Episode) -> dict[str, Any] | None:
         args = parse_ground_answer(reply.content)
     except ToolError as exc:
         ep.log.info("ground", step=ep.step, answer=(reply.content or "")[:200], error=str(exc))
-        raise _Fallback(str(exc), "tool_error") from None
+        raise _Fallback(str(exc), fallback_kind(exc)) from None  # e.g. oversized
     ep.log.info(
         "ground",
         step=ep.step,

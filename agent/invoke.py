@@ -198,7 +198,10 @@ class Invoker:
         for value in vars(output).values():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-        self._memory.put(key, _Entry(output, cold))
+        # A later hit gets the output as a hit sees it: ``as_cached()`` drops facts of the one
+        # computation (SAM 3's "this call encoded the image"), as a disk record does.
+        as_cached = getattr(output, "as_cached", None)
+        self._memory.put(key, _Entry(as_cached() if callable(as_cached) else output, cold))
 
     def _read_disk(self, tool: Tool, ws: Workspace, key: str) -> tuple[Any, ColdCost | None] | None:
         """The decoded disk entry and its cold cost (blocking). An entry that does not decode to

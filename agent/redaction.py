@@ -68,15 +68,29 @@ def _lower_hex(text: str) -> str:
 def secret_forms(value: str) -> frozenset[str]:
     """Every form ``value`` may be written in: as given, percent-decoded (``%2B`` and ``+``
     forms), percent-encoded (strictly, with ``/`` left alone, form-style; upper- and lower-case
-    hex) and JSON-escaped; forms shorter than 4 characters are left out (they would redact
-    ordinary words)."""
+    hex, and :func:`redact_text` matches any mix of cases) and JSON-escaped (``/`` as is and as
+    ``\\/``, as some encoders write it); forms shorter than 4 characters are left out (they
+    would redact ordinary words)."""
     plain = {value, unquote(value), unquote_plus(value)}
     forms = set(plain)
     for text in plain:
         for encoded in (quote(text, safe=""), quote(text), quote_plus(text), quote_plus(text, safe="/")):
             forms |= {encoded, _lower_hex(encoded)}
-        forms.add(json.dumps(text)[1:-1])
+        escaped = json.dumps(text)[1:-1]
+        forms |= {escaped, escaped.replace("/", "\\/")}
     return frozenset(f for f in forms if len(f) >= _MIN_SECRET)
+
+
+@functools.lru_cache(maxsize=1024)
+def _any_hex_case(form: str) -> re.Pattern[str]:
+    """``form`` with each percent-escape matching its hex digits in any case (``%2b``, ``%2B``)."""
+    parts = re.split(r"(%[0-9A-Fa-f]{2})", form)
+    return re.compile(
+        "".join(
+            f"%[{p[1].upper()}{p[1].lower()}][{p[2].upper()}{p[2].lower()}]" if i % 2 else re.escape(p)
+            for i, p in enumerate(parts)
+        )
+    )
 
 
 def basic_tokens(user: str, password: str) -> set[str]:
@@ -141,9 +155,14 @@ def redact_text(text: str) -> str:
     """``text`` with known secret values (any form, anywhere), credential shapes, URL
     credentials and secret-named query values replaced; ``redact_text`` of its own output
     changes nothing."""
+    folded: str | None = None  # the text lower-cased: finds escapes written in another case
     for secret in _known_secrets():
         if secret in text:
-            text = text.replace(secret, REDACTED)
+            text, folded = text.replace(secret, REDACTED), None
+        elif "%" in secret and "%" in text:
+            folded = text.lower() if folded is None else folded
+            if secret.lower() in folded:
+                text, folded = _any_hex_case(secret).sub(REDACTED, text), None
     if "://" in text:
         text = _URL.sub(_redact_url_match, text)
     if "=" in text:

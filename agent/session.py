@@ -205,6 +205,7 @@ class Session:
         result.fallback_kind = ep.fallback_kind
         result.n_proposals = len(ws.proposals) if ws.proposals is not None else 0
         result.rank_steps = ep.rank_steps.finish(ws.original_size)
+        result.spend = ep.spend()
         if self.registry.settings.weights == "random":
             result.notes.append("random weights: outputs are for smoke tests and timing only")
         if result.error is not None:

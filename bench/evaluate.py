@@ -4,46 +4,79 @@ run the episode, score the mask with the data set's protocol."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from agent.rank_steps import RankStep
+from agent.rank_steps import RankedCandidate, RankStep
 from agent.session import Session
 from bench.data.examples import Example
 from bench.data.protocol import EvalProtocol, GroundTruth, score_masks
 from bench.data.protocols import MASK_IOU
 from bench.metrics import size_bucket
 from bench.perturb import perturb_image
-from bench.records import RLE, SAMPLES_SCHEMA_VERSION, RankStepRecord, SampleRecord, ToolCostRecord
+from bench.records import (
+    RLE,
+    SAMPLES_SCHEMA_VERSION,
+    RankStepRecord,
+    SampleRecord,
+    SpendRecord,
+    ToolCostRecord,
+)
 from bench.rle import encode_rle
 from tools.errors import RefsegError
 from tools.images import size_text
 from tools.types import Image
 
 
-def rank_steps_json(steps: list[RankStep]) -> list[dict[str, Any]]:
+def rank_steps_json(
+    steps: list[RankStep], score: Callable[[np.ndarray], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The ``rank_steps`` field of a record (``samples.jsonl``, ``result.json``): each ranking's
-    step, query and top candidates (index, probability, origin, mask as COCO RLE at the
-    original image's size). A mask several steps share is encoded once."""
+    step, query, conf and gap (exact: what the guard compared), what the episode had spent
+    asking for help up to it, and its top candidates (index, probability, origin, mask as COCO
+    RLE at the original image's size, and with ``score`` their score against the ground truth).
+    A mask several steps share is encoded and scored once."""
     encoded: dict[int, dict[str, Any]] = {}  # by id() of the shared mask array (alive here)
+    scored: dict[int, dict[str, Any]] = {}
 
-    def rle(mask: np.ndarray) -> dict[str, Any]:
-        if id(mask) not in encoded:
-            encoded[id(mask)] = encode_rle(mask)
-        return encoded[id(mask)]
+    def candidate(c: RankedCandidate) -> dict[str, Any]:
+        key = id(c.mask)
+        if key not in encoded:
+            encoded[key] = encode_rle(c.mask)
+            scored[key] = score(c.mask) if score is not None else {}
+        return {"index": c.index, "prob": c.prob, "origin": c.origin, "mask": encoded[key], **scored[key]}
 
     return [
         {
             "step": s.step,
             "query": s.query,
-            "candidates": [
-                {"index": c.index, "prob": c.prob, "origin": c.origin, "mask": rle(c.mask)}
-                for c in s.candidates
-            ],
+            "conf": s.conf,
+            "gap": s.gap,
+            "spent": s.spend.as_dict(),
+            **({"proposal_set": s.proposal_set} if s.proposal_set else {}),
+            "candidates": [candidate(c) for c in s.candidates],
         }
         for s in steps
     ]
+
+
+def candidate_scorer(protocol: EvalProtocol, truth: GroundTruth) -> Callable[[np.ndarray], dict[str, Any]]:
+    """Scores a ranking candidate's mask as the protocol scores a prediction (the fields of
+    :class:`bench.records.RankedCandidateRecord`); a mask it cannot score gets none."""
+
+    def score(mask: np.ndarray) -> dict[str, Any]:
+        try:
+            s = protocol.score(mask, truth)
+        except ValueError:
+            return {}
+        out: dict[str, Any] = {"iou": s.iou, "inter": s.inter, "union": s.union, "pred_area": s.pred_area}
+        if s.extra:
+            out["scores"] = dict(s.extra)
+        return out
+
+    return score
 
 
 def load_example_image(ex: Example, perturbation: str) -> Image | str:
@@ -122,7 +155,9 @@ async def evaluate_example(
     rec.needed_vlm = result.needed_vlm
     rec.fallback_reason = result.fallback_reason
     rec.fallback_kind = result.fallback_kind
-    rec.rank_steps = [RankStepRecord.model_validate(s) for s in rank_steps_json(result.rank_steps)]
+    steps = rank_steps_json(result.rank_steps, candidate_scorer(protocol, truth))
+    rec.rank_steps = [RankStepRecord.model_validate(s) for s in steps]
+    rec.spent = SpendRecord.model_validate(result.spend.as_dict())
     # A fallback (e.g. the VLM failed mid-episode) still answers; only no answer is a failure.
     if result.mask is not None and (result.ok or result.stop_reason == "fallback"):
         try:

@@ -84,6 +84,37 @@ def controller_options_from(
     return out
 
 
+def check_options_apply(
+    controller: str, pairs: list[str] | tuple[str, ...], shortcuts: Mapping[str, str]
+) -> None:
+    """Refuse controller options the one controller that runs never reads (they would be
+    recorded nowhere and change nothing). Commands that run several controllers (the suite)
+    pass them to every controller that has them and do not call this.
+
+    Args:
+        controller: the controller that runs.
+        pairs: the ``--controller-option`` values as given.
+        shortcuts: the shortcut flags given, ``{key: flag}`` (``{"max_turns": "--max-turns"}``).
+
+    Raises:
+        ConfigError: an option of another controller, or a shortcut this one has no key for.
+    """
+    for text in pairs:
+        name, key, _ = parse_tool_option(text, "--controller-option", "agent.max_turns=4")
+        if name != controller:
+            raise ConfigError(
+                f"--controller-option {name}.{key} is an option of {name}, but the controller that "
+                f"runs is {controller}; drop it or pass --controller {name}"
+            )
+    for key, flag in shortcuts.items():
+        owners = controllers_with_option(key)
+        if controller not in owners:
+            raise ConfigError(
+                f"{flag} sets {key} of {' and '.join(owners) or 'no installed controller'}, but the "
+                f"controller that runs is {controller}, which has no such option; drop it"
+            )
+
+
 def _shown(value: Any) -> str:
     return ("on" if value else "off") if isinstance(value, bool) else str(value)
 

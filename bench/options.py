@@ -326,29 +326,6 @@ class BenchOptions:
     run: RunOptions = field(default_factory=RunOptions)
 
 
-EXPERIMENTS = ("main", "ablation", "reliability")
-DEFAULT_PERTURBATIONS = ("noise10", "noise20", "blur5", "blur9")
-
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    """``refseg bench suite``: the original project's table as resumable sub-runs.
-
-    Attributes:
-        experiments: which of main, ablation, reliability.
-        max_iters: loop ``max_iter`` values of the main table.
-        perturbations: perturbations of the reliability experiment.
-    """
-
-    out: Path
-    episode: EpisodeOptions = field(default_factory=EpisodeOptions)
-    data: DataSpec = field(default_factory=DataSpec)
-    run: RunOptions = field(default_factory=RunOptions)
-    experiments: tuple[str, ...] = EXPERIMENTS
-    max_iters: tuple[int, ...] = (1, 2, 3)
-    perturbations: tuple[str, ...] = DEFAULT_PERTURBATIONS
-
-
 @dataclass(frozen=True)
 class SegmentOptions:
     """``refseg segment``: images (files or folders) and one expression.

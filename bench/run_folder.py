@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +45,7 @@ from bench.samples import (
     write_json,
 )
 from bench.summary import build_summary, trace_faults
+from checkpoints.registry import hashed_path
 from tools.errors import ConfigError
 
 
@@ -135,6 +137,8 @@ def check_config(
                 + f"); {advice}"
             )
         _check_line_digests(run_dir, digest, digests)
+        if recorded:
+            _check_weights(run_dir, old.get("run", {}).get("weights"), run_info.get("weights"))
         return None
     _check_line_digests(run_dir, digest, digests)
     if recorded and not vouched:
@@ -156,6 +160,31 @@ def _write_config(path: Path, results: dict[str, Any], run_info: dict[str, Any])
     config = {"schema_version": CONFIG_SCHEMA_VERSION, "results": results, "run": run_info}
     RunConfig.model_validate(config)
     write_json(path, config)
+
+
+_SHA256 = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+def _check_weights(run_dir: Path, before: Any, now: Any) -> None:
+    """Refuse a resume whose weights files are not the ones the run began with (a file swapped
+    at the same path). Their digests are in ``run``, not in ``results`` (a tool whose file this
+    process cannot see, on a Ray node elsewhere, records why instead), so they are compared
+    here, tool by tool, where both sides name a digest; the rest of a fingerprint (model type,
+    precision, random weights) is in ``results``."""
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return  # written before weights were recorded
+    for tool, old in before.items():
+        new = now.get(tool)
+        old_hash = _SHA256.search(old) if isinstance(old, str) else None
+        new_hash = _SHA256.search(new) if isinstance(new, str) else None
+        if old_hash is None or new_hash is None or old_hash[1] == new_hash[1]:
+            continue
+        path = hashed_path(new_hash[1])
+        raise ConfigError(
+            f"{run_dir} was run with other {tool} weights: {path or 'its weights file'} now has sha256 "
+            f"{new_hash[1][:12]}..., the run began with {old_hash[1][:12]}...; put that file back or "
+            "pick a new --out"
+        )
 
 
 def _check_line_digests(run_dir: Path, digest: str, digests: Collection[str | None]) -> None:

@@ -205,7 +205,7 @@ def _plan(
         "engine": opts.engine.name,
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
         "vlm_limits": _limits_of(rt),
-        "weights": weights_identity(rt),  # weights files' sha256 (in the cache keys, not compared)
+        "weights": weights_identity(rt),  # weights files' sha256: compared on resume (run_folder)
     }
     results = result_config(rt, spec, source.record(), index)
     digests = [rec.config_digest for rec in done.values()]

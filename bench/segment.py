@@ -159,7 +159,9 @@ async def _segment_all(
     out.mkdir(parents=True, exist_ok=True)
     report = SegmentReport(
         random_weights=rt.settings.weights == "random",
-        notes=[n for n in rt.notes if not n.startswith("random weights")],  # said separately
+        # Every note, the degraded modes of random weights included (thresholds set to 0,
+        # NMS off); the CLI prints the general random-weights warning itself.
+        notes=list(rt.notes),
     )
     with Tracer(out / "trace.jsonl", run_id=f"segment-{out.name}") as tracer:
         controllers = [rt.config.controller]

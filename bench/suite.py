@@ -10,6 +10,9 @@ Sub-runs (each a run folder ``DIR/<name>/``, resumable like ``bench run``):
   max_iter. Without a VLM it equals ``loop_iter3``; the report says so.
 - ``reliability``: ``oneshot`` and ``loop_iter3`` on clean images plus ``*_noise10``,
   ``*_noise20``, ``*_blur5``, ``*_blur9``.
+- ``frontier``: ``loop_ask`` (the loop at the largest max_iter at thresholds 1/1: it always asks)
+  and with the VLM ``ground_ask``; every other threshold pair is replayed from them
+  (:mod:`bench.frontier.in_suite`: the frontier, the guard's calibration, ``--pick-thresholds``).
 - ``sam3`` (added by ``--toolset sam3``; the other experiments then run on SAM 1, the ``models``
   toolset): the field's recipes on SAM 3: ``sam3_alone`` (SAM 3's top instance for the
   expression), ``sam3_loop_iterN`` (the loop, re-querying SAM 3 with each rewrite), and with the
@@ -38,8 +41,8 @@ import numpy as np
 
 from bench.data.examples import ExampleSet, ExampleSource
 from bench.engines.choose import open_engine
-from bench.options import EXPERIMENTS, TOOLSETS, EpisodeOptions, SuiteOptions
-from bench.perturb import PERTURBATIONS
+from bench.frontier.in_suite import suite_guard_sections, with_tau
+from bench.options import TOOLSETS, EpisodeOptions
 from bench.report.cases import CATEGORIES, totals_line, write_cases
 from bench.report.markdown import paired_against, write_report
 from bench.report.paired import DEFAULT_TOLERANCE
@@ -47,71 +50,11 @@ from bench.report.run_reader import RunView
 from bench.runner import run_examples
 from bench.runtime import Runtime, build_runtime
 from bench.samples import IOUS, write_json
+from bench.suite_options import SuiteOptions
+from bench.suite_plan import SAM3_EXPERIMENT, SubRun, plan_suite
 from bench.summary import fallback_problem
-from tools.errors import ConfigError, InputError
+from tools.errors import InputError
 from tools.registry import ToolRegistry
-
-
-@dataclass(frozen=True)
-class SubRun:
-    """One run of the suite."""
-
-    name: str
-    experiment: str
-    controller: str
-    max_iter: int
-    refiner: str
-    perturb: str = "clean"
-    toolset: str = "base"  # "base": the suite's toolset (SAM 1 when --toolset sam3); or "sam3"
-
-
-SAM3_EXPERIMENT = "sam3"
-
-
-def plan_suite(
-    experiments: Sequence[str], max_iters: Sequence[int], perturbations: Sequence[str], refiner: str
-) -> list[SubRun]:
-    """The sub-runs of the chosen experiments, without duplicates, in table order."""
-    known = (*EXPERIMENTS, SAM3_EXPERIMENT)
-    unknown = [e for e in experiments if e not in known]
-    if unknown or not experiments:
-        raise ConfigError(
-            f"unknown experiment(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}"
-        )
-    if not max_iters or any(k < 1 for k in max_iters):
-        raise ConfigError("--max-iters needs values >= 1, e.g. 1,2,3")
-    bad = [p for p in perturbations if p not in PERTURBATIONS or p == "clean"]
-    if bad:
-        raise ConfigError(
-            f"unknown perturbation(s) {', '.join(bad)}; choose from "
-            f"{', '.join(p for p in PERTURBATIONS if p != 'clean')}"
-        )
-    top = max(max_iters)
-    plan: dict[str, SubRun] = {}
-
-    def add(run: SubRun) -> None:
-        plan.setdefault(run.name, run)
-
-    if "main" in experiments:
-        add(SubRun("oneshot", "main", "oneshot", 0, refiner))
-        for k in sorted(set(max_iters)):
-            add(SubRun(f"loop_iter{k}", "main", "loop", k, refiner))
-        if refiner == "vlm":  # grounding needs the VLM that the vlm refiner has
-            add(SubRun("ground", "main", "ground", 1, refiner))
-    if "ablation" in experiments:
-        add(SubRun("loop_novlm", "ablation", "loop", top, "rules"))
-    if "reliability" in experiments:
-        add(SubRun("oneshot", "reliability", "oneshot", 0, refiner))
-        add(SubRun(f"loop_iter{top}", "reliability", "loop", top, refiner))
-        for p in perturbations:
-            add(SubRun(f"oneshot_{p}", "reliability", "oneshot", 0, refiner, p))
-            add(SubRun(f"loop_iter{top}_{p}", "reliability", "loop", top, refiner, p))
-    if SAM3_EXPERIMENT in experiments:
-        for name, controller, k in [("sam3_alone", "oneshot", 0), (f"sam3_loop_iter{top}", "loop", top)] + (
-            [("sam3_ground", "ground", 1), ("sam3_agent", "agent", top)] if refiner == "vlm" else []
-        ):
-            add(SubRun(name, SAM3_EXPERIMENT, controller, k, refiner, toolset="sam3"))
-    return list(plan.values())
 
 
 def _shared(registry: ToolRegistry, name: str) -> Any:
@@ -142,7 +85,9 @@ def variant(base: Runtime, sub: SubRun, cache: dict[str, Runtime]) -> Runtime:
                 settings, base.config, registry, base.cache, base.vlm if sub.refiner == "vlm" else None
             )
     rt = cache[key]
-    config = dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter)
+    config = with_tau(
+        dataclasses.replace(rt.config, controller=sub.controller, max_iter=sub.max_iter), sub.tau
+    )
     built_from = None if base.options is None else sub_options(base.options, sub)
     return dataclasses.replace(rt, config=config, options=built_from)
 
@@ -152,7 +97,9 @@ def sub_options(options: EpisodeOptions, sub: SubRun) -> EpisodeOptions:
     return dataclasses.replace(
         options,
         models=dataclasses.replace(options.models, refiner=sub.refiner),  # type: ignore[arg-type]
-        episode=dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter),
+        episode=with_tau(
+            dataclasses.replace(options.episode, controller=sub.controller, max_iter=sub.max_iter), sub.tau
+        ),
     )
 
 
@@ -248,7 +195,8 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
     experiments = options.experiments
     if options.episode.models.toolset == "sam3" and SAM3_EXPERIMENT not in experiments:
         experiments = (*experiments, SAM3_EXPERIMENT)  # SAM 3's rows beside SAM 1's
-    plan = plan_suite(experiments, options.max_iters, options.perturbations, refiner)
+    pick_split = options.pick.split if options.pick.enabled else None
+    plan = plan_suite(experiments, options.max_iters, options.perturbations, refiner, pick_split)
     # Held once for every sub-run (references into the data set; images are read as they run),
     # instead of each sub-run reading (or generating) the data set again.
     examples = ExampleSet.of(options.data.open())
@@ -281,14 +229,20 @@ async def _run_plan(
     start = time.perf_counter()
     runtimes: dict[str, Runtime] = {}
     views: list[RunView] = []
+    splits: dict[str | None, ExampleSource] = {None: examples}  # --pick-split: another split, once
     engine = open_engine(options.run.engine)  # one Ray cluster and worker pool for every sub-run
     try:
         for i, sub in enumerate(plan, 1):
             if echo is not None:
                 echo(f"[{i}/{len(plan)}] {sub.name}")
             rt = variant(bases[sub.toolset], sub, runtimes)
-            spec = dataclasses.replace(options.data, perturb=sub.perturb)
-            result = await run_examples(rt, examples, out / sub.name, spec, options.run, engine=engine)
+            spec = dataclasses.replace(
+                options.data, perturb=sub.perturb, split=sub.split or options.data.split
+            )
+            if sub.split not in splits:
+                splits[sub.split] = ExampleSet.of(spec.open())
+            data = splits[sub.split]
+            result = await run_examples(rt, data, out / sub.name, spec, options.run, engine=engine)
             views.append(RunView(sub.name, out / sub.name, result.summary, np.load(out / sub.name / IOUS)))
     finally:
         with anyio.CancelScope(shield=True):
@@ -296,9 +250,9 @@ async def _run_plan(
     wall = time.perf_counter() - start
     notes = _notes(bases, options, plan, refiner_note, wall)
     pairs = _pairs(views, plan, options.run.bootstrap)
-    report = write_report(
-        out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=_galleries(out, views)
-    )
+    asks = [(s.name, s.controller, s.tau, s.split) for s in plan]
+    extra = [*_galleries(out, views), *suite_guard_sections(out, views, asks, options)]
+    report = write_report(out, views, title="refseg bench suite", notes=notes, pairs=pairs, extra=extra)
     problems = [
         f"{v.name}: {p}" for v in views if (p := fallback_problem(v.summary, options.run.max_fallback_rate))
     ]
@@ -332,7 +286,8 @@ def _pairs(
     by_name = {v.name: v for v in views}
     pairs = []
     for sub in plan:
-        base = next((s for s in plan if s.controller == "oneshot" and s.perturb == sub.perturb), None)
+        same = [s for s in plan if s.perturb == sub.perturb and s.split == sub.split]
+        base = next((s for s in same if s.controller == "oneshot"), None)
         if base is not None and base is not sub and base.name in by_name:
             pairs += paired_against([by_name[sub.name]], by_name[base.name], B=boot)
     return pairs
@@ -349,7 +304,10 @@ def _galleries(out: Path, views: Sequence[RunView]) -> list[str]:
     loops = [
         v
         for v in views
-        if v.label.controller == "loop" and v.label.perturb == "clean" and headline(v) is not None
+        if v.label.controller == "loop"
+        and v.label.perturb == "clean"
+        and not v.label.always_asks  # the loop as configured, not the frontier's source
+        and headline(v) is not None
     ]
     if oneshot is None or not loops:
         return []

@@ -16,23 +16,36 @@ from typing import Any
 
 import numpy as np
 
+from agent.controllers import get_controller
 from agent.costs import CostBook, ToolCost
 from agent.trace_events import ToolCall, ToolCallLimit, Turn, VLMCall, parse_event
 from bench.data.protocol import EvalProtocol
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.records import SUMMARY_SCHEMA_VERSION, CostRow, RunConfig, RunLabel, SampleRecord, Summary
+from tools.errors import ConfigError
 
 
 def run_label(config: RunConfig) -> RunLabel:
-    """The few settings that tell runs apart in tables (from ``config.json``)."""
+    """The few settings that tell runs apart in tables (from ``config.json``). From the
+    controller's spec: no refiner for one that never refines, ``max_iter`` 0 for one that
+    only proposes and ranks (no refiner, no VLM, no prompt tool: no rounds to run). A
+    controller not installed here keeps what its config recorded."""
     res = config.results
     ep, data = res.episode, res.data
-    oneshot = ep.get("controller") == "oneshot"
     refiner = res.settings.get("options", {}).get("refine_query", {}).get("refiner")
+    max_iter = ep.get("max_iter")
+    try:
+        spec = get_controller(str(ep.get("controller")))
+    except ConfigError:
+        spec = None
+    if spec is not None and not spec.refines:
+        refiner = None
+        if spec.vlm == "none" and spec.prompt_tool == "none":
+            max_iter = 0
     return RunLabel(
         controller=ep.get("controller"),
-        max_iter=0 if oneshot else ep.get("max_iter"),
-        refiner=None if oneshot else refiner,
+        max_iter=max_iter,
+        refiner=refiner,
         proposer=ep.get("proposer"),
         ranker=ep.get("ranker"),
         weights=res.settings.get("weights"),
@@ -40,6 +53,8 @@ def run_label(config: RunConfig) -> RunLabel:
         dataset=data.dataset if data is not None else None,
         n=data.n if data is not None else None,
         per_image=data.per_image if data is not None else None,
+        tau_conf=ep.get("tau_conf"),
+        tau_gap=ep.get("tau_gap"),
     )
 
 
@@ -184,21 +199,35 @@ def _cache_health(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _propose_stats(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Propose computations per image run, over all invocations and in the last one."""
+    """Propose computations per image run (for SAM 3 one per query), and the proposer's image
+    encodes per image run (one per image for SAM 1 and SAM 3 alike, from an empty cache), over
+    all invocations and in the last one. Encodes are over the invocations that counted them
+    (lines from before they were counted have none); ``None`` when none did."""
     proposer = next((i.get("proposer") for i in reversed(invocations) if i.get("proposer")), None)
     computations = sum(int(i.get("computed", {}).get(proposer, 0)) for i in invocations)
     images_run = sum(int(i.get("images_run", 0)) for i in invocations)
     last = _last_ended(invocations)
     last_images = int(last.get("images_run", 0))
+    counted = [i for i in invocations if i.get("image_encodes") is not None]
+    encodes = sum(int(i["image_encodes"]) for i in counted)
+    encoded_images = sum(int(i.get("images_run", 0)) for i in counted)
+    last_encodes = last.get("image_encodes")
     return {
         "tool": proposer,
         "computations": computations,
         "images_run": images_run,
-        "per_image": round(computations / images_run, 4) if images_run else None,
-        "last_invocation_per_image": (
-            round(int(last.get("computed", {}).get(proposer, 0)) / last_images, 4) if last_images else None
+        "per_image": _ratio(computations, images_run),
+        "last_invocation_per_image": _ratio(int(last.get("computed", {}).get(proposer, 0)), last_images),
+        "image_encodes": encodes if counted else None,
+        "image_encodes_per_image": _ratio(encodes, encoded_images) if counted else None,
+        "last_invocation_image_encodes_per_image": (
+            _ratio(int(last_encodes), last_images) if last_encodes is not None else None
         ),
     }
+
+
+def _ratio(count: int, images: int) -> float | None:
+    return round(count / images, 4) if images else None
 
 
 def _setup(invocation: Mapping[str, Any]) -> float:

@@ -11,6 +11,7 @@ and compared, and a file that does not match is deleted.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from pathlib import Path
 
@@ -25,12 +26,26 @@ SAM3_PAGE = f"https://huggingface.co/{SAM3_REPO}"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def gated_message(repo: str, token_given: bool) -> str:
+def token_source(token: str | None) -> str | None:
+    """Where the token a download sends comes from, in words: ``--token``, ``HF_TOKEN``, the
+    one ``hf auth login`` stored, or ``None`` (no token is sent). Never the token itself."""
+    if token is not None:
+        return "--token"
+    if os.environ.get("HF_TOKEN"):
+        return "HF_TOKEN"
+    from huggingface_hub import get_token
+
+    return "the token `hf auth login` stored" if get_token() else None
+
+
+def gated_message(repo: str, source: str | None) -> str:
+    """What to do about a gated repository, for a token from ``source`` (see :func:`token_source`)."""
     page = f"https://huggingface.co/{repo}"
-    if token_given:
+    if source is not None:
         return (
-            f"{repo} is gated and this token has no access to it yet: accept the licence on {page} "
-            "with the account the token belongs to (read access is enough), then run the command again"
+            f"{repo} is gated and the token from {source} has no access to it yet: accept the licence "
+            f"on {page} with the account that token belongs to (read access is enough), or give "
+            "another token, then run the command again"
         )
     return (
         f"{repo} is gated: accept the licence on {page}, then give a token of that account with "
@@ -86,11 +101,12 @@ def download_sam3(
                 )
             )
     except GatedRepoError:
-        raise DownloadError(gated_message(repo, token is not None)) from None
+        raise DownloadError(gated_message(repo, token_source(token))) from None
     except RepositoryNotFoundError:
+        source = token_source(token)
+        hidden = f"the token from {source} cannot see it" if source else "it is gated and no token was given"
         raise DownloadError(
-            f"{repo}: no such repository, or it is gated and no token was given "
-            f"({gated_message(repo, False)})"
+            f"{repo}: no such repository, or {hidden} ({gated_message(repo, source)})"
         ) from None
     except EntryNotFoundError:
         raise DownloadError(f"{repo} has no {SAM3_WEIGHTS} or {SAM3_CONFIG} at this revision") from None

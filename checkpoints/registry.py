@@ -156,3 +156,11 @@ def cached_sha256(path: str | Path) -> str:
     with _hash_lock:
         _hash_cache[key] = value
     return value
+
+
+def hashed_path(sha256: str) -> Path | None:
+    """The file :func:`cached_sha256` last hashed to ``sha256`` in this process (``None``: none
+    did), to name a weights file known by its digest."""
+    with _hash_lock:
+        found = [path for (path, _, _), value in _hash_cache.items() if value == sha256]
+    return Path(found[-1]) if found else None

@@ -21,7 +21,16 @@ _FENCE = "```"
 
 
 class ReplyOverLimit(ToolError):
-    """A reply too long, or nested too deeply, to be the JSON answer it was asked for."""
+    """A reply too long, or nested too deeply, to be the JSON answer it was asked for.
+
+    Attributes:
+        kind: the fallback kind it is counted as: ``oversized`` (too long) or ``malformed``
+            (nested too deeply, as a response body that nests too deeply is).
+    """
+
+    def __init__(self, message: str, kind: str = "oversized"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def reply_body(text: str | None) -> str:
@@ -65,7 +74,7 @@ def json_values(body: str) -> Iterator[Any]:
         try:
             check_bounds(candidate, max_chars=MAX_REPLY_CHARS, what="the VLM's answer")
         except JSONLimitError as exc:
-            raise ReplyOverLimit(str(exc)) from None
+            raise ReplyOverLimit(str(exc), kind="malformed") from None
         try:
             yield json.loads(candidate)
         except ValueError:

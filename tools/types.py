@@ -58,7 +58,11 @@ class Image:
 
 
 class ToolOutput(Protocol):
-    """What a tool returns: serialisable without pickle and summarisable for traces."""
+    """What a tool returns: serialisable without pickle and summarisable for traces.
+
+    An output may also have ``as_cached() -> Self``: itself as a cache hit sees it, without
+    facts of the one computation that made it (the invoker keeps that in memory for hits).
+    """
 
     def to_record(self) -> tuple[Arrays, Meta]: ...
 

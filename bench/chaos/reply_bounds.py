@@ -97,6 +97,9 @@ def _ground_part(row: RowResult, workdir: Path) -> None:
     ]
     row.injected += policy.served
     row.detected += len(named)
+    kinds = sorted({str(r.get("fallback_kind")) for r in named})
+    row.check(set(kinds) <= {"oversized", "malformed"}, f"replies over a limit counted as {kinds}")
+    row.details["fallback_kinds"] = kinds
     slowest = max((float(r.get("seconds") or 0.0) for r in recs), default=0.0)
     row.check(
         slowest < EPISODE_TIMEOUT_S,

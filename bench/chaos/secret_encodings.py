@@ -41,8 +41,17 @@ def every_form(secret: str) -> list[str]:
     return list(dict.fromkeys([secret, strict, _lower_hex(strict), quote(secret), quote_plus(secret)]))
 
 
+def _mixed_hex(text: str) -> str:
+    """Percent-escapes in alternating case: ``%2B...%2f...%2B``."""
+    count = iter(range(1_000_000))
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower() if next(count) % 2 else m[0], text)
+
+
 BASIC = base64.b64encode(f"{ENC_USER}:{ENC_PASSWORD}".encode()).decode()
-ENCODED_SECRETS = (*every_form(ENC_PASSWORD), *every_form(ENC_KEY), BASIC)
+# Forms no list can hold in full, matched by redaction itself: escapes in any mix of cases,
+# and JSON with "/" written as "\/".
+ODD_FORMS = (_mixed_hex(quote(ENC_KEY, safe="")), ENC_KEY.replace("/", "\\/"))
+ENCODED_SECRETS = (*every_form(ENC_PASSWORD), *every_form(ENC_KEY), *ODD_FORMS, BASIC)
 
 
 def encoded_url(port: int) -> str:

@@ -19,6 +19,7 @@ from agent.controllers import controller_names
 from agent.episode import EpisodeConfig
 from agent.vlm_config import VLMConfig
 from agent.vlm_profile import ProfileChoice
+from bench import option_pairs
 
 # Re-exported: bench.cli.speed (and other commands' flag tables) import them from here.
 from bench.cli.flags import Flag, add_flags, default, flags, given
@@ -340,8 +341,9 @@ def add_episode_flags(parser: argparse.ArgumentParser, hidden: tuple[str, ...] =
     add_flags(parser, "cache", CACHE_FLAGS)
 
 
-def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
-    """The episode flags as :class:`bench.options.EpisodeOptions`."""
+def episode_options(ns: argparse.Namespace, one_controller: bool = True) -> EpisodeOptions:
+    """The episode flags as :class:`bench.options.EpisodeOptions`; ``one_controller`` (all but
+    the suite): controller options the running controller does not have are refused."""
     models = given(ns, MODEL_FLAGS) | given(ns, ACCEL_FLAGS)
     models["tool_options"] = tool_options_from(models.get("tool_options") or [])
     models["tool_options"] = with_sam3_options(models["tool_options"], given(ns, SAM3_FLAGS))
@@ -349,12 +351,16 @@ def episode_options(ns: argparse.Namespace) -> EpisodeOptions:
     models["refiner"] = controller.pop("refiner", None)
     pairs = controller.pop("controller_options", None) or []
     controller["controller_options"] = controller_options_from(pairs, given(ns, CONTROLLER_OPTION_FLAGS))
-    return EpisodeOptions(
+    options = EpisodeOptions(
         models=ModelOptions(**models),
         episode=EpisodeConfig(**controller),
         vlm=VLMOptions(**given(ns, VLM_FLAGS), profile=ProfileChoice(**given(ns, PROFILE_FLAGS))),
         cache=CacheOptions(**given(ns, CACHE_FLAGS)),
     )
+    if one_controller:
+        flags = {f.field: f.flag for f in CONTROLLER_OPTION_FLAGS if getattr(ns, f.dest, None) is not None}
+        option_pairs.check_options_apply(options.episode.controller, pairs, flags)
+    return options
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:

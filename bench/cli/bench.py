@@ -34,6 +34,7 @@ def add_parser(subparsers: Any) -> None:
     from bench.cli.benchmarks import add_parsers as add_benchmark_parsers
     from bench.cli.chaos import add_parser as add_chaos_parser
     from bench.cli.datasets import add_parsers as add_dataset_parsers
+    from bench.cli.frontier import add_parser as add_frontier_parser
     from bench.cli.scale import add_parser as add_scale_parser
     from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
@@ -51,6 +52,7 @@ def add_parser(subparsers: Any) -> None:
     add_speed_parser(sub)
     add_scale_parser(sub)
     add_dataset_parsers(sub)
+    add_frontier_parser(sub)
 
 
 def _add_run(sub: Any) -> None:
@@ -146,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.frontier.report import guard_sections
     from bench.report.markdown import paired_against, print_pairs, print_table, write_report
     from bench.report.run_reader import load_runs
 
@@ -156,7 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("report"))
     boot = DEFAULT_BOOTSTRAP if args.bootstrap is None else args.bootstrap
     pairs = paired_against(runs, runs[0], B=boot, tolerance=args.tolerance) if len(runs) > 1 else []
-    path = write_report(out, runs, title=args.title or "refseg bench report", pairs=pairs)
+    guard = guard_sections(out, [(r.name, r.run_dir) for r in runs])  # calibration; frontier at 1/1
+    path = write_report(out, runs, title=args.title or "refseg bench report", pairs=pairs, extra=guard)
     print_table(runs)
     print_pairs(pairs)
     print(f"report: {path}")

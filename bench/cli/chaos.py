@@ -1,4 +1,8 @@
-"""``refseg bench chaos``: the fault-injection scorecard (see :mod:`bench.chaos`)."""
+"""``refseg bench chaos``: the fault-injection scorecard (see :mod:`bench.chaos`).
+
+:mod:`bench.chaos` (and through it the test doubles, :mod:`bench.doubles`) is imported when
+the command runs, not when the parser is built: no other command loads them.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import chaos
-from bench.chaos import (
-    ChaosOptions,
-    format_table,
-    format_totals,
-    row_names,
-    run_scorecard,
-    scorecard_exit_code,
-)
-
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "chaos",
         help="fault-injection scorecard (offline, a few minutes)",
-        description=(chaos.__doc__ or "").split("\n\n")[0],
+        description="The fault-injection scorecard: real offline bench runs, one injected fault per row.",
     )
     p.add_argument(
         "--rows",
@@ -44,6 +38,15 @@ def add_parser(sub: Any) -> None:
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     """Run the scorecard, print the table; exit 1 when any row lost, duplicated or failed."""
+    from bench.chaos import (
+        ChaosOptions,
+        format_table,
+        format_totals,
+        row_names,
+        run_scorecard,
+        scorecard_exit_code,
+    )
+
     logging.getLogger("agent.vlm").setLevel(logging.ERROR)  # "no price for model" is noise here
     if args.list:
         print("\n".join(row_names()))

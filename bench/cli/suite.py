@@ -12,13 +12,15 @@ from bench.cli.args import (
     add_episode_flags,
     add_run_flags,
     data_spec,
+    default,
     episode_options,
     print_unfinished,
     run_options,
 )
 from bench.cli.help import show_default
-from bench.options import EXPERIMENTS, SuiteOptions
+from bench.frontier.options import PickOptions
 from bench.perturb import PERTURBATIONS
+from bench.suite_options import EXPERIMENTS, SuiteOptions
 from tools.errors import ConfigError, VLMError
 
 
@@ -49,6 +51,7 @@ def add_parser(sub: Any) -> None:
     )
     show_default(iters, SuiteOptions, "max_iters")
     show_default(perturbations, SuiteOptions, "perturbations")
+    _add_pick_flags(suite)
     add_run_flags(suite)
     # The suite chooses the refiner itself (vlm when configured, else rules) unless told;
     # --controller and --max-iter are set per sub-run: not offered (refused with a hint if given).
@@ -56,12 +59,68 @@ def add_parser(sub: Any) -> None:
     suite.set_defaults(func=cmd_suite)
 
 
+def _add_pick_flags(suite: Any) -> None:
+    p = suite.add_argument_group(
+        "picking the guard's thresholds (--pick-thresholds: chosen on some images, scored on the others)"
+    )
+    p.add_argument(
+        "--pick-thresholds",
+        action="store_true",
+        default=None,
+        help="choose tau_conf/tau_gap from the frontier of the always-ask run on held-out images "
+        "(or --pick-split) by --max-usd-per-1k or --target-metric, and report them on the other "
+        "images only (default: off)",
+    )
+    p.add_argument(
+        "--pick-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help=f"fraction of the images that choose, drawn by a digest of each image id (default "
+        f"{default(PickOptions, 'fraction')})",
+    )
+    p.add_argument(
+        "--pick-split",
+        default=None,
+        metavar="SPLIT",
+        help="choose on this split of the data set instead (default: a held-out fraction of the images)",
+    )
+    p.add_argument(
+        "--max-usd-per-1k",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="price cap: the best metric at most this many USD per 1,000 expressions (default: none)",
+    )
+    p.add_argument(
+        "--target-metric",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="target: the cheapest thresholds whose headline metric reaches VALUE (default: none)",
+    )
+
+
+def pick_options(args: argparse.Namespace) -> PickOptions:
+    """The ``--pick-*`` flags as :class:`bench.frontier.options.PickOptions`."""
+    names = ("pick_fraction", "pick_split", "max_usd_per_1k", "target_metric")
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if not args.pick_thresholds:
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise ConfigError(f"{flags} only apply with --pick-thresholds")
+        return PickOptions()
+    fields = {"pick_fraction": "fraction", "pick_split": "split", "max_usd_per_1k": "max_usd_per_1k"}
+    fields["target_metric"] = "target"
+    return PickOptions(enabled=True, **{fields[k]: v for k, v in given.items()})
+
+
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def suite_options(args: argparse.Namespace) -> SuiteOptions:
-    """The ``bench suite`` namespace as :class:`bench.options.SuiteOptions`."""
+    """The ``bench suite`` namespace as :class:`bench.suite_options.SuiteOptions`."""
     for flag, value in (("--controller", args.controller), ("--max-iter", args.max_iter)):
         if value is not None:  # silently running something else would be worse
             raise ConfigError(
@@ -80,8 +139,19 @@ def suite_options(args: argparse.Namespace) -> SuiteOptions:
             raise ConfigError(
                 f"--max-iters must be comma-separated integers, got {args.max_iters!r}"
             ) from None
+    pick = pick_options(args)
+    experiments = lists.get("experiments", EXPERIMENTS)
+    if pick.enabled and "frontier" not in experiments:
+        raise ConfigError(
+            "--pick-thresholds reads the frontier experiment's runs: add frontier to --experiments"
+        )
     return SuiteOptions(
-        out=args.out, episode=episode_options(args), data=data_spec(args), run=run_options(args), **lists
+        out=args.out,
+        episode=episode_options(args, one_controller=False),
+        data=data_spec(args),
+        run=run_options(args),
+        pick=pick,
+        **lists,
     )
 
 

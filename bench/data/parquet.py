@@ -11,6 +11,8 @@ parquet file's folder, or the folder given) only (:func:`bench.data.files.image_
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -62,6 +64,21 @@ def local_root(source: str) -> Path | None:
     return local if local.is_dir() else local.parent
 
 
+@contextlib.contextmanager
+def hub_logs_quiet() -> Iterator[None]:
+    """The hub clients' warnings off meanwhile (``datasets``, ``huggingface_hub``: a retry line
+    per attempt on an unreachable hub): what went wrong is the one-line error raised after."""
+    loggers = [logging.getLogger(name) for name in ("datasets", "huggingface_hub")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def open_table(source: str, split: str | None, cache_dir: str | None) -> tuple[Any, list[Path]]:
     """``(datasets.Dataset, local files read)`` for a local parquet file/folder or a hub name.
 
@@ -83,7 +100,8 @@ def open_table(source: str, split: str | None, cache_dir: str | None) -> tuple[A
     if source.endswith(".parquet") or source.startswith((".", "/", "~")) or not HUB_NAME.fullmatch(source):
         raise DatasetError(f"{source}: no such file or folder; pass a parquet file or folder")
     try:
-        return datasets.load_dataset(source, split=split, cache_dir=cache_dir), []
+        with hub_logs_quiet():
+            return datasets.load_dataset(source, split=split, cache_dir=cache_dir), []
     except Exception as exc:  # offline, unknown repo, unknown split, ...
         raise DatasetError(
             f"cannot load {source!r} (split {split!r}) from the Hugging Face hub "

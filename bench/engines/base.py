@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from agent.session import Session
 from agent.tracing import Tracer
 from bench.data.examples import Example
 from bench.data.protocol import EvalProtocol
@@ -67,6 +68,9 @@ class EngineStats:
         workers: processes that ran episodes.
         images: image groups finished.
         computed: tool computations (not cache hits) by tool name, all workers together.
+        image_encodes: images the proposer's model ran its image encoder on in this
+            invocation, all workers together (see :func:`image_encodes`); ``None``: the
+            proposer does not count them.
         peak_cuda_memory_bytes: the largest per-process CUDA peak (``None`` off CUDA).
         worker_deaths: workers that died and were replaced.
         groups_redone: image groups sent to another worker after theirs died.
@@ -88,6 +92,7 @@ class EngineStats:
     workers: int
     images: int = 0
     computed: dict[str, int] = field(default_factory=dict)
+    image_encodes: int | None = None
     peak_cuda_memory_bytes: int | None = None
     worker_deaths: int = 0
     groups_redone: int = 0
@@ -104,6 +109,7 @@ class EngineStats:
             "workers": self.workers,
             "images_run": self.images,
             "computed": dict(self.computed),
+            "image_encodes": self.image_encodes,
             "peak_cuda_memory_bytes": self.peak_cuda_memory_bytes,
             "worker_deaths": self.worker_deaths,
             "groups_redone": self.groups_redone,
@@ -113,6 +119,22 @@ class EngineStats:
             "cpu_s": round(self.cpu_s, 3),
             "worker_peak_rss_bytes": self.worker_peak_rss_bytes,
         }
+
+
+def image_encodes(session: Session) -> int | None:
+    """The proposer's image encodes so far: its ``encodes`` counter, the images its model ran
+    the image encoder on (for its prompt tool's calls too), SAM 1's and SAM 3's alike. Cache
+    hits encode nothing; a SAM 3 query on an image already encoded neither. ``None`` for a
+    proposer without the counter. The counter lives as long as the tool (a suite's sub-runs
+    share it): an invocation reports the difference."""
+    count = getattr(session.registry.get(session.config.proposer), "encodes", None)
+    return count if isinstance(count, int) else None
+
+
+def encodes_since(session: Session, before: int | None) -> int | None:
+    """The image encodes since ``before`` (an earlier :func:`image_encodes`)."""
+    now = image_encodes(session)
+    return None if now is None or before is None else now - before
 
 
 class Engine(Protocol):

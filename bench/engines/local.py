@@ -13,6 +13,8 @@ from bench.engines.base import (
     EngineJob,
     EngineStats,
     RecordStream,
+    encodes_since,
+    image_encodes,
     peak_cuda_memory,
     reset_peak_cuda_memory,
 )
@@ -40,6 +42,7 @@ class LocalEngine:
             stats.setup_s = await session.setup()
         job.on_start()
         cpu0 = time.process_time()
+        encodes_before = image_encodes(session) if job.count else None
 
         async def one(index: int, ex: Example, image: Image | str, token: object) -> None:
             try:
@@ -64,6 +67,7 @@ class LocalEngine:
         finally:
             stats.cpu_s = time.process_time() - cpu0
             stats.computed = dict(session.invoker.computed)
+            stats.image_encodes = encodes_since(session, encodes_before)
             stats.peak_cuda_memory_bytes = peak_cuda_memory(rt.settings.device)
         return stats
 

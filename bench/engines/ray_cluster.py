@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import socket
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +41,14 @@ _FIX = (
 def check_reachable(address: str, timeout_s: float = 10.0) -> None:
     """For a ``HOST:PORT`` (or ``ray://HOST:PORT``) address, check that a Ray cluster answers
     there, each wait bounded by ``timeout_s`` (``ray.init`` retries a wrong address forever):
-    something listens, and it speaks gRPC (it answers HTTP/2's preface with a SETTINGS frame).
-    With ``RAY_USE_TLS`` set only the connection is checked. ``auto`` and other forms pass.
+    something listens, it speaks gRPC (it answers HTTP/2's preface with a SETTINGS frame), and
+    for a ``HOST:PORT`` it is Ray's GCS (it answers the GCS's cluster-ID call, the one
+    ``ray.init`` starts with). With ``RAY_USE_TLS`` set only the connection is checked.
+    ``auto`` and other forms pass.
 
     Raises:
-        ConfigError: nothing listens, nothing answers, or what answers is not gRPC.
+        ConfigError: nothing listens, nothing answers, what answers is not gRPC, or it is a
+            gRPC service other than the GCS.
     """
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -66,6 +73,55 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
             f"something listens at {address} but it is not a Ray cluster (it does not speak gRPC; it "
             f"answered {said[:40]!r}); {_FIX}"
         )
+    if not address.startswith("ray://"):
+        _check_gcs_answers(address, timeout_s)
+
+
+_UNIMPLEMENTED = 12  # gRPC's status code for a method the server does not have
+
+
+def _check_gcs_answers(address: str, timeout_s: float) -> None:
+    """Ask the GCS at ``address`` for the cluster ID, as ``ray.init`` does first, but with a
+    deadline, and with the warnings Ray's C++ client prints meanwhile kept off stderr. Skipped
+    when a Ray release no longer has the (private) client used here: ``ray.init`` then runs
+    unchecked, as before."""
+    try:
+        from ray import _raylet
+    except ImportError:  # pragma: no cover - a Ray install without its core
+        return
+    client = getattr(_raylet, "InnerGcsClient", None)  # private: not in Ray's type stubs
+    if client is None:  # pragma: no cover - a Ray release without it
+        return
+    try:
+        with _stderr_discarded():
+            client.standalone(address, None, max(1, int(timeout_s * 1000)))
+    except Exception as exc:  # Ray's RpcError; its rpc_code says which case
+        if getattr(exc, "rpc_code", None) == _UNIMPLEMENTED:
+            raise ConfigError(
+                f"{address} is a gRPC service but not a Ray head node's GCS (Ray Client's port "
+                f"10001 needs ray://); {_FIX}"
+            ) from None
+        raise ConfigError(
+            f"{address} answers HTTP/2 but no Ray GCS replied within {timeout_s:g} s "
+            f"({one_line(exc)}); {_FIX}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _stderr_discarded() -> Iterator[None]:
+    """File descriptor 2 goes to a scratch file meanwhile (Ray's C++ client writes its log
+    there directly, past ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _read_up_to(sock: socket.socket, n: int) -> bytes:

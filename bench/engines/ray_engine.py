@@ -253,6 +253,7 @@ class _Feeding:
         self.total, self.done = len(groups), 0
         self.stats = EngineStats(engine.name, workers=len(engine._slots))
         self.latest: dict[int, dict[str, int]] = {}  # each worker's cumulative computations
+        self.encodes: dict[int, int | None] = {}  # each worker's cumulative image encodes
         self.queue, self.receive = anyio.create_memory_object_stream[_Group](max_buffer_size=len(groups))
         for group in groups:
             self.queue.send_nowait(group)
@@ -272,6 +273,8 @@ class _Feeding:
             for tool, n in counts.items():
                 computed[tool] = computed.get(tool, 0) + n
         self.stats.computed = computed
+        known = [n for n in self.encodes.values() if n is not None]
+        self.stats.image_encodes = sum(known) if known and len(known) == len(self.encodes) else None
         return self.stats
 
     async def _feed(self, slot: _Slot, wjob: WorkerJob, receive: MemoryObjectReceiveStream[_Group]) -> None:
@@ -311,6 +314,7 @@ class _Feeding:
                 self.stats.worker_peak_rss_bytes = max(
                     result.peak_rss_bytes, self.stats.worker_peak_rss_bytes or 0
                 )
+            self.encodes[result.pid] = result.image_encodes
             peak = result.peak_cuda_memory_bytes
             if peak is not None:
                 self.stats.peak_cuda_memory_bytes = max(peak, self.stats.peak_cuda_memory_bytes or 0)

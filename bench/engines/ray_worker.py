@@ -31,7 +31,14 @@ from agent.session import Session
 from agent.tracing import Collected, CollectingSink, Tracer, collect_lines
 from bench.data.examples import Example
 from bench.data.registry import protocol_named
-from bench.engines.base import first_error, peak_cuda_memory, peak_rss_bytes, reset_peak_cuda_memory
+from bench.engines.base import (
+    encodes_since,
+    first_error,
+    image_encodes,
+    peak_cuda_memory,
+    peak_rss_bytes,
+    reset_peak_cuda_memory,
+)
 from bench.engines.vlm_limiter import RemoteLimiter
 from bench.evaluate import evaluate_example, load_example_image
 from bench.loop_lag import LagMonitor
@@ -72,6 +79,8 @@ class GroupResult:
         lines: the group's trace lines (already redacted).
         images: the images those lines refer to, by file name (``<sha256>.<ext>``).
         computed: this worker's tool computations in this run so far (cumulative).
+        image_encodes: this worker's proposer's image encodes in this run so far
+            (cumulative; ``None``: the proposer does not count them).
         peak_cuda_memory_bytes: this worker's CUDA peak in this run.
         pid: the worker's process id.
         lag: this worker's event-loop lag since its last group (:meth:`LoopLag.as_record`).
@@ -88,6 +97,7 @@ class GroupResult:
     lag: dict[str, Any] | None = None
     cpu_s: float = 0.0
     peak_rss_bytes: int | None = None
+    image_encodes: int | None = None
 
 
 def result_view(rt: Runtime) -> dict[str, Any]:
@@ -107,6 +117,7 @@ class _Run:
     sink: CollectingSink
     limiter: anyio.CapacityLimiter
     device: str
+    encodes_before: int | None  # the proposer's counter when the run began (tools outlive runs)
     monitor: LagMonitor
     cpu_mark: float  # process CPU seconds when the last group's figures were taken
 
@@ -173,6 +184,7 @@ class EpisodeWorker:
             lines=[line for part in parts for line in part.lines],
             images={name: data for part in parts for name, data in part.images.items()},
             computed=dict(run.session.invoker.computed),
+            image_encodes=encodes_since(run.session, run.encodes_before),
             peak_cuda_memory_bytes=peak_cuda_memory(run.device),
             pid=os.getpid(),
             lag=run.monitor.take().as_record(),
@@ -207,7 +219,10 @@ class EpisodeWorker:
             monitor = LagMonitor()
             # Ray's asyncio loop runs this actor's methods; the task is kept (the loop holds it weakly).
             self._monitor_task = asyncio.get_running_loop().create_task(monitor.run())
-            run = _Run(job.run_id, session, sink, limiter, rt.settings.device, monitor, time.process_time())
+            before = image_encodes(session)
+            run = _Run(
+                job.run_id, session, sink, limiter, rt.settings.device, before, monitor, time.process_time()
+            )
             self._run = run
         return self._run
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.probe.checks import Outcome
-from bench.probe.fit import Fit
+from bench.probe.fit import FITS, Fit
 
 
 @dataclass
@@ -127,14 +127,10 @@ class ProbeReport:
         listed = "no /models list" if self.models is None else f"{len(self.models)} listed"
         out = [f"endpoint     {self.base_url}  model {self.model} ({self.model_source}; {listed})"]
         out.append(f"text reply   {_status(self.checks.get('text'))}")
-        image = self.checks.get("image")
-        seen = "yes" if self.image_input else "NO"
         per_image = d["tokens_per_image"]
         tokens = f", {per_image} prompt tokens per image" if per_image else ""
-        out.append(f"image input  {seen}: {_status(image)}{tokens}")
-        if self.fit is not None:
-            scores = "  ".join(f"{k} {v:.2f}" for k, v in self.fit.scores.items())
-            out.append(f"coordinates  {self.fit.best} (mean IoU {self.fit.iou:.2f}); fit: {scores}")
+        out.append(f"image input  {self._image_text(tokens)}")
+        out.append(f"coordinates  {self._coords_text()}")
         native_out = self.checks.get("native_tools")
         why = (
             "no tool_calls in the reply" if native_out is not None and native_out.ok else _status(native_out)
@@ -155,6 +151,31 @@ class ProbeReport:
         out += [f"warning: {w}" for w in self.warnings]
         out.append(f"suggested: {d['suggested']}")
         return out
+
+    def _image_text(self, tokens: str) -> str:
+        """Whether the model saw the pictures, in words (a request that went through is not
+        the same as a model that looked)."""
+        image = self.checks.get("image")
+        if image is None:
+            return "not checked"
+        if not image.ok:
+            return f"NO: the request with a picture failed: {(image.error or '')[:240]}"
+        if self.image_input:
+            return f"yes: {_status(image)}{tokens}"
+        return (
+            f"NO: the pictures were taken ({_status(image)}) but no answer shows the model saw them "
+            "(no colour named, no box fits)"
+        )
+
+    def _coords_text(self) -> str:
+        """The coordinate convention found, or why none was."""
+        if self.fit is None:
+            return "not checked: the endpoint took no picture"
+        if self.fit.best is None:
+            return "not determined: no answer held a box"
+        scores = "  ".join(f"{k} {v:.2f}" for k, v in self.fit.scores.items())
+        found = f"{self.fit.best} (mean IoU {self.fit.iou:.2f}); fit: {scores}"
+        return found if self.fit.iou >= FITS else f"not determined: no convention fits; best {found}"
 
 
 def _status(out: Outcome | None) -> str:

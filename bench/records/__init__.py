@@ -28,6 +28,7 @@ from bench.records.sample import (
     RankedCandidateRecord,
     RankStepRecord,
     SampleRecord,
+    SpendRecord,
     ToolCostRecord,
     parse_sample,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "RunConfig",
     "RunLabel",
     "SampleRecord",
+    "SpendRecord",
     "Summary",
     "Timing",
     "ToolCostRecord",
@@ -85,15 +87,21 @@ SCHEMAS: dict[str, tuple[str, TypeAdapter[Any]]] = {
 }
 
 
+# Records a current writer writes whole (model_dump): their schema is what it produces, every
+# field required; the readers still take older files, defaulting what they lack.
+WRITTEN_WHOLE = ("summary", "config")
+
+
 def json_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of record ``name`` (a key of :data:`SCHEMAS`): what readers accept,
-    so fields that older files lack are not required.
+    """The JSON Schema of record ``name`` (a key of :data:`SCHEMAS`): for ``summary`` and
+    ``config``, what a current writer produces (``schema_version`` and every field it always
+    writes required); for a result line and a trace event, what readers accept.
 
     Raises:
         KeyError: no such record.
     """
     what, adapter = SCHEMAS[name]
-    schema = adapter.json_schema(mode="validation")  # what readers accept (older files too)
+    schema = adapter.json_schema(mode="serialization" if name in WRITTEN_WHOLE else "validation")
     schema.setdefault("title", name)
     schema["description"] = f"refseg-loop {what}. " + str(schema.get("description", "")).strip()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

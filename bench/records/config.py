@@ -70,7 +70,7 @@ class ExamplesRecord(BaseModel):
 class ResultsConfig(BaseModel):
     """The settings that change results (compared on resume; digested into every line)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     episode: dict[str, Any] = Field(default_factory=dict, description="controller, tools, guards, budgets")
     settings: dict[str, Any] = Field(default_factory=dict, description="tool settings and options")
@@ -81,9 +81,10 @@ class ResultsConfig(BaseModel):
 
 
 class RunConfig(BaseModel):
-    """Everything ``config.json`` holds."""
+    """Everything ``config.json`` holds. A current writer writes every field (its JSON Schema
+    requires them, ``refseg bench schema config``); readers default what older files lack."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     schema_version: int = Field(
         default=0,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SAMPLES_SCHEMA_VERSION = 1
+SAMPLES_SCHEMA_VERSION = 2  # 2: rank steps carry conf, gap and spend; candidates their IoU
 
 
 class RLE(BaseModel):
@@ -50,8 +50,25 @@ class ToolCostRecord(BaseModel):
     cold_unknown: int = 0
 
 
+class SpendRecord(BaseModel):
+    """What an episode had spent asking for help (see :class:`agent.costs.Spend`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    vlm_calls: int = Field(default=0, description="calls that asked the VLM (cache-served ones too)")
+    asks: int = Field(default=0, description="calls that asked the refiner (rules or VLM) or the VLM")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+    cold_tokens_in: int = 0
+    cold_tokens_out: int = 0
+    cold_usd: float = Field(default=0.0, description="USD from an empty cache")
+
+
 class RankedCandidateRecord(BaseModel):
-    """One candidate of a ranking step: proposal index, probability, origin, mask."""
+    """One candidate of a ranking step: proposal index, probability, origin, mask, and its
+    score against the ground truth as the protocol counts it (absent before version 2, and in
+    ``refseg segment`` results, which have no ground truth)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -59,15 +76,29 @@ class RankedCandidateRecord(BaseModel):
     prob: float
     origin: str = ""
     mask: RLE | None = None
+    iou: float | None = None
+    inter: int | None = None
+    union: int | None = None
+    pred_area: int | None = None
+    scores: dict[str, float] | None = Field(default=None, description="the protocol's own numbers")
 
 
 class RankStepRecord(BaseModel):
-    """One ranking an episode made: its step, its query and its top candidates."""
+    """One ranking an episode made: its step, its query and its top candidates; ``conf`` and
+    ``gap`` exactly as the guard compared them, and ``spent``: what the episode had spent
+    asking for help up to it (both absent before version 2). A guard check of an empty ranking
+    (nothing found) has no candidates."""
 
     model_config = ConfigDict(extra="allow")
 
     step: int
     query: str | None = None
+    conf: float | None = None
+    gap: float | None = None
+    spent: SpendRecord | None = None
+    proposal_set: int = Field(
+        default=0, description="times the candidates were replaced or added to before this ranking"
+    )
     candidates: list[RankedCandidateRecord] = Field(default_factory=list)
 
 
@@ -119,6 +150,9 @@ class SampleRecord(BaseModel):
     fallback_kind: str | None = None
     config_digest: str | None = Field(
         default=None, description="digest of the result-defining configuration that made this line"
+    )
+    spent: SpendRecord | None = Field(
+        default=None, description="what the episode spent asking for help (absent before version 2)"
     )
     rank_steps: list[RankStepRecord] = Field(
         default_factory=list, description="every ranking of the episode (always the line's last field)"

@@ -38,7 +38,7 @@ class GroupMetrics(BaseModel):
 class MetricsSummary(BaseModel):
     """The protocol's metrics over a run (see the module docstring for the layout)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
     __pydantic_extra__: dict[str, MetricValue] = Field(init=False)
 
     protocol: str = Field(default=DEFAULT_PROTOCOL, description="the protocol that scored the run")
@@ -84,12 +84,21 @@ class RunLabel(BaseModel):
     dataset: str | None = None
     n: int | None = None
     per_image: str | None = None
+    tau_conf: float | None = Field(
+        default=None, description="the guard's thresholds (absent in older summaries)"
+    )
+    tau_gap: float | None = None
+
+    @property
+    def always_asks(self) -> bool:
+        """Made at thresholds 1/1: the guard never stops it (a frontier's source)."""
+        return self.controller != "oneshot" and self.tau_conf == 1.0 and self.tau_gap == 1.0
 
 
 class Counts(BaseModel):
     """How many examples the run should have, has, and how they ended."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     expected: int = 0
     examples: int = 0
@@ -162,7 +171,10 @@ class CostTable(BaseModel):
 
 
 class ProposeStats(BaseModel):
-    """Propose computations per image run (SAM runs once per image)."""
+    """Propose computations per image run (SAM 1 proposes once per image, SAM 3 once per
+    query), and the proposer's image encodes per image run (images its model ran the image
+    encoder on: one per image for both from an empty cache; ``None`` when the proposer does not
+    count them or the run predates the count)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -171,6 +183,9 @@ class ProposeStats(BaseModel):
     images_run: int = 0
     per_image: float | None = None
     last_invocation_per_image: float | None = None
+    image_encodes: int | None = None
+    image_encodes_per_image: float | None = None
+    last_invocation_image_encodes_per_image: float | None = None
 
 
 class CacheHealth(BaseModel):
@@ -224,9 +239,11 @@ class Timing(BaseModel):
 
 
 class Summary(BaseModel):
-    """Everything ``summary.json`` holds."""
+    """Everything ``summary.json`` holds. A current writer writes every field (its JSON
+    Schema requires them, ``refseg bench schema summary``); readers default what older files
+    lack."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     schema_version: int = Field(
         default=0,

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from agent.controllers import ControllerSpec, get_controller
 from bench.metrics import BUCKETS
 from bench.report.run_reader import RunView
 from bench.report.tables import headline_of, reliability_table
+from tools.errors import ConfigError
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> Any:
@@ -29,6 +31,11 @@ def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+# The renderer's entry points for figures drawn elsewhere (bench.frontier.figures).
+new_figure = _figure
+save_figure = _save
 
 
 def _line_style(i: int) -> dict[str, Any]:
@@ -61,11 +68,13 @@ def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
     key, label = headline_of(runs[0].summary.metrics)
     clean = [r for r in runs if r.label.perturb == "clean" and r.summary.metrics.value(key) is not None]
     series: dict[str, dict[int, float]] = {}
-    oneshot = next((r for r in clean if r.label.controller == "oneshot"), None)
+    oneshot = next((r for r in clean if _round_free(r)), None)  # the x = 0 point
     for r in clean:
         value = r.summary.metrics.value(key)
-        if r.label.controller == "loop" and value is not None:
-            series.setdefault(f"loop ({r.label.refiner})", {})[int(r.label.max_iter or 0)] = value
+        if _on_max_iter_axis(r) and value is not None:
+            asks = ", always asks" if r.label.always_asks else ""  # at thresholds 1/1
+            name = f"{r.label.controller} ({r.label.refiner}{asks})"
+            series.setdefault(name, {})[int(r.label.max_iter or 0)] = value
     if not any(len(s) + (oneshot is not None) >= 2 for s in series.values()):
         return None
     fig = _figure()
@@ -77,12 +86,34 @@ def fig_miou_vs_iter(runs: Sequence[RunView], path: Path) -> Path | None:
         ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
     shown = sum(len(pts) for pts in series.values()) + (oneshot is not None)
     left_out = f"; {len(runs) - shown} perturbed or other runs not shown" if len(runs) > shown else ""
-    ax.set(
-        xlabel="max_iter (0 = one-shot)", ylabel=label, title=f"{label} vs max_iter (clean runs{left_out})"
-    )
+    zero = f"0 = {oneshot.label.controller}" if oneshot is not None else "no 0 point"
+    ax.set(xlabel=f"max_iter ({zero})", ylabel=label, title=f"{label} vs max_iter (clean runs{left_out})")
     ax.set_xticks(sorted({x for s in series.values() for x in s} | ({0} if oneshot else set())))
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def _spec(r: RunView) -> ControllerSpec | None:
+    """The run's controller spec; ``None`` when it is not installed here (then the run is
+    neither a series nor the 0 point: what it does with ``max_iter`` cannot be told)."""
+    try:
+        return get_controller(str(r.label.controller))
+    except ConfigError:
+        return None
+
+
+def _on_max_iter_axis(r: RunView) -> bool:
+    """Its spec's method label changes with ``max_iter`` (``loop(rules) x3``): its runs vary along it."""
+    spec, label = _spec(r), r.label.model_dump()
+    return spec is not None and spec.method_label({**label, "max_iter": 1}) != spec.method_label(
+        {**label, "max_iter": 2}
+    )
+
+
+def _round_free(r: RunView) -> bool:
+    """It proposes and ranks only (no refiner, VLM or prompt tool): the 0 rounds point."""
+    spec = _spec(r)
+    return spec is not None and not spec.refines and spec.vlm == "none" and spec.prompt_tool == "none"
 
 
 def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]]) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.data.registry import metric_columns, protocol_named
+from bench.frontier.report import guard_sections
 from bench.metrics import DEFAULT_BOOTSTRAP, FEW_IMAGES, rough_interval_note
 from bench.records import Summary
 from bench.report.figures import make_figures
@@ -76,8 +77,9 @@ def print_summary(name: str, summary: Summary, file: IO[str] | None = None) -> N
     print(
         f"  {t.examples_run} run in {fmt(t.wall_s, 2)} s after {fmt(t.setup_s, 2)} s "
         f"set-up ({rate_text(t.examples_per_s)} ex/s, "
-        f"{fmt(t.seconds_per_image, 3)} s/image); propose per image "
-        f"{fmt(summary.propose.last_invocation_per_image, 2)}",
+        f"{fmt(t.seconds_per_image, 3)} s/image); per image: propose computations "
+        f"{fmt(summary.propose.last_invocation_per_image, 2)}, image encodes "
+        f"{fmt(summary.propose.last_invocation_image_encodes_per_image, 2)}",
         file=out,
     )
     lag = t.event_loop
@@ -237,4 +239,5 @@ def write_run_report(run_dir: Path, summary: Summary, notes: Sequence[str] = ())
     from bench.samples import IOUS
 
     view = RunView(run_dir.name or str(run_dir), run_dir, summary, np.load(run_dir / IOUS))
-    return write_report(run_dir, [view], title=f"refseg bench run {view.name}", notes=notes)
+    guard = guard_sections(run_dir, [(view.name, run_dir)])  # calibration; frontier at 1/1
+    return write_report(run_dir, [view], title=f"refseg bench run {view.name}", notes=notes, extra=guard)

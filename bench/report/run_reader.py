@@ -32,8 +32,10 @@ class RunView:
     @property
     def method(self) -> str:
         """``oneshot``, ``loop(rules) x3``, ``agent``, ... (the configuration without the
-        perturbation), as the controller's spec labels its runs."""
-        return method_label(self.label.model_dump())
+        perturbation), as the controller's spec labels its runs; ``always asks`` added for a
+        run at thresholds 1/1."""
+        method = method_label(self.label.model_dump())
+        return f"{method} always asks" if self.label.always_asks else method
 
 
 RANDOM_WEIGHTS_WARNING = "random weights (--weights random): figures for smoke tests and timing only"

@@ -323,7 +323,8 @@ def timing_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
         "examples/s",
         "s/image",
         "concurrency",
-        "propose/img (cold=1)",
+        "propose/img",
+        "encodes/img",
         "peak CUDA MiB",
     ]
     rows = []
@@ -339,6 +340,7 @@ def timing_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
                 fmt(t.seconds_per_image, 4),
                 fmt(t.concurrency),
                 fmt(p.per_image, 2),
+                fmt(p.image_encodes_per_image, 2),
                 "—" if peak is None else f"{peak / 2**20:.0f}",
             ]
         )

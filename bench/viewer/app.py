@@ -8,6 +8,7 @@ their number; no route takes a path):
 - ``/img/{a|b}/{image|gt|pred}.png?id=ID``: the image and transparent mask layers.
 - ``/img/{a|b}/candidate.png?id=ID&step=I&cand=J``: a recorded ranking candidate.
 - ``/img/{a|b}/vlm.png?id=ID&event=K&part=J``: an image a VLM call recorded it was shown.
+- ``/plot/{a|b}/{frontier|calibration}.png``: the run's guard figures (:mod:`bench.viewer.guard`).
 - ``/result/{n}`` and ``/result/{n}/{overlay|mask}.png``: a segment result;
   ``/result/{n}/candidate.png?step=I&cand=J`` and ``/result/{n}/vlm.png?event=K&part=J``: its
   ranking candidates and VLM images.
@@ -27,6 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -39,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import bench.viewer.pages as pages
 from bench.viewer.draw import MAX_IMAGE_FILE_BYTES, Drawings, vlm_image
+from bench.viewer.guard import GuardView, GuardViews
 from bench.viewer.images import DatasetImages, PictureTooLarge
 from bench.viewer.live_summary import Summaries
 from bench.viewer.options import ViewerOptions
@@ -108,6 +111,7 @@ class Viewer:
             if isinstance(run, RunFolder):  # read the runs now, not on the first request
                 run.refresh()
                 self.summaries.get(run)
+        self.guards = GuardViews()
         self.images = DatasetImages()
         self.drawings = Drawings(self.images)
         self.env = Environment(
@@ -145,7 +149,27 @@ class Viewer:
         if isinstance(self.a, SegmentFolder):
             return self.html("segment_index.html", **pages.segment_index(self.a))
         context = pages.run_page(self.a, self.b, request.query_params, self.summaries)
+        for which in ("a", "b"):
+            run, info = self.run(which), context.get(which)
+            if run is not None and info is not None:
+                view = self._guard(run, wait=False)  # never waits: "computing" until ready
+                guard = view.context() if view is not None else {"pending": True}
+                info["guard"] = {**guard, "which": which}
         return self.html("run.html", **context)
+
+    def _guard(self, run: RunFolder, *, wait: bool) -> GuardView | None:
+        """The run's guard section (computed in the background, cached per version of its files)."""
+        data = self.summaries.get(run).data
+        headline = data.metrics.value(data.metrics.headline) if data is not None else None
+        return self.guards.get(run, headline, wait=wait)
+
+    async def plot(self, request: Request) -> Response:
+        run, name = self.run(request.path_params["which"]), request.path_params["name"]
+        if run is None or name not in ("frontier", "calibration"):
+            return self.not_found("no such plot")
+        run.refresh()
+        view = await anyio.to_thread.run_sync(lambda: self._guard(run, wait=True))
+        return _png(await anyio.to_thread.run_sync(view.png, name) if view is not None else None)
 
     async def example(self, request: Request) -> Response:
         example_id = request.query_params.get("id", "")
@@ -258,6 +282,7 @@ def create_app(options: ViewerOptions) -> Starlette:
         Route("/img/{which:str}/candidate.png", viewer.candidate),
         Route("/img/{which:str}/vlm.png", viewer.vlm_image),
         Route("/img/{which:str}/{layer:str}.png", viewer.layer),
+        Route("/plot/{which:str}/{name:str}.png", viewer.plot),
         Route("/result/{n:int}", viewer.segment_result),
         Route("/result/{n:int}/candidate.png", viewer.segment_candidate),
         Route("/result/{n:int}/vlm.png", viewer.segment_vlm_image),
@@ -273,6 +298,7 @@ def create_app(options: ViewerOptions) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         viewer.summaries.close()
+        viewer.guards.close()
 
     app = Starlette(
         routes=routes,

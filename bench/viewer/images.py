@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from bench.perturb import perturb_image
 from bench.records import RLE
 from bench.rle import decode_rle
 from bench.segment import IMAGE_SUFFIXES
+from cache.lru import LRU
 from tools.errors import RefsegError
 from tools.images import load_image
 from tools.render import mask_edges, overlay
@@ -116,7 +116,7 @@ class DatasetImages:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sets: dict[tuple[Any, ...], tuple[dict[str, Example], str | None]] = {}
-        self._pixels: OrderedDict[tuple[Any, ...], np.ndarray | str] = OrderedDict()
+        self._pixels: LRU[tuple[Any, ...], np.ndarray | str] = LRU(_CACHED_IMAGES)
 
     def examples(self, spec: DataSpec | None) -> tuple[dict[str, Example], str | None]:
         """``(examples by id, None)``, or ``({}, why they cannot be loaded)``."""
@@ -140,16 +140,10 @@ class DatasetImages:
             return None, error
         perturbation = spec.perturb
         key = (*_spec_key(spec), perturbation, ex.image_id)
-        with self._lock:
-            cached = self._pixels.get(key)
-            if cached is not None:
-                self._pixels.move_to_end(key)
+        cached = self._pixels.get(key)
         if cached is None:
             cached = _decode(ex, perturbation)
-            with self._lock:
-                self._pixels[key] = cached
-                while len(self._pixels) > _CACHED_IMAGES:
-                    self._pixels.popitem(last=False)
+            self._pixels.put(key, cached)
         return (None, cached) if isinstance(cached, str) else (cached, None)
 
     def file_pixels(self, path: Any) -> np.ndarray | None:
@@ -158,17 +152,13 @@ class DatasetImages:
         if not isinstance(path, str) or Path(path).suffix.lower() not in IMAGE_SUFFIXES:
             return None
         key = ("file", path)
-        with self._lock:
-            cached = self._pixels.get(key)
+        cached = self._pixels.get(key)
         if cached is None:
             try:
                 cached = load_image(path).pixels
             except Exception as exc:  # moved or unreadable: the candidates are drawn on grey
                 cached = f"{type(exc).__name__}: {exc}"
-            with self._lock:
-                self._pixels[key] = cached
-                while len(self._pixels) > _CACHED_IMAGES:
-                    self._pixels.popitem(last=False)
+            self._pixels.put(key, cached)
         return None if isinstance(cached, str) else cached
 
     def ground_truth(self, spec: DataSpec | None, example_id: str) -> tuple[np.ndarray | None, str | None]:

@@ -3,8 +3,11 @@ imports the test doubles, small modules."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from architecture.import_graph import (
     cycles,
     doubles_violations,
@@ -105,3 +108,27 @@ def test_a_product_module_importing_a_test_double_is_a_violation(tmp_path: Path)
 def test_a_long_module_is_reported(tmp_path: Path) -> None:
     root = _plant(tmp_path, {"cache/big.py": "x = 1\n" * 401})
     assert long_modules(root) == ["cache.big: 401 lines"]
+
+
+# Each command in its own fresh interpreter; what it printed is not the point, what it loaded is.
+_LOADED_AFTER = """
+import contextlib, io, sys
+from bench.cli import build_parser, main
+build_parser()
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[1:])
+print("LOADED", code, " ".join(sorted(m for m in sys.modules if m.split(".")[:2] == ["bench", "doubles"])))
+"""
+
+
+# Commands that import no models (the parser itself imports every command module).
+@pytest.mark.parametrize("argv", [["controllers"], ["bench", "datasets"], ["bench", "schema", "summary"]])
+def test_no_command_but_chaos_loads_the_test_doubles_at_run_time(argv: list[str]) -> None:
+    """The import rule holds at run time too: building the parser imports every command
+    module, so one of them importing the doubles (or a module that does) at its top would
+    load them into every refseg process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_AFTER, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    line = next((s for s in done.stdout.splitlines() if s.startswith("LOADED")), done.stdout + done.stderr)
+    assert line.split()[:2] == ["LOADED", "0"] and len(line.split()) == 2, line

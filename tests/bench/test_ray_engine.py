@@ -67,6 +67,7 @@ def test_tiny_real_sam_and_clip_give_identical_masks_on_both_engines(
     assert ray == local and all(not r["failed"] and r["iterations"] == 1 for r in ray.values())
     inv = last_invocation(tmp_path / "ray")
     assert inv["computed"]["sam_propose"] == 2 and inv["computed"]["clip_rank"] == 4
+    assert inv["image_encodes"] == 2 == last_invocation(tmp_path / "local")["image_encodes"]
 
 
 def test_a_killed_worker_s_groups_are_redone_elsewhere_none_lost_or_twice(

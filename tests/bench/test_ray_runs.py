@@ -27,10 +27,10 @@ from bench.options import (
     EpisodeOptions,
     ModelOptions,
     RunOptions,
-    SuiteOptions,
     VLMOptions,
 )
 from bench.suite import run_suite_sync
+from bench.suite_options import SuiteOptions
 from tools.errors import ConfigError
 
 

@@ -76,3 +76,22 @@ def test_an_unknown_record_name_is_an_argparse_error(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exc:
         main(["bench", "schema", "invocations"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_summary_and_config_schemas_require_what_a_writer_always_writes(
+    fresh_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.records import RunConfig, Summary
+
+    capsys.readouterr()
+    summary_schema, config_schema = printed_schema("summary", capsys), printed_schema("config", capsys)
+    assert not summary_schema.is_valid({}) and not config_schema.is_valid({})
+    summary = json.loads((fresh_run / "summary.json").read_text())
+    config = json.loads((fresh_run / "config.json").read_text())
+    for key in ("schema_version", "metrics", "counts", "timing", "costs"):
+        assert not summary_schema.is_valid({k: v for k, v in summary.items() if k != key}), key
+    assert not summary_schema.is_valid({**summary, "counts": {"ok": 3}})  # the core blocks too
+    for key in ("schema_version", "results", "run"):
+        assert not config_schema.is_valid({k: v for k, v in config.items() if k != key}), key
+    # Readers still take files written before: what they lack reads at its default.
+    assert Summary.model_validate({}).schema_version == 0 and RunConfig.model_validate({}).run == {}

@@ -109,7 +109,9 @@ def test_random_weights_mark_the_overlay_and_the_recorded_config(
     assert (overlay[-3] == WARNING_FILL).all(axis=-1).mean() > 0.5  # the red band, on every copy
     settings = json.loads((out / "result.json").read_text())["config"]["settings"]
     assert settings["weights"] == "random" and settings["options"]["sam_propose"]["config"] == "tiny"
-    assert "random weights" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "random weights: masks are meaningless" in err
+    assert "note: random weights: SAM quality thresholds and NMS disabled" in err  # a degraded mode
     assert RANDOM_WEIGHTS_MARK.startswith("RANDOM WEIGHTS")
     from starlette.testclient import TestClient
 

@@ -79,6 +79,7 @@ def test_suite_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "loop_iter3_noise20",
         "oneshot_blur9",
         "loop_iter3_blur9",
+        "loop_ask",
     ]
     assert list(summary["runs"]) == names
     for name in names:
@@ -111,6 +112,14 @@ def test_suite_runs_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     assert "loop_iter3 - oneshot: mIoU" in printed
     assert "## Case galleries (one-shot vs the best loop run)" in report
+    # The frontier experiment: loop_ask always asks; every threshold is replayed from it.
+    assert (
+        runs["loop_ask"]["label"]["tau_conf"] == 1.0 and runs["loop_ask"]["stop_reasons"].get("guard", 0) == 0
+    )
+    assert "## Cost-quality frontier" in report and "(figures/frontier.png)" in report
+    assert "## Guard calibration" in report and "(figures/calibration.png)" in report
+    frontier = json.loads((out / "frontier.json").read_text())
+    assert frontier["marks"][0]["miou"] == runs["loop_iter3"]["metrics"]["miou"]  # replay = real run
     assert "(cases/improved.png)" in report and (out / "cases" / "improved.png").exists()
     cases = json.loads((out / "cases" / "cases.json").read_text())
     assert cases["totals"]["paired"] == runs["oneshot"]["n_expressions"]

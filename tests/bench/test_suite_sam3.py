@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions, RunOptions, SuiteOptions
+from bench.options import CacheOptions, DataSpec, EpisodeOptions, ModelOptions, RunOptions
 from bench.suite import plan_suite, run_suite_sync, toolset_options
+from bench.suite_options import SuiteOptions
 from tools.clip_loading import register_tiny_clip
 
 

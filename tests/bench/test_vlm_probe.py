@@ -103,7 +103,12 @@ def test_an_endpoint_that_cannot_take_images_exits_non_zero(
     with ScriptedServer(policy=policy) as srv:
         code = main(["vlm", "probe", "--vlm-base-url", srv.base_url, "--vlm-model", "m", "--json", str(out)])
     assert code == NO_IMAGES
-    assert why in capsys.readouterr().out and json.loads(out.read_text())["image_input"] is False
+    printed = capsys.readouterr().out
+    assert why in printed and json.loads(out.read_text())["image_input"] is False
+    lines = {line[:12].strip(): line[12:].strip() for line in printed.splitlines() if line[:1] != " "}
+    assert lines["image input"].startswith("NO: ") and "ok " not in lines["image input"].split(" (")[0]
+    assert lines["coordinates"].startswith(("not checked: ", "not determined: "))  # never "None"
+    assert "None" not in lines["coordinates"] and not lines["coordinates"].endswith("fit:")
 
 
 def test_an_unreachable_endpoint_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,7 +96,11 @@ def test_a_download_that_does_not_match_is_deleted(hub: FakeHub, tmp_path: Path)
 
 
 @pytest.mark.parametrize("hub", [{"gated": True}], indirect=True)
-def test_a_gated_repository_says_how_to_pass_a_token(hub: FakeHub, tmp_path: Path) -> None:
+def test_a_gated_repository_says_how_to_pass_a_token(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token stored by `hf auth login`
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(DownloadError) as without:
         download_sam3(tmp_path, endpoint=hub.url)
     message = str(without.value)
@@ -104,8 +108,14 @@ def test_a_gated_repository_says_how_to_pass_a_token(hub: FakeHub, tmp_path: Pat
     assert "https://huggingface.co/facebook/sam3" in message
     with pytest.raises(DownloadError) as given:
         download_sam3(tmp_path, endpoint=hub.url, token=SECRET)
-    assert "this token has no access" in str(given.value) and SECRET not in str(given.value)
+    assert "the token from --token has no access" in str(given.value) and SECRET not in str(given.value)
     assert f"Bearer {SECRET}" in hub.tokens  # the token went to the hub, and only there
+    monkeypatch.setenv("HF_TOKEN", SECRET)  # the CLI passes no token: the environment gives it
+    with pytest.raises(DownloadError) as from_env:
+        download_sam3(tmp_path, endpoint=hub.url)
+    message = str(from_env.value)
+    assert "the token from HF_TOKEN has no access" in message and "set HF_TOKEN" not in message
+    assert SECRET not in message
 
 
 def test_the_cli_says_it_in_one_line_without_network(

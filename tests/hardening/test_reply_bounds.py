@@ -131,3 +131,14 @@ def test_huge_and_deep_replies_row_costs_no_more_than_the_episode_timeout() -> N
     assert row.survived, row.problems
     assert row.injected == row.detected and row.failed == 0
     assert row.details["slowest_episode_s"] < row.details["episode_timeout_s"]
+
+
+def test_an_answer_over_a_limit_is_counted_by_what_happened() -> None:
+    from agent.episode import fallback_kind
+
+    with pytest.raises(ToolError) as long_info:
+        reply_body("x" * 30_000)
+    with pytest.raises(ToolError) as deep_info:
+        list(json_values('{"box": ' + nested() + "}"))
+    assert fallback_kind(long_info.value) == "oversized" and fallback_kind(deep_info.value) == "malformed"
+    assert fallback_kind(ToolError("no usable query")) == "tool_error"  # others as before

@@ -46,3 +46,19 @@ def test_encoded_credentials_row_leaks_nothing() -> None:
     row = chaos_row("URL-encoded credentials")
     assert row.survived, row.problems
     assert row.details["leaks"] == [] and row.injected == row.detected > 0
+
+
+@pytest.mark.parametrize(
+    ("echoed", "redacted"),
+    [
+        ('"QK+planted\\/99key"', '"[REDACTED]"'),  # JSON with "/" escaped, as some encoders write it
+        ("QK%2bplanted%2F99key", "[REDACTED]"),  # percent-escapes in mixed case
+        ("QK%2Bplanted%2f99key", "[REDACTED]"),
+        ("p%40ss", "[REDACTED]"),
+        ("QK%2bPLANTED%2f99KEY", "QK%2bPLANTED%2f99KEY"),  # only the escapes' case may vary
+    ],
+)
+def test_json_escaped_slashes_and_mixed_case_escapes_are_redacted(echoed: str, redacted: str) -> None:
+    for secret in url_secrets("http://u:p%40ss@host/v1?api_key=QK%2Bplanted%2F99key"):
+        register_secret(secret)
+    assert redact_text(f"the server said {echoed}.") == f"the server said {redacted}."

@@ -62,10 +62,16 @@ def test_instances_are_sorted_scored_and_thresholded() -> None:
 
 def test_the_output_round_trips_through_the_cache_record() -> None:
     out = anyio.run(tiny_proposer(), Workspace(scene(), "red box"), OPEN)
-    back = Sam3Proposals.from_record(*out.to_record())
-    assert isinstance(back, Sam3Proposals) and back.query == "red box" and back.image_encoded
+    assert out.image_encoded and out.summary()["image"] == "encoded"
+    arrays, meta = out.to_record()
+    assert "image_encoded" not in meta  # a fact of the one computation, not of the output
+    back = Sam3Proposals.from_record(arrays, meta)
+    assert isinstance(back, Sam3Proposals) and back.query == "red box"
     assert back.presence == pytest.approx(out.presence) and np.array_equal(back.masks, out.masks)
-    assert back.summary()["image"] == "encoded" and back.summary()["query"] == "red box"
+    assert back.summary()["image"] == "cached" and back.summary()["query"] == "red box"
+    old_record = Sam3Proposals.from_record(arrays, {**meta, "image_encoded": True})  # written before
+    assert old_record.summary()["image"] == "cached"
+    assert out.as_cached().summary()["image"] == "cached" and out.image_encoded  # a copy
 
 
 def test_a_later_query_adds_only_instances_not_held_yet() -> None:

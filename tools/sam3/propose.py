@@ -16,6 +16,7 @@ found" (the loop rewrites the query, ``ground`` asks the VLM, the episode may en
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,16 +44,18 @@ class Sam3Proposals(Proposals):
         query: the text SAM 3 was prompted with.
         presence: SAM 3's presence score for it (is the concept in the image at all).
         image_encoded: computing this output encoded the image (``False``: it reused the
-            encoding an earlier query on the same image made).
+            encoding an earlier query on the same image made; ``None``: served from a cache,
+            nothing computed). A fact of one computation: not in the cache record, and a
+            cache hit (memory or disk) reports ``cached``.
     """
 
     query: str = ""
     presence: float = 0.0
-    image_encoded: bool = False
+    image_encoded: bool | None = None
 
     def to_record(self) -> tuple[Arrays, Meta]:
         arrays, meta = super().to_record()
-        meta.update(query=self.query, presence=self.presence, image_encoded=self.image_encoded)
+        meta.update(query=self.query, presence=self.presence)  # image_encoded: see the class
         return arrays, meta
 
     @classmethod
@@ -60,16 +63,15 @@ class Sam3Proposals(Proposals):
         out = super().from_record(arrays, meta)
         assert isinstance(out, Sam3Proposals)
         out.query, out.presence = str(meta["query"]), float(meta["presence"])
-        out.image_encoded = bool(meta.get("image_encoded", False))
-        return out
+        return out  # image_encoded None: a hit (records written before kept it: ignored)
+
+    def as_cached(self) -> Sam3Proposals:
+        """This output as a later call served from the invoker's memory gets it (cached)."""
+        return dataclasses.replace(self, image_encoded=None)
 
     def summary(self) -> Meta:
-        return {
-            **super().summary(),
-            "query": self.query,
-            "presence": round(self.presence, 4),
-            "image": "encoded" if self.image_encoded else "reused",
-        }
+        image = {True: "encoded", False: "reused", None: "cached"}[self.image_encoded]
+        return {**super().summary(), "query": self.query, "presence": round(self.presence, 4), "image": image}
 
 
 class Sam3Propose(Tool):
