@@ -34,10 +34,11 @@ from agent.agent_prompts import (
     prompt_payload,
     tool_payload,
 )
+from agent.agent_tools import offered_tools, other_tools
 from agent.call_styles import CallStyle
 from agent.controller_options import AgentOptions
 from agent.controllers import ControllerSpec, no_vlm_message
-from agent.episode import Episode, EpisodeConfig, StopReason, fallback_kind
+from agent.episode import Episode, StopReason, fallback_kind
 from agent.invoke import format_validation_error
 from agent.loop_controller import ensure_ranking, propose_and_rank
 from agent.prompt_tools import added_indices, log_prompt, prompt_tool_name, show_image, view_schema
@@ -45,7 +46,6 @@ from agent.submit import SUBMIT, SubmittedRanking, submit_params, submit_schema
 from agent.vlm_profile import profile_of
 from agent.vlm_reply import ToolCall, VLMReply, shorten
 from tools.errors import ConfigError, ToolError, VLMError
-from tools.registry import ToolRegistry
 from tools.types import Proposals, Ranking
 
 MAX_ERROR_CHARS = 1_000  # an error sent back to the model: enough to act on, never its input whole
@@ -61,26 +61,6 @@ class _Stop(Exception):
         self.kind = kind  # a fallback's kind (see agent.episode.fallback_kind)
 
 
-def offered_tools(registry: ToolRegistry, cfg: EpisodeConfig) -> tuple[list[str], list[str]]:
-    """The tools the model may call, and the optional ones skipped because they are broken.
-
-    The episode's proposer, ranker and refiner come first, then the proposer's prompt tool
-    (when it has one), then every other registry tool of role ``other``.
-    """
-    prompt = prompt_tool_name(registry, cfg.proposer)
-    names = list(dict.fromkeys([cfg.proposer, cfg.ranker, cfg.refiner, *([prompt] if prompt else [])]))
-    skipped: list[str] = []
-    for name in registry.names():
-        if name in names or name == SUBMIT:
-            continue
-        try:
-            if registry.tool_class(name).role == "other":
-                names.append(name)
-        except Exception:  # a broken optional plugin must not cost the episode
-            skipped.append(name)
-    return names, skipped
-
-
 class AgentRun:
     """One agent episode: the conversation, the tools offered and the stopping rules."""
 
@@ -91,7 +71,7 @@ class AgentRun:
         self.opts = ep.options_as(AgentOptions)
         self.tool_names, skipped = offered_tools(ep.registry, self.cfg)
         self.prompt_tool = prompt_tool_name(ep.registry, self.cfg.proposer)
-        self.schemas = [ep.registry.tool_class(n).function_schema() for n in self.tool_names]
+        self.schemas = [ep.registry.declaration(n).shared_schema() for n in self.tool_names]
         self.schemas.append(submit_schema(self.cfg.answers_empty))
         self.defaults = {
             self.cfg.proposer: dict(self.cfg.propose_args),
@@ -115,9 +95,9 @@ class AgentRun:
 
     def _opening(self) -> None:
         core = {self.cfg.proposer, self.cfg.ranker, self.cfg.refiner, self.prompt_tool}
-        others = [(n, self.ep.registry.tool_class(n).description) for n in self.tool_names if n not in core]
+        others = [(n, self.ep.registry.declaration(n).description) for n in self.tool_names if n not in core]
         ws = self.ep.ws
-        text_proposer = self.ep.registry.tool_class(self.cfg.proposer).text_conditioned
+        text_proposer = self.ep.registry.declaration(self.cfg.proposer).text_conditioned
         self.messages = opening_messages(
             self.cfg, others, ws.expression, self.image_url, ws.shown_view(), self.prompt_tool, text_proposer
         )
@@ -133,7 +113,7 @@ class AgentRun:
         if not top or props is None or top == self.last_overlay:
             return None  # nothing to show, or the model has seen exactly these outlines
         self.last_overlay = top
-        return overlay_message(self.ep.ws.image.pixels, props.masks, top)
+        return overlay_message(self.ep.ws, top)
 
     def _add_overlay(self, message: dict[str, Any]) -> None:
         if self.overlay_at is not None:  # only the latest overlay is worth its image tokens
@@ -396,5 +376,7 @@ AGENT = ControllerSpec(
     prompt_tool="optional",
     refines=True,
     Options=AgentOptions,
+    more_tools=other_tools,
 )
-__all__ = ["AGENT", "AgentRun", "offered_tools", "run_agent", "vlm_client"]
+
+__all__ = ["AGENT", "AgentRun", "offered_tools", "other_tools", "run_agent", "vlm_client"]

@@ -14,17 +14,21 @@ import numpy as np
 
 from agent.episode import EpisodeConfig
 from agent.submit import SUBMIT
+from cache.lru import LRU
 from tools.base import Workspace
 from tools.coords import Frame, View
 from tools.images import downscale, resize_to
 from tools.render import image_data_url, outline_candidates
-from tools.types import Proposals, Ranking, Refinement
+from tools.types import Image, Proposals, Ranking, Refinement
 
 IMAGE_SIDE = 768  # longest side of the image the model sees (boxes are in its pixels)
 OVERLAY_SIDE = 448  # candidate overlays are smaller: they only need to show outlines
 OVERLAY_TOP_K = 4
 RESULT_TOP_K = 5
 JPEG_QUALITY = 85
+# Pictures already encoded, by what they show (see view_url and overlay_message).
+_VIEWS: LRU[tuple[str, int, int, int], str] = LRU(16)
+_OVERLAYS: LRU[tuple[str, str, tuple[int, ...]], str] = LRU(256)
 NUDGE = (
     "Call a tool or submit: reply with a function call (for example the ranker, or "
     f"{SUBMIT} with the index of the candidate that matches the expression)."
@@ -64,6 +68,17 @@ def encode_view(pixels: np.ndarray, max_side: int, frame: Frame) -> str:
     that size)."""
     small = resize_to(downscale(pixels, max_side), (frame.height, frame.width))
     return image_data_url(small, max_side=max(small.shape[:2]), quality=JPEG_QUALITY)
+
+
+def view_url(image: Image, max_side: int, frame: Frame) -> str:
+    """:func:`encode_view` of ``image``, encoded once per image and frame in this process (every
+    expression of an image shows the model the same picture)."""
+    key = (image.digest, max_side, frame.width, frame.height)
+    url = _VIEWS.get(key)
+    if url is None:
+        url = encode_view(image.pixels, max_side, frame)
+        _VIEWS.put(key, url)
+    return url
 
 
 def encode_jpeg(pixels: np.ndarray, max_side: int) -> tuple[str, tuple[int, int]]:
@@ -188,11 +203,21 @@ def overlay_candidates(ws: Workspace, ranking: Ranking) -> tuple[int, ...]:
     return tuple(int(i) for i in ranking.order[:OVERLAY_TOP_K])
 
 
-def overlay_message(pixels: np.ndarray, masks: np.ndarray, top: tuple[int, ...]) -> dict[str, Any]:
-    """A small user image message with the ``top`` candidates outlined and labelled by index."""
-    chosen = [masks[i] for i in top]
-    picture = outline_candidates(pixels, chosen, [str(i) for i in top], max_side=OVERLAY_SIDE)
-    url, _ = encode_jpeg(picture, OVERLAY_SIDE)
+def overlay_message(ws: Workspace, top: tuple[int, ...]) -> dict[str, Any]:
+    """A small user image message with the ``top`` candidates outlined and labelled by index.
+
+    Drawn once per image, candidates and indices, in this process: the expressions of one
+    image often share their top candidates, and drawing and encoding is the agent's largest
+    piece of Python work per turn.
+    """
+    assert ws.proposals is not None
+    key = (ws.image.digest, ws.proposals.digest, top)
+    url = _OVERLAYS.get(key)
+    if url is None:
+        chosen = [ws.proposals.masks[i] for i in top]
+        picture = outline_candidates(ws.image.pixels, chosen, [str(i) for i in top], max_side=OVERLAY_SIDE)
+        url, _ = encode_jpeg(picture, OVERLAY_SIDE)
+        _OVERLAYS.put(key, url)
     text = "Top candidates outlined, labelled by index: " + ", ".join(map(str, top))
     return {
         "role": "user",

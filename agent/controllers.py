@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
@@ -79,6 +79,9 @@ class ControllerSpec:
             (``--controller-option NAME.KEY=VALUE``; unknown keys are an error).
         label: the method label of its runs in reports, from a run's label (``controller``,
             ``refiner``, ``max_iter``, ...); default: the name.
+        more_tools: the tools it may call beyond the episode's proposer, ranker, refiner and
+            prompt tool, from the registry and the episode config (the agent offers every tool
+            of role ``other``): the session builds them at set-up, off the event loop.
     """
 
     name: str
@@ -89,6 +92,7 @@ class ControllerSpec:
     refines: bool = False
     Options: type[BaseModel] = NoOptions
     label: Callable[[ControllerSpec, Mapping[str, Any]], str] = name_label
+    more_tools: Callable[[Any, Any], Sequence[str]] | None = None
 
     def __post_init__(self) -> None:
         for what in ("vlm", "prompt_tool"):

@@ -90,11 +90,12 @@ class ToolCost:
     cold_unknown: int = 0
 
     def add(self, other: ToolCost) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in _COST_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Every field is a number: a plain dict, not dataclasses.asdict's deep copy (per record).
+        d = {name: getattr(self, name) for name in _COST_FIELDS}
         for name in ("seconds", "wait_seconds", "cold_seconds"):
             d[name] = round(d[name], 6)
         for name in ("usd", "cold_usd"):
@@ -106,6 +107,9 @@ class ToolCost:
         """A record as written by :meth:`as_dict`; fields it lacks (older runs) are 0."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_COST_FIELDS = tuple(f.name for f in fields(ToolCost))
 
 
 def _one(

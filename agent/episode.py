@@ -273,6 +273,9 @@ class Episode:
             messages: the chat messages to send.
             **kwargs: passed to ``complete`` (tools, tool_choice, temperature...).
 
+        Time the request waited for the endpoint's limits (``--vlm-max-concurrency``, ``--vlm-rpm``,
+        ``--vlm-tpm``) is booked as wait, the rest as the call's seconds.
+
         Raises:
             VLMError: the call failed; its seconds are booked as a failed ``vlm`` call.
         """
@@ -280,13 +283,17 @@ class Episode:
         start = time.perf_counter()
         try:
             reply: VLMReply = await client.complete(messages, **kwargs)
-        except VLMError:
-            self.costs.record("vlm", seconds=time.perf_counter() - start, error=True)
+        except VLMError as exc:
+            waited = float(getattr(exc, "wait_s", 0.0))
+            seconds = time.perf_counter() - start - waited
+            self.costs.record("vlm", seconds=seconds, wait_seconds=waited, error=True)
             raise
         self.turns += 1
+        waited = float(getattr(reply, "wait_s", 0.0))  # held back by the endpoint's limits: wait
         self.costs.record(
             "vlm",
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - start - waited,
+            wait_seconds=waited,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             usd=reply.usd,

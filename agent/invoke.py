@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
@@ -115,6 +116,14 @@ class _Served:
     carries_cold: bool = True  # the first use of this output in the run (see Invoker)
 
 
+@dataclass
+class _Pending:
+    """A call in flight for a key: its disk read, then (when that missed) its computation."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    computed: bool = False  # it went on to compute (a waiter then joined a computation)
+
+
 @dataclass(frozen=True)
 class _Entry:
     """An output in the memory layer, with what producing it cost (``None``: unknown)."""
@@ -179,7 +188,7 @@ class Invoker:
         self.registry = registry
         self.cache = cache
         self._memory: LRU[str, _Entry] = LRU(MEMORY_ENTRIES)
-        self._inflight: dict[str, anyio.Event] = {}
+        self._inflight: dict[str, _Pending] = {}
         self._cold_booked: set[str] = set()
         self.computed: dict[str, int] = {}
 
@@ -194,29 +203,28 @@ class Invoker:
         as_cached = getattr(output, "as_cached", None)
         self._memory.put(key, _Entry(as_cached() if callable(as_cached) else output, cold))
 
-    def _lookup(self, tool: Tool, ws: Workspace, key: str) -> tuple[_Entry | None, Outcome]:
-        """The entry from memory (decoded once), else from the disk cache, else ``None``.
+    def _read_disk(self, tool: Tool, ws: Workspace, key: str) -> tuple[Any, ColdCost | None] | None:
+        """The decoded disk entry and its cold cost (blocking). An entry that does not decode to
+        the tool's output type (another layout, a foreign writer, inconsistent arrays, NaN) or
+        does not fit the call (masks of another size than the image, a ranking of other
+        candidates) is a miss: it is dropped, counted (``ToolCache.corrupt``) and recomputed."""
+        assert self.cache is not None
+        record = self.cache.get(key)
+        if record is None:
+            return None
+        arrays, meta = record
+        cold = ColdCost.from_dict(meta.pop(COST_META, None)) if isinstance(meta, dict) else None
+        output = decode_output(tool, (arrays, meta), ws)
+        if output is None:
+            self.cache.discard(key)
+            return None
+        return output, cold
 
-        A disk entry that does not decode to the tool's output type (another layout, a
-        foreign writer, inconsistent arrays, NaN) or does not fit the call (masks of another
-        size than the image, a ranking of other candidates) is a miss: it is dropped, counted
-        (``ToolCache.corrupt``) and recomputed.
-        """
-        entry = self._memory.get(key)
-        if entry is not None:
-            return entry, "memory"
-        if self.cache is not None:
-            record = self.cache.get(key)
-            if record is not None:
-                arrays, meta = record
-                cold = ColdCost.from_dict(meta.pop(COST_META, None)) if isinstance(meta, dict) else None
-                output = decode_output(tool, (arrays, meta), ws)
-                if output is None:
-                    self.cache.discard(key)
-                else:
-                    self._remember(key, output, cold)
-                    return _Entry(output, cold), "disk"
-        return None, "refused"
+    def _write_disk(self, key: str, output: Any, cold: ColdCost) -> None:
+        """Encode ``output`` and store it with its cold cost (blocking)."""
+        assert self.cache is not None
+        arrays, meta = output.to_record()
+        self.cache.set(key, arrays, {**meta, COST_META: cold.as_dict()})
 
     def trace_rejected(self, tool: str, args: Any, message: str, ctx: CallContext) -> None:
         """Trace a call refused before validation (unknown tool, unparseable arguments)."""
@@ -281,27 +289,40 @@ class Invoker:
     ) -> Any:
         if key is None:
             return await self._compute(tool, ws, params, None, served)
-        waited = False
+        joined = False  # waited on an identical call that computed
         while True:
-            entry, where = self._lookup(tool, ws, key)
+            entry = self._memory.get(key)
             if entry is not None:
-                served.outcome, served.cold = ("joined" if waited else where), entry.cold
-                served.carries_cold = key not in self._cold_booked
-                self._cold_booked.add(key)
-                return entry.output
+                return self._serve(key, entry, "joined" if joined else "memory", served)
             pending = self._inflight.get(key)
             if pending is None:
                 break
             t0 = time.perf_counter()
-            await pending.wait()  # the same call is running for another episode: share it
+            await pending.done.wait()  # the same call is running for another episode: share it
             served.wait_s += time.perf_counter() - t0
-            waited = True
-        done = self._inflight[key] = anyio.Event()
+            joined = joined or pending.computed
+        pending = self._inflight[key] = _Pending()
         try:
-            return await self._compute(tool, ws, params, key, served)
+            if self.cache is not None:  # a database read may wait on a lock: off the event loop
+                found = await anyio.to_thread.run_sync(self._read_disk, tool, ws, key)
+                if found is not None:
+                    self._remember(key, *found)
+                    return self._serve(key, _Entry(*found), "disk", served)
+            pending.computed = True
+            output = await self._compute(tool, ws, params, key, served)
         finally:
             del self._inflight[key]
-            done.set()
+            pending.done.set()  # identical calls waiting read the output from memory now
+        if self.cache is not None and served.cold is not None:  # encode and write off the event loop
+            await anyio.to_thread.run_sync(self._write_disk, key, output, served.cold)
+        return output
+
+    def _serve(self, key: str, entry: _Entry, outcome: Outcome, served: _Served) -> Any:
+        """An output that was there (memory, disk) or shared (joined); books its cold cost once."""
+        served.outcome, served.cold = outcome, entry.cold
+        served.carries_cold = key not in self._cold_booked
+        self._cold_booked.add(key)
+        return entry.output
 
     async def _compute(
         self, tool: Tool, ws: Workspace, params: BaseModel, key: str | None, served: _Served
@@ -313,13 +334,11 @@ class Invoker:
             try:
                 output = await tool(ws, params)
             finally:
-                served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited)
+                served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited - clock.booked_wait)
+                served.wait_s += clock.booked_wait
         served.cold = _cold_of(output, served.compute_s)
         if key is not None:
-            if self.cache is not None:
-                arrays, meta = output.to_record()
-                self.cache.set(key, arrays, {**meta, COST_META: served.cold.as_dict()})
-            self._remember(key, output, served.cold)
+            self._remember(key, output, served.cold)  # identical calls waiting read it from here
             self._cold_booked.add(key)
         self.computed[tool.name] = self.computed.get(tool.name, 0) + 1
         return output

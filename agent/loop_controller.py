@@ -26,7 +26,7 @@ from tools.types import Ranking
 def proposes_by_text(ep: Episode) -> bool:
     """The episode's proposer finds candidates for the query (see the module docstring)."""
     try:
-        return ep.registry.tool_class(ep.config.proposer).text_conditioned
+        return ep.registry.declaration(ep.config.proposer).text_conditioned
     except ConfigError:
         return False
 
@@ -85,7 +85,7 @@ async def ensure_ranking(ep: Episode) -> bool:
 def refine_args(ep: Episode) -> dict[str, Any]:
     """The refiner's arguments: ``allow_none`` where "nothing matches" is an answer the episode
     takes (``not_found`` empty) and the refiner has that parameter (``refine_query`` does)."""
-    fields = getattr(ep.registry.tool_class(ep.config.refiner).Params, "model_fields", {})
+    fields = getattr(ep.registry.declaration(ep.config.refiner).Params, "model_fields", {})
     return {"allow_none": True} if ep.config.answers_empty and "allow_none" in fields else {}
 
 

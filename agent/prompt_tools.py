@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from agent.agent_prompts import IMAGE_SIDE, encode_view
+from agent.agent_prompts import IMAGE_SIDE, view_url
 from agent.episode import Episode
 from agent.vlm_profile import profile_of
 from tools.coords import View
@@ -24,7 +24,7 @@ from tools.types import Proposals
 def prompt_tool_name(registry: ToolRegistry, proposer: str) -> str | None:
     """The proposer's prompt tool, when it names one the registry has."""
     try:
-        name = registry.tool_class(proposer).prompt_tool
+        name = registry.declaration(proposer).prompt_tool
     except ConfigError:
         return None
     return name if name is not None and name in registry.names() else None
@@ -55,7 +55,7 @@ def show_image(ep: Episode) -> str:
     """
     profile = profile_of(ep.registry.settings.vlm)
     frame = profile.view_frame(ep.ws.working_frame.downscaled(IMAGE_SIDE, "view"))
-    url = encode_view(ep.ws.image.pixels, IMAGE_SIDE, frame)
+    url = view_url(ep.ws.image, IMAGE_SIDE, frame)
     ep.ws.set_view(View(frame, profile.coords))
     return url
 

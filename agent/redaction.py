@@ -136,6 +136,12 @@ def redact_url(url: str) -> str:
     return f"{head}://{authority}{path}{qmark}{query}{hash_}{fragment}"
 
 
+def secrets_state() -> tuple[object, ...]:
+    """What the known secrets depend on (the environment's keys, how many were registered):
+    equal states redact alike, so a redaction may be memoized under it."""
+    return (*(os.environ.get(name) for name in SECRET_ENV_VARS), len(_extra_secrets))
+
+
 def _known_secrets() -> list[str]:
     values = set(_extra_secrets)
     for name in SECRET_ENV_VARS:

@@ -84,20 +84,37 @@ class Session:
     async def setup(self) -> float:
         """Build the episode's tools and load their models now; returns the seconds it took.
 
-        A run calls it once before its first example, so the one-time start-up (building
-        tools, hashing checkpoints, loading weights) is booked as run set-up, not as the
-        first episode's cost, and a missing checkpoint stops the run before any example.
+        A run calls it once before its first example, so the one-time start-up (importing
+        and building the tools the controller may call, hashing checkpoints, loading weights)
+        is booked as run set-up, not as the first episode's cost, never blocks the event loop,
+        and a missing checkpoint stops the run before any example.
 
         Raises:
             CheckpointError, ConfigError, ...: the problems every example would hit.
         """
         start = time.perf_counter()
-        cfg = self.config
-        refiner = [cfg.refiner] if self.spec.refines else []  # a controller that never refines
-        for name in dict.fromkeys((cfg.proposer, cfg.ranker, *refiner)):
-            tool = self.registry.get(name)
-            await anyio.to_thread.run_sync(tool.setup)
+        await anyio.to_thread.run_sync(self._set_up_tools)  # imports, builds, loads: off the loop
+        prepare = getattr(self.registry.settings.vlm, "prepare", None)
+        if prepare is not None:  # the VLM client's connection set-up, off the loop too
+            await prepare()
         return time.perf_counter() - start
+
+    def tools_used(self) -> list[str]:
+        """The tools the controller may call: proposer, ranker, the refiner when it refines, the
+        prompt tool when it draws, and what its spec adds (``more_tools``). Reads declarations
+        only (no tool module is imported for a declared tool)."""
+        cfg, spec = self.config, self.spec
+        names = [cfg.proposer, cfg.ranker, *([cfg.refiner] if spec.refines else [])]
+        if spec.prompt_tool != "none":
+            names += [p for p in [prompt_tool_name(self.registry, cfg.proposer)] if p]
+        if spec.more_tools is not None:
+            names += spec.more_tools(self.registry, cfg)
+        return list(dict.fromkeys(names))
+
+    def _set_up_tools(self) -> None:
+        """Import, build and set up every tool the controller may call (blocking)."""
+        for name in self.tools_used():
+            self.registry.get(name).setup()
 
     async def run(self, image: Image, expression: str, sample_id: str = "0") -> EpisodeResult:
         """Run one episode. Never raises for per-example problems (see module docstring)."""

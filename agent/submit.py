@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from tools.base import StrictParams
+from tools.declaration import function_schema
 from tools.types import Ranking
 
 SUBMIT = "submit"
@@ -53,15 +55,12 @@ def submit_params(allow_none: bool) -> type[SubmitParams] | type[SubmitOrNonePar
     return SubmitOrNoneParams if allow_none else SubmitParams
 
 
+@functools.cache
 def submit_schema(allow_none: bool = False) -> dict[str, Any]:
-    """The OpenAI function schema of ``submit`` (with ``allow_none``: ``no_match`` too)."""
-    params = submit_params(allow_none).model_json_schema()
-    params.pop("title", None)
+    """The OpenAI function schema of ``submit`` (with ``allow_none``: ``no_match`` too); made
+    once per form and shared: read it, never change it."""
     description = SUBMIT_DESCRIPTION + (NO_MATCH_DESCRIPTION if allow_none else "")
-    return {
-        "type": "function",
-        "function": {"name": SUBMIT, "description": description, "parameters": params},
-    }
+    return function_schema(SUBMIT, description, submit_params(allow_none))
 
 
 class SubmittedRanking(Ranking):

@@ -15,6 +15,7 @@ the examples. Images a VLM was shown go beside the trace, in ``vlm_images/`` (se
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
@@ -33,6 +34,7 @@ from agent.redaction import (
     redact,
     redact_text,
     register_secret,
+    secrets_state,
 )
 from agent.trace_events import TRACE_SCHEMA_VERSION
 from agent.trace_images import VLM_IMAGE_DIR, ImageFolder, image_name, image_ref, is_image_name
@@ -54,40 +56,61 @@ __all__ = [
 MAX_STRING = 2_000  # characters of one logged string
 MAX_ITEMS = 50  # entries of one logged list or dict
 EVENT_BUDGET = 64_000  # characters of strings in one event; beyond it, values become markers
+_PLAIN = frozenset({int, float, bool})
+MEMO_CHARS = MAX_STRING  # strings up to this long are redacted once per secrets state (see clip)
 _SLACK = 1_000  # redact this much past a cut, so a secret across the cut is still caught
 # The running episode's bound logger: VLM calls made deep inside a tool land in its trace
 # (agent.transcript.log_vlm_call).
 CURRENT_LOG: ContextVar[Any | None] = ContextVar("refseg_current_log", default=None)
 
 
-def clip(text: str, limit: int = MAX_STRING) -> str:
-    """``text`` redacted and cut to ``limit`` characters, with a marker giving its length."""
+@functools.lru_cache(maxsize=8192)
+def _redact_short(text: str, state: tuple[object, ...]) -> str:
+    return redact_text(text)
+
+
+# An event's keys and most of its values are short strings that repeat (field names, tool
+# names, stop reasons): redacting each once per secrets state keeps tracing cheap.
+_secret_key = functools.lru_cache(maxsize=4096)(is_secret_key)
+
+
+def clip(text: str, limit: int = MAX_STRING, state: tuple[object, ...] | None = None) -> str:
+    """``text`` redacted and cut to ``limit`` characters, with a marker giving its length.
+
+    ``state``: :func:`agent.redaction.secrets_state`, when the caller read it already (an
+    event's strings are redacted under one state).
+    """
     if len(text) <= limit:
+        if len(text) <= MEMO_CHARS:
+            return _redact_short(text, secrets_state() if state is None else state)
         return redact_text(text)
     # Redact a little more than is kept: a secret that straddles the cut is replaced whole.
     return redact_text(text[: limit + _SLACK])[:limit] + f"…[truncated: {len(text)} chars]"
 
 
-def bound(value: Any, budget: list[int] | None = None) -> Any:
+def bound(value: Any, budget: list[int] | None = None, state: tuple[object, ...] | None = None) -> Any:
     """``value`` redacted and bounded (strings, entries and the event's total; see module doc)."""
+    if value is None or type(value) in _PLAIN:  # most values: numbers and flags, as they are
+        return value
     budget = budget if budget is not None else [EVENT_BUDGET]
+    state = secrets_state() if state is None else state
     if isinstance(value, str):
         limit = max(0, min(MAX_STRING, budget[0]))
         budget[0] -= min(len(value), limit) + 32
-        return clip(value, limit) if limit else f"[truncated: {len(value)} chars]"
+        return clip(value, limit, state) if limit else f"[truncated: {len(value)} chars]"
     if isinstance(value, dict | list | tuple):
         if budget[0] <= 0:
             return f"[truncated: {len(value)} entries]"
         if isinstance(value, dict):
             items = list(value.items())
             out: Any = {
-                clip(str(k), 200): (REDACTED if is_secret_key(k) else bound(v, budget))
+                clip(str(k), 200, state): (REDACTED if _secret_key(k) else bound(v, budget, state))
                 for k, v in items[:MAX_ITEMS]
             }
             if len(items) > MAX_ITEMS:
                 out["…"] = f"[truncated: {len(items)} entries]"
             return out
-        out = [bound(v, budget) for v in value[:MAX_ITEMS]]
+        out = [bound(v, budget, state) for v in value[:MAX_ITEMS]]
         if len(value) > MAX_ITEMS:
             out.append(f"…[truncated: {len(value)} items]")
         return out

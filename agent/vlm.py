@@ -25,29 +25,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 import anyio
+import anyio.to_thread
 import openai
 
 from agent.redaction import redact_text, url_secrets
-from agent.vlm_body import capped_http_client, parse_body
+from agent.vlm_body import capped_http_client
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
 from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
-from agent.vlm_http import auth_fix, host_of, retry_after
+from agent.vlm_http import BEARER, auth_fix, host_of, one_line, retry_after
+from agent.vlm_limits import Limiter, hold
 from agent.vlm_reply import (
     BadResponse,
-    NotJSONReply,
     ToolCall,
     VLMCallError,
     VLMReply,
     parse_response,
 )
+from agent.vlm_transport import post_chat
 from tools.errors import VLMAuthError, VLMError
 
 # The client's public surface; configuration and reply types live in agent.vlm_config and
@@ -101,12 +102,14 @@ class VLMClient:
     ``tokens_in``, ``tokens_out``, ``usd``.
     """
 
-    def __init__(self, config: VLMConfig, on_call: OnCall | None = None):
+    def __init__(self, config: VLMConfig, on_call: OnCall | None = None, limiter: Limiter | None = None):
         reason = config.vlm_unavailable_reason()
         if reason:
             raise VLMError(reason)
         self.config = config
         self.on_call = on_call
+        # The endpoint's limits; a Ray worker swaps in the proxy of the run's one limiter actor.
+        self.limiter = limiter if limiter is not None else config.limits.limiter()
         # The key and any credentials inside the base URL (user, password, query values).
         secrets = [config.api_key or "", *url_secrets(config.base_url)]
         self._secrets = sorted((v for v in secrets if v), key=len, reverse=True)
@@ -138,16 +141,25 @@ class VLMClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            base_url, query = self.config.request_url()
-            client = self._clients[loop] = openai.AsyncOpenAI(
-                api_key=self.config.api_key,
-                base_url=base_url,
-                default_query=query or None,
-                timeout=self.config.timeout_s,
-                max_retries=0,
-                http_client=capped_http_client(),
-            )
+            client = self._clients[loop] = self._new_client()
         return client
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        base_url, query = self.config.request_url()
+        return openai.AsyncOpenAI(
+            api_key=self.config.api_key,
+            base_url=base_url,
+            default_query=query or None,
+            timeout=self.config.timeout_s,
+            max_retries=0,
+            http_client=capped_http_client(),
+        )
+
+    async def prepare(self) -> None:
+        """Make this loop's SDK client now, in a thread (its TLS set-up takes ~0.3 s)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            self._clients[loop] = await anyio.to_thread.run_sync(self._new_client)
 
     @property
     def base_url(self) -> str:
@@ -208,7 +220,7 @@ class VLMClient:
         except VLMCallError as exc:
             if not (plan.optional and is_refusal(exc.status, str(exc))):
                 raise self._failed(exc, plan) from None
-            refusal = _one_line(str(exc), 200)
+            refusal = one_line(str(exc), 200)
         try:
             reply = await self._complete(
                 messages, {**kw, **plan.without_optional()}, (*dropped, *plan.optional)
@@ -231,13 +243,17 @@ class VLMClient:
         """The request with its retries; ``dropped`` is recorded on the reply."""
         total = self.config.max_retries + 1
         last: _Failure | None = None
+        waited = 0.0  # held back by the endpoint's limits (agent.vlm_limits), all attempts
         for attempt in range(1, total + 1):
             self.attempts += 1
-            t0 = time.monotonic()
-            reply, failure = await self._attempt(messages, kw, attempt)
-            latency = time.monotonic() - t0
+            async with hold(self.limiter, messages, kw) as slot:
+                t0 = time.monotonic()
+                reply, failure = await self._attempt(messages, kw, attempt)
+                latency = time.monotonic() - t0
+                slot.used = reply.tokens_in + reply.tokens_out if reply is not None else None
+            waited += slot.waited_s
             if reply is not None:
-                reply = replace(reply, dropped=dropped) if dropped else reply
+                reply = replace(reply, dropped=dropped, wait_s=waited)
                 self._account(reply)
                 self._emit(attempt, latency, messages, reply=reply)
                 return reply
@@ -247,9 +263,14 @@ class VLMClient:
             self._emit(attempt, latency, messages, failure=failure, retry_in_s=delay)
             if delay is None:
                 break
+            if failure.retry_after is not None and self.limiter is not None:
+                await self.limiter.pause(delay)  # the endpoint said so: every request waits
             await anyio.sleep(delay)
         assert last is not None
-        raise self._give_up(last, attempt)
+        error = self._give_up(last, attempt)
+        if isinstance(error, VLMCallError):
+            error.wait_s = waited
+        raise error
 
     # -- internals -------------------------------------------------------------------------
 
@@ -261,12 +282,7 @@ class VLMClient:
         t0 = time.monotonic()
         try:
             with anyio.fail_after(cfg.timeout_s + 1.0):  # the SDK timeout is per read
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=cfg.model, messages=cast(Any, messages), timeout=cfg.timeout_s, **kw
-                )
-                response = await parse_body(raw)
-            if isinstance(response, str):  # the SDK hands back the text of a non-JSON body
-                raise NotJSONReply(str(raw.headers.get("content-type") or "no content type"))
+                response = await post_chat(self._client, cfg.model, messages, cfg.timeout_s, kw)
             return self._reply(response, time.monotonic() - t0, attempt), None
         except (openai.OpenAIError, ValueError, TimeoutError, BadResponse) as exc:
             return None, self._classify(exc)  # anything else is a bug: let it surface
@@ -369,19 +385,11 @@ class VLMClient:
             log.exception("VLM on_call hook failed")
 
     def _line(self, text: str) -> str:
-        # Redact before _one_line cuts the text: a key cut in half would no longer match.
-        return _one_line(self._redact(text))
+        # Redact before one_line cuts the text: a key cut in half would no longer match.
+        return one_line(self._redact(text))
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         # A server echoing the request's Authorization header (Bearer or Basic) or the URL.
-        return redact_text(_BEARER.sub("[REDACTED]", text))
-
-
-_BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+        return redact_text(BEARER.sub("[REDACTED]", text))

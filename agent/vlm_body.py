@@ -4,8 +4,8 @@ A server (or anything at ``--vlm-base-url``) decides how much it sends. The SDK 
 body whole and parse it on the event loop; here the body is cut off once it passes
 :data:`MAX_RESPONSE_BYTES` (counted as it arrives, compressed bodies asked away with
 ``Accept-Encoding: identity`` and refused if sent anyway, since their size says nothing about
-what they inflate to), its nesting is checked in linear time before the SDK parses it, and a
-large body is parsed in a worker thread so other episodes keep running.
+what they inflate to); :mod:`agent.vlm_transport` checks its nesting in linear time before
+it is parsed, and parses a large body in a worker thread so other episodes keep running.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import httpx2
 import openai
 
 from agent.vlm_reply import BadResponse
-from tools.safe_json import MAX_DEPTH, JSONLimitError, check_bounds
 
 MAX_RESPONSE_BYTES = 16 * 2**20  # a chat completion of the longest reply a model sends is < 1 MiB
-THREAD_PARSE_BYTES = 256 * 2**10  # parse bodies above this off the event loop
 
 
 class OversizedResponse(BadResponse):
@@ -66,20 +63,3 @@ def capped_http_client() -> httpx2.AsyncClient:
     return openai.DefaultAsyncHttpxClient(
         event_hooks={"response": [_cap_body]}, headers={"accept-encoding": "identity"}
     )
-
-
-async def parse_body(raw: Any) -> Any:
-    """``raw.parse()`` (the SDK's chat completion) once the body's nesting is checked; in a
-    worker thread when the body is large.
-
-    Raises:
-        BadResponse: the body nests deeper than :data:`tools.safe_json.MAX_DEPTH`.
-    """
-    body: bytes = raw.content
-    try:
-        check_bounds(body, max_chars=MAX_RESPONSE_BYTES, max_depth=MAX_DEPTH, what="the response body")
-    except JSONLimitError as exc:
-        raise BadResponse(str(exc)) from None
-    if len(body) > THREAD_PARSE_BYTES:
-        return await anyio.to_thread.run_sync(raw.parse)
-    return raw.parse()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agent.redaction import redact_url
+from agent.vlm_limits import VLMLimits
 from agent.vlm_profile import VLMProfile
 from tools.errors import ConfigError
 
@@ -87,6 +88,8 @@ class VLMConfig:
         explicit_base_url: the base URL was chosen by the user (a local server needs no key).
         profile: how the model answers: coordinates, view sizing, tool calls, reply format
             (:class:`agent.vlm_profile.VLMProfile`).
+        limits: the endpoint's limits (requests in flight, per minute, tokens per minute),
+            held by every request of a run (:mod:`agent.vlm_limits`).
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -100,6 +103,7 @@ class VLMConfig:
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     explicit_base_url: bool = False
     profile: VLMProfile = field(default_factory=VLMProfile)
+    limits: VLMLimits = field(default_factory=VLMLimits)
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:

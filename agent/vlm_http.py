@@ -71,3 +71,13 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         if math.isfinite(seconds):
             return max(seconds, 0.0)
     return None
+
+
+# A server echoing the request's Authorization header.
+BEARER = re.compile(r"\bBearer\s+\S+", re.IGNORECASE)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut to ``limit`` characters (redact before cutting)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -94,6 +94,8 @@ class VLMReply:
         reasoning_tokens: ``completion_tokens_details.reasoning_tokens`` (0 when not reported).
         dropped: optional request features the server refused, so the reply came without
             them (``json_schema``, ``tools``; see :mod:`agent.vlm_features`).
+        wait_s: seconds its attempts waited for the endpoint's limits (:mod:`agent.vlm_limits`);
+            not part of ``latency_s``.
     """
 
     content: str
@@ -108,6 +110,7 @@ class VLMReply:
     reasoning: str = ""
     reasoning_tokens: int = 0
     dropped: tuple[str, ...] = ()
+    wait_s: float = 0.0
 
     def transcript_message(self) -> dict[str, Any]:
         """:meth:`assistant_message` with the reasoning, for the transcript only."""
@@ -144,6 +147,7 @@ class VLMCallError(VLMError):
         self.attempts = attempts
         self.retryable = retryable
         self.kind = kind  # http_<status>, timeout, connection, malformed: for fallback tallies
+        self.wait_s = 0.0  # held back by the endpoint's limits before its attempts
 
 
 class BadResponse(Exception):

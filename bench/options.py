@@ -15,7 +15,10 @@ from typing import Any, Literal
 
 from agent.controllers import ControllerSpec, check_controller_options, get_controller
 from agent.episode import EpisodeConfig
+from agent.vlm_limits import VLMLimits
 from agent.vlm_profile import ProfileChoice
+from bench.engines.options import ENGINES as ENGINES  # re-exported: the CLI lists them
+from bench.engines.options import EngineOptions
 from bench.metrics import DEFAULT_BOOTSTRAP
 from bench.perturb import PERTURBATIONS
 from cache.store import LOCK_TIMEOUT_S
@@ -114,7 +117,8 @@ class VLMOptions:
     ``None`` fields take :class:`agent.vlm.VLMConfig`'s defaults. The backoff fields are for
     tests and the chaos scorecard (retries at once); the CLI does not expose them.
     ``price_in`` / ``price_out``: the model's price in USD per million input / output tokens
-    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know."""
+    (``--vlm-price-in`` / ``--vlm-price-out``), for a model the built-in table does not know.
+    ``max_concurrency``, ``rpm``, ``tpm``: the endpoint's limits (:class:`agent.vlm_limits.VLMLimits`)."""
 
     base_url: str | None = None
     model: str | None = None
@@ -125,8 +129,12 @@ class VLMOptions:
     price_in: float | None = None
     price_out: float | None = None
     profile: ProfileChoice = field(default_factory=ProfileChoice)
+    max_concurrency: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def __post_init__(self) -> None:
+        self.limits  # noqa: B018 - a bad limit is a one-line error now, not at the first request
         given = [p for p in (self.price_in, self.price_out) if p is not None]
         if len(given) == 1:
             raise ConfigError("give both --vlm-price-in and --vlm-price-out (USD per million tokens)")
@@ -137,7 +145,12 @@ class VLMOptions:
         """The fields given, as :class:`agent.vlm.VLMConfig` keyword arguments (except the
         prices, which need the model's name: see ``VLMConfig.with_price``)."""
         names = ("timeout_s", "max_retries", "backoff_base_s", "backoff_max_s")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        given = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {**given, "limits": self.limits}
+
+    @property
+    def limits(self) -> VLMLimits:
+        return VLMLimits.of(self.max_concurrency, self.rpm, self.tpm, self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -260,51 +273,6 @@ class DataSpec:
         return ExampleSet.of(self.open())
 
 
-ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """Which engine runs the episodes; none of these change per-example results.
-
-    Attributes:
-        name: ``local`` (one process, an anyio task group) or ``ray`` (a pool of Ray actors;
-            the driver still writes the run folder alone).
-        ray_address: a running Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``);
-            ``None`` starts a local cluster for the run and shuts it down afterwards.
-        workers: Ray actors (``None``: one per GPU when the cluster has GPUs and the device is
-            not cpu, else one per CPU; never more than ``--concurrency``).
-        gpus_per_worker: GPUs each actor reserves (``None``: 1 when the cluster has a GPU for
-            every worker and the device is not cpu, else 0 and the workers run on the CPU).
-        cpus_per_worker: CPUs each actor reserves (``None``: 1).
-    """
-
-    name: str = "local"
-    ray_address: str | None = None
-    workers: int | None = None
-    gpus_per_worker: float | None = None
-    cpus_per_worker: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.name not in ENGINES:
-            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
-        ray_only = {
-            "--ray-address": self.ray_address,
-            "--workers": self.workers,
-            "--gpus-per-worker": self.gpus_per_worker,
-            "--cpus-per-worker": self.cpus_per_worker,
-        }
-        given = [flag for flag, value in ray_only.items() if value is not None]
-        if self.name != "ray" and given:
-            raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise ConfigError("--gpus-per-worker must be 0 or more (fractions share a GPU)")
-        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
-            raise ConfigError("--cpus-per-worker must be more than 0")
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """How a run goes; none of these change per-example results.
@@ -335,7 +303,7 @@ class RunOptions:
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         workers = self.engine.workers
-        if workers is not None and workers > self.concurrency:
+        if isinstance(workers, int) and workers > self.concurrency:
             raise ConfigError(
                 f"--workers {workers} needs --concurrency {workers} or more: the examples in "
                 "flight are shared among the workers"

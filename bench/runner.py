@@ -39,6 +39,7 @@ from bench.data.examples import Example, ExampleSet, ExampleSource
 from bench.data.stream import ExampleIndex, index_examples, todo_groups
 from bench.engines.base import Engine, EngineJob, EngineStats, first_error
 from bench.engines.choose import open_engine
+from bench.loop_lag import LagMonitor
 from bench.options import BenchOptions, DataSpec, RunOptions
 from bench.records import SampleRecord, Summary
 from bench.run_folder import (
@@ -203,6 +204,7 @@ def _plan(
         "concurrency": opts.concurrency,
         "engine": opts.engine.name,
         **run_settings(rt),  # device, and the speed knobs left out of the resume check
+        "vlm_limits": _limits_of(rt),
         "weights": weights_identity(rt),  # weights files' sha256: compared on resume (run_folder)
     }
     results = result_config(rt, spec, source.record(), index)
@@ -253,6 +255,8 @@ async def _write_records(
     send, receive = anyio.create_memory_object_stream[SampleRecord](max_buffer_size=job.concurrency * 2)
     counters = {"written": 0, "failed": 0}
     stats: EngineStats | None = None
+    monitor = LagMonitor()  # this loop's lag while the episodes run (a Ray worker measures its own)
+    job.on_start = monitor.take  # set-up and a cluster's start are not the examples' lag
 
     async def write_loop() -> None:
         async with receive:
@@ -266,15 +270,21 @@ async def _write_records(
 
     async def produce() -> None:
         nonlocal stats
-        async with send:  # closed when the engine is done: the writer drains and stops
-            stats = await engine.run(job, send)
+        try:
+            async with send:  # closed when the engine is done: the writer drains and stops
+                stats = await engine.run(job, send)
+        finally:
+            monitor.stop()
 
     try:
         async with anyio.create_task_group() as outer:
+            outer.start_soon(monitor.run)
             outer.start_soon(write_loop)
             outer.start_soon(produce)
     except BaseExceptionGroup as group_exc:
         raise first_error(group_exc) from None
+    if stats is not None:
+        stats.lag.merge(monitor.lag)
     return counters, stats
 
 
@@ -333,6 +343,12 @@ async def _run_locked(
         notes=[*plan.notes, *rt.notes],
         max_fallback_rate=opts.max_fallback_rate,
     )
+
+
+def _limits_of(rt: Runtime) -> dict[str, Any] | None:
+    """The VLM endpoint's limits the run was held to (``None``: no VLM, or none given)."""
+    limits = getattr(getattr(rt.vlm, "config", None), "limits", None)
+    return limits.as_dict() if limits is not None and limits.enabled else None
 
 
 def _cache_problem(rt: Runtime) -> str | None:

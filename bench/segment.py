@@ -172,7 +172,7 @@ async def _segment_all(
             for name in controllers
         }
         on_stage(f"building tools and loading models ({rt.config.proposer}, {rt.config.ranker})", True)
-        for session in sessions.values():
+        for session in sessions.values():  # off the event loop, not in the first episode
             await session.setup()
         for path in images:
             try:

@@ -258,6 +258,11 @@ def _timing(invocations: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "workers": last.get("workers", 1),
         "invocations": len(invocations),
         "killed_invocations": sum(1 for i in invocations if not i.get("ended", True)),
+        "event_loop": {k: v for k, v in (last.get("event_loop") or {}).items() if k != "histogram_ms"},
+        "cpu_s": last.get("cpu_s"),
+        "cpu_ms_per_example": round(1000 * last["cpu_s"] / last_ex, 2)
+        if last.get("cpu_s") and last_ex
+        else None,
     }
 
 

@@ -29,19 +29,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
 from tools.coords import Frame, View
+from tools.declaration import DECLARED, Role, ToolDeclaration, function_schema
 from tools.device import device_limiter, run_on_device
-from tools.errors import ConfigError, ToolError
+from tools.errors import ToolError
+from tools.params import OptionsT, StrictParams, parse_tool_options, validation_problems
 from tools.precision import Precision
 from tools.types import Image, Proposals, Ranking, Refinement, ToolOutput
 
-Role = Literal["propose", "rank", "refine", "prompt", "other"]
 WeightsMode = Literal["pretrained", "random"]
-OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class ChatClient(Protocol):
@@ -238,37 +238,11 @@ def normalise_query(query: str) -> str:
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 
 
-class StrictParams(BaseModel):
-    """Base of tool parameter (and options) models: unknown keys are an error, not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """``(where, what)`` for each problem pydantic found; ``where`` is the dotted key, ``""``
-    when the value as a whole is wrong."""
-    return [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
-
-
-def parse_tool_options(tool: str, model: type[OptionsT], raw: Any, *, kind: str = "tool") -> OptionsT:
-    """``raw`` (``ToolSettings.options[tool]``, or None) validated against ``model``; ``kind``
-    is what ``tool`` names in the error (``tool``, or ``controller`` for a controller's).
-
-    Raises:
-        ConfigError: one line naming the tool, each bad key with the type it takes, and where
-            the options are listed (:func:`tools.option_docs.options_error`).
-    """
-    try:
-        return model.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        from tools.option_docs import options_error
-
-        raise ConfigError(options_error(kind, tool, model, validation_problems(exc))) from None
-
-
 class Tool(ABC):
-    """Base class of every tool. Subclasses set the class attributes and ``__call__``."""
+    """Base class of every tool. Subclasses set ``declaration`` (or the class attributes it
+    holds: :data:`tools.declaration.DECLARED`) and ``__call__``."""
 
+    declaration: ClassVar[ToolDeclaration | None] = None
     name: ClassVar[str]
     description: ClassVar[str]
     version: ClassVar[str] = "1"
@@ -286,6 +260,13 @@ class Tool(ABC):
     # ToolSettings fields it reads (None: any); a run records only those of its tools.
     reads_settings: ClassVar[frozenset[str] | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("declaration")
+        if isinstance(declared, ToolDeclaration):  # each fact is written once, in the declaration
+            for attr in DECLARED:
+                setattr(cls, attr, getattr(declared, attr))
+
     def __init__(self, settings: ToolSettings | None = None):
         self.settings = settings or ToolSettings()
 
@@ -296,14 +277,7 @@ class Tool(ABC):
         Raises:
             ConfigError: a bad value or unknown key (see :func:`parse_tool_options`).
         """
-        raw = settings.options.get(cls.name)
-        if cls.Options is not None:
-            parse_tool_options(cls.name, cls.Options, raw)
-        elif raw:  # a typo must not pass for a setting that did nothing
-            raise ConfigError(
-                f"tool {cls.name} takes no options, got {', '.join(sorted(raw))}; "
-                f"drop --tool-option {cls.name}.KEY=VALUE"
-            )
+        ToolDeclaration.of_tool(cls).check_options(settings.options)
 
     def read_options(self, model: type[OptionsT]) -> OptionsT:
         """This tool's validated options; ``model`` is its ``Options`` class.
@@ -368,14 +342,7 @@ class Tool(ABC):
     @classmethod
     def function_schema(cls) -> dict[str, Any]:
         """The OpenAI function-calling description of this tool."""
-        return {
-            "type": "function",
-            "function": {
-                "name": cls.name,
-                "description": cls.description,
-                "parameters": cls.parameters_schema(),
-            },
-        }
+        return function_schema(cls.name, cls.description, cls.Params)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most tools hold nothing
         """Release models; tools without state need nothing."""
@@ -386,6 +353,7 @@ ToolFactory = Callable[[ToolSettings], Tool]
 # Re-exported: tools import run_on_device from here (it lives in tools.device).
 __all__ = [
     "ChatClient",
+    "Role",
     "StrictParams",
     "Tool",
     "ToolFactory",

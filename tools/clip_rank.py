@@ -17,58 +17,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
 
 from cache.lru import LRU
 from tools.accel import autocast, compiled
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
+from tools.clip_declaration import CLIP_RANK, ClipRankOptions, PromptMode
 from tools.clip_loading import ClipBundle, clip_fingerprint, load_clip
 from tools.errors import ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
 from tools.types import Image, Proposals, Ranking
-from tools.visual_prompts import DEFAULT_STYLE, PromptMode, PromptStyle, prompt_batch
+from tools.visual_prompts import PromptStyle, prompt_batch
 
 # Candidates per vision forward. Up to this many, ranking is exactly the compute floor (one
 # batched forward); beyond it, chunks bound peak memory (activations grow with the batch).
 IMAGE_CHUNK = 256
 IMAGE_CACHE_SIZE = 32
 TEXT_CACHE_SIZE = 1024
-
-
-class ClipRankParams(StrictParams):
-    query: str | None = Field(
-        default=None,
-        description="Text to rank the candidates against; default: the current query.",
-        max_length=1000,
-    )
-    mode: PromptMode = Field(
-        default="crop",
-        description=(
-            "How each candidate is shown to CLIP: crop (its box with some context), "
-            "blur or grey (the full image, blurred or greyed outside the mask), "
-            "outline (the full image with a red contour around the mask)."
-        ),
-    )
-    temperature: float = Field(
-        default=0.01, gt=0.0, le=10.0, description="Softmax temperature over cosine scores."
-    )
-    prompt_template: str = Field(
-        default="a photo of {}",
-        description="Text template; {} is replaced by the query.",
-        max_length=200,
-    )
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _one_slot(cls, value: str) -> str:
-        if value.count("{}") != 1:
-            raise ValueError('prompt_template needs exactly one "{}" where the query goes')
-        return value
 
 
 def apply_template(template: str, query: str) -> str:
@@ -78,31 +47,6 @@ def apply_template(template: str, query: str) -> str:
     if prefix and query.lower().startswith(prefix):
         return query
     return template.replace("{}", query)
-
-
-Colour = Annotated[int, Field(ge=0, le=255, strict=True)]
-
-
-class StyleOptions(StrictParams):
-    """``clip_rank.style``: the :class:`PromptStyle` fields, each checked when the run is set up
-    (fractions are of the image's longer side; defaults are :data:`DEFAULT_STYLE`'s)."""
-
-    margin: float = Field(default=DEFAULT_STYLE.margin, ge=0.0, le=2.0, allow_inf_nan=False)
-    grey: int = Field(default=DEFAULT_STYLE.grey, ge=0, le=255, strict=True)
-    blur_sigma: float = Field(default=DEFAULT_STYLE.blur_sigma, gt=0.0, le=1.0, allow_inf_nan=False)
-    outline_width: float = Field(default=DEFAULT_STYLE.outline_width, ge=0.0, le=0.25, allow_inf_nan=False)
-    outline_color: tuple[Colour, Colour, Colour] = DEFAULT_STYLE.outline_color
-
-
-class ClipRankOptions(StrictParams):
-    """Settings of ``clip_rank`` (``--tool-option clip_rank.KEY=VALUE``)."""
-
-    style: StyleOptions = Field(
-        default_factory=StyleOptions,
-        description="visual prompt style, an object with any of margin, grey, blur_sigma, outline_width, "
-        'outline_color, e.g. {"margin": 0.2}',
-    )
-    cache_dir: str | None = Field(default=None, description="open_clip's download cache")
 
 
 class ClipRank(Tool):
@@ -121,21 +65,8 @@ class ClipRank(Tool):
         crops_encoded: visual prompts encoded so far.
     """
 
-    name = "clip_rank"
-    description = (
-        "Score every candidate mask against a text query with CLIP and return the "
-        "ranking: per-candidate probability, conf (top-1 probability) and gap (top-1 minus top-2)."
-    )
-    version = "1"
-    role = "rank"
-    # ToolSettings it reads (config.json records only what the run's tools read).
-    reads_settings = frozenset(
-        {"weights", "device", "clip_model", "clip_pretrained", "seed", "precision", "compile"}
-        | {"compile_backend"}
-    )
-    Params = ClipRankParams
+    declaration = CLIP_RANK
     Output = Ranking
-    Options = ClipRankOptions
 
     def __init__(self, settings: ToolSettings | None = None, *, bundle: ClipBundle | None = None):
         super().__init__(settings)

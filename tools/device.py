@@ -34,9 +34,19 @@ _no_loop_limiters: dict[str, anyio.CapacityLimiter] = {}
 
 @dataclass
 class ComputeClock:
-    """Seconds the running tool call spent waiting rather than computing."""
+    """Seconds the running tool call spent waiting rather than computing: ``waited`` for its
+    device thread or the event loop, ``booked_wait`` for what it books as wait (a VLM request
+    held back by the endpoint's limits, see :func:`book_wait`)."""
 
     waited: float = 0.0
+    booked_wait: float = 0.0
+
+
+def book_wait(seconds: float) -> None:
+    """Book ``seconds`` of the running tool call as wait, not compute (no call running: nothing)."""
+    clock = _CLOCK.get()
+    if clock is not None:
+        clock.booked_wait += seconds
 
 
 _CLOCK: ContextVar[ComputeClock | None] = ContextVar("refseg_compute_clock", default=None)

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from cache.keys import canonical_json
 from tools.base import StrictParams, Tool, ToolSettings, Workspace
+from tools.declaration import ToolDeclaration
 from tools.errors import ConfigError
 from tools.types import Refinement
 
@@ -43,18 +44,24 @@ class RefineParams(StrictParams):
     )
 
 
-class RefineQuery(Tool):
-    name = "refine_query"
-    description = (
+REFINE_QUERY = ToolDeclaration(
+    name="refine_query",
+    role="refine",
+    description=(
         "Rewrite the current referring expression into a clearer query for the ranker "
         "(head noun, colour, position), using the image and the current top candidates."
-    )
-    version = "2"  # 2: never repeats a query (rules: distinct rewrites; VLM: history, one re-ask)
-    role = "refine"
-    reads_settings = frozenset[str]()  # the VLM client and its options only
-    Params = RefineParams
+    ),
+    implementation="tools.refine:RefineQuery",
+    Params=RefineParams,
+    Options=RefineOptions,
+    version="2",  # 2: never repeats a query (rules: distinct rewrites; VLM: history, one re-ask)
+    reads_settings=frozenset(),  # the VLM client and its options only
+)
+
+
+class RefineQuery(Tool):
+    declaration = REFINE_QUERY
     Output = Refinement
-    Options = RefineOptions
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)

@@ -3,11 +3,14 @@
 A plugin package declares, in its ``pyproject.toml``::
 
     [project.entry-points."refseg.tools"]
-    my_tool = "my_pkg.my_module:MyTool"
+    my_tool = "my_pkg.declared:MY_TOOL"
 
-where ``MyTool`` is a :class:`tools.base.Tool` subclass (or any callable taking
-:class:`tools.base.ToolSettings` and returning a tool). Tools are imported and built lazily,
-so listing tools never loads a model.
+where ``MY_TOOL`` is a :class:`tools.declaration.ToolDeclaration` (in a light module: what the
+tool is, and the ``"module:Class"`` that runs it), or the :class:`tools.base.Tool` subclass
+itself (or any callable taking :class:`tools.base.ToolSettings` and returning a tool). Roles,
+schemas and options come from declarations, so listing tools, offering them to a VLM and
+checking options import no model code; a tool's implementation is imported when it is built.
+A class or factory entry is imported when its declaration is first asked for.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from tools.base import Tool, ToolFactory, ToolSettings, validation_problems
+from tools.declaration import ToolDeclaration
 from tools.errors import ConfigError
 
 ENTRY_POINT_GROUP = "refseg.tools"
 
 BUILTIN_TOOLS: dict[str, str] = {
-    "sam_propose": "tools.sam_propose:SamPropose",
-    "sam_prompt": "tools.sam_prompt:SamPrompt",
-    "clip_rank": "tools.clip_rank:ClipRank",
-    "refine_query": "tools.refine:RefineQuery",
+    "sam_propose": "tools.sam_declaration:SAM_PROPOSE",
+    "sam_prompt": "tools.sam_declaration:SAM_PROMPT",
+    "clip_rank": "tools.clip_declaration:CLIP_RANK",
+    "refine_query": "tools.refine:REFINE_QUERY",
 }
 
 
@@ -58,6 +62,8 @@ class ToolRegistry:
             name: ToolSpec(name, target, "builtin") for name, target in BUILTIN_TOOLS.items()
         }
         self._factories: dict[str, ToolFactory] = {}
+        self._declarations: dict[str, ToolDeclaration] = {}
+        self._broken: dict[str, ConfigError] = {}  # a plugin that failed to import stays failed
         self._tools: dict[str, Tool] = {}
         self._building: set[str] = set()
         if plugins:
@@ -65,11 +71,21 @@ class ToolRegistry:
                 if ep.name not in self._specs:
                     self._specs[ep.name] = ToolSpec(ep.name, ep.value, "plugin")
 
-    def register(self, name: str, factory: ToolFactory) -> None:
-        """Add (or replace) a tool programmatically."""
+    def register(self, name: str, factory: ToolFactory | ToolDeclaration) -> None:
+        """Add (or replace) a tool programmatically: its class or factory, or its declaration
+        (whose implementation is imported when the tool is built)."""
+        self._declarations.pop(name, None)
+        self._factories.pop(name, None)
+        self._broken.pop(name, None)
+        self._tools.pop(name, None)
+        if isinstance(factory, ToolDeclaration):
+            if factory.name != name:
+                raise ConfigError(f"tool registered as {name!r} declares itself {factory.name!r}")
+            self._specs[name] = ToolSpec(name, factory.implementation, "registered")
+            self._declarations[name] = factory
+            return
         self._specs[name] = ToolSpec(name, f"<{getattr(factory, '__name__', factory)!s}>", "registered")
         self._factories[name] = factory
-        self._tools.pop(name, None)
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -82,21 +98,57 @@ class ToolRegistry:
             )
         return self._specs[name]
 
+    def _target(self, name: str, target: str) -> Any:
+        """The object ``target`` names; a failure is remembered (one import try per run)."""
+        if name in self._broken:
+            raise self._broken[name]
+        try:
+            return _resolve(target)
+        except Exception as exc:  # a broken plugin must not take the others down
+            error = ConfigError(f"tool {name!r} ({target}) failed to import: {exc}")
+            self._broken[name] = error
+            raise error from exc
+
+    def declaration(self, name: str) -> ToolDeclaration:
+        """What the tool is (role, description, schema, options), without importing the code
+        that runs it when it is registered by its declaration (see the module docstring).
+
+        Raises:
+            ConfigError: an unknown tool, or one that cannot be imported.
+        """
+        if name in self._declarations:
+            return self._declarations[name]
+        spec = self.spec(name)
+        found = None if name in self._factories else self._target(name, spec.target)
+        if isinstance(found, ToolDeclaration):
+            if found.name != name:
+                raise ConfigError(f"tool registered as {name!r} declares itself {found.name!r}")
+            declaration = found
+        else:
+            declaration = ToolDeclaration.of_tool(self.tool_class(name))
+        self._declarations[name] = declaration
+        return declaration
+
     def factory(self, name: str) -> ToolFactory:
+        """What builds the tool (its class, for a declared or class-registered tool).
+
+        Raises:
+            ConfigError: an unknown tool, or one that cannot be imported.
+        """
         spec = self.spec(name)
         if name in self._factories:
             return self._factories[name]
-        try:
-            factory = _resolve(spec.target)
-        except Exception as exc:  # a broken plugin must not take the others down
-            raise ConfigError(f"tool {name!r} ({spec.target}) failed to import: {exc}") from exc
-        if not callable(factory):
+        found = self._target(name, spec.target)
+        if isinstance(found, ToolDeclaration):
+            found = self._target(name, found.implementation)
+        if not callable(found):
             raise ConfigError(f"tool {name!r} ({spec.target}) is not a Tool class or factory")
-        self._factories[name] = factory
-        return factory
+        self._factories[name] = found
+        return found
 
     def tool_class(self, name: str) -> type[Tool]:
-        """The tool's class without building it (for schemas and roles)."""
+        """The tool's class without building it (imports its implementation: prefer
+        :meth:`declaration` for roles and schemas)."""
         factory = self.factory(name)
         if isinstance(factory, type) and issubclass(factory, Tool):
             return factory
@@ -112,13 +164,13 @@ class ToolRegistry:
             if name in seen:
                 continue
             seen.add(name)
-            factory = self.factory(name)
-            if not (isinstance(factory, type) and issubclass(factory, Tool)):
+            if not self._declared_without_building(name):
                 return None  # a plain factory: it may read any
-            if factory.reads_settings is None:
+            declared = self.declaration(name)  # no tool module imported for a declared tool
+            if declared.reads_settings is None:
                 return None  # a tool that declares nothing: it may read any
-            read |= factory.reads_settings
-            pending += [*factory.needs, *([factory.prompt_tool] if factory.prompt_tool else [])]
+            read |= declared.reads_settings
+            pending += [*declared.needs, *([declared.prompt_tool] if declared.prompt_tool else [])]
         return frozenset(read)
 
     def get(self, name: str) -> Tool:
@@ -148,9 +200,16 @@ class ToolRegistry:
             ConfigError: an unknown tool name, or a bad option value or key.
         """
         for name in names:
-            factory = self.factory(name)
-            if isinstance(factory, type) and issubclass(factory, Tool):
-                factory.check_options(self.settings)
+            if self._declared_without_building(name):
+                self.declaration(name).check_options(self.settings.options)
+
+    def _declared_without_building(self, name: str) -> bool:
+        """Whether the tool's declaration is known without building it (a plain factory's is not)."""
+        spec = self.spec(name)
+        if name in self._declarations:
+            return True
+        found = self._factories[name] if name in self._factories else self._target(name, spec.target)
+        return isinstance(found, ToolDeclaration) or (isinstance(found, type) and issubclass(found, Tool))
 
     def check_arguments(self, name: str, args: dict[str, Any]) -> None:
         """Validate fixed call arguments (``EpisodeConfig.propose_args`` / ``rank_args``, set by
@@ -160,11 +219,10 @@ class ToolRegistry:
         Raises:
             ConfigError: one line naming the tool and each bad argument.
         """
-        factory = self.factory(name)
-        if not (isinstance(factory, type) and issubclass(factory, Tool)):
-            return
+        if not self._declared_without_building(name):
+            return  # a plain factory's tool checks its arguments when it is called
         try:
-            factory.Params.model_validate(dict(args))
+            self.declaration(name).Params.model_validate(dict(args))
         except ValidationError as exc:
             problems = "; ".join(f"argument {where}: {what}" for where, what in validation_problems(exc))
             raise ConfigError(f"tool {name}: {problems}") from None
@@ -174,14 +232,14 @@ class ToolRegistry:
         for name in self.names():
             spec = self._specs[name]
             try:
-                cls = self.tool_class(name)
+                declared = self.declaration(name)
                 rows.append(
                     {
                         "name": name,
-                        "role": cls.role,
-                        "version": cls.version,
+                        "role": declared.role,
+                        "version": declared.version,
                         "origin": spec.origin,
-                        "description": cls.description,
+                        "description": declared.description,
                     }
                 )
             except ConfigError as exc:

@@ -9,6 +9,11 @@ host. Until then no data is copied to the host (the filters' boolean indexing on
 for the device to know how many candidates are left). The clean-up of small regions
 (``min_mask_region_area``) needs scipy and runs on the host, on the NMS survivors.
 
+When box NMS keeps every box (``box_nms_thresh`` 1, as with open thresholds), the proposals
+are just the best-scored candidates that pass the filters: only the best few hundred low-res
+logits are held while decoding (:class:`TopScored`) and only as many are upscaled as it takes
+to fill ``max_proposals`` (:func:`top_candidates`), not all ``3 x points`` of them.
+
 The official generator instead upscales every mask before filtering and converts each one
 to RLE on the host; the masks, scores and order are the same (tests compare both).
 """
@@ -38,6 +43,7 @@ class FilterKnobs(Protocol):
     box_nms_thresh: float
     min_area: int
     max_proposals: int
+    min_mask_region_area: int
 
 
 def pack_bits(masks: torch.Tensor) -> torch.Tensor:
@@ -91,10 +97,13 @@ def filter_batch(
     input_size: tuple[int, int],
     original_size: tuple[int, int],
     out: DeviceCandidates,
+    *,
+    iou_filter: bool = True,
 ) -> None:
-    """Filter one decoded batch (``(M, h, w)`` logits, ``(M,)`` predicted IoU) into ``out``."""
+    """Filter one decoded batch (``(M, h, w)`` logits, ``(M,)`` predicted IoU) into ``out``
+    (``iou_filter=False``: the predicted-IoU filter was applied already)."""
     low_res, iou = low_res.float(), iou.float()  # masks are thresholded in float32
-    if knobs.pred_iou_thresh > 0.0:
+    if iou_filter and knobs.pred_iou_thresh > 0.0:
         keep = iou > knobs.pred_iou_thresh
         low_res, iou = low_res[keep], iou[keep]
     h, w = original_size
@@ -151,3 +160,78 @@ def nms_survivors(
         stability=stability[keep].cpu().numpy().astype(np.float32),
         areas=torch.cat(found.areas)[keep].cpu().numpy().astype(np.int64),
     )
+
+
+def fewest_upscaled(knobs: FilterKnobs) -> bool:
+    """Whether only the best-scored candidates need upscaling: box NMS at an IoU threshold of
+    1 keeps every box (no IoU is above 1), and no host-side clean-up may drop survivors."""
+    return knobs.box_nms_thresh >= 1.0 and knobs.min_mask_region_area == 0
+
+
+@dataclass
+class TopScored:
+    """The best-scored candidates' low-resolution logits, for when NMS keeps every box.
+
+    Then the proposals are the ``max_proposals`` best-scored candidates that pass the filters,
+    so only those need upscaling: the others' logits are dropped as they are decoded (at most
+    ``cap`` are held). ``scores`` keeps every candidate's score: with two equal scores the
+    order of the reference (an unstable sort) is not defined here, and the caller goes the
+    full way.
+    """
+
+    cap: int
+    logits: torch.Tensor | None = None  # (P, h, w) float32, best first
+    iou: torch.Tensor | None = None  # (P,)
+    scores: list[torch.Tensor] = field(default_factory=list)
+    dropped: bool = False  # some candidate that passed the IoU filter is no longer held
+
+    def add(self, low_res: torch.Tensor, iou: torch.Tensor, pred_iou_thresh: float) -> None:
+        low_res, iou = low_res.float(), iou.float()
+        self.scores.append(iou)
+        if pred_iou_thresh > 0.0:
+            keep = iou > pred_iou_thresh
+            low_res, iou = low_res[keep], iou[keep]
+        if self.logits is not None and self.iou is not None:
+            low_res, iou = torch.cat([self.logits, low_res]), torch.cat([self.iou, iou])
+        order = torch.sort(iou, descending=True, stable=True).indices
+        self.dropped = self.dropped or len(order) > self.cap
+        order = order[: self.cap]
+        self.logits, self.iou = low_res[order], iou[order]
+
+    def tied(self) -> bool:
+        scores = torch.cat(self.scores)
+        return bool(torch.unique(scores).numel() != scores.numel())
+
+
+def top_candidates(
+    model: Sam,
+    top: TopScored,
+    knobs: FilterKnobs,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+) -> DeviceCandidates | None:
+    """The candidates when NMS keeps every box: the held ones are upscaled best first, only as
+    many as still needed, until ``max_proposals`` pass the filters. :func:`nms_survivors` of
+    them gives the same masks, scores and order as the full way (:func:`filter_batch` on every
+    batch). ``None`` when that cannot be promised: two equal scores, or too few of the held
+    candidates passed while others were dropped.
+    """
+    found = DeviceCandidates()
+    if top.logits is None or top.iou is None:
+        return found
+    if top.tied():
+        return None
+    h, w = original_size
+    most = max(1, CHUNK_ELEMENTS // (model.image_encoder.img_size**2 + h * w))
+    start = 0
+    while start < len(top.iou) and len(found) < knobs.max_proposals:
+        needed = knobs.max_proposals - len(found)
+        end = start + min(most, needed if start == 0 else max(2 * needed, 8))  # filters drop some
+        part = slice(start, end)
+        filter_batch(
+            model, top.logits[part], top.iou[part], knobs, input_size, original_size, found, iou_filter=False
+        )
+        start = end
+    if len(found) < knobs.max_proposals and top.dropped:
+        return None  # a dropped candidate might have been next
+    return found

@@ -21,6 +21,7 @@ from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.coords import Frame, map_box, map_points
 from tools.errors import ConfigError
 from tools.prompting import Prompt, PromptTool
+from tools.sam_declaration import SAM_PROMPT
 from tools.sam_propose import SamPropose
 from tools.types import Image
 
@@ -37,15 +38,7 @@ class SamPrompt(PromptTool):
         decodes: prompts decoded so far.
     """
 
-    name = "sam_prompt"
-    description = (
-        "Draw the mask of the object at a box and/or points you give, with Segment Anything, "
-        "and add it to the candidates; then rank and submit it. Use it when no candidate "
-        "covers the object."
-    )
-    version = "1"
-    needs = ("sam_propose",)
-    reads_settings = frozenset({"device", "precision"})  # and, through sam_propose, SAM's
+    declaration = SAM_PROMPT
 
     def __init__(self, settings: ToolSettings | None = None, *, proposer: SamPropose | None = None):
         super().__init__(settings)

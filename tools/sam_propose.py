@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import batch_iterator, batched_mask_to_box, build_all_layer_point_grids
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -42,57 +42,33 @@ from tools.accel import (
     compiled,
     default_points_per_batch,
 )
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.encode_queue import EncodeQueue
 from tools.errors import CheckpointError, ConfigError, ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
+from tools.sam_declaration import (
+    SAM_PROPOSE,
+    SamProposeOptions,
+    SamProposeParams,
+)
 from tools.sam_loading import (
     SamConfig,
-    SamProposeOptions,
     coerce_config,
     load_sam,
     missing_checkpoint_message,
     resolve_sam_checkpoint,
 )
-from tools.sam_postprocess import DeviceCandidates, HostSurvivors, filter_batch, nms_survivors
+from tools.sam_postprocess import (
+    DeviceCandidates,
+    HostSurvivors,
+    TopScored,
+    fewest_upscaled,
+    filter_batch,
+    nms_survivors,
+    top_candidates,
+)
 from tools.types import Image, Proposals
-
-
-class SamProposeParams(StrictParams):
-    """Knobs of SAM's automatic mask generator (names and meaning as in segment-anything)."""
-
-    points_per_side: int = Field(
-        default=16, ge=1, le=64, description="Grid of points_per_side^2 point prompts (official default 32)."
-    )
-    points_per_batch: int | None = Field(
-        default=None,
-        ge=1,
-        le=4096,
-        description="Points decoded per batch (speed/memory only; default: 256 on CUDA, 64 on CPU).",
-    )
-    pred_iou_thresh: float = Field(
-        default=0.88,
-        ge=0.0,
-        le=1.0,
-        description="Keep masks whose predicted IoU exceeds this (0: no filter).",
-    )
-    stability_score_thresh: float = Field(
-        default=0.95, ge=0.0, le=1.0, description="Keep masks at least this stable (0: no filter)."
-    )
-    stability_score_offset: float = Field(
-        default=1.0, gt=0.0, le=10.0, description="Logit offset used for the stability score."
-    )
-    box_nms_thresh: float = Field(
-        default=0.7, gt=0.0, le=1.0, description="Box IoU above which duplicates are suppressed."
-    )
-    min_mask_region_area: int = Field(
-        default=0, ge=0, description="Fill holes and drop islands smaller than this many pixels (0: off)."
-    )
-    min_area: int = Field(default=0, ge=0, description="Drop masks with fewer pixels than this.")
-    max_proposals: int = Field(
-        default=64, ge=1, le=1000, description="Keep at most this many masks, best predicted IoU first."
-    )
 
 
 @dataclass
@@ -140,26 +116,8 @@ class SamPropose(Tool):
         clock: seconds spent per stage (``encode``, ``decode``, ``postprocess``).
     """
 
-    name = "sam_propose"
-    description = (
-        "Propose candidate object masks for the whole image with Segment Anything "
-        "(a grid of point prompts, filtered by predicted IoU and stability, duplicates removed). "
-        "Call again with a denser grid (points_per_side) or lower thresholds if the target "
-        "object is not among the candidates."
-    )
-    version = "1"
-    role = "propose"
-    # ToolSettings it reads (config.json records only what the run's tools read).
-    reads_settings = frozenset(
-        {
-            "weights", "device", "checkpoint_dir", "sam_model_type", "sam_checkpoint", "seed", "precision",
-            "compile", "compile_backend", "encoder_batch", "points_per_batch",
-        }
-    )  # fmt: skip
-    Params = SamProposeParams
+    declaration = SAM_PROPOSE
     Output = Proposals
-    prompt_tool = "sam_prompt"
-    Options = SamProposeOptions
 
     def __init__(
         self,
@@ -324,13 +282,27 @@ class SamPropose(Tool):
             points = grid * np.array([[w, h]], dtype=np.float64)
             transform = ResizeLongestSide(self.model.image_encoder.img_size)
             coords = transform.apply_coords(points, (h, w))
-            found = DeviceCandidates()
-            for (batch,) in batch_iterator(self.points_per_batch(p), coords):
-                low_res, iou = self._decode(emb, batch)
-                with self.clock.stage("postprocess"):
-                    filter_batch(self.model, low_res, iou, p, emb.input_size, emb.original_size, found)
+            found = self._best_only(emb, coords, p) if fewest_upscaled(p) else None
+            if found is None:  # every candidate upscaled and filtered as it is decoded
+                found = DeviceCandidates()
+                for (batch,) in batch_iterator(self.points_per_batch(p), coords):
+                    low_res, iou = self._decode(emb, batch)
+                    with self.clock.stage("postprocess"):
+                        filter_batch(self.model, low_res, iou, p, emb.input_size, emb.original_size, found)
             with self.clock.stage("postprocess"):
                 return self._select(found, p, (h, w))
+
+    def _best_only(self, emb: _Embedding, coords: np.ndarray, p: SamProposeParams) -> DeviceCandidates | None:
+        """With NMS keeping every box: hold the best-scored candidates' logits while decoding,
+        then upscale only as many as ``max_proposals`` needs (:func:`top_candidates`); ``None``
+        when that cannot promise the full way's result (it then runs)."""
+        top = TopScored(cap=min(4 * p.max_proposals + 64, 1024))
+        for (batch,) in batch_iterator(self.points_per_batch(p), coords):
+            low_res, iou = self._decode(emb, batch)
+            with self.clock.stage("postprocess"):
+                top.add(low_res, iou, p.pred_iou_thresh)
+        with self.clock.stage("postprocess"):
+            return top_candidates(self.model, top, p, emb.input_size, emb.original_size)
 
     def _select(self, found: DeviceCandidates, p: SamProposeParams, size: tuple[int, int]) -> Proposals:
         if len(found) == 0:

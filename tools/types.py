@@ -108,6 +108,7 @@ class Proposals:
     source: str = ""
     origins: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
     _digest: str | None = field(default=None, repr=False)
+    _packed: np.ndarray | None = field(default=None, repr=False)  # packbits(masks, axis=-1), once
 
     def __post_init__(self) -> None:
         n = int(self.masks.shape[0])
@@ -149,16 +150,23 @@ class Proposals:
         return int(self.masks.shape[0])
 
     @property
+    def packed(self) -> np.ndarray:
+        """The masks bit-packed along their rows (``np.packbits(masks, axis=-1)``), made once."""
+        if self._packed is None:
+            self._packed = np.packbits(self.masks, axis=-1)
+        return self._packed
+
+    @property
     def digest(self) -> str:
         """Content digest of the masks: the cache anchor of anything computed from them."""
         if self._digest is None:
-            self._digest = digest_array(np.packbits(self.masks, axis=-1))
+            self._digest = digest_array(self.packed)
         return self._digest
 
     def to_record(self) -> tuple[Arrays, Meta]:
         return (
             {
-                "masks": np.packbits(self.masks, axis=-1),
+                "masks": self.packed,
                 "boxes": self.boxes,
                 "scores": self.scores,
                 "stability": self.stability,
@@ -226,14 +234,18 @@ class Proposals:
                 new.append(i)
         if not new:
             return self
+        added = extra.masks[new]
         return Proposals(
-            masks=np.concatenate([self.masks, extra.masks[new]]),
-            boxes=np.concatenate([self.boxes, extra.boxes[new]]).astype(np.float32),
-            scores=np.concatenate([self.scores, extra.scores[new]]).astype(np.float32),
-            stability=np.concatenate([self.stability, extra.stability[new]]).astype(np.float32),
-            areas=np.concatenate([self.areas, extra.areas[new]]).astype(np.int64),
+            masks=np.concatenate([self.masks, added]),
+            boxes=np.concatenate([self.boxes, extra.boxes[new]]).astype(np.float32, copy=False),
+            scores=np.concatenate([self.scores, extra.scores[new]]).astype(np.float32, copy=False),
+            stability=np.concatenate([self.stability, extra.stability[new]]).astype(np.float32, copy=False),
+            areas=np.concatenate([self.areas, extra.areas[new]]).astype(np.int64, copy=False),
             source=self.source,
             origins=np.concatenate([self.origins, extra.origins[new]]),
+            # Rows pack independently: the merged packing is the two packings stacked (the
+            # digest of the merged candidates then hashes without packing them all again).
+            _packed=np.concatenate([self.packed, np.packbits(added, axis=-1)]),
         )
 
     def summary(self) -> Meta:

@@ -25,8 +25,6 @@ near the image border out of their own prompt.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -34,33 +32,12 @@ import torch.nn.functional as F
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
-PromptMode = Literal["crop", "blur", "grey", "outline"]
+from tools.clip_declaration import DEFAULT_STYLE, PromptMode, PromptStyle
+
 MODES: tuple[PromptMode, ...] = ("crop", "blur", "grey", "outline")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _MASK_CHUNK_ELEMS = 1 << 24  # bound float copies of full-size masks to ~64 MB
-
-
-@dataclass(frozen=True)
-class PromptStyle:
-    """Knobs of the visual prompts (fractions are of the image's longer side).
-
-    Attributes:
-        margin: crop context on each side, as a fraction of the box's longer side.
-        grey: grey level (0..255) outside the mask in ``grey`` mode.
-        blur_sigma: Gaussian sigma of ``blur`` mode.
-        outline_width: contour thickness of ``outline`` mode (at least 1 pixel).
-        outline_color: contour colour, RGB 0..255.
-    """
-
-    margin: float = 0.1
-    grey: int = 128
-    blur_sigma: float = 0.04
-    outline_width: float = 0.01
-    outline_color: tuple[int, int, int] = (255, 0, 0)
-
-
-DEFAULT_STYLE = PromptStyle()
 
 
 def _check(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, mode: str) -> None:

@@ -24,6 +24,7 @@ from bench import option_pairs
 # Re-exported: bench.cli.speed (and other commands' flag tables) import them from here.
 from bench.cli.flags import Flag, add_flags, default, flags, given
 from bench.cli.sam3_flags import SAM3_ROWS, with_sam3_options
+from bench.cli.scale_flags import LIMIT_ROWS, WORKERS_ROW
 from bench.cli.vlm_flags import PROFILE_ROWS
 from bench.option_pairs import controller_options_from, controllers_help, option_flag_help, tool_options_from
 from bench.options import (
@@ -194,6 +195,7 @@ VLM_FLAGS = flags(
      + "does not know costs 0, and the run says so)"}),
     ("--vlm-price-out", "price_out", {"type": float, "metavar": "USD", "help": _PRICE.format("output")
      + "does not know costs 0)"}),
+    *LIMIT_ROWS,
     owner=VLMConfig,
 )  # fmt: skip
 PROFILE_FLAGS = flags(*PROFILE_ROWS)
@@ -301,11 +303,7 @@ ENGINE_FLAGS = flags(
         "ray_address",
         {"help": "a running Ray cluster (e.g. auto); default: start a local one for the run"},
     ),
-    (
-        "--workers",
-        "workers",
-        {"type": int, "help": "Ray actors (default: one per GPU, else one per CPU; at most --concurrency)"},
-    ),
+    WORKERS_ROW,
     (
         "--gpus-per-worker",
         "gpus_per_worker",

@@ -35,6 +35,7 @@ def add_parser(subparsers: Any) -> None:
     from bench.cli.chaos import add_parser as add_chaos_parser
     from bench.cli.datasets import add_parsers as add_dataset_parsers
     from bench.cli.frontier import add_parser as add_frontier_parser
+    from bench.cli.scale import add_parser as add_scale_parser
     from bench.cli.speed import add_parser as add_speed_parser
     from bench.cli.suite import add_parser as add_suite_parser
 
@@ -49,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
     add_chaos_parser(sub)
     add_benchmark_parsers(sub)
     add_speed_parser(sub)
+    add_scale_parser(sub)
     add_dataset_parsers(sub)
     add_frontier_parser(sub)
 

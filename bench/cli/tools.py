@@ -28,12 +28,12 @@ def cmd_tools(args: argparse.Namespace) -> int:
         registry.spec(args.name)  # an unknown name: one line listing the known ones
         print(tool_text(registry, args.name))
         if args.schema:
-            print(json.dumps(registry.tool_class(args.name).function_schema(), indent=2))
+            print(json.dumps(registry.declaration(args.name).function_schema(), indent=2))
         return 0
     for row in registry.describe():
         print(f"{row['name']:16} {row['role']:8} v{row['version']:4} {row['origin']:8} {row['description']}")
         if args.schema and row["role"] != "?":
-            print(json.dumps(registry.tool_class(row["name"]).function_schema(), indent=2))
+            print(json.dumps(registry.declaration(row["name"]).function_schema(), indent=2))
     print("`refseg tools NAME` shows a tool's arguments and options")
     return 0
 
@@ -42,7 +42,7 @@ def tool_text(registry: Any, name: str) -> str:
     """One tool described: role, version, origin, description, arguments and options."""
     from tools.option_docs import describe_fields
 
-    cls = registry.tool_class(name)
+    cls = registry.declaration(name)  # no tool module imported
     spec = registry.spec(name)
     lines = [f"{name} ({cls.role}, v{cls.version}, {spec.origin}: {spec.target})", f"  {cls.description}"]
     if cls.prompt_tool:

@@ -9,7 +9,8 @@ afterwards. Resume, reports and the viewer therefore do not care which engine ra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from agent.session import Session
 from agent.tracing import Tracer
 from bench.data.examples import Example
 from bench.data.protocol import EvalProtocol
+from bench.loop_lag import LoopLag
 from bench.records import SampleRecord
 from bench.runtime import Runtime
 from tools.errors import RefsegError
@@ -41,6 +43,9 @@ class EngineJob:
         tracer: the run's ``trace.jsonl``; the driver process is its only writer.
         concurrency: examples in flight at once, over all workers.
         protocol: how each example's mask is scored.
+        on_start: called when the first example is about to start (set-up, a Ray cluster's
+            start and its workers' tools are behind): the run's measures of its examples
+            (event-loop lag) start there.
     """
 
     rt: Runtime
@@ -51,6 +56,7 @@ class EngineJob:
     tracer: Tracer
     concurrency: int
     protocol: EvalProtocol
+    on_start: Callable[[], object] = field(default=lambda: None)
 
 
 @dataclass
@@ -74,6 +80,12 @@ class EngineStats:
         setup_s: seconds spent building the tools and loading their models before the first
             example (the driver's session; Ray workers count theirs in ``start_s``); not part
             of the invocation's wall time.
+        lag: event-loop lag of every loop that ran episodes or wrote records (the driver's,
+            and each Ray worker's), merged.
+        cpu_s: CPU seconds (all threads) the run's processes spent while the examples ran
+            (the driver's, plus each Ray worker's from its first group on).
+        worker_peak_rss_bytes: the largest peak resident set of a Ray worker process (``None``
+            with the local engine, whose one process is the driver).
     """
 
     engine: str
@@ -86,6 +98,9 @@ class EngineStats:
     groups_redone: int = 0
     start_s: float = 0.0
     setup_s: float = 0.0
+    lag: LoopLag = field(default_factory=LoopLag)
+    cpu_s: float = 0.0
+    worker_peak_rss_bytes: int | None = None
 
     def invocation_fields(self) -> dict[str, Any]:
         """The fields of the ``invocations.jsonl`` line this engine fills in."""
@@ -100,6 +115,9 @@ class EngineStats:
             "groups_redone": self.groups_redone,
             "engine_start_s": round(self.start_s, 4),
             "setup_s": round(self.setup_s, 4),
+            "event_loop": self.lag.as_record(),
+            "cpu_s": round(self.cpu_s, 3),
+            "worker_peak_rss_bytes": self.worker_peak_rss_bytes,
         }
 
 
@@ -167,6 +185,17 @@ def reset_peak_cuda_memory(device: str) -> None:
                 torch.cuda.reset_peak_memory_stats(device)
         except Exception:  # no CUDA runtime: nothing to reset
             pass
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set in bytes (``None`` where the platform does not say)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):  # pragma: no cover - not a Unix
+        return None
+    return int(peak) * (1 if sys.platform == "darwin" else 1024)  # macOS: bytes; Linux: KiB
 
 
 def peak_cuda_memory(device: str) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import anyio.to_thread
 
@@ -38,6 +40,8 @@ class LocalEngine:
         stats = EngineStats(self.name, workers=1)
         if job.count:  # models load here, booked as set-up, not in the first episode
             stats.setup_s = await session.setup()
+        job.on_start()
+        cpu0 = time.process_time()
         encodes_before = image_encodes(session) if job.count else None
 
         async def one(index: int, ex: Example, image: Image | str, token: object) -> None:
@@ -61,6 +65,7 @@ class LocalEngine:
                         await limiter.acquire_on_behalf_of(token)
                         tg.start_soon(one, index, ex, image, token)
         finally:
+            stats.cpu_s = time.process_time() - cpu0
             stats.computed = dict(session.invoker.computed)
             stats.image_encodes = encodes_since(session, encodes_before)
             stats.peak_cuda_memory_bytes = peak_cuda_memory(rt.settings.device)

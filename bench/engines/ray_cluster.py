@@ -166,7 +166,7 @@ def plan_workers(
     """
     cpus = options.cpus_per_worker or 1.0
     want_gpu = device is None or device.startswith("cuda")
-    workers = options.workers
+    workers = auto_workers(options, free) if options.workers == "auto" else options.workers
     if workers is None:
         free_gpus = free.get("GPU", 0.0)
         if want_gpu and free_gpus >= 1 and options.gpus_per_worker != 0:
@@ -185,6 +185,24 @@ def plan_workers(
                 f"{workers * each:g}; lower --workers or --{name.lower()}s-per-worker"
             )
     return WorkerPlan(workers, gpus, cpus)
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def auto_workers(options: EngineOptions, free: dict[str, float]) -> int:
+    """``--workers auto``: one per core of this machine for the run's own cluster (which gets one
+    more logical CPU than workers, see :func:`connect`), else one per free CPU of the running
+    cluster less one (room for a dead worker's replacement)."""
+    cpus = options.cpus_per_worker or 1.0
+    if options.ray_address is None:
+        return max(1, int(machine_cores() // cpus))
+    return max(1, int(max(1.0, free.get("CPU", 0.0) - 1) // cpus))
 
 
 def worker_options(rt: Runtime, gpus: float) -> EpisodeOptions:
@@ -216,8 +234,9 @@ def connect(ray: Any, options: EngineOptions) -> None:
         if options.ray_address:
             ray.init(address=options.ray_address, log_to_driver=False)
         else:
-            cpus = math.ceil((options.workers or 0) * (options.cpus_per_worker or 1.0))
-            cpus = max(os.cpu_count() or 1, cpus) + 1
+            asked = machine_cores() if options.workers == "auto" else (options.workers or 0)
+            cpus = math.ceil(asked * (options.cpus_per_worker or 1.0))
+            cpus = max(machine_cores(), cpus) + 1  # more logical CPUs than workers: see above
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         cluster_messages_to_stderr()
     except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, ...

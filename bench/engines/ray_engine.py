@@ -44,7 +44,9 @@ from bench.engines.ray_cluster import (
     worker_options,
 )
 from bench.engines.ray_worker import EpisodeWorker, GroupResult, WorkerJob, result_view
+from bench.engines.vlm_limiter import LimiterActor
 from bench.evaluate import failed_record
+from bench.loop_lag import LoopLag
 from bench.options import EngineOptions
 from bench.records import SampleRecord
 from bench.samples import config_differences
@@ -99,6 +101,7 @@ class RayEngine:
         self._plan: WorkerPlan | None = None
         self._slots: list[_Slot] = []
         self._actor_class: Any = None
+        self._limiter: tuple[Any, Any] | None = None  # (limits, the run's VLM limiter actor)
         self._watchdog: ray_reaper.Watchdog | None = None
 
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
@@ -110,18 +113,40 @@ class RayEngine:
         started = time.perf_counter()
         plan = await self._start(job)
         base = WorkerJob(
-            job.run_id, worker_options(job.rt, plan.gpus), job.perturb, share=1, protocol=job.protocol.name
+            job.run_id,
+            worker_options(job.rt, plan.gpus),
+            job.perturb,
+            share=1,
+            protocol=job.protocol.name,
+            limiter=self._vlm_limiter(job),
         )
         await self._check_workers(base, result_view(job.rt))
         feeding = _Feeding(self, job, send, groups)
         feeding.stats.start_s = time.perf_counter() - started
-        return await feeding.run(base)
+        job.on_start()
+        cpu0 = time.process_time()  # the driver's share: feeding, collecting, writing
+        stats = await feeding.run(base)
+        stats.cpu_s += time.process_time() - cpu0
+        return stats
+
+    def _vlm_limiter(self, job: EngineJob) -> Any:
+        """The run's VLM limiter actor (one per engine and limits; ``None`` without limits)."""
+        limits = getattr(getattr(job.rt.vlm, "config", None), "limits", None)
+        if limits is None or not limits.enabled:
+            return None
+        if self._limiter is None or self._limiter[0] != limits:
+            actor = self._ray.remote(LimiterActor).options(num_cpus=0, max_concurrency=10_000)
+            self._limiter = (limits, actor.remote(limits))
+        return self._limiter[1]
 
     async def aclose(self) -> None:
         """Close and stop the actors; shut the cluster down (or disconnect) if this engine started it."""
         ray, slots, self._slots = self._ray, self._slots, []
+        limiter, self._limiter = self._limiter, None
         if ray is None:
             return
+        if limiter is not None:
+            ray.kill(limiter[1])
         with anyio.move_on_after(30):
             for slot in slots:
                 with anyio.move_on_after(10), contextlib.suppress(ray.exceptions.RayError):
@@ -283,6 +308,12 @@ class _Feeding:
         else:
             records = result.records
             self.latest[result.pid] = result.computed
+            self.stats.lag.merge(LoopLag.from_record(result.lag))
+            self.stats.cpu_s += result.cpu_s
+            if result.peak_rss_bytes is not None:
+                self.stats.worker_peak_rss_bytes = max(
+                    result.peak_rss_bytes, self.stats.worker_peak_rss_bytes or 0
+                )
             self.encodes[result.pid] = result.image_encodes
             peak = result.peak_cuda_memory_bytes
             if peak is not None:

@@ -17,8 +17,10 @@ driver stores the images in the run's ``vlm_images/`` and appends the lines to `
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +36,12 @@ from bench.engines.base import (
     first_error,
     image_encodes,
     peak_cuda_memory,
+    peak_rss_bytes,
     reset_peak_cuda_memory,
 )
+from bench.engines.vlm_limiter import RemoteLimiter
 from bench.evaluate import evaluate_example, load_example_image
+from bench.loop_lag import LagMonitor
 from bench.options import EpisodeOptions
 from bench.records import SampleRecord
 from bench.runtime import Runtime, build_runtime, describe_config, result_settings
@@ -53,6 +58,8 @@ class WorkerJob:
         share: examples this worker runs at once (its share of ``--concurrency``).
         protocol: the name of the protocol that scores the examples (the worker looks it up
             among its installed dataset adapters).
+        limiter: the handle of the run's VLM limiter actor (``None``: no VLM limits), which
+            every worker's VLM client goes through (:mod:`bench.engines.vlm_limiter`).
     """
 
     run_id: str
@@ -60,6 +67,7 @@ class WorkerJob:
     perturb: str
     share: int
     protocol: str = "mask-iou"
+    limiter: Any = None
 
 
 @dataclass
@@ -75,6 +83,9 @@ class GroupResult:
             (cumulative; ``None``: the proposer does not count them).
         peak_cuda_memory_bytes: this worker's CUDA peak in this run.
         pid: the worker's process id.
+        lag: this worker's event-loop lag since its last group (:meth:`LoopLag.as_record`).
+        cpu_s: CPU seconds this worker's process spent since its last group (or its run's start).
+        peak_rss_bytes: this worker process's peak resident set so far.
     """
 
     records: list[SampleRecord]
@@ -83,6 +94,9 @@ class GroupResult:
     computed: dict[str, int]
     peak_cuda_memory_bytes: int | None
     pid: int
+    lag: dict[str, Any] | None = None
+    cpu_s: float = 0.0
+    peak_rss_bytes: int | None = None
     image_encodes: int | None = None
 
 
@@ -104,6 +118,14 @@ class _Run:
     limiter: anyio.CapacityLimiter
     device: str
     encodes_before: int | None  # the proposer's counter when the run began (tools outlive runs)
+    monitor: LagMonitor
+    cpu_mark: float  # process CPU seconds when the last group's figures were taken
+
+    def cpu_since(self) -> float:
+        """CPU seconds since the last call (or the run's start)."""
+        now = time.process_time()
+        spent, self.cpu_mark = now - self.cpu_mark, now
+        return spent
 
 
 class EpisodeWorker:
@@ -113,6 +135,7 @@ class EpisodeWorker:
         self._tools: dict[str, Runtime] = {}  # by tools_key: these own the models
         self._runtimes: dict[str, Runtime] = {}  # by the full options
         self._run: _Run | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
 
     async def ping(self) -> int:
         """The worker's process id (answers once the actor has started)."""
@@ -164,10 +187,15 @@ class EpisodeWorker:
             image_encodes=encodes_since(run.session, run.encodes_before),
             peak_cuda_memory_bytes=peak_cuda_memory(run.device),
             pid=os.getpid(),
+            lag=run.monitor.take().as_record(),
+            cpu_s=run.cpu_since(),
+            peak_rss_bytes=peak_rss_bytes(),
         )
 
     async def close(self) -> None:
         """Close the VLM connections (they belong to this loop), the tools and the caches."""
+        if self._run is not None:
+            self._run.monitor.stop()
         self._run = None
         for rt in self._tools.values():
             await rt.aclose_vlm()
@@ -179,13 +207,23 @@ class EpisodeWorker:
         """The run's session, made on its first group (a new run id replaces the last run's)."""
         if self._run is None or self._run.run_id != job.run_id:
             rt = self._runtime(job.options)
+            if rt.vlm is not None and job.limiter is not None:  # the cluster's one limiter
+                rt.vlm.limiter = RemoteLimiter(job.limiter)
             sink = CollectingSink()
             tracer = Tracer(None, run_id=job.run_id, sink=sink)
             session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=job.run_id)
             reset_peak_cuda_memory(rt.settings.device)
             limiter = anyio.CapacityLimiter(job.share)
+            if self._run is not None:
+                self._run.monitor.stop()
+            monitor = LagMonitor()
+            # Ray's asyncio loop runs this actor's methods; the task is kept (the loop holds it weakly).
+            self._monitor_task = asyncio.get_running_loop().create_task(monitor.run())
             before = image_encodes(session)
-            self._run = _Run(job.run_id, session, sink, limiter, rt.settings.device, before)
+            run = _Run(
+                job.run_id, session, sink, limiter, rt.settings.device, before, monitor, time.process_time()
+            )
+            self._run = run
         return self._run
 
     def _runtime(self, options: EpisodeOptions) -> Runtime:

@@ -37,10 +37,12 @@ from bench.records.summary import (
     SUMMARY_SCHEMA_VERSION,
     CostRow,
     Counts,
+    EventLoopLag,
     GroupMetrics,
     MetricsSummary,
     RunLabel,
     Summary,
+    Timing,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "DataSelection",
     "DatasetRecord",
     "EventBase",
+    "EventLoopLag",
     "ExamplesRecord",
     "GroupMetrics",
     "MetricsSummary",
@@ -68,6 +71,7 @@ __all__ = [
     "SampleRecord",
     "SpendRecord",
     "Summary",
+    "Timing",
     "ToolCostRecord",
     "json_schema",
     "parse_event",

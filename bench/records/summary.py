@@ -197,6 +197,22 @@ class CacheHealth(BaseModel):
     reason: str | None = None
 
 
+class EventLoopLag(BaseModel):
+    """How late the run's event loops woke a task that slept 20 ms (:mod:`bench.loop_lag`),
+    over the last invocation's examples: every loop that ran episodes or wrote records (the
+    driver's and, with Ray, each worker's). A large lag means something held a loop (an import,
+    a big parse, a synchronous write) while other episodes waited."""
+
+    model_config = ConfigDict(extra="allow")
+
+    interval_ms: float = 20.0
+    samples: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    stalls_over_250ms: int = 0
+
+
 class Timing(BaseModel):
     """Wall time and throughput (see :func:`bench.summary.build_summary`)."""
 
@@ -214,6 +230,12 @@ class Timing(BaseModel):
     workers: int = 1
     invocations: int = 0
     killed_invocations: int = 0
+    event_loop: EventLoopLag = Field(default_factory=EventLoopLag)
+    cpu_s: float | None = Field(
+        default=None,
+        description="CPU seconds of the run's processes while the last invocation's examples ran",
+    )
+    cpu_ms_per_example: float | None = None
 
 
 class Summary(BaseModel):

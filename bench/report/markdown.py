@@ -82,6 +82,14 @@ def print_summary(name: str, summary: Summary, file: IO[str] | None = None) -> N
         f"{fmt(summary.propose.last_invocation_image_encodes_per_image, 2)}",
         file=out,
     )
+    lag = t.event_loop
+    if lag.samples:
+        cpu = f"; CPU {fmt(t.cpu_ms_per_example, 1)} ms/example" if t.cpu_ms_per_example is not None else ""
+        print(
+            f"  event-loop lag p99 {fmt(lag.p99_ms, 1)} ms, max {fmt(lag.max_ms, 1)} ms "
+            f"({lag.stalls_over_250ms} stalls over 250 ms){cpu}",
+            file=out,
+        )
     for tool, row in summary.costs.tools.items():
         tokens = row.tokens_in + row.tokens_out
         cold_tokens = row.cold_tokens_in + row.cold_tokens_out

@@ -130,26 +130,50 @@ class _NamedClient:
         raise AssertionError("not called")
 
 
-def _option_fields(module: ast.Module) -> dict[str, set[str]]:
-    """``{tool class: its Options model's field names}`` for the tools a module defines."""
-    models = {
+def _models(module: ast.Module) -> dict[str, set[str]]:
+    return {
         node.name: {
             s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
         }
         for node in module.body
         if isinstance(node, ast.ClassDef)
     }
+
+
+def _declared_options(modules: list[ast.Module]) -> dict[str, set[str]]:
+    """``{DECLARATION: its Options model's field names}`` for every ``NAME = ToolDeclaration(...,
+    Options=Model)`` in ``modules`` (declarations live in light modules, apart from the tools)."""
+    found = {}
+    for module in modules:
+        models = _models(module)
+        for node in module.body:
+            call = node.value if isinstance(node, ast.Assign) else None
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "ToolDeclaration"):
+                continue
+            options = next((k.value for k in call.keywords if k.arg == "Options"), None)
+            if isinstance(options, ast.Name):
+                for target in node.targets:  # type: ignore[union-attr]
+                    if isinstance(target, ast.Name):
+                        found[target.id] = models.get(options.id, set())
+    return found
+
+
+def _option_fields(module: ast.Module, declared: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+    """``{tool class: its Options model's field names}`` for the tools a module defines (an
+    ``Options = Model`` attribute, or a ``declaration = NAME`` whose declaration has one)."""
+    models = _models(module)
     tools = {}
     for node in module.body:
         if not isinstance(node, ast.ClassDef):
             continue
         for stmt in node.body:
-            if (
-                isinstance(stmt, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == "Options" for t in stmt.targets)
-                and isinstance(stmt.value, ast.Name)
-            ):
+            if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Name)):
+                continue
+            names = {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+            if "Options" in names:
                 tools[node.name] = models.get(stmt.value.id, set())
+            elif "declaration" in names and stmt.value.id in (declared or {}):
+                tools[node.name] = (declared or {})[stmt.value.id]
     return tools
 
 
@@ -169,9 +193,10 @@ def _mentions(method: ast.FunctionDef, fields: set[str]) -> list[str]:
 def test_no_tool_module_mentions_its_options_when_building_a_key() -> None:
     sources = [*sorted((REPO / "tools").rglob("*.py")), *sorted(PLUGIN_PACKAGE.rglob("*.py"))]
     offenders, tools_seen = [], 0
-    for path in sources:
-        module = ast.parse(path.read_text())
-        option_fields = _option_fields(module)
+    parsed = {path: ast.parse(path.read_text()) for path in sources}
+    declared = _declared_options(list(parsed.values()))
+    for path, module in parsed.items():
+        option_fields = _option_fields(module, declared)
         for node in module.body:
             if not isinstance(node, ast.ClassDef):
                 continue

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 import tools.clip_rank as clip_rank_module
 from agent.invoke import cache_key
 from tools.base import ToolSettings, Workspace
+from tools.clip_declaration import ClipRankParams
 from tools.clip_loading import (
     cached_checkpoint,
     clip_fingerprint,
@@ -23,7 +24,7 @@ from tools.clip_loading import (
     prepare_clip,
     register_tiny_clip,
 )
-from tools.clip_rank import ClipRank, ClipRankParams
+from tools.clip_rank import ClipRank
 from tools.errors import CheckpointError, ConfigError, DownloadError, ToolError
 from tools.registry import ToolRegistry
 from tools.types import Image, Proposals, Ranking

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from cache.lru import LRU
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ToolError
+from tools.offline.declarations import ATTRIBUTE_RANK, AttributeParams
 from tools.types import Proposals, Ranking
 
 # Reference RGB of each colour name; pixels take the nearest name.
@@ -191,26 +191,10 @@ def score(features: Features, parsed: ParsedQuery) -> np.ndarray:
     return (attr + W_POSITION * weight * rel / len(relational)) * parsed.coverage
 
 
-class AttributeParams(StrictParams):
-    query: str | None = Field(
-        default=None, max_length=1000, description="Text to rank against; default: the current query."
-    )
-    temperature: float = Field(default=0.4, gt=0, le=10, description="Softmax temperature.")
-
-
 class AttributeRank(Tool):
     """Rank candidate masks by canonical colour, shape and position words."""
 
-    name = "attribute_rank"
-    description = (
-        "Rank the candidate masks against a query using colour words (red, blue...), shape words "
-        "(circle, square, triangle, star) and position words (left, right, top, bottom, middle, "
-        "biggest, smallest). It knows no synonyms: use these exact words."
-    )
-    version = "1"
-    role = "rank"
-    reads_settings = frozenset({"device"})  # no models, no weights
-    Params = AttributeParams
+    declaration = ATTRIBUTE_RANK
     Output = Ranking
     FEATURE_CACHE = 16
 

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from tools.base import ToolSettings, Workspace
 from tools.coords import box_iou, mask_box
+from tools.offline.declarations import REGION_PROMPT
 from tools.offline.region_propose import denoise
 from tools.prompting import Prompt, PromptTool
 
@@ -106,14 +107,7 @@ def draw_region(pixels: np.ndarray, prompt: Prompt) -> tuple[np.ndarray, float]:
 class RegionPrompt(PromptTool):
     """The region under a box or points, as a new candidate (the offline ``sam_prompt``)."""
 
-    name = "region_prompt"
-    reads_settings = frozenset[str]()  # no models, no weights
-    description = (
-        "Draw the mask of the object at a box and/or points you give (no model: the uniformly "
-        "coloured region under them) and add it to the candidates; then rank and submit it. "
-        "Use it when no candidate covers the object."
-    )
-    version = "1"
+    declaration = REGION_PROMPT
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
 from scipy import ndimage
 
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
+from tools.offline.declarations import REGION_PROPOSE, RegionParams
 from tools.types import Proposals
 
 BIN = 16  # histogram bin width per channel: 16**3 = 4096 bins
@@ -26,19 +26,6 @@ UNION_PENALTY = 0.8
 SPLIT_PENALTY = 0.9
 RECT_PENALTY = 0.6
 CONTRAST_FULL = 80.0  # mean RGB step across the boundary that counts as a clear edge
-
-
-class RegionParams(StrictParams):
-    min_area: int = Field(default=64, ge=1, description="Smallest region kept, in pixels.")
-    max_proposals: int = Field(default=48, ge=1, le=1000, description="Most proposals returned.")
-    color_tolerance: float = Field(
-        default=40.0, gt=0, le=442, description="RGB distance within which pixels share a colour."
-    )
-    max_colors: int = Field(default=24, ge=1, le=128, description="Most palette colours.")
-    variants: bool = Field(default=True, description="Also propose unions, splits and rectangles.")
-    denoise: bool = Field(
-        default=True, description="Median-filter the image first when it looks noisy (estimated sigma > 3)."
-    )
 
 
 def noise_sigma(pixels: np.ndarray) -> float:
@@ -275,17 +262,8 @@ def propose_regions(pixels: np.ndarray, p: RegionParams) -> tuple[np.ndarray, np
 class RegionPropose(Tool):
     """Colour regions and their unions, splits and rectangles as candidate masks."""
 
-    name = "region_propose"
-    description = (
-        "Propose candidate object masks without any model: colour regions (quantised colours, "
-        "connected components) plus unions of touching regions, splits and bounding rectangles."
-    )
-    version = "2"
-    role = "propose"
-    reads_settings = frozenset({"device"})  # no models, no weights
-    Params = RegionParams
+    declaration = REGION_PROPOSE
     Output = Proposals
-    prompt_tool = "region_prompt"
 
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)

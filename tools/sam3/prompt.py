@@ -17,6 +17,7 @@ from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.coords import Frame, map_box, map_points
 from tools.errors import ConfigError
 from tools.prompting import Prompt, PromptTool
+from tools.sam3.declarations import SAM3_PROMPT
 from tools.sam3.propose import Sam3Propose
 from tools.types import Image
 
@@ -34,13 +35,7 @@ class Sam3Prompt(PromptTool):
         proposer: the ``sam3_propose`` instance whose model and encodings to use.
     """
 
-    name = "sam3_prompt"
-    description = (
-        "Draw the mask of the object at a box and/or points you give, with SAM 3, and add it to "
-        "the candidates; then rank and submit it. Use it when no candidate covers the object."
-    )
-    version = "1"
-    needs = ("sam3_propose",)
+    declaration = SAM3_PROMPT
 
     def __init__(self, settings: ToolSettings | None = None, *, proposer: Sam3Propose | None = None):
         super().__init__(settings)

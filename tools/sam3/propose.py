@@ -19,68 +19,21 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import Field
 
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ToolError
 from tools.identity import precision_tag, state_dict_digest
 from tools.precision import check_precision
-from tools.sam3.config import Size
+from tools.sam3.declarations import DEFAULT_THRESHOLD, SAM3_PROPOSE, Sam3Options, Sam3ProposeParams
 from tools.sam3.loading import Sam3Source, require_transformers
 from tools.sam3.overlap import new_instances
 from tools.types import Arrays, Image, Meta, Proposals
 
 if TYPE_CHECKING:
     from tools.sam3.engine import Sam3Engine
-
-DEFAULT_THRESHOLD = 0.5  # SAM 3's own image predictor keeps instances above 0.5
-
-
-class Sam3ProposeParams(StrictParams):
-    """What to look for and how many instances to keep."""
-
-    query: str | None = Field(
-        default=None,
-        max_length=500,
-        description="A short noun phrase naming the object to find, e.g. 'red car' (SAM 3 finds every "
-        "instance of it); default: the current query.",
-    )
-    threshold: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="Keep instances whose score (detection x presence) exceeds this; default: the "
-        "tool's threshold (0.5 unless set otherwise).",
-    )
-    max_instances: int = Field(
-        default=20, ge=1, le=200, description="Keep at most this many, best score first."
-    )
-
-
-class Sam3Options(StrictParams):
-    """Settings of the SAM 3 tools (``--tool-option sam3_propose.KEY=VALUE``; ``--sam3-size`` and
-    ``--sam3-checkpoint`` are shortcuts of ``size`` and ``checkpoint``)."""
-
-    size: Size = Field(default="full", description="architecture: full (the official SAM 3) or tiny (tests)")
-    checkpoint: str | None = Field(
-        default=None, description="safetensors weights (default: CHECKPOINT_DIR/sam3/model.safetensors)"
-    )
-    config: dict[str, Any] | None = Field(
-        default=None, description="Sam3VideoConfig keyword arguments merged into the size's architecture"
-    )
-    threshold: float = Field(
-        default=DEFAULT_THRESHOLD, ge=0.0, le=1.0, description="instances scoring above this are kept"
-    )
-    encodings: int = Field(default=8, ge=1, description="image encodings kept (an LRU by image)")
-    same_instance_iou: float = Field(
-        default=0.85,
-        gt=0.0,
-        le=1.0,
-        description="a new instance overlapping a candidate this much (mask IoU) is that candidate again",
-    )
 
 
 @dataclass(eq=False)
@@ -134,19 +87,8 @@ class Sam3Propose(Tool):
         encodes: images encoded so far (one per distinct image while it stays kept).
     """
 
-    name = "sam3_propose"
-    description = (
-        "Find every instance of a short noun phrase (query; default: the current query) with SAM 3 "
-        "and add them to the candidates, each with SAM 3's score. Call it again with another phrase "
-        "(e.g. the head noun) if the object is not among them; it may find nothing."
-    )
-    version = "1"
-    role = "propose"
-    Params = Sam3ProposeParams
+    declaration = SAM3_PROPOSE
     Output = Sam3Proposals
-    Options = Sam3Options
-    prompt_tool = "sam3_prompt"
-    text_conditioned: ClassVar[bool] = True
 
     def __init__(self, settings: ToolSettings | None = None, *, engine: Sam3Engine | None = None):
         super().__init__(settings)
@@ -281,3 +223,7 @@ def _subset(props: Proposals, keep: list[int]) -> Proposals:
         source=props.source,
         origins=props.origins[idx],
     )
+
+
+# The parameters and options are declared in tools.sam3.declarations; importable here too.
+__all__ = ["DEFAULT_THRESHOLD", "Sam3Options", "Sam3Proposals", "Sam3Propose", "Sam3ProposeParams"]

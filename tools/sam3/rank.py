@@ -22,31 +22,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from tools.base import StrictParams, Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ConfigError, ToolError
 from tools.prompting import held_proposals
+from tools.sam3.declarations import SAM3_RANK, Sam3RankParams
 from tools.sam3.overlap import match_scores
 from tools.sam3.propose import Sam3Propose
 from tools.types import Image, Proposals, Ranking, boxes_from_masks
 
 ALL_INSTANCES = 200  # SAM 3's query slots: rank against every instance above the threshold
-
-
-class Sam3RankParams(StrictParams):
-    query: str | None = Field(
-        default=None,
-        max_length=500,
-        description="Short noun phrase to score the candidates against; default: the current query.",
-    )
-    threshold: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="SAM 3 instances scoring at most this do not count (a candidate matching none "
-        "scores 0); default: sam3_propose's threshold.",
-    )
 
 
 def scores_to_probs(scores: np.ndarray) -> np.ndarray:
@@ -69,17 +54,8 @@ class Sam3Rank(Tool):
         proposer: the ``sam3_propose`` instance whose model to use; the registry hands it over.
     """
 
-    name = "sam3_rank"
-    description = (
-        "Score every candidate against a short noun phrase with SAM 3 and return the ranking: "
-        "per-candidate probability, conf (top-1 probability) and gap (top-1 minus top-2). "
-        "Candidates SAM 3 does not find for the phrase score 0."
-    )
-    version = "1"
-    role = "rank"
-    Params = Sam3RankParams
+    declaration = SAM3_RANK
     Output = Ranking
-    needs = ("sam3_propose",)
 
     def __init__(self, settings: ToolSettings | None = None, *, proposer: Sam3Propose | None = None):
         super().__init__(settings)
@@ -139,3 +115,7 @@ class Sam3Rank(Tool):
             self.proposer.threshold(params.threshold),
         )
         return scores_ranking(scores, query, proposals.digest, self.name)
+
+
+# The parameters are declared in tools.sam3.declarations; importable here too.
+__all__ = ["Sam3Rank", "Sam3RankParams", "scores_ranking", "scores_to_probs"]

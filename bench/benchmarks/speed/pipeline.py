@@ -17,7 +17,8 @@ from bench.benchmarks.speed.machine import PeakMemory, peak_memory, timed
 from bench.benchmarks.speed.setup import Models, NamedImage
 from tools.accel import StageClock
 from tools.base import Workspace
-from tools.clip_rank import ClipRank, ClipRankParams, apply_template
+from tools.clip_declaration import ClipRankParams
+from tools.clip_rank import ClipRank, apply_template
 from tools.sam_propose import SamPropose, SamProposeParams
 from tools.types import Proposals
 from tools.visual_prompts import PromptMode

@@ -25,8 +25,9 @@ from PIL import Image as PILImage
 from bench.benchmarks.speed.machine import timed
 from bench.benchmarks.speed.setup import Models
 from tools.accel import autocast
+from tools.clip_declaration import ClipRankParams
 from tools.clip_loading import ClipBundle
-from tools.clip_rank import ClipRank, ClipRankParams, apply_template
+from tools.clip_rank import ClipRank, apply_template
 from tools.types import Image, Proposals
 from tools.visual_prompts import DEFAULT_STYLE, PromptMode, prompt_batch, render_prompts
 
