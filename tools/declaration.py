@@ -78,8 +78,9 @@ class ToolDeclaration:
     @classmethod
     def of_tool(cls, tool: Any) -> ToolDeclaration:
         """The declaration of a :class:`tools.base.Tool` class that has none of its own (a
-        plugin's class)."""
-        declared = getattr(tool, "declaration", None)
+        plugin's class). A subclass of a declared tool that does not declare itself is described
+        by its own attributes (it may rename the tool or name another prompt tool)."""
+        declared = vars(tool).get("declaration")
         if isinstance(declared, ToolDeclaration):
             return declared
         return cls(

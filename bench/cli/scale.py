@@ -1,6 +1,6 @@
 """``refseg bench scale``: examples/s against a fixed-latency VLM at each concurrency (and engine),
 the speed-up, efficiency, event-loop lag and peak RSS of every cell: how to size ``--concurrency``
-and workers. Defaults live in :class:`bench.benchmarks.scale.ScaleOptions`."""
+and workers. Defaults live in :class:`bench.benchmarks.scale_options.ScaleOptions`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tools.errors import ConfigError
 
 
 def _default(name: str) -> Any:
-    from bench.benchmarks.scale import ScaleOptions
+    from bench.benchmarks.scale_options import ScaleOptions
 
     value = next(f for f in dataclasses.fields(ScaleOptions) if f.name == name).default
     return ",".join(map(str, value)) if isinstance(value, tuple) else value
@@ -75,7 +75,8 @@ def _levels(text: str, flag: str) -> tuple[int, ...]:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from bench.benchmarks.scale import ScaleOptions, run_scale_table
+    from bench.benchmarks.scale import run_scale_table
+    from bench.benchmarks.scale_options import ScaleOptions
 
     given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(ScaleOptions)}}
     given = {k: v for k, v in given.items() if v is not None}

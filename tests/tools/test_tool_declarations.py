@@ -125,3 +125,22 @@ def test_a_broken_plugin_is_tried_once_and_skipped_by_the_agent() -> None:
     with pytest.raises(ConfigError) as again:
         registry.declaration("ghost2")
     assert again.value is first  # remembered, not imported again per episode
+
+
+def test_a_subclass_of_a_declared_tool_is_described_by_its_own_attributes() -> None:
+    """A plugin that subclasses a built-in tool under another name (the prompt-tool recipe)
+    keeps its own name and prompt tool: the parent's declaration is not inherited."""
+    from tools.offline.region_propose import RegionPropose
+
+    class Renamed(RegionPropose):
+        name = "renamed_regions"
+        prompt_tool = "my_prompt"
+
+    registry = ToolRegistry(ToolSettings())
+    registry.register(Renamed.name, Renamed)
+    declared = registry.declaration(Renamed.name)
+    assert (declared.name, declared.prompt_tool, declared.role) == ("renamed_regions", "my_prompt", "propose")
+    assert (
+        declared.implementation.endswith("Renamed")
+        and ToolDeclaration.of_tool(RegionPropose).prompt_tool != "my_prompt"
+    )
