@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.episode import EpisodeConfig
+from bench.benchmarks.frontier_check_setups import DEFAULT_PAIRS, SETUPS
 from bench.data import Example, load_dataset_spec
 from bench.doubles.oracle_vlm import OracleVLM, Target
 from bench.doubles.scripted_refiner import ScriptedRefiner, synthetic_rewrites
@@ -33,8 +34,6 @@ from bench.runner import run_examples_sync
 from bench.runtime import build_runtime
 from bench.samples import read_samples, read_summary
 
-DEFAULT_PAIRS = ((0.5, 0.2), (0.3, 0.1), (0.7, 0.4))
-SETUPS = {"loop-rules": ("loop", "rules"), "loop-vlm": ("loop", "vlm"), "ground": ("ground", "rules")}
 ALWAYS = (1.0, 1.0)
 
 

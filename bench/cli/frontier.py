@@ -62,7 +62,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _add_check(sub: Any) -> None:
-    from bench.benchmarks.frontier_check import DEFAULT_PAIRS, SETUPS
+    from bench.benchmarks.frontier_check_setups import DEFAULT_PAIRS, SETUPS
 
     pairs = " ".join(f"{c:g},{g:g}" for c, g in DEFAULT_PAIRS)
     p = sub.add_parser(
