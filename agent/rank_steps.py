@@ -31,12 +31,17 @@ TOP_K = 4  # candidates kept per ranking step
 
 @dataclass(frozen=True)
 class RankedCandidate:
-    """One candidate of a ranking step; ``mask`` is ``(H, W) bool`` at the original size."""
+    """One candidate of a ranking step; ``mask`` is ``(H, W) bool`` at the original size.
+
+    ``key`` is ``(proposals digest, index)``: candidates with equal keys and sizes have equal
+    masks, so what is derived from a mask alone (its RLE) can be kept across episodes.
+    """
 
     index: int
     prob: float
     origin: str
     mask: np.ndarray
+    key: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class RankSteps:
                 s.step,
                 s.query,
                 tuple(
-                    RankedCandidate(key[1], prob, origin, masks[key])
+                    RankedCandidate(key[1], prob, origin, masks[key], key)
                     for key, prob, origin in zip(s.keys, s.probs, s.origins, strict=True)
                 ),
                 s.conf,

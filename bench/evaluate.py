@@ -25,9 +25,26 @@ from bench.records import (
     ToolCostRecord,
 )
 from bench.rle import encode_rle
+from cache.lru import LRU
 from tools.errors import RefsegError
 from tools.images import size_text
 from tools.types import Image
+
+# RLEs of ranking candidates by (candidate key, size): the examples of one image rank the
+# same proposals, so most candidates were encoded for an earlier example.
+_RLE_MEMO: LRU[tuple[tuple[str, int], tuple[int, int]], dict[str, Any]] = LRU(4096)
+
+
+def candidate_rle(c: RankedCandidate) -> dict[str, Any]:
+    """``encode_rle(c.mask)``, kept by the candidate's key (see :class:`RankedCandidate`)."""
+    if c.key is None:
+        return encode_rle(c.mask)
+    memo_key = (c.key, (int(c.mask.shape[0]), int(c.mask.shape[1])))
+    rle = _RLE_MEMO.get(memo_key)
+    if rle is None:
+        rle = encode_rle(c.mask)
+        _RLE_MEMO.put(memo_key, rle)
+    return {"size": list(rle["size"]), "counts": rle["counts"]}  # a record's own copy
 
 
 def rank_steps_json(
@@ -44,7 +61,7 @@ def rank_steps_json(
     def candidate(c: RankedCandidate) -> dict[str, Any]:
         key = id(c.mask)
         if key not in encoded:
-            encoded[key] = encode_rle(c.mask)
+            encoded[key] = candidate_rle(c)
             scored[key] = score(c.mask) if score is not None else {}
         return {"index": c.index, "prob": c.prob, "origin": c.origin, "mask": encoded[key], **scored[key]}
 

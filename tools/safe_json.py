@@ -55,7 +55,11 @@ def check_bounds(
     deeper than ``max_depth``; the message names ``what`` and both figures."""
     if len(text) > max_chars:
         raise JSONLimitError(f"{what}: {len(text):,} characters, over the limit of {max_chars:,}")
-    depth = nesting_depth(text)
+    # Nesting never exceeds the number of opening brackets: most texts are settled by a count.
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return
+    depth = nesting_depth(raw)
     if depth > max_depth:
         raise JSONLimitError(f"{what}: nested {depth:,} levels deep, over the limit of {max_depth}")
 
