@@ -85,6 +85,7 @@ def oneshot_mask() -> np.ndarray:
     return result.mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "stop", "note"),
     [

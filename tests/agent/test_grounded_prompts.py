@@ -47,6 +47,7 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, float], Ro
     return anyio.run(go)
 
 
+@pytest.mark.slow
 def test_one_shot_cannot_find_the_targets(rows: dict[tuple[str, float], Row]) -> None:
     assert max(rows[("oneshot", 0.0)].ious) < 0.95
 

@@ -48,6 +48,7 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_expressions_on_one_image_encode_it_once(tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
     image = scene()

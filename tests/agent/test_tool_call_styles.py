@@ -19,6 +19,7 @@ def events(trace: Path, name: str) -> list[dict]:
     return [e for e in map(json.loads, trace.read_text().splitlines()) if e["event"] == name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["hermes", "json"])
 def test_text_mode_describes_the_tools_and_parses_the_calls(tmp_path: Path, style: str) -> None:
     trace = tmp_path / "trace.jsonl"
@@ -35,6 +36,7 @@ def test_text_mode_describes_the_tools_and_parses_the_calls(tmp_path: Path, styl
     assert not any(m["role"] == "tool" for m in last)
 
 
+@pytest.mark.slow
 def test_auto_uses_native_calls_when_the_server_returns_them(tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
     run = run_family("agent", "qwen3-vl", replace(QWEN3, tool_calls="auto"), tool_style="native", trace=trace)
@@ -44,6 +46,7 @@ def test_auto_uses_native_calls_when_the_server_returns_them(tmp_path: Path) -> 
     assert all(e["tool_call_styles"] == {"native": 3} for e in events(trace, "agent_stop"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("style", "status", "says"), [("strict", 400, "enable-auto-tool-choice"), ("llamacpp", 500, "--jinja")]
 )
@@ -64,6 +67,7 @@ def test_auto_drops_tools_a_server_refuses_and_goes_on_in_text(
     assert {t["tool_call_style"] for t in events(trace, "turn")} == {"text"}
 
 
+@pytest.mark.slow
 def test_native_mode_against_a_server_without_tool_calls_falls_back_and_says_why() -> None:
     refused = run_family("agent", "qwen3-vl", QWEN3, tool_style="strict")
     assert {r.stop_reason for r in refused.results} == {"fallback"}

@@ -70,6 +70,7 @@ def test_bad_limits_are_one_line_errors() -> None:
     assert not VLMLimits().enabled and VLMLimits().limiter() is None
 
 
+@pytest.mark.slow
 def test_the_limiter_holds_concurrency_and_a_short_window_in_real_time() -> None:
     limiter = VLMLimiter(VLMLimits(max_concurrency=2, rpm=4, window_s=0.4))
     sent: list[float] = []
@@ -130,6 +131,7 @@ def _ground_run(tmp_path: Path, endpoint: LatencyEndpoint, **run: Any) -> Any:
     return run_bench_sync(BenchOptions(out=tmp_path / "run", episode=episode, data=data, run=options))
 
 
+@pytest.mark.slow
 def test_max_concurrency_holds_the_endpoint_with_64_examples_in_flight(tmp_path: Path) -> None:
     with LatencyEndpoint(0.15) as endpoint:  # a child process: it counts what arrives
         result = _ground_run(tmp_path, endpoint)
@@ -155,6 +157,7 @@ def test_max_concurrency_holds_for_the_whole_ray_cluster(tmp_path: Path) -> None
     assert seen["requests"] == result.ran and seen["max_in_flight"] == 8
 
 
+@pytest.mark.slow
 def test_rpm_holds_a_real_endpoint_in_real_time() -> None:
     with LatencyEndpoint(0.0, in_process=True) as endpoint:
         limits = VLMLimits(rpm=3, window_s=0.5)
@@ -175,6 +178,7 @@ def test_rpm_holds_a_real_endpoint_in_real_time() -> None:
     assert arrivals[-1] - arrivals[0] >= 0.9  # 8 at 3 per 0.5 s: two more windows at least
 
 
+@pytest.mark.slow
 def test_a_vlm_backed_tool_books_the_limits_wait_as_wait(tmp_path: Path) -> None:
     with LatencyEndpoint(0.05, in_process=True) as endpoint:
         vlm = VLMOptions(base_url=endpoint.base_url, max_concurrency=1)

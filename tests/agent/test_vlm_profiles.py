@@ -48,6 +48,7 @@ def _box_iou_in_trace(trace: Path, truth: np.ndarray) -> float:
     return box_iou(prompt["box_image"], truth)
 
 
+@pytest.mark.slow
 def test_the_qwen25_preset_sends_the_view_on_the_grid_and_its_boxes_land(tmp_path: Path) -> None:
     """A 1001x300 scene is shown at 768x230; Qwen2.5-VL would see 756x224 and answer in it."""
     ms = halo_scene(1, size=(300, 1001))

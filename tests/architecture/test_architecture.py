@@ -19,10 +19,12 @@ from architecture.import_graph import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_no_import_cycle_between_modules() -> None:
     assert cycles(import_graph(ROOT)) == []
 
 
+@pytest.mark.slow
 def test_imports_point_down_the_layers() -> None:
     assert layer_violations(import_graph(ROOT)) == []
 
@@ -122,6 +124,7 @@ print("LOADED", code, " ".join(sorted(m for m in sys.modules if m.split(".")[:2]
 
 
 # Commands that import no models (the parser itself imports every command module).
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["controllers"], ["bench", "datasets"], ["bench", "schema", "summary"]])
 def test_no_command_but_chaos_loads_the_test_doubles_at_run_time(argv: list[str]) -> None:
     """The import rule holds at run time too: building the parser imports every command

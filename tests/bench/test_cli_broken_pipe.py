@@ -10,6 +10,7 @@ import sys
 import pytest
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="needs Linux pipes (F_SETPIPE_SZ)")
 def test_a_closed_pipe_is_not_an_error() -> None:
     reader, writer = os.pipe()

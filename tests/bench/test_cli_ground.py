@@ -18,6 +18,7 @@ from bench.doubles.scripted_server import ScriptedServer
 from tools.offline.missed_scenes import halo_scene
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coords", ["pixels", "norm1000"])
 def test_segment_with_ground_then_trace_shows_both_frames(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], coords: str

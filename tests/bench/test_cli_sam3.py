@@ -56,6 +56,7 @@ def test_segment_the_truck_with_sam3(truck: Path, tmp_path: Path) -> None:
     assert encoded[0] == "encoded" and set(encoded[1:]) <= {"reused", "cached"}
 
 
+@pytest.mark.slow
 def test_a_local_checkpoint_is_used_and_its_sha256_recorded(tmp_path: Path) -> None:
     from tools.sam3.config import build_config
     from tools.sam3.loading import build_random

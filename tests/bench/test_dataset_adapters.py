@@ -81,6 +81,7 @@ def test_bench_datasets_lists_adapters_with_their_protocols(capsys: pytest.Captu
     assert {i.name for i in adapter_infos()} >= {"synthetic", "refcoco-m"}
 
 
+@pytest.mark.slow
 def test_a_run_records_the_adapter_protocol_split_and_file_digests(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -136,6 +137,7 @@ class CountingScenes(DataSource):
             yield position, group
 
 
+@pytest.mark.slow
 def test_a_run_holds_one_image_group_at_a_time_not_the_data_set(tmp_path: Path) -> None:
     source = CountingScenes(12)
     total = sum(len(g) for g in source.groups())

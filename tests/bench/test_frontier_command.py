@@ -30,6 +30,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ask": root / "ask", "default": root / "default", "oneshot": root / "oneshot"}
 
 
+@pytest.mark.slow
 def test_frontier_writes_the_table_the_figures_and_every_grid_point(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,6 +162,7 @@ def test_not_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "not a run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_and_report_reports_show_the_frontier_and_the_calibration(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ def _distinct(results: list[dict[str, object]], key: str) -> int:
     return len({str(r[key]) for r in results})
 
 
+@pytest.mark.slow
 def test_loop_with_the_rules_refiner_replays_every_pair_exactly(tmp_path: Path) -> None:
     examples = synthetic(2)
     runs = runs_at(tmp_path, examples, 2, PAIRS)

@@ -68,6 +68,7 @@ def _vlm_policy(absent: set[str]) -> Any:
     return answer
 
 
+@pytest.mark.slow
 def test_a_no_target_expression_answered_empty_is_correct_for_n_acc(tmp_path: Path) -> None:
     items = scenes(2)
     folder = write_grefcoco(tmp_path / "grefcoco", items)
@@ -97,6 +98,7 @@ def test_a_no_target_expression_answered_empty_is_correct_for_n_acc(tmp_path: Pa
     assert "N-acc" in report and "T-acc" in report and "By target" in report
 
 
+@pytest.mark.slow
 def test_without_a_no_target_answer_n_acc_is_reported_as_zero(tmp_path: Path) -> None:
     folder = write_grefcoco(tmp_path / "grefcoco", scenes(1))
     out = tmp_path / "run"

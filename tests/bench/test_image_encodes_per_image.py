@@ -59,6 +59,7 @@ def trace(run_dir: Path, tool: str) -> list[dict[str, Any]]:
     return [e for e in map(json.loads, lines) if e.get("event") == "tool_call" and e["tool"] == tool]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("models", "proposals"), [(SAM1, 1.0), (SAM3, 3.0)], ids=["sam1", "sam3"])
 def test_one_encode_per_image_for_both_proposers_and_none_from_a_warm_cache(
     tmp_path: Path, models: ModelOptions, proposals: float

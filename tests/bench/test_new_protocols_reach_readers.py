@@ -58,6 +58,7 @@ def test_the_suite_reports_grefcoco_on_its_own_metrics(
     assert f"{summary['giou']:.3f}" in compared and re.search(r"loop_iter2 - oneshot: gIoU ", compared)
 
 
+@pytest.mark.slow
 def test_the_viewer_draws_a_polygon_target_and_shows_the_breakdown(tmp_path: Path) -> None:
     write_reasonseg(tmp_path / "ReasonSeg", scenes(2))
     out = tmp_path / "run"

@@ -54,6 +54,7 @@ def test_old_lines_read_with_their_newer_fields_at_defaults(old_runs: tuple[Path
     assert with_steps["scene-0:1:0"].rank_steps[0].candidates[0].mask is not None
 
 
+@pytest.mark.slow
 def test_bench_report_and_the_paired_comparison_on_old_runs(
     old_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -83,6 +84,7 @@ def test_bench_report_and_the_paired_comparison_on_old_runs(
     assert new["counts"] == old["counts"] and new["stop_reasons"] == old["stop_reasons"]
 
 
+@pytest.mark.slow
 def test_bench_cases_on_old_runs(old_runs: tuple[Path, Path], tmp_path: Path) -> None:
     oneshot, loop = old_runs
     assert main(["bench", "cases", str(oneshot), str(loop), "--out", str(tmp_path / "cases")]) == 0
@@ -92,6 +94,7 @@ def test_bench_cases_on_old_runs(old_runs: tuple[Path, Path], tmp_path: Path) ->
     assert drawn and all((tmp_path / "cases" / f"{c}.png").stat().st_size > 0 for c in drawn)
 
 
+@pytest.mark.slow
 def test_the_viewer_shows_old_runs_and_an_old_segment_folder(
     old_runs: tuple[Path, Path], tmp_path: Path
 ) -> None:

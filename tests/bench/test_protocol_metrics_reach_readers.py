@@ -43,6 +43,7 @@ def plugin_runs(tmp_path: Path) -> Iterator[tuple[Path, Path, list[Path]]]:
         yield runs[0], runs[1], paths
 
 
+@pytest.mark.slow
 def test_the_viewer_shows_the_protocols_metrics_and_breakdowns(
     plugin_runs: tuple[Path, Path, list[Path]],
 ) -> None:
@@ -60,6 +61,7 @@ def test_the_viewer_shows_the_protocols_metrics_and_breakdowns(
     assert f"(n={long['n']})" in text
 
 
+@pytest.mark.slow
 def test_reports_and_the_paired_comparison_use_the_headline(
     plugin_runs: tuple[Path, Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -73,6 +75,7 @@ def test_reports_and_the_paired_comparison_use_the_headline(
     assert "| loop vs oneshot | 2 |" in report and "| Dice |" in report.split("## Paired comparison")[1]
 
 
+@pytest.mark.slow
 def test_without_the_plugin_a_run_is_shown_by_its_keys_and_not_rescored(
     plugin_runs: tuple[Path, Path, list[Path]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,6 +54,7 @@ def _write_reasonseg(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return truths
 
 
+@pytest.mark.slow
 def test_reasonseg_leaves_ignore_regions_out_and_splits_by_query_kind(tmp_path: Path) -> None:
     truths = _write_reasonseg(tmp_path / "ReasonSeg")
     examples = ExampleSet.of(open_dataset(str(tmp_path / "ReasonSeg"), DataRequest()))  # split val
@@ -98,6 +99,7 @@ def _jsonl_truths(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_own_jsonl_with_all_four_target_forms_runs_and_reports(tmp_path: Path) -> None:
     path = write_own_jsonl(tmp_path / "own", scenes(2))
     forms = [
@@ -118,6 +120,7 @@ def test_own_jsonl_with_all_four_target_forms_runs_and_reports(tmp_path: Path) -
     assert "gIoU" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_own_jsonl_reports_bad_lines_and_refuses_paths_outside_its_folder(tmp_path: Path) -> None:
     folder = tmp_path / "own"
     path = write_own_jsonl(folder, scenes(1))

@@ -35,6 +35,7 @@ def _truths(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_a_miniature_refcocog_parquet_runs_and_its_metrics_recompute(tmp_path: Path) -> None:
     path = write_lmms_refcoco(tmp_path / "RefCOCOg" / "val-00000-of-00001.parquet", lmms_rows(scenes(3)))
     out = tmp_path / "run"

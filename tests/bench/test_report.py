@@ -37,6 +37,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return base / "oneshot", base / "loop"
 
 
+@pytest.mark.slow
 def test_report_of_several_runs_side_by_side(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = two_runs
     runs = load_runs([a, b, a.parent / "oneshot_blur9"])
@@ -103,6 +104,7 @@ def test_console_summary_marks_cold_cost_that_leaves_out_unpriced_hits(
     assert ", cold ≥" not in lines["attribute_rank"] and ", cold " in lines["attribute_rank"]
 
 
+@pytest.mark.slow
 def test_cli_report_with_the_paired_comparison(
     two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ def test_a_paired_line_says_what_it_left_out_and_when_its_interval_is_rough() ->
     assert uneven.endswith("(only the expressions both runs hold: oneshot has 692, loop 92)")
 
 
+@pytest.mark.slow
 def test_report_of_runs_of_different_sizes_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,6 +71,7 @@ def test_report_of_runs_of_different_sizes_says_so(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_rows", [1, 6])
 def test_the_gallery_title_stays_clear_of_the_first_row_captions(n_rows: int) -> None:
     pixels = np.full((240, 320, 3), 100, np.uint8)

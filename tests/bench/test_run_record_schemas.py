@@ -31,6 +31,7 @@ def fresh_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_line_and_file_of_a_fresh_run_validates(
     fresh_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

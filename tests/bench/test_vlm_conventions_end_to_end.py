@@ -63,6 +63,7 @@ def test_the_suggested_flags_segment_and_a_wrong_convention_does_not(family: str
         assert np.mean(bad.ious) <= np.mean(right.ious) - 0.3, (controller, bad.ious)
 
 
+@pytest.mark.slow
 def test_segment_with_the_probes_flags_against_a_gemini_style_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

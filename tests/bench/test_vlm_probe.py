@@ -25,6 +25,7 @@ def probe(policy: Any, **server: Any) -> tuple[ProbeReport, ScriptedServer]:
     return report, srv
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(CONVENTIONS))
 def test_the_probe_identifies_each_coordinate_convention(family: str) -> None:
     report, srv = probe(ConventionVLM(family))
@@ -42,6 +43,7 @@ def test_the_probe_identifies_each_coordinate_convention(family: str) -> None:
     assert sizes and all(w % 28 and h % 28 for w, h in sizes)  # off the grid, on purpose
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("style", "native", "text"),
     [("native", True, True), ("hermes", False, True), ("json", False, True), ("strict", False, True)],
@@ -56,6 +58,7 @@ def test_the_probe_tells_native_from_text_tool_calls(style: str, native: bool, t
         assert any("enable-auto-tool-choice" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_reasoning_and_json_schemas_are_reported() -> None:
     thinking, _ = probe(ConventionVLM("qwen3-vl", reasoning="field", json_schema="accept"))
     assert thinking.reasoning()["present"] and thinking.reasoning()["tokens"] > 0

@@ -154,6 +154,7 @@ def chosen_areas(run_dir: Path) -> list[int]:
     return [rle_area(json.loads(line)["mask"]) for line in lines]
 
 
+@pytest.mark.slow
 def test_tool_recipe_a_plugin_ranker_registered_by_entry_point_runs_from_the_cli(
     area_rank_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,6 +205,7 @@ def test_tool_recipe_a_plugin_ranker_registered_by_entry_point_runs_from_the_cli
 # --- a metric -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metric_recipe_a_protocol_metric_reaches_summary_json_the_report_and_the_viewer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

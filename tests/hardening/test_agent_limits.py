@@ -38,6 +38,7 @@ def test_limits_are_settings_with_checked_values() -> None:
         EpisodeConfig(episode_timeout_s=0)
 
 
+@pytest.mark.slow
 def test_huge_arguments_and_names_stay_out_of_trace_and_requests() -> None:
     row = chaos_row("huge tool args and names")
     assert row.survived, row.problems

@@ -88,6 +88,7 @@ def test_concurrency_and_timeouts_are_not_part_of_results_or_keys(tmp_path: Path
         assert s2["costs"]["tools"][tool]["cache_hit_rate"] == 1.0
 
 
+@pytest.mark.slow
 def test_damaged_cache_entries_are_recomputed_to_the_same_results() -> None:
     row = chaos_row("corrupt cache entries")
     assert row.survived, row.problems

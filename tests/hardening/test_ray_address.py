@@ -36,6 +36,7 @@ def test_a_listener_that_never_answers_meets_the_deadline() -> None:
         check_reachable(f"ray://127.0.0.1:{port}", timeout_s=0.5)
 
 
+@pytest.mark.slow
 def test_an_http2_listener_that_then_stays_silent_meets_the_deadline(
     capfd: pytest.CaptureFixture[str],
 ) -> None:

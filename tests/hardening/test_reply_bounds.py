@@ -126,6 +126,7 @@ def test_an_oversized_or_compressed_body_is_refused_unread() -> None:
     assert srv.requests[0].headers.get("accept-encoding") == "identity"
 
 
+@pytest.mark.slow
 def test_huge_and_deep_replies_row_costs_no_more_than_the_episode_timeout() -> None:
     row = chaos_row("huge and deep replies")
     assert row.survived, row.problems

@@ -42,6 +42,7 @@ def test_redaction_is_idempotent_and_keeps_the_text_around_a_url() -> None:
     assert once.endswith("(see http://h:1/v1?api_key=[REDACTED]) and [http://[REDACTED]@h/x].")
 
 
+@pytest.mark.slow
 def test_encoded_credentials_row_leaks_nothing() -> None:
     row = chaos_row("URL-encoded credentials")
     assert row.survived, row.problems

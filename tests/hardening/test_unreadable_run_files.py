@@ -37,6 +37,7 @@ def test_a_run_file_over_the_size_limit_is_refused_unread(
         read_json(tmp_path / SUMMARY)
 
 
+@pytest.mark.slow
 def test_a_non_utf8_config_json_is_one_line_on_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

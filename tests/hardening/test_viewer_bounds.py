@@ -45,6 +45,7 @@ def _client(run_dir: Path) -> TestClient:
     return TestClient(create_app(ViewerOptions(run=run_dir, preload=False)), base_url="http://127.0.0.1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["image", "pred", "gt"])
 def test_a_forged_mask_size_costs_a_request_no_memory(tmp_path: Path, layer: str) -> None:
     run_dir, first = _run(tmp_path)
@@ -80,6 +81,7 @@ def test_a_forged_candidate_mask_is_not_decoded(tmp_path: Path) -> None:
     assert response.status_code == 413  # was a MemoryError and an HTTP 500
 
 
+@pytest.mark.slow
 def test_long_texts_are_cut_on_every_page_with_their_length(tmp_path: Path) -> None:
     run_dir, first = _run(tmp_path)
     long = "the dog " * (LONG // 8)

@@ -20,6 +20,7 @@ from tools.types import Proposals
 QUERY = "a photo of the red box"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("precision", "tolerance"), [("fp16", 0.001), ("bf16", 0.01)])
 @pytest.mark.parametrize("mode", ["crop", "blur"])
 def test_reduced_precision_scores_match_fp32(precision: str, tolerance: float, mode: str) -> None:

@@ -103,6 +103,7 @@ def test_huge_image_downscales_for_models_and_masks_map_back() -> None:
     assert full.shape == (10000, 10000) and full[:4990].all() and not full[5010:].any()
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_refused() -> None:
     img = PILImage.new("1", (20000, 20000))  # 400 MP, tiny on disk
     with pytest.raises(InputError, match=r"pixel limit|too large"):

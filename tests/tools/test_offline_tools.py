@@ -102,6 +102,7 @@ def test_scene_size_too_small_is_refused() -> None:
 # --- region_propose -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_proposer_finds_most_objects(proposed) -> None:
     best = [ious(ws.proposals.masks, o.mask).max() for scene, ws in proposed for o in scene.objects]
     assert np.mean(np.array(best) > 0.9) >= PROPOSER_RECALL_MIN
@@ -119,6 +120,7 @@ def test_proposals_are_more_than_the_ground_truth(proposed) -> None:
     assert any(((v > 0.3) & (v < 0.9)).any() for v in overlaps)
 
 
+@pytest.mark.slow
 def test_proposer_params_are_strict_and_respected(scenes) -> None:
     tool = RegionPropose()
     ws = workspace(scenes[1])
@@ -220,6 +222,7 @@ def test_position_and_size_words_order_look_alikes() -> None:
     assert call(tool, ws, query="the red circle").conf < 0.6  # two of them: unsure
 
 
+@pytest.mark.slow
 def test_paraphrases_are_less_confident(proposed) -> None:
     tool = AttributeRank()
     canonical, paraphrased = [], []

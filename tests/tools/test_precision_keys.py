@@ -57,6 +57,7 @@ def _hits(costs: CostBook) -> dict[str, int]:
     return {name: costs.tools[name].cache_hits for name in ("sam_propose", "clip_rank", "sam_prompt")}
 
 
+@pytest.mark.slow
 def test_a_bf16_result_never_answers_an_fp32_request(tmp_path: Path) -> None:
     with ToolCache(tmp_path / "cache") as cache:
         costs, _ = _episode(_registry("bf16"), cache)

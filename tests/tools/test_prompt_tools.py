@@ -128,6 +128,7 @@ def _invoke(invoker: Invoker, name: str, ws: Workspace, args: dict[str, Any]) ->
     return anyio.run(lambda: invoker.call(name, ws, args, ctx))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

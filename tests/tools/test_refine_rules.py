@@ -45,6 +45,7 @@ def test_rationale_names_the_mapping() -> None:
     assert "crimson -> red" in rationale and "disc -> circle" in rationale and "head=circle" in rationale
 
 
+@pytest.mark.slow
 def test_every_scene_expression_maps_to_its_object() -> None:
     """Paraphrases in the scenes are written independently of the refiner's vocabulary."""
     total = correct = 0

@@ -42,6 +42,7 @@ def detect(tool: Sam3Propose) -> np.ndarray:
     return anyio.run(tool, ws, Sam3ProposeParams(threshold=0.0)).scores
 
 
+@pytest.mark.slow
 def test_the_file_loads_key_for_key_and_answers_like_the_model_it_was_saved_from(saved: Path) -> None:
     assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
     keys = load_file(str(saved / "model.safetensors")).keys()
@@ -72,6 +73,7 @@ def test_the_fingerprint_is_the_files_sha256_and_the_precision(saved: Path) -> N
     assert random.startswith("random:sam3-tiny-") and random.endswith(":seed0")
 
 
+@pytest.mark.slow
 def test_a_file_without_config_needs_the_size_it_was_made_with(saved: Path, tmp_path: Path) -> None:
     alone = tmp_path / "weights.safetensors"
     alone.write_bytes((saved / "model.safetensors").read_bytes())

@@ -45,6 +45,7 @@ def test_refseg_view_serves_until_interrupted(made_runs: dict[str, Path]) -> Non
     assert f"http://127.0.0.1:{port}/" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_taken_port_is_one_line(made_runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

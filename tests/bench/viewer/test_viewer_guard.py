@@ -34,6 +34,7 @@ def _page(client: Any, which: str = "a") -> Any:
     return client.get("/")
 
 
+@pytest.mark.slow
 def test_a_run_beside_its_always_ask_run_sits_on_the_frontier(suite_like: dict[str, Path]) -> None:
     with client_for(suite_like["loop_iter3"]) as client:
         page = _page(client)

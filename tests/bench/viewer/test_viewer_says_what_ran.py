@@ -58,6 +58,7 @@ def test_faults_show_by_name_and_kind_never_as_python_dicts() -> None:
     assert not any("{" in c for c in chips)
 
 
+@pytest.mark.slow
 def test_the_compare_page_gives_the_paired_difference_as_bench_report_does(
     pair_client: TestClient, runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

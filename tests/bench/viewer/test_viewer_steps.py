@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import PLANTED_KEY
 from helpers_viewer import client_for, png, records, text_of
 from PIL import Image as PILImage
@@ -146,6 +147,7 @@ def _add_transcript(folder: Path, image_ref: str) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_a_transcript_image_is_served_only_from_vlm_images(runs: dict[str, Path]) -> None:
     folder = runs["loop"]
     data = _add_transcript(folder, "vlm_images/shown.png")
