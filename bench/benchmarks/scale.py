@@ -121,7 +121,7 @@ def run_cell(options: ScaleOptions, controller: str, c: int, endpoint: LatencyEn
         )
     inv, summary = ended[-1], json.loads(summary_path.read_text())
     timing, lag = summary.get("timing", {}), summary.get("timing", {}).get("event_loop", {})
-    wall = float(inv["wall_s"]) - float(inv.get("engine_start_s") or 0.0)
+    wall = work_seconds(inv)
     done = int(inv["examples_run"])
     worker_rss = inv.get("worker_peak_rss_bytes")
     return Cell(
@@ -143,6 +143,12 @@ def run_cell(options: ScaleOptions, controller: str, c: int, endpoint: LatencyEn
         worker_peak_rss_mb=round(worker_rss / 2**20, 1) if worker_rss else None,
         load_before=round(load, 2),
     )
+
+
+def work_seconds(invocation: dict[str, Any]) -> float:
+    """The seconds a run spent on its examples: ``wall_s`` as ``invocations.jsonl`` books it,
+    which already leaves out set-up and an engine's start (``setup_s``, ``engine_start_s``)."""
+    return float(invocation["wall_s"])
 
 
 def with_speedups(cells: list[Cell]) -> list[Cell]:
