@@ -100,7 +100,7 @@ class KillOutcome:
     def line(self) -> str:
         killed = f"pid {self.pid}" if self.pid is not None else "no worker"
         text = (
-            f"kill a worker ({killed} after the first group, {self.n} scenes): {self.lines} lines written, "
+            f"kill a worker ({killed} after the first example, {self.n} scenes): {self.lines} lines written, "
             f"{self.unique} unique example ids, {self.expected} expected, {self.twice} written twice; "
             f"worker deaths {self.deaths}, groups redone {self.redone}"
         )
@@ -110,7 +110,7 @@ class KillOutcome:
 
 
 def _kill_once(out: Path, n: int, concurrency: int) -> KillOutcome:
-    """Ray with 2 workers, the one that returns the first image group SIGKILLed."""
+    """Ray with 2 workers, the one that returns the first example SIGKILLed."""
     killed: list[int] = []
 
     def kill_first(done: int, result: GroupResult) -> None:

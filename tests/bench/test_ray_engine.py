@@ -77,12 +77,12 @@ def test_a_killed_worker_s_groups_are_redone_elsewhere_none_lost_or_twice(
     run_on(tmp_path / "local", examples)
     killed: list[int] = []
 
-    def kill_after_first_group(done: int, result: GroupResult) -> None:
-        if done == 1:  # its worker still holds a second group: that one dies with it
+    def kill_after_first_example(done: int, result: GroupResult) -> None:
+        if done == 1:  # the first example back: the rest of its image group dies with its worker
             killed.append(result.pid)
             os.kill(result.pid, signal.SIGKILL)
 
-    ray_pool.on_group = kill_after_first_group
+    ray_pool.on_group = kill_after_first_example
     try:
         run_on(tmp_path / "ray", examples, engine=ray_pool)
     finally:
