@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from bench.data.examples import self_contained
+from bench.data.examples import Example, ImageSource, self_contained
 from bench.engines import ray_reaper
 from bench.engines.base import EngineJob, EngineStats, RecordStream
 from bench.engines.ray_cluster import (
@@ -53,6 +53,7 @@ from bench.options import EngineOptions
 from bench.records import SampleRecord
 from bench.samples import config_differences
 from tools.errors import ConfigError, RefsegError
+from tools.types import Image
 
 START_TIMEOUT_S = 300.0  # an actor that is not up by then (no node fits it) stops the run
 # Called on the driver after each call's record is written: (examples written so far, the
@@ -68,6 +69,18 @@ class _Slot:
 
     actor: Any
     generation: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class StoredImage:
+    """An :class:`~bench.data.examples.ImageSource` in Ray's object store: a worker fetches
+    it (in the thread that decodes it) only when it has not decoded this image already."""
+
+    ref: Any  # ray.ObjectRef of the image's self-contained ImageSource
+
+    def load(self) -> Image:
+        source: ImageSource = import_ray().get(self.ref)
+        return source.load()
 
 
 def died_records(group: Group, items: list[Item]) -> list[SampleRecord]:
@@ -254,6 +267,7 @@ class _Feeding:
         self.stats = EngineStats(engine.name, workers=workers, groups_split=split)
         self.latest: dict[int, dict[str, int]] = {}  # each worker's cumulative computations
         self.encodes: dict[int, int | None] = {}  # each worker's cumulative image encodes
+        self.stored: dict[int, StoredImage] = {}  # each unfinished image, put in the object store once
         self._changed = anyio.Event()
 
     async def run(self, base: WorkerJob) -> EngineStats:
@@ -278,7 +292,7 @@ class _Feeding:
         """Send one example to ``worker``; write its record, or send it back when the worker died."""
         slot, ray = self.engine._slots[worker], self.engine._ray
         generation = slot.generation
-        item = (item[0], self_contained(item[1]))  # bytes, not a data set handle, travel
+        item = (item[0], self._shippable(group, item[1]))
         try:
             result: GroupResult = await self.engine._call(
                 slot.actor.run_group.remote(base, [item], group.image)
@@ -299,6 +313,17 @@ class _Feeding:
             self.schedule.returned(worker)
             self._changed.set()
             await self._write(group, result.records, result)
+
+    def _shippable(self, group: Group, ex: Example) -> Example:
+        """``ex`` as it travels: its masks read, and its image a reference to the image's one
+        copy in Ray's object store (bytes or pixels, not a data set handle), which a worker
+        fetches only when it has not decoded that image already."""
+        if ex.image_ref is (stored := self.stored.get(group.image)):
+            return ex  # sent before (its worker died)
+        if stored is None:
+            source = self_contained(group.items[0][1]).image_ref
+            stored = self.stored[group.image] = StoredImage(self.engine._ray.put(source))
+        return self_contained(dataclasses.replace(ex, image_ref=stored))
 
     async def _replace(self, worker: int, generation: int) -> None:
         try:
@@ -323,6 +348,7 @@ class _Feeding:
             self.parts_left[group.image] -= 1
             if not self.parts_left[group.image]:
                 del self.parts_left[group.image]
+                self.stored.pop(group.image, None)  # the last reference: Ray frees the image
                 self.stats.images += 1
             self._changed.set()  # the last part: the run may be over
 
