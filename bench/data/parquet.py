@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,17 @@ def parquet_files(path: Path, split: str | None) -> list[Path]:
         raise DatasetError(f"{path}: the folder has no .parquet files")
     in_split = [p for p in files if split and p.name.startswith((f"{split}-", f"{split}."))]
     return in_split or files
+
+
+def has_columns(path: Path, required: Iterable[str]) -> bool:
+    """Whether ``path`` (a parquet file or folder) holds parquet with every ``required`` column:
+    how an adapter recognises a local copy of its data set."""
+    try:
+        files = parquet_files(path, None)
+    except DatasetError:
+        return False
+    columns = parquet_columns(files[0])
+    return columns is not None and set(required) <= columns
 
 
 def parquet_columns(path: Path) -> set[str] | None:

@@ -38,11 +38,10 @@ from bench.data.examples import Example, parse_bbox, sentence_problem
 from bench.data.masks import CocoMask, as_polygons, segmentation_problem
 from bench.data.parquet import (
     ArrowImage,
+    has_columns,
     iter_rows,
     local_root,
     open_table,
-    parquet_columns,
-    parquet_files,
     undecoded_images,
 )
 from bench.data_errors import DatasetError
@@ -86,12 +85,7 @@ class RefcocoAdapter(RefcocoFamilyAdapter):
     )
 
     def detects(self, path: Path) -> bool:
-        try:
-            files = parquet_files(path, None)
-        except DatasetError:
-            return False
-        columns = parquet_columns(files[0])
-        return columns is not None and set(REQUIRED_COLUMNS) <= columns
+        return has_columns(path, REQUIRED_COLUMNS)
 
 
 class RefcocoPlusAdapter(RefcocoFamilyAdapter):

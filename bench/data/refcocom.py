@@ -36,11 +36,10 @@ from bench.data.adapter import DataRequest, DatasetAdapter, DataSource
 from bench.data.examples import Example, ExampleSet, parse_bbox, sentence_problem
 from bench.data.parquet import (
     ArrowImage,
+    has_columns,
     iter_rows,
     local_root,
     open_table,
-    parquet_columns,
-    parquet_files,
     struct_fields,
     undecoded_images,
 )
@@ -65,12 +64,7 @@ class RefcocomAdapter(DatasetAdapter):
     default_split = "validation"
 
     def detects(self, path: Path) -> bool:
-        try:
-            files = parquet_files(path, None)
-        except DatasetError:
-            return False
-        columns = parquet_columns(files[0])
-        return columns is not None and set(REQUIRED_COLUMNS) <= columns
+        return has_columns(path, REQUIRED_COLUMNS)
 
     def open(self, source: str, request: DataRequest) -> DataSource:
         return RefcocomSource(self, HUB_DATASET if source == self.name else source, request)

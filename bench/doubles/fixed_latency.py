@@ -32,25 +32,15 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bench.doubles.replies import Call, Text, ToolCalls, completion_json
+from bench.doubles.replies import Call, Text, ToolCalls, completion_json, request_texts
 
 _SIZE = re.compile(r"Image: (\d+)x(\d+) pixels")
 _RANKER = re.compile(r"(\w+) and (\w+) already ran")
 MAX_LATENCY_S = 60.0
-
-
-def _texts(request: dict[str, Any]) -> Iterator[str]:
-    for msg in request.get("messages", []):
-        content = msg.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, list):
-            yield from (p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
 
 
 def _tool_answers(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -76,7 +66,7 @@ class LatencyPolicy:
     prompt_tokens: int = 1000
 
     def __call__(self, request: dict[str, Any]) -> Text | ToolCalls:
-        texts = list(_texts(request))
+        texts = list(request_texts(request))
         system = texts[0] if texts else ""
         if system.startswith("You locate objects"):
             return self._text(json.dumps({"box": self._box(texts, "normalised" in system)}))

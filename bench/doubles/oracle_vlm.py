@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from bench.doubles.replies import Call, Spec, Text, ToolCalls
+from bench.doubles.replies import Call, Spec, Text, ToolCalls, request_texts
 
 _EXPRESSION = re.compile(r'(?:Referring|Original) expression: "?(.+?)"?\n')
 _SIZE = re.compile(r"Image: (\d+)x(\d+) pixels")
@@ -50,17 +50,6 @@ class Target:
     canonical: str
 
 
-def _texts(request: dict[str, Any]) -> list[str]:
-    out = []
-    for msg in request.get("messages", []):
-        content = msg.get("content")
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.extend(p.get("text", "") for p in content if p.get("type") == "text")
-    return out
-
-
 def _image_sizes(request: dict[str, Any]) -> list[tuple[int, int]]:
     sizes = []
     for msg in request.get("messages", []):
@@ -75,7 +64,7 @@ def _image_sizes(request: dict[str, Any]) -> list[tuple[int, int]]:
 
 def estimate_prompt_tokens(request: dict[str, Any]) -> int:
     """Text (and tool schemas) at 4 characters a token plus one token per 28x28 image patch."""
-    chars = sum(len(t) for t in _texts(request)) + len(json.dumps(request.get("tools", [])))
+    chars = sum(len(t) for t in request_texts(request)) + len(json.dumps(request.get("tools", [])))
     patches = sum(-(-w // PATCH) * -(-h // PATCH) for w, h in _image_sizes(request))
     return chars // 4 + patches
 
@@ -103,7 +92,7 @@ class OracleVLM:
         self.proposer, self.ranker, self.prompt_tool = proposer, ranker, prompt_tool
 
     def __call__(self, request: dict[str, Any]) -> Spec:
-        system = next(iter(_texts(request)), "")
+        system = next(iter(request_texts(request)), "")
         tokens = estimate_prompt_tokens(request)
         if system.startswith("You locate objects"):
             answer = json.dumps({"box": self.box(request, "normalised" in system)})
@@ -118,7 +107,7 @@ class OracleVLM:
         return ToolCalls.of(call, prompt_tokens=tokens, completion_tokens=out)
 
     def _target(self, request: dict[str, Any]) -> Target:
-        for text in _texts(request):
+        for text in request_texts(request):
             found = _EXPRESSION.search(text + "\n")
             if found and found.group(1) in self.targets:
                 return self.targets[found.group(1)]
@@ -127,7 +116,7 @@ class OracleVLM:
     def box(self, request: dict[str, Any], normalised: bool) -> list[float]:
         """The target's box in the shown picture (or 0-1000), jittered when asked."""
         target = self._target(request)
-        shown = next((m for t in _texts(request) if (m := _SIZE.search(t))), None)
+        shown = next((m for t in request_texts(request) if (m := _SIZE.search(t))), None)
         view_w, view_h = (int(shown.group(1)), int(shown.group(2))) if shown else target.size
         if normalised:
             view_w = view_h = 1000
@@ -154,7 +143,7 @@ class OracleVLM:
             return Call("submit", {"index": added[0]["index"], "reason": "the drawn object"})
         if "added" in last:
             return Call(self.ranker, {})
-        warm = any("already ran" in t for t in _texts(request))
+        warm = any("already ran" in t for t in request_texts(request))
         if not warm and not tools:
             return Call(self.proposer, {})
         if "n_proposals" in last:

@@ -138,3 +138,15 @@ def completion_json(spec: Text | ToolCalls, n: int = 1, model: str = "scripted-m
             "total_tokens": spec.prompt_tokens + spec.completion_tokens,
         },
     }
+
+
+def request_texts(request: dict[str, Any]) -> list[str]:
+    """The text parts of a chat request's messages, in order (what scripted policies read)."""
+    out: list[str] = []
+    for msg in request.get("messages", []):
+        content = msg.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return out

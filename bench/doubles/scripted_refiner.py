@@ -24,24 +24,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.doubles.oracle_vlm import estimate_prompt_tokens
-from bench.doubles.replies import Policy, Spec, Text
+from bench.doubles.replies import Policy, Spec, Text, request_texts
 from tools.base import normalise_query
 from tools.offline.scenes import Scene, generate_scene
 
 _ORIGINAL = re.compile(r"^Original expression: (.+)$", re.MULTILINE)
 _TRIED = re.compile(r"^Queries already tried \(do not repeat any of them\): (.*)$", re.MULTILINE)
 REFINER_SYSTEM = "You help a referring-segmentation"
-
-
-def _texts(request: dict[str, Any]) -> list[str]:
-    out = []
-    for msg in request.get("messages", []):
-        content = msg.get("content")
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.extend(p.get("text", "") for p in content if p.get("type") == "text")
-    return out
 
 
 class ScriptedRefiner:
@@ -57,7 +46,7 @@ class ScriptedRefiner:
         self.fallback = fallback
 
     def __call__(self, request: dict[str, Any]) -> Spec:
-        texts = _texts(request)
+        texts = request_texts(request)
         if not texts or not texts[0].startswith(REFINER_SYSTEM):
             return self.fallback(request) if self.fallback is not None else Text('{"box": null}')
         body = "\n".join(texts[1:])

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from bench.doubles.oracle_vlm import Target, estimate_prompt_tokens
-from bench.doubles.replies import Call, Raw, Spec, Status, Text, ToolCalls, completion_json
+from bench.doubles.replies import Call, Raw, Spec, Status, Text, ToolCalls, completion_json, request_texts
 from tools.coords import Frame, Units, View
 
 THOUGHT = "The user wants one object. I look at the picture, find it, and answer in my format."
@@ -123,7 +123,7 @@ class ConventionVLM:
     # -- what to answer ------------------------------------------------------------------
 
     def _answer(self, request: dict[str, Any], schema: dict[str, Any] | None) -> str | list[Call]:
-        texts = _texts(request)
+        texts = request_texts(request)
         system, joined = (texts[0] if texts else ""), "\n".join(texts)
         image = _first_image(request)
         if system.startswith("You segment the single object"):
@@ -191,11 +191,11 @@ class ConventionVLM:
             return [Call("submit", {"index": added[0]["index"], "reason": "the drawn object"})]
         if "added" in last:
             return [Call(self.ranker, {})]
-        if not results and not any("already ran" in t for t in _texts(request)):
+        if not results and not any("already ran" in t for t in request_texts(request)):
             return [Call(self.proposer, {})]
         if "n_proposals" in last and "top" not in last:
             return [Call(self.ranker, {})]
-        box = self._object_box("\n".join(_texts(request)), image)
+        box = self._object_box("\n".join(request_texts(request)), image)
         if box is None or image is None:
             return "I cannot find it."
         return [Call(self.prompt_tool, {"box": self.numbers(box, Frame(image.shape[1], image.shape[0]))})]
@@ -227,17 +227,6 @@ def _calls_as_text(calls: list[Call], style: str) -> str:
     if style == "json":
         return "```json\n" + "\n".join(dumped) + "\n```"
     return "\n".join(f"<tool_call>\n{d}\n</tool_call>" for d in dumped)
-
-
-def _texts(request: dict[str, Any]) -> list[str]:
-    out = []
-    for msg in request.get("messages", []):
-        content = msg.get("content")
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return out
 
 
 def _first_image(request: dict[str, Any]) -> np.ndarray | None:

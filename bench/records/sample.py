@@ -43,6 +43,7 @@ class ToolCostRecord(BaseModel):
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0
+    reasoning_tokens: int = 0
     cold_seconds: float = 0.0
     cold_tokens_in: int = 0
     cold_tokens_out: int = 0

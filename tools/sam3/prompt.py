@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.base import Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Workspace, run_on_device
 from tools.coords import Frame, map_box, map_points
-from tools.errors import ConfigError
 from tools.prompting import Prompt, PromptTool
 from tools.sam3.declarations import SAM3_PROMPT
-from tools.sam3.propose import Sam3Propose
+from tools.sam3.shared_model import UsesSam3Model
 from tools.types import Image
 
 
@@ -27,7 +26,7 @@ def sam3_frame(side: int) -> Frame:
     return Frame(side, side, "sam3")
 
 
-class Sam3Prompt(PromptTool):
+class Sam3Prompt(UsesSam3Model, PromptTool):
     """A mask from a box and/or points with SAM 3's tracker, appended to the candidates.
 
     Args:
@@ -36,28 +35,6 @@ class Sam3Prompt(PromptTool):
     """
 
     declaration = SAM3_PROMPT
-
-    def __init__(self, settings: ToolSettings | None = None, *, proposer: Sam3Propose | None = None):
-        super().__init__(settings)
-        self._proposer = proposer
-
-    def use_tools(self, tools: dict[str, Tool]) -> None:
-        proposer = tools["sam3_propose"]
-        if not isinstance(proposer, Sam3Propose):
-            raise ConfigError(
-                f"sam3_prompt needs SAM 3's model, but sam3_propose is a {type(proposer).__name__}"
-            )
-        self._proposer = proposer
-
-    @property
-    def proposer(self) -> Sam3Propose:
-        if self._proposer is None:
-            self._proposer = Sam3Propose(self.settings)
-        return self._proposer
-
-    def fingerprint(self) -> str:
-        """``sam3_propose``'s: its weights and precision."""
-        return self.proposer.fingerprint()
 
     async def draw(self, ws: Workspace, prompt: Prompt) -> tuple[np.ndarray, np.ndarray]:
         return await run_on_device(self.settings.device, self.draw_sync, ws.image, prompt)

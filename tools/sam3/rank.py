@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from tools.base import Tool, ToolSettings, Workspace, run_on_device
-from tools.errors import ConfigError, ToolError
+from tools.base import Tool, Workspace, run_on_device
+from tools.errors import ToolError
 from tools.prompting import held_proposals
 from tools.sam3.declarations import SAM3_RANK, Sam3RankParams
 from tools.sam3.overlap import match_scores
-from tools.sam3.propose import Sam3Propose
+from tools.sam3.shared_model import UsesSam3Model
 from tools.types import Image, Proposals, Ranking, boxes_from_masks
 
 ALL_INSTANCES = 200  # SAM 3's query slots: rank against every instance above the threshold
@@ -46,7 +46,7 @@ def scores_ranking(scores: np.ndarray, query: str, proposals_digest: str, source
     return Ranking(s, scores_to_probs(s), query, 1.0, proposals_digest, source)
 
 
-class Sam3Rank(Tool):
+class Sam3Rank(UsesSam3Model, Tool):
     """Rank the candidates by SAM 3's score for the query (see the module docstring).
 
     Args:
@@ -56,28 +56,6 @@ class Sam3Rank(Tool):
 
     declaration = SAM3_RANK
     Output = Ranking
-
-    def __init__(self, settings: ToolSettings | None = None, *, proposer: Sam3Propose | None = None):
-        super().__init__(settings)
-        self._proposer = proposer
-
-    def use_tools(self, tools: dict[str, Tool]) -> None:
-        proposer = tools["sam3_propose"]
-        if not isinstance(proposer, Sam3Propose):
-            raise ConfigError(
-                f"sam3_rank needs SAM 3's model, but sam3_propose is a {type(proposer).__name__}"
-            )
-        self._proposer = proposer
-
-    @property
-    def proposer(self) -> Sam3Propose:
-        if self._proposer is None:
-            self._proposer = Sam3Propose(self.settings)
-        return self._proposer
-
-    def fingerprint(self) -> str:
-        """``sam3_propose``'s: its weights and precision."""
-        return self.proposer.fingerprint()
 
     def resolve_query(self, ws: Workspace, params: Any) -> str:
         return self.proposer.resolve_query(ws, params)
