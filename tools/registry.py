@@ -53,6 +53,10 @@ def _resolve(target: str) -> Any:
     return obj
 
 
+# What the VLM and the cache keys read from a declaration, and the built class must match.
+_CHECKED = ("role", "version", "Params", "Options", "prompt_tool", "needs", "text_conditioned")
+
+
 class ToolRegistry:
     """Names to tool factories; builds each tool once per registry."""
 
@@ -185,12 +189,27 @@ class ToolRegistry:
                     raise ConfigError(f"tool {name!r} factory returned {type(tool).__name__}, not a Tool")
                 if tool.name != name:
                     raise ConfigError(f"tool registered as {name!r} calls itself {tool.name!r}")
+                self._check_against_declaration(name, tool)
                 if tool.needs:
                     tool.use_tools({needed: self.get(needed) for needed in tool.needs})
             finally:
                 self._building.discard(name)
             self._tools[name] = tool
         return self._tools[name]
+
+    def _check_against_declaration(self, name: str, tool: Tool) -> None:
+        """The VLM is shown the declaration while the class runs: they must agree (a plugin's
+        class that does not point back at its declaration may not)."""
+        declared = self._declarations.get(name)
+        built = ToolDeclaration.of_tool(type(tool))
+        if declared is None or built is declared:
+            return
+        differ = [a for a in _CHECKED if getattr(built, a) != getattr(declared, a)]
+        if differ:
+            raise ConfigError(
+                f"tool {name!r}: its declaration and the class it names disagree on {', '.join(differ)}; "
+                "set `declaration = <the declaration>` on the class so each fact is written once"
+            )
 
     def check_options(self, names: Iterable[str]) -> None:
         """Validate the options of the named tools against their ``Options`` models, without

@@ -153,7 +153,7 @@ def work_seconds(invocation: dict[str, Any]) -> float:
 
 def with_speedups(cells: list[Cell]) -> list[Cell]:
     """Each cell's speed-up over its controller's cell at the smallest concurrency, and its
-    efficiency (speed-up per unit of added concurrency)."""
+    efficiency: speed-up / (c / the smallest c), 1.0 when examples/s grow as fast as c."""
     for cell in cells:
         same = [x for x in cells if x.controller == cell.controller and x.engine == cell.engine]
         base = min(same, key=lambda x: x.concurrency)

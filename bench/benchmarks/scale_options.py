@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tools.errors import ConfigError
+from tools.errors import ConfigError, InputError
 
 # What makes each controller ask the VLM on every example (the guard is off for all of them).
 CONTROLLERS: dict[str, tuple[str, ...]] = {
@@ -54,6 +54,15 @@ class ScaleOptions:
             )
         if not self.concurrency or min(self.concurrency) < 1:
             raise ConfigError("--concurrency: give concurrency levels of at least 1, e.g. 1,4,16,64")
+        if len(set(self.concurrency)) != len(self.concurrency):
+            raise ConfigError(
+                f"--concurrency: give each level once, got {','.join(map(str, self.concurrency))}"
+            )
+        if self.out is not None and self.out.is_dir() and any(self.out.iterdir()):
+            raise InputError(
+                f"--out {self.out} is not empty: give a new or empty folder (every cell starts from "
+                "a cold cache, and the endpoint's port changes from one invocation to the next)"
+            )
         if not 0 <= self.latency_s <= 60:
             raise ConfigError(f"--latency must be between 0 and 60 seconds, got {self.latency_s}")
         if self.waves < 1 or self.min_examples < 1:

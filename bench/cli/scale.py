@@ -12,6 +12,14 @@ from typing import Any
 from bench.cli.scale_flags import workers_arg
 from tools.errors import ConfigError
 
+# What a flag left out means, where its option's default is None.
+_UNSET = {
+    "workers": "the engine's, as bench run --workers",
+    "vlm_max_concurrency": "no limit",
+    "out": "a temporary folder, removed at the end",
+    "json_path": "no JSON",
+}
+
 
 def _default(name: str) -> Any:
     from bench.benchmarks.scale_options import ScaleOptions
@@ -46,7 +54,11 @@ def add_parser(sub: Any) -> None:
         (
             "--workers",
             "workers",
-            {"type": workers_arg, "metavar": "N|auto", "help": "Ray workers (--engine ray)"},
+            {
+                "type": workers_arg,
+                "metavar": "N|auto",
+                "help": "Ray workers (--engine ray; capped at each cell's concurrency)",
+            },
         ),
         ("--waves", "waves", {"type": int, "help": "examples per cell: waves x c"}),
         ("--min-examples", "min_examples", {"type": int, "help": "the fewest examples of a cell"}),
@@ -60,7 +72,7 @@ def add_parser(sub: Any) -> None:
     ]
     for flag, name, kwargs in rows:
         shown = _default(name)
-        kwargs["help"] += f" (default {'none' if shown is None else shown})"
+        kwargs["help"] += f" (default: {_UNSET.get(name, 'none') if shown is None else shown})"
         scale.add_argument(flag, dest=name, default=None, **kwargs)
     scale.set_defaults(func=cmd_scale)
 

@@ -57,7 +57,9 @@ WORKERS_ROW: tuple[str, str, dict[str, Any]] = (
     {
         "type": workers_arg,
         "metavar": "N|auto",
-        "help": "Ray actors; auto: one per core of this machine, the way to use every core for "
-        "VLM-bound runs (default: one per GPU, else one per CPU; at most --concurrency)",
+        "help": "Ray actors; auto: one per core of this machine (with --ray-address: one per "
+        "free CPU of the cluster less one), the way to use every core for VLM-bound runs "
+        "(default: one per free GPU, else one per free CPU less one; auto and the default are "
+        "capped at --concurrency, a number may not exceed it)",
     },
 )

@@ -46,7 +46,10 @@ class EngineOptions:
         }
         given = [flag for flag, value in ray_only.items() if value is not None]
         if self.name != "ray" and given:
-            raise ConfigError(f"{', '.join(given)} apply to --engine ray only; add --engine ray or drop them")
+            raise ConfigError(
+                f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to --engine ray only; "
+                "add --engine ray or drop " + ("them" if len(given) > 1 else "it")
+            )
         if self.workers not in (None, "auto") and not (isinstance(self.workers, int) and self.workers >= 1):
             raise ConfigError(f"--workers must be at least 1 (a number, or auto), got {self.workers!r}")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:

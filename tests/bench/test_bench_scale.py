@@ -17,7 +17,7 @@ from bench.benchmarks.scale import (
     work_seconds,
 )
 from bench.cli import build_parser
-from tools.errors import ConfigError
+from tools.errors import ConfigError, InputError
 
 
 def cell(controller: str, c: int, rate: float) -> Cell:
@@ -70,3 +70,14 @@ def test_a_cells_rate_counts_the_work_once_without_the_engine_start() -> None:
     invocation = {"wall_s": 8.23, "engine_start_s": 3.51, "setup_s": 0.0, "examples_run": 8}
     assert work_seconds(invocation) == 8.23
     assert invocation["examples_run"] / work_seconds(invocation) < 1.0  # 1 s per request, one at a time
+
+
+def test_a_used_out_folder_and_repeated_levels_are_refused_in_one_line(tmp_path: Path) -> None:
+    """A second scale run into the same --out would resume each cell (warm cache, and the
+    endpoint's new port fails the resume check); a level given twice would resume itself."""
+    (tmp_path / "ground-local-c1").mkdir()
+    with pytest.raises(InputError, match="not empty"):
+        ScaleOptions(out=tmp_path)
+    with pytest.raises(ConfigError, match="each level once"):
+        ScaleOptions(concurrency=(2, 2))
+    assert ScaleOptions(out=tmp_path / "new").out == tmp_path / "new"

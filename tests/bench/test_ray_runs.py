@@ -46,7 +46,7 @@ def test_engine_flags_become_engine_options() -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--workers", "2"], "--workers apply to --engine ray only"),
+        (["--workers", "2"], "--workers applies to --engine ray only; add --engine ray or drop it"),
         (["--engine", "ray", "--workers", "5", "--concurrency", "4"], "--workers 5 needs --concurrency 5"),
         (["--engine", "ray", "--workers", "0"], "--workers must be at least 1"),
         (["--engine", "ray", "--gpus-per-worker", "-1"], "--gpus-per-worker must be 0 or more"),

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.agent_tools import offered_tools
 from agent.episode import EpisodeConfig
-from tools.base import StrictParams, ToolSettings
+from tools.base import StrictParams, Tool, ToolSettings
 from tools.declaration import DECLARED, ToolDeclaration
 from tools.errors import ConfigError
 from tools.registry import ToolRegistry
@@ -57,58 +59,70 @@ def test_roles_schemas_and_options_import_no_model_code() -> None:
     assert seen["offered"] == ["sam_propose", "clip_rank", "refine_query", "sam_prompt"]
 
 
+# A plugin as documented: the declaration in a light module, the class in another that points
+# back at it (``declaration = ZOOM``), so the two cannot disagree.
+DECLARATION = """
+from tools.base import StrictParams
+from tools.declaration import ToolDeclaration
+
+class ZoomOptions(StrictParams):
+    factor: float = 2.0
+
+ZOOM = ToolDeclaration(
+    name="zoom",
+    role="other",
+    description="zoom into a region",
+    implementation="{impl}:Zoom",
+    Params=StrictParams,
+    Options=ZoomOptions,
+)
+"""
+
 IMPLEMENTATION = """
 from tools.base import Tool
+from {decl} import ZOOM
 
 class Zoom(Tool):
-    name = "zoom"
-    role = "other"
-    description = "zoom into a region"
+    declaration = ZOOM
 
     async def __call__(self, ws, params):
         raise NotImplementedError
 """
 
 
-class ZoomOptions(StrictParams):
-    factor: float = 2.0
-
-
-def zoom_declaration(module: str) -> ToolDeclaration:
-    return ToolDeclaration(
-        name="zoom",
-        role="other",
-        description="zoom into a region",
-        implementation=f"{module}:Zoom",
-        Params=StrictParams,
-        Options=ZoomOptions,
-    )
+def zoom_declaration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ToolDeclaration, str]:
+    """The plugin's declaration (its module imported) and the name of its implementation module."""
+    suffix = tmp_path.name.replace("-", "_")
+    decl, impl = f"zoom_decl_{suffix}", f"zoom_impl_{suffix}"
+    (tmp_path / f"{decl}.py").write_text(DECLARATION.format(impl=impl))
+    (tmp_path / f"{impl}.py").write_text(IMPLEMENTATION.format(decl=decl))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module(decl).ZOOM, impl
 
 
 def test_a_declared_tool_is_offered_and_checked_without_being_imported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = f"zoom_impl_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{module}.py").write_text(IMPLEMENTATION)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    declared, module = zoom_declaration(tmp_path, monkeypatch)
     registry = ToolRegistry(ToolSettings(options={"zoom": {"factor": 3}}), plugins=False)
-    registry.register("zoom", zoom_declaration(module))
+    registry.register("zoom", declared)
     names, skipped = offered_tools(registry, EpisodeConfig(controller="agent"))
     assert "zoom" in names and skipped == []
     registry.check_options(["zoom"])
     bad = ToolRegistry(ToolSettings(options={"zoom": {"factor": "big"}}), plugins=False)
-    bad.register("zoom", zoom_declaration(module))
+    bad.register("zoom", declared)
     with pytest.raises(ConfigError, match="tool zoom: option factor"):
         bad.check_options(["zoom"])
     assert module not in sys.modules  # role, schema and options came from the declaration
-    assert type(registry.get("zoom")).__name__ == "Zoom"
-    assert module in sys.modules
+    zoom = registry.get("zoom")
+    assert type(zoom).__name__ == "Zoom" and module in sys.modules
+    assert zoom.validated_options() == declared.Options(factor=3)  # the cache key's options
 
 
 def test_a_declaration_under_another_name_is_refused() -> None:
     registry = ToolRegistry(plugins=False)
     with pytest.raises(ConfigError, match="declares itself 'zoom'"):
-        registry.register("zoomer", zoom_declaration("anywhere"))
+        registry.register("zoomer", ToolDeclaration("zoom", "other", "zoom", "anywhere:Zoom", StrictParams))
 
 
 def test_a_broken_plugin_is_tried_once_and_skipped_by_the_agent() -> None:
@@ -144,3 +158,39 @@ def test_a_subclass_of_a_declared_tool_is_described_by_its_own_attributes() -> N
         declared.implementation.endswith("Renamed")
         and ToolDeclaration.of_tool(RegionPropose).prompt_tool != "my_prompt"
     )
+
+
+class _Query(StrictParams):
+    query: str
+
+
+class _Other(StrictParams):
+    other: int = 0
+
+
+class Drifted(Tool):
+    """A plugin class that does not point back at its declaration, and disagrees with it."""
+
+    name, role, version, description = "drifted", "propose", "1", "a tool"
+    Params = _Other
+
+    async def __call__(self, ws: Any, params: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_a_class_that_disagrees_with_its_declaration_is_refused_when_built() -> None:
+    """The VLM is shown the declaration's role and schema while the class validates and keys
+    its cache by its own: a plugin whose two disagree is one line, not a silent mismatch."""
+    declared = ToolDeclaration(
+        name="drifted",
+        role="rank",
+        description="a tool",
+        implementation=f"{__name__}:Drifted",
+        Params=_Query,
+        version="7",
+    )
+    registry = ToolRegistry(ToolSettings())
+    registry.register("drifted", declared)
+    assert registry.declaration("drifted").role == "rank"  # read without building
+    with pytest.raises(ConfigError, match="disagree on role, version, Params"):
+        registry.get("drifted")
