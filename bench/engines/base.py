@@ -73,7 +73,8 @@ class EngineStats:
             proposer does not count them.
         peak_cuda_memory_bytes: the largest per-process CUDA peak (``None`` off CUDA).
         worker_deaths: workers that died and were replaced.
-        groups_redone: image groups sent to another worker after theirs died.
+        groups_redone: image groups whose unfinished examples were sent again, to the
+            replacement of the worker that died with them (once per group and death).
         groups_split: image groups run in parts on several Ray workers (a run with fewer
             groups than workers splits them so every worker gets work: such an image is
             decoded and proposed on each worker that runs a part).

@@ -70,7 +70,7 @@ def test_tiny_real_sam_and_clip_give_identical_masks_on_both_engines(
     assert inv["image_encodes"] == 2 == last_invocation(tmp_path / "local")["image_encodes"]
 
 
-def test_a_killed_worker_s_groups_are_redone_elsewhere_none_lost_or_twice(
+def test_a_killed_worker_s_unfinished_examples_are_redone_by_its_replacement_none_lost_or_twice(
     tmp_path: Path, ray_pool: RayEngine
 ) -> None:
     examples = synthetic(4)

@@ -2,20 +2,17 @@
 example, image groups kept on one worker, a dead worker's unfinished examples redone.
 
 These drive :class:`bench.engines.ray_schedule.Schedule` as the engine does, without Ray; the
-tests that start a cluster are in test_ray_scheduling.py.
+tests that start a cluster are in test_ray_scheduling.py, the worker's image cache is tested in
+test_ray_worker_decodes_each_image_once.py.
 """
 
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
-from typing import Any
 
-import anyio
 import pytest
 
 from bench.engines.ray_schedule import MAX_ATTEMPTS, Group, Item, Schedule, split_groups
-from bench.engines.ray_worker import ImageCache
 
 
 def groups_of(*sizes: int) -> list[list[Item]]:
@@ -45,9 +42,21 @@ def test_one_image_group_is_split_so_both_workers_run_at_the_full_concurrency() 
     assert {g.home for _, g, _ in granted} == {0, 1} and {w for w, _, _ in granted} == {0, 1}
 
 
-def test_enough_groups_are_never_split() -> None:
-    parts, split = split_groups(groups_of(3, 5, 1), workers=2)
-    assert split == 0 and [len(p.items) for p in parts] == [3, 5, 1]
+@pytest.mark.parametrize(
+    ("sizes", "workers", "parts_sizes", "split"),
+    [
+        ((3, 5, 1), 2, [3, 5, 1], 0),  # more groups than workers: never split
+        ((3, 5), 2, [3, 5], 0),  # as many: each worker gets one
+        ((7,), 3, [3, 2, 2], 1),  # one group, three workers: a part each
+        ((5, 1), 3, [3, 2, 1], 1),  # a one-example group cannot be split
+    ],
+)
+def test_groups_are_split_only_when_fewer_than_workers(
+    sizes: tuple[int, ...], workers: int, parts_sizes: list[int], split: int
+) -> None:
+    parts, n_split = split_groups(groups_of(*sizes), workers)
+    assert n_split == split and [len(p.items) for p in parts] == parts_sizes
+    assert [item for p in parts for item in p.items] == [item for g in groups_of(*sizes) for item in g]
 
 
 def test_one_example_in_flight_at_a_time_for_concurrency_one() -> None:
@@ -66,12 +75,18 @@ def test_slots_never_exceed_concurrency_never_idle_while_work_waits_and_groups_s
     running: list[tuple[int, Group, Item]] = []
     done: list[Item] = []
     ran_on: dict[int, set[int]] = {}
+    opened: list[Group] = []
     while len(done) < total:
         for worker, group, item in drain(schedule):
             running.append((worker, group, item))
             ran_on.setdefault(group.image, set()).add(worker)
+            if group not in opened:
+                opened.append(group)
         waiting = total - len(done) - len(running)
         assert schedule.in_flight == len(running) <= concurrency
+        assert schedule.worker_in_flight == [sum(w == k for w, _, _ in running) for k in (0, 1)]
+        for k in (0, 1):  # a worker sends all of a group before it opens the next: one image at a time
+            assert sum(g.home == k and bool(g.pending) for g in opened) <= 1
         assert len(running) == min(concurrency, total - len(done))  # no slot idles while work waits
         if schedule.queue and waiting:  # both workers can take work: their loads stay even
             assert abs(schedule.worker_in_flight[0] - schedule.worker_in_flight[1]) <= 1
@@ -117,32 +132,3 @@ def test_a_group_that_kills_its_worker_every_time_is_failed_after_max_attempts()
             failed += schedule.died(0, generation, group, item, "poison")[1]
     assert group.given_up and group.deaths == MAX_ATTEMPTS
     assert sorted(i for i, _ in failed) == list(range(5)) and schedule.grant() is None
-
-
-def test_a_worker_decodes_an_image_once_for_calls_that_overlap_and_right_after_each_other() -> None:
-    loads: list[str] = []
-
-    def example(name: str) -> Any:
-        return SimpleNamespace(load_image=lambda: loads.append(name) or name)  # type: ignore[func-returns-value]
-
-    cache = ImageCache(keep=2)
-    seen: list[Any] = []
-
-    async def call(key: int, name: str) -> None:
-        async with cache.hold(key, example(name), "clean") as image:
-            seen.append(image)
-            await anyio.sleep(0.01)
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            for _ in range(5):
-                tg.start_soon(call, 0, "a")
-        await call(0, "a")  # released, then asked again: kept
-        await call(1, "b")
-        await call(2, "c")  # keep=2: "b" and "c" stay, "a" goes
-        await call(1, "b")
-        await call(0, "a")
-
-    anyio.run(main)
-    assert loads == ["a", "b", "c", "a"] and cache.decodes == 4
-    assert seen[:6] == ["a"] * 6
