@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +28,7 @@ from tools.declaration import ToolDeclaration
 from tools.errors import ConfigError
 
 ENTRY_POINT_GROUP = "refseg.tools"
+PROJECT_DISTRIBUTION = "refseg-loop"
 
 BUILTIN_TOOLS: dict[str, str] = {
     "sam_propose": "tools.sam_declaration:SAM_PROPOSE",
@@ -41,7 +42,16 @@ BUILTIN_TOOLS: dict[str, str] = {
 class ToolSpec:
     name: str
     target: str
-    origin: str  # "builtin", "plugin" or "registered"
+    # "builtin" (in the code), "bundled" (an entry point of refseg-loop itself: the offline
+    # and SAM 3 toolsets, registered the way a plugin is), "plugin" (another package's entry
+    # point) or "registered" (ToolRegistry.register)
+    origin: str
+
+
+def _entry_point_origin(ep: EntryPoint) -> str:
+    """``bundled`` for refseg-loop's own entry points, ``plugin`` for any other package's."""
+    dist = getattr(ep, "dist", None)
+    return "bundled" if dist is not None and dist.name == PROJECT_DISTRIBUTION else "plugin"
 
 
 def _resolve(target: str) -> Any:
@@ -73,7 +83,7 @@ class ToolRegistry:
         if plugins:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 if ep.name not in self._specs:
-                    self._specs[ep.name] = ToolSpec(ep.name, ep.value, "plugin")
+                    self._specs[ep.name] = ToolSpec(ep.name, ep.value, _entry_point_origin(ep))
 
     def register(self, name: str, factory: ToolFactory | ToolDeclaration) -> None:
         """Add (or replace) a tool programmatically: its class or factory, or its declaration

@@ -21,7 +21,7 @@ CONFIG_SCHEMA_VERSION = 1
 class DataSelection(BaseModel):
     """Which examples a run evaluates (the fields of :class:`bench.options.DataSpec`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     dataset: str = Field(description="what --dataset named: an adapter name, a hub name, or a path")
     split: str | None = None
@@ -35,7 +35,7 @@ class DataSelection(BaseModel):
 class DataFile(BaseModel):
     """One file a data set was read from."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     path: str
     bytes: int
@@ -45,7 +45,7 @@ class DataFile(BaseModel):
 class DatasetRecord(BaseModel):
     """What the data set's adapter read: recorded so that a run says exactly which data it saw."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     adapter: str = Field(description="the dataset adapter (refseg bench datasets lists them)")
     protocol: str = Field(description="the protocol that scores it")
@@ -58,6 +58,8 @@ class DatasetRecord(BaseModel):
 
 
 class ExamplesRecord(BaseModel):
+    # ``dropped`` is written only when the loader dropped something: the block is digested into
+    # every result line, so an empty one would change the digest of every earlier run.
     model_config = ConfigDict(extra="allow")
 
     count: int = Field(description="examples the selection holds")

@@ -26,7 +26,7 @@ class GroupMetrics(BaseModel):
     """The metrics of one group of a breakdown (e.g. the ``small`` objects): ``n`` examples,
     and each metric's value under its key."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
     __pydantic_extra__: dict[str, float | None] = Field(init=False)
 
     n: int = 0
@@ -72,7 +72,7 @@ class MetricsSummary(BaseModel):
 class RunLabel(BaseModel):
     """The few settings that tell runs apart in tables (from ``config.json``)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     controller: str | None = None
     max_iter: int | None = None
@@ -112,7 +112,7 @@ class Faults(BaseModel):
     """Faults the run saw: from its records, its costs and its trace (see
     :func:`bench.summary.trace_faults`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     failed_examples: int = 0
     fallbacks: int = 0
@@ -139,7 +139,7 @@ class Faults(BaseModel):
 class VLMHealth(BaseModel):
     """Examples that needed the VLM and how many of those fell back, by kind."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     needed: int = 0
     fallbacks: int = 0
@@ -148,7 +148,7 @@ class VLMHealth(BaseModel):
 
 
 class Failure(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     example_id: str
     error: str | None = None
@@ -157,6 +157,8 @@ class Failure(BaseModel):
 class CostRow(ToolCostRecord):
     """One tool's (or the total's) calls over the run, per image and per 1,000 expressions."""
 
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)  # merged with the record's
+
     cache_hit_rate: float | None = None
     per_image: dict[str, float | None] = Field(default_factory=dict)
     per_1000_expressions: dict[str, float | None] = Field(default_factory=dict)
@@ -164,7 +166,7 @@ class CostRow(ToolCostRecord):
 
 
 class CostTable(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     tools: dict[str, CostRow] = Field(default_factory=dict)
     total: CostRow = Field(default_factory=CostRow)
@@ -176,7 +178,7 @@ class ProposeStats(BaseModel):
     encoder on: one per image for both from an empty cache; ``None`` when the proposer does not
     count them or the run predates the count)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     tool: str | None = None
     computations: int = 0
@@ -189,7 +191,7 @@ class ProposeStats(BaseModel):
 
 
 class CacheHealth(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     degraded_invocations: int = 0
     errors: int = 0
@@ -203,7 +205,7 @@ class EventLoopLag(BaseModel):
     driver's and, with Ray, each worker's). A large lag means something held a loop (an import,
     a big parse, a synchronous write) while other episodes waited."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     interval_ms: float = 20.0
     samples: int = 0
@@ -216,7 +218,7 @@ class EventLoopLag(BaseModel):
 class Timing(BaseModel):
     """Wall time and throughput (see :func:`bench.summary.build_summary`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
     wall_s: float = 0.0
     wall_s_total: float = 0.0
@@ -233,9 +235,14 @@ class Timing(BaseModel):
     event_loop: EventLoopLag = Field(default_factory=EventLoopLag)
     cpu_s: float | None = Field(
         default=None,
-        description="CPU seconds of the run's processes while the last invocation's examples ran",
+        description="CPU seconds of the run's processes while the last invocation's examples ran "
+        "(all their threads, the event-loop lag probe's wake-ups every 20 ms included)",
     )
-    cpu_ms_per_example: float | None = None
+    cpu_ms_per_example: float | None = Field(
+        default=None,
+        description="cpu_s per example run; its fixed part (the lag probe, idle threads) grows "
+        "with wall time, so a run that mostly waits (on VLM limits, a slow endpoint) reads higher",
+    )
 
 
 class Summary(BaseModel):

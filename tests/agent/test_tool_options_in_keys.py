@@ -260,3 +260,10 @@ def test_cli_tool_option_on_one_cache_dir_and_a_resume_with_other_options(tmp_pa
     assert resumed.returncode != 0
     error = resumed.stderr.strip().splitlines()[-1]
     assert "different configuration" in error and "my_ranker" in error and "temperature" in error
+
+
+def test_a_third_party_tool_is_a_plugin_and_refseg_loops_own_entry_points_are_bundled(tmp_path: Path) -> None:
+    with install_in_process(tmp_path / "site"):
+        registry = ToolRegistry()
+        origins = {name: registry.spec(name).origin for name in ("my_ranker", "sam3_propose", "clip_rank")}
+    assert origins == {"my_ranker": "plugin", "sam3_propose": "bundled", "clip_rank": "builtin"}

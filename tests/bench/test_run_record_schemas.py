@@ -96,3 +96,22 @@ def test_summary_and_config_schemas_require_what_a_writer_always_writes(
         assert not config_schema.is_valid({k: v for k, v in config.items() if k != key}), key
     # Readers still take files written before: what they lack reads at its default.
     assert Summary.model_validate({}).schema_version == 0 and RunConfig.model_validate({}).run == {}
+
+
+@pytest.mark.parametrize("name", ["summary", "config"])
+def test_a_written_whole_record_requires_every_field_at_every_depth(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "schema", name]) == 0
+    schema: dict[str, Any] = json.loads(capsys.readouterr().out)
+    objects = [schema, *schema.get("$defs", {}).values()]
+    optional = {
+        f"{o.get('title')}.{field}"
+        for o in objects
+        if o.get("type") == "object"
+        for field in o.get("properties", {})
+        if field not in o.get("required", [])
+    }
+    # What a current writer always writes, the schema requires; dropped examples are recorded
+    # only when there are some (the block is digested: an empty one would change old digests).
+    assert len(objects) > 3 and optional <= {"ExamplesRecord.dropped"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench.cli import build_parser
@@ -47,4 +49,14 @@ def test_workers_auto_from_the_command_line() -> None:
     with pytest.raises(ConfigError, match=r"--workers must be at least 1 \(a number, or auto\)"):
         EngineOptions(name="ray", workers=0)
     RunOptions(concurrency=1, engine=EngineOptions(name="ray", workers="auto"))  # capped at run time
-    assert machine_cores() >= 1
+
+
+def test_machine_cores_are_the_cores_this_process_may_use_not_the_hosts() -> None:
+    allowed = os.sched_getaffinity(0)
+    one = {min(allowed)}
+    os.sched_setaffinity(0, one)
+    try:
+        assert machine_cores() == 1  # a container's share of the host, as `taskset` gives it
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert machine_cores() == len(allowed)

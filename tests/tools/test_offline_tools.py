@@ -296,7 +296,7 @@ def test_ranker_with_zero_proposals_returns_empty_ranking(scenes) -> None:
 def test_registry_finds_both_tools_through_entry_points() -> None:
     registry = ToolRegistry()
     for name, role in (("region_propose", "propose"), ("attribute_rank", "rank")):
-        assert registry.spec(name).origin == "plugin"
+        assert registry.spec(name).origin == "bundled"  # refseg-loop's own entry point
         tool = registry.get(name)
         assert tool.name == name and tool.role == role and tool.fingerprint() == "none"
         assert "properties" in tool.function_schema()["function"]["parameters"]
