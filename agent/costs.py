@@ -12,6 +12,12 @@ Every call is booked once, as exactly one of:
 - or none of these: a call refused before it reached the tool (bad arguments), counted in
   ``errors`` only.
 
+``wait_seconds`` is all the time a call waited rather than computed, whatever it waited on;
+``vlm_wait_seconds`` is the part of it that VLM requests were held back: by the run's VLM
+limits (``--vlm-max-concurrency``, ``--vlm-rpm``, ``--vlm-tpm``, and a 429's ``Retry-After``,
+which pauses every request; :mod:`agent.vlm_limits`) or pausing between retries. The rest,
+``wait_seconds - vlm_wait_seconds``, is time spent waiting on an identical call in flight.
+
 ``errors`` counts failed calls (refused or raised). ``tokens_in``, ``tokens_out`` and
 ``usd`` are what this call spent now (a hit spends none); ``reasoning_tokens`` are the part of
 ``tokens_out`` a reasoning model spent thinking (priced with them, as output).
@@ -79,6 +85,7 @@ class ToolCost:
     errors: int = 0
     seconds: float = 0.0
     wait_seconds: float = 0.0
+    vlm_wait_seconds: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0
@@ -96,7 +103,7 @@ class ToolCost:
     def as_dict(self) -> dict[str, Any]:
         # Every field is a number: a plain dict, not dataclasses.asdict's deep copy (per record).
         d = {name: getattr(self, name) for name in _COST_FIELDS}
-        for name in ("seconds", "wait_seconds", "cold_seconds"):
+        for name in ("seconds", "wait_seconds", "vlm_wait_seconds", "cold_seconds"):
             d[name] = round(d[name], 6)
         for name in ("usd", "cold_usd"):
             d[name] = round(d[name], 8)
@@ -117,6 +124,7 @@ def _one(
     *,
     seconds: float,
     wait_seconds: float,
+    vlm_wait_seconds: float,
     error: bool,
     spent: ColdCost,
     cold: ColdCost | None,
@@ -139,6 +147,7 @@ def _one(
         errors=int(error),
         seconds=seconds if outcome == "computed" else 0.0,
         wait_seconds=wait_seconds,
+        vlm_wait_seconds=vlm_wait_seconds,
         tokens_in=spent.tokens_in,
         tokens_out=spent.tokens_out,
         usd=spent.usd,
@@ -192,6 +201,7 @@ class CostBook:
         outcome: Outcome = "computed",
         seconds: float = 0.0,
         wait_seconds: float = 0.0,
+        vlm_wait_seconds: float = 0.0,
         error: bool = False,
         tokens_in: int = 0,
         tokens_out: int = 0,
@@ -206,7 +216,10 @@ class CostBook:
             tool: the tool's name (``vlm`` for the agent's own turns).
             outcome: how the call was served (see the module docstring).
             seconds: compute seconds (booked only for a computed call).
-            wait_seconds: seconds spent waiting on an identical call in flight.
+            wait_seconds: seconds spent waiting rather than computing (on an identical call in
+                flight, on the VLM).
+            vlm_wait_seconds: of ``wait_seconds``, those VLM requests were held back by the
+                VLM limits or pausing between retries.
             error: the call failed.
             tokens_in, tokens_out, usd: spent by this call now.
             cold: what producing the output cost, for a hit or a join (``None``: unknown).
@@ -219,6 +232,7 @@ class CostBook:
             outcome,
             seconds=seconds,
             wait_seconds=wait_seconds,
+            vlm_wait_seconds=vlm_wait_seconds,
             error=error,
             spent=spent,
             cold=cold,

@@ -274,7 +274,8 @@ class Episode:
             **kwargs: passed to ``complete`` (tools, tool_choice, temperature...).
 
         Time the request waited for the endpoint's limits (``--vlm-max-concurrency``, ``--vlm-rpm``,
-        ``--vlm-tpm``) is booked as wait, the rest as the call's seconds.
+        ``--vlm-tpm``, a 429's ``Retry-After``) and between its retries is booked as wait (and
+        VLM wait), the rest as the call's seconds.
 
         Raises:
             VLMError: the call failed; its seconds are booked as a failed ``vlm`` call.
@@ -286,14 +287,17 @@ class Episode:
         except VLMError as exc:
             waited = float(getattr(exc, "wait_s", 0.0))
             seconds = time.perf_counter() - start - waited
-            self.costs.record("vlm", seconds=seconds, wait_seconds=waited, error=True)
+            self.costs.record(
+                "vlm", seconds=seconds, wait_seconds=waited, vlm_wait_seconds=waited, error=True
+            )
             raise
         self.turns += 1
-        waited = float(getattr(reply, "wait_s", 0.0))  # held back by the endpoint's limits: wait
+        waited = float(getattr(reply, "wait_s", 0.0))  # the VLM limits' and the retries' waits
         self.costs.record(
             "vlm",
             seconds=time.perf_counter() - start - waited,
             wait_seconds=waited,
+            vlm_wait_seconds=waited,
             tokens_in=reply.tokens_in,
             tokens_out=reply.tokens_out,
             usd=reply.usd,

@@ -111,7 +111,8 @@ class _Served:
 
     outcome: Outcome = "refused"
     compute_s: float = 0.0
-    wait_s: float = 0.0
+    wait_s: float = 0.0  # all of it: on an identical call in flight, and vlm_wait_s
+    vlm_wait_s: float = 0.0  # VLM requests held back by the VLM limits or between retries
     cold: ColdCost | None = None
     carries_cold: bool = True  # the first use of this output in the run (see Invoker)
 
@@ -140,6 +141,7 @@ def book_call(costs: CostBook, name: str, output: Any, served: _Served) -> None:
         outcome=served.outcome,
         seconds=served.compute_s,
         wait_seconds=served.wait_s,
+        vlm_wait_seconds=served.vlm_wait_s,
         tokens_in=int(getattr(output, "tokens_in", 0)) if ran else 0,
         tokens_out=int(getattr(output, "tokens_out", 0)) if ran else 0,
         usd=float(getattr(output, "usd", 0.0)) if ran else 0.0,
@@ -276,6 +278,7 @@ class Invoker:
                 outcome="computed" if ran else "refused",
                 seconds=served.compute_s,
                 wait_seconds=served.wait_s,
+                vlm_wait_seconds=served.vlm_wait_s,
                 error=True,
             )
             raise
@@ -335,7 +338,8 @@ class Invoker:
                 output = await tool(ws, params)
             finally:
                 served.compute_s = max(0.0, time.perf_counter() - t0 - clock.waited - clock.booked_wait)
-                served.wait_s += clock.booked_wait
+                served.wait_s += clock.booked_wait  # what the tool booked: the VLM's waits
+                served.vlm_wait_s += clock.booked_wait
         served.cold = _cold_of(output, served.compute_s)
         if key is not None:
             self._remember(key, output, served.cold)  # identical calls waiting read it from here

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.redaction import redact
+from agent.trace_costs import cost_lines
+from agent.trace_costs import short_number as _num
 from tools.errors import InputError
 from tools.images import hw_text
 
@@ -114,10 +116,6 @@ class _Node:
 def _compact(value: Any, limit: int = _MAX_ARGS) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}g}" if isinstance(value, int | float) else str(value)
 
 
 def _result_text(result: Any) -> str:
@@ -239,30 +237,6 @@ def _ground_label(ev: dict[str, Any]) -> str:
     return f"ground: VLM asked for the box ({found}): {_compact(ev.get('answer', ''), 120)}"
 
 
-def _costs_nodes(costs: dict[str, Any]) -> list[_Node]:
-    rows = []
-    for tool, c in sorted(costs.items()):
-        if not isinstance(c, dict):
-            continue
-        parts = [f"{c.get('calls', 0)} call(s)", f"{_num(c.get('seconds', 0))}s compute"]
-        if "computed" in c:
-            parts.append(
-                f"{c['computed']} computed, {c.get('joined', 0)} joined, {c.get('cache_hits', 0)} cached"
-            )
-        elif c.get("cache_hits"):
-            parts.append(f"{c['cache_hits']} cache hit(s)")
-        if c.get("wait_seconds"):
-            parts.append(f"{_num(c['wait_seconds'])}s waiting on an identical call")
-        if c.get("errors"):
-            parts.append(f"{c['errors']} error(s)")
-        if c.get("tokens_in") or c.get("tokens_out"):
-            parts.append(f"tokens {c.get('tokens_in', 0)}/{c.get('tokens_out', 0)}")
-        if c.get("usd"):
-            parts.append(f"${c['usd']:.6f}")
-        rows.append(_Node(f"{tool}: {', '.join(parts)}"))
-    return rows
-
-
 def _end_node(ev: dict[str, Any]) -> _Node:
     chosen = ev.get("chosen")
     label = (
@@ -287,7 +261,7 @@ def _end_node(ev: dict[str, Any]) -> _Node:
         node.children.append(_Node(f"note: {note}"))
     costs = ev.get("costs") or {}
     if costs:
-        node.children.append(_Node("cost per tool", _costs_nodes(costs)))
+        node.children.append(_Node("cost per tool", [_Node(line) for line in cost_lines(costs)]))
     return node
 
 

@@ -28,7 +28,7 @@ import random
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -39,8 +39,8 @@ from agent.redaction import redact_text, url_secrets
 from agent.vlm_body import capped_http_client
 from agent.vlm_config import DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PRICES, Price, VLMConfig, price_usd
 from agent.vlm_features import NATIVE_TOOLS_FIX, Features, Plan, is_refusal
-from agent.vlm_http import BEARER, auth_fix, host_of, one_line, retry_after
-from agent.vlm_limits import Limiter, hold
+from agent.vlm_http import BEARER, Failure, auth_fix, classify, host_of, one_line
+from agent.vlm_limits import Limiter, Slot, hold
 from agent.vlm_reply import (
     BadResponse,
     ToolCall,
@@ -49,6 +49,7 @@ from agent.vlm_reply import (
     parse_response,
 )
 from agent.vlm_transport import post_chat
+from tools.device import book_wait
 from tools.errors import VLMAuthError, VLMError
 
 # The client's public surface; configuration and reply types live in agent.vlm_config and
@@ -67,18 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = frozenset({408, 409, 429})
-
-
-@dataclass
-class _Failure:
-    message: str
-    retryable: bool
-    status: int | None = None
-    retry_after: float | None = None
-    kind: str = "vlm_error"  # for tallies: http_<status>, timeout, connection, malformed
-
 
 OnCall = Callable[[dict[str, Any]], None]
 
@@ -220,21 +209,24 @@ class VLMClient:
         except VLMCallError as exc:
             if not (plan.optional and is_refusal(exc.status, str(exc))):
                 raise self._failed(exc, plan) from None
-            refusal = one_line(str(exc), 200)
+            refusal, waited = one_line(str(exc), 200), exc.wait_s
         try:
             reply = await self._complete(
                 messages, {**kw, **plan.without_optional()}, (*dropped, *plan.optional)
             )
         except VLMCallError as exc:
+            exc.wait_s += waited
             raise self._failed(exc, plan) from None
         self.features.mark_refused(plan.optional, refusal)
-        return reply
+        return replace(reply, wait_s=reply.wait_s + waited)  # the refused request's waits too
 
     def _failed(self, exc: VLMCallError, plan: Plan) -> VLMCallError:
         """Count a call that failed; a refusal of native tool calls says how to turn them on."""
         self.failures += 1
         if plan.native_tools and is_refusal(exc.status, str(exc)):
-            return VLMCallError(f"{exc}; {NATIVE_TOOLS_FIX}", status=exc.status, kind=exc.kind)
+            error = VLMCallError(f"{exc}; {NATIVE_TOOLS_FIX}", status=exc.status, kind=exc.kind)
+            error.wait_s = exc.wait_s
+            return error
         return exc
 
     async def _complete(
@@ -242,15 +234,15 @@ class VLMClient:
     ) -> VLMReply:
         """The request with its retries; ``dropped`` is recorded on the reply."""
         total = self.config.max_retries + 1
-        last: _Failure | None = None
-        waited = 0.0  # held back by the endpoint's limits (agent.vlm_limits), all attempts
+        last: Failure | None = None
+        waited = 0.0  # held back by the endpoint's limits and the retries' sleeps, all attempts
         for attempt in range(1, total + 1):
             self.attempts += 1
             async with hold(self.limiter, messages, kw) as slot:
                 t0 = time.monotonic()
                 reply, failure = await self._attempt(messages, kw, attempt)
                 latency = time.monotonic() - t0
-                slot.used = reply.tokens_in + reply.tokens_out if reply is not None else None
+                self._settle(slot, reply, failure)
             waited += slot.waited_s
             if reply is not None:
                 reply = replace(reply, dropped=dropped, wait_s=waited)
@@ -263,9 +255,7 @@ class VLMClient:
             self._emit(attempt, latency, messages, failure=failure, retry_in_s=delay)
             if delay is None:
                 break
-            if failure.retry_after is not None and self.limiter is not None:
-                await self.limiter.pause(delay)  # the endpoint said so: every request waits
-            await anyio.sleep(delay)
+            waited += await self._sleep(delay)
         assert last is not None
         error = self._give_up(last, attempt)
         if isinstance(error, VLMCallError):
@@ -274,9 +264,20 @@ class VLMClient:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _settle(self, slot: Slot, reply: VLMReply | None, failure: Failure | None) -> None:
+        """What the attempt's slot gives back to the limits: the tokens it used (a reply that
+        reports none keeps the estimate), whether it reached the endpoint, and the pause a 429's
+        ``Retry-After`` asks of every request (also after the last attempt)."""
+        if reply is not None:
+            slot.used = (reply.tokens_in + reply.tokens_out) or None
+        elif failure is not None:
+            slot.reached = failure.reached
+            if failure.retry_after is not None:
+                slot.pause_s = self._retry_after_s(failure.retry_after)
+
     async def _attempt(
         self, messages: list[dict[str, Any]], kw: dict[str, Any], attempt: int
-    ) -> tuple[VLMReply | None, _Failure | None]:
+    ) -> tuple[VLMReply | None, Failure | None]:
         """One request: the reply, or the classified failure."""
         cfg = self.config
         t0 = time.monotonic()
@@ -285,9 +286,9 @@ class VLMClient:
                 response = await post_chat(self._client, cfg.model, messages, cfg.timeout_s, kw)
             return self._reply(response, time.monotonic() - t0, attempt), None
         except (openai.OpenAIError, ValueError, TimeoutError, BadResponse) as exc:
-            return None, self._classify(exc)  # anything else is a bug: let it surface
+            return None, classify(exc, cfg.timeout_s, self._line)  # anything else is a bug: let it surface
 
-    def _give_up(self, last: _Failure, attempts: int) -> VLMCallError | VLMAuthError:
+    def _give_up(self, last: Failure, attempts: int) -> VLMCallError | VLMAuthError:
         """The one-line error for a call that failed ``attempts`` times, last with ``last``:
         :class:`VLMAuthError` when no call can succeed (key rejected, no such model)."""
         fix = auth_fix(last, self.config.model)
@@ -316,31 +317,24 @@ class VLMClient:
             self.price_note = note
         return reply
 
-    def _classify(self, exc: Exception) -> _Failure:
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            detail = self._line(getattr(exc, "message", "") or str(exc))
-            retryable = status in RETRYABLE_STATUS or status >= 500
-            wait = retry_after(exc.response.headers) if retryable else None
-            return _Failure(f"HTTP {status}: {detail}", retryable, status, wait, f"http_{status}")
-        if isinstance(exc, openai.APITimeoutError | TimeoutError):
-            return _Failure(f"timed out after {self.config.timeout_s:g} s", True, kind="timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {self._line(str(cause))}" if cause and str(cause) else ""
-            return _Failure(f"connection error{detail}", True, kind="connection")
-        if isinstance(exc, BadResponse) and not exc.retryable:  # a web page, an oversized body
-            return _Failure(str(exc), False, kind=exc.kind)
-        if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
-            return _Failure(f"malformed response: {self._line(str(exc))}", True, kind="malformed")
-        return _Failure(f"{type(exc).__name__}: {self._line(str(exc))}", False)  # other SDK errors
-
-    def _delay(self, failure: _Failure, attempt: int) -> float:
+    def _delay(self, failure: Failure, attempt: int) -> float:
         cfg = self.config
         if failure.retry_after is not None:
-            return min(max(failure.retry_after, 0.0), cfg.retry_after_max_s)
+            return self._retry_after_s(failure.retry_after)
         cap = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
         return cap / 2 + random.uniform(0, cap / 2)  # equal jitter: spread, but never ~0
+
+    @staticmethod
+    async def _sleep(delay: float) -> float:
+        """The pause before a retry; booked as the running tool call's wait, not its compute."""
+        start = time.monotonic()
+        await anyio.sleep(delay)
+        slept = time.monotonic() - start
+        book_wait(slept)
+        return slept
+
+    def _retry_after_s(self, retry_after: float) -> float:
+        return min(max(retry_after, 0.0), self.config.retry_after_max_s)
 
     def _account(self, reply: VLMReply) -> None:
         self.calls += 1
@@ -355,7 +349,7 @@ class VLMClient:
         latency: float,
         messages: list[dict[str, Any]],
         reply: VLMReply | None = None,
-        failure: _Failure | None = None,
+        failure: Failure | None = None,
         retry_in_s: float | None = None,
     ) -> None:
         if self.on_call is None:

@@ -1,4 +1,5 @@
-"""What HTTP answers mean to the VLM client: the statuses no retry can fix, and ``Retry-After``."""
+"""What HTTP answers mean to the VLM client: which failures a retry can fix, which never reached
+the endpoint, the statuses no retry can fix, and ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -6,16 +7,55 @@ import email.utils
 import math
 import re
 import time
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx2
+import openai
 
-class Failed(Protocol):
-    """A classified failure: its HTTP status (``None`` when there was none) and message."""
+from agent.vlm_reply import BadResponse
 
-    status: int | None
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+# The SDK's connection and timeout errors caused by these never sent the request (no connection
+# was made, or none was free in the pool): the endpoint did not see it. The SDK raises
+# APIConnectionError / APITimeoutError "from" the HTTP client's (httpx2's) exception.
+NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+@dataclass
+class Failure:
+    """One failed attempt, classified (:func:`classify`)."""
+
     message: str
+    retryable: bool
+    status: int | None = None  # the HTTP status; None when there was no answer
+    retry_after: float | None = None  # seconds the server asked to wait (Retry-After)
+    kind: str = "vlm_error"  # for tallies: http_<status>, timeout, connection, malformed
+    reached: bool = True  # False: the request never reached the endpoint (no connection)
+
+
+def classify(exc: Exception, timeout_s: float, line: Callable[[str], str]) -> Failure:
+    """What a failed attempt's exception means; ``line`` makes a redacted one-line detail."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = line(getattr(exc, "message", "") or str(exc))
+        retryable = status in RETRYABLE_STATUS or status >= 500
+        wait = retry_after(exc.response.headers) if retryable else None
+        return Failure(f"HTTP {status}: {detail}", retryable, status, wait, f"http_{status}")
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        sent = not isinstance(exc.__cause__, NOT_SENT)
+        return Failure(f"timed out after {timeout_s:g} s", True, kind="timeout", reached=sent)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {line(str(cause))}" if cause and str(cause) else ""
+        sent = not isinstance(cause, NOT_SENT)
+        return Failure(f"connection error{detail}", True, kind="connection", reached=sent)
+    if isinstance(exc, BadResponse) and not exc.retryable:  # a web page, an oversized body
+        return Failure(str(exc), False, kind=exc.kind)
+    if isinstance(exc, BadResponse | ValueError | openai.APIResponseValidationError):
+        return Failure(f"malformed response: {line(str(exc))}", True, kind="malformed")
+    return Failure(f"{type(exc).__name__}: {line(str(exc))}", False)  # other SDK errors
 
 
 NO_MODEL = re.compile(
@@ -23,7 +63,7 @@ NO_MODEL = re.compile(
 )
 
 
-def auth_fix(failure: Failed, model: str) -> str | None:
+def auth_fix(failure: Failure, model: str) -> str | None:
     """What to fix when ``failure`` means no call can succeed (else ``None``): the key is
     rejected (401), has no access (403), or the endpoint has no such model (404, or a 400 that
     says so)."""

@@ -11,6 +11,11 @@ to the endpoint's limits:
   tokens are not known before its reply: it reserves an estimate (:func:`estimate_tokens`),
   which is replaced by the reply's usage once it is there.
 
+An attempt that never reached the endpoint (the connection was refused or timed out before
+the request went out) gives its entries back (``release(..., reached=False)``): the endpoint
+did not count it, so neither do the windows. A request that reached it counts, whatever the
+HTTP status of its answer.
+
 Why windows and not token buckets: a bucket that starts full lets a burst of a whole bucket
 and then its refill through within one minute (up to twice ``rpm``); a sliding window of the
 send times holds *every* minute to ``rpm``, which is what the endpoint counts.
@@ -20,12 +25,15 @@ so its send time is the time the windows count. Time spent waiting is reported w
 permit (the client books it as wait, not compute). A slot is held at most ``lease_s``: a
 holder that vanished (a killed Ray worker) cannot block the run. A server that answers 429
 with ``Retry-After`` pauses every request of the run for that long (:meth:`VLMLimiter.pause`):
-the endpoint has said that more requests now would only be refused.
+the endpoint has said that more requests now would only be refused. :func:`hold` pauses
+before it releases the slot, so no waiting request takes the slot in between (through the
+Ray actor each is a round trip).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections import deque
@@ -41,6 +49,10 @@ from tools.errors import ConfigError
 
 IMAGE_TOKENS = 1_000  # an image part's estimated prompt tokens (a 768-pixel view on a 28-pixel grid: ~750)
 CHARS_PER_TOKEN = 4
+# Reply tokens reserved for a request that sets no max_tokens (the agent's turns: a tool call
+# or a short answer, ~20-200 tokens); the reply's usage replaces the estimate.
+REPLY_TOKENS = 256
+_FLAGS = ("--vlm-max-concurrency", "--vlm-rpm", "--vlm-tpm")  # of VLMLimits' three limits, in order
 
 
 @dataclass(frozen=True)
@@ -63,11 +75,7 @@ class VLMLimits:
     lease_s: float = 300.0
 
     def __post_init__(self) -> None:
-        for flag, value in (
-            ("--vlm-max-concurrency", self.max_concurrency),
-            ("--vlm-rpm", self.rpm),
-            ("--vlm-tpm", self.tpm),
-        ):
+        for flag, value in zip(_FLAGS, (self.max_concurrency, self.rpm, self.tpm), strict=True):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
         if not (self.window_s > 0 and self.lease_s > 0):
@@ -85,6 +93,27 @@ class VLMLimits:
     @property
     def enabled(self) -> bool:
         return any(v is not None for v in (self.max_concurrency, self.rpm, self.tpm))
+
+    @property
+    def flags(self) -> list[str]:
+        """The flags that set these limits (``--vlm-rpm``...), as the user gave them."""
+        given = zip(_FLAGS, (self.max_concurrency, self.rpm, self.tpm), strict=True)
+        return [flag for flag, value in given if value is not None]
+
+    def refuse_unused(self, why: str) -> None:
+        """Refuse limits given to a run that calls no VLM (``why`` says which run and why):
+        they would limit nothing.
+
+        Raises:
+            ConfigError: one line naming the flags given.
+        """
+        given = self.flags
+        if given:
+            many = len(given) > 1
+            raise ConfigError(
+                f"{', '.join(given)} {'apply' if many else 'applies'} only to runs that call a VLM, "
+                f"and {why}; drop {'them' if many else 'it'}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,10 +137,15 @@ class VLMLimits:
         return ", ".join(p for p in parts if p) + (f" {per}" if self.rpm or self.tpm else "")
 
 
-def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int | None = None) -> int:
-    """A request's tokens before it is sent: its text at 4 characters a token, each image at
-    :data:`IMAGE_TOKENS`, plus ``max_tokens`` of reply (or 0 when not capped)."""
-    chars = images = 0
+def estimate_tokens(
+    messages: list[dict[str, Any]], max_tokens: int | None = None, schemas: Any = None
+) -> int:
+    """A request's tokens before it is sent: the text of its messages and the JSON of
+    ``schemas`` (the tools and response format sent with it) at 4 characters a token, each
+    image at :data:`IMAGE_TOKENS`, plus ``max_tokens`` of reply (:data:`REPLY_TOKENS` when the
+    request sets none)."""
+    chars = len(json.dumps(schemas, separators=(",", ":"))) if schemas else 0
+    images = 0
     for message in messages:
         content = message.get("content")
         if isinstance(content, str):
@@ -122,7 +156,8 @@ def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int | None = Non
                     images += 1
                 elif isinstance(part, dict):
                     chars += len(str(part.get("text", "")))
-    return chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS + int(max_tokens or 0)
+    reply = REPLY_TOKENS if max_tokens is None else int(max_tokens)
+    return chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS + reply
 
 
 class SlidingWindow:
@@ -175,6 +210,14 @@ class SlidingWindow:
             entry[1] = float(units)
         entry[0] = now
 
+    def drop(self, entry: list[float]) -> None:
+        """Take back the entry of a request that was never sent (the endpoint did not count it)."""
+        for i, e in enumerate(self._entries):
+            if e is entry:
+                del self._entries[i]
+                self._total -= entry[1]
+                return
+
 
 @dataclass
 class Permit:
@@ -190,7 +233,7 @@ class Limiter(Protocol):
 
     async def acquire(self, tokens: int) -> Permit: ...
 
-    async def release(self, permit: Permit, tokens: int | None) -> None: ...
+    async def release(self, permit: Permit, tokens: int | None, reached: bool = True) -> None: ...
 
     async def pause(self, seconds: float) -> None: ...
 
@@ -238,14 +281,16 @@ class VLMLimiter:
             waits.append(self._tpm.wait(now, tokens))
         return max(0.0, *waits)
 
-    def _free(self, held: tuple[float, Permit], now: float, tokens: int | None) -> None:
+    def _free(self, held: tuple[float, Permit], now: float, tokens: int | None, reached: bool = True) -> None:
         _, permit = held
         self._held.pop(permit.id, None)
-        rpm, tpm = permit.entries
-        if rpm is not None and self._rpm is not None:
-            self._rpm.settle(rpm, now)
-        if tpm is not None and self._tpm is not None:
-            self._tpm.settle(tpm, now, tokens)
+        for window, entry in zip((self._rpm, self._tpm), permit.entries, strict=True):
+            if window is None or entry is None:
+                continue
+            if not reached:
+                window.drop(entry)
+            else:
+                window.settle(entry, now, tokens if window is self._tpm else None)
 
     async def acquire(self, tokens: int = 0) -> Permit:
         """Wait (first in, first out) until a request of about ``tokens`` may go; take its slot
@@ -271,11 +316,18 @@ class VLMLimiter:
         self.waited_s += permit.waited_s
         return permit
 
-    async def release(self, permit: Permit, tokens: int | None = None) -> None:
-        """The request is over (its reply came, or it failed); ``tokens``: what it really used."""
+    async def release(self, permit: Permit, tokens: int | None = None, reached: bool = True) -> None:
+        """The request is over (its reply came, or it failed).
+
+        Args:
+            permit: what :meth:`acquire` gave.
+            tokens: what it really used (the reply's usage; ``None``: keep the estimate).
+            reached: ``False``: it never reached the endpoint (a connect error), so it is taken
+                out of the windows instead of counting for a minute.
+        """
         held = self._held.get(permit.id)
         if held is not None:
-            self._free(held, self.clock(), tokens)
+            self._free(held, self.clock(), tokens, reached)
         if self._released is not None:
             self._released.set()
 
@@ -294,11 +346,14 @@ class VLMLimiter:
 
 @dataclass
 class Slot:
-    """What one attempt holds: how long it waited for the limits, and (set by the caller once
-    the reply is there) the tokens it really used."""
+    """What one attempt holds: how long it waited for the limits; set by the caller once the
+    attempt is over: the tokens it really used, whether it reached the endpoint, and how long
+    the endpoint asked every request to pause (a 429's ``Retry-After``)."""
 
     waited_s: float = 0.0
     used: int | None = None
+    reached: bool = True
+    pause_s: float | None = None
 
 
 @asynccontextmanager
@@ -308,19 +363,33 @@ async def hold(
     """One request's slot under ``limiter`` (none: go at once): acquired before the block,
     released after it even when the block is cancelled; the wait is booked on the running
     tool call's compute clock (:func:`tools.device.book_wait`), so a VLM-backed tool counts it
-    as wait, not compute."""
+    as wait, not compute. A ``slot.pause_s`` set in the block pauses every request before the
+    slot is released (else a waiting request would take it before the pause arrives)."""
     slot = Slot()
     if limiter is None:
         yield slot
         return
-    permit = await limiter.acquire(estimate_tokens(messages, kw.get("max_tokens")))
+    schemas = [kw[k] for k in ("tools", "response_format") if kw.get(k)]
+    permit = await limiter.acquire(estimate_tokens(messages, kw.get("max_tokens"), schemas))
     slot.waited_s = permit.waited_s
     book_wait(permit.waited_s)
     try:
         yield slot
     finally:
         with anyio.CancelScope(shield=True):
-            await limiter.release(permit, slot.used)
+            if slot.pause_s is not None:
+                await limiter.pause(slot.pause_s)
+            await limiter.release(permit, slot.used, slot.reached)
 
 
-__all__ = ["Limiter", "Permit", "SlidingWindow", "Slot", "VLMLimiter", "VLMLimits", "estimate_tokens", "hold"]
+__all__ = [
+    "REPLY_TOKENS",
+    "Limiter",
+    "Permit",
+    "SlidingWindow",
+    "Slot",
+    "VLMLimiter",
+    "VLMLimits",
+    "estimate_tokens",
+    "hold",
+]

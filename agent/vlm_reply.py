@@ -94,8 +94,9 @@ class VLMReply:
         reasoning_tokens: ``completion_tokens_details.reasoning_tokens`` (0 when not reported).
         dropped: optional request features the server refused, so the reply came without
             them (``json_schema``, ``tools``; see :mod:`agent.vlm_features`).
-        wait_s: seconds its attempts waited for the endpoint's limits (:mod:`agent.vlm_limits`);
-            not part of ``latency_s``.
+        wait_s: seconds the call waited rather than asked: for the endpoint's limits
+            (:mod:`agent.vlm_limits`, a 429's ``Retry-After`` pause included) and in the pauses
+            between its retries; not part of ``latency_s``.
     """
 
     content: str
@@ -147,7 +148,7 @@ class VLMCallError(VLMError):
         self.attempts = attempts
         self.retryable = retryable
         self.kind = kind  # http_<status>, timeout, connection, malformed: for fallback tallies
-        self.wait_s = 0.0  # held back by the endpoint's limits before its attempts
+        self.wait_s = 0.0  # waited for the endpoint's limits and between retries (VLMReply.wait_s)
 
 
 class BadResponse(Exception):

@@ -218,6 +218,14 @@ class EpisodeOptions:
         uses one when it is there (``vlm="optional"``)."""
         return self.needs_vlm or self.controller.vlm == "optional"
 
+    def no_vlm_reason(self) -> str:
+        """Why this run calls no VLM (when :attr:`wants_vlm` is false), for options that apply
+        to a VLM only."""
+        spec = self.controller
+        if spec.refines:
+            return f"--controller {spec.name} with the {self.refiner} refiner calls none (--refiner vlm does)"
+        return f"--controller {spec.name} calls none"
+
     @property
     def vlm_flag(self) -> str:
         """The option that asked for a VLM, as the user wrote it (for error messages)."""

@@ -139,15 +139,22 @@ def _random_sam3(models: ModelOptions) -> bool:
 
 def _optional_vlm(options: EpisodeOptions, notes: list[str]) -> Any:
     """The VLM client of a controller that uses one when it is there (``vlm="optional"``):
-    built when one is configured, else ``None`` and a note saying the run goes without."""
+    built when one is configured, else ``None`` and a note saying the run goes without.
+
+    Raises:
+        ConfigError: VLM limits given to a run that calls no VLM.
+    """
+    vlm = options.vlm
     if not options.wants_vlm:
+        vlm.limits.refuse_unused(options.no_vlm_reason())  # they would limit nothing
         return None
     from agent.vlm import VLMConfig
 
-    vlm = options.vlm
     reason = VLMConfig.from_env(base_url=vlm.base_url, model=vlm.model).vlm_unavailable_reason()
     if reason:
-        notes.append(f"--controller {options.episode.controller} runs without a VLM: {reason}")
+        flags = vlm.limits.flags
+        unused = f" ({', '.join(flags)} limit{'' if len(flags) > 1 else 's'} nothing)" if flags else ""
+        notes.append(f"--controller {options.episode.controller} runs without a VLM: {reason}{unused}")
         return None
     return build_vlm(options)
 

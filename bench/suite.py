@@ -192,6 +192,8 @@ async def run_suite(options: SuiteOptions, *, echo: Callable[[str], None] | None
         echo: called with a progress line before each sub-run (``None``: silent).
     """
     refiner, note = choose_refiner(options.episode)
+    if refiner != "vlm":  # ground, agent and the VLM refiner run only with the vlm refiner
+        options.episode.vlm.limits.refuse_unused(f"no sub-run of this suite calls one ({note})")
     experiments = options.experiments
     if options.episode.models.toolset == "sam3" and SAM3_EXPERIMENT not in experiments:
         experiments = (*experiments, SAM3_EXPERIMENT)  # SAM 3's rows beside SAM 1's

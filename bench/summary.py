@@ -64,6 +64,7 @@ PER_IMAGE_KEYS = (
     "computed",
     "seconds",
     "wait_seconds",
+    "vlm_wait_seconds",
     "tokens_in",
     "tokens_out",
     "usd",

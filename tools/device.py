@@ -36,7 +36,7 @@ _no_loop_limiters: dict[str, anyio.CapacityLimiter] = {}
 class ComputeClock:
     """Seconds the running tool call spent waiting rather than computing: ``waited`` for its
     device thread or the event loop, ``booked_wait`` for what it books as wait (a VLM request
-    held back by the endpoint's limits, see :func:`book_wait`)."""
+    held back by the endpoint's limits or pausing before a retry, see :func:`book_wait`)."""
 
     waited: float = 0.0
     booked_wait: float = 0.0

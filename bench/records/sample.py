@@ -40,6 +40,7 @@ class ToolCostRecord(BaseModel):
     errors: int = 0
     seconds: float = 0.0
     wait_seconds: float = 0.0
+    vlm_wait_seconds: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0

@@ -17,6 +17,7 @@ from agent.session import Session
 from cache import ToolCache
 from cache.store import COST_META
 from tools.base import Workspace
+from tools.device import book_wait
 from tools.types import Image, Proposals
 
 CFG = dict(proposer="stripes_propose", ranker="word_rank", refiner="synonym_refine")
@@ -89,6 +90,34 @@ def test_a_record_without_a_stored_cost_is_unknown_not_zero(image: Image, tmp_pa
         (warm,) = run_together(Session(make_registry(), config, cache=cache), image, ["top"])
     propose = warm.costs.tools["stripes_propose"]
     assert propose.disk_hits == 1 and propose.cold_unknown == 1 and propose.cold_seconds == 0
+
+
+class HeldBackPropose(StripesPropose):
+    """A tool whose request waits 0.2 s on the VLM's limits, and books it as such."""
+
+    name = "stripes_propose"
+
+    async def __call__(self, ws: Workspace, params: Any) -> Proposals:
+        await anyio.sleep(0.2)
+        book_wait(0.2)
+        return await super().__call__(ws, params)
+
+
+def test_vlm_waits_are_booked_apart_from_waits_on_an_identical_call(image: Image) -> None:
+    registry = make_registry()
+    registry.register("stripes_propose", HeldBackPropose)
+    session = Session(registry, EpisodeConfig(controller="oneshot", **CFG))
+    propose = total(run_together(session, image, ["top", "middle", "bottom"]), "stripes_propose")
+    assert (propose.computed, propose.joined) == (1, 2)
+    assert propose.vlm_wait_seconds == pytest.approx(0.2)  # the one request, once
+    assert propose.wait_seconds > propose.vlm_wait_seconds  # + the two joined calls' waits
+    assert propose.as_dict()["vlm_wait_seconds"] == pytest.approx(0.2)
+    fresh = make_registry()
+    fresh.register("stripes_propose", HeldBackPropose)
+    session = Session(fresh, EpisodeConfig(controller="oneshot", **CFG))
+    alone = total(run_together(session, image, ["top"]), "stripes_propose")
+    assert alone.wait_seconds == alone.vlm_wait_seconds == pytest.approx(0.2)  # no join: all VLM
+    assert alone.seconds < 0.15  # the booked wait is not compute (the 10 ms stripes are)
 
 
 def test_older_cost_records_read_with_zero_new_fields() -> None:

@@ -67,6 +67,9 @@ def test_renders_turns_tool_calls_guards_vlm_calls_and_the_final_choice(trace: P
     assert "final: chosen #3" in text and "stop=agent_submit" in text and "turns=3" in text
     assert "queries: 'the scarlet tile' -> 'scarlet tile'" in text
     assert "cost per tool" in text and "vlm: 3 call(s)" in text
+    vlm = next(line for line in text.splitlines() if "vlm: 3 call(s)" in line)
+    assert "s waiting on the VLM limits and retry pauses" in vlm  # the pause before the retry
+    assert "identical call" not in vlm
     assert "sample=s2" not in text
     # the tree nests tool calls under their turn
     lines = text.splitlines()
@@ -124,3 +127,23 @@ def test_cli_subcommand(trace: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "episode sample=s2" in capsys.readouterr().out
     assert main(["trace", str(trace), "--sample", "zzz", "--json"]) == 2
     assert "known samples" in capsys.readouterr().err
+
+
+def test_each_wait_is_labelled_with_what_it_waited_on(tmp_path: Path) -> None:
+    costs = {
+        "vlm": {"calls": 4, "seconds": 2.0, "wait_seconds": 3.5, "vlm_wait_seconds": 3.5},
+        "refine_query": {"calls": 3, "computed": 2, "joined": 1, "wait_seconds": 1.25, "vlm_wait_seconds": 1},
+        "sam_propose": {"calls": 3, "computed": 1, "joined": 2, "seconds": 1.0, "wait_seconds": 0.8},
+    }
+    events = [
+        {"event": "episode_start", "run_id": "r", "sample_id": "a", "expression": "x", "controller": "agent"},
+        {"event": "episode_end", "run_id": "r", "sample_id": "a", "chosen": 0, "costs": costs},
+    ]
+    path = tmp_path / "trace.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    text = render_trace(path)
+    lines = {line.split(": ")[0].split()[-1]: line for line in text.splitlines() if ": " in line}
+    assert "3.5s waiting on the VLM limits and retry pauses" in lines["vlm"]
+    assert "identical call" not in lines["vlm"]
+    assert "0.25s waiting on an identical call, 1s waiting on the VLM limits" in lines["refine_query"]
+    assert "0.8s waiting on an identical call" in lines["sam_propose"] and "VLM" not in lines["sam_propose"]

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from agent.vlm import VLMClient, VLMConfig
-from agent.vlm_limits import SlidingWindow, VLMLimiter, VLMLimits, estimate_tokens
+from agent.vlm_limits import REPLY_TOKENS, SlidingWindow, VLMLimiter, VLMLimits, estimate_tokens
 from bench.doubles.fixed_latency import LatencyEndpoint
 from bench.doubles.scripted_server import ScriptedServer, Status, Text
 from bench.options import BenchOptions, DataSpec, RunOptions, VLMOptions
@@ -58,8 +58,34 @@ def test_estimate_counts_text_and_images() -> None:
             "content": [{"type": "text", "text": "y" * 40}, {"type": "image_url", "image_url": {}}],
         },
     ]
-    assert estimate_tokens(messages) == 110 + 1000
     assert estimate_tokens(messages, max_tokens=50) == 110 + 1000 + 50
+    assert estimate_tokens(messages) == 110 + 1000 + REPLY_TOKENS  # no max_tokens: 256 reserved
+    tools = [{"type": "function", "function": {"name": "rank", "parameters": {"type": "object"}}}]
+    schemas = len('[{"type":"function","function":{"name":"rank","parameters":{"type":"object"}}}]') // 4
+    assert estimate_tokens(messages, 50, tools) == (400 + 40 + 4 * schemas) // 4 + 1000 + 50
+
+
+def test_a_request_reserves_its_tool_schemas_and_reply_in_the_tpm_window() -> None:
+    seen: list[int] = []
+
+    class Recording(VLMLimiter):
+        async def acquire(self, tokens: int = 0) -> Any:
+            seen.append(tokens)
+            return await super().acquire(tokens)
+
+    tools = [{"type": "function", "function": {"name": "x" * 400, "parameters": {}}}]
+    with ScriptedServer([Text("a")]) as srv:
+        limiter = Recording(VLMLimits(tpm=10_000))
+        client = VLMClient(VLMConfig(base_url=srv.base_url, api_key="k"), limiter=limiter)
+
+        async def main() -> None:
+            try:
+                await client.complete(MESSAGES, tools=tools, tools_optional=True)
+            finally:
+                await client.aclose()
+
+        anyio.run(main)
+    assert seen == [estimate_tokens(MESSAGES, None, [tools])] and seen[0] > 100 + REPLY_TOKENS
 
 
 def test_bad_limits_are_one_line_errors() -> None:

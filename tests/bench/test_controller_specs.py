@@ -76,13 +76,16 @@ def test_an_optional_vlm_is_built_when_configured_and_its_absence_said(tmp_path:
     with install_in_process(tmp_path / "site", package):
         without = build_runtime(_options("maybe_vlm"))
         with_vlm = build_runtime(_options("maybe_vlm", LOCAL_VLM))
+        limited = build_runtime(_options("maybe_vlm", VLMOptions(rpm=5)))  # limits, but no VLM
     try:
         assert without.vlm is None
         assert any(n.startswith("--controller maybe_vlm runs without a VLM: ") for n in without.notes)
         assert with_vlm.vlm is not None and with_vlm.settings.vlm is with_vlm.vlm
+        assert limited.vlm is None and any(n.endswith("(--vlm-rpm limits nothing)") for n in limited.notes)
     finally:
         _close(without)
         _close(with_vlm)
+        _close(limited)
 
 
 def test_shortcut_flags_set_their_key_for_every_controller_that_has_it() -> None:
