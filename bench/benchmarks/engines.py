@@ -9,10 +9,10 @@ side by side with the local engine's. ``wall`` is the invocation's time with the
 start (the workers started, their tools built); ``work`` is the wall time ``summary.json``
 records, which books that start as set-up. Then it checks every Ray run against the local one
 example by example (IoU, mask, query history, ...), and runs Ray with 2 workers once more,
-SIGKILLing the worker that returns the first image group, and counts the lines written. A kill
-that lands after the killed worker's work was done (few scenes: worker deaths 0) tests nothing:
-the run is tried again with twice the scenes, and after three tries the command says the kill
-was not tested and exits 1.
+SIGKILLing the worker that returns the first example (the rest of its image group is still
+running there), and counts the lines written. A kill that lands after the killed worker's work
+was done (few scenes: worker deaths 0) tests nothing: the run is tried again with twice the
+scenes, and after three tries the command says the kill was not tested and exits 1.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bench.data import load_dataset_spec
 from bench.engines.base import Engine
 from bench.engines.choose import open_engine
 from bench.engines.compare import answers, differing
-from bench.engines.ray_cluster import import_ray
+from bench.engines.ray_cluster import cluster_messages_to_stderr, import_ray
 from bench.engines.ray_engine import RayEngine
 from bench.engines.ray_worker import GroupResult
 from bench.options import CacheOptions, DataSpec, EngineOptions, EpisodeOptions, ModelOptions, RunOptions
@@ -100,7 +100,7 @@ class KillOutcome:
     def line(self) -> str:
         killed = f"pid {self.pid}" if self.pid is not None else "no worker"
         text = (
-            f"kill a worker ({killed} after the first group, {self.n} scenes): {self.lines} lines written, "
+            f"kill a worker ({killed} after the first example, {self.n} scenes): {self.lines} lines written, "
             f"{self.unique} unique example ids, {self.expected} expected, {self.twice} written twice; "
             f"worker deaths {self.deaths}, groups redone {self.redone}"
         )
@@ -110,7 +110,7 @@ class KillOutcome:
 
 
 def _kill_once(out: Path, n: int, concurrency: int) -> KillOutcome:
-    """Ray with 2 workers, the one that returns the first image group SIGKILLed."""
+    """Ray with 2 workers, the one that returns the first example SIGKILLed."""
     killed: list[int] = []
 
     def kill_first(done: int, result: GroupResult) -> None:
@@ -178,6 +178,7 @@ def run_engine_benchmark(n: int, concurrency: int, workers: tuple[int, ...], out
     ray = import_ray()
     t0 = time.perf_counter()
     ray.init(num_cpus=max(counts) + 1, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    cluster_messages_to_stderr()  # the killed worker's "(raylet) A worker died" is not a result
     print(f"local Ray cluster started in {time.perf_counter() - t0:.1f} s ({max(counts) + 1} logical CPUs, "
           f"{os.cpu_count()} cores on this machine)")  # fmt: skip
     try:

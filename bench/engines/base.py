@@ -73,7 +73,11 @@ class EngineStats:
             proposer does not count them.
         peak_cuda_memory_bytes: the largest per-process CUDA peak (``None`` off CUDA).
         worker_deaths: workers that died and were replaced.
-        groups_redone: image groups sent to another worker after theirs died.
+        groups_redone: image groups whose unfinished examples were sent again, to the
+            replacement of the worker that died with them (once per group and death).
+        groups_split: image groups run in parts on several Ray workers (a run with fewer
+            groups than workers splits them so every worker gets work: such an image is
+            decoded and proposed on each worker that runs a part).
         start_s: seconds spent starting the engine in this invocation (a Ray cluster, its
             actors and their runtimes, the workers' models); booked as set-up, not as part of
             the invocation's wall time (``engine_start_s`` in ``invocations.jsonl``).
@@ -83,7 +87,7 @@ class EngineStats:
         lag: event-loop lag of every loop that ran episodes or wrote records (the driver's,
             and each Ray worker's), merged.
         cpu_s: CPU seconds (all threads) the run's processes spent while the examples ran
-            (the driver's, plus each Ray worker's from its first group on).
+            (the driver's, plus each Ray worker's from its first call on).
         worker_peak_rss_bytes: the largest peak resident set of a Ray worker process (``None``
             with the local engine, whose one process is the driver).
     """
@@ -96,6 +100,7 @@ class EngineStats:
     peak_cuda_memory_bytes: int | None = None
     worker_deaths: int = 0
     groups_redone: int = 0
+    groups_split: int = 0
     start_s: float = 0.0
     setup_s: float = 0.0
     lag: LoopLag = field(default_factory=LoopLag)
@@ -113,6 +118,7 @@ class EngineStats:
             "peak_cuda_memory_bytes": self.peak_cuda_memory_bytes,
             "worker_deaths": self.worker_deaths,
             "groups_redone": self.groups_redone,
+            "groups_split": self.groups_split,
             "engine_start_s": round(self.start_s, 4),
             "setup_s": round(self.setup_s, 4),
             "event_loop": self.lag.as_record(),

@@ -135,11 +135,6 @@ def _read_up_to(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def split(total: int, parts: int) -> list[int]:
-    """``total`` as ``parts`` near-equal non-negative integers (``split(5, 2) == [3, 2]``)."""
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
 @dataclass(frozen=True)
 class WorkerPlan:
     """How many actors, and what each reserves."""

@@ -1,8 +1,8 @@
-"""The Ray engine: image groups sharded over a pool of Ray actors; the driver writes alone.
+"""The Ray engine: examples sent to a pool of Ray actors, one call each; the driver writes alone.
 
-Why actors fed from a queue by the driver, not Ray Data ``map_batches``: the unit of work is
-an image group whose records must reach one writer as soon as they are done, a worker's death
-must send exactly its unfinished groups to another worker (and a group that keeps killing
+Why actors fed by the driver, not Ray Data ``map_batches``: each example's record must reach
+one writer as soon as it is done, a worker's death must send exactly its unfinished examples
+to be redone (and a group that keeps killing
 workers must become failed records, not an endless retry), a run-level error (a missing
 checkpoint) must surface as itself in one line, and the VLM limit is a fixed number of
 examples in flight over the cluster. With actors and one ``asyncio`` driver loop each of these
@@ -11,10 +11,12 @@ formats for our example objects, retries we could not bound) and the ``ray[data]
 Ray still does what a home-made scheduler should not: placement, GPU assignment
 (``CUDA_VISIBLE_DEVICES`` per actor), object transfer and failure detection.
 
-Flow: the driver keeps ``share`` group calls in flight per worker (``share``: the worker's part
-of ``--concurrency``; inside, a limiter holds it to ``share`` examples at once), so the cluster
-never has more than ``--concurrency`` examples (and VLM calls) in flight, however many workers.
-Each finished group's trace lines and records go to the runner's single writer.
+Flow: the driver grants example slots (:mod:`bench.engines.ray_schedule`): one count of
+``--concurrency`` for the cluster, each free slot to the least busy worker that has work, an
+image group's examples kept on one worker. Each example is one actor call, so its slot is free
+the moment it returns: the cluster never has more than ``--concurrency`` examples in flight,
+and no fewer while any are waiting. Each call's record, trace lines and images go to the
+runner's single writer as it returns.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
-from bench.data.examples import Example, self_contained
+from bench.data.examples import Example, ImageSource, self_contained
 from bench.engines import ray_reaper
 from bench.engines.base import EngineJob, EngineStats, RecordStream
 from bench.engines.ray_cluster import (
@@ -40,9 +42,9 @@ from bench.engines.ray_cluster import (
     import_ray,
     one_line,
     plan_workers,
-    split,
     worker_options,
 )
+from bench.engines.ray_schedule import Group, Item, Schedule, split_groups
 from bench.engines.ray_worker import EpisodeWorker, GroupResult, WorkerJob, result_view
 from bench.engines.vlm_limiter import LimiterActor
 from bench.evaluate import failed_record
@@ -51,19 +53,14 @@ from bench.options import EngineOptions
 from bench.records import SampleRecord
 from bench.samples import config_differences
 from tools.errors import ConfigError, RefsegError
+from tools.types import Image
 
-MAX_ATTEMPTS = 3  # a group whose worker dies this many times is recorded as failed
 START_TIMEOUT_S = 300.0  # an actor that is not up by then (no node fits it) stops the run
-# Called on the driver after each finished group is written: (groups done so far, its result).
+# Called on the driver after each call's record is written: (examples written so far, the
+# call's result). The first call of a run returns while its worker still has the rest of its
+# image group: the kill-a-worker test and benchmark kill it there.
 # The kill-a-worker test and benchmark use it; the product passes none.
 GroupHook = Callable[[int, GroupResult], None]
-
-
-@dataclass
-class _Group:
-    items: list[tuple[int, Example]]
-    deaths: int = 0
-    last_death: str = ""
 
 
 @dataclass
@@ -74,13 +71,25 @@ class _Slot:
     generation: int = 0
 
 
-def died_records(group: _Group) -> list[SampleRecord]:
-    """Failed records for a group that killed its worker ``MAX_ATTEMPTS`` times."""
+@dataclass(frozen=True, eq=False)
+class StoredImage:
+    """An :class:`~bench.data.examples.ImageSource` in Ray's object store: a worker fetches
+    it (in the thread that decodes it) only when it has not decoded this image already."""
+
+    ref: Any  # ray.ObjectRef of the image's self-contained ImageSource
+
+    def load(self) -> Image:
+        source: ImageSource = import_ray().get(self.ref)
+        return source.load()
+
+
+def died_records(group: Group, items: list[Item]) -> list[SampleRecord]:
+    """Failed records for examples of a group that killed its worker ``MAX_ATTEMPTS`` times."""
     error = (
         f"the Ray worker running this image died {group.deaths} times; "
         f"last: {group.last_death} (--retry-failed redoes it)"
     )
-    return [failed_record(index, ex, error) for index, ex in group.items]
+    return [failed_record(index, ex, error) for index, ex in items]
 
 
 class RayEngine:
@@ -105,9 +114,9 @@ class RayEngine:
         self._watchdog: ray_reaper.Watchdog | None = None
 
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
-        # The driver holds this invocation's groups (references into the data set; each is
-        # made self-contained when first sent): a dead worker's groups are sent again.
-        groups = [_Group(items) for items in job.groups]
+        # The driver holds this invocation's groups (references into the data set; each
+        # example is made self-contained when sent): a dead worker's examples are sent again.
+        groups = list(job.groups)
         if not groups:
             return EngineStats(self.name, workers=len(self._slots))
         started = time.perf_counter()
@@ -116,7 +125,6 @@ class RayEngine:
             job.run_id,
             worker_options(job.rt, plan.gpus),
             job.perturb,
-            share=1,
             protocol=job.protocol.name,
             limiter=self._vlm_limiter(job),
         )
@@ -246,28 +254,31 @@ class RayEngine:
 
 
 class _Feeding:
-    """One run's groups through the pool: a queue, ``share`` feeders per worker, requeues."""
+    """One run's examples through the pool: slots granted by a :class:`Schedule`, one actor
+    call per example, each record written as its call returns, a dead worker's examples redone."""
 
-    def __init__(self, engine: RayEngine, job: EngineJob, send: RecordStream, groups: list[_Group]):
+    def __init__(self, engine: RayEngine, job: EngineJob, send: RecordStream, groups: list[list[Item]]):
         self.engine, self.job, self.send = engine, job, send
-        self.total, self.done = len(groups), 0
-        self.stats = EngineStats(engine.name, workers=len(engine._slots))
+        workers = len(engine._slots)
+        parts, split = split_groups(groups, workers)
+        self.schedule = Schedule(parts, workers, job.concurrency)
+        self.parts_left = Counter(group.image for group in parts)  # an image is done with its parts
+        self.written = 0  # examples whose records came back from a worker
+        self.stats = EngineStats(engine.name, workers=workers, groups_split=split)
         self.latest: dict[int, dict[str, int]] = {}  # each worker's cumulative computations
         self.encodes: dict[int, int | None] = {}  # each worker's cumulative image encodes
-        self.queue, self.receive = anyio.create_memory_object_stream[_Group](max_buffer_size=len(groups))
-        for group in groups:
-            self.queue.send_nowait(group)
+        self.stored: dict[int, StoredImage] = {}  # each unfinished image, put in the object store once
+        self._changed = anyio.Event()
 
     async def run(self, base: WorkerJob) -> EngineStats:
-        slots = self.engine._slots
-        shares = split(self.job.concurrency, len(slots))
-        async with self.receive, anyio.create_task_group() as tg:
-            for k in range(max(shares)):  # round-robin: the first groups go to different workers
-                for slot, share in zip(slots, shares, strict=True):
-                    if k < share:
-                        tg.start_soon(
-                            self._feed, slot, dataclasses.replace(base, share=share), self.receive.clone()
-                        )
+        async with anyio.create_task_group() as tg:
+            while self.parts_left:
+                granted = self.schedule.grant()
+                if granted is None:  # every slot taken, or nothing to send until a call returns
+                    self._changed = anyio.Event()
+                    await self._changed.wait()
+                    continue
+                tg.start_soon(self._one, base, *granted)
         computed: dict[str, int] = {}
         for counts in self.latest.values():
             for tool, n in counts.items():
@@ -277,54 +288,84 @@ class _Feeding:
         self.stats.image_encodes = sum(known) if known and len(known) == len(self.encodes) else None
         return self.stats
 
-    async def _feed(self, slot: _Slot, wjob: WorkerJob, receive: MemoryObjectReceiveStream[_Group]) -> None:
-        async with receive:
-            async for group in receive:
-                result = await self._attempt(slot, wjob, group)
-                if result is None and group.deaths < MAX_ATTEMPTS:
-                    self.stats.groups_redone += 1
-                    self.queue.send_nowait(group)  # to whichever worker is free next
-                    continue
-                await self._write(group, result)
-
-    async def _attempt(self, slot: _Slot, wjob: WorkerJob, group: _Group) -> GroupResult | None:
-        ray = self.engine._ray
+    async def _one(self, base: WorkerJob, worker: int, group: Group, item: Item) -> None:
+        """Send one example to ``worker``; write its record, or send it back when the worker died."""
+        slot, ray = self.engine._slots[worker], self.engine._ray
         generation = slot.generation
-        if group.deaths == 0:  # bytes, not a data set handle, travel to the worker
-            group.items = [(i, self_contained(ex)) for i, ex in group.items]
+        item = (item[0], self._shippable(group, item[1]))
         try:
-            result: GroupResult = await self.engine._call(slot.actor.run_group.remote(wjob, group.items))
-            return result
+            result: GroupResult = await self.engine._call(
+                slot.actor.run_group.remote(base, [item], group.image)
+            )
         except ray.exceptions.RayActorError as exc:
-            group.deaths += 1
-            group.last_death = one_line(exc)
-            if await self.engine.replace(slot, generation):
-                self.stats.worker_deaths += 1
-            return None
-
-    async def _write(self, group: _Group, result: GroupResult | None) -> None:
-        if result is None:
-            records = died_records(group)
+            self.schedule.returned(worker)
+            redo, failed = self.schedule.died(worker, generation, group, item, one_line(exc))
+            self.stats.groups_redone += redo
+            replacing = slot.generation == generation  # the first call to see it die replaces it
+            if replacing:
+                self.schedule.pause(worker)
+            self._changed.set()
+            if replacing:
+                await self._replace(worker, generation)
+            if failed:
+                await self._write(group, died_records(group, failed), None)
         else:
-            records = result.records
-            self.latest[result.pid] = result.computed
-            self.stats.lag.merge(LoopLag.from_record(result.lag))
-            self.stats.cpu_s += result.cpu_s
-            if result.peak_rss_bytes is not None:
-                self.stats.worker_peak_rss_bytes = max(
-                    result.peak_rss_bytes, self.stats.worker_peak_rss_bytes or 0
-                )
-            self.encodes[result.pid] = result.image_encodes
-            peak = result.peak_cuda_memory_bytes
-            if peak is not None:
-                self.stats.peak_cuda_memory_bytes = max(peak, self.stats.peak_cuda_memory_bytes or 0)
+            self.schedule.returned(worker)
+            self._changed.set()
+            await self._write(group, result.records, result)
+
+    def _shippable(self, group: Group, ex: Example) -> Example:
+        """``ex`` as it travels: its masks read, and its image a reference to the image's one
+        copy in Ray's object store (bytes or pixels, not a data set handle), which a worker
+        fetches only when it has not decoded that image already."""
+        if ex.image_ref is (stored := self.stored.get(group.image)):
+            return ex  # sent before (its worker died)
+        if stored is None:
+            source = self_contained(group.items[0][1]).image_ref
+            stored = self.stored[group.image] = StoredImage(self.engine._ray.put(source))
+        return self_contained(dataclasses.replace(ex, image_ref=stored))
+
+    async def _replace(self, worker: int, generation: int) -> None:
+        try:
+            if await self.engine.replace(self.engine._slots[worker], generation):
+                self.stats.worker_deaths += 1
+        finally:
+            self.schedule.resume(worker)
+            self._changed.set()
+
+    async def _write(self, group: Group, records: list[SampleRecord], result: GroupResult | None) -> None:
+        if result is not None:
+            self._merge(result)
             self.job.tracer.write_images(result.images)  # before the lines that refer to them
             self.job.tracer.write_lines(result.lines)
         for rec in records:
             await self.send.send(rec)
-        self.stats.images += 1
-        self.done += 1
-        if self.engine.on_group is not None and result is not None:
-            self.engine.on_group(self.done, result)
-        if self.done == self.total:
-            self.queue.close()  # the feeders' queues run dry: they return
+        if result is not None:
+            self.written += len(records)
+            if self.engine.on_group is not None:
+                self.engine.on_group(self.written, result)
+        if self.schedule.finished(group, len(records)):
+            self.parts_left[group.image] -= 1
+            if not self.parts_left[group.image]:
+                del self.parts_left[group.image]
+                self.stored.pop(group.image, None)  # the last reference: Ray frees the image
+                self.stats.images += 1
+            self._changed.set()  # the last part: the run may be over
+
+    def _merge(self, result: GroupResult) -> None:
+        """A call's figures into the run's (counts are cumulative per worker: calls may return
+        out of order, so the largest is the latest)."""
+        latest = self.latest.setdefault(result.pid, {})
+        for tool, n in result.computed.items():
+            latest[tool] = max(n, latest.get(tool, 0))
+        encodes, before = result.image_encodes, self.encodes.get(result.pid)
+        self.encodes[result.pid] = None if encodes is None else max(encodes, before or 0)
+        self.stats.lag.merge(LoopLag.from_record(result.lag))
+        self.stats.cpu_s += result.cpu_s
+        if result.peak_rss_bytes is not None:
+            self.stats.worker_peak_rss_bytes = max(
+                result.peak_rss_bytes, self.stats.worker_peak_rss_bytes or 0
+            )
+        peak = result.peak_cuda_memory_bytes
+        if peak is not None:
+            self.stats.peak_cuda_memory_bytes = max(peak, self.stats.peak_cuda_memory_bytes or 0)

@@ -4,9 +4,11 @@ An actor builds its runtime from the picklable :class:`bench.options.EpisodeOpti
 :func:`bench.runtime.build_runtime`, once per tool configuration (a suite's sub-runs that
 differ only in controller or ``max_iter`` share it), so models load once per worker, lazily on
 the first example as in the local engine. Ray runs an async actor's methods on one asyncio
-event loop in the actor's process: the groups the driver keeps in flight and their examples run
-concurrently there (anyio on asyncio), at most ``share`` examples at once, so VLM latency
-overlaps as it does locally.
+event loop in the actor's process: the calls the driver keeps in flight run concurrently there
+(anyio on asyncio), so VLM latency overlaps as it does locally. The driver decides how many
+(:mod:`bench.engines.ray_schedule`: it grants example slots over the cluster), and sends a
+group's examples one call each; the group's image is decoded once per worker
+(:class:`ImageCache`).
 
 Trace events go to a :class:`agent.tracing.CollectingSink`: each example's lines, and the
 images its VLM calls were shown (bytes named by their digest), return with its record; the
@@ -18,10 +20,13 @@ driver stores the images in the run's ``vlm_images/`` and appends the lines to `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -45,6 +50,7 @@ from bench.loop_lag import LagMonitor
 from bench.options import EpisodeOptions
 from bench.records import SampleRecord
 from bench.runtime import Runtime, build_runtime, describe_config, result_settings
+from tools.types import Image
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,6 @@ class WorkerJob:
         run_id: the invocation's id (a new one drops the previous run's session).
         options: what builds the runtime.
         perturb: the image perturbation.
-        share: examples this worker runs at once (its share of ``--concurrency``).
         protocol: the name of the protocol that scores the examples (the worker looks it up
             among its installed dataset adapters).
         limiter: the handle of the run's VLM limiter actor (``None``: no VLM limits), which
@@ -65,14 +70,13 @@ class WorkerJob:
     run_id: str
     options: EpisodeOptions
     perturb: str
-    share: int
     protocol: str = "mask-iou"
     limiter: Any = None
 
 
 @dataclass
 class GroupResult:
-    """One image group's outcome.
+    """One call's outcome (examples of one image group: the engine sends one a call).
 
     Attributes:
         records: one ``samples.jsonl`` record per example, in the group's order.
@@ -83,8 +87,8 @@ class GroupResult:
             (cumulative; ``None``: the proposer does not count them).
         peak_cuda_memory_bytes: this worker's CUDA peak in this run.
         pid: the worker's process id.
-        lag: this worker's event-loop lag since its last group (:meth:`LoopLag.as_record`).
-        cpu_s: CPU seconds this worker's process spent since its last group (or its run's start).
+        lag: this worker's event-loop lag since its last call (:meth:`LoopLag.as_record`).
+        cpu_s: CPU seconds this worker's process spent since its last call (or its run's start).
         peak_rss_bytes: this worker process's peak resident set so far.
     """
 
@@ -111,15 +115,66 @@ def tools_key(options: EpisodeOptions) -> str:
 
 
 @dataclass
+class _Decoded:
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    image: Image | str = ""
+    holders: int = 0
+
+
+class ImageCache:
+    """A run's decoded images on one worker, by the driver's image key: decoded once (in a
+    thread) while calls for it run, the ``keep`` most recently released kept after (the
+    next example of a group usually comes right after the last one finished).
+
+    Args:
+        keep: released images kept.
+    """
+
+    def __init__(self, keep: int = 4):
+        self.keep = keep
+        self.decodes = 0  # images decoded (the tests count them)
+        self._held: dict[int, _Decoded] = {}
+        self._released: OrderedDict[int, Image | str] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int, ex: Example, perturb: str) -> AsyncIterator[Image | str]:
+        """``ex``'s (perturbed) image, or the error text that fails its examples."""
+        entry = self._held.get(key)
+        first = entry is None
+        if entry is None:
+            entry = self._held[key] = _Decoded()
+            if key in self._released:
+                entry.image = self._released.pop(key)
+                entry.ready.set()
+        entry.holders += 1
+        try:
+            if first and not entry.ready.is_set():
+                self.decodes += 1
+                try:  # the thread is not abandoned: a cancelled caller still fills the entry in
+                    entry.image = await anyio.to_thread.run_sync(load_example_image, ex, perturb)
+                finally:
+                    entry.ready.set()
+            await entry.ready.wait()
+            yield entry.image
+        finally:
+            entry.holders -= 1
+            if not entry.holders:
+                del self._held[key]
+                self._released[key] = entry.image
+                while len(self._released) > self.keep:
+                    self._released.popitem(last=False)
+
+
+@dataclass
 class _Run:
     run_id: str
     session: Session
     sink: CollectingSink
-    limiter: anyio.CapacityLimiter
+    images: ImageCache
     device: str
     encodes_before: int | None  # the proposer's counter when the run began (tools outlive runs)
     monitor: LagMonitor
-    cpu_mark: float  # process CPU seconds when the last group's figures were taken
+    cpu_mark: float  # process CPU seconds when the last call's figures were taken
 
     def cpu_since(self) -> float:
         """CPU seconds since the last call (or the run's start)."""
@@ -155,27 +210,36 @@ class EpisodeWorker:
         await Session(rt.registry, rt.config, rt.cache).setup()
         return result_view(rt)
 
-    async def run_group(self, job: WorkerJob, items: list[tuple[int, Example]]) -> GroupResult:
-        """Run one image's examples (``(index, example)`` pairs) concurrently.
+    async def run_group(
+        self, job: WorkerJob, items: list[tuple[int, Example]], image_key: int = 0
+    ) -> GroupResult:
+        """Run examples of one image (``(index, example)`` pairs) concurrently.
+
+        Args:
+            job: the run.
+            items: the examples (the driver sends one per call: it grants the slots).
+            image_key: the image group's number in the run: calls with the same key share
+                one decode of the image while any of them runs (and a few after).
 
         Raises:
             RefsegError: a run-level problem (missing checkpoint, ...); the driver stops the run.
         """
         run = self._prepare(job)
         protocol = protocol_named(job.protocol)
-        image = await anyio.to_thread.run_sync(load_example_image, items[0][1], job.perturb)
         outcomes: list[tuple[SampleRecord | None, Collected]] = [(None, Collected())] * len(items)
 
-        async def one(k: int, index: int, ex: Example) -> None:
-            async with run.limiter:
-                with collect_lines() as collected:
-                    rec = await evaluate_example(run.session, index, ex, image, protocol)
-                    outcomes[k] = (rec, collected)
+        async def one(k: int, index: int, ex: Example, image: Image | str) -> None:
+            with collect_lines() as collected:
+                rec = await evaluate_example(run.session, index, ex, image, protocol)
+                outcomes[k] = (rec, collected)
 
         try:
-            async with anyio.create_task_group() as tg:
+            async with (
+                run.images.hold(image_key, items[0][1], job.perturb) as image,
+                anyio.create_task_group() as tg,
+            ):
                 for k, (index, ex) in enumerate(items):
-                    tg.start_soon(one, k, index, ex)
+                    tg.start_soon(one, k, index, ex, image)
         except BaseExceptionGroup as group_exc:
             raise first_error(group_exc) from None
         parts = [run.sink.take_loose(), *(collected for _, collected in outcomes)]
@@ -204,7 +268,7 @@ class EpisodeWorker:
         self._runtimes.clear()
 
     def _prepare(self, job: WorkerJob) -> _Run:
-        """The run's session, made on its first group (a new run id replaces the last run's)."""
+        """The run's session, made on its first call (a new run id replaces the last run's)."""
         if self._run is None or self._run.run_id != job.run_id:
             rt = self._runtime(job.options)
             if rt.vlm is not None and job.limiter is not None:  # the cluster's one limiter
@@ -213,7 +277,6 @@ class EpisodeWorker:
             tracer = Tracer(None, run_id=job.run_id, sink=sink)
             session = Session(rt.registry, rt.config, rt.cache, tracer, run_id=job.run_id)
             reset_peak_cuda_memory(rt.settings.device)
-            limiter = anyio.CapacityLimiter(job.share)
             if self._run is not None:
                 self._run.monitor.stop()
             monitor = LagMonitor()
@@ -221,7 +284,14 @@ class EpisodeWorker:
             self._monitor_task = asyncio.get_running_loop().create_task(monitor.run())
             before = image_encodes(session)
             run = _Run(
-                job.run_id, session, sink, limiter, rt.settings.device, before, monitor, time.process_time()
+                job.run_id,
+                session,
+                sink,
+                ImageCache(),
+                rt.settings.device,
+                before,
+                monitor,
+                time.process_time(),
             )
             self._run = run
         return self._run

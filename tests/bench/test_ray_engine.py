@@ -70,19 +70,19 @@ def test_tiny_real_sam_and_clip_give_identical_masks_on_both_engines(
     assert inv["image_encodes"] == 2 == last_invocation(tmp_path / "local")["image_encodes"]
 
 
-def test_a_killed_worker_s_groups_are_redone_elsewhere_none_lost_or_twice(
+def test_a_killed_worker_s_unfinished_examples_are_redone_by_its_replacement_none_lost_or_twice(
     tmp_path: Path, ray_pool: RayEngine
 ) -> None:
     examples = synthetic(4)
     run_on(tmp_path / "local", examples)
     killed: list[int] = []
 
-    def kill_after_first_group(done: int, result: GroupResult) -> None:
-        if done == 1:  # its worker still holds a second group: that one dies with it
+    def kill_after_first_example(done: int, result: GroupResult) -> None:
+        if done == 1:  # the first example back: the rest of its image group dies with its worker
             killed.append(result.pid)
             os.kill(result.pid, signal.SIGKILL)
 
-    ray_pool.on_group = kill_after_first_group
+    ray_pool.on_group = kill_after_first_example
     try:
         run_on(tmp_path / "ray", examples, engine=ray_pool)
     finally:
