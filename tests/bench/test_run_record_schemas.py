@@ -115,3 +115,16 @@ def test_a_written_whole_record_requires_every_field_at_every_depth(
     # What a current writer always writes, the schema requires; dropped examples are recorded
     # only when there are some (the block is digested: an empty one would change old digests).
     assert len(objects) > 3 and optional <= {"ExamplesRecord.dropped"}
+
+
+def test_a_cost_records_schema_lists_exactly_what_the_cost_book_writes() -> None:
+    # The record is the readers' contract, the dataclass the writer's: a field added to one
+    # and not the other would be dropped by the schema or never written.
+    from dataclasses import fields
+
+    from agent.costs import ToolCost
+    from bench.records import ToolCostRecord
+
+    written = {f.name: (f.type, f.default) for f in fields(ToolCost)}
+    declared = {name: (f.annotation.__name__, f.default) for name, f in ToolCostRecord.model_fields.items()}
+    assert written == declared and list(written) == list(declared)
