@@ -192,6 +192,8 @@ class ToolRegistry:
         if name not in self._tools:
             if name in self._building:
                 raise ConfigError(f"tool {name!r} needs itself (through its 'needs' chain)")
+            if self._declared_without_building(name):
+                self.declaration(name)  # read first, so the class is checked against it below
             self._building.add(name)
             try:
                 tool = self.factory(name)(self.settings)

@@ -58,6 +58,8 @@ class ScaleOptions:
             raise ConfigError(
                 f"--concurrency: give each level once, got {','.join(map(str, self.concurrency))}"
             )
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise InputError(f"--out {self.out} is a file: give a new or empty folder")
         if self.out is not None and self.out.is_dir() and any(self.out.iterdir()):
             raise InputError(
                 f"--out {self.out} is not empty: give a new or empty folder (every cell starts from "

@@ -80,4 +80,7 @@ def test_a_used_out_folder_and_repeated_levels_are_refused_in_one_line(tmp_path:
         ScaleOptions(out=tmp_path)
     with pytest.raises(ConfigError, match="each level once"):
         ScaleOptions(concurrency=(2, 2))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(InputError, match="is a file"):
+        ScaleOptions(out=tmp_path / "a-file")
     assert ScaleOptions(out=tmp_path / "new").out == tmp_path / "new"

@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import tools.registry
 from agent.agent_tools import offered_tools
 from agent.episode import EpisodeConfig
 from tools.base import StrictParams, Tool, ToolSettings
@@ -178,19 +180,34 @@ class Drifted(Tool):
         raise NotImplementedError
 
 
+DRIFTED = ToolDeclaration(
+    name="drifted",
+    role="rank",
+    description="a tool",
+    implementation=f"{__name__}:Drifted",
+    Params=_Query,
+    version="7",
+)
+
+
 def test_a_class_that_disagrees_with_its_declaration_is_refused_when_built() -> None:
     """The VLM is shown the declaration's role and schema while the class validates and keys
     its cache by its own: a plugin whose two disagree is one line, not a silent mismatch."""
-    declared = ToolDeclaration(
-        name="drifted",
-        role="rank",
-        description="a tool",
-        implementation=f"{__name__}:Drifted",
-        Params=_Query,
-        version="7",
-    )
     registry = ToolRegistry(ToolSettings())
-    registry.register("drifted", declared)
+    registry.register("drifted", DRIFTED)
     assert registry.declaration("drifted").role == "rank"  # read without building
     with pytest.raises(ConfigError, match="disagree on role, version, Params"):
         registry.get("drifted")
+
+
+def test_an_entry_points_drifted_class_is_refused_even_when_built_before_it_is_described(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = [EntryPoint("drifted", f"{__name__}:DRIFTED", "refseg.tools")]
+    monkeypatch.setattr(
+        tools.registry, "entry_points", lambda group: found if group == "refseg.tools" else []
+    )
+    registry = ToolRegistry(ToolSettings())
+    with pytest.raises(ConfigError, match="disagree on role, version, Params"):
+        registry.get("drifted")  # first: nothing had read the declaration yet
+    assert registry.declaration("drifted").role == "rank"  # and it still describes the declaration
