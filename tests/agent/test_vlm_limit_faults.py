@@ -14,6 +14,7 @@ import openai
 import pytest
 import structlog
 from helpers_fake_tools import make_registry
+from helpers_vlm_calls import run_together
 
 from agent.episode import Episode, EpisodeConfig
 from agent.invoke import Invoker
@@ -131,15 +132,7 @@ def test_retry_after_on_the_last_attempt_still_pauses_the_others() -> None:
             except VLMCallError as exc:
                 outcomes.append(f"failed: HTTP {exc.status}")
 
-        async def main() -> None:
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(one)
-                    tg.start_soon(one)
-            finally:
-                await client.aclose()
-
-        anyio.run(main)
+        run_together(client, one, 2)
         times = [r.t for r in srv.requests]
     assert sorted(outcomes) == ["b", "failed: HTTP 429"]  # the 429 was its call's last attempt ...
     assert times[1] - times[0] >= 0.29  # ... and still no request went during the pause it asked

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers_vlm_calls import run_together
 
 from agent.vlm import VLMClient, VLMConfig
 from agent.vlm_limits import REPLY_TOKENS, SlidingWindow, VLMLimiter, VLMLimits, estimate_tokens
@@ -130,18 +131,10 @@ def test_retry_after_still_holds_and_pauses_the_other_requests() -> None:
         client = VLMClient(config)
         replies: list[Any] = []
 
-        async def main() -> None:
-            async def one() -> None:
-                replies.append(await client.complete(MESSAGES))
+        async def one() -> None:
+            replies.append(await client.complete(MESSAGES))
 
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(one)
-                    tg.start_soon(one)
-            finally:
-                await client.aclose()
-
-        anyio.run(main)
+        run_together(client, one, 2)
         times = [r.t for r in srv.requests]
     assert sorted(r.content for r in replies) == ["a", "b"]
     assert len(times) == 3
@@ -189,15 +182,7 @@ def test_rpm_holds_a_real_endpoint_in_real_time() -> None:
         limits = VLMLimits(rpm=3, window_s=0.5)
         client = VLMClient(VLMConfig(base_url=endpoint.base_url, api_key="k", limits=limits))
 
-        async def main() -> None:
-            try:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(8):
-                        tg.start_soon(client.complete, MESSAGES)
-            finally:
-                await client.aclose()
-
-        anyio.run(main)
+        run_together(client, lambda: client.complete(MESSAGES), 8)
         arrivals = endpoint.stats()["arrivals"]
     assert len(arrivals) == 8
     assert most_in_any_window(arrivals, 0.5 - 0.03) <= 3
