@@ -15,13 +15,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.records.written import WRITTEN_BLOCK
+
 CONFIG_SCHEMA_VERSION = 1
 
 
 class DataSelection(BaseModel):
     """Which examples a run evaluates (the fields of :class:`bench.options.DataSpec`)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     dataset: str = Field(description="what --dataset named: an adapter name, a hub name, or a path")
     split: str | None = None
@@ -35,7 +37,7 @@ class DataSelection(BaseModel):
 class DataFile(BaseModel):
     """One file a data set was read from."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     path: str
     bytes: int
@@ -45,7 +47,7 @@ class DataFile(BaseModel):
 class DatasetRecord(BaseModel):
     """What the data set's adapter read: recorded so that a run says exactly which data it saw."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     adapter: str = Field(description="the dataset adapter (refseg bench datasets lists them)")
     protocol: str = Field(description="the protocol that scores it")
@@ -72,7 +74,7 @@ class ExamplesRecord(BaseModel):
 class ResultsConfig(BaseModel):
     """The settings that change results (compared on resume; digested into every line)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     episode: dict[str, Any] = Field(default_factory=dict, description="controller, tools, guards, budgets")
     settings: dict[str, Any] = Field(default_factory=dict, description="tool settings and options")
@@ -86,7 +88,7 @@ class RunConfig(BaseModel):
     """Everything ``config.json`` holds. A current writer writes every field (its JSON Schema
     requires them, ``refseg bench schema config``); readers default what older files lack."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     schema_version: int = Field(
         default=0,

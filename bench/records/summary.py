@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from bench.records.sample import ToolCostRecord
+from bench.records.written import WRITTEN_BLOCK
 
 SUMMARY_SCHEMA_VERSION = 1
 DEFAULT_PROTOCOL = "mask-iou"  # what every run before protocols were named was scored with
@@ -26,7 +27,7 @@ class GroupMetrics(BaseModel):
     """The metrics of one group of a breakdown (e.g. the ``small`` objects): ``n`` examples,
     and each metric's value under its key."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
     __pydantic_extra__: dict[str, float | None] = Field(init=False)
 
     n: int = 0
@@ -38,7 +39,7 @@ class GroupMetrics(BaseModel):
 class MetricsSummary(BaseModel):
     """The protocol's metrics over a run (see the module docstring for the layout)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
     __pydantic_extra__: dict[str, MetricValue] = Field(init=False)
 
     protocol: str = Field(default=DEFAULT_PROTOCOL, description="the protocol that scored the run")
@@ -72,7 +73,7 @@ class MetricsSummary(BaseModel):
 class RunLabel(BaseModel):
     """The few settings that tell runs apart in tables (from ``config.json``)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     controller: str | None = None
     max_iter: int | None = None
@@ -98,7 +99,7 @@ class RunLabel(BaseModel):
 class Counts(BaseModel):
     """How many examples the run should have, has, and how they ended."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     expected: int = 0
     examples: int = 0
@@ -112,7 +113,7 @@ class Faults(BaseModel):
     """Faults the run saw: from its records, its costs and its trace (see
     :func:`bench.summary.trace_faults`)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     failed_examples: int = 0
     fallbacks: int = 0
@@ -139,7 +140,7 @@ class Faults(BaseModel):
 class VLMHealth(BaseModel):
     """Examples that needed the VLM and how many of those fell back, by kind."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     needed: int = 0
     fallbacks: int = 0
@@ -148,7 +149,7 @@ class VLMHealth(BaseModel):
 
 
 class Failure(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     example_id: str
     error: str | None = None
@@ -157,7 +158,7 @@ class Failure(BaseModel):
 class CostRow(ToolCostRecord):
     """One tool's (or the total's) calls over the run, per image and per 1,000 expressions."""
 
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True)  # merged with the record's
+    model_config = WRITTEN_BLOCK  # merged with the record's
 
     cache_hit_rate: float | None = None
     per_image: dict[str, float | None] = Field(default_factory=dict)
@@ -166,7 +167,7 @@ class CostRow(ToolCostRecord):
 
 
 class CostTable(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     tools: dict[str, CostRow] = Field(default_factory=dict)
     total: CostRow = Field(default_factory=CostRow)
@@ -178,7 +179,7 @@ class ProposeStats(BaseModel):
     encoder on: one per image for both from an empty cache; ``None`` when the proposer does not
     count them or the run predates the count)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     tool: str | None = None
     computations: int = 0
@@ -191,7 +192,7 @@ class ProposeStats(BaseModel):
 
 
 class CacheHealth(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     degraded_invocations: int = 0
     errors: int = 0
@@ -205,7 +206,7 @@ class EventLoopLag(BaseModel):
     driver's and, with Ray, each worker's). A large lag means something held a loop (an import,
     a big parse, a synchronous write) while other episodes waited."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     interval_ms: float = 20.0
     samples: int = 0
@@ -218,7 +219,7 @@ class EventLoopLag(BaseModel):
 class Timing(BaseModel):
     """Wall time and throughput (see :func:`bench.summary.build_summary`)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     wall_s: float = 0.0
     wall_s_total: float = 0.0
@@ -250,7 +251,7 @@ class Summary(BaseModel):
     Schema requires them, ``refseg bench schema summary``); readers default what older files
     lack."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = WRITTEN_BLOCK
 
     schema_version: int = Field(
         default=0,
