@@ -31,9 +31,8 @@ class LimiterActor:
 
     def __init__(self, limits: VLMLimits):
         self._limiter = VLMLimiter(limits)
-        self._permits: dict[int, Permit] = {}
+        self._permits: dict[int, tuple[Permit, str | None]] = {}  # granted: its ticket, if any
         self._tickets: dict[str, int] = {}  # ticket -> permit id granted to it, until released
-        self._ticket_of: dict[int, str] = {}
         self._waiting: dict[str, anyio.CancelScope] = {}  # ticket -> its wait for a slot
         self._withdrawn: set[str] = set()  # tickets withdrawn before their acquire ended
 
@@ -58,9 +57,9 @@ class LimiterActor:
                 await self._limiter.release(permit, None, reached=False)
             return None
         assert permit is not None  # only a withdrawal cancels the scope
-        self._permits[permit.id] = permit
+        self._permits[permit.id] = (permit, ticket)
         if ticket is not None:
-            self._tickets[ticket], self._ticket_of[permit.id] = permit.id, ticket
+            self._tickets[ticket] = permit.id
         return permit.id
 
     async def withdraw(self, ticket: str) -> None:
@@ -76,9 +75,11 @@ class LimiterActor:
             scope.cancel()
 
     async def release(self, permit_id: int, tokens: int | None, reached: bool = True) -> None:
-        permit = self._permits.pop(permit_id, None)
-        if permit is not None:
-            self._tickets.pop(self._ticket_of.pop(permit_id, ""), None)
+        granted = self._permits.pop(permit_id, None)
+        if granted is not None:
+            permit, ticket = granted
+            if ticket is not None:
+                self._tickets.pop(ticket, None)
             await self._limiter.release(permit, tokens, reached)
 
     async def pause(self, seconds: float) -> None:

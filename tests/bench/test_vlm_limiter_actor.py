@@ -55,8 +55,10 @@ class RoundTripHandle:
 
 
 def leftovers(actor: LimiterActor) -> list[Any]:
-    """The actor's ticket books: all empty once every caller is done."""
-    return [actor._tickets, actor._ticket_of, actor._waiting, actor._withdrawn]
+    """The actor's ticket books (tickets, each granted permit's ticket, waits, withdrawals):
+    all empty once every caller is done."""
+    granted = {permit_id: ticket for permit_id, (_, ticket) in actor._permits.items()}
+    return [actor._tickets, granted, actor._waiting, actor._withdrawn]
 
 
 def test_a_withdrawal_that_overtakes_its_acquire_grants_nothing() -> None:
