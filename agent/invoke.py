@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
@@ -222,11 +222,11 @@ class Invoker:
             return None
         return output, cold
 
-    def _write_disk(self, key: str, output: Any, cold: ColdCost) -> None:
-        """Encode ``output`` and store it with its cold cost (blocking)."""
-        assert self.cache is not None
+    @staticmethod
+    def _disk_record(output: Any, cold: ColdCost) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``output`` encoded for the disk cache, with its cold cost (run on the cache's thread)."""
         arrays, meta = output.to_record()
-        self.cache.set(key, arrays, {**meta, COST_META: cold.as_dict()})
+        return arrays, {**meta, COST_META: cold.as_dict()}
 
     def trace_rejected(self, tool: str, args: Any, message: str, ctx: CallContext) -> None:
         """Trace a call refused before validation (unknown tool, unparseable arguments)."""
@@ -306,8 +306,8 @@ class Invoker:
             joined = joined or pending.computed
         pending = self._inflight[key] = _Pending()
         try:
-            if self.cache is not None:  # a database read may wait on a lock: off the event loop
-                found = await anyio.to_thread.run_sync(self._read_disk, tool, ws, key)
+            if self.cache is not None:  # read (and decode) on the cache's thread, off the event loop
+                found = await self.cache.io.run(self._read_disk, tool, ws, key)
                 if found is not None:
                     self._remember(key, *found)
                     return self._serve(key, _Entry(*found), "disk", served)
@@ -316,8 +316,9 @@ class Invoker:
         finally:
             del self._inflight[key]
             pending.done.set()  # identical calls waiting read the output from memory now
-        if self.cache is not None and served.cold is not None:  # encode and write off the event loop
-            await anyio.to_thread.run_sync(self._write_disk, key, output, served.cold)
+        if self.cache is not None and served.cold is not None:  # encoded and written on the cache's
+            # thread; nobody waits for it (a later read in this process comes after it)
+            self.cache.set_later(key, partial(self._disk_record, output, served.cold))
         return output
 
     def _serve(self, key: str, entry: _Entry, outcome: Outcome, served: _Served) -> Any:

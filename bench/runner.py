@@ -315,6 +315,7 @@ async def _run_locked(
         bar.close()
         tracer.close()
         await rt.aclose_vlm()
+        await rt.drain_cache()
     append_invocation(
         out,
         {

@@ -100,6 +100,13 @@ class Runtime:
         finally:
             await self.aclose_vlm()
 
+    async def drain_cache(self) -> None:
+        """Wait for the cache writes still queued (shielded from cancellation), so the run's
+        record of the cache's health counts them."""
+        if self.cache is not None:
+            with anyio.CancelScope(shield=True):
+                await self.cache.drain()
+
     def close(self) -> None:
         """Close the tools (models, threads) and the cache."""
         self.registry.close()

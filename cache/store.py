@@ -10,6 +10,12 @@ opened (read-only, not a folder, a database locked by another process) is a one-
 that fails mid-run (a full disk, a lock held too long) turns the disk cache off for the rest
 of the run with one warning, and :meth:`ToolCache.health` says so for the run's summary.
 SQLite waits at most ``timeout_s`` for a lock, and nothing is retried.
+
+A run reads and writes the database on one thread of its own (:attr:`ToolCache.io`): within a
+process the database is never contended, so no call sleeps in SQLite's lock wait. Writes
+from the event loop are queued (:meth:`ToolCache.set_later`) and nobody waits for them; a
+read in this process, :meth:`ToolCache.drain` and :meth:`ToolCache.close` come after the
+writes queued before them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ import numpy as np
 
 from cache.codec import CorruptEntry, decode, encode
 from cache.errors import ConfigError
+from cache.serial import SerialThread
 
 ENV_VAR = "REFSEG_CACHE_DIR"
 DEFAULT_DIR = Path.home() / ".cache" / "refseg-loop"
@@ -37,6 +46,10 @@ LOCK_TIMEOUT_S = 5.0  # longest wait for another process's lock on the database
 CACHE_FAILURES = (sqlite3.Error, diskcache.Timeout)
 
 log = logging.getLogger(__name__)
+
+
+Arrays = dict[str, np.ndarray]
+Record = tuple[Arrays, dict[str, Any]]
 
 
 class CacheUnavailable(ConfigError):
@@ -136,6 +149,9 @@ class ToolCache:
         self.corrupt = 0
         self.errors = 0  # reads and writes that failed (the first one turned the cache off)
         self.degraded: str | None = None  # why the cache was turned off, or None
+        self.io = SerialThread("refseg-cache")  # the one thread this process reads and writes on
+        self._queued_lock = threading.Lock()
+        self._queued = 0  # writes queued on ``io`` and not done yet
 
     def health(self) -> dict[str, Any]:
         """``{"degraded": why or None, "errors": failed reads and writes, "corrupt": entries
@@ -152,9 +168,15 @@ class ToolCache:
             )
             log.warning("%s", self.degraded)
 
-    def get(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    def _settle(self) -> None:
+        """Wait for the queued writes, so what this process wrote is there to read."""
+        if self._queued:
+            self.io.wait_idle()
+
+    def get(self, key: str) -> Record | None:
         """The decoded value, or ``None`` on a miss; a damaged entry is dropped and missed,
         and a cache that cannot be read is a miss."""
+        self._settle()
         if self.degraded is not None:
             return None
         try:
@@ -172,9 +194,34 @@ class ToolCache:
             self.discard(key)
             return None
 
-    def set(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def set(self, key: str, arrays: Arrays, meta: dict[str, Any]) -> None:
         """Store a value; a cache that cannot be written only warns (see module doc)."""
         self._put(key, encode(arrays, meta))
+
+    def set_later(self, key: str, record: Callable[[], Record]) -> None:
+        """Queue a write on :attr:`io` and return at once; ``record()`` (building the value's
+        arrays and meta) runs there too. One that raises turns the cache off like a failed
+        write, with its warning."""
+        with self._queued_lock:
+            self._queued += 1
+        self.io.submit(self._write_record, key, record)
+
+    def _write_record(self, key: str, record: Callable[[], Record]) -> None:
+        try:
+            try:
+                arrays, meta = record()
+            except Exception as exc:  # an output that cannot be encoded: not a reason to fail the run
+                self._failed("write", exc)
+                return
+            self.set(key, arrays, meta)
+        finally:
+            with self._queued_lock:
+                self._queued -= 1
+
+    async def drain(self) -> None:
+        """Wait, without blocking the event loop, until the queued writes are done."""
+        if self._queued:
+            await self.io.run(lambda: None)
 
     def set_raw(self, key: str, blob: bytes) -> None:
         """Store bytes as they are (tests use it to plant damaged entries)."""
@@ -194,6 +241,7 @@ class ToolCache:
         self.delete(key)
 
     def delete(self, key: str) -> None:
+        self._settle()
         if self.degraded is not None:
             return
         try:
@@ -202,10 +250,17 @@ class ToolCache:
         except (*CACHE_FAILURES, OSError) as exc:
             self._failed("write", exc)
 
+    def stored_keys(self) -> list[str]:
+        """Every key stored, oldest first."""
+        self._settle()
+        return [str(key) for key in self._cache.iterkeys()]
+
     def __contains__(self, key: str) -> bool:
+        self._settle()
         return key in self._cache
 
     def stats(self) -> CacheStats:
+        self._settle()
         hits, misses = self._cache.stats()
         return CacheStats(
             directory=str(self.directory),
@@ -218,12 +273,17 @@ class ToolCache:
 
     def clear(self) -> int:
         """Remove every entry; returns how many there were."""
+        self._settle()
         n = len(self._cache)
         self._cache.clear(retry=True)  # `refseg cache clear` waits for other processes
         self._cache.stats(reset=True)
         return n
 
     def close(self) -> None:
+        """Finish the queued writes, then close the database (on every thread that opened it)."""
+        if self.io.started:
+            self.io.submit(self._cache.close)
+            self.io.shutdown()
         self._cache.close()
 
     def __enter__(self) -> ToolCache:

@@ -1,35 +1,32 @@
 """Blocking tool work off the event loop: one worker thread per device, and a clock that
 tells compute time from waiting.
 
-:func:`run_on_device` runs model (or heavy numpy) code in a worker thread under the device's
-limiter. Inside :func:`compute_clock` (the invoker opens one around every tool run) it also
-books the time the call spent queued for that thread, or waiting for the event loop to resume
-it afterwards, as ``waited``: what the tool call cost minus that is its compute time, the same
-for the same work whatever the concurrency.
+:func:`run_on_device` runs model (or heavy numpy) code on the device's thread
+(:class:`cache.serial.SerialThread`: calls queue at the thread and run back to back, in the
+order given). Inside :func:`compute_clock` (the invoker opens one around every tool run) it
+also books the time the call spent queued for that thread, or waiting for the event loop to
+resume it afterwards, as ``waited``: what the tool call cost minus that is its compute time,
+the same for the same work whatever the concurrency.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
+from cache.serial import SerialThread
 
 T = TypeVar("T")
 
-# Keyed weakly by the loop object (as agent.vlm keys its SDK clients): an id() can be
-# reused by a later loop, and a bench suite runs loop after loop in one process.
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, anyio.CapacityLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
-_no_loop_limiters: dict[str, anyio.CapacityLimiter] = {}
+# One thread per torch device for the process (every event loop, every session): models are
+# not re-entrant, and two big forwards on the same cores only slow each other down.
+_device_threads: dict[str, SerialThread] = {}
+_device_threads_lock = threading.Lock()
 
 
 @dataclass
@@ -63,30 +60,27 @@ def compute_clock() -> Iterator[ComputeClock]:
         _CLOCK.reset(token)
 
 
-def device_limiter(device: str) -> anyio.CapacityLimiter:
-    """One worker thread per torch device per event loop: models are not re-entrant and
-    two big forwards on 2 CPU cores only slow each other down."""
-    try:
-        per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
-    except RuntimeError:
-        per_loop = _no_loop_limiters
+def device_thread(device: str) -> SerialThread:
+    """The worker thread of ``device`` (``cpu``, ``cpu:0`` and ``cpu:1`` share one)."""
     key = device.split(":")[0] if device.startswith("cpu") else device
-    if key not in per_loop:
-        per_loop[key] = anyio.CapacityLimiter(1)
-    return per_loop[key]
+    with _device_threads_lock:
+        if key not in _device_threads:
+            _device_threads[key] = SerialThread(f"refseg-device-{key}")
+        return _device_threads[key]
 
 
 async def run_on_device(device: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking code in a worker thread under the device's limiter.
+    """Run blocking code on the device's thread, after the calls queued there before it.
 
     The time before the thread starts it (queued behind other work on the device) and after
     it returns until this task resumes is booked as waiting on the current
-    :func:`compute_clock`, if any.
+    :func:`compute_clock`, if any. Cancelled while queued, the call is dropped; while it
+    runs, it is waited for (see :meth:`cache.serial.SerialThread.run`).
     """
-    limiter = device_limiter(device)
+    thread = device_thread(device)
     clock = _CLOCK.get()
     if clock is None:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+        return await thread.run(fn, *args)
     called = time.perf_counter()
     span = [called, called]
 
@@ -98,6 +92,6 @@ async def run_on_device(device: str, fn: Callable[..., T], *args: Any) -> T:
             span[1] = time.perf_counter()
 
     try:
-        return await anyio.to_thread.run_sync(timed, limiter=limiter)
+        return await thread.run(timed)
     finally:
         clock.waited += (span[0] - called) + (time.perf_counter() - span[1])

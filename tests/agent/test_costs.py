@@ -82,7 +82,7 @@ def test_a_record_without_a_stored_cost_is_unknown_not_zero(image: Image, tmp_pa
     config = EpisodeConfig(controller="oneshot", **CFG)
     with ToolCache(tmp_path) as cache:
         run_together(Session(make_registry(), config, cache=cache), image, ["top"])
-        for key in list(cache._cache.iterkeys()):  # as an older version wrote them
+        for key in cache.stored_keys():  # as an older version wrote them
             arrays, meta = cache.get(key)  # type: ignore[misc]
             meta.pop(COST_META)
             cache.set(key, arrays, meta)

@@ -102,7 +102,7 @@ def _call(invoker: Invoker, name: str, ws: Workspace) -> Any:
 
 
 def _rewrite_only_entry(cache: ToolCache, change: Callable[[Any, Any], Any]) -> None:
-    keys = list(cache._cache.iterkeys())
+    keys = cache.stored_keys()
     assert len(keys) == 1
     arrays, meta = cache.get(keys[0]) or ({}, {})
     cache.set_raw(keys[0], encode(*change(arrays, meta)))

@@ -3,7 +3,6 @@ tool options."""
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 
@@ -11,11 +10,10 @@ import anyio
 import numpy as np
 import pytest
 
-from tools import device
 from tools.base import (
     ToolSettings,
     Workspace,
-    device_limiter,
+    device_thread,
     normalise_query,
     parse_tool_options,
     run_on_device,
@@ -27,28 +25,50 @@ from tools.registry import ToolRegistry
 from tools.types import Image, Proposals, Ranking, Refinement
 
 
-def _join_threads_started_since(before: set[threading.Thread]) -> None:
-    """anyio's worker threads hold their loop until they exit, which a busy machine delays
-    (a function, so that no reference to a thread, and so to its loop, stays behind)."""
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=10)
+def test_one_thread_per_device_for_the_process_whatever_the_loop() -> None:
+    ran_on: list[str] = []
 
-
-def test_one_limiter_per_device_per_loop_and_none_outlives_its_loop() -> None:
     async def use() -> tuple[int, bool, bool]:
-        value = await run_on_device("cpu", lambda: 7)
-        same = device_limiter("cpu") is device_limiter("cpu:0")
-        other = device_limiter("cpu") is not device_limiter("meta")
+        value = await run_on_device("cpu", lambda: ran_on.append(threading.current_thread().name) or 7)
+        same = device_thread("cpu") is device_thread("cpu:0")
+        other = device_thread("cpu") is not device_thread("meta")
         return value, same, other
 
-    alive_before = set(device._limiters)  # loops other tests left running (threads, servers)
-    threads_before = set(threading.enumerate())
-    for _ in range(3):
+    for _ in range(3):  # loop after loop, as a bench suite runs them
         assert anyio.run(use) == (7, True, True)
-    _join_threads_started_since(threads_before)
-    gc.collect()
-    # A finished loop's limiters go with it (a later loop may even reuse its id()).
-    assert set(device._limiters) - alive_before == set()
+    assert len(set(ran_on)) == 1 and ran_on[0].startswith("refseg-device-cpu")
+    assert sum(t.name.startswith("refseg-device-cpu") for t in threading.enumerate()) == 1
+
+
+def test_a_cancelled_call_still_queued_for_the_device_never_runs() -> None:
+    ran: list[str] = []
+
+    async def go() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_on_device, "cpu", time.sleep, 0.3)  # holds the cpu thread
+            await anyio.sleep(0.05)
+            with anyio.move_on_after(0.05):
+                await run_on_device("cpu", ran.append, "queued")
+        await run_on_device("cpu", ran.append, "after")
+
+    anyio.run(go)
+    assert ran == ["after"]
+
+
+def test_a_cancelled_call_already_running_is_waited_for() -> None:
+    events: list[str] = []
+
+    def work() -> None:
+        time.sleep(0.2)
+        events.append("ended")
+
+    async def go() -> None:
+        with anyio.move_on_after(0.05):
+            await run_on_device("cpu", work)
+        events.append("caller resumed")
+
+    anyio.run(go)
+    assert events == ["ended", "caller resumed"]
 
 
 def test_compute_clock_books_the_queue_for_the_device_as_waiting() -> None:
