@@ -26,7 +26,7 @@ import dataclasses
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,8 +116,9 @@ class RayEngine:
     async def run(self, job: EngineJob, send: RecordStream) -> EngineStats:
         # The driver holds this invocation's groups (references into the data set; each
         # example is made self-contained when sent): a dead worker's examples are sent again.
-        groups = list(job.groups)
-        if not groups:
+        # They are read in a thread: the first few now, the rest while the examples run.
+        first = await anyio.to_thread.run_sync(next, job.groups, None)
+        if first is None:
             return EngineStats(self.name, workers=len(self._slots))
         started = time.perf_counter()
         plan = await self._start(job)
@@ -129,7 +130,8 @@ class RayEngine:
             limiter=self._vlm_limiter(job),
         )
         await self._check_workers(base, result_view(job.rt))
-        feeding = _Feeding(self, job, send, groups)
+        head = await anyio.to_thread.run_sync(read_head, first, job.groups, plan.workers)
+        feeding = _Feeding(self, job, send, head, job.groups if len(head) == plan.workers else None)
         feeding.stats.start_s = time.perf_counter() - started
         job.on_start()
         cpu0 = time.process_time()  # the driver's share: feeding, collecting, writing
@@ -253,16 +255,40 @@ class RayEngine:
         return True
 
 
+def read_head(first: list[Item], groups: Iterator[list[Item]], workers: int) -> list[list[Item]]:
+    """``first`` and the groups after it, up to ``workers`` of them (blocking: a data set
+    read): enough to know whether the invocation has fewer groups than workers."""
+    head = [first]
+    while len(head) < workers and (group := next(groups, None)) is not None:
+        head.append(group)
+    return head
+
+
 class _Feeding:
     """One run's examples through the pool: slots granted by a :class:`Schedule`, one actor
-    call per example, each record written as its call returns, a dead worker's examples redone."""
+    call per example, each record written as its call returns, a dead worker's examples redone.
 
-    def __init__(self, engine: RayEngine, job: EngineJob, send: RecordStream, groups: list[list[Item]]):
+    Args:
+        head: the invocation's first groups (all of them when ``rest`` is ``None``; with
+            fewer groups than workers, they are split).
+        rest: the groups after ``head``, read in a thread while the examples run.
+    """
+
+    def __init__(
+        self,
+        engine: RayEngine,
+        job: EngineJob,
+        send: RecordStream,
+        head: list[list[Item]],
+        rest: Iterator[list[Item]] | None,
+    ):
         self.engine, self.job, self.send = engine, job, send
         workers = len(engine._slots)
-        parts, split = split_groups(groups, workers)
+        parts, split = split_groups(head, workers)
         self.schedule = Schedule(parts, workers, job.concurrency)
         self.parts_left = Counter(group.image for group in parts)  # an image is done with its parts
+        self.rest = rest
+        self.images_read = len(head)
         self.written = 0  # examples whose records came back from a worker
         self.stats = EngineStats(engine.name, workers=workers, groups_split=split)
         self.latest: dict[int, dict[str, int]] = {}  # each worker's cumulative computations
@@ -272,7 +298,9 @@ class _Feeding:
 
     async def run(self, base: WorkerJob) -> EngineStats:
         async with anyio.create_task_group() as tg:
-            while self.parts_left:
+            if self.rest is not None:
+                tg.start_soon(self._read_rest, self.rest)
+            while self.parts_left or self.rest is not None:
                 granted = self.schedule.grant()
                 if granted is None:  # every slot taken, or nothing to send until a call returns
                     self._changed = anyio.Event()
@@ -287,6 +315,16 @@ class _Feeding:
         known = [n for n in self.encodes.values() if n is not None]
         self.stats.image_encodes = sum(known) if known and len(known) == len(self.encodes) else None
         return self.stats
+
+    async def _read_rest(self, rest: Iterator[list[Item]]) -> None:
+        """Read the remaining groups, one at a time in a thread, into the schedule."""
+        while (items := await anyio.to_thread.run_sync(next, rest, None)) is not None:
+            self.schedule.add(Group(self.images_read, items))
+            self.parts_left[self.images_read] += 1
+            self.images_read += 1
+            self._changed.set()
+        self.rest = None
+        self._changed.set()
 
     async def _one(self, base: WorkerJob, worker: int, group: Group, item: Item) -> None:
         """Send one example to ``worker``; write its record, or send it back when the worker died."""

@@ -117,6 +117,10 @@ class Schedule:
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         return worker, group, item
 
+    def add(self, group: Group) -> None:
+        """A group read after the schedule started: it waits behind the groups not taken yet."""
+        self.queue.append(group)
+
     def returned(self, worker: int) -> None:
         """A call to ``worker`` came back (done or failed): its slot is free."""
         self.in_flight -= 1

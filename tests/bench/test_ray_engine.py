@@ -9,9 +9,12 @@ import functools
 import json
 import os
 import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import pytest
@@ -20,6 +23,7 @@ from helpers_runner import id_counts, sample_lines, synthetic
 
 from agent.episode import EpisodeConfig
 from bench.data import load_dataset_spec
+from bench.data.examples import ExampleSet
 from bench.data.fixtures import demo_rows, write_refcocom_parquet
 from bench.engines.compare import answers
 from bench.engines.ray_engine import RayEngine
@@ -151,3 +155,34 @@ def test_data_set_rows_travel_as_bytes_and_fail_the_same(tmp_path: Path, ray_poo
     assert ray == answers(tmp_path / "local")
     broken = [r for r in ray.values() if r["image_id"] == "2"]
     assert broken and all(r["failed"] and r["error"] for r in broken)
+
+
+class _SlowToRead(ExampleSet):
+    """Examples whose second pass (the run's) waits before its third image group until a
+    record has come back, at most 60 s, and notes whether one had."""
+
+    def __init__(self, examples: list[Any], returned: threading.Event):
+        super().__init__(examples)
+        self.returned, self.passes, self.record_before_third = returned, 0, False
+
+    def groups(self) -> Iterator[list[Any]]:
+        self.passes += 1
+        for k, group in enumerate(super().groups()):
+            if self.passes == 2 and k == 2:
+                self.record_before_third = self.returned.wait(60)
+            yield group
+
+
+def test_the_driver_sends_examples_while_it_still_reads_the_data_set(
+    tmp_path: Path, ray_pool: RayEngine
+) -> None:
+    returned = threading.Event()
+    source = _SlowToRead(synthetic(4), returned)
+    ray_pool.on_group = lambda written, result: returned.set()
+    try:
+        result = run_on(tmp_path / "ray", source, engine=ray_pool)
+    finally:
+        ray_pool.on_group = None
+    assert source.record_before_third  # the first groups ran before the rest was read
+    assert result.ran == len(source) and set(id_counts(tmp_path / "ray").values()) == {1}
+    assert last_invocation(tmp_path / "ray")["images_run"] == 4
