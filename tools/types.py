@@ -13,6 +13,7 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
+from cache.lru import LRU
 from tools.record_checks import proposals_fields, ranking_fields, refinement_fields
 
 Arrays = dict[str, np.ndarray]
@@ -222,9 +223,31 @@ class Proposals:
         """These candidates followed by those of ``extra`` that are not already among them
         (same pixels); ``self`` when ``extra`` adds nothing.
 
+        The same two objects merge once (the expressions of an image share both: outputs
+        served from memory or joined), into one read-only set that is hashed once.
+
         Raises:
             ValueError: ``extra`` masks have another size.
         """
+        key = (id(self), id(extra))
+        merge = _MERGES.get(key)
+        if merge is not None and merge[0] is self and merge[1] is extra:
+            return merge[2]
+        merged = self._merged_with(extra)
+        if merged is not self:
+            for array in (
+                merged.masks,
+                merged.boxes,
+                merged.scores,
+                merged.stability,
+                merged.areas,
+                merged.origins,
+            ):
+                array.setflags(write=False)
+            _MERGES.put(key, (self, extra, merged))  # holds both: their ids are not reused meanwhile
+        return merged
+
+    def _merged_with(self, extra: Proposals) -> Proposals:
         if extra.masks.shape[1:] != self.masks.shape[1:]:
             raise ValueError(f"cannot append {extra.masks.shape[1:]} masks to {self.masks.shape[1:]} ones")
         new: list[int] = []
@@ -257,6 +280,10 @@ class Proposals:
         if self.mixed_origins:
             out["origins"] = self.origin_counts()
         return out
+
+
+# Recent merges by the identities of the two sets (see Proposals.append).
+_MERGES: LRU[tuple[int, int], tuple[Proposals, Proposals, Proposals]] = LRU(8)
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:

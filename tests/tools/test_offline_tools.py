@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from helpers_scenes import call, ious, workspace
@@ -302,3 +304,45 @@ def test_registry_finds_both_tools_through_entry_points() -> None:
         assert "properties" in tool.function_schema()["function"]["parameters"]
     with pytest.raises(ConfigError):
         ToolRegistry(plugins=False).spec("region_propose")
+
+
+def test_expressions_of_one_image_asking_at_once_measure_its_candidates_once(
+    proposed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.offline import attribute_rank as module
+
+    scene, ws = proposed[0]
+    measured: list[int] = []
+    sent_to_device: list[str] = []
+    real_measure, real_run_on_device = module.measure, module.run_on_device
+
+    def counting(pixels: np.ndarray, proposals: Proposals) -> module.Features:
+        measured.append(len(proposals))
+        return real_measure(pixels, proposals)
+
+    async def on_device(device: str, fn: Any, *args: Any) -> Any:
+        sent_to_device.append(fn.__name__)
+        return await real_run_on_device(device, fn, *args)
+
+    monkeypatch.setattr(module, "measure", counting)
+    monkeypatch.setattr(module, "run_on_device", on_device)
+    tool = AttributeRank()
+    queries = [e for obj in scene.objects for e in obj.expressions_of("direct")][:6]
+    alone = [call(AttributeRank(), ws, query=q).top for q in queries]  # one at a time, fresh tools
+    measured.clear()
+    sent_to_device.clear()
+
+    async def together() -> list[int]:
+        tops = [0] * len(queries)
+
+        async def rank(k: int) -> None:
+            tops[k] = (await tool(ws, tool.Params(query=queries[k]))).top
+
+        async with anyio.create_task_group() as tg:
+            for k in range(len(queries)):
+                tg.start_soon(rank, k)
+        return tops
+
+    assert anyio.run(together) == alone  # the same answers
+    assert measured == [len(ws.proposals)]  # one measurement for all of them,
+    assert sent_to_device == ["_measure"]  # and the others never queued for the device

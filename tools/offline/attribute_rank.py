@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import numpy as np
 
 from cache.lru import LRU
@@ -202,6 +203,7 @@ class AttributeRank(Tool):
         super().__init__(settings)
         self.computes = 0  # real computations (cache misses), for tests and cost accounting
         self._features: LRU[str, Features] = LRU(self.FEATURE_CACHE)
+        self._measuring: dict[str, anyio.Event] = {}  # features being measured, by key
 
     def fingerprint(self) -> str:
         return "none"
@@ -226,19 +228,35 @@ class AttributeRank(Tool):
             raise ToolError("no proposals yet: call the propose tool first")
         return ws.proposals
 
-    def _measure(self, ws: Workspace, proposals: Proposals) -> Features:
+    def _measure(self, key: str, ws: Workspace, proposals: Proposals) -> Features:
+        features = measure(ws.image.pixels, proposals)
+        self._features.put(key, features)
+        return features
+
+    async def _features_of(self, ws: Workspace, proposals: Proposals) -> Features:
+        """The candidates' features, measured once: they do not depend on the query, so the
+        other expressions of an image (often asking at the same moment) wait for the one
+        measurement instead of queueing for the device thread each."""
         key = f"{ws.image.digest}:{proposals.digest}"
-        found = self._features.get(key)
-        if found is None:
-            found = measure(ws.image.pixels, proposals)
-            self._features.put(key, found)
-        return found
+        while (found := self._features.get(key)) is None:
+            measuring = self._measuring.get(key)
+            if measuring is None:
+                break
+            await measuring.wait()  # measured, or failed: then look again (and measure)
+        if found is not None:
+            return found
+        done = self._measuring[key] = anyio.Event()
+        try:
+            return await run_on_device(self.settings.device, self._measure, key, ws, proposals)
+        finally:
+            del self._measuring[key]
+            done.set()
 
     async def __call__(self, ws: Workspace, params: AttributeParams) -> Ranking:
         proposals = self._proposals(ws)
         query = self.query_of(ws, params)
         self.computes += 1
-        features = await run_on_device(self.settings.device, self._measure, ws, proposals)
+        features = await self._features_of(ws, proposals)
         scores = score(features, parse_query(query))
         return Ranking.from_scores(
             scores, query, params.temperature, proposals_digest=proposals.digest, source=self.name
