@@ -221,30 +221,19 @@ class Proposals:
 
     def append(self, extra: Proposals) -> Proposals:
         """These candidates followed by those of ``extra`` that are not already among them
-        (same pixels); ``self`` when ``extra`` adds nothing.
-
-        The same two objects merge once (the expressions of an image share both: outputs
-        served from memory or joined), into one read-only set that is hashed once.
+        (same pixels); ``self`` when ``extra`` adds nothing. The same two objects merge once
+        (an image's expressions share both), into one read-only set hashed once.
 
         Raises:
             ValueError: ``extra`` masks have another size.
         """
-        key = (id(self), id(extra))
-        merge = _MERGES.get(key)
+        merge = _MERGES.get(key := (id(self), id(extra)))
         if merge is not None and merge[0] is self and merge[1] is extra:
             return merge[2]
-        merged = self._merged_with(extra)
-        if merged is not self:
-            for array in (
-                merged.masks,
-                merged.boxes,
-                merged.scores,
-                merged.stability,
-                merged.areas,
-                merged.origins,
-            ):
+        if (merged := self._merged_with(extra)) is not self:  # shared from now on: read-only
+            for array in (v for v in vars(merged).values() if isinstance(v, np.ndarray)):
                 array.setflags(write=False)
-            _MERGES.put(key, (self, extra, merged))  # holds both: their ids are not reused meanwhile
+            _MERGES.put(key, (self, extra, merged))  # holding both keeps their ids from reuse
         return merged
 
     def _merged_with(self, extra: Proposals) -> Proposals:
