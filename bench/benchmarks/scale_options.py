@@ -28,7 +28,9 @@ class ScaleOptions:
         concurrency: ``--concurrency`` of each cell; speed-ups are against the smallest.
         engine: ``local`` or ``ray``.
         workers: Ray workers (a number or ``auto``; ``None``: the engine's default).
-        waves: examples per cell are ``waves x c`` (at least ``min_examples``).
+        waves: examples per cell are ``waves x c`` (at least ``min_examples``). A run's last
+            examples finish one by one while nothing replaces them: 8 waves keep that tail to
+            a small share of a cell.
         min_examples: the fewest examples of a cell.
         vlm_max_concurrency: ``--vlm-max-concurrency`` of every cell (``None``: no limit).
         out: keep the run folders here (``None``: a temporary folder, removed).
@@ -40,7 +42,7 @@ class ScaleOptions:
     concurrency: tuple[int, ...] = (1, 4, 16, 64)
     engine: Literal["local", "ray"] = "local"
     workers: int | Literal["auto"] | None = None
-    waves: int = 4
+    waves: int = 8
     min_examples: int = 8
     vlm_max_concurrency: int | None = None
     out: Path | None = None

@@ -60,7 +60,11 @@ def add_parser(sub: Any) -> None:
                 "help": "Ray workers (--engine ray; capped at each cell's concurrency)",
             },
         ),
-        ("--waves", "waves", {"type": int, "help": "examples per cell: waves x c"}),
+        (
+            "--waves",
+            "waves",
+            {"type": int, "help": "examples per cell: waves x c (more waves: less of the run's tail)"},
+        ),
         ("--min-examples", "min_examples", {"type": int, "help": "the fewest examples of a cell"}),
         (
             "--vlm-max-concurrency",
