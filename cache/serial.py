@@ -94,6 +94,7 @@ class SerialThread:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=not self.on_thread())
+            self._ident = None  # a later thread may get its id
 
 
 def _nothing() -> None:

@@ -155,7 +155,8 @@ class ToolCache:
 
     def health(self) -> dict[str, Any]:
         """``{"degraded": why or None, "errors": failed reads and writes, "corrupt": entries
-        dropped}`` for a run's records."""
+        dropped}`` for a run's records (after the queued writes)."""
+        self._settle()
         return {"degraded": self.degraded, "errors": self.errors, "corrupt": self.corrupt}
 
     def _failed(self, action: str, exc: BaseException) -> None:
@@ -202,6 +203,8 @@ class ToolCache:
         """Queue a write on :attr:`io` and return at once; ``record()`` (building the value's
         arrays and meta) runs there too. One that raises turns the cache off like a failed
         write, with its warning."""
+        if self.degraded is not None:  # off: nothing to encode
+            return
         with self._queued_lock:
             self._queued += 1
         self.io.submit(self._write_record, key, record)

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from tools.coords import Frame, View
 from tools.declaration import DECLARED, Role, ToolDeclaration, function_schema
-from tools.device import device_thread, run_on_device
+from tools.device import device_thread, run_on_device, waiting
 from tools.errors import ToolError
 from tools.params import OptionsT, StrictParams, parse_tool_options, validation_problems
 from tools.precision import Precision
@@ -365,4 +365,5 @@ __all__ = [
     "parse_tool_options",
     "run_on_device",
     "validation_problems",
+    "waiting",
 ]

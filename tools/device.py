@@ -60,6 +60,20 @@ def compute_clock() -> Iterator[ComputeClock]:
         _CLOCK.reset(token)
 
 
+@contextmanager
+def waiting() -> Iterator[None]:
+    """Book the time spent in this block as waiting, not compute, on the running tool call's
+    :func:`compute_clock` (no call running: nothing): for a call that waits for work another
+    call is doing for it (a measurement shared by an image's expressions)."""
+    clock = _CLOCK.get()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if clock is not None:
+            clock.waited += time.perf_counter() - start
+
+
 def device_thread(device: str) -> SerialThread:
     """The worker thread of ``device`` (``cpu``, ``cpu:0`` and ``cpu:1`` share one)."""
     key = device.split(":")[0] if device.startswith("cpu") else device

@@ -105,7 +105,10 @@ def other_config_row(workdir: Path, seed: int = 0) -> RowResult:
     return row
 
 
-TMPFS_BYTES = 24 * 1024  # less than one run's samples and trace: the disk fills mid-run
+# More than the run's whole trace (about 51 KB) with its small files, less than that and its
+# results (about 55 KB): the disk fills while results are written, in whatever order the
+# episodes' trace lines and the result lines come.
+TMPFS_BYTES = 80 * 1024
 FILE_LIMIT_BYTES = 12 * 1024  # stand-in when no tmpfs can be mounted
 
 

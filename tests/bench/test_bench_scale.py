@@ -38,9 +38,9 @@ def test_options_are_checked_and_cells_are_real_bench_runs() -> None:
     with pytest.raises(ConfigError, match="--workers applies to --engine ray only"):
         ScaleOptions(workers=2)
     options = ScaleOptions(engine="ray", workers="auto", vlm_max_concurrency=8)
-    cmd = cell_command(options, "loop", 16, "http://127.0.0.1:1/v1", Path("/tmp/x"))
+    cmd = cell_command(options, "loop", 16, "http://127.0.0.1:1/v1", Path("/tmp/x"))  # 8 waves x 16
     assert cmd[2:5] == ["bench.cli", "bench", "run"]
-    for flags in (["--refiner", "vlm", "--max-iter", "3"], ["--tau-conf", "1"], ["--limit", "64"],
+    for flags in (["--refiner", "vlm", "--max-iter", "3"], ["--tau-conf", "1"], ["--limit", "128"],
                   ["--engine", "ray", "--workers", "auto"], ["--vlm-max-concurrency", "8"]):  # fmt: skip
         assert " ".join(flags) in " ".join(cmd)
     ns = build_parser().parse_args(["bench", "scale", "--concurrency", "1,8", "--controllers", "agent"])

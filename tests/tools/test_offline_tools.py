@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +347,38 @@ def test_expressions_of_one_image_asking_at_once_measure_its_candidates_once(
     assert anyio.run(together) == alone  # the same answers
     assert measured == [len(ws.proposals)]  # one measurement for all of them,
     assert sent_to_device == ["_measure"]  # and the others never queued for the device
+
+
+def test_waiting_for_another_expression_s_measurement_is_not_compute(
+    proposed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.device import compute_clock
+    from tools.offline import attribute_rank as module
+
+    scene, ws = proposed[1]
+    real_measure = module.measure
+
+    def slow(pixels: np.ndarray, proposals: Proposals) -> module.Features:
+        time.sleep(0.3)
+        return real_measure(pixels, proposals)
+
+    monkeypatch.setattr(module, "measure", slow)
+    tool = AttributeRank()
+    queries = [e for obj in scene.objects for e in obj.expressions_of("direct")][:4]
+    compute: list[float] = []
+
+    async def rank(query: str) -> None:
+        with compute_clock() as clock:  # as the invoker times a call
+            start = time.perf_counter()
+            await tool(ws, tool.Params(query=query))
+            compute.append(time.perf_counter() - start - clock.waited)
+
+    async def together() -> None:
+        async with anyio.create_task_group() as tg:
+            for query in queries:
+                tg.start_soon(rank, query)
+
+    anyio.run(together)
+    compute.sort()
+    assert compute[-1] >= 0.3  # the call that measured
+    assert all(c < 0.15 for c in compute[:-1])  # the ones that waited for it: not 0.3 s each

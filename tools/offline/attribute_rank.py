@@ -28,7 +28,7 @@ import anyio
 import numpy as np
 
 from cache.lru import LRU
-from tools.base import Tool, ToolSettings, Workspace, run_on_device
+from tools.base import Tool, ToolSettings, Workspace, run_on_device, waiting
 from tools.errors import ToolError
 from tools.offline.declarations import ATTRIBUTE_RANK, AttributeParams
 from tools.types import Proposals, Ranking
@@ -242,7 +242,8 @@ class AttributeRank(Tool):
             measuring = self._measuring.get(key)
             if measuring is None:
                 break
-            await measuring.wait()  # measured, or failed: then look again (and measure)
+            with waiting():  # another call's work: waiting, not this call's compute
+                await measuring.wait()  # measured, or failed: then look again (and measure)
         if found is not None:
             return found
         done = self._measuring[key] = anyio.Event()
