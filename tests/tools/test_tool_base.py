@@ -46,8 +46,8 @@ def test_a_cancelled_call_still_queued_for_the_device_never_runs() -> None:
     async def go() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_on_device, "cpu", time.sleep, 0.3)  # holds the cpu thread
-            await anyio.sleep(0.05)
-            with anyio.move_on_after(0.05):
+            await anyio.sleep(0.02)
+            with anyio.move_on_after(0.02):  # long before the thread is free
                 await run_on_device("cpu", ran.append, "queued")
         await run_on_device("cpu", ran.append, "after")
 
