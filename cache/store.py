@@ -207,7 +207,11 @@ class ToolCache:
             return
         with self._queued_lock:
             self._queued += 1
-        self.io.submit(self._write_record, key, record)
+        try:
+            self.io.submit(self._write_record, key, record)
+        except RuntimeError:  # the interpreter is exiting: no thread to write on (a memo, not a result)
+            with self._queued_lock:
+                self._queued -= 1
 
     def _write_record(self, key: str, record: Callable[[], Record]) -> None:
         try:
