@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from tools.coords import Frame, View
 from tools.declaration import DECLARED, Role, ToolDeclaration, function_schema
-from tools.device import device_thread, run_on_device, waiting
+from tools.device import SharedWork, device_thread, run_on_device, waiting
 from tools.errors import ToolError
 from tools.params import OptionsT, StrictParams, parse_tool_options, validation_problems
 from tools.precision import Precision
@@ -354,6 +354,7 @@ ToolFactory = Callable[[ToolSettings], Tool]
 __all__ = [
     "ChatClient",
     "Role",
+    "SharedWork",
     "StrictParams",
     "Tool",
     "ToolFactory",

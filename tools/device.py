@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+import anyio
+
+from cache.lru import LRU
 from cache.serial import SerialThread
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 # One thread per torch device for the process (every event loop, every session): models are
 # not re-entrant, and two big forwards on the same cores only slow each other down.
@@ -72,6 +77,40 @@ def waiting() -> Iterator[None]:
     finally:
         if clock is not None:
             clock.waited += time.perf_counter() - start
+
+
+class SharedWork(Generic[K, V]):
+    """Results by key, each computed once while the other calls that want it wait for it (their
+    wait booked as waiting, see :func:`waiting`), the ``size`` most recent kept: work that does
+    not depend on a call's arguments, such as an image's embedding or its candidates' features,
+    which an image's expressions often ask for at the same moment.
+
+    A computation that fails leaves nothing: the calls that waited for it look again, and one
+    of them computes.
+
+    Args:
+        size: results kept (an :class:`cache.lru.LRU`).
+    """
+
+    def __init__(self, size: int):
+        self._done: LRU[K, V] = LRU(size)
+        self._running: dict[K, anyio.Event] = {}
+
+    async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+        """The result for ``key``: kept, or another call's once it is done, or ``compute()``'s."""
+        while (found := self._done.get(key)) is None and (running := self._running.get(key)) is not None:
+            with waiting():  # another call's work, not this call's compute
+                await running.wait()
+        if found is not None:
+            return found
+        done = self._running[key] = anyio.Event()
+        try:
+            result = await compute()
+            self._done.put(key, result)
+            return result
+        finally:
+            del self._running[key]
+            done.set()
 
 
 def device_thread(device: str) -> SerialThread:

@@ -314,7 +314,7 @@ def test_expressions_of_one_image_asking_at_once_measure_its_candidates_once(
 
     scene, ws = proposed[0]
     measured: list[int] = []
-    sent_to_device: list[str] = []
+    sent_to_device: list[Any] = []
     real_measure, real_run_on_device = module.measure, module.run_on_device
 
     def counting(pixels: np.ndarray, proposals: Proposals) -> module.Features:
@@ -322,7 +322,7 @@ def test_expressions_of_one_image_asking_at_once_measure_its_candidates_once(
         return real_measure(pixels, proposals)
 
     async def on_device(device: str, fn: Any, *args: Any) -> Any:
-        sent_to_device.append(fn.__name__)
+        sent_to_device.append(fn)
         return await real_run_on_device(device, fn, *args)
 
     monkeypatch.setattr(module, "measure", counting)
@@ -346,7 +346,7 @@ def test_expressions_of_one_image_asking_at_once_measure_its_candidates_once(
 
     assert anyio.run(together) == alone  # the same answers
     assert measured == [len(ws.proposals)]  # one measurement for all of them,
-    assert sent_to_device == ["_measure"]  # and the others never queued for the device
+    assert sent_to_device == [counting]  # and the others never queued for the device
 
 
 def test_waiting_for_another_expression_s_measurement_is_not_compute(

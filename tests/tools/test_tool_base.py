@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import anyio
 import numpy as np
 import pytest
 
 from tools.base import (
+    SharedWork,
     ToolSettings,
     Workspace,
     device_thread,
@@ -170,3 +172,35 @@ def test_registry_checks_options_without_building_tools() -> None:
     assert registry._tools == {}  # checked on the class: nothing was built
     with pytest.raises(ConfigError, match="unknown tool 'nope'"):
         registry.check_options(["nope"])
+
+
+def test_shared_work_computes_once_and_a_failed_computation_leaves_nothing() -> None:
+    work: SharedWork[str, int] = SharedWork(4)
+    calls: list[str] = []
+
+    async def compute(name: str, fail: bool) -> int:
+        calls.append(name)
+        await anyio.sleep(0.05)
+        if fail:
+            raise RuntimeError("measurement failed")
+        return 7
+
+    async def go() -> tuple[list[Any], int]:
+        outcomes: list[Any] = [None] * 3
+
+        async def ask(k: int, fail: bool) -> None:
+            try:
+                outcomes[k] = await work.get("img", lambda: compute(f"call {k}", fail))
+            except RuntimeError as exc:
+                outcomes[k] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, 0, True)  # the first computes, and fails
+            await anyio.sleep(0.01)
+            tg.start_soon(ask, 1, False)  # these wait for it, then one of them computes
+            tg.start_soon(ask, 2, False)
+        return outcomes, await work.get("img", lambda: compute("later", False))
+
+    outcomes, later = anyio.run(go)
+    assert outcomes == ["measurement failed", 7, 7] and later == 7
+    assert calls == ["call 0", "call 1"]  # once after the failure; kept for the later call

@@ -24,11 +24,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import numpy as np
 
-from cache.lru import LRU
-from tools.base import Tool, ToolSettings, Workspace, run_on_device, waiting
+from tools.base import SharedWork, Tool, ToolSettings, Workspace, run_on_device
 from tools.errors import ToolError
 from tools.offline.declarations import ATTRIBUTE_RANK, AttributeParams
 from tools.types import Proposals, Ranking
@@ -202,8 +200,7 @@ class AttributeRank(Tool):
     def __init__(self, settings: ToolSettings | None = None):
         super().__init__(settings)
         self.computes = 0  # real computations (cache misses), for tests and cost accounting
-        self._features: LRU[str, Features] = LRU(self.FEATURE_CACHE)
-        self._measuring: dict[str, anyio.Event] = {}  # features being measured, by key
+        self._features: SharedWork[str, Features] = SharedWork(self.FEATURE_CACHE)
 
     def fingerprint(self) -> str:
         return "none"
@@ -228,30 +225,14 @@ class AttributeRank(Tool):
             raise ToolError("no proposals yet: call the propose tool first")
         return ws.proposals
 
-    def _measure(self, key: str, ws: Workspace, proposals: Proposals) -> Features:
-        features = measure(ws.image.pixels, proposals)
-        self._features.put(key, features)
-        return features
-
     async def _features_of(self, ws: Workspace, proposals: Proposals) -> Features:
-        """The candidates' features, measured once: they do not depend on the query, so the
-        other expressions of an image (often asking at the same moment) wait for the one
-        measurement instead of queueing for the device thread each."""
-        key = f"{ws.image.digest}:{proposals.digest}"
-        while (found := self._features.get(key)) is None:
-            measuring = self._measuring.get(key)
-            if measuring is None:
-                break
-            with waiting():  # another call's work: waiting, not this call's compute
-                await measuring.wait()  # measured, or failed: then look again (and measure)
-        if found is not None:
-            return found
-        done = self._measuring[key] = anyio.Event()
-        try:
-            return await run_on_device(self.settings.device, self._measure, key, ws, proposals)
-        finally:
-            del self._measuring[key]
-            done.set()
+        """The candidates' features, measured once on the device: they do not depend on the
+        query, so the other expressions of an image (often asking at the same moment) wait for
+        the one measurement instead of queueing for the device thread each."""
+        return await self._features.get(
+            f"{ws.image.digest}:{proposals.digest}",
+            lambda: run_on_device(self.settings.device, measure, ws.image.pixels, proposals),
+        )
 
     async def __call__(self, ws: Workspace, params: AttributeParams) -> Ranking:
         proposals = self._proposals(ws)
