@@ -52,8 +52,7 @@ from tools.errors import ConfigError, RefsegError
 START_TIMEOUT_S = 300.0  # an actor that is not up by then (no node fits it) stops the run
 # Called on the driver after each call's record is written: (examples written so far, the
 # call's result). The first call of a run returns while its worker still has the rest of its
-# image group: the kill-a-worker test and benchmark kill it there.
-# The kill-a-worker test and benchmark use it; the product passes none.
+# image group: the kill-a-worker test and benchmark kill it there; the product passes none.
 GroupHook = Callable[[int, GroupResult], None]
 
 
